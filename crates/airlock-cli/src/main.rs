@@ -1,0 +1,146 @@
+//! `airlock`: the one binary — the proving-ground demo, scenario runs, validation of
+//! scenarios and policies, and the journal's verify, show and export.
+//!
+//! Exit codes: 0 success; 1 a check failed or something broke at run time; 2 bad input
+//! (arguments, files that do not parse or validate).
+
+mod demo;
+mod journal;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The default local store, shared by every command run in the same directory.
+pub const DEFAULT_STORE: &str = ".airlock/airlock.db";
+
+#[derive(Parser)]
+#[command(
+    name = "airlock",
+    version,
+    about = "The safety layer between AI agents and production infrastructure",
+    long_about = "Airlock gates every agent action (dry-run plan, risk and blast radius, Cedar policy, \
+guards, holds for a human), journals everything in a hash-chained log, bakes each change and reverts \
+it when health breaks, and proves agents in a deterministic sandbox cloud before they go live.\n\n\
+Exit codes: 0 success, 1 a check failed or a run broke, 2 bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every flagship scenario unguarded and guarded from the same seed and compare.
+    ///
+    /// Prints a side-by-side table, writes a self-contained HTML report, and journals the
+    /// guarded runs in the local store.
+    Demo(demo::DemoArgs),
+    /// Run one scenario file, unguarded, guarded or both.
+    Run(demo::RunArgs),
+    /// Check scenario files: every problem is reported with its line or field.
+    #[command(subcommand)]
+    Scenario(ScenarioCmd),
+    /// Check Cedar policy files against the Airlock schema.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Verify, show and export the journal.
+    #[command(subcommand)]
+    Journal(journal::JournalCmd),
+}
+
+#[derive(Subcommand)]
+enum ScenarioCmd {
+    /// Validate scenario files; exit code 2 when any is invalid.
+    Validate {
+        /// Scenario files (TOML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Parse and validate a policy file against the schema; exit code 2 when invalid.
+    Validate {
+        /// A Cedar policy file.
+        file: PathBuf,
+        /// A Cedar schema file (default: the built-in Airlock schema).
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
+}
+
+/// An error that is the user's input, not a failure: exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<BadInput>().is_some() { ExitCode::from(2) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => demo::demo(args).await,
+        Command::Run(args) => demo::run(args).await,
+        Command::Journal(cmd) => journal::journal(cmd).await,
+        Command::Scenario(ScenarioCmd::Validate { files }) => {
+            let mut bad = 0;
+            for f in &files {
+                match demo::load_scenario(f) {
+                    Ok(s) => println!("ok: {} ({})", f.display(), s.name),
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("{e}");
+                    }
+                }
+            }
+            Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Command::Policy(PolicyCmd::Validate { file, schema }) => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| BadInput(format!("cannot read `{}`: {e}", file.display())))?;
+            let schema_text = match schema {
+                Some(p) => std::fs::read_to_string(&p)
+                    .map_err(|e| BadInput(format!("cannot read `{}`: {e}", p.display())))?,
+                None => airlock_core::policy::SCHEMA.to_string(),
+            };
+            match airlock_core::PolicyEngine::new(&text, &schema_text) {
+                Ok(engine) => {
+                    println!("ok: {} ({} policies)", file.display(), engine.len());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(BadInput(format!("{}: {e}", file.display())).into()),
+            }
+        }
+    }
+}

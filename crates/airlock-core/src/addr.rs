@@ -1,0 +1,131 @@
+//! Canonical resource addresses: `provider:kind/name`.
+//!
+//! Every address is canonical before anything decides on it, so no policy can be
+//! dodged by spelling: lower case, no surrounding space, no trailing separator, and
+//! kind aliases (`svc`, `env`) resolved to their canonical names.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// The address of one resource, e.g. `sim:service/checkout`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceAddr {
+    provider: String,
+    kind: String,
+    name: String,
+}
+
+/// Why a string is not a resource address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    #[error("resource address `{0}` is not of the form `provider:kind/name`")]
+    Shape(String),
+    #[error("resource address `{addr}` has an invalid character in its {part}: use a-z, 0-9, `-`, `_` and `.`")]
+    Character { addr: String, part: &'static str },
+}
+
+fn canonical_kind(kind: &str) -> &str {
+    match kind {
+        "svc" | "services" => "service",
+        "env" | "envs" | "environments" => "environment",
+        other => other,
+    }
+}
+
+fn valid_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+}
+
+impl ResourceAddr {
+    /// Builds an address from its parts, canonicalizing them.
+    pub fn new(provider: &str, kind: &str, name: &str) -> Result<Self, AddrError> {
+        format!("{provider}:{kind}/{name}").parse()
+    }
+    /// The provider part (`sim`).
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+    /// The kind part (`service`).
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// The name part (`checkout`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl FromStr for ResourceAddr {
+    type Err = AddrError;
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let lowered = raw.trim().to_ascii_lowercase();
+        let s = lowered.trim_end_matches('/');
+        let (provider, rest) = s.split_once(':').ok_or_else(|| AddrError::Shape(raw.to_string()))?;
+        let (kind, name) = rest.split_once('/').ok_or_else(|| AddrError::Shape(raw.to_string()))?;
+        let kind = canonical_kind(kind.trim());
+        let (provider, name) = (provider.trim(), name.trim());
+        for (part, value) in [("provider", provider), ("kind", kind), ("name", name)] {
+            if value.is_empty() {
+                return Err(AddrError::Shape(raw.to_string()));
+            }
+            if !valid_part(value) {
+                return Err(AddrError::Character { addr: raw.to_string(), part });
+            }
+        }
+        Ok(Self { provider: provider.to_string(), kind: kind.to_string(), name: name.to_string() })
+    }
+}
+
+impl fmt::Display for ResourceAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}/{}", self.provider, self.kind, self.name)
+    }
+}
+
+impl Serialize for ResourceAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceAddr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn spellings_resolve_to_one_address() {
+        let canonical: ResourceAddr = "sim:service/checkout".parse().unwrap();
+        for spelling in ["SIM:Service/Checkout", " sim:svc/checkout/ ", "sim:services/checkout//"] {
+            assert_eq!(spelling.parse::<ResourceAddr>().unwrap(), canonical, "{spelling}");
+        }
+    }
+
+    #[test]
+    fn malformed_addresses_are_rejected_with_a_reason() {
+        let err = "checkout".parse::<ResourceAddr>().unwrap_err();
+        assert_eq!(err.to_string(), "resource address `checkout` is not of the form `provider:kind/name`");
+        assert!(matches!("sim:service/a b".parse::<ResourceAddr>(), Err(AddrError::Character { .. })));
+        assert!("sim:/x".parse::<ResourceAddr>().is_err());
+        assert!(":service/x".parse::<ResourceAddr>().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parse_then_print_is_identity(p in "[a-z][a-z0-9]{0,6}", k in "[a-z]{1,8}", n in "[a-z0-9][a-z0-9._-]{0,12}") {
+            let a: ResourceAddr = format!("{p}:{k}/{n}").parse().unwrap();
+            let again: ResourceAddr = a.to_string().parse().unwrap();
+            prop_assert_eq!(a, again);
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Guards: checks outside the policy language that need memory of what happened —
+//! the kill switch, per-agent rate limits, cumulative blast budgets and the breaker.
+//!
+//! The state is plain data driven by timestamps the caller passes in, so the same
+//! sequence of calls always gives the same answers.
+
+use crate::clock::Timestamp;
+use crate::plan::Plan;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Guard limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Mutating submissions allowed per agent per minute.
+    pub mutations_per_minute: u32,
+    /// Window of the blast budget, in seconds.
+    pub budget_window_s: u64,
+    /// Largest cumulative capacity cut per service per agent per window, in percent.
+    pub max_capacity_cut_pct: f64,
+    /// Largest cumulative capacity increase per service per agent per window, in percent.
+    pub max_capacity_add_pct: f64,
+    /// Destructive actions allowed per agent per window.
+    pub max_destructive: u32,
+    /// Reverts within the breaker window that open the agent's breaker.
+    pub breaker_reverts: u32,
+    /// Window of the breaker, in seconds.
+    pub breaker_window_s: u64,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            mutations_per_minute: 12,
+            budget_window_s: 3600,
+            max_capacity_cut_pct: 50.0,
+            max_capacity_add_pct: 300.0,
+            max_destructive: 1,
+            breaker_reverts: 2,
+            breaker_window_s: 3600,
+        }
+    }
+}
+
+/// Whether a guard finding blocks or holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardEffect {
+    Deny,
+    Hold,
+}
+
+/// One guard that objects, with its id (the verdict's reason) and a detail for humans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardFinding {
+    pub id: &'static str,
+    pub effect: GuardEffect,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct AgentState {
+    mutations: VecDeque<Timestamp>,
+    /// (time, service, capacity factor applied: new/old).
+    capacity: VecDeque<(Timestamp, String, f64)>,
+    destructive: VecDeque<Timestamp>,
+    reverts: VecDeque<Timestamp>,
+    breaker: Option<String>,
+}
+
+/// Guard state for every agent plus the global kill switch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Guards {
+    pub config: GuardConfig,
+    killswitch: bool,
+    agents: BTreeMap<String, AgentState>,
+}
+
+fn prune(q: &mut VecDeque<Timestamp>, since: Timestamp) {
+    while q.front().is_some_and(|t| *t < since) {
+        q.pop_front();
+    }
+}
+
+impl Guards {
+    /// Guards with the given limits, kill switch off, every breaker closed.
+    pub fn new(config: GuardConfig) -> Self {
+        Self { config, killswitch: false, agents: BTreeMap::new() }
+    }
+
+    /// Turns the kill switch on or off. While on, every mutation is denied.
+    pub fn set_killswitch(&mut self, on: bool) {
+        self.killswitch = on;
+    }
+
+    /// Whether the kill switch is on.
+    pub fn killswitch(&self) -> bool {
+        self.killswitch
+    }
+
+    /// Why the agent's breaker is open, if it is.
+    pub fn breaker(&self, agent: &str) -> Option<&str> {
+        self.agents.get(agent).and_then(|a| a.breaker.as_deref())
+    }
+
+    /// Opens an agent's breaker (an operator's freeze, or a detector's quarantine).
+    pub fn open_breaker(&mut self, agent: &str, why: &str) {
+        self.agents.entry(agent.to_string()).or_default().breaker = Some(why.to_string());
+    }
+
+    /// Closes an agent's breaker and forgets the reverts that opened it.
+    pub fn reset_breaker(&mut self, agent: &str) {
+        if let Some(a) = self.agents.get_mut(agent) {
+            a.breaker = None;
+            a.reverts.clear();
+        }
+    }
+
+    /// Mutations the agent submitted in the last five minutes.
+    pub fn actions_5m(&mut self, agent: &str, now: Timestamp) -> u32 {
+        let a = self.agents.entry(agent.to_string()).or_default();
+        a.mutations.iter().filter(|t| **t >= now - 300_000).count() as u32
+    }
+
+    /// Reverts of the agent's changes in the last hour.
+    pub fn reverts_1h(&mut self, agent: &str, now: Timestamp) -> u32 {
+        let a = self.agents.entry(agent.to_string()).or_default();
+        a.reverts.iter().filter(|t| **t >= now - 3_600_000).count() as u32
+    }
+
+    /// Counts a submission against the rate limit. Call once per submission, before `check`.
+    pub fn record_submission(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
+        if plan.verb.is_mutation() {
+            let a = self.agents.entry(agent.to_string()).or_default();
+            prune(&mut a.mutations, now - 300_000);
+            a.mutations.push_back(now);
+        }
+    }
+
+    /// What the guards say about this plan now. Reads are never blocked.
+    pub fn check(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> Vec<GuardFinding> {
+        let mut findings = Vec::new();
+        if !plan.verb.is_mutation() {
+            return findings;
+        }
+        let cfg = self.config.clone();
+        if self.killswitch {
+            findings.push(GuardFinding {
+                id: "killswitch",
+                effect: GuardEffect::Deny,
+                detail: "the kill switch is on: every mutation is denied".into(),
+            });
+        }
+        let a = self.agents.entry(agent.to_string()).or_default();
+        if let Some(why) = &a.breaker {
+            findings.push(GuardFinding {
+                id: "breaker-open",
+                effect: GuardEffect::Hold,
+                detail: format!("the agent's breaker is open ({why}): mutations wait for an operator"),
+            });
+        }
+        let last_minute = a.mutations.iter().filter(|t| **t > now - 60_000).count() as u32;
+        if last_minute > cfg.mutations_per_minute {
+            findings.push(GuardFinding {
+                id: "rate-limit",
+                effect: GuardEffect::Deny,
+                detail: format!(
+                    "{last_minute} mutations in the last minute; the limit is {}",
+                    cfg.mutations_per_minute
+                ),
+            });
+        }
+        let window_start = now - (cfg.budget_window_s as i64) * 1000;
+        prune(&mut a.destructive, window_start);
+        if plan.destructive && a.destructive.len() as u32 >= cfg.max_destructive {
+            findings.push(GuardFinding {
+                id: "blast-budget-destructive",
+                effect: GuardEffect::Deny,
+                detail: format!(
+                    "{} destructive actions already in this window; the budget is {}",
+                    a.destructive.len(),
+                    cfg.max_destructive
+                ),
+            });
+        }
+        while a.capacity.front().is_some_and(|(t, _, _)| *t < window_start) {
+            a.capacity.pop_front();
+        }
+        let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+        if (factor - 1.0).abs() > 1e-9 {
+            let service = &plan.resource.service;
+            let (mut cut, mut add) = (1.0_f64, 1.0_f64);
+            for (_, s, f) in &a.capacity {
+                if s == service {
+                    if *f < 1.0 {
+                        cut *= f;
+                    } else {
+                        add *= f;
+                    }
+                }
+            }
+            if factor < 1.0 {
+                cut *= factor;
+            } else {
+                add *= factor;
+            }
+            let cut_pct = (1.0 - cut) * 100.0;
+            let add_pct = (add - 1.0) * 100.0;
+            // A single step over the limit is the policy's business; the budget is about sums.
+            let single_over = plan.blast.capacity_delta_pct < -cfg.max_capacity_cut_pct
+                || plan.blast.capacity_delta_pct > cfg.max_capacity_add_pct;
+            if !single_over && (cut_pct > cfg.max_capacity_cut_pct + 1e-9 || add_pct > cfg.max_capacity_add_pct + 1e-9) {
+                findings.push(GuardFinding {
+                    id: "blast-budget-capacity",
+                    effect: GuardEffect::Hold,
+                    detail: format!(
+                        "steps in this window would cut {cut_pct:.0}% / add {add_pct:.0}% of `{service}` capacity; the budget is {:.0}% / {:.0}%",
+                        cfg.max_capacity_cut_pct, cfg.max_capacity_add_pct
+                    ),
+                });
+            }
+        }
+        findings
+    }
+
+    /// Counts an applied plan against the agent's budgets.
+    pub fn record_applied(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
+        let a = self.agents.entry(agent.to_string()).or_default();
+        if plan.destructive {
+            a.destructive.push_back(now);
+        }
+        let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+        if (factor - 1.0).abs() > 1e-9 {
+            a.capacity.push_back((now, plan.resource.service.clone(), factor.max(0.0)));
+        }
+    }
+
+    /// Counts a revert of the agent's change; returns true when this trips the breaker.
+    pub fn record_revert(&mut self, agent: &str, now: Timestamp) -> bool {
+        let window = (self.config.breaker_window_s as i64) * 1000;
+        let threshold = self.config.breaker_reverts;
+        let a = self.agents.entry(agent.to_string()).or_default();
+        prune(&mut a.reverts, now - window);
+        a.reverts.push_back(now);
+        if a.breaker.is_none() && a.reverts.len() as u32 >= threshold {
+            a.breaker = Some(format!("{} reverts within {} s", a.reverts.len(), window / 1000));
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::action::Verb;
+    use crate::plan::{Blast, Predicted, ResourceAttrs};
+
+    fn scale(delta: f64) -> Plan {
+        Plan {
+            provider: "sim".into(),
+            verb: Verb::Scale,
+            target: "sim:service/web".parse().unwrap(),
+            params: Default::default(),
+            diffs: vec![],
+            blast: Blast { capacity_delta_pct: delta, ..Default::default() },
+            predicted: Predicted::default(),
+            resource: ResourceAttrs { service: "web".into(), ..Default::default() },
+            reversible: true,
+            destructive: false,
+            rollback: false,
+            summary: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn salami_slices_add_up_to_the_budget() {
+        let mut g = Guards::new(GuardConfig::default());
+        let mut t = 0;
+        let mut held_at = None;
+        for step in 0..10 {
+            let p = scale(-15.0);
+            g.record_submission("bot", &p, t);
+            let f = g.check("bot", &p, t);
+            if f.iter().any(|f| f.id == "blast-budget-capacity") {
+                held_at = Some(step);
+                break;
+            }
+            g.record_applied("bot", &p, t);
+            t += 120_000;
+        }
+        // 0.85^4 = 0.52 remains after four steps; the fifth would leave 0.44 (56% cut).
+        assert_eq!(held_at, Some(4));
+    }
+
+    #[test]
+    fn killswitch_denies_mutations_not_reads() {
+        let mut g = Guards::new(GuardConfig::default());
+        g.set_killswitch(true);
+        assert_eq!(g.check("bot", &scale(10.0), 0)[0].id, "killswitch");
+        let mut read = scale(0.0);
+        read.verb = Verb::Read;
+        assert!(g.check("bot", &read, 0).is_empty());
+    }
+
+    #[test]
+    fn breaker_opens_after_repeated_reverts_and_resets() {
+        let mut g = Guards::new(GuardConfig::default());
+        assert!(!g.record_revert("bot", 0));
+        assert!(g.record_revert("bot", 1000));
+        assert!(g.check("bot", &scale(5.0), 2000).iter().any(|f| f.id == "breaker-open"));
+        g.reset_breaker("bot");
+        assert!(g.check("bot", &scale(5.0), 3000).is_empty());
+    }
+
+    #[test]
+    fn rate_limit_counts_mutations_per_minute() {
+        let mut g = Guards::new(GuardConfig { mutations_per_minute: 3, ..Default::default() });
+        let p = scale(1.0);
+        let mut last = vec![];
+        for i in 0..5 {
+            g.record_submission("bot", &p, i * 1000);
+            last = g.check("bot", &p, i * 1000);
+        }
+        assert!(last.iter().any(|f| f.id == "rate-limit"));
+        g.record_submission("bot", &p, 120_000);
+        assert!(g.check("bot", &p, 120_000).is_empty());
+    }
+}

@@ -1,0 +1,28 @@
+//! The pure core of Airlock: domain types, risk assessment, Cedar policy evaluation,
+//! guards, the verdict rule, the bake judge and the provider contract.
+//!
+//! Nothing in this crate opens a socket, a file or a database, and nothing reads the
+//! wall clock: time comes from a [`Clock`], and engines wire the core to the world.
+
+pub mod action;
+pub mod addr;
+pub mod clock;
+pub mod event;
+pub mod guard;
+pub mod plan;
+pub mod policy;
+pub mod provider;
+pub mod risk;
+pub mod slo;
+pub mod verdict;
+
+pub use action::{ActionRequest, Verb};
+pub use addr::{AddrError, ResourceAddr};
+pub use clock::{Clock, ManualClock, Timestamp};
+pub use event::{Event, EventKind, NewEvent};
+pub use guard::{GuardConfig, Guards};
+pub use plan::{Applied, Blast, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot};
+pub use policy::{PolicyEngine, PolicyError, PolicyInput, PolicyOutcome};
+pub use provider::{Provider, ProviderError, VerbSpec};
+pub use risk::{AgentStats, Assessment, HealthStatus, Risk};
+pub use verdict::Verdict;

@@ -1,0 +1,115 @@
+//! A provider's dry run of a request ([`Plan`]) and the records of applying and
+//! undoing it ([`Snapshot`], [`Applied`], [`Restored`]).
+
+use crate::action::Verb;
+use crate::addr::ResourceAddr;
+use serde::{Deserialize, Serialize};
+
+/// One resource's state before and after; `None` means absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diff {
+    pub addr: ResourceAddr,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// How far an action reaches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Blast {
+    /// Resources changed directly.
+    pub resources: u32,
+    /// Distinct regions touched.
+    pub regions: u32,
+    /// Live resources that depend on what is changed (and are not changed themselves).
+    pub dependents: u32,
+    /// Change of serving capacity of the targets, in percent (−100 = all capacity removed).
+    pub capacity_delta_pct: f64,
+    /// Services to watch after the change: the targets and their dependents.
+    pub watch: Vec<String>,
+}
+
+/// Facts the provider predicts for the state after the action.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Predicted {
+    /// Predicted capacity divided by the recent p95 demand; `None` when not applicable.
+    pub headroom: Option<f64>,
+}
+
+/// Attributes of the target resource, as policies see them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceAttrs {
+    pub env: String,
+    pub kind: String,
+    pub tier: String,
+    pub region: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub dependents: u32,
+}
+
+/// The provider's dry run of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub provider: String,
+    pub verb: Verb,
+    pub target: ResourceAddr,
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub diffs: Vec<Diff>,
+    pub blast: Blast,
+    pub predicted: Predicted,
+    pub resource: ResourceAttrs,
+    /// Whether a snapshot can undo the change.
+    pub reversible: bool,
+    /// Whether the verb destroys something (delete, exec).
+    pub destructive: bool,
+    /// Whether the action returns a resource to a state it recently had (an agent's own rollback).
+    pub rollback: bool,
+    /// One line for humans.
+    pub summary: String,
+    /// blake3 of the canonical plan content; approvals are bound to it.
+    pub hash: String,
+}
+
+impl Plan {
+    /// Computes the hash of what the plan would do (verb, target, params, diffs).
+    pub fn compute_hash(&self) -> String {
+        let content = serde_json::json!({
+            "provider": self.provider,
+            "verb": self.verb,
+            "target": self.target,
+            "params": self.params,
+            "diffs": self.diffs,
+        });
+        blake3::hash(content.to_string().as_bytes()).to_hex().to_string()
+    }
+    /// Sets `hash` from the content; providers call this last.
+    pub fn seal(mut self) -> Self {
+        self.hash = self.compute_hash();
+        self
+    }
+    /// Whether the plan changes nothing.
+    pub fn is_noop(&self) -> bool {
+        self.diffs.iter().all(|d| d.before == d.after)
+    }
+}
+
+/// Prior state of resources, taken before apply; opaque to everyone but its provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub provider: String,
+    pub entries: Vec<(ResourceAddr, Option<serde_json::Value>)>,
+}
+
+/// State of resources right after apply; a revert compares against it to detect conflicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub provider: String,
+    pub entries: Vec<(ResourceAddr, Option<serde_json::Value>)>,
+}
+
+/// What a restore put back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Restored {
+    pub provider: String,
+    pub entries: Vec<(ResourceAddr, Option<serde_json::Value>)>,
+}

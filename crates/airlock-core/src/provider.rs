@@ -1,0 +1,51 @@
+//! The contract every adapter to a system that holds resources fulfils.
+
+use crate::action::{ActionRequest, Verb};
+use crate::addr::ResourceAddr;
+use crate::plan::{Applied, Plan, Restored, Snapshot};
+use async_trait::async_trait;
+use serde::Serialize;
+
+/// What a provider says about one of its verbs.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerbSpec {
+    pub verb: Verb,
+    /// JSON Schema of the params object.
+    pub params: serde_json::Value,
+    pub destructive: bool,
+    pub read_only: bool,
+    pub description: &'static str,
+}
+
+/// Why a provider call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    #[error("unknown resource `{0}`")]
+    NotFound(String),
+    #[error("provider `{provider}` does not support verb `{verb}` on `{target}`")]
+    Unsupported { provider: String, verb: String, target: String },
+    #[error("invalid parameters: {0}")]
+    InvalidParams(String),
+    #[error("conflict on `{addr}`: {detail}")]
+    Conflict { addr: String, detail: String },
+    #[error("provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// An adapter to a system that holds resources. `plan` is a pure dry run; `apply` and
+/// `restore` mutate.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// The provider's name, the first part of its addresses (`sim`).
+    fn name(&self) -> &str;
+    /// The verbs the provider supports.
+    fn verbs(&self) -> &[VerbSpec];
+    /// Dry run: diffs, blast radius, predicted facts, reversibility. Changes nothing.
+    async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError>;
+    /// Records the prior state of `targets`.
+    async fn snapshot(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError>;
+    /// Applies a plan; fails with `Conflict` if the world no longer matches the plan's `before`.
+    async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError>;
+    /// Puts a snapshot back; fails with `Conflict` if the state moved on since `expect`.
+    async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError>;
+}

@@ -1,0 +1,473 @@
+//! Step 8 of the flow: bake each applied change against its SLO rules and revert it on a
+//! breach; manual reverts and undo use the same path, which skips the policy gate (a
+//! rollback must never deadlock on its own guard) but never overwrites a resource that
+//! moved on since the change (that is `needs_attention`).
+
+use crate::engine::{Gate, GateError, State};
+use airlock_core::slo::{
+    BaselineEntry, Counters, Judgement, MissingData, Sample, SloRule, judge, rule_value,
+};
+use airlock_core::{Applied, EventKind, NewEvent, Plan, ProviderError, Snapshot};
+use airlock_store::ChangeRecord;
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+/// How changes are baked.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BakeConfig {
+    /// How long a change is watched after apply, in seconds.
+    pub window_s: u64,
+    /// The judge looks at samples from the last this-many seconds.
+    pub judge_window_s: u64,
+    /// Requests needed in the judge window before judging.
+    pub min_requests: f64,
+    /// `availability >= this` for every watched service.
+    pub availability: f64,
+    /// `p99_latency_ms <= this` for every watched service.
+    pub p99_ms: f64,
+    /// What missing data means.
+    pub missing: MissingData,
+    /// Longest a `hold` missing-data rule may extend a bake, in seconds.
+    pub max_extension_s: u64,
+}
+
+impl Default for BakeConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 300,
+            judge_window_s: 30,
+            min_requests: 200.0,
+            availability: 0.999,
+            p99_ms: 1000.0,
+            missing: MissingData::Ignore,
+            max_extension_s: 1800,
+        }
+    }
+}
+
+impl BakeConfig {
+    /// The rules every watched service is held to.
+    pub fn rules(&self) -> Vec<SloRule> {
+        vec![
+            SloRule::availability(self.availability),
+            SloRule::p99_latency(self.p99_ms),
+        ]
+    }
+}
+
+/// What happened to a change in one poll.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum BakeOutcome {
+    Settled {
+        change_id: String,
+        agent: String,
+    },
+    Reverted {
+        change_id: String,
+        agent: String,
+        service: String,
+        rule: String,
+        value: Option<f64>,
+        detected_at: i64,
+        reverted_at: i64,
+        breaker_opened: bool,
+    },
+    NeedsAttention {
+        change_id: String,
+        agent: String,
+        detail: String,
+    },
+}
+
+pub(crate) struct Bake {
+    pub change_id: String,
+    pub action_id: String,
+    pub agent: String,
+    pub plan: Plan,
+    pub snapshot: Snapshot,
+    pub applied: Applied,
+    pub baseline: Vec<BaselineEntry>,
+    pub last: BTreeMap<String, Option<Counters>>,
+    pub samples: BTreeMap<String, Vec<(i64, Sample)>>,
+    pub started: i64,
+    pub polls: u64,
+}
+
+impl Bake {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a bake is born from exactly these parts"
+    )]
+    pub fn new(
+        change_id: String,
+        action_id: String,
+        agent: String,
+        plan: Plan,
+        snapshot: Snapshot,
+        applied: Applied,
+        baseline: Vec<BaselineEntry>,
+        last: BTreeMap<String, Option<Counters>>,
+        started: i64,
+    ) -> Self {
+        Self {
+            change_id,
+            action_id,
+            agent,
+            plan,
+            snapshot,
+            applied,
+            baseline,
+            last,
+            samples: BTreeMap::new(),
+            started,
+            polls: 0,
+        }
+    }
+}
+
+pub(crate) async fn baseline(gate: &Gate, watch: &[String]) -> Vec<BaselineEntry> {
+    let mut out = Vec::new();
+    for service in watch {
+        let sample = gate
+            .signals
+            .recent(service, gate.config.bake.judge_window_s.max(60))
+            .await
+            .ok()
+            .flatten();
+        for rule in gate.config.bake.rules() {
+            let value = sample.and_then(|s| rule_value(&rule, &[s]));
+            out.push(BaselineEntry {
+                service: service.clone(),
+                passing: value.is_none_or(|v| rule.passes(v)),
+                value,
+                rule,
+            });
+        }
+    }
+    out
+}
+
+pub(crate) async fn read_counters(
+    gate: &Gate,
+    watch: &[String],
+) -> BTreeMap<String, Option<Counters>> {
+    let mut out = BTreeMap::new();
+    for s in watch {
+        out.insert(s.clone(), gate.signals.read(s).await.ok().flatten());
+    }
+    out
+}
+
+impl Gate {
+    /// One poll of every baking change: sample, judge, settle or revert. Also expires
+    /// holds past their timeout. Call it every poll interval (every tick in a scenario).
+    pub async fn poll(&self) -> Result<Vec<BakeOutcome>, GateError> {
+        self.expire_holds().await?;
+        let now = self.clock.now();
+        let cfg = self.config.bake.clone();
+        let mut state = self.state.lock().await;
+        let ids: Vec<String> = state.bakes.keys().cloned().collect();
+        let mut outcomes = Vec::new();
+        for id in ids {
+            let Some(bake) = state.bakes.get_mut(&id) else {
+                continue;
+            };
+            bake.polls += 1;
+            let mut verdict: Option<(String, String, Option<f64>)> = None;
+            let mut holding = false;
+            for service in bake.plan.blast.watch.clone() {
+                let reading = self.signals.read(&service).await.ok().flatten();
+                let sample = match (reading, bake.last.get(&service).copied().flatten()) {
+                    (Some(now_c), Some(prev)) => now_c.since(&prev),
+                    (Some(_), None) => Sample {
+                        requests: Some(0.0),
+                        errors: Some(0.0),
+                        p99_ms: None,
+                    },
+                    (None, _) => Sample {
+                        requests: None,
+                        errors: None,
+                        p99_ms: None,
+                    },
+                };
+                if reading.is_some() {
+                    bake.last.insert(service.clone(), reading);
+                }
+                let list = bake.samples.entry(service.clone()).or_default();
+                list.push((now, sample));
+                let since = now - cfg.judge_window_s as i64 * 1000;
+                list.retain(|(t, _)| *t > since);
+                let window: Vec<Sample> = list.iter().map(|(_, s)| *s).collect();
+                match judge(
+                    &service,
+                    &bake.baseline,
+                    &window,
+                    cfg.min_requests,
+                    cfg.missing,
+                ) {
+                    Judgement::Breach {
+                        service,
+                        rule,
+                        value,
+                        ..
+                    } => {
+                        verdict = Some((service, rule, value));
+                        break;
+                    }
+                    Judgement::Hold { .. } => holding = true,
+                    Judgement::Pass | Judgement::Insufficient { .. } => {}
+                }
+            }
+            if let Some((service, rule, value)) = verdict {
+                let breach = NewEvent::new(
+                    now,
+                    EventKind::Breach,
+                    json!({"service": service, "rule": rule, "value": value, "detected_at": now}),
+                )
+                .agent(&bake.agent)
+                .action(&bake.action_id)
+                .change(&id);
+                self.journal.append(breach).await?;
+                let reason = format!(
+                    "bake breach on `{service}`: {rule} (value {})",
+                    value.map_or("missing".into(), |v| format!("{v:.4}"))
+                );
+                outcomes.push(
+                    self.revert_locked(
+                        &mut state,
+                        &id,
+                        &reason,
+                        "airlock",
+                        Some((service, rule, value, now)),
+                    )
+                    .await?,
+                );
+                continue;
+            }
+            let elapsed = now - bake.started;
+            let window_over = elapsed >= cfg.window_s as i64 * 1000;
+            let extension_over = elapsed >= (cfg.window_s + cfg.max_extension_s) as i64 * 1000;
+            if window_over && (!holding || extension_over) {
+                let Some(bake) = state.bakes.remove(&id) else {
+                    continue;
+                };
+                let rec = change_record(&bake, "settled", now);
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::Settled,
+                    json!({"polls": bake.polls, "held_for_missing_data": holding}),
+                )
+                .agent(&bake.agent)
+                .action(&bake.action_id)
+                .change(&id);
+                self.journal.put_change(rec, ev).await?;
+                outcomes.push(BakeOutcome::Settled {
+                    change_id: id,
+                    agent: bake.agent,
+                });
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Reverts a change that is still baking (or settled but remembered), by an operator.
+    pub async fn revert(&self, change_id: &str, by: &str) -> Result<BakeOutcome, GateError> {
+        let mut state = self.state.lock().await;
+        if !state.bakes.contains_key(change_id) {
+            let rec = self
+                .journal
+                .change(change_id)
+                .await?
+                .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
+            if rec.status != "settled" && rec.status != "baking" {
+                return Err(GateError::Conflict(format!(
+                    "change `{change_id}` is {}; only applied changes can be reverted",
+                    rec.status
+                )));
+            }
+            let parse = |k: &str| rec.record.get(k).cloned().unwrap_or_default();
+            let plan: Plan = serde_json::from_value(parse("plan"))
+                .map_err(|e| GateError::Invalid(e.to_string()))?;
+            let snapshot: Snapshot = serde_json::from_value(parse("snapshot"))
+                .map_err(|e| GateError::Invalid(e.to_string()))?;
+            let applied: Applied = serde_json::from_value(parse("applied"))
+                .map_err(|e| GateError::Invalid(e.to_string()))?;
+            let bake = Bake::new(
+                rec.id.clone(),
+                rec.action_id.clone(),
+                rec.agent.clone(),
+                plan,
+                snapshot,
+                applied,
+                vec![],
+                BTreeMap::new(),
+                rec.created_at,
+            );
+            state.bakes.insert(rec.id, bake);
+        }
+        self.revert_locked(
+            &mut state,
+            change_id,
+            &format!("reverted by {by}"),
+            by,
+            None,
+        )
+        .await
+    }
+
+    async fn revert_locked(
+        &self,
+        state: &mut State,
+        change_id: &str,
+        reason: &str,
+        by: &str,
+        breach: Option<(String, String, Option<f64>, i64)>,
+    ) -> Result<BakeOutcome, GateError> {
+        let bake = state
+            .bakes
+            .remove(change_id)
+            .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
+        let provider = self
+            .providers
+            .get(&bake.plan.provider)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownProvider(bake.plan.provider.clone()))?;
+        let result = match tokio::time::timeout(
+            self.config.provider_timeout,
+            provider.restore(&bake.snapshot, &bake.applied),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Unavailable(
+                "the provider did not answer in time".into(),
+            )),
+        };
+        let now = self.clock.now();
+        match result {
+            Ok(restored) => {
+                let rec = change_record(&bake, "reverted", now);
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::Reverted,
+                    json!({"reason": reason, "by": by, "restored": restored, "detected_at": breach.as_ref().map(|b| b.3), "reverted_at": now}),
+                )
+                .agent(&bake.agent)
+                .action(&bake.action_id)
+                .change(change_id);
+                self.journal.put_change(rec, ev).await?;
+                let tripped = state.guards.record_revert(&bake.agent, now);
+                if tripped {
+                    let why = state
+                        .guards
+                        .breaker(&bake.agent)
+                        .unwrap_or("reverts")
+                        .to_string();
+                    self.journal
+                        .append(
+                            NewEvent::new(
+                                now,
+                                EventKind::Breaker,
+                                json!({"state": "open", "reason": why}),
+                            )
+                            .agent(&bake.agent),
+                        )
+                        .await?;
+                }
+                let (service, rule, value, detected_at) =
+                    breach.unwrap_or((String::new(), reason.to_string(), None, now));
+                Ok(BakeOutcome::Reverted {
+                    change_id: change_id.to_string(),
+                    agent: bake.agent,
+                    service,
+                    rule,
+                    value,
+                    detected_at,
+                    reverted_at: now,
+                    breaker_opened: tripped,
+                })
+            }
+            Err(e) => {
+                let conflict = matches!(e, ProviderError::Conflict { .. });
+                let rec = change_record(&bake, "needs_attention", now);
+                let kind = if conflict {
+                    EventKind::NeedsAttention
+                } else {
+                    EventKind::RevertFailed
+                };
+                let ev =
+                    NewEvent::new(now, kind, json!({"reason": reason, "error": e.to_string()}))
+                        .agent(&bake.agent)
+                        .action(&bake.action_id)
+                        .change(change_id);
+                self.journal.put_change(rec, ev).await?;
+                Ok(BakeOutcome::NeedsAttention {
+                    change_id: change_id.to_string(),
+                    agent: bake.agent,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Reverts an agent's changes applied since `since`, newest first; stops at the first
+    /// conflict and reports it. Nothing is overwritten.
+    pub async fn undo(
+        &self,
+        agent: &str,
+        since: i64,
+        by: &str,
+    ) -> Result<Vec<BakeOutcome>, GateError> {
+        let events = self
+            .journal
+            .read(airlock_store::EventQuery {
+                kind: Some(EventKind::Applied),
+                agent: Some(agent.to_string()),
+                descending: true,
+                ..Default::default()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for ev in events.into_iter().filter(|e| e.ts >= since) {
+            let Some(cid) = ev.change_id else { continue };
+            let status = self
+                .journal
+                .change(&cid)
+                .await?
+                .map(|c| c.status)
+                .unwrap_or_default();
+            if status != "baking" && status != "settled" {
+                continue;
+            }
+            let outcome = self.revert(&cid, by).await?;
+            let stop = matches!(outcome, BakeOutcome::NeedsAttention { .. });
+            out.push(outcome);
+            if stop {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes currently baking.
+    pub async fn baking(&self) -> usize {
+        self.state.lock().await.bakes.len()
+    }
+}
+
+fn change_record(bake: &Bake, status: &str, now: i64) -> ChangeRecord {
+    ChangeRecord {
+        id: bake.change_id.clone(),
+        action_id: bake.action_id.clone(),
+        agent: bake.agent.clone(),
+        status: status.to_string(),
+        record: crate::redact::redact(
+            &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline}),
+        ),
+        created_at: bake.started,
+        updated_at: now,
+    }
+}

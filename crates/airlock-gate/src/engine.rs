@@ -1,0 +1,789 @@
+//! Submitting, deciding, approving and applying: steps 1 to 7 of the flow.
+
+use crate::bake::{Bake, BakeConfig};
+use crate::redact::redact;
+use airlock_core::guard::{GuardConfig, GuardFinding, Guards};
+use airlock_core::policy::{PolicyInput, PrincipalKind, context_json};
+use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
+use airlock_core::slo::SignalSource;
+use airlock_core::verdict::combine;
+use airlock_core::{
+    ActionRequest, Blast, Clock, Diff, EventKind, NewEvent, Plan, PolicyEngine, Provider,
+    ProviderError, Risk, Verdict,
+};
+use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Gate settings.
+#[derive(Debug, Clone)]
+pub struct GateConfig {
+    pub guards: GuardConfig,
+    pub bake: BakeConfig,
+    /// Longest a provider call may take before it counts as failed.
+    pub provider_timeout: Duration,
+    /// How long a hold waits for an operator before it expires as a deny, in seconds.
+    pub hold_timeout_s: u64,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            guards: GuardConfig::default(),
+            bake: BakeConfig::default(),
+            provider_timeout: Duration::from_secs(10),
+            hold_timeout_s: 3600,
+        }
+    }
+}
+
+/// Why the gate refused to even decide.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("unknown or revoked token: authenticate with a token from `airlock token create`")]
+    Unauthenticated,
+    #[error("`{0}` is not allowed to do this")]
+    Forbidden(String),
+    #[error("unknown provider `{0}`")]
+    UnknownProvider(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("unknown {0} `{1}`")]
+    NotFound(&'static str, String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("journal unavailable: {0}")]
+    Journal(#[from] StoreError),
+}
+
+/// An authenticated principal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    pub name: String,
+    pub kind: PrincipalKind2,
+}
+
+/// Agent or operator (serializable mirror of the policy's principal kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrincipalKind2 {
+    Agent,
+    Operator,
+}
+
+/// The part of a plan an agent or operator sees.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanView {
+    pub summary: String,
+    pub diffs: Vec<Diff>,
+    pub blast: Blast,
+    pub headroom: Option<f64>,
+    pub reversible: bool,
+    pub destructive: bool,
+    pub hash: String,
+}
+
+impl From<&Plan> for PlanView {
+    fn from(p: &Plan) -> Self {
+        Self {
+            summary: p.summary.clone(),
+            diffs: p.diffs.clone(),
+            blast: p.blast.clone(),
+            headroom: p.predicted.headroom,
+            reversible: p.reversible,
+            destructive: p.destructive,
+            hash: p.hash.clone(),
+        }
+    }
+}
+
+/// The gate's answer to one submission (also the wire format of the API).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub id: String,
+    pub agent: String,
+    pub verdict: &'static str,
+    pub reasons: Vec<String>,
+    /// Human explanations of the reasons (hold texts, guard details).
+    pub details: Vec<String>,
+    pub risk: Risk,
+    pub plan: Option<PlanView>,
+    pub approval_id: Option<String>,
+    pub change_id: Option<String>,
+    /// What a read returned.
+    pub result: Option<serde_json::Value>,
+    /// Set when an allowed action failed to apply.
+    pub error: Option<String>,
+}
+
+impl Decision {
+    /// The verdict as the core type.
+    pub fn verdict(&self) -> Verdict {
+        match self.verdict {
+            "allow" => Verdict::Allow,
+            "hold" => Verdict::Hold(self.reasons.clone()),
+            _ => Verdict::Deny(self.reasons.clone()),
+        }
+    }
+    /// Whether a change was applied.
+    pub fn applied(&self) -> bool {
+        self.change_id.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct PendingApproval {
+    pub id: String,
+    pub action_id: String,
+    pub agent: String,
+    pub request: ActionRequest,
+    pub plan_hash: String,
+    pub created_at: i64,
+}
+
+pub(crate) struct State {
+    pub guards: Guards,
+    pub approvals: BTreeMap<String, PendingApproval>,
+    pub bakes: BTreeMap<String, Bake>,
+}
+
+/// The gate.
+pub struct Gate {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) providers: BTreeMap<String, Arc<dyn Provider>>,
+    pub(crate) signals: Arc<dyn SignalSource>,
+    pub(crate) policy: Arc<PolicyEngine>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: GateConfig,
+    pub(crate) state: Mutex<State>,
+    ids: AtomicU64,
+    id_prefix: String,
+}
+
+/// The stored hash of a bearer token.
+pub fn token_hash(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex().to_string()
+}
+
+impl Gate {
+    /// A gate over a journal, providers, a signal source, a policy pack and a clock.
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        providers: Vec<Arc<dyn Provider>>,
+        signals: Arc<dyn SignalSource>,
+        policy: Arc<PolicyEngine>,
+        clock: Arc<dyn Clock>,
+        config: GateConfig,
+    ) -> Self {
+        let id_prefix = format!("{:08x}", rand::random::<u32>());
+        Self {
+            journal,
+            providers: providers
+                .into_iter()
+                .map(|p| (p.name().to_string(), p))
+                .collect(),
+            signals,
+            policy,
+            clock,
+            state: Mutex::new(State {
+                guards: Guards::new(config.guards.clone()),
+                approvals: BTreeMap::new(),
+                bakes: BTreeMap::new(),
+            }),
+            config,
+            ids: AtomicU64::new(1),
+            id_prefix,
+        }
+    }
+
+    pub(crate) fn new_id(&self, kind: &str) -> String {
+        format!(
+            "{kind}_{}{:06}",
+            self.id_prefix,
+            self.ids.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// The clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Registers (or re-keys) an agent or operator and returns its new bearer token, shown once.
+    pub async fn issue_token(&self, name: &str, kind: PrincipalKind2) -> Result<String, GateError> {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        {
+            return Err(GateError::Invalid(format!(
+                "principal name `{name}` must be 1 to 64 of a-z, 0-9, `-`, `_`, `.`, `@`"
+            )));
+        }
+        let token = format!("alk_{}", blake3::hash(&rand::random::<[u8; 32]>()).to_hex());
+        let kind_s = match kind {
+            PrincipalKind2::Agent => "agent",
+            PrincipalKind2::Operator => "operator",
+        };
+        if let Some(existing) = self.journal.principal(name).await?
+            && existing.kind != kind_s
+        {
+            return Err(GateError::Conflict(format!(
+                "`{name}` is already registered as an {}",
+                existing.kind
+            )));
+        }
+        let now = self.clock.now();
+        let rec = AgentRecord {
+            name: name.into(),
+            kind: kind_s.into(),
+            token_hash: token_hash(&token),
+            created_at: now,
+            revoked: false,
+        };
+        self.journal
+            .put_principal(
+                rec,
+                NewEvent::new(
+                    now,
+                    EventKind::Agent,
+                    json!({"name": name, "kind": kind_s, "action": "token_issued"}),
+                )
+                .agent(name),
+            )
+            .await?;
+        Ok(token)
+    }
+
+    /// Resolves a bearer token to a principal.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, GateError> {
+        match self
+            .journal
+            .principal_by_token_hash(&token_hash(token))
+            .await?
+        {
+            Some(p) if !p.revoked => Ok(Principal {
+                name: p.name,
+                kind: if p.kind == "operator" {
+                    PrincipalKind2::Operator
+                } else {
+                    PrincipalKind2::Agent
+                },
+            }),
+            _ => Err(GateError::Unauthenticated),
+        }
+    }
+
+    async fn call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        match tokio::time::timeout(self.config.provider_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ProviderError::Unavailable(format!(
+                "the provider did not answer within {} ms",
+                self.config.provider_timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn provider(&self, name: &str) -> Result<Arc<dyn Provider>, GateError> {
+        self.providers
+            .get(name)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownProvider(name.to_string()))
+    }
+
+    /// Submits an agent's request with its bearer token: the whole flow, steps 1 to 7.
+    pub async fn submit(&self, token: &str, req: ActionRequest) -> Result<Decision, GateError> {
+        let who = self.authenticate(token).await?;
+        if who.kind != PrincipalKind2::Agent {
+            return Err(GateError::Forbidden(format!(
+                "operator {}: actions are submitted by agents",
+                who.name
+            )));
+        }
+        self.submit_as(&who.name, req).await
+    }
+
+    /// Submits a request for an already authenticated agent.
+    pub async fn submit_as(&self, agent: &str, req: ActionRequest) -> Result<Decision, GateError> {
+        let id = self.new_id("act");
+        let mut state = self.state.lock().await;
+        self.decide_and_run(&mut state, &id, agent, req, None).await
+    }
+
+    async fn health_of(&self, plan: &Plan) -> HealthStatus {
+        let services: Vec<String> = plan
+            .diffs
+            .iter()
+            .filter(|d| d.before != d.after)
+            .map(|d| d.addr.name().to_string())
+            .collect();
+        if services.is_empty() {
+            return HealthStatus::Healthy;
+        }
+        let mut status = HealthStatus::Healthy;
+        for s in services {
+            match self
+                .signals
+                .recent(&s, self.config.bake.judge_window_s)
+                .await
+            {
+                Ok(Some(sample)) => {
+                    let ok = self.config.bake.rules().iter().all(|r| {
+                        airlock_core::slo::rule_value(r, &[sample]).is_none_or(|v| r.passes(v))
+                    });
+                    if !ok {
+                        return HealthStatus::Degraded;
+                    }
+                }
+                _ => status = HealthStatus::Unknown,
+            }
+        }
+        status
+    }
+
+    /// Plans, assesses, decides and journals; applies when allowed. `approval` is the id of
+    /// an approval an operator gave for this exact plan hash.
+    pub(crate) async fn decide_and_run(
+        &self,
+        state: &mut State,
+        id: &str,
+        agent: &str,
+        req: ActionRequest,
+        approval: Option<(&str, &str)>,
+    ) -> Result<Decision, GateError> {
+        let now = self.clock.now();
+        let provider = self.provider(&req.provider)?;
+        let req_json = redact(&serde_json::to_value(&req).unwrap_or_default());
+        let plan = match self.call(provider.plan(&req)).await {
+            Ok(p) => p,
+            Err(e) => {
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::Request,
+                    json!({"request": req_json, "error": e.to_string()}),
+                )
+                .agent(agent)
+                .action(id);
+                // Invalid requests are recorded, but the answer is the error either way.
+                let _ = self.journal.append(ev).await;
+                return Err(match e {
+                    ProviderError::NotFound(what) => GateError::NotFound("resource", what),
+                    ProviderError::Conflict { .. } => GateError::Conflict(e.to_string()),
+                    other => GateError::Invalid(other.to_string()),
+                });
+            }
+        };
+        let risk = assess_risk(&plan);
+        state.guards.record_submission(agent, &plan, now);
+        let baking = state.bakes.values().filter(|b| b.agent == agent).count() as u32;
+        let assessment = Assessment {
+            risk,
+            health: self.health_of(&plan).await,
+            agent: AgentStats {
+                actions_5m: state.guards.actions_5m(agent, now),
+                reverts_1h: state.guards.reverts_1h(agent, now),
+                anomaly: 0.0,
+                baking,
+            },
+        };
+        let outcome = self.policy.evaluate(&PolicyInput {
+            principal_kind: PrincipalKind::Agent,
+            principal: agent,
+            verb: plan.verb,
+            resource: &plan.target,
+            attrs: &plan.resource,
+            context: context_json(&plan, &assessment, approval.is_some(), now),
+        });
+        let findings: Vec<GuardFinding> = state.guards.check(agent, &plan, now);
+        let verdict = combine(outcome, &findings, approval.is_some());
+        let mut details: Vec<String> = verdict
+            .reasons()
+            .iter()
+            .filter_map(|r| self.policy.hold_reason(r).map(|h| format!("{r}: {h}")))
+            .collect();
+        details.extend(findings.iter().map(|f| format!("{}: {}", f.id, f.detail)));
+        let approval_id = matches!(verdict, Verdict::Hold(_)).then(|| self.new_id("apr"));
+        let plan_view = PlanView::from(&plan);
+        let mut decision = Decision {
+            id: id.to_string(),
+            agent: agent.to_string(),
+            verdict: verdict.name(),
+            reasons: verdict.reasons().to_vec(),
+            details: details.clone(),
+            risk,
+            plan: Some(plan_view.clone()),
+            approval_id: approval_id.clone(),
+            change_id: None,
+            result: None,
+            error: None,
+        };
+        // Step 5: the verdict is durable before anything is applied; if not, deny.
+        let request_ev = NewEvent::new(
+            now,
+            EventKind::Request,
+            json!({"request": req_json, "plan": redact(&serde_json::to_value(&plan_view).unwrap_or_default()), "risk": risk, "assessment": assessment}),
+        )
+        .agent(agent)
+        .action(id);
+        let verdict_ev = NewEvent::new(
+            now,
+            EventKind::Verdict,
+            json!({"verdict": verdict.name(), "reasons": verdict.reasons(), "details": details, "risk": risk,
+                   "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1)}),
+        )
+        .agent(agent)
+        .action(id);
+        if approval.is_none()
+            && let Err(e) = self.journal.append(request_ev).await
+        {
+            return Ok(journal_down(decision, &e));
+        }
+        if let Err(e) = self.journal.append(verdict_ev).await {
+            return Ok(journal_down(decision, &e));
+        }
+        match verdict {
+            Verdict::Deny(_) => Ok(decision),
+            Verdict::Hold(_) => {
+                if let Some(aid) = approval_id {
+                    state.approvals.insert(
+                        aid.clone(),
+                        PendingApproval {
+                            id: aid,
+                            action_id: id.to_string(),
+                            agent: agent.to_string(),
+                            request: req,
+                            plan_hash: plan.hash.clone(),
+                            created_at: now,
+                        },
+                    );
+                }
+                Ok(decision)
+            }
+            Verdict::Allow if !plan.verb.is_mutation() => {
+                match self.call(provider.apply(&plan)).await {
+                    Ok(applied) => {
+                        decision.result = Some(json!(
+                            applied
+                                .entries
+                                .into_iter()
+                                .map(|(_, v)| v)
+                                .collect::<Vec<_>>()
+                        ));
+                    }
+                    Err(e) => decision.error = Some(e.to_string()),
+                }
+                Ok(decision)
+            }
+            Verdict::Allow => {
+                self.apply(state, &mut decision, provider, &plan).await;
+                Ok(decision)
+            }
+        }
+    }
+
+    async fn apply(
+        &self,
+        state: &mut State,
+        decision: &mut Decision,
+        provider: Arc<dyn Provider>,
+        plan: &Plan,
+    ) {
+        let now = self.clock.now();
+        let agent = decision.agent.clone();
+        let targets: Vec<_> = plan.diffs.iter().map(|d| d.addr.clone()).collect();
+        let snapshot = match self.call(provider.snapshot(&targets)).await {
+            Ok(s) => s,
+            Err(e) => {
+                decision.error = Some(format!("snapshot failed, nothing applied: {e}"));
+                let _ = self
+                    .journal
+                    .append(
+                        NewEvent::new(
+                            now,
+                            EventKind::ApplyFailed,
+                            json!({"stage": "snapshot", "error": e.to_string()}),
+                        )
+                        .agent(&agent)
+                        .action(&decision.id),
+                    )
+                    .await;
+                return;
+            }
+        };
+        // The baseline is taken before apply so a rule that was already failing is not blamed.
+        let baseline = crate::bake::baseline(self, &plan.blast.watch).await;
+        let change_id = self.new_id("chg");
+        let applied = match self.call(provider.apply(plan)).await {
+            Ok(a) => a,
+            Err(e) => {
+                decision.error = Some(format!("apply failed: {e}"));
+                let rec = ChangeRecord {
+                    id: change_id.clone(),
+                    action_id: decision.id.clone(),
+                    agent: agent.clone(),
+                    status: "failed".into(),
+                    record: json!({"plan": plan, "snapshot": snapshot, "error": e.to_string()}),
+                    created_at: now,
+                    updated_at: now,
+                };
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::ApplyFailed,
+                    json!({"stage": "apply", "error": e.to_string()}),
+                )
+                .agent(&agent)
+                .action(&decision.id)
+                .change(&change_id);
+                let _ = self.journal.put_change(rec, ev).await;
+                return;
+            }
+        };
+        state.guards.record_applied(&agent, plan, now);
+        let record = json!({"plan": plan, "snapshot": snapshot, "applied": applied, "baseline": baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
+        let rec = ChangeRecord {
+            id: change_id.clone(),
+            action_id: decision.id.clone(),
+            agent: agent.clone(),
+            status: "baking".into(),
+            record: redact(&record),
+            created_at: now,
+            updated_at: now,
+        };
+        let ev = NewEvent::new(
+            now,
+            EventKind::Applied,
+            json!({"plan_hash": plan.hash, "summary": plan.summary, "watch": plan.blast.watch, "bake_s": self.config.bake.window_s}),
+        )
+        .agent(&agent)
+        .action(&decision.id)
+        .change(&change_id);
+        if let Err(e) = self.journal.put_change(rec, ev).await {
+            // Applied but not recorded: undo at once rather than leave an unrecorded change.
+            let undo = self.call(provider.restore(&snapshot, &applied)).await;
+            decision.error = Some(format!(
+                "the journal failed after apply ({e}); the change was {}",
+                if undo.is_ok() {
+                    "rolled back"
+                } else {
+                    "NOT rolled back: check the resource"
+                }
+            ));
+            return;
+        }
+        decision.change_id = Some(change_id.clone());
+        let counters = crate::bake::read_counters(self, &plan.blast.watch).await;
+        state.bakes.insert(
+            change_id.clone(),
+            Bake::new(
+                change_id,
+                decision.id.clone(),
+                agent,
+                plan.clone(),
+                snapshot,
+                applied,
+                baseline,
+                counters,
+                now,
+            ),
+        );
+    }
+
+    /// Resolves a hold. `approver` must be an operator other than the requester. An
+    /// approval is bound to the plan hash the operator saw: if the plan changed, it is
+    /// refused and the request is planned (and decided) again.
+    pub async fn resolve(
+        &self,
+        approval_id: &str,
+        approver: &Principal,
+        approve: bool,
+        reason: &str,
+    ) -> Result<Decision, GateError> {
+        if approver.kind != PrincipalKind2::Operator {
+            return Err(GateError::Forbidden(format!(
+                "agent {}: agents never approve",
+                approver.name
+            )));
+        }
+        let now = self.clock.now();
+        let mut state = self.state.lock().await;
+        let pending = state
+            .approvals
+            .get(approval_id)
+            .cloned()
+            .ok_or_else(|| GateError::NotFound("approval", approval_id.to_string()))?;
+        if pending.agent == approver.name {
+            return Err(GateError::Forbidden(format!(
+                "{}: nobody approves their own request",
+                approver.name
+            )));
+        }
+        let provider = self.provider(&pending.request.provider)?;
+        let ev = |outcome: &str| {
+            NewEvent::new(
+                now,
+                EventKind::Approval,
+                json!({"approval_id": approval_id, "decision": if approve {"approve"} else {"deny"}, "by": approver.name, "reason": reason, "outcome": outcome}),
+            )
+            .agent(&pending.agent)
+            .action(&pending.action_id)
+        };
+        if !approve {
+            self.journal.append(ev("denied")).await?;
+            state.approvals.remove(approval_id);
+            return Ok(Decision {
+                id: pending.action_id.clone(),
+                agent: pending.agent.clone(),
+                verdict: "deny",
+                reasons: vec!["operator-denied".into()],
+                details: vec![format!("denied by {}: {reason}", approver.name)],
+                risk: Risk::Low,
+                plan: None,
+                approval_id: Some(approval_id.to_string()),
+                change_id: None,
+                result: None,
+                error: None,
+            });
+        }
+        let replanned = self.call(provider.plan(&pending.request)).await;
+        let same = replanned
+            .as_ref()
+            .is_ok_and(|p| p.hash == pending.plan_hash);
+        state.approvals.remove(approval_id);
+        if !same {
+            self.journal
+                .append(ev(
+                    "refused: the plan changed since it was held; planned again",
+                ))
+                .await?;
+            let id = self.new_id("act");
+            return self
+                .decide_and_run(
+                    &mut state,
+                    &id,
+                    &pending.agent,
+                    pending.request.clone(),
+                    None,
+                )
+                .await;
+        }
+        self.journal.append(ev("approved")).await?;
+        let by = format!("{}:{}", approver.name, approval_id);
+        self.decide_and_run(
+            &mut state,
+            &pending.action_id,
+            &pending.agent,
+            pending.request.clone(),
+            Some((approval_id, &by)),
+        )
+        .await
+    }
+
+    /// Pending holds, oldest first: (approval id, agent, request, held since).
+    pub async fn pending(&self) -> Vec<(String, String, ActionRequest, i64)> {
+        let state = self.state.lock().await;
+        let mut v: Vec<_> = state
+            .approvals
+            .values()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    p.agent.clone(),
+                    p.request.clone(),
+                    p.created_at,
+                )
+            })
+            .collect();
+        v.sort_by_key(|p| p.3);
+        v
+    }
+
+    /// Expires holds older than the hold timeout as denies; returns the expired ids.
+    pub async fn expire_holds(&self) -> Result<Vec<String>, GateError> {
+        let now = self.clock.now();
+        let limit = self.config.hold_timeout_s as i64 * 1000;
+        let mut state = self.state.lock().await;
+        let expired: Vec<PendingApproval> = state
+            .approvals
+            .values()
+            .filter(|p| now - p.created_at >= limit)
+            .cloned()
+            .collect();
+        for p in &expired {
+            self.journal
+                .append(
+                    NewEvent::new(now, EventKind::Approval, json!({"approval_id": p.id, "decision": "deny", "by": "timeout", "outcome": "expired"}))
+                        .agent(&p.agent)
+                        .action(&p.action_id),
+                )
+                .await?;
+            state.approvals.remove(&p.id);
+        }
+        Ok(expired.into_iter().map(|p| p.id).collect())
+    }
+
+    /// Turns the kill switch on or off, journaled.
+    pub async fn set_killswitch(&self, on: bool, by: &str) -> Result<(), GateError> {
+        let mut state = self.state.lock().await;
+        self.journal
+            .append(NewEvent::new(
+                self.clock.now(),
+                EventKind::Killswitch,
+                json!({"on": on, "by": by}),
+            ))
+            .await?;
+        state.guards.set_killswitch(on);
+        Ok(())
+    }
+
+    /// Why an agent's breaker is open, if it is.
+    pub async fn breaker(&self, agent: &str) -> Option<String> {
+        self.state
+            .lock()
+            .await
+            .guards
+            .breaker(agent)
+            .map(str::to_string)
+    }
+
+    /// Closes an agent's breaker, journaled.
+    pub async fn reset_breaker(&self, agent: &str, by: &str) -> Result<(), GateError> {
+        let mut state = self.state.lock().await;
+        self.journal
+            .append(
+                NewEvent::new(
+                    self.clock.now(),
+                    EventKind::Breaker,
+                    json!({"state": "reset", "by": by}),
+                )
+                .agent(agent),
+            )
+            .await?;
+        state.guards.reset_breaker(agent);
+        Ok(())
+    }
+}
+
+fn journal_down(mut d: Decision, e: &StoreError) -> Decision {
+    tracing::error!(error = %e, action = %d.id, "journal append failed; denying");
+    d.verdict = "deny";
+    d.reasons = vec!["journal-unavailable".into()];
+    d.details = vec![format!(
+        "the journal could not be written ({e}); nothing was applied"
+    )];
+    d.approval_id = None;
+    d
+}

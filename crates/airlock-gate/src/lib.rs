@@ -1,0 +1,15 @@
+//! The gate: the async engine that runs every agent action through the flow —
+//! authenticate, plan, assess, decide, journal, hold or apply, bake, revert.
+//!
+//! It owns no I/O of its own: the journal, providers, signal source and clock are handed
+//! in, so the same engine serves a live server and a proving-ground run on virtual time.
+
+mod bake;
+mod engine;
+mod redact;
+
+pub use bake::{BakeConfig, BakeOutcome};
+pub use engine::{
+    Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2, token_hash,
+};
+pub use redact::redact;

@@ -1,0 +1,1048 @@
+//! The gate's whole flow over the sandbox cloud and a SQLite journal on disk: reads,
+//! allowed changes that bake and settle, bad deploys caught and reverted, the breaker,
+//! holds and approvals bound to a plan, the kill switch, bad input, failing closed when
+//! the journal cannot be written, revert conflicts, undo and concurrent submissions.
+//!
+//! Time is virtual: each step ticks the sim, moves the gate's clock to the sim's time and
+//! polls the gate, as a proving-ground run does.
+// Marks the whole file as test code, so helpers outside `#[test]` fns may unwrap too.
+#![cfg(test)]
+
+use airlock_core::slo::SignalSource;
+use airlock_core::{
+    ActionRequest, Clock, Event, EventKind, ManualClock, NewEvent, PolicyEngine, Provider, Risk,
+    Verb,
+};
+use airlock_gate::{
+    BakeConfig, BakeOutcome, Decision, Gate, GateConfig, GateError, Principal, PrincipalKind2,
+};
+use airlock_sim::world::Desired;
+use airlock_sim::{
+    DemandSpec, RegionSpec, Secs, ServiceSpec, Sim, SimHandle, SimProvider, Tier, VersionSpec,
+    WorldSpec,
+};
+use airlock_store::{
+    AgentRecord, ChangeRecord, EventQuery, Journal, SqliteJournal, StoreError, VerifyReport,
+};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tempfile::TempDir;
+
+/// 2026-01-01T00:00:00Z.
+const START: i64 = 1_767_225_600_000;
+
+/// `db` ← `web` (critical, 200 rps on 4×100) and an idle leaf, `legacy`, all in prod.
+fn world() -> WorldSpec {
+    let svc = |name: &str, tier: Tier, deps: &[&str], replicas: u32, rps: f64| ServiceSpec {
+        name: name.into(),
+        env: "prod".into(),
+        region: "us-east".into(),
+        tier,
+        replicas,
+        capacity_rps: 100.0,
+        cold_start: Secs(30),
+        version: "v1".into(),
+        depends_on: deps.iter().map(|s| s.to_string()).collect(),
+        base_latency_ms: 30.0,
+        tags: vec![],
+        demand: DemandSpec {
+            base_rps: rps,
+            diurnal_amplitude: 0.0,
+            peak_hour: 14.0,
+            noise: 0.0,
+        },
+    };
+    WorldSpec {
+        regions: vec![RegionSpec {
+            name: "us-east".into(),
+            azs: vec!["a".into(), "b".into()],
+        }],
+        services: vec![
+            svc("db", Tier::Standard, &[], 4, 100.0),
+            svc("web", Tier::Critical, &["db"], 4, 200.0),
+            svc("legacy", Tier::Standard, &[], 2, 0.0),
+        ],
+        versions: vec![
+            VersionSpec {
+                name: "bad".into(),
+                error_rate: 0.2,
+                latency_factor: 1.0,
+            },
+            VersionSpec {
+                name: "bad2".into(),
+                error_rate: 0.2,
+                latency_factor: 1.0,
+            },
+        ],
+        events: vec![],
+        faults: vec![],
+    }
+}
+
+/// Which writes of the real store fail, as a full or failing disk makes them fail.
+#[derive(Default)]
+struct DiskFaults {
+    /// Appending events and registering principals fails.
+    events: AtomicBool,
+    /// Storing change records (with their event) fails.
+    changes: AtomicBool,
+}
+
+fn unavailable() -> StoreError {
+    StoreError::Unavailable("cannot append to `journal.db`: disk I/O error".into())
+}
+
+/// The real store behind a disk that fails on demand: reads go to the store, writes fail
+/// while their fault is set.
+struct FailingDisk {
+    inner: Arc<dyn Journal>,
+    faults: Arc<DiskFaults>,
+}
+
+impl FailingDisk {
+    fn check(&self, fault: &AtomicBool) -> Result<(), StoreError> {
+        if fault.load(Ordering::SeqCst) {
+            Err(unavailable())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Journal for FailingDisk {
+    async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
+        self.check(&self.faults.events)?;
+        self.inner.append(ev).await
+    }
+    async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.read(q).await
+    }
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner.verify().await
+    }
+    async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        self.check(&self.faults.events)?;
+        self.inner.put_principal(rec, ev).await
+    }
+    async fn principal_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal_by_token_hash(token_hash).await
+    }
+    async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal(name).await
+    }
+    async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        self.check(&self.faults.events)?;
+        self.check(&self.faults.changes)?;
+        self.inner.put_change(rec, ev).await
+    }
+    async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.inner.change(id).await
+    }
+    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.inner.changes_with_status(status).await
+    }
+}
+
+struct Fixture {
+    _dir: TempDir,
+    sim: SimHandle,
+    clock: ManualClock,
+    /// The real store (under the failing wrapper, when there is one).
+    store: Arc<dyn Journal>,
+    gate: Arc<Gate>,
+    /// Agent `bot`'s token.
+    bot: String,
+    /// Operator `alice`.
+    alice: Principal,
+}
+
+fn config() -> GateConfig {
+    GateConfig {
+        bake: BakeConfig {
+            window_s: 60,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn fixture() -> Fixture {
+    build(config(), None).await
+}
+
+async fn build(config: GateConfig, faults: Option<Arc<DiskFaults>>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let store: Arc<dyn Journal> =
+        Arc::new(SqliteJournal::open(path.to_str().unwrap()).await.unwrap());
+    let journal: Arc<dyn Journal> = match faults {
+        Some(faults) => Arc::new(FailingDisk {
+            inner: store.clone(),
+            faults,
+        }),
+        None => store.clone(),
+    };
+    let mut sim = Sim::new(world(), 7, START, 10).unwrap();
+    // Two minutes of history, so headroom predictions and health have data.
+    for _ in 0..12 {
+        sim.tick();
+    }
+    let clock = ManualClock::new(sim.now());
+    let sim: SimHandle = Arc::new(Mutex::new(sim));
+    let provider = Arc::new(SimProvider::new(sim.clone()));
+    let gate = Arc::new(Gate::new(
+        journal,
+        vec![provider.clone() as Arc<dyn Provider>],
+        provider as Arc<dyn SignalSource>,
+        Arc::new(PolicyEngine::default_pack().unwrap()),
+        Arc::new(clock.clone()),
+        config,
+    ));
+    let bot = gate
+        .issue_token("bot", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+    let alice_token = gate
+        .issue_token("alice", PrincipalKind2::Operator)
+        .await
+        .unwrap();
+    let alice = gate.authenticate(&alice_token).await.unwrap();
+    assert_eq!(alice.kind, PrincipalKind2::Operator);
+    Fixture {
+        _dir: dir,
+        sim,
+        clock,
+        store,
+        gate,
+        bot,
+        alice,
+    }
+}
+
+fn req(verb: Verb, target: &str) -> ActionRequest {
+    ActionRequest::new(verb, target.parse().unwrap())
+}
+
+fn scale(service: &str, replicas: u32) -> ActionRequest {
+    req(Verb::Scale, &format!("sim:service/{service}")).param("replicas", replicas)
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind).collect()
+}
+
+impl Fixture {
+    /// One tick of the world, the clock moved to it, and one poll of the gate.
+    async fn step(&self) -> Vec<BakeOutcome> {
+        let now = {
+            let mut sim = self.sim.lock().unwrap();
+            sim.tick();
+            sim.now()
+        };
+        self.clock.set(now);
+        self.gate.poll().await.unwrap()
+    }
+
+    async fn steps(&self, n: usize) {
+        for _ in 0..n {
+            self.step().await;
+        }
+    }
+
+    /// Steps until a poll reports an outcome; returns it and the number of polls it took.
+    async fn until_outcome(&self, max_polls: usize) -> (BakeOutcome, usize) {
+        for poll in 1..=max_polls {
+            let mut outcomes = self.step().await;
+            if !outcomes.is_empty() {
+                assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+                return (outcomes.remove(0), poll);
+            }
+        }
+        panic!("no bake outcome within {max_polls} polls");
+    }
+
+    fn desired(&self, service: &str) -> Desired {
+        self.sim.lock().unwrap().desired(service).unwrap()
+    }
+
+    fn all_desired(&self) -> Vec<Desired> {
+        ["db", "web", "legacy"]
+            .iter()
+            .map(|s| self.desired(s))
+            .collect()
+    }
+
+    async fn events(&self, q: EventQuery) -> Vec<Event> {
+        self.store.read(q).await.unwrap()
+    }
+
+    async fn of_kind(&self, kind: EventKind) -> Vec<Event> {
+        self.events(EventQuery {
+            kind: Some(kind),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn of_action(&self, id: &str) -> Vec<Event> {
+        self.events(EventQuery {
+            action_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn of_change(&self, id: &str) -> Vec<Event> {
+        self.events(EventQuery {
+            change_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    async fn agent(&self, name: &str) -> String {
+        self.gate
+            .issue_token(name, PrincipalKind2::Agent)
+            .await
+            .unwrap()
+    }
+}
+
+fn allowed_change(d: &Decision) -> String {
+    assert_eq!(d.verdict, "allow", "{d:?}");
+    assert!(d.reasons.is_empty(), "{d:?}");
+    assert!(d.error.is_none(), "{d:?}");
+    d.change_id
+        .clone()
+        .unwrap_or_else(|| panic!("no change applied: {d:?}"))
+}
+
+#[tokio::test]
+async fn a_read_is_allowed_returns_the_service_and_changes_nothing() {
+    let f = fixture().await;
+    let before = f.all_desired();
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Read, "sim:svc/Web").intent("look around"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, "allow");
+    assert_eq!(d.risk, Risk::Low);
+    assert!(
+        d.reasons.is_empty()
+            && d.change_id.is_none()
+            && d.approval_id.is_none()
+            && d.error.is_none(),
+        "{d:?}"
+    );
+    let result = d.result.clone().unwrap();
+    let web = &result[0];
+    assert_eq!(web["name"], "web");
+    assert_eq!(web["env"], "prod");
+    assert_eq!(web["version"], "v1");
+    assert_eq!(web["replicas_desired"], 4);
+    assert_eq!(web["depends_on"], serde_json::json!(["db"]));
+    assert_eq!(web["signals"]["availability"], 1.0);
+
+    assert_eq!(f.all_desired(), before);
+    assert_eq!(f.gate.baking().await, 0);
+    assert_eq!(
+        kinds(&f.of_action(&d.id).await),
+        [EventKind::Request, EventKind::Verdict]
+    );
+    let verdict = &f.of_action(&d.id).await[1];
+    assert_eq!(verdict.payload["verdict"], "allow");
+    assert_eq!(verdict.agent.as_deref(), Some("bot"));
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_modest_scale_down_applies_bakes_and_settles() {
+    let f = fixture().await;
+    let d = f
+        .gate
+        .submit(&f.bot, scale("web", 3).intent("trim overnight"))
+        .await
+        .unwrap();
+    let cid = allowed_change(&d);
+    let plan = d.plan.as_ref().unwrap();
+    assert_eq!(plan.blast.capacity_delta_pct, -25.0);
+    assert!((plan.headroom.unwrap() - 1.5).abs() < 1e-9, "{plan:?}");
+    assert_eq!(f.desired("web").total(), 3);
+    assert_eq!(f.gate.baking().await, 1);
+    assert_eq!(
+        f.store.change(&cid).await.unwrap().unwrap().status,
+        "baking"
+    );
+
+    let (outcome, polls) = f.until_outcome(10).await;
+    assert_eq!(
+        outcome,
+        BakeOutcome::Settled {
+            change_id: cid.clone(),
+            agent: "bot".into()
+        }
+    );
+    assert_eq!(
+        polls, 6,
+        "a 60 s bake on 10 s ticks settles at the sixth poll"
+    );
+
+    let events = f.of_change(&cid).await;
+    assert_eq!(kinds(&events), [EventKind::Applied, EventKind::Settled]);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.action_id.as_deref() == Some(d.id.as_str()))
+    );
+    assert_eq!(events[0].payload["plan_hash"], plan.hash);
+    assert_eq!(events[1].payload["polls"], 6);
+    let settled = f.store.changes_with_status("settled").await.unwrap();
+    assert_eq!(
+        settled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [cid.as_str()]
+    );
+    assert!(
+        f.store
+            .changes_with_status("baking")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(f.gate.baking().await, 0);
+    assert_eq!(f.desired("web").total(), 3, "a settled change stays");
+
+    // An operator can still revert it later, from what the journal recorded.
+    f.steps(3).await;
+    let outcome = f.gate.revert(&cid, "alice").await.unwrap();
+    assert!(
+        matches!(&outcome, BakeOutcome::Reverted { change_id, .. } if *change_id == cid),
+        "{outcome:?}"
+    );
+    assert_eq!(f.desired("web").total(), 4);
+    assert_eq!(
+        kinds(&f.of_change(&cid).await),
+        [EventKind::Applied, EventKind::Settled, EventKind::Reverted]
+    );
+    assert_eq!(
+        f.store.change(&cid).await.unwrap().unwrap().status,
+        "reverted"
+    );
+    let err = f.gate.revert(&cid, "alice").await.unwrap_err();
+    assert!(
+        matches!(err, GateError::Conflict(_)),
+        "a change is reverted once: {err}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_deploy_is_reverted_by_the_bake_and_two_reverts_open_the_breaker() {
+    let f = fixture().await;
+    let applied_at = f.clock.now();
+    let d = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Deploy, "sim:service/web").param("version", "bad"),
+        )
+        .await
+        .unwrap();
+    let cid = allowed_change(&d);
+    assert_eq!(f.desired("web").version, "bad");
+
+    let (outcome, polls) = f.until_outcome(5).await;
+    assert!(polls <= 3, "the breach took {polls} polls to detect");
+    let BakeOutcome::Reverted {
+        change_id,
+        agent,
+        service,
+        rule,
+        value,
+        detected_at,
+        reverted_at,
+        breaker_opened,
+    } = outcome
+    else {
+        panic!("expected a revert, got {outcome:?}");
+    };
+    assert_eq!(
+        (change_id.as_str(), agent.as_str(), service.as_str()),
+        (cid.as_str(), "bot", "web")
+    );
+    assert!(rule.starts_with("availability >="), "{rule}");
+    assert!((value.unwrap() - 0.8).abs() < 1e-6, "{value:?}");
+    assert!(
+        detected_at > applied_at && detected_at <= reverted_at,
+        "{detected_at} {reverted_at}"
+    );
+    assert_eq!(reverted_at, f.clock.now());
+    assert!(!breaker_opened);
+    assert_eq!(
+        f.desired("web").version,
+        "v1",
+        "the sim is back on the old version"
+    );
+
+    let events = f.of_change(&cid).await;
+    assert_eq!(
+        kinds(&events),
+        [EventKind::Applied, EventKind::Breach, EventKind::Reverted]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.action_id.as_deref() == Some(d.id.as_str()))
+    );
+    assert_eq!(events[1].payload["service"], "web");
+    assert_eq!(events[1].payload["detected_at"], detected_at);
+    assert_eq!(events[2].payload["detected_at"], detected_at);
+    assert_eq!(events[2].payload["reverted_at"], reverted_at);
+    assert_eq!(
+        f.store.change(&cid).await.unwrap().unwrap().status,
+        "reverted"
+    );
+    assert!(f.of_kind(EventKind::Breaker).await.is_empty());
+
+    // Let the bad samples leave the health and baseline windows, then do it again.
+    f.steps(7).await;
+    let d2 = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Deploy, "sim:service/web").param("version", "bad2"),
+        )
+        .await
+        .unwrap();
+    let cid2 = allowed_change(&d2);
+    let (outcome, _) = f.until_outcome(5).await;
+    assert!(
+        matches!(&outcome, BakeOutcome::Reverted { change_id, breaker_opened: true, .. } if *change_id == cid2),
+        "{outcome:?}"
+    );
+    assert_eq!(f.desired("web").version, "v1");
+    let breaker = f.of_kind(EventKind::Breaker).await;
+    assert_eq!(breaker.len(), 1);
+    assert_eq!(breaker[0].agent.as_deref(), Some("bot"));
+    assert_eq!(breaker[0].payload["state"], "open");
+    assert!(f.gate.breaker("bot").await.is_some());
+
+    f.steps(7).await;
+    let held = f.gate.submit(&f.bot, scale("web", 5)).await.unwrap();
+    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.reasons, ["breaker-open"]);
+    assert!(held.approval_id.is_some() && held.change_id.is_none());
+    assert_eq!(f.desired("web").total(), 4);
+}
+
+#[tokio::test]
+async fn deleting_a_prod_service_with_live_dependents_is_denied() {
+    let f = fixture().await;
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/db"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert!(
+        d.reasons
+            .iter()
+            .any(|r| r == "no-delete-with-live-dependents"),
+        "{:?}",
+        d.reasons
+    );
+    assert!(
+        !d.reasons
+            .iter()
+            .any(|r| r == "prod-destructive-needs-approval"),
+        "holds are moot under a deny"
+    );
+    assert!(d.approval_id.is_none() && d.change_id.is_none());
+    assert_eq!(d.plan.as_ref().unwrap().blast.dependents, 1);
+    assert_eq!(d.risk, Risk::Critical);
+    assert!(f.desired("db").exists);
+    assert!(f.gate.pending().await.is_empty());
+    let verdict = f.of_action(&d.id).await.pop().unwrap();
+    assert_eq!(verdict.kind, EventKind::Verdict);
+    assert_eq!(verdict.payload["verdict"], "deny");
+}
+
+#[tokio::test]
+async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
+    let f = fixture().await;
+    let held = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Delete, "sim:service/legacy").intent("decommission"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.reasons, ["prod-destructive-needs-approval"]);
+    assert_eq!(held.risk, Risk::High);
+    assert!(
+        held.details[0].starts_with("prod-destructive-needs-approval: "),
+        "{:?}",
+        held.details
+    );
+    let aid = held.approval_id.clone().unwrap();
+    assert!(held.change_id.is_none());
+    assert!(f.desired("legacy").exists);
+    assert_eq!(f.gate.pending().await.len(), 1);
+
+    // An agent never approves, not even someone else's request.
+    let other = f.agent("helper").await;
+    let helper = f.gate.authenticate(&other).await.unwrap();
+    let err = f
+        .gate
+        .resolve(&aid, &helper, true, "looks fine")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::Forbidden(_)), "{err}");
+    assert!(f.desired("legacy").exists);
+    assert_eq!(f.gate.pending().await.len(), 1, "the hold is still waiting");
+    assert!(f.of_kind(EventKind::Approval).await.is_empty());
+
+    let d = f
+        .gate
+        .resolve(&aid, &f.alice, true, "unused since 2024")
+        .await
+        .unwrap();
+    let cid = allowed_change(&d);
+    assert_eq!(d.id, held.id, "the approved action keeps its id");
+    assert!(!f.desired("legacy").exists, "the service is deleted");
+    assert!(f.gate.pending().await.is_empty());
+
+    let approval = f.of_kind(EventKind::Approval).await;
+    assert_eq!(approval.len(), 1);
+    assert_eq!(approval[0].payload["outcome"], "approved");
+    assert_eq!(approval[0].payload["by"], "alice");
+    assert_eq!(approval[0].action_id.as_deref(), Some(held.id.as_str()));
+    let verdicts: Vec<Event> = f
+        .of_action(&held.id)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Verdict)
+        .collect();
+    assert_eq!(verdicts.len(), 2);
+    assert_eq!(verdicts[0].payload["verdict"], "hold");
+    assert_eq!(verdicts[1].payload["verdict"], "allow");
+    assert_eq!(verdicts[1].payload["approved_by"], format!("alice:{aid}"));
+    assert_eq!(kinds(&f.of_change(&cid).await), [EventKind::Applied]);
+}
+
+#[tokio::test]
+async fn an_approval_of_a_plan_the_world_moved_past_is_refused_and_planned_again() {
+    let f = fixture().await;
+    let held = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    assert_eq!(held.verdict, "hold");
+    let aid = held.approval_id.clone().unwrap();
+    let old_hash = held.plan.as_ref().unwrap().hash.clone();
+
+    // Someone scales legacy up behind the gate's back: the held plan is stale.
+    {
+        let mut sim = f.sim.lock().unwrap();
+        let mut d = sim.desired("legacy").unwrap();
+        d.replicas = sim.spread("legacy", 3);
+        sim.set_desired("legacy", &d).unwrap();
+    }
+    let moved = f.all_desired();
+
+    let d = f.gate.resolve(&aid, &f.alice, true, "ok").await.unwrap();
+    assert_ne!(d.id, held.id, "a refused approval yields a new decision");
+    assert_eq!(
+        d.verdict, "hold",
+        "planned again, it is held again for a fresh look"
+    );
+    assert_ne!(d.plan.as_ref().unwrap().hash, old_hash);
+    let new_aid = d.approval_id.clone().unwrap();
+    assert_ne!(new_aid, aid);
+    assert!(d.change_id.is_none());
+    assert_eq!(f.all_desired(), moved, "nothing applied");
+    assert!(f.desired("legacy").exists);
+    let pending: Vec<String> = f.gate.pending().await.into_iter().map(|p| p.0).collect();
+    assert_eq!(pending, [new_aid]);
+
+    let approval = f.of_kind(EventKind::Approval).await;
+    assert_eq!(approval.len(), 1);
+    assert_eq!(approval[0].action_id.as_deref(), Some(held.id.as_str()));
+    let outcome = approval[0].payload["outcome"].as_str().unwrap();
+    assert!(outcome.starts_with("refused"), "{outcome}");
+    assert_eq!(
+        kinds(&f.of_action(&d.id).await),
+        [EventKind::Request, EventKind::Verdict]
+    );
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+
+    // The stale approval id is spent.
+    let err = f
+        .gate
+        .resolve(&aid, &f.alice, true, "again")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::NotFound("approval", _)), "{err}");
+}
+
+#[tokio::test]
+async fn a_hold_nobody_answers_expires_as_a_deny() {
+    let f = build(
+        GateConfig {
+            hold_timeout_s: 60,
+            ..config()
+        },
+        None,
+    )
+    .await;
+    let held = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    let aid = held.approval_id.clone().unwrap();
+    f.steps(5).await;
+    assert_eq!(f.gate.pending().await.len(), 1, "not yet");
+    f.step().await;
+    assert!(f.gate.pending().await.is_empty());
+    let approval = f.of_kind(EventKind::Approval).await;
+    assert_eq!(approval.len(), 1);
+    assert_eq!(approval[0].payload["outcome"], "expired");
+    assert_eq!(approval[0].payload["approval_id"], aid.as_str());
+    let err = f
+        .gate
+        .resolve(&aid, &f.alice, true, "too late")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::NotFound("approval", _)), "{err}");
+    assert!(f.desired("legacy").exists);
+}
+
+#[tokio::test]
+async fn the_kill_switch_denies_mutations_but_not_reads() {
+    let f = fixture().await;
+    f.gate.set_killswitch(true, "alice").await.unwrap();
+    let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.reasons, ["killswitch"]);
+    assert!(d.change_id.is_none() && d.approval_id.is_none());
+    assert_eq!(f.desired("web").total(), 4);
+    let read = f
+        .gate
+        .submit(&f.bot, req(Verb::Read, "sim:service/web"))
+        .await
+        .unwrap();
+    assert_eq!(read.verdict, "allow");
+    assert_eq!(read.result.unwrap()[0]["name"], "web");
+    let switch = f.of_kind(EventKind::Killswitch).await;
+    assert_eq!(switch.len(), 1);
+    assert_eq!(switch[0].payload["on"], true);
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+
+    f.gate.set_killswitch(false, "alice").await.unwrap();
+    let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    allowed_change(&d);
+    assert_eq!(f.desired("web").total(), 3);
+}
+
+#[tokio::test]
+async fn bad_requests_are_clear_errors_and_apply_nothing() {
+    let f = fixture().await;
+    let before = f.all_desired();
+
+    let err = f
+        .gate
+        .submit("alk_not-a-token", req(Verb::Read, "sim:service/web"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::Unauthenticated), "{err}");
+
+    let err = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Exec, "sim:service/web").param("cmd", "rm -rf /"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::Invalid(_)), "{err}");
+    assert!(err.to_string().contains("`exec`"), "{err}");
+
+    let err = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Scale, "sim:service/web").param("replicas", "many"),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GateError::Invalid(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "invalid request: invalid parameters: `replicas` must be a non-negative integer, got `\"many\"`"
+    );
+
+    let err = f.gate.submit(&f.bot, scale("nope", 2)).await.unwrap_err();
+    assert!(
+        matches!(&err, GateError::NotFound("resource", what) if what == "sim:service/nope"),
+        "{err}"
+    );
+
+    let mut aws = scale("web", 2);
+    aws.provider = "aws".into();
+    let err = f.gate.submit(&f.bot, aws).await.unwrap_err();
+    assert!(
+        matches!(&err, GateError::UnknownProvider(p) if p == "aws"),
+        "{err}"
+    );
+
+    let op_token = f
+        .gate
+        .issue_token("bob", PrincipalKind2::Operator)
+        .await
+        .unwrap();
+    let err = f.gate.submit(&op_token, scale("web", 3)).await.unwrap_err();
+    assert!(
+        matches!(err, GateError::Forbidden(_)),
+        "operators do not submit actions: {err}"
+    );
+
+    assert_eq!(f.all_desired(), before);
+    assert_eq!(f.gate.baking().await, 0);
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+    assert!(
+        f.of_kind(EventKind::Verdict).await.is_empty(),
+        "nothing was decided"
+    );
+    // The three requests that reached a provider are on record with their errors.
+    let requests = f.of_kind(EventKind::Request).await;
+    assert_eq!(requests.len(), 3);
+    assert!(
+        requests.iter().all(|e| e.payload["error"].is_string()),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_unwritable_journal_fails_closed() {
+    let faults = Arc::new(DiskFaults::default());
+    let f = build(config(), Some(faults.clone())).await;
+    let before = f.all_desired();
+    let events_before = f.store.read(EventQuery::default()).await.unwrap().len();
+    faults.events.store(true, Ordering::SeqCst);
+
+    let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.reasons, ["journal-unavailable"]);
+    assert!(d.change_id.is_none() && d.approval_id.is_none(), "{d:?}");
+    assert!(
+        d.details[0].contains("nothing was applied"),
+        "{:?}",
+        d.details
+    );
+
+    // A request that would be held is not left pending either.
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.reasons, ["journal-unavailable"]);
+    assert!(d.approval_id.is_none());
+    assert!(f.gate.pending().await.is_empty());
+
+    assert_eq!(f.all_desired(), before, "the sim is unchanged");
+    assert_eq!(f.gate.baking().await, 0);
+    assert_eq!(
+        f.store.read(EventQuery::default()).await.unwrap().len(),
+        events_before,
+        "nothing reached the store"
+    );
+    assert!(f.store.verify().await.unwrap().ok());
+
+    // The disk recovers: the same request goes through.
+    faults.events.store(false, Ordering::SeqCst);
+    allowed_change(&f.gate.submit(&f.bot, scale("web", 3)).await.unwrap());
+    assert_eq!(f.desired("web").total(), 3);
+}
+
+#[tokio::test]
+async fn a_change_the_journal_cannot_record_is_rolled_back_at_once() {
+    let faults = Arc::new(DiskFaults::default());
+    let f = build(config(), Some(faults.clone())).await;
+    let before = f.all_desired();
+    faults.changes.store(true, Ordering::SeqCst);
+
+    let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    assert!(d.change_id.is_none(), "{d:?}");
+    let error = d.error.clone().unwrap();
+    assert!(
+        error.contains("rolled back") && !error.contains("NOT"),
+        "{error}"
+    );
+    assert_eq!(f.all_desired(), before, "the unrecorded change was undone");
+    assert_eq!(f.gate.baking().await, 0);
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_revert_after_someone_else_changed_the_resource_needs_attention() {
+    let f = fixture().await;
+    let mine = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    let cid = allowed_change(&mine);
+    let autoscaler = f.agent("autoscaler").await;
+    let theirs = f
+        .gate
+        .submit(&autoscaler, scale("web", 5).intent("traffic is coming"))
+        .await
+        .unwrap();
+    let cid2 = allowed_change(&theirs);
+    assert_eq!(f.desired("web").total(), 5);
+
+    let outcome = f.gate.revert(&cid, "alice").await.unwrap();
+    let BakeOutcome::NeedsAttention {
+        change_id,
+        agent,
+        detail,
+    } = &outcome
+    else {
+        panic!("expected needs attention, got {outcome:?}");
+    };
+    assert_eq!((change_id.as_str(), agent.as_str()), (cid.as_str(), "bot"));
+    assert!(detail.contains("sim:service/web"), "{detail}");
+    assert_eq!(
+        f.desired("web").total(),
+        5,
+        "the autoscaler's change is not overwritten"
+    );
+
+    let events = f.of_change(&cid).await;
+    assert_eq!(
+        kinds(&events),
+        [EventKind::Applied, EventKind::NeedsAttention]
+    );
+    assert_eq!(
+        f.store.change(&cid).await.unwrap().unwrap().status,
+        "needs_attention"
+    );
+    assert_eq!(
+        f.store.change(&cid2).await.unwrap().unwrap().status,
+        "baking"
+    );
+    assert_eq!(
+        f.gate.baking().await,
+        1,
+        "only the autoscaler's change still bakes"
+    );
+    assert!(f.of_kind(EventKind::Reverted).await.is_empty());
+}
+
+#[tokio::test]
+async fn undo_reverts_an_agents_changes_since_a_time_newest_first() {
+    let f = fixture().await;
+    let early = f.gate.submit(&f.bot, scale("db", 5)).await.unwrap();
+    let c0 = allowed_change(&early);
+    f.step().await;
+    let since = f.clock.now();
+    let c1 = allowed_change(&f.gate.submit(&f.bot, scale("web", 5)).await.unwrap());
+    f.step().await;
+    let c2 = allowed_change(&f.gate.submit(&f.bot, scale("web", 6)).await.unwrap());
+    f.step().await;
+    let other = f.agent("other").await;
+    let c3 = allowed_change(&f.gate.submit(&other, scale("legacy", 3)).await.unwrap());
+
+    let outcomes = f.gate.undo("bot", since, "alice").await.unwrap();
+    let reverted: Vec<&str> = outcomes
+        .iter()
+        .map(|o| match o {
+            BakeOutcome::Reverted { change_id, .. } => change_id.as_str(),
+            other => panic!("expected reverts only, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(reverted, [c2.as_str(), c1.as_str()], "newest first");
+    assert_eq!(f.desired("web").total(), 4, "web is back where it started");
+    assert_eq!(f.desired("db").total(), 5, "changes before `since` stay");
+    assert_eq!(f.desired("legacy").total(), 3, "other agents' changes stay");
+
+    let order: Vec<Option<String>> = f
+        .of_kind(EventKind::Reverted)
+        .await
+        .into_iter()
+        .map(|e| e.change_id)
+        .collect();
+    assert_eq!(order, [Some(c2.clone()), Some(c1.clone())]);
+    for c in [&c1, &c2] {
+        assert_eq!(f.store.change(c).await.unwrap().unwrap().status, "reverted");
+    }
+    for c in [&c0, &c3] {
+        assert_eq!(f.store.change(c).await.unwrap().unwrap().status, "baking");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_submissions_lose_no_event_and_keep_the_chain() {
+    let f = fixture().await;
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        tokens.push(f.agent(&format!("agent-{i}")).await);
+    }
+    let mut tasks = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        for request in [
+            req(Verb::Read, "sim:service/web"),
+            scale("legacy", 1 + (i as u32 % 4)),
+        ] {
+            let (gate, token) = (f.gate.clone(), token.clone());
+            tasks.push(tokio::spawn(
+                async move { gate.submit(&token, request).await },
+            ));
+        }
+    }
+    let mut decisions = Vec::new();
+    for t in tasks {
+        decisions.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(decisions.len(), 20);
+    let mut ids: Vec<&str> = decisions.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "every decision has its own id");
+
+    let mut expected = 0;
+    for d in &decisions {
+        let mut want = vec![EventKind::Request, EventKind::Verdict];
+        if d.change_id.is_some() {
+            want.push(EventKind::Applied);
+        }
+        let got = f.of_action(&d.id).await;
+        assert_eq!(kinds(&got), want, "{d:?}");
+        assert!(
+            got.iter()
+                .all(|e| e.agent.as_deref() == Some(d.agent.as_str()))
+        );
+        assert_eq!(got[1].payload["verdict"], d.verdict);
+        expected += want.len();
+    }
+    assert!(
+        decisions.iter().any(|d| d.change_id.is_some()),
+        "some scales applied"
+    );
+    let principals = 2 + 10;
+    let all = f.store.read(EventQuery::default()).await.unwrap();
+    assert_eq!(all.len(), principals + expected);
+    assert!(
+        all.iter().enumerate().all(|(i, e)| e.seq == i as i64 + 1),
+        "no gap in the sequence"
+    );
+    let report = f.store.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events as usize, all.len());
+    assert_eq!(report.head, all.last().unwrap().hash);
+}

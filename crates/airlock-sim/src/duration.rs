@@ -1,0 +1,77 @@
+//! Durations written as `90`, `"45s"`, `"30m"`, `"2h"` or `"1d"` in scenario files.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A whole number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Secs(pub u64);
+
+impl Secs {
+    /// Milliseconds.
+    pub fn ms(self) -> i64 {
+        (self.0 as i64).saturating_mul(1000)
+    }
+    /// Parses `45s`, `30m`, `2h`, `1d` or a bare number of seconds.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+        let n: u64 = num.parse().map_err(|_| format!("invalid duration `{s}`: use e.g. `90s`, `30m`, `2h`"))?;
+        let mul = match unit {
+            "" | "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => return Err(format!("invalid duration `{s}`: unit must be s, m, h or d")),
+        };
+        Ok(Secs(n * mul))
+    }
+}
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if s > 0 && s.is_multiple_of(3600) {
+            write!(f, "{}h", s / 3600)
+        } else if s > 0 && s.is_multiple_of(60) {
+            write!(f, "{}m", s / 60)
+        } else {
+            write!(f, "{s}s")
+        }
+    }
+}
+
+impl Serialize for Secs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Secs(n)),
+            Raw::S(s) => Secs::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn parses_units() {
+        assert_eq!(Secs::parse("90").unwrap(), Secs(90));
+        assert_eq!(Secs::parse("30m").unwrap(), Secs(1800));
+        assert_eq!(Secs::parse("2h").unwrap(), Secs(7200));
+        assert!(Secs::parse("2w").is_err());
+        assert!(Secs::parse("m").is_err());
+        assert_eq!(Secs(5400).to_string(), "90m");
+    }
+}

@@ -1,0 +1,14 @@
+//! The sandbox cloud: regions and zones, services with replicas, dependencies, workload,
+//! faults and health signals, on virtual time and deterministic from a seed.
+//!
+//! [`Sim`] is the world; [`SimProvider`] exposes it to the gate as the `sim` provider.
+
+pub mod duration;
+pub mod provider;
+pub mod spec;
+pub mod world;
+
+pub use duration::Secs;
+pub use provider::{SimHandle, SimProvider};
+pub use spec::{DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec, WorldSpec};
+pub use world::{Desired, Observation, ServiceView, Signals, Sim, SimError};

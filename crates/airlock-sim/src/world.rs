@@ -1,0 +1,748 @@
+//! The world's state and its dynamics, one tick at a time.
+//!
+//! Per tick and service: demand from the workload curve and events; healthy capacity from
+//! ready replicas in zones that are up; served = min(demand, capacity); overload sheds
+//! requests and raises latency; bad versions add errors; failing dependencies fail their
+//! dependents in proportion. Signals are recorded per tick; a metric blackout hides them.
+
+use crate::spec::{FaultKind, ServiceSpec, Tier, WorldSpec};
+use airlock_core::Timestamp;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Latency reported for requests that time out or hit nothing.
+pub const TIMEOUT_MS: f64 = 5000.0;
+/// How much history each service keeps (for headroom and observation), in seconds.
+const HISTORY_S: i64 = 2 * 3600;
+
+/// Why the world refused something.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SimError {
+    #[error("invalid world: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("unknown service `{0}`")]
+    UnknownService(String),
+    #[error("unknown environment `{0}`")]
+    UnknownEnvironment(String),
+}
+
+/// One tick's signals of one service.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Signals {
+    pub t: Timestamp,
+    pub demand_rps: f64,
+    pub capacity_rps: f64,
+    pub replicas_ready: u32,
+    pub replicas_desired: u32,
+    pub availability: f64,
+    pub error_rate: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+struct Zone {
+    ready: u32,
+    /// Times at which starting replicas become ready.
+    starting: Vec<Timestamp>,
+}
+
+impl Zone {
+    fn total(&self) -> u32 {
+        self.ready + self.starting.len() as u32
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Service {
+    spec: ServiceSpec,
+    exists: bool,
+    version: String,
+    zones: BTreeMap<String, Zone>,
+    generation: u64,
+    /// Versions this service ran before, most recent last.
+    past_versions: Vec<String>,
+    requests_total: f64,
+    errors_total: f64,
+    history: VecDeque<Signals>,
+}
+
+/// The desired state of one service: what snapshots hold and reverts put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Desired {
+    pub exists: bool,
+    pub version: String,
+    pub replicas: BTreeMap<String, u32>,
+    pub generation: u64,
+}
+
+impl Desired {
+    /// Total desired replicas.
+    pub fn total(&self) -> u32 {
+        if self.exists { self.replicas.values().sum() } else { 0 }
+    }
+}
+
+/// What an agent or operator can see of one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub env: String,
+    pub region: String,
+    pub tier: Tier,
+    pub exists: bool,
+    pub version: String,
+    pub replicas_desired: u32,
+    pub replicas_ready: u32,
+    pub capacity_rps_per_replica: f64,
+    pub cold_start_s: u64,
+    pub depends_on: Vec<String>,
+    pub dependents: Vec<String>,
+    /// The last tick's signals; `None` during a metric blackout.
+    pub signals: Option<Signals>,
+}
+
+/// Everything observable at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub now: Timestamp,
+    pub services: Vec<ServiceView>,
+}
+
+impl Observation {
+    /// One service's view.
+    pub fn service(&self, name: &str) -> Option<&ServiceView> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// The sandbox cloud.
+#[derive(Debug, Clone)]
+pub struct Sim {
+    spec: WorldSpec,
+    start: Timestamp,
+    now: Timestamp,
+    tick_ms: i64,
+    rng: ChaCha8Rng,
+    services: BTreeMap<String, Service>,
+    order: Vec<String>,
+    last: BTreeMap<String, Signals>,
+}
+
+/// Services in dependency order (dependencies first), or `None` on a cycle.
+pub fn topo_order(services: &[ServiceSpec]) -> Option<Vec<String>> {
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut order = Vec::new();
+    let mut sorted: Vec<&ServiceSpec> = services.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    while order.len() < sorted.len() {
+        let before = order.len();
+        for s in &sorted {
+            if !done.contains(&s.name)
+                && s.depends_on.iter().all(|d| done.contains(d) || !sorted.iter().any(|x| &x.name == d))
+            {
+                done.insert(s.name.clone());
+                order.push(s.name.clone());
+            }
+        }
+        if order.len() == before {
+            return None;
+        }
+    }
+    Some(order)
+}
+
+fn spread(total: u32, zones: &[String]) -> BTreeMap<String, u32> {
+    let n = zones.len().max(1) as u32;
+    zones
+        .iter()
+        .enumerate()
+        .map(|(i, z)| (z.clone(), total / n + u32::from((i as u32) < total % n)))
+        .collect()
+}
+
+fn demand_curve(spec: &ServiceSpec, t: Timestamp) -> f64 {
+    let hour = (t.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
+    let phase = (hour - spec.demand.peak_hour) / 24.0 * std::f64::consts::TAU;
+    spec.demand.base_rps * (1.0 + spec.demand.diurnal_amplitude * phase.cos())
+}
+
+impl Sim {
+    /// A world at virtual time `start`, advancing `tick_s` seconds per tick, from `seed`.
+    pub fn new(spec: WorldSpec, seed: u64, start: Timestamp, tick_s: u64) -> Result<Self, SimError> {
+        let problems = spec.problems();
+        if !problems.is_empty() {
+            return Err(SimError::Invalid(problems));
+        }
+        let order = topo_order(&spec.services).ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
+        let mut sim = Self {
+            start,
+            now: start,
+            tick_ms: (tick_s.max(1) as i64) * 1000,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            services: BTreeMap::new(),
+            order,
+            last: BTreeMap::new(),
+            spec,
+        };
+        for s in sim.spec.services.clone() {
+            let zones = sim.zones_of(&s.region);
+            let replicas = spread(s.replicas, &zones);
+            let svc = Service {
+                exists: true,
+                version: s.version.clone(),
+                zones: replicas.into_iter().map(|(z, n)| (z, Zone { ready: n, starting: vec![] })).collect(),
+                generation: 0,
+                past_versions: vec![],
+                requests_total: 0.0,
+                errors_total: 0.0,
+                history: VecDeque::new(),
+                spec: s,
+            };
+            sim.services.insert(svc.spec.name.clone(), svc);
+        }
+        Ok(sim)
+    }
+
+    /// The world's declared spec.
+    pub fn spec(&self) -> &WorldSpec {
+        &self.spec
+    }
+    /// Current virtual time.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+    /// Virtual start time.
+    pub fn start(&self) -> Timestamp {
+        self.start
+    }
+    /// Tick length in milliseconds.
+    pub fn tick_ms(&self) -> i64 {
+        self.tick_ms
+    }
+
+    fn zones_of(&self, region: &str) -> Vec<String> {
+        self.spec.regions.iter().find(|r| r.name == region).map(|r| r.azs.clone()).unwrap_or_default()
+    }
+
+    fn elapsed_s(&self, t: Timestamp) -> u64 {
+        ((t - self.start).max(0) / 1000) as u64
+    }
+
+    fn active(&self, at: crate::Secs, duration: Option<crate::Secs>, t: Timestamp) -> bool {
+        let e = self.elapsed_s(t);
+        e >= at.0 && duration.is_none_or(|d| e < at.0 + d.0)
+    }
+
+    /// Whether a service's signals are blacked out now.
+    pub fn blacked_out(&self, service: &str) -> bool {
+        self.spec.faults.iter().any(|f| {
+            f.kind == FaultKind::MetricBlackout
+                && (f.target == "*" || f.target == service)
+                && self.active(f.at, Some(f.duration), self.now)
+        })
+    }
+
+    /// Advances the world by one tick.
+    pub fn tick(&mut self) {
+        self.now += self.tick_ms;
+        let now = self.now;
+        let dt = self.tick_ms as f64 / 1000.0;
+        let down_zones: BTreeSet<String> = self
+            .spec
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::AzOutage && self.active(f.at, Some(f.duration), now))
+            .map(|f| f.target.clone())
+            .collect();
+        // Crashed replicas come back cold when their fault ends.
+        let ending_crashes: Vec<(String, u32)> = self
+            .spec
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::ReplicaCrash && self.elapsed_s(now) == f.at.0 + f.duration.0)
+            .map(|f| (f.target.clone(), f.count.unwrap_or(1)))
+            .collect();
+        for (target, count) in ending_crashes {
+            let names: Vec<String> = self.matching(&target);
+            for name in names {
+                if let Some(s) = self.services.get_mut(&name) {
+                    let cold = s.spec.cold_start.ms();
+                    let mut left = count;
+                    for z in s.zones.values_mut() {
+                        while left > 0 && z.ready > 0 {
+                            z.ready -= 1;
+                            z.starting.push(now + cold);
+                            left -= 1;
+                        }
+                    }
+                }
+            }
+        }
+        let order = self.order.clone();
+        let mut current: BTreeMap<String, Signals> = BTreeMap::new();
+        for name in &order {
+            let noise_draw: f64 = {
+                // Box–Muller from two uniform draws; always two draws per service per tick.
+                let u1: f64 = self.rng.random::<f64>().max(1e-12);
+                let u2: f64 = self.rng.random::<f64>();
+                (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+            };
+            let Some(svc) = self.services.get(name) else { continue };
+            let spec = &svc.spec;
+            let mut factor = 1.0;
+            for e in &self.spec.events {
+                if e.services.iter().any(|s| s == "*" || s == name) && self.active(e.at, e.duration, now) {
+                    let since = (self.elapsed_s(now) - e.at.0) as f64;
+                    let ramp = if e.ramp.0 == 0 { 1.0 } else { (since / e.ramp.0 as f64).min(1.0) };
+                    factor *= 1.0 + (e.factor - 1.0) * ramp;
+                }
+            }
+            let demand = (demand_curve(spec, now) * factor * (1.0 + spec.demand.noise * noise_draw)).max(0.0);
+            let mut crashed: u32 = self
+                .spec
+                .faults
+                .iter()
+                .filter(|f| {
+                    f.kind == FaultKind::ReplicaCrash
+                        && (f.target == "*" || &f.target == name)
+                        && self.active(f.at, Some(f.duration), now)
+                })
+                .map(|f| f.count.unwrap_or(1))
+                .sum();
+            let slowdown: f64 = self
+                .spec
+                .faults
+                .iter()
+                .filter(|f| {
+                    f.kind == FaultKind::DependencySlowdown
+                        && (f.target == "*" || &f.target == name)
+                        && self.active(f.at, Some(f.duration), now)
+                })
+                .map(|f| f.factor.unwrap_or(3.0).max(1.0))
+                .product();
+            let (err_v, lat_v) = self
+                .spec
+                .versions
+                .iter()
+                .find(|v| v.name == svc.version)
+                .map(|v| (v.error_rate, v.latency_factor))
+                .unwrap_or((0.0, 1.0));
+            let mut ready: u32 = 0;
+            let mut desired: u32 = 0;
+            if svc.exists {
+                for (zname, z) in &svc.zones {
+                    desired += z.total();
+                    let up = z.ready + z.starting.iter().filter(|t| **t <= now).count() as u32;
+                    if !down_zones.contains(zname) {
+                        ready += up;
+                    }
+                }
+            }
+            let lost = crashed.min(ready);
+            ready -= lost;
+            crashed -= lost;
+            let _ = crashed;
+            let capacity = ready as f64 * spec.capacity_rps / slowdown;
+            let (mut dep_ok, mut dep_p99) = (1.0_f64, 0.0_f64);
+            for d in &spec.depends_on {
+                if let Some(ds) = current.get(d) {
+                    dep_ok *= ds.availability;
+                    dep_p99 = dep_p99.max(ds.p99_ms);
+                }
+            }
+            let served = demand.min(capacity);
+            let success = served * (1.0 - err_v) * dep_ok;
+            let availability = if !svc.exists {
+                0.0
+            } else if demand <= 1e-9 {
+                1.0
+            } else {
+                (success / demand).clamp(0.0, 1.0)
+            };
+            let util = if capacity > 0.0 { demand / capacity } else { f64::INFINITY };
+            let own = if util < 1.0 {
+                spec.base_latency_ms * lat_v * slowdown * (1.0 + 2.0 * util.powi(6))
+            } else {
+                TIMEOUT_MS
+            };
+            let p99 = if svc.exists { (own + dep_p99).min(TIMEOUT_MS) } else { TIMEOUT_MS };
+            let sig = Signals {
+                t: now,
+                demand_rps: demand,
+                capacity_rps: capacity,
+                replicas_ready: ready,
+                replicas_desired: desired,
+                availability,
+                error_rate: 1.0 - availability,
+                p99_ms: p99,
+            };
+            current.insert(name.clone(), sig);
+            if let Some(svc) = self.services.get_mut(name) {
+                svc.requests_total += demand * dt;
+                svc.errors_total += (demand - availability * demand) * dt;
+                for z in svc.zones.values_mut() {
+                    let before = z.starting.len();
+                    z.starting.retain(|t| *t > now);
+                    z.ready += (before - z.starting.len()) as u32;
+                }
+                svc.history.push_back(sig);
+                while svc.history.front().is_some_and(|h| h.t < now - HISTORY_S * 1000) {
+                    svc.history.pop_front();
+                }
+            }
+        }
+        self.last = current;
+    }
+
+    fn matching(&self, target: &str) -> Vec<String> {
+        self.services.keys().filter(|n| target == "*" || n.as_str() == target).cloned().collect()
+    }
+
+    /// The last tick's true signals of every service (what scoring uses).
+    pub fn truth(&self) -> &BTreeMap<String, Signals> {
+        &self.last
+    }
+
+    /// Cumulative request and error counters of a service; `None` during a blackout.
+    pub fn counters(&self, service: &str) -> Option<airlock_core::slo::Counters> {
+        if self.blacked_out(service) {
+            return None;
+        }
+        let s = self.services.get(service)?;
+        Some(airlock_core::slo::Counters {
+            requests_total: s.requests_total,
+            errors_total: s.errors_total,
+            p99_ms: self.last.get(service).map_or(0.0, |x| x.p99_ms),
+        })
+    }
+
+    /// Requests, errors and worst p99 of a service over the last `window_s` seconds;
+    /// `None` during a blackout or before the first tick.
+    pub fn recent_sample(&self, service: &str, window_s: u64) -> Option<airlock_core::slo::Sample> {
+        if self.blacked_out(service) {
+            return None;
+        }
+        let s = self.services.get(service)?;
+        let dt = self.tick_ms as f64 / 1000.0;
+        let since = self.now - (window_s as i64) * 1000;
+        let recent: Vec<&Signals> = s.history.iter().filter(|h| h.t > since).collect();
+        if recent.is_empty() {
+            return None;
+        }
+        Some(airlock_core::slo::Sample {
+            requests: Some(recent.iter().map(|h| h.demand_rps * dt).sum()),
+            errors: Some(recent.iter().map(|h| h.demand_rps * (1.0 - h.availability) * dt).sum()),
+            p99_ms: recent.iter().map(|h| h.p99_ms).reduce(f64::max),
+        })
+    }
+
+    /// The 95th percentile of a service's demand over the last `window_s` seconds.
+    pub fn recent_p95_demand(&self, service: &str, window_s: i64) -> Option<f64> {
+        let s = self.services.get(service)?;
+        let mut v: Vec<f64> =
+            s.history.iter().filter(|h| h.t > self.now - window_s * 1000).map(|h| h.demand_rps).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(|a, b| a.total_cmp(b));
+        let idx = ((v.len() as f64) * 0.95).ceil() as usize;
+        v.get(idx.saturating_sub(1).min(v.len() - 1)).copied()
+    }
+
+    /// Live services that call `service` directly.
+    pub fn dependents(&self, service: &str) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| s.exists && s.spec.depends_on.iter().any(|d| d == service))
+            .map(|s| s.spec.name.clone())
+            .collect()
+    }
+
+    /// Everything downstream of `services` (transitive dependents), excluding them.
+    pub fn downstream(&self, services: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut frontier: Vec<String> = services.iter().cloned().collect();
+        while let Some(s) = frontier.pop() {
+            for d in self.dependents(&s) {
+                if !services.contains(&d) && out.insert(d.clone()) {
+                    frontier.push(d);
+                }
+            }
+        }
+        out
+    }
+
+    /// What an agent can see now.
+    pub fn observe(&self) -> Observation {
+        let services = self
+            .services
+            .values()
+            .map(|s| {
+                let d = self.desired_of(s);
+                ServiceView {
+                    name: s.spec.name.clone(),
+                    env: s.spec.env.clone(),
+                    region: s.spec.region.clone(),
+                    tier: s.spec.tier,
+                    exists: s.exists,
+                    version: s.version.clone(),
+                    replicas_desired: d.total(),
+                    replicas_ready: if s.exists { s.zones.values().map(|z| z.ready).sum() } else { 0 },
+                    capacity_rps_per_replica: s.spec.capacity_rps,
+                    cold_start_s: s.spec.cold_start.0,
+                    depends_on: s.spec.depends_on.clone(),
+                    dependents: self.dependents(&s.spec.name),
+                    signals: if self.blacked_out(&s.spec.name) { None } else { self.last.get(&s.spec.name).copied() },
+                }
+            })
+            .collect();
+        Observation { now: self.now, services }
+    }
+
+    /// Recent observable history of a service (empty during a blackout of now).
+    pub fn history(&self, service: &str) -> Vec<Signals> {
+        self.services.get(service).map(|s| s.history.iter().copied().collect()).unwrap_or_default()
+    }
+
+    fn desired_of(&self, s: &Service) -> Desired {
+        Desired {
+            exists: s.exists,
+            version: s.version.clone(),
+            replicas: if s.exists { s.zones.iter().map(|(z, v)| (z.clone(), v.total())).collect() } else { BTreeMap::new() },
+            generation: s.generation,
+        }
+    }
+
+    /// The desired state of a service.
+    pub fn desired(&self, service: &str) -> Result<Desired, SimError> {
+        self.services.get(service).map(|s| self.desired_of(s)).ok_or_else(|| SimError::UnknownService(service.into()))
+    }
+
+    /// A service's spec (kept after deletion so it can be recreated).
+    pub fn service_spec(&self, service: &str) -> Option<&ServiceSpec> {
+        self.services.get(service).map(|s| &s.spec)
+    }
+
+    /// Services of an environment (live or deleted).
+    pub fn environment(&self, env: &str) -> Vec<String> {
+        self.services.values().filter(|s| s.spec.env == env).map(|s| s.spec.name.clone()).collect()
+    }
+
+    /// Zones of a service's region.
+    pub fn zones_of_service(&self, service: &str) -> Vec<String> {
+        self.services.get(service).map(|s| self.zones_of(&s.spec.region)).unwrap_or_default()
+    }
+
+    /// Whether `version` is one the service ran before (a rollback).
+    pub fn ran_before(&self, service: &str, version: &str) -> bool {
+        self.services.get(service).is_some_and(|s| s.past_versions.iter().any(|v| v == version))
+    }
+
+    /// Adds a service that does not exist yet (a `create` with a spec); it starts cold.
+    pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), SimError> {
+        let mut all = self.spec.clone();
+        all.services.retain(|s| s.name != spec.name);
+        all.services.push(spec.clone());
+        let problems = all.problems();
+        if !problems.is_empty() {
+            return Err(SimError::Invalid(problems));
+        }
+        self.order = topo_order(&all.services).ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
+        let svc = Service {
+            exists: false,
+            version: spec.version.clone(),
+            zones: BTreeMap::new(),
+            generation: 0,
+            past_versions: vec![],
+            requests_total: 0.0,
+            errors_total: 0.0,
+            history: VecDeque::new(),
+            spec,
+        };
+        self.services.entry(svc.spec.name.clone()).or_insert(svc);
+        Ok(())
+    }
+
+    /// Moves a service to a desired state, as a real platform would: removed replicas stop
+    /// at once, added or recreated replicas start cold, a version change rolls out at once,
+    /// a new generation restarts every replica.
+    pub fn set_desired(&mut self, service: &str, d: &Desired) -> Result<(), SimError> {
+        let now = self.now;
+        let zones = self.zones_of_service(service);
+        let s = self.services.get_mut(service).ok_or_else(|| SimError::UnknownService(service.into()))?;
+        let cold = s.spec.cold_start.ms();
+        if !d.exists {
+            s.exists = false;
+            s.zones.clear();
+            return Ok(());
+        }
+        if !s.exists {
+            s.exists = true;
+            s.zones.clear();
+        }
+        if s.version != d.version {
+            let old = std::mem::replace(&mut s.version, d.version.clone());
+            s.past_versions.retain(|v| v != &old);
+            s.past_versions.push(old);
+            if s.past_versions.len() > 10 {
+                s.past_versions.remove(0);
+            }
+        }
+        if d.generation != s.generation {
+            s.generation = d.generation;
+            for z in s.zones.values_mut() {
+                let n = z.total();
+                z.ready = 0;
+                z.starting = vec![now + cold; n as usize];
+            }
+        }
+        for zname in zones {
+            let want = d.replicas.get(&zname).copied().unwrap_or(0);
+            let z = s.zones.entry(zname).or_default();
+            while z.total() > want {
+                if z.starting.pop().is_none() {
+                    z.ready -= 1;
+                }
+            }
+            while z.total() < want {
+                z.starting.push(now + cold);
+            }
+        }
+        Ok(())
+    }
+
+    /// Spreads `total` replicas over a service's zones.
+    pub fn spread(&self, service: &str, total: u32) -> BTreeMap<String, u32> {
+        spread(total, &self.zones_of_service(service))
+    }
+
+    /// Request-weighted availability and demand of the critical services at the last tick.
+    pub fn critical_summary(&self) -> (f64, f64) {
+        let (mut demand, mut ok) = (0.0, 0.0);
+        for (name, s) in &self.last {
+            if self.services.get(name).is_some_and(|x| x.spec.tier == Tier::Critical) {
+                demand += s.demand_rps;
+                ok += s.demand_rps * s.availability;
+            }
+        }
+        (if demand > 0.0 { ok / demand } else { 1.0 }, demand)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+    use crate::Secs;
+
+    pub(crate) fn world() -> WorldSpec {
+        let svc = |name: &str, tier: Tier, deps: &[&str], rps: f64| ServiceSpec {
+            name: name.into(),
+            env: "prod".into(),
+            region: "us-east".into(),
+            tier,
+            replicas: 4,
+            capacity_rps: 100.0,
+            cold_start: Secs(60),
+            version: "v1".into(),
+            depends_on: deps.iter().map(|s| s.to_string()).collect(),
+            base_latency_ms: 30.0,
+            tags: vec![],
+            demand: DemandSpec { base_rps: rps, diurnal_amplitude: 0.0, peak_hour: 14.0, noise: 0.0 },
+        };
+        WorldSpec {
+            regions: vec![RegionSpec { name: "us-east".into(), azs: vec!["a".into(), "b".into()] }],
+            services: vec![svc("db", Tier::Standard, &[], 100.0), svc("web", Tier::Critical, &["db"], 200.0)],
+            versions: vec![VersionSpec { name: "bad".into(), error_rate: 0.2, latency_factor: 1.0 }],
+            events: vec![],
+            faults: vec![],
+        }
+    }
+
+    #[test]
+    fn healthy_world_serves_everything() {
+        let mut sim = Sim::new(world(), 1, 0, 10).unwrap();
+        sim.tick();
+        let (a, d) = sim.critical_summary();
+        assert_eq!(a, 1.0);
+        assert!((d - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn overload_sheds_and_deleted_dependency_fails_dependents() {
+        let mut sim = Sim::new(world(), 1, 0, 10).unwrap();
+        let mut d = sim.desired("web").unwrap();
+        d.replicas = sim.spread("web", 1);
+        sim.set_desired("web", &d).unwrap();
+        sim.tick();
+        let web = sim.truth()["web"];
+        assert!((web.availability - 0.5).abs() < 1e-9, "{web:?}");
+        assert_eq!(web.p99_ms, TIMEOUT_MS);
+        let mut db = sim.desired("db").unwrap();
+        db.exists = false;
+        sim.set_desired("db", &db).unwrap();
+        sim.tick();
+        assert_eq!(sim.truth()["web"].availability, 0.0);
+    }
+
+    #[test]
+    fn recreated_services_start_cold() {
+        let mut sim = Sim::new(world(), 1, 0, 10).unwrap();
+        let before = sim.desired("db").unwrap();
+        let gone = Desired { exists: false, ..before.clone() };
+        sim.set_desired("db", &gone).unwrap();
+        sim.tick();
+        sim.set_desired("db", &before).unwrap();
+        for _ in 0..5 {
+            sim.tick();
+            assert_eq!(sim.truth()["db"].capacity_rps, 0.0);
+        }
+        for _ in 0..2 {
+            sim.tick();
+        }
+        assert_eq!(sim.truth()["db"].capacity_rps, 400.0);
+    }
+
+    #[test]
+    fn faults_and_blackouts() {
+        let mut w = world();
+        w.faults = vec![
+            FaultSpec { kind: FaultKind::AzOutage, target: "a".into(), at: Secs(0), duration: Secs(30), count: None, factor: None },
+            FaultSpec { kind: FaultKind::MetricBlackout, target: "web".into(), at: Secs(0), duration: Secs(30), count: None, factor: None },
+        ];
+        let mut sim = Sim::new(w, 1, 0, 10).unwrap();
+        sim.tick();
+        assert_eq!(sim.truth()["web"].capacity_rps, 200.0);
+        assert!(sim.counters("web").is_none());
+        assert!(sim.observe().service("web").unwrap().signals.is_none());
+        for _ in 0..3 {
+            sim.tick();
+        }
+        assert_eq!(sim.truth()["web"].capacity_rps, 400.0);
+        assert!(sim.counters("web").is_some());
+    }
+
+    #[test]
+    fn same_seed_same_world() {
+        let mut w = world();
+        w.services[1].demand.noise = 0.1;
+        let run = |seed| {
+            let mut sim = Sim::new(w.clone(), seed, 0, 10).unwrap();
+            (0..100).map(|_| { sim.tick(); sim.truth()["web"].demand_rps }).collect::<Vec<_>>()
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7), run(8));
+    }
+
+    #[test]
+    fn invalid_world_names_every_problem() {
+        let mut w = world();
+        w.services[1].depends_on.push("nope".into());
+        w.services[0].region = "mars".into();
+        let SimError::Invalid(p) = Sim::new(w, 1, 0, 10).unwrap_err() else { panic!() };
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|m| m.contains("unknown service `nope`")));
+    }
+}
