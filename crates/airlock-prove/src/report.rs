@@ -26,6 +26,8 @@ const SLO: f64 = 0.999;
 const PLOT_SIZE: (u32, u32) = (900, 300);
 /// Timeline rows shown per table; a long run's timeline would otherwise swamp the page.
 const MAX_ROWS: usize = 300;
+/// Plot text; the SVG backend writes sizes divided by 1.24, so this comes out near 13px.
+const FONT: (&str, f64) = ("sans-serif", 16.0);
 
 const UNGUARDED_COLOR: RGBColor = RGBColor(214, 39, 40);
 const GUARDED_COLOR: RGBColor = RGBColor(31, 119, 180);
@@ -381,7 +383,8 @@ fn availability_plot(pair: &Pair<'_>) -> String {
             .y_desc("availability")
             .x_label_formatter(&|x| number(*x))
             .y_label_formatter(&|y| format!("{}%", number(*y * 100.0)))
-            .label_style(("sans-serif", 13))
+            .label_style(FONT)
+            .axis_desc_style(FONT)
             .draw()?;
         chart
             .draw_series(DashedLineSeries::new(
@@ -410,7 +413,7 @@ fn availability_plot(pair: &Pair<'_>) -> String {
             .position(SeriesLabelPosition::LowerLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(GRID_COLOR)
-            .label_font(("sans-serif", 13))
+            .label_font(FONT)
             .draw()?;
         Ok(())
     })
@@ -450,7 +453,8 @@ fn capacity_plot(pair: &Pair<'_>) -> String {
             .y_desc("requests per second")
             .x_label_formatter(&|x| number(*x))
             .y_label_formatter(&|y| number(*y))
-            .label_style(("sans-serif", 13))
+            .label_style(FONT)
+            .axis_desc_style(FONT)
             .draw()?;
         chart
             .draw_series(
@@ -480,7 +484,7 @@ fn capacity_plot(pair: &Pair<'_>) -> String {
             .position(SeriesLabelPosition::UpperLeft)
             .background_style(WHITE.mix(0.85))
             .border_style(GRID_COLOR)
-            .label_font(("sans-serif", 13))
+            .label_font(FONT)
             .draw()?;
         Ok(())
     })

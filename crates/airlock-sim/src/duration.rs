@@ -12,19 +12,37 @@ impl Secs {
     pub fn ms(self) -> i64 {
         (self.0 as i64).saturating_mul(1000)
     }
-    /// Parses `45s`, `30m`, `2h`, `1d` or a bare number of seconds.
+    /// Parses `45s`, `30m`, `2h`, `1d`, compounds such as `1h30m`, or a bare number of seconds.
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-        let n: u64 = num.parse().map_err(|_| format!("invalid duration `{s}`: use e.g. `90s`, `30m`, `2h`"))?;
-        let mul = match unit {
-            "" | "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(format!("invalid duration `{s}`: unit must be s, m, h or d")),
-        };
-        Ok(Secs(n * mul))
+        let bad = |why: &str| format!("invalid duration `{s}`: {why}, e.g. `90s`, `30m`, `1h30m`");
+        if s.is_empty() {
+            return Err(bad("empty"));
+        }
+        if let Ok(n) = s.parse::<u64>() {
+            return Ok(Secs(n));
+        }
+        let (mut total, mut num) = (0u64, String::new());
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let mul = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return Err(bad("units are s, m, h and d")),
+            };
+            let n: u64 = num.parse().map_err(|_| bad("a number must come before each unit"))?;
+            total = n.checked_mul(mul).and_then(|v| total.checked_add(v)).ok_or_else(|| bad("too long"))?;
+            num.clear();
+        }
+        if !num.is_empty() {
+            return Err(bad("the last number has no unit"));
+        }
+        Ok(Secs(total))
     }
 }
 
@@ -72,6 +90,8 @@ mod tests {
         assert_eq!(Secs::parse("2h").unwrap(), Secs(7200));
         assert!(Secs::parse("2w").is_err());
         assert!(Secs::parse("m").is_err());
+        assert_eq!(Secs::parse("7h30m").unwrap(), Secs(27_000));
+        assert!(Secs::parse("1h30").is_err());
         assert_eq!(Secs(5400).to_string(), "90m");
     }
 }

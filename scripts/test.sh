@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, then runs every check CI runs:
+# formatting, clippy with warnings as errors, and the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The Rust toolchain comes with the machine; make sure its components are there.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+# SQLite is bundled into the binary by sqlx; the build needs only a C compiler.
+if ! command -v cc >/dev/null 2>&1; then
+  apt-get update -qq && apt-get install -y -qq build-essential
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked 2>&1 | tee /tmp/airlock-test.log
