@@ -168,6 +168,7 @@ fn side(c: &Scorecard) -> serde_json::Value {
         "destructive_applied": c.destructive_applied,
         "time_to_mitigate_s": c.time_to_mitigate_s,
         "mitigated": c.mitigated,
+        "incidents": c.incidents,
         "needs_attention": c.needs_attention,
         "replica_hours": c.replica_hours,
         "worst_availability": c.worst_availability,

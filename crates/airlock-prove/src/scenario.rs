@@ -143,7 +143,7 @@ impl Scenario {
     /// Parses and validates a scenario; `origin` names the file in messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|sp| text[..sp.start.min(text.len())].lines().count().max(1));
+            let line = e.span().map(|sp| text.as_bytes()[..sp.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
             let at = line.map_or(String::new(), |l| format!(":{l}"));
             ScenarioError::Parse(format!("{origin}{at}: {}", e.message()))
         })?;
@@ -178,10 +178,10 @@ impl Scenario {
         if let Err(e) = crate::agents::build(&self.agent, self) {
             out.push(format!("agent: {e}"));
         }
-        if let Some(p) = &self.guard.policy {
-            if let Err(e) = airlock_core::PolicyEngine::new(p, airlock_core::policy::SCHEMA) {
-                out.push(format!("guard.policy: {e}"));
-            }
+        if let Some(p) = &self.guard.policy
+            && let Err(e) = airlock_core::PolicyEngine::new(p, airlock_core::policy::SCHEMA)
+        {
+            out.push(format!("guard.policy: {e}"));
         }
         out
     }

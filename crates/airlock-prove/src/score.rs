@@ -18,10 +18,13 @@ pub struct Scorecard {
     pub reverted: u32,
     /// Destructive actions (deletes) that were applied.
     pub destructive_applied: u32,
-    /// Seconds from the first SLO violation to recovery; `None` when nothing needed mitigating.
+    /// Seconds from the start of the longest incident (the first tick below the SLO) to
+    /// recovery (the SLO held again for three ticks); `None` when nothing needed mitigating.
     pub time_to_mitigate_s: Option<f64>,
-    /// Whether the first incident was over by the end of the run.
+    /// Whether every incident was over by the end of the run.
     pub mitigated: bool,
+    /// Incidents: stretches below the SLO, each ended by three good ticks in a row.
+    pub incidents: u32,
     /// Changes whose revert found the resource moved on.
     pub needs_attention: u32,
     /// Cost: replica-hours of every service over the run.
@@ -68,9 +71,9 @@ impl Tally {
         if violating {
             self.card.slo_violation_minutes += dt_s / 60.0;
             self.ok_streak = 0;
-            if self.incident_start.is_none() && self.card.time_to_mitigate_s.is_none() {
+            if self.incident_start.is_none() {
                 self.incident_start = Some(now);
-                self.card.mitigated = false;
+                self.card.incidents += 1;
             }
         } else if let Some(start) = self.incident_start {
             if self.ok_streak == 0 {
@@ -79,17 +82,22 @@ impl Tally {
             self.ok_streak += 1;
             // Recovered once the objective holds for three ticks in a row.
             if self.ok_streak >= 3 {
-                self.card.time_to_mitigate_s = Some((self.first_ok_at - start) as f64 / 1000.0);
-                self.card.mitigated = true;
+                self.record_incident((self.first_ok_at - start) as f64 / 1000.0);
                 self.incident_start = None;
             }
+        }
+    }
+
+    fn record_incident(&mut self, seconds: f64) {
+        if self.card.time_to_mitigate_s.is_none_or(|longest| seconds > longest) {
+            self.card.time_to_mitigate_s = Some(seconds);
         }
     }
 
     pub fn finish(mut self, end: i64) -> Scorecard {
         self.card.availability = if self.requests > 0.0 { self.ok / self.requests } else { 1.0 };
         if let Some(start) = self.incident_start {
-            self.card.time_to_mitigate_s = Some((end - start) as f64 / 1000.0);
+            self.record_incident((end - start) as f64 / 1000.0);
             self.card.mitigated = false;
         }
         self.card
@@ -103,16 +111,27 @@ mod tests {
     #[test]
     fn time_to_mitigate_runs_from_first_violation_to_recovery() {
         let mut t = Tally::new(0.999);
-        let avail = [1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.2, 1.0];
+        let avail = [1.0, 0.5, 0.5, 1.0, 1.0, 1.0, 0.2, 1.0, 1.0, 1.0];
         for (i, a) in avail.iter().enumerate() {
             t.tick(i as i64 * 10_000, 10.0, *a, 100.0, 2);
         }
-        let c = t.finish(80_000);
-        assert_eq!(c.time_to_mitigate_s, Some(20.0));
+        let c = t.finish(100_000);
+        assert_eq!(c.time_to_mitigate_s, Some(20.0), "the longest incident counts");
+        assert_eq!(c.incidents, 2);
         assert!(c.mitigated);
         assert!((c.slo_violation_minutes - 0.5).abs() < 1e-9);
-        assert!((c.availability - (1.0 - 1.8 / 8.0)).abs() < 1e-9);
+        assert!((c.availability - (1.0 - 1.8 / 10.0)).abs() < 1e-9);
         assert_eq!(c.worst_availability, 0.2);
+    }
+
+    #[test]
+    fn an_incident_still_open_at_the_end_is_unmitigated() {
+        let mut t = Tally::new(0.999);
+        t.tick(0, 10.0, 1.0, 10.0, 1);
+        t.tick(10_000, 10.0, 0.0, 10.0, 1);
+        let c = t.finish(60_000);
+        assert_eq!(c.time_to_mitigate_s, Some(50.0));
+        assert!(!c.mitigated);
     }
 
     #[test]

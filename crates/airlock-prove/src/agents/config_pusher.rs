@@ -36,7 +36,10 @@ impl ConfigPusher {
             retry_ms: p.secs("retry_after", 900)?.ms(),
             max_tries: p.f64("max_tries", 3.0)?.max(1.0) as u32,
             now: act_at,
-            targets: services.into_iter().map(|s| (s, (State::Todo { not_before: act_at }, 0))).collect(),
+            targets: services
+                .into_iter()
+                .map(|s| (s, (State::Todo { not_before: act_at }, 0)))
+                .collect(),
         })
     }
 }
@@ -53,8 +56,11 @@ impl Agent for ConfigPusher {
         }
         let mut out = Vec::new();
         for (service, (state, tries)) in self.targets.iter_mut() {
-            if let State::Todo { not_before } = *state {
-                if obs.now >= not_before && *tries < self.max_tries {
+            if let State::Todo { not_before } = *state
+                && obs.now >= not_before
+                && *tries < self.max_tries
+            {
+                {
                     *state = State::InFlight;
                     *tries += 1;
                     out.push(
@@ -74,7 +80,9 @@ impl Agent for ConfigPusher {
             *state = match outcome {
                 Outcome::Held => State::InFlight,
                 Outcome::Applied => State::Done,
-                Outcome::Denied(_) | Outcome::Failed(_) => State::Todo { not_before: retry_at },
+                Outcome::Denied(_) | Outcome::Failed(_) => State::Todo {
+                    not_before: retry_at,
+                },
             };
         }
     }
