@@ -64,12 +64,16 @@ enum Which {
 
 /// Reads and validates a scenario file; problems are bad input.
 pub fn load_scenario(path: &Path) -> Result<Scenario> {
-    let text = std::fs::read_to_string(path).map_err(|e| BadInput(format!("cannot read `{}`: {e}", path.display())))?;
-    Scenario::from_toml(&text, &path.display().to_string()).map_err(|e| BadInput(e.to_string()).into())
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BadInput(format!("cannot read `{}`: {e}", path.display())))?;
+    Scenario::from_toml(&text, &path.display().to_string())
+        .map_err(|e| BadInput(e.to_string()).into())
 }
 
 async fn open_store(store: &str) -> Result<Arc<dyn Journal>> {
-    airlock_store::open(store).await.with_context(|| format!("the journal `{store}` cannot be opened; guarded runs need it"))
+    airlock_store::open(store)
+        .await
+        .with_context(|| format!("the journal `{store}` cannot be opened; guarded runs need it"))
 }
 
 fn bar(total: u64, quiet: bool) -> ProgressBar {
@@ -77,7 +81,9 @@ fn bar(total: u64, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {percent:>3}% {msg}") {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {percent:>3}% {msg}",
+    ) {
         pb.set_style(style.progress_chars("=> "));
     }
     pb
@@ -89,31 +95,56 @@ struct Job {
     mode: Mode,
 }
 
-async fn run_jobs(jobs: Vec<Job>, journal: Option<Arc<dyn Journal>>, pb: &ProgressBar) -> Result<Vec<RunResult>> {
-    let pb = pb.clone();
-    let mut handles = Vec::new();
+/// Runs the jobs in two lanes on the runtime's threads: unguarded runs in one, guarded in
+/// the other, each lane in order, so the journal holds one guarded run after another.
+async fn run_jobs(
+    jobs: Vec<Job>,
+    journal: Option<Arc<dyn Journal>>,
+    pb: &ProgressBar,
+) -> Result<Vec<RunResult>> {
     let done = Arc::new(std::sync::Mutex::new(vec![0u64; jobs.len()]));
+    let mut lanes: Vec<Vec<(usize, Job)>> = vec![Vec::new(), Vec::new()];
     for (i, job) in jobs.into_iter().enumerate() {
+        lanes[usize::from(job.mode == Mode::Guarded)].push((i, job));
+    }
+    let mut handles = Vec::new();
+    for lane in lanes {
         let journal = journal.clone();
         let pb = pb.clone();
         let done = done.clone();
         handles.push(tokio::spawn(async move {
-            let bar = pb.clone();
-            let progress = move |f: f64| {
-                if let Ok(mut d) = done.lock() {
-                    d[i] = (f * 1000.0) as u64;
-                    bar.set_position(d.iter().sum());
-                }
-            };
-            pb.set_message(format!("{} ({})", job.scenario.name, mode_name(job.mode)));
-            run_scenario(&job.scenario, job.seed, job.mode, journal, &progress).await
+            let mut out = Vec::new();
+            for (i, job) in lane {
+                let bar = pb.clone();
+                let done = done.clone();
+                let progress = move |f: f64| {
+                    if let Ok(mut d) = done.lock() {
+                        d[i] = (f * 1000.0) as u64;
+                        bar.set_position(d.iter().sum());
+                    }
+                };
+                pb.set_message(format!("{} ({})", job.scenario.name, mode_name(job.mode)));
+                out.push((
+                    i,
+                    run_scenario(
+                        &job.scenario,
+                        job.seed,
+                        job.mode,
+                        journal.clone(),
+                        &progress,
+                    )
+                    .await?,
+                ));
+            }
+            Ok::<_, airlock_prove::RunError>(out)
         }));
     }
     let mut out = Vec::new();
     for h in handles {
-        out.push(h.await.context("a run panicked")??);
+        out.extend(h.await.context("a run panicked")??);
     }
-    Ok(out)
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
 fn mode_name(m: Mode) -> &'static str {
@@ -134,8 +165,17 @@ fn fmt_ttm(c: &Scorecard) -> String {
 fn table(results: &[RunResult]) -> Table {
     let mut t = Table::new();
     t.load_style(UTF8_FULL_CONDENSED).set_header([
-        "scenario", "mode", "availability", "SLO min lost", "attempted", "applied", "denied", "held", "reverted",
-        "destructive", "mitigated in",
+        "scenario",
+        "mode",
+        "availability",
+        "SLO min lost",
+        "attempted",
+        "applied",
+        "denied",
+        "held",
+        "reverted",
+        "destructive",
+        "mitigated in",
     ]);
     for r in results {
         let c = &r.scorecard;
@@ -176,47 +216,84 @@ fn side(c: &Scorecard) -> serde_json::Value {
     })
 }
 
-fn write_report(path: &Path, title: &str, seed: u64, scenarios: &[Scenario], results: &[RunResult]) -> Result<()> {
+fn write_report(
+    path: &Path,
+    title: &str,
+    seed: Option<u64>,
+    scenarios: &[Scenario],
+    results: &[RunResult],
+) -> Result<()> {
     let mut pairs = Vec::new();
     for s in scenarios {
-        let u = results.iter().find(|r| r.scenario == s.name && r.mode == Mode::Unguarded);
-        let g = results.iter().find(|r| r.scenario == s.name && r.mode == Mode::Guarded);
+        let u = results
+            .iter()
+            .find(|r| r.scenario == s.name && r.mode == Mode::Unguarded);
+        let g = results
+            .iter()
+            .find(|r| r.scenario == s.name && r.mode == Mode::Guarded);
         if let (Some(u), Some(g)) = (u, g) {
-            pairs.push(Pair { name: &s.name, description: &s.description, unguarded: u, guarded: g });
+            pairs.push(Pair {
+                name: &s.name,
+                description: &s.description,
+                unguarded: u,
+                guarded: g,
+            });
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
-    std::fs::write(path, html(title, seed, &pairs)).with_context(|| format!("cannot write the report to `{}`", path.display()))
+    std::fs::write(path, html(title, seed, &pairs))
+        .with_context(|| format!("cannot write the report to `{}`", path.display()))
 }
 
 pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the demo reports its own wall time"
+    )]
     let started = Instant::now();
     let mut scenarios = Vec::new();
     for (name, text) in FLAGSHIPS {
         if !args.only.is_empty() && !args.only.iter().any(|o| o == name) {
             continue;
         }
-        scenarios.push(Scenario::from_toml(text, name).map_err(|e| anyhow::anyhow!("shipped scenario: {e}"))?);
+        scenarios.push(
+            Scenario::from_toml(text, name)
+                .map_err(|e| anyhow::anyhow!("shipped scenario: {e}"))?,
+        );
     }
     if scenarios.is_empty() {
         let names: Vec<&str> = FLAGSHIPS.iter().map(|f| f.0).collect();
-        return Err(BadInput(format!("no flagship scenario matches --only; choose from {}", names.join(", "))).into());
+        return Err(BadInput(format!(
+            "no flagship scenario matches --only; choose from {}",
+            names.join(", ")
+        ))
+        .into());
     }
     let journal = open_store(&args.store).await?;
     let mut jobs = Vec::new();
     for s in &scenarios {
         let seed = args.seed.unwrap_or(s.seed);
         for mode in [Mode::Unguarded, Mode::Guarded] {
-            jobs.push(Job { scenario: s.clone(), seed, mode });
+            jobs.push(Job {
+                scenario: s.clone(),
+                seed,
+                mode,
+            });
         }
     }
     let pb = bar(jobs.len() as u64 * 1000, args.json);
     let results = run_jobs(jobs, Some(journal.clone()), &pb).await?;
     pb.finish_and_clear();
-    let seed_label = args.seed.unwrap_or(0);
-    write_report(&args.report, "Airlock proving ground: flagship scenarios", seed_label, &scenarios, &results)?;
+    write_report(
+        &args.report,
+        "Airlock proving ground: flagship scenarios",
+        args.seed,
+        &scenarios,
+        &results,
+    )?;
     let verify = journal.verify().await?;
     let wall = started.elapsed().as_secs_f64();
     if args.json {
@@ -246,7 +323,11 @@ pub async fn demo(args: DemoArgs) -> Result<ExitCode> {
             if verify.ok() { "verified" } else { "BROKEN" }
         );
     }
-    Ok(if verify.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if verify.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -257,19 +338,43 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Which::Unguarded => vec![Mode::Unguarded],
         Which::Both => vec![Mode::Unguarded, Mode::Guarded],
     };
-    let journal = if modes.contains(&Mode::Guarded) { Some(open_store(&args.store).await?) } else { None };
-    let jobs: Vec<Job> = modes.iter().map(|m| Job { scenario: scenario.clone(), seed, mode: *m }).collect();
+    let journal = if modes.contains(&Mode::Guarded) {
+        Some(open_store(&args.store).await?)
+    } else {
+        None
+    };
+    let jobs: Vec<Job> = modes
+        .iter()
+        .map(|m| Job {
+            scenario: scenario.clone(),
+            seed,
+            mode: *m,
+        })
+        .collect();
     let pb = bar(jobs.len() as u64 * 1000, args.json);
     let results = run_jobs(jobs, journal, &pb).await?;
     pb.finish_and_clear();
     if let Some(path) = &args.report {
-        write_report(path, &format!("Airlock proving ground: {}", scenario.name), seed, std::slice::from_ref(&scenario), &results)?;
+        write_report(
+            path,
+            &format!("Airlock proving ground: {}", scenario.name),
+            Some(seed),
+            std::slice::from_ref(&scenario),
+            &results,
+        )?;
     }
     if args.json {
-        let find = |m: Mode| results.iter().find(|r| r.mode == m).map(|r| side(&r.scorecard));
+        let find = |m: Mode| {
+            results
+                .iter()
+                .find(|r| r.mode == m)
+                .map(|r| side(&r.scorecard))
+        };
         println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"name": scenario.name, "seed": seed, "unguarded": find(Mode::Unguarded), "guarded": find(Mode::Guarded)}))?
+            serde_json::to_string_pretty(
+                &json!({"name": scenario.name, "seed": seed, "unguarded": find(Mode::Unguarded), "guarded": find(Mode::Guarded)})
+            )?
         );
     } else {
         println!("{}", table(&results));

@@ -62,10 +62,12 @@ pub enum Format {
 }
 
 async fn open(store: &str) -> Result<SqliteJournal> {
-    SqliteJournal::open_read_only(store).await.map_err(|e| match e {
-        StoreError::NotFound(_) | StoreError::Invalid(_) => BadInput(e.to_string()).into(),
-        other => anyhow::Error::new(other),
-    })
+    SqliteJournal::open_read_only(store)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound(_) | StoreError::Invalid(_) => BadInput(e.to_string()).into(),
+            other => anyhow::Error::new(other),
+        })
 }
 
 pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
@@ -74,18 +76,40 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             let j = open(&store.store).await?;
             let report = j.verify().await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({
-                    "ok": report.ok(), "events": report.events, "head": report.head, "first_broken": report.first_broken,
-                }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "ok": report.ok(), "events": report.events, "head": report.head, "first_broken": report.first_broken,
+                    }))?
+                );
             } else if let Some(b) = &report.first_broken {
-                println!("journal `{}`: BROKEN at event {}: {}", store.store, b.seq, b.reason);
-                println!("{} events before it verify; head {}", report.events, report.head);
+                println!(
+                    "journal `{}`: BROKEN at event {}: {}",
+                    store.store, b.seq, b.reason
+                );
+                println!(
+                    "{} events before it verify; head {}",
+                    report.events, report.head
+                );
             } else {
-                println!("journal `{}`: ok, {} events, head {}", store.store, report.events, report.head);
+                println!(
+                    "journal `{}`: ok, {} events, head {}",
+                    store.store, report.events, report.head
+                );
             }
-            Ok(if report.ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        JournalCmd::Show { store, limit, kind, agent, json } => {
+        JournalCmd::Show {
+            store,
+            limit,
+            kind,
+            agent,
+            json,
+        } => {
             let j = open(&store.store).await?;
             let kind = match kind {
                 Some(k) => Some(
@@ -94,8 +118,15 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
                 ),
                 None => None,
             };
-            let mut events =
-                j.read(EventQuery { limit: Some(limit), kind, agent, descending: true, ..Default::default() }).await?;
+            let mut events = j
+                .read(EventQuery {
+                    limit: Some(limit),
+                    kind,
+                    agent,
+                    descending: true,
+                    ..Default::default()
+                })
+                .await?;
             events.reverse();
             if json {
                 let mut out = std::io::stdout().lock();
@@ -105,7 +136,15 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut t = Table::new();
-            t.load_style(UTF8_FULL_CONDENSED).set_header(["seq", "time (UTC)", "kind", "agent", "action", "change", "summary"]);
+            t.load_style(UTF8_FULL_CONDENSED).set_header([
+                "seq",
+                "time (UTC)",
+                "kind",
+                "agent",
+                "action",
+                "change",
+                "summary",
+            ]);
             for e in &events {
                 t.add_row([
                     e.seq.to_string(),
@@ -120,17 +159,28 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             println!("{t}");
             Ok(ExitCode::SUCCESS)
         }
-        JournalCmd::Export { store, format: Format::Jsonl, output } => {
+        JournalCmd::Export {
+            store,
+            format: Format::Jsonl,
+            output,
+        } => {
             let j = open(&store.store).await?;
             let mut sink: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
-                    std::fs::File::create(p).map_err(|e| BadInput(format!("cannot write `{}`: {e}", p.display())))?,
+                    std::fs::File::create(p)
+                        .map_err(|e| BadInput(format!("cannot write `{}`: {e}", p.display())))?,
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let mut after = None;
             loop {
-                let page = j.read(EventQuery { after_seq: after, limit: Some(1000), ..Default::default() }).await?;
+                let page = j
+                    .read(EventQuery {
+                        after_seq: after,
+                        limit: Some(1000),
+                        ..Default::default()
+                    })
+                    .await?;
                 let Some(last) = page.last() else { break };
                 after = Some(last.seq);
                 for e in &page {
@@ -148,7 +198,12 @@ fn format_ts(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     let s = secs.rem_euclid(86_400);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        s / 3600,
+        s % 3600 / 60,
+        s % 60
+    )
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
@@ -170,17 +225,36 @@ fn summarize(p: &serde_json::Value) -> String {
         let reasons: Vec<String> = p
             .get("reasons")
             .and_then(|r| r.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
-        if reasons.is_empty() { v } else { format!("{v}: {}", reasons.join(", ")) }
-    } else if let Some(plan) = p.get("plan").and_then(|pl| pl.get("summary")).and_then(|s| s.as_str()) {
+        if reasons.is_empty() {
+            v
+        } else {
+            format!("{v}: {}", reasons.join(", "))
+        }
+    } else if let Some(plan) = p
+        .get("plan")
+        .and_then(|pl| pl.get("summary"))
+        .and_then(|s| s.as_str())
+    {
         plan.to_string()
     } else if let Some(e) = pick("error") {
         format!("error: {e}")
     } else {
-        pick("summary").or_else(|| pick("reason")).or_else(|| pick("rule")).unwrap_or_else(|| p.to_string())
+        pick("summary")
+            .or_else(|| pick("reason"))
+            .or_else(|| pick("rule"))
+            .unwrap_or_else(|| p.to_string())
     };
-    if s.chars().count() > 90 { format!("{}…", s.chars().take(89).collect::<String>()) } else { s }
+    if s.chars().count() > 90 {
+        format!("{}…", s.chars().take(89).collect::<String>())
+    } else {
+        s
+    }
 }
 
 #[cfg(test)]

@@ -58,7 +58,9 @@ impl fmt::Display for Verb {
 
 /// An unknown verb name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown verb `{0}`: expected one of read, create, update, scale, deploy, restart, delete, exec")]
+#[error(
+    "unknown verb `{0}`: expected one of read, create, update, scale, deploy, restart, delete, exec"
+)]
 pub struct UnknownVerb(pub String);
 
 impl FromStr for Verb {
@@ -118,8 +120,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.target.to_string(), "sim:service/checkout");
-        let e = serde_json::from_str::<ActionRequest>(r#"{"provider":"sim","verb":"nuke","target":"sim:service/a"}"#)
-            .unwrap_err();
+        let e = serde_json::from_str::<ActionRequest>(
+            r#"{"provider":"sim","verb":"nuke","target":"sim:service/a"}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unknown variant `nuke`"), "{e}");
         let e = serde_json::from_str::<ActionRequest>(
             r#"{"provider":"sim","verb":"read","target":"sim:service/a","agent":"root"}"#,

@@ -21,7 +21,9 @@ pub struct ResourceAddr {
 pub enum AddrError {
     #[error("resource address `{0}` is not of the form `provider:kind/name`")]
     Shape(String),
-    #[error("resource address `{addr}` has an invalid character in its {part}: use a-z, 0-9, `-`, `_` and `.`")]
+    #[error(
+        "resource address `{addr}` has an invalid character in its {part}: use a-z, 0-9, `-`, `_` and `.`"
+    )]
     Character { addr: String, part: &'static str },
 }
 
@@ -63,8 +65,12 @@ impl FromStr for ResourceAddr {
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
         let lowered = raw.trim().to_ascii_lowercase();
         let s = lowered.trim_end_matches('/');
-        let (provider, rest) = s.split_once(':').ok_or_else(|| AddrError::Shape(raw.to_string()))?;
-        let (kind, name) = rest.split_once('/').ok_or_else(|| AddrError::Shape(raw.to_string()))?;
+        let (provider, rest) = s
+            .split_once(':')
+            .ok_or_else(|| AddrError::Shape(raw.to_string()))?;
+        let (kind, name) = rest
+            .split_once('/')
+            .ok_or_else(|| AddrError::Shape(raw.to_string()))?;
         let kind = canonical_kind(kind.trim());
         let (provider, name) = (provider.trim(), name.trim());
         for (part, value) in [("provider", provider), ("kind", kind), ("name", name)] {
@@ -72,10 +78,17 @@ impl FromStr for ResourceAddr {
                 return Err(AddrError::Shape(raw.to_string()));
             }
             if !valid_part(value) {
-                return Err(AddrError::Character { addr: raw.to_string(), part });
+                return Err(AddrError::Character {
+                    addr: raw.to_string(),
+                    part,
+                });
             }
         }
-        Ok(Self { provider: provider.to_string(), kind: kind.to_string(), name: name.to_string() })
+        Ok(Self {
+            provider: provider.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+        })
     }
 }
 
@@ -106,16 +119,30 @@ mod tests {
     #[test]
     fn spellings_resolve_to_one_address() {
         let canonical: ResourceAddr = "sim:service/checkout".parse().unwrap();
-        for spelling in ["SIM:Service/Checkout", " sim:svc/checkout/ ", "sim:services/checkout//"] {
-            assert_eq!(spelling.parse::<ResourceAddr>().unwrap(), canonical, "{spelling}");
+        for spelling in [
+            "SIM:Service/Checkout",
+            " sim:svc/checkout/ ",
+            "sim:services/checkout//",
+        ] {
+            assert_eq!(
+                spelling.parse::<ResourceAddr>().unwrap(),
+                canonical,
+                "{spelling}"
+            );
         }
     }
 
     #[test]
     fn malformed_addresses_are_rejected_with_a_reason() {
         let err = "checkout".parse::<ResourceAddr>().unwrap_err();
-        assert_eq!(err.to_string(), "resource address `checkout` is not of the form `provider:kind/name`");
-        assert!(matches!("sim:service/a b".parse::<ResourceAddr>(), Err(AddrError::Character { .. })));
+        assert_eq!(
+            err.to_string(),
+            "resource address `checkout` is not of the form `provider:kind/name`"
+        );
+        assert!(matches!(
+            "sim:service/a b".parse::<ResourceAddr>(),
+            Err(AddrError::Character { .. })
+        ));
         assert!("sim:/x".parse::<ResourceAddr>().is_err());
         assert!(":service/x".parse::<ResourceAddr>().is_err());
     }

@@ -87,7 +87,14 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event with no subject ids.
     pub fn new(ts: Timestamp, kind: EventKind, payload: serde_json::Value) -> Self {
-        Self { ts, kind, agent: None, action_id: None, change_id: None, payload }
+        Self {
+            ts,
+            kind,
+            agent: None,
+            action_id: None,
+            change_id: None,
+            payload,
+        }
     }
     /// Sets the agent.
     pub fn agent(mut self, agent: &str) -> Self {

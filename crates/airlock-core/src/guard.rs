@@ -86,7 +86,11 @@ fn prune(q: &mut VecDeque<Timestamp>, since: Timestamp) {
 impl Guards {
     /// Guards with the given limits, kill switch off, every breaker closed.
     pub fn new(config: GuardConfig) -> Self {
-        Self { config, killswitch: false, agents: BTreeMap::new() }
+        Self {
+            config,
+            killswitch: false,
+            agents: BTreeMap::new(),
+        }
     }
 
     /// Turns the kill switch on or off. While on, every mutation is denied.
@@ -157,7 +161,9 @@ impl Guards {
             findings.push(GuardFinding {
                 id: "breaker-open",
                 effect: GuardEffect::Hold,
-                detail: format!("the agent's breaker is open ({why}): mutations wait for an operator"),
+                detail: format!(
+                    "the agent's breaker is open ({why}): mutations wait for an operator"
+                ),
             });
         }
         let last_minute = a.mutations.iter().filter(|t| **t > now - 60_000).count() as u32;
@@ -184,7 +190,11 @@ impl Guards {
                 ),
             });
         }
-        while a.capacity.front().is_some_and(|(t, _, _)| *t < window_start) {
+        while a
+            .capacity
+            .front()
+            .is_some_and(|(t, _, _)| *t < window_start)
+        {
             a.capacity.pop_front();
         }
         let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
@@ -210,7 +220,10 @@ impl Guards {
             // A single step over the limit is the policy's business; the budget is about sums.
             let single_over = plan.blast.capacity_delta_pct < -cfg.max_capacity_cut_pct
                 || plan.blast.capacity_delta_pct > cfg.max_capacity_add_pct;
-            if !single_over && (cut_pct > cfg.max_capacity_cut_pct + 1e-9 || add_pct > cfg.max_capacity_add_pct + 1e-9) {
+            if !single_over
+                && (cut_pct > cfg.max_capacity_cut_pct + 1e-9
+                    || add_pct > cfg.max_capacity_add_pct + 1e-9)
+            {
                 findings.push(GuardFinding {
                     id: "blast-budget-capacity",
                     effect: GuardEffect::Hold,
@@ -232,7 +245,8 @@ impl Guards {
         }
         let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
         if (factor - 1.0).abs() > 1e-9 {
-            a.capacity.push_back((now, plan.resource.service.clone(), factor.max(0.0)));
+            a.capacity
+                .push_back((now, plan.resource.service.clone(), factor.max(0.0)));
         }
     }
 
@@ -244,7 +258,11 @@ impl Guards {
         prune(&mut a.reverts, now - window);
         a.reverts.push_back(now);
         if a.breaker.is_none() && a.reverts.len() as u32 >= threshold {
-            a.breaker = Some(format!("{} reverts within {} s", a.reverts.len(), window / 1000));
+            a.breaker = Some(format!(
+                "{} reverts within {} s",
+                a.reverts.len(),
+                window / 1000
+            ));
             return true;
         }
         false
@@ -264,9 +282,15 @@ mod tests {
             target: "sim:service/web".parse().unwrap(),
             params: Default::default(),
             diffs: vec![],
-            blast: Blast { capacity_delta_pct: delta, ..Default::default() },
+            blast: Blast {
+                capacity_delta_pct: delta,
+                ..Default::default()
+            },
             predicted: Predicted::default(),
-            resource: ResourceAttrs { service: "web".into(), ..Default::default() },
+            resource: ResourceAttrs {
+                service: "web".into(),
+                ..Default::default()
+            },
             reversible: true,
             destructive: false,
             rollback: false,
@@ -310,14 +334,21 @@ mod tests {
         let mut g = Guards::new(GuardConfig::default());
         assert!(!g.record_revert("bot", 0));
         assert!(g.record_revert("bot", 1000));
-        assert!(g.check("bot", &scale(5.0), 2000).iter().any(|f| f.id == "breaker-open"));
+        assert!(
+            g.check("bot", &scale(5.0), 2000)
+                .iter()
+                .any(|f| f.id == "breaker-open")
+        );
         g.reset_breaker("bot");
         assert!(g.check("bot", &scale(5.0), 3000).is_empty());
     }
 
     #[test]
     fn rate_limit_counts_mutations_per_minute() {
-        let mut g = Guards::new(GuardConfig { mutations_per_minute: 3, ..Default::default() });
+        let mut g = Guards::new(GuardConfig {
+            mutations_per_minute: 3,
+            ..Default::default()
+        });
         let p = scale(1.0);
         let mut last = vec![];
         for i in 0..5 {

@@ -80,7 +80,9 @@ impl Plan {
             "params": self.params,
             "diffs": self.diffs,
         });
-        blake3::hash(content.to_string().as_bytes()).to_hex().to_string()
+        blake3::hash(content.to_string().as_bytes())
+            .to_hex()
+            .to_string()
     }
     /// Sets `hash` from the content; providers call this last.
     pub fn seal(mut self) -> Self {

@@ -87,15 +87,19 @@ impl PolicyEngine {
     /// Each policy is named by its `@id` annotation, or `policyN` by position.
     pub fn new(policies: &str, schema: &str) -> Result<Self, PolicyError> {
         let (schema, _warnings) =
-            Schema::from_cedarschema_str(schema).map_err(|e| PolicyError::Schema(format!("{e:?}")))?;
-        let parsed = PolicySet::from_str(policies).map_err(|e| PolicyError::Syntax(render_report(&e)))?;
+            Schema::from_cedarschema_str(schema).map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let parsed = PolicySet::from_str(policies)
+            .map_err(|e| PolicyError::Syntax(render_parse_errors(&e, policies)))?;
         let mut named: Vec<Policy> = Vec::new();
         let mut holds = BTreeMap::new();
         let mut seen = std::collections::BTreeSet::new();
         let mut ordered: Vec<&Policy> = parsed.policies().collect();
         ordered.sort_by_key(|p| p.id().to_string());
         for p in ordered {
-            let id = p.annotation("id").map(str::to_string).unwrap_or_else(|| p.id().to_string());
+            let id = p
+                .annotation("id")
+                .map(str::to_string)
+                .unwrap_or_else(|| p.id().to_string());
             if !seen.insert(id.clone()) {
                 return Err(PolicyError::DuplicateId(id));
             }
@@ -104,13 +108,19 @@ impl PolicyEngine {
             }
             named.push(p.new_id(PolicyId::new(id)));
         }
-        let policies = PolicySet::from_policies(named).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let policies =
+            PolicySet::from_policies(named).map_err(|e| PolicyError::Syntax(e.to_string()))?;
         let result = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
         if !result.validation_passed() {
             let msgs: Vec<String> = result.validation_errors().map(|e| format!("{e}")).collect();
             return Err(PolicyError::Invalid(msgs.join("; ")));
         }
-        Ok(Self { schema, policies, holds, authorizer: Authorizer::new() })
+        Ok(Self {
+            schema,
+            policies,
+            holds,
+            authorizer: Authorizer::new(),
+        })
     }
 
     /// Number of policies loaded.
@@ -160,26 +170,45 @@ impl PolicyEngine {
             PrincipalKind::Operator => json!({
                 "uid": {"type": principal_type, "id": input.principal}, "attrs": {}, "parents": []}),
         });
-        let entities = Entities::from_json_value(serde_json::Value::Array(entities), Some(&self.schema))
+        let entities =
+            Entities::from_json_value(serde_json::Value::Array(entities), Some(&self.schema))
+                .map_err(|e| e.to_string())?;
+        let context =
+            Context::from_json_value(input.context.clone(), Some((&self.schema, &action)))
+                .map_err(|e| e.to_string())?;
+        let request = Request::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| e.to_string())?;
-        let context = Context::from_json_value(input.context.clone(), Some((&self.schema, &action)))
-            .map_err(|e| e.to_string())?;
-        let request =
-            Request::new(principal, action, resource, context, Some(&self.schema)).map_err(|e| e.to_string())?;
-        let response = self.authorizer.is_authorized(&request, &self.policies, &entities);
-        let errors: Vec<String> = response.diagnostics().errors().map(|e| e.to_string()).collect();
+        let response = self
+            .authorizer
+            .is_authorized(&request, &self.policies, &entities);
+        let errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
         if !errors.is_empty() {
             return Err(errors.join("; "));
         }
-        let mut reasons: Vec<String> = response.diagnostics().reason().map(|id| id.to_string()).collect();
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|id| id.to_string())
+            .collect();
         reasons.sort();
         Ok(match response.decision() {
             Decision::Allow => PolicyOutcome::Allow(reasons),
-            Decision::Deny if reasons.is_empty() => PolicyOutcome::Deny(vec!["no-permit".to_string()]),
-            Decision::Deny if reasons.iter().all(|r| self.holds.contains_key(r)) => PolicyOutcome::Hold(reasons),
+            Decision::Deny if reasons.is_empty() => {
+                PolicyOutcome::Deny(vec!["no-permit".to_string()])
+            }
+            Decision::Deny if reasons.iter().all(|r| self.holds.contains_key(r)) => {
+                PolicyOutcome::Hold(reasons)
+            }
             Decision::Deny => {
                 // Report the hard forbids; the holds among them are moot.
-                let hard: Vec<String> = reasons.into_iter().filter(|r| !self.holds.contains_key(r)).collect();
+                let hard: Vec<String> = reasons
+                    .into_iter()
+                    .filter(|r| !self.holds.contains_key(r))
+                    .collect();
                 PolicyOutcome::Deny(hard)
             }
         })
@@ -191,12 +220,35 @@ fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
     Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
 }
 
-fn render_report(e: &impl std::fmt::Debug) -> String {
-    format!("{e:?}")
+/// One line per error: `line L, column C: message (help)`.
+fn render_parse_errors(errors: &cedar_policy::ParseErrors, src: &str) -> String {
+    use miette::Diagnostic;
+    let lines: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let at = e
+                .labels()
+                .and_then(|mut l| l.next())
+                .map(|l| {
+                    let upto = &src.as_bytes()[..l.offset().min(src.len())];
+                    let line = upto.iter().filter(|b| **b == b'\n').count() + 1;
+                    let col = upto.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+                    format!("line {line}, column {col}: ")
+                })
+                .unwrap_or_default();
+            let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("{at}{e}{help}")
+        })
+        .collect();
+    lines.join("; ")
 }
 
 fn decimal(v: f64) -> serde_json::Value {
-    let clamped = if v.is_finite() { v.clamp(-1.0e6, 1.0e6) } else { 1.0e6 };
+    let clamped = if v.is_finite() {
+        v.clamp(-1.0e6, 1.0e6)
+    } else {
+        1.0e6
+    };
     json!({"__extn": {"fn": "decimal", "arg": format!("{clamped:.4}")}})
 }
 
@@ -208,7 +260,12 @@ pub fn hour_and_weekday(ts: Timestamp) -> (i64, i64) {
 }
 
 /// Builds the Cedar context record for a plan.
-pub fn context_json(plan: &Plan, assessment: &Assessment, approved: bool, now: Timestamp) -> serde_json::Value {
+pub fn context_json(
+    plan: &Plan,
+    assessment: &Assessment,
+    approved: bool,
+    now: Timestamp,
+) -> serde_json::Value {
     let (hour, weekday) = hour_and_weekday(now);
     let b = &plan.blast;
     json!({
@@ -252,7 +309,13 @@ mod tests {
             target,
             params: Default::default(),
             diffs: vec![],
-            blast: Blast { resources: 1, regions: 1, dependents, capacity_delta_pct: delta, watch: vec![] },
+            blast: Blast {
+                resources: 1,
+                regions: 1,
+                dependents,
+                capacity_delta_pct: delta,
+                watch: vec![],
+            },
             predicted: Predicted { headroom },
             resource: ResourceAttrs {
                 env: env.into(),
@@ -273,7 +336,10 @@ mod tests {
         let assessment = Assessment {
             risk: Risk::Medium,
             health,
-            agent: AgentStats { baking, ..Default::default() },
+            agent: AgentStats {
+                baking,
+                ..Default::default()
+            },
         };
         engine.evaluate(&PolicyInput {
             principal_kind: PrincipalKind::Agent,
@@ -289,7 +355,10 @@ mod tests {
     fn default_pack_decides_the_documented_cases() {
         let e = PolicyEngine::default_pack().unwrap();
         let h = HealthStatus::Healthy;
-        assert!(matches!(decide(&e, &plan(Verb::Read, "prod", 3, 0.0, None), h, 0), PolicyOutcome::Allow(_)));
+        assert!(matches!(
+            decide(&e, &plan(Verb::Read, "prod", 3, 0.0, None), h, 0),
+            PolicyOutcome::Allow(_)
+        ));
         assert_eq!(
             decide(&e, &plan(Verb::Delete, "prod", 0, -100.0, None), h, 0),
             PolicyOutcome::Hold(vec!["prod-destructive-needs-approval".into()])
@@ -306,13 +375,26 @@ mod tests {
             decide(&e, &plan(Verb::Scale, "prod", 0, -20.0, Some(1.1)), h, 0),
             PolicyOutcome::Deny(vec!["headroom-floor".into()])
         );
-        assert!(matches!(decide(&e, &plan(Verb::Scale, "prod", 0, -20.0, Some(1.5)), h, 0), PolicyOutcome::Allow(_)));
         assert!(matches!(
-            decide(&e, &plan(Verb::Scale, "prod", 0, 40.0, Some(0.9)), HealthStatus::Degraded, 0),
+            decide(&e, &plan(Verb::Scale, "prod", 0, -20.0, Some(1.5)), h, 0),
+            PolicyOutcome::Allow(_)
+        ));
+        assert!(matches!(
+            decide(
+                &e,
+                &plan(Verb::Scale, "prod", 0, 40.0, Some(0.9)),
+                HealthStatus::Degraded,
+                0
+            ),
             PolicyOutcome::Allow(_)
         ));
         assert_eq!(
-            decide(&e, &plan(Verb::Deploy, "prod", 0, 0.0, None), HealthStatus::Degraded, 0),
+            decide(
+                &e,
+                &plan(Verb::Deploy, "prod", 0, 0.0, None),
+                HealthStatus::Degraded,
+                0
+            ),
             PolicyOutcome::Hold(vec!["unhealthy-service-needs-approval".into()])
         );
         assert_eq!(
@@ -325,8 +407,17 @@ mod tests {
     fn a_syntax_error_is_a_clear_load_error() {
         let err = PolicyEngine::new("permit(principal, action, resource", SCHEMA).unwrap_err();
         assert!(matches!(err, PolicyError::Syntax(_)), "{err}");
-        let err = PolicyEngine::new("permit(principal, action, resource) when { context.nope };", SCHEMA)
-            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("policies do not parse: line 1, column "),
+            "{text}"
+        );
+        assert!(!text.contains("ParseErrors("), "{text}");
+        let err = PolicyEngine::new(
+            "permit(principal, action, resource) when { context.nope };",
+            SCHEMA,
+        )
+        .unwrap_err();
         assert!(matches!(err, PolicyError::Invalid(_)), "{err}");
     }
 

@@ -23,7 +23,11 @@ pub enum ProviderError {
     #[error("unknown resource `{0}`")]
     NotFound(String),
     #[error("provider `{provider}` does not support verb `{verb}` on `{target}`")]
-    Unsupported { provider: String, verb: String, target: String },
+    Unsupported {
+        provider: String,
+        verb: String,
+        target: String,
+    },
     #[error("invalid parameters: {0}")]
     InvalidParams(String),
     #[error("conflict on `{addr}`: {detail}")]

@@ -93,7 +93,11 @@ pub fn assess_risk(plan: &Plan) -> Risk {
         return if prod { Risk::High } else { Risk::Medium };
     }
     if prod {
-        if critical_tier && cut < 0.0 { Risk::High } else { Risk::Medium }
+        if critical_tier && cut < 0.0 {
+            Risk::High
+        } else {
+            Risk::Medium
+        }
     } else {
         Risk::Low
     }

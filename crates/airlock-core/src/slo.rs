@@ -54,11 +54,21 @@ pub struct SloRule {
 impl SloRule {
     /// The default availability rule: `availability >= 0.999`.
     pub fn availability(threshold: f64) -> Self {
-        Self { signal: SignalKind::Availability, comparator: Comparator::Ge, threshold, tolerance: 0.0005 }
+        Self {
+            signal: SignalKind::Availability,
+            comparator: Comparator::Ge,
+            threshold,
+            tolerance: 0.0005,
+        }
     }
     /// The default latency rule: `p99_latency_ms <= bound`.
     pub fn p99_latency(bound_ms: f64) -> Self {
-        Self { signal: SignalKind::P99LatencyMs, comparator: Comparator::Le, threshold: bound_ms, tolerance: 50.0 }
+        Self {
+            signal: SignalKind::P99LatencyMs,
+            comparator: Comparator::Le,
+            threshold: bound_ms,
+            tolerance: 50.0,
+        }
     }
     /// Whether `value` satisfies the rule.
     pub fn passes(&self, value: f64) -> bool {
@@ -144,7 +154,12 @@ pub enum Judgement {
     /// Not enough requests or data yet to judge.
     Insufficient { detail: String },
     /// A rule breaks because of the change.
-    Breach { service: String, rule: String, value: Option<f64>, baseline: Option<f64> },
+    Breach {
+        service: String,
+        rule: String,
+        value: Option<f64>,
+        baseline: Option<f64>,
+    },
     /// Data is missing and the rule says to hold the bake open.
     Hold { service: String },
 }
@@ -166,18 +181,26 @@ pub fn judge(
                 value: None,
                 baseline: None,
             },
-            MissingData::Hold => Judgement::Hold { service: service.to_string() },
-            MissingData::Ignore => Judgement::Insufficient { detail: format!("no data for `{service}`") },
+            MissingData::Hold => Judgement::Hold {
+                service: service.to_string(),
+            },
+            MissingData::Ignore => Judgement::Insufficient {
+                detail: format!("no data for `{service}`"),
+            },
         };
     }
     let requests = request_count(window);
     if requests < min_requests {
         return Judgement::Insufficient {
-            detail: format!("{requests:.0} requests for `{service}`, judging from {min_requests:.0}"),
+            detail: format!(
+                "{requests:.0} requests for `{service}`, judging from {min_requests:.0}"
+            ),
         };
     }
     for b in baseline.iter().filter(|b| b.service == service) {
-        let Some(value) = rule_value(&b.rule, window) else { continue };
+        let Some(value) = rule_value(&b.rule, window) else {
+            continue;
+        };
         if b.rule.passes(value) {
             continue;
         }
@@ -202,25 +225,55 @@ mod tests {
     use super::*;
 
     fn s(req: f64, err: f64, p99: f64) -> Sample {
-        Sample { requests: Some(req), errors: Some(err), p99_ms: Some(p99) }
+        Sample {
+            requests: Some(req),
+            errors: Some(err),
+            p99_ms: Some(p99),
+        }
     }
 
     fn base(passing: bool, value: f64) -> Vec<BaselineEntry> {
-        vec![BaselineEntry { service: "web".into(), rule: SloRule::availability(0.999), value: Some(value), passing }]
+        vec![BaselineEntry {
+            service: "web".into(),
+            rule: SloRule::availability(0.999),
+            value: Some(value),
+            passing,
+        }]
     }
 
     #[test]
     fn a_new_regression_breaches() {
-        let j = judge("web", &base(true, 1.0), &[s(1000.0, 50.0, 80.0)], 500.0, MissingData::Ignore);
+        let j = judge(
+            "web",
+            &base(true, 1.0),
+            &[s(1000.0, 50.0, 80.0)],
+            500.0,
+            MissingData::Ignore,
+        );
         assert!(matches!(j, Judgement::Breach { .. }), "{j:?}");
     }
 
     #[test]
     fn a_rule_failing_before_is_not_blamed_unless_it_gets_worse() {
         let b = base(false, 0.99);
-        assert_eq!(judge("web", &b, &[s(1000.0, 10.0, 80.0)], 500.0, MissingData::Ignore), Judgement::Pass);
+        assert_eq!(
+            judge(
+                "web",
+                &b,
+                &[s(1000.0, 10.0, 80.0)],
+                500.0,
+                MissingData::Ignore
+            ),
+            Judgement::Pass
+        );
         assert!(matches!(
-            judge("web", &b, &[s(1000.0, 100.0, 80.0)], 500.0, MissingData::Ignore),
+            judge(
+                "web",
+                &b,
+                &[s(1000.0, 100.0, 80.0)],
+                500.0,
+                MissingData::Ignore
+            ),
             Judgement::Breach { .. }
         ));
     }
@@ -228,11 +281,27 @@ mod tests {
     #[test]
     fn too_few_requests_and_missing_data_follow_their_rules() {
         let b = base(true, 1.0);
-        assert!(matches!(judge("web", &b, &[s(10.0, 10.0, 1.0)], 500.0, MissingData::Ignore), Judgement::Insufficient { .. }));
-        let blackout = [Sample { requests: None, errors: None, p99_ms: None }];
-        assert!(matches!(judge("web", &b, &blackout, 500.0, MissingData::Ignore), Judgement::Insufficient { .. }));
-        assert!(matches!(judge("web", &b, &blackout, 500.0, MissingData::Breach), Judgement::Breach { .. }));
-        assert!(matches!(judge("web", &b, &blackout, 500.0, MissingData::Hold), Judgement::Hold { .. }));
+        assert!(matches!(
+            judge("web", &b, &[s(10.0, 10.0, 1.0)], 500.0, MissingData::Ignore),
+            Judgement::Insufficient { .. }
+        ));
+        let blackout = [Sample {
+            requests: None,
+            errors: None,
+            p99_ms: None,
+        }];
+        assert!(matches!(
+            judge("web", &b, &blackout, 500.0, MissingData::Ignore),
+            Judgement::Insufficient { .. }
+        ));
+        assert!(matches!(
+            judge("web", &b, &blackout, 500.0, MissingData::Breach),
+            Judgement::Breach { .. }
+        ));
+        assert!(matches!(
+            judge("web", &b, &blackout, 500.0, MissingData::Hold),
+            Judgement::Hold { .. }
+        ));
     }
 }
 

@@ -62,9 +62,19 @@ mod tests {
 
     #[test]
     fn deny_beats_hold_and_approval_lifts_only_holds() {
-        let g = [GuardFinding { id: "breaker-open", effect: GuardEffect::Hold, detail: String::new() }];
-        assert_eq!(combine(PolicyOutcome::Allow(vec![]), &g, false), Verdict::Hold(vec!["breaker-open".into()]));
-        assert_eq!(combine(PolicyOutcome::Allow(vec![]), &g, true), Verdict::Allow);
+        let g = [GuardFinding {
+            id: "breaker-open",
+            effect: GuardEffect::Hold,
+            detail: String::new(),
+        }];
+        assert_eq!(
+            combine(PolicyOutcome::Allow(vec![]), &g, false),
+            Verdict::Hold(vec!["breaker-open".into()])
+        );
+        assert_eq!(
+            combine(PolicyOutcome::Allow(vec![]), &g, true),
+            Verdict::Allow
+        );
         assert_eq!(
             combine(PolicyOutcome::Deny(vec!["x".into()]), &g, true),
             Verdict::Deny(vec!["x".into()])

@@ -32,17 +32,30 @@ pub trait Agent: Send {
 }
 
 /// Names of the built-in agents.
-pub const BUILT_IN: [&str; 4] = ["forecast-autoscaler", "drift-fixer", "cost-cutter", "config-pusher"];
+pub const BUILT_IN: [&str; 4] = [
+    "forecast-autoscaler",
+    "drift-fixer",
+    "cost-cutter",
+    "config-pusher",
+];
 
 /// Builds the agent a scenario names.
 pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, String> {
-    let p = Params { table: &spec.params, run_start: scenario.run_start() };
+    let p = Params {
+        table: &spec.params,
+        run_start: scenario.run_start(),
+    };
     let agent: Box<dyn Agent> = match spec.name.as_str() {
         "forecast-autoscaler" => Box::new(forecast::ForecastAutoscaler::new(&p, scenario)?),
         "drift-fixer" => Box::new(drift_fixer::DriftFixer::new(&p, scenario)?),
         "cost-cutter" => Box::new(cost_cutter::CostCutter::new(&p, scenario)?),
         "config-pusher" => Box::new(config_pusher::ConfigPusher::new(&p, scenario)?),
-        other => return Err(format!("unknown agent `{other}`: built-in agents are {}", BUILT_IN.join(", "))),
+        other => {
+            return Err(format!(
+                "unknown agent `{other}`: built-in agents are {}",
+                BUILT_IN.join(", ")
+            ));
+        }
     };
     let allowed: &[&str] = match spec.name.as_str() {
         "forecast-autoscaler" => &["service", "margin", "every", "horizon", "min_replicas"],
@@ -52,7 +65,11 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
     };
     for k in spec.params.keys() {
         if !allowed.contains(&k.as_str()) {
-            return Err(format!("params: unknown parameter `{k}` for `{}`; expected: {}", spec.name, allowed.join(", ")));
+            return Err(format!(
+                "params: unknown parameter `{k}` for `{}`; expected: {}",
+                spec.name,
+                allowed.join(", ")
+            ));
         }
     }
     Ok(agent)
@@ -68,7 +85,9 @@ impl Params<'_> {
         match self.table.get(key) {
             Some(toml::Value::String(s)) => Ok(s.clone()),
             Some(v) => Err(format!("params.{key}: expected a string, got `{v}`")),
-            None => default.map(str::to_string).ok_or_else(|| format!("params.{key}: required")),
+            None => default
+                .map(str::to_string)
+                .ok_or_else(|| format!("params.{key}: required")),
         }
     }
     fn f64(&self, key: &str, default: f64) -> Result<f64, String> {
@@ -81,7 +100,9 @@ impl Params<'_> {
     }
     fn secs(&self, key: &str, default: u64) -> Result<Secs, String> {
         match self.table.get(key) {
-            Some(toml::Value::String(s)) => Secs::parse(s).map_err(|e| format!("params.{key}: {e}")),
+            Some(toml::Value::String(s)) => {
+                Secs::parse(s).map_err(|e| format!("params.{key}: {e}"))
+            }
             Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Secs(*i as u64)),
             Some(v) => Err(format!("params.{key}: expected a duration, got `{v}`")),
             None => Ok(Secs(default)),
@@ -91,9 +112,15 @@ impl Params<'_> {
         match self.table.get(key) {
             Some(toml::Value::Array(a)) => a
                 .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("params.{key}: expected strings")))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("params.{key}: expected strings"))
+                })
                 .collect(),
-            Some(v) => Err(format!("params.{key}: expected a list of strings, got `{v}`")),
+            Some(v) => Err(format!(
+                "params.{key}: expected a list of strings, got `{v}`"
+            )),
             None => Err(format!("params.{key}: required")),
         }
     }
@@ -120,5 +147,7 @@ fn addr(kind: &str, name: &str) -> airlock_core::ResourceAddr {
 
 #[expect(clippy::expect_used, reason = "a constant, valid address")]
 fn unreachable_addr() -> airlock_core::ResourceAddr {
-    "sim:service/invalid".parse().expect("constant address parses")
+    "sim:service/invalid"
+        .parse()
+        .expect("constant address parses")
 }

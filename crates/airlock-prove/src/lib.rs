@@ -16,8 +16,20 @@ pub use score::Scorecard;
 
 /// The shipped flagship scenarios, by file name and content.
 pub const FLAGSHIPS: [(&str, &str); 4] = [
-    ("forecast-flash-crowd", include_str!("../../../scenarios/forecast-flash-crowd.toml")),
-    ("drift-fixer-recreate", include_str!("../../../scenarios/drift-fixer-recreate.toml")),
-    ("cost-cutter-cascade", include_str!("../../../scenarios/cost-cutter-cascade.toml")),
-    ("config-push-all-regions", include_str!("../../../scenarios/config-push-all-regions.toml")),
+    (
+        "forecast-flash-crowd",
+        include_str!("../../../scenarios/forecast-flash-crowd.toml"),
+    ),
+    (
+        "drift-fixer-recreate",
+        include_str!("../../../scenarios/drift-fixer-recreate.toml"),
+    ),
+    (
+        "cost-cutter-cascade",
+        include_str!("../../../scenarios/cost-cutter-cascade.toml"),
+    ),
+    (
+        "config-push-all-regions",
+        include_str!("../../../scenarios/config-push-all-regions.toml"),
+    ),
 ];

@@ -37,14 +37,19 @@ const GRID_COLOR: RGBColor = RGBColor(232, 232, 232);
 
 /// A self-contained HTML page (no external assets, no JavaScript needed; inline CSS and
 /// inline SVG).
-pub fn html(title: &str, seed: u64, pairs: &[Pair<'_>]) -> String {
+/// `seed` is the seed every scenario ran from, or `None` when each used its own.
+pub fn html(title: &str, seed: Option<u64>, pairs: &[Pair<'_>]) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = write_page(&mut out, title, seed, pairs);
     out
 }
 
-fn write_page(out: &mut String, title: &str, seed: u64, pairs: &[Pair<'_>]) -> fmt::Result {
+fn write_page(out: &mut String, title: &str, seed: Option<u64>, pairs: &[Pair<'_>]) -> fmt::Result {
+    let seed = seed.map_or_else(
+        || "each scenario's own (shown with it)".to_string(),
+        |s| s.to_string(),
+    );
     let title = escape(title);
     writeln!(
         out,
@@ -669,7 +674,7 @@ mod tests {
             unguarded: u,
             guarded: g,
         }];
-        html("Proving ground <sample>", 7, &pairs)
+        html("Proving ground <sample>", Some(7), &pairs)
     }
 
     #[test]

@@ -80,15 +80,27 @@ pub async fn run_scenario(
     journal: Option<Arc<dyn Journal>>,
     progress: &(dyn Fn(f64) + Sync),
 ) -> Result<RunResult, RunError> {
-    let mut sim = Sim::new(scenario.world(), seed, scenario.sim_start(), scenario.tick.0)
-        .map_err(|e| RunError::Scenario(e.to_string()))?;
+    let mut sim = Sim::new(
+        scenario.world(),
+        seed,
+        scenario.sim_start(),
+        scenario.tick.0,
+    )
+    .map_err(|e| RunError::Scenario(e.to_string()))?;
     for d in &scenario.drift {
-        let mut want: Desired = sim.desired(&d.service).map_err(|e| RunError::Scenario(e.to_string()))?;
+        let mut want: Desired = sim
+            .desired(&d.service)
+            .map_err(|e| RunError::Scenario(e.to_string()))?;
         want.version = d.version.clone();
-        sim.set_desired(&d.service, &want).map_err(|e| RunError::Scenario(e.to_string()))?;
+        sim.set_desired(&d.service, &want)
+            .map_err(|e| RunError::Scenario(e.to_string()))?;
     }
-    let critical: Vec<String> =
-        scenario.services.iter().filter(|s| s.tier == Tier::Critical).map(|s| s.name.clone()).collect();
+    let critical: Vec<String> = scenario
+        .services
+        .iter()
+        .filter(|s| s.tier == Tier::Critical)
+        .map(|s| s.name.clone())
+        .collect();
     let handle = Arc::new(Mutex::new(sim));
     let provider = Arc::new(SimProvider::new(handle.clone()));
     let clock = ManualClock::new(scenario.sim_start());
@@ -118,8 +130,12 @@ pub async fn run_scenario(
         );
         let token = gate.issue_token(&agent_name, PrincipalKind2::Agent).await?;
         let approver_name = "scenario-approver";
-        gate.issue_token(approver_name, PrincipalKind2::Operator).await?;
-        let approver = Principal { name: approver_name.into(), kind: PrincipalKind2::Operator };
+        gate.issue_token(approver_name, PrincipalKind2::Operator)
+            .await?;
+        let approver = Principal {
+            name: approver_name.into(),
+            kind: PrincipalKind2::Operator,
+        };
         (Some(gate), token, Some(approver))
     } else {
         (None, String::new(), None)
@@ -139,7 +155,9 @@ pub async fn run_scenario(
 
     for i in 0..total_ticks {
         let (obs, now) = {
-            let mut sim = handle.lock().map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
+            let mut sim = handle
+                .lock()
+                .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
             sim.tick();
             clock.set(sim.now());
             (sim.observe(), sim.now())
@@ -161,7 +179,9 @@ pub async fn run_scenario(
             let outcome = match &gate {
                 None => {
                     let result = {
-                        let mut sim = handle.lock().map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
+                        let mut sim = handle
+                            .lock()
+                            .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
                         sim.plan(&req).and_then(|p| sim.apply_plan(&p).map(|_| p))
                     };
                     match result {
@@ -183,7 +203,11 @@ pub async fn run_scenario(
                 }
                 Some(g) => match g.submit(&token, req.clone()).await {
                     Ok(d) => {
-                        let summary = d.plan.as_ref().map(|p| p.summary.clone()).unwrap_or_default();
+                        let summary = d
+                            .plan
+                            .as_ref()
+                            .map(|p| p.summary.clone())
+                            .unwrap_or_default();
                         match d.verdict {
                             "allow" if d.applied() => {
                                 tally.card.actions_applied += 1;
@@ -204,15 +228,27 @@ pub async fn run_scenario(
                             }
                             "hold" => {
                                 tally.card.held += 1;
-                                timeline.push(entry("hold", format!("{} — {}", d.reasons.join(", "), summary)));
+                                timeline.push(entry(
+                                    "hold",
+                                    format!("{} — {}", d.reasons.join(", "), summary),
+                                ));
                                 if let Some(id) = d.approval_id.clone() {
-                                    held.insert(id, Held { request: req.clone(), due: now + scenario.approver.delay.ms() });
+                                    held.insert(
+                                        id,
+                                        Held {
+                                            request: req.clone(),
+                                            due: now + scenario.approver.delay.ms(),
+                                        },
+                                    );
                                 }
                                 Outcome::Held
                             }
                             _ => {
                                 tally.card.denied += 1;
-                                timeline.push(entry("deny", format!("{} — {}", d.reasons.join(", "), summary)));
+                                timeline.push(entry(
+                                    "deny",
+                                    format!("{} — {}", d.reasons.join(", "), summary),
+                                ));
                                 Outcome::Denied(d.reasons.clone())
                             }
                         }
@@ -228,30 +264,65 @@ pub async fn run_scenario(
         if let (Some(g), Some(approver)) = (&gate, &approver) {
             for id in g.expire_holds().await? {
                 if let Some(h) = held.remove(&id) {
-                    timeline.push(TimelineEntry { t_s: rel(now), verb: h.request.verb.to_string(), target: h.request.target.to_string(), what: "expired".into(), detail: "no operator answered".into() });
+                    timeline.push(TimelineEntry {
+                        t_s: rel(now),
+                        verb: h.request.verb.to_string(),
+                        target: h.request.target.to_string(),
+                        what: "expired".into(),
+                        detail: "no operator answered".into(),
+                    });
                     agent.outcome(&h.request, &Outcome::Denied(vec!["hold-expired".into()]));
                 }
             }
             if scenario.approver.mode != ApproverMode::Never {
-                let due: Vec<String> = held.iter().filter(|(_, h)| h.due <= now).map(|(id, _)| id.clone()).collect();
+                let due: Vec<String> = held
+                    .iter()
+                    .filter(|(_, h)| h.due <= now)
+                    .map(|(id, _)| id.clone())
+                    .collect();
                 for id in due {
                     let Some(h) = held.remove(&id) else { continue };
                     let approve = scenario.approver.mode == ApproverMode::Approve;
-                    let reason = if approve { "approved by the scenario's approver" } else { "denied by the scenario's approver" };
-                    let mk = |what: &str, detail: String| TimelineEntry { t_s: rel(now), verb: h.request.verb.to_string(), target: h.request.target.to_string(), what: what.into(), detail };
+                    let reason = if approve {
+                        "approved by the scenario's approver"
+                    } else {
+                        "denied by the scenario's approver"
+                    };
+                    let mk = |what: &str, detail: String| TimelineEntry {
+                        t_s: rel(now),
+                        verb: h.request.verb.to_string(),
+                        target: h.request.target.to_string(),
+                        what: what.into(),
+                        detail,
+                    };
                     let outcome = match g.resolve(&id, approver, approve, reason).await {
                         Ok(d) if d.applied() => {
                             tally.card.actions_applied += 1;
                             if d.plan.as_ref().is_some_and(|p| p.destructive) {
                                 tally.card.destructive_applied += 1;
                             }
-                            timeline.push(mk("approved", d.plan.as_ref().map(|p| p.summary.clone()).unwrap_or_default()));
+                            timeline.push(mk(
+                                "approved",
+                                d.plan
+                                    .as_ref()
+                                    .map(|p| p.summary.clone())
+                                    .unwrap_or_default(),
+                            ));
                             Outcome::Applied
                         }
                         Ok(d) if d.verdict == "hold" => {
-                            timeline.push(mk("hold", format!("planned again: {}", d.reasons.join(", "))));
+                            timeline.push(mk(
+                                "hold",
+                                format!("planned again: {}", d.reasons.join(", ")),
+                            ));
                             if let Some(nid) = d.approval_id.clone() {
-                                held.insert(nid, Held { request: h.request.clone(), due: now + scenario.approver.delay.ms() });
+                                held.insert(
+                                    nid,
+                                    Held {
+                                        request: h.request.clone(),
+                                        due: now + scenario.approver.delay.ms(),
+                                    },
+                                );
                             }
                             Outcome::Held
                         }
@@ -271,7 +342,16 @@ pub async fn run_scenario(
             }
             for o in g.poll().await? {
                 match o {
-                    BakeOutcome::Reverted { change_id, service, rule, value, detected_at, reverted_at, breaker_opened, .. } => {
+                    BakeOutcome::Reverted {
+                        change_id,
+                        service,
+                        rule,
+                        value,
+                        detected_at,
+                        reverted_at,
+                        breaker_opened,
+                        ..
+                    } => {
                         tally.card.reverted += 1;
                         timeline.push(TimelineEntry {
                             t_s: rel(reverted_at),
@@ -282,20 +362,34 @@ pub async fn run_scenario(
                                 "{service}: {rule} ({}), detected {:.0}s in{}",
                                 value.map_or("no data".into(), |v| format!("{v:.4}")),
                                 rel(detected_at),
-                                if breaker_opened { "; breaker opened" } else { "" }
+                                if breaker_opened {
+                                    "; breaker opened"
+                                } else {
+                                    ""
+                                }
                             ),
                         });
                     }
-                    BakeOutcome::NeedsAttention { change_id, detail, .. } => {
+                    BakeOutcome::NeedsAttention {
+                        change_id, detail, ..
+                    } => {
                         tally.card.needs_attention += 1;
-                        timeline.push(TimelineEntry { t_s: rel(now), verb: "revert".into(), target: change_id, what: "needs_attention".into(), detail });
+                        timeline.push(TimelineEntry {
+                            t_s: rel(now),
+                            verb: "revert".into(),
+                            target: change_id,
+                            what: "needs_attention".into(),
+                            detail,
+                        });
                     }
                     BakeOutcome::Settled { .. } => {}
                 }
             }
         }
         if !warm {
-            let sim = handle.lock().map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
+            let sim = handle
+                .lock()
+                .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
             let truth = sim.truth();
             let (mut demand, mut ok, mut cap) = (0.0, 0.0, 0.0);
             for name in &critical {
@@ -312,7 +406,12 @@ pub async fn run_scenario(
             if minute.0 != m {
                 if minute.4 > 0 {
                     let n = f64::from(minute.4);
-                    series.push(Point { t_s: minute.0 as f64 * 60.0, availability: minute.1 / n, demand_rps: minute.2 / n, capacity_rps: minute.3 / n });
+                    series.push(Point {
+                        t_s: minute.0 as f64 * 60.0,
+                        availability: minute.1 / n,
+                        demand_rps: minute.2 / n,
+                        capacity_rps: minute.3 / n,
+                    });
                 }
                 minute = (m, 0.0, 0.0, 0.0, 0);
             }

@@ -143,7 +143,13 @@ impl Scenario {
     /// Parses and validates a scenario; `origin` names the file in messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|sp| text.as_bytes()[..sp.start.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1);
+            let line = e.span().map(|sp| {
+                text.as_bytes()[..sp.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1
+            });
             let at = line.map_or(String::new(), |l| format!(":{l}"));
             ScenarioError::Parse(format!("{origin}{at}: {}", e.message()))
         })?;
@@ -151,7 +157,10 @@ impl Scenario {
         if problems.is_empty() {
             Ok(s)
         } else {
-            Err(ScenarioError::Invalid { name: origin.to_string(), problems })
+            Err(ScenarioError::Invalid {
+                name: origin.to_string(),
+                problems,
+            })
         }
     }
 
@@ -172,7 +181,10 @@ impl Scenario {
         }
         for (i, d) in self.drift.iter().enumerate() {
             if !self.services.iter().any(|s| s.name == d.service) {
-                out.push(format!("drift[{i}]: service: unknown service `{}`", d.service));
+                out.push(format!(
+                    "drift[{i}]: service: unknown service `{}`",
+                    d.service
+                ));
             }
         }
         if let Err(e) = crate::agents::build(&self.agent, self) {
@@ -193,8 +205,24 @@ impl Scenario {
             regions: self.regions.clone(),
             services: self.services.clone(),
             versions: self.versions.clone(),
-            events: self.events.iter().cloned().map(|mut e| { e.at = shift(e.at); e }).collect(),
-            faults: self.faults.iter().cloned().map(|mut f| { f.at = shift(f.at); f }).collect(),
+            events: self
+                .events
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    e.at = shift(e.at);
+                    e
+                })
+                .collect(),
+            faults: self
+                .faults
+                .iter()
+                .cloned()
+                .map(|mut f| {
+                    f.at = shift(f.at);
+                    f
+                })
+                .collect(),
         }
     }
 
@@ -223,9 +251,17 @@ mod tests {
 
     #[test]
     fn an_unknown_service_is_named_with_its_field() {
-        let text = crate::FLAGSHIPS[2].1.replace("depends_on = [\"feature-flags\"", "depends_on = [\"feature-flagz\"");
-        let err = Scenario::from_toml(&text, "x.toml").unwrap_err().to_string();
-        assert!(err.contains("depends_on: unknown service `feature-flagz`"), "{err}");
+        let text = crate::FLAGSHIPS[2].1.replace(
+            "depends_on = [\"feature-flags\"",
+            "depends_on = [\"feature-flagz\"",
+        );
+        let err = Scenario::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("depends_on: unknown service `feature-flagz`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,7 +51,11 @@ pub(crate) struct Tally {
 impl Tally {
     pub fn new(slo: f64) -> Self {
         Self {
-            card: Scorecard { worst_availability: 1.0, mitigated: true, ..Default::default() },
+            card: Scorecard {
+                worst_availability: 1.0,
+                mitigated: true,
+                ..Default::default()
+            },
             slo,
             requests: 0.0,
             ok: 0.0,
@@ -89,13 +93,21 @@ impl Tally {
     }
 
     fn record_incident(&mut self, seconds: f64) {
-        if self.card.time_to_mitigate_s.is_none_or(|longest| seconds > longest) {
+        if self
+            .card
+            .time_to_mitigate_s
+            .is_none_or(|longest| seconds > longest)
+        {
             self.card.time_to_mitigate_s = Some(seconds);
         }
     }
 
     pub fn finish(mut self, end: i64) -> Scorecard {
-        self.card.availability = if self.requests > 0.0 { self.ok / self.requests } else { 1.0 };
+        self.card.availability = if self.requests > 0.0 {
+            self.ok / self.requests
+        } else {
+            1.0
+        };
         if let Some(start) = self.incident_start {
             self.record_incident((end - start) as f64 / 1000.0);
             self.card.mitigated = false;
@@ -116,7 +128,11 @@ mod tests {
             t.tick(i as i64 * 10_000, 10.0, *a, 100.0, 2);
         }
         let c = t.finish(100_000);
-        assert_eq!(c.time_to_mitigate_s, Some(20.0), "the longest incident counts");
+        assert_eq!(
+            c.time_to_mitigate_s,
+            Some(20.0),
+            "the longest incident counts"
+        );
         assert_eq!(c.incidents, 2);
         assert!(c.mitigated);
         assert!((c.slo_violation_minutes - 0.5).abs() < 1e-9);

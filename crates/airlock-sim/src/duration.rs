@@ -35,8 +35,13 @@ impl Secs {
                 'd' => 86_400,
                 _ => return Err(bad("units are s, m, h and d")),
             };
-            let n: u64 = num.parse().map_err(|_| bad("a number must come before each unit"))?;
-            total = n.checked_mul(mul).and_then(|v| total.checked_add(v)).ok_or_else(|| bad("too long"))?;
+            let n: u64 = num
+                .parse()
+                .map_err(|_| bad("a number must come before each unit"))?;
+            total = n
+                .checked_mul(mul)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| bad("too long"))?;
             num.clear();
         }
         if !num.is_empty() {

@@ -10,5 +10,8 @@ pub mod world;
 
 pub use duration::Secs;
 pub use provider::{SimHandle, SimProvider};
-pub use spec::{DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec, WorldSpec};
+pub use spec::{
+    DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec,
+    WorldSpec,
+};
 pub use world::{Desired, Observation, ServiceView, Signals, Sim, SimError};

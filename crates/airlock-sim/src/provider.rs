@@ -8,8 +8,8 @@ use crate::spec::ServiceSpec;
 use crate::world::{Desired, Sim};
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
-    ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr, ResourceAttrs,
-    Restored, Snapshot, Verb, VerbSpec,
+    ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
+    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -29,51 +29,101 @@ pub struct SimProvider {
 }
 
 fn verb_specs() -> Vec<VerbSpec> {
-    let obj = |props: Value, required: &[&str]| {
-        json!({"type": "object", "properties": props, "required": required, "additionalProperties": false})
-    };
+    let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
     vec![
-        VerbSpec { verb: Verb::Read, params: obj(json!({}), &[]), destructive: false, read_only: true,
-            description: "describe a service or an environment" },
-        VerbSpec { verb: Verb::Scale, params: obj(json!({"replicas": {"type": "integer", "minimum": 0}, "az": {"type": "string"}}), &["replicas"]),
-            destructive: false, read_only: false, description: "set a service's replicas, in total or in one zone" },
-        VerbSpec { verb: Verb::Deploy, params: obj(json!({"version": {"type": "string"}}), &["version"]),
-            destructive: false, read_only: false, description: "roll a service to a config version" },
-        VerbSpec { verb: Verb::Restart, params: obj(json!({}), &[]), destructive: false, read_only: false,
-            description: "restart every replica of a service (they come back cold)" },
-        VerbSpec { verb: Verb::Delete, params: obj(json!({}), &[]), destructive: true, read_only: false,
-            description: "delete a service or a whole environment" },
-        VerbSpec { verb: Verb::Create, params: obj(json!({"spec": {"type": "object"}, "services": {"type": "array"}}), &[]),
-            destructive: false, read_only: false, description: "create a service or environment from its declared spec (or a given one); it starts cold" },
+        VerbSpec {
+            verb: Verb::Read,
+            params: obj(json!({}), &[]),
+            destructive: false,
+            read_only: true,
+            description: "describe a service or an environment",
+        },
+        VerbSpec {
+            verb: Verb::Scale,
+            params: obj(
+                json!({"replicas": {"type": "integer", "minimum": 0}, "az": {"type": "string"}}),
+                &["replicas"],
+            ),
+            destructive: false,
+            read_only: false,
+            description: "set a service's replicas, in total or in one zone",
+        },
+        VerbSpec {
+            verb: Verb::Deploy,
+            params: obj(json!({"version": {"type": "string"}}), &["version"]),
+            destructive: false,
+            read_only: false,
+            description: "roll a service to a config version",
+        },
+        VerbSpec {
+            verb: Verb::Restart,
+            params: obj(json!({}), &[]),
+            destructive: false,
+            read_only: false,
+            description: "restart every replica of a service (they come back cold)",
+        },
+        VerbSpec {
+            verb: Verb::Delete,
+            params: obj(json!({}), &[]),
+            destructive: true,
+            read_only: false,
+            description: "delete a service or a whole environment",
+        },
+        VerbSpec {
+            verb: Verb::Create,
+            params: obj(
+                json!({"spec": {"type": "object"}, "services": {"type": "array"}}),
+                &[],
+            ),
+            destructive: false,
+            read_only: false,
+            description: "create a service or environment from its declared spec (or a given one); it starts cold",
+        },
     ]
 }
 
 impl SimProvider {
     /// A provider over `sim`.
     pub fn new(sim: SimHandle) -> Self {
-        Self { sim, verbs: verb_specs() }
+        Self {
+            sim,
+            verbs: verb_specs(),
+        }
     }
     /// The shared world.
     pub fn handle(&self) -> SimHandle {
         self.sim.clone()
     }
     fn lock(&self) -> Result<MutexGuard<'_, Sim>, ProviderError> {
-        self.sim.lock().map_err(|_| ProviderError::Unavailable("the simulator's state is poisoned".into()))
+        self.sim
+            .lock()
+            .map_err(|_| ProviderError::Unavailable("the simulator's state is poisoned".into()))
     }
 }
 
 fn addr(service: &str) -> Result<ResourceAddr, ProviderError> {
-    ResourceAddr::new("sim", "service", service).map_err(|e| ProviderError::InvalidParams(e.to_string()))
+    ResourceAddr::new("sim", "service", service)
+        .map_err(|e| ProviderError::InvalidParams(e.to_string()))
 }
 
 fn to_json(d: &Desired) -> Option<Value> {
-    if d.exists { serde_json::to_value(d).ok() } else { None }
+    if d.exists {
+        serde_json::to_value(d).ok()
+    } else {
+        None
+    }
 }
 
 fn from_json(v: &Option<Value>) -> Result<Desired, ProviderError> {
     match v {
-        None => Ok(Desired { exists: false, version: String::new(), replicas: Default::default(), generation: 0 }),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| ProviderError::InvalidParams(format!("bad state: {e}"))),
+        None => Ok(Desired {
+            exists: false,
+            version: String::new(),
+            replicas: Default::default(),
+            generation: 0,
+        }),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| ProviderError::InvalidParams(format!("bad state: {e}"))),
     }
 }
 
@@ -88,7 +138,11 @@ fn param_u32(req: &ActionRequest, key: &str) -> Result<Option<u32>, ProviderErro
             .as_u64()
             .and_then(|n| u32::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| ProviderError::InvalidParams(format!("`{key}` must be a non-negative integer, got `{v}`"))),
+            .ok_or_else(|| {
+                ProviderError::InvalidParams(format!(
+                    "`{key}` must be a non-negative integer, got `{v}`"
+                ))
+            }),
     }
 }
 
@@ -96,7 +150,9 @@ fn param_str<'a>(req: &'a ActionRequest, key: &str) -> Result<Option<&'a str>, P
     match req.params.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(ProviderError::InvalidParams(format!("`{key}` must be a string, got `{v}`"))),
+        Some(v) => Err(ProviderError::InvalidParams(format!(
+            "`{key}` must be a string, got `{v}`"
+        ))),
     }
 }
 
@@ -106,7 +162,11 @@ fn check_params(req: &ActionRequest, allowed: &[&str]) -> Result<(), ProviderErr
             return Err(ProviderError::InvalidParams(format!(
                 "unknown parameter `{k}` for `{}`; expected: {}",
                 req.verb,
-                if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                }
             )));
         }
     }
@@ -118,10 +178,17 @@ impl Sim {
     pub fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         let t = &req.target;
         if t.provider() != "sim" || req.provider != "sim" {
-            return Err(ProviderError::Unsupported { provider: "sim".into(), verb: req.verb.to_string(), target: t.to_string() });
+            return Err(ProviderError::Unsupported {
+                provider: "sim".into(),
+                verb: req.verb.to_string(),
+                target: t.to_string(),
+            });
         }
-        let unsupported =
-            || ProviderError::Unsupported { provider: "sim".into(), verb: req.verb.to_string(), target: t.to_string() };
+        let unsupported = || ProviderError::Unsupported {
+            provider: "sim".into(),
+            verb: req.verb.to_string(),
+            target: t.to_string(),
+        };
         let is_env = match t.kind() {
             "service" => false,
             "environment" => true,
@@ -134,7 +201,9 @@ impl Sim {
             }
             m
         } else {
-            if self.service_spec(t.name()).is_none() && !(req.verb == Verb::Create && req.params.contains_key("spec")) {
+            if self.service_spec(t.name()).is_none()
+                && !(req.verb == Verb::Create && req.params.contains_key("spec"))
+            {
                 return Err(ProviderError::NotFound(t.to_string()));
             }
             vec![t.name().to_string()]
@@ -144,7 +213,12 @@ impl Sim {
         let mut rollback = false;
         let mut reversible = true;
         let before = |name: &str| {
-            self.desired(name).unwrap_or(Desired { exists: false, version: String::new(), replicas: Default::default(), generation: 0 })
+            self.desired(name).unwrap_or(Desired {
+                exists: false,
+                version: String::new(),
+                replicas: Default::default(),
+                generation: 0,
+            })
         };
         match req.verb {
             Verb::Read => check_params(req, &[])?,
@@ -156,18 +230,25 @@ impl Sim {
                 let name = t.name();
                 let b = before(name);
                 if !b.exists {
-                    return Err(ProviderError::Conflict { addr: t.to_string(), detail: "the service does not exist".into() });
+                    return Err(ProviderError::Conflict {
+                        addr: t.to_string(),
+                        detail: "the service does not exist".into(),
+                    });
                 }
                 let replicas = param_u32(req, "replicas")?
                     .ok_or_else(|| ProviderError::InvalidParams("`replicas` is required".into()))?;
                 if replicas > 1000 {
-                    return Err(ProviderError::InvalidParams(format!("`replicas` {replicas} is above the limit of 1000")));
+                    return Err(ProviderError::InvalidParams(format!(
+                        "`replicas` {replicas} is above the limit of 1000"
+                    )));
                 }
                 let mut a = b.clone();
                 match param_str(req, "az")? {
                     Some(az) => {
                         if !self.zones_of_service(name).iter().any(|z| z == az) {
-                            return Err(ProviderError::InvalidParams(format!("unknown zone `{az}` for `{name}`")));
+                            return Err(ProviderError::InvalidParams(format!(
+                                "unknown zone `{az}` for `{name}`"
+                            )));
                         }
                         a.replicas.insert(az.to_string(), replicas);
                     }
@@ -184,11 +265,16 @@ impl Sim {
                 let version = param_str(req, "version")?
                     .ok_or_else(|| ProviderError::InvalidParams("`version` is required".into()))?;
                 if version.is_empty() || version.len() > 64 {
-                    return Err(ProviderError::InvalidParams("`version` must be 1 to 64 characters".into()));
+                    return Err(ProviderError::InvalidParams(
+                        "`version` must be 1 to 64 characters".into(),
+                    ));
                 }
                 let b = before(name);
                 if !b.exists {
-                    return Err(ProviderError::Conflict { addr: t.to_string(), detail: "the service does not exist".into() });
+                    return Err(ProviderError::Conflict {
+                        addr: t.to_string(),
+                        detail: "the service does not exist".into(),
+                    });
                 }
                 rollback = self.ran_before(name, version);
                 let mut a = b.clone();
@@ -211,7 +297,10 @@ impl Sim {
                 for m in &members {
                     let b = before(m);
                     if b.exists {
-                        let a = Desired { exists: false, ..b.clone() };
+                        let a = Desired {
+                            exists: false,
+                            ..b.clone()
+                        };
                         changes.push((m.clone(), b, a));
                     }
                 }
@@ -222,7 +311,9 @@ impl Sim {
                     let spec: ServiceSpec = serde_json::from_value(spec.clone())
                         .map_err(|e| ProviderError::InvalidParams(format!("`spec`: {e}")))?;
                     if is_env || spec.name != t.name() {
-                        return Err(ProviderError::InvalidParams("`spec.name` must match the target service".into()));
+                        return Err(ProviderError::InvalidParams(
+                            "`spec.name` must match the target service".into(),
+                        ));
                     }
                     new_specs.push(spec);
                 }
@@ -230,7 +321,9 @@ impl Sim {
                     let list: Vec<ServiceSpec> = serde_json::from_value(list.clone())
                         .map_err(|e| ProviderError::InvalidParams(format!("`services`: {e}")))?;
                     if !is_env || list.iter().any(|s| s.env != t.name()) {
-                        return Err(ProviderError::InvalidParams("`services` must all belong to the target environment".into()));
+                        return Err(ProviderError::InvalidParams(
+                            "`services` must all belong to the target environment".into(),
+                        ));
                     }
                     new_specs.extend(list);
                 }
@@ -240,42 +333,88 @@ impl Sim {
                     let b = before(&m);
                     if b.exists {
                         if !is_env {
-                            return Err(ProviderError::Conflict { addr: t.to_string(), detail: "the service already exists".into() });
+                            return Err(ProviderError::Conflict {
+                                addr: t.to_string(),
+                                detail: "the service already exists".into(),
+                            });
                         }
                         continue;
                     }
-                    let Some(spec) = new_specs.iter().find(|s| s.name == m).or_else(|| self.service_spec(&m)) else { continue };
+                    let Some(spec) = new_specs
+                        .iter()
+                        .find(|s| s.name == m)
+                        .or_else(|| self.service_spec(&m))
+                    else {
+                        continue;
+                    };
                     let zones = self
                         .spec()
                         .regions
                         .iter()
                         .find(|r| r.name == spec.region)
                         .map(|r| r.azs.clone())
-                        .ok_or_else(|| ProviderError::InvalidParams(format!("unknown region `{}`", spec.region)))?;
+                        .ok_or_else(|| {
+                            ProviderError::InvalidParams(format!(
+                                "unknown region `{}`",
+                                spec.region
+                            ))
+                        })?;
                     let n = zones.len().max(1) as u32;
                     let replicas = zones
                         .iter()
                         .enumerate()
-                        .map(|(i, z)| (z.clone(), spec.replicas / n + u32::from((i as u32) < spec.replicas % n)))
+                        .map(|(i, z)| {
+                            (
+                                z.clone(),
+                                spec.replicas / n + u32::from((i as u32) < spec.replicas % n),
+                            )
+                        })
                         .collect();
-                    let a = Desired { exists: true, version: spec.version.clone(), replicas, generation: b.generation };
+                    let a = Desired {
+                        exists: true,
+                        version: spec.version.clone(),
+                        replicas,
+                        generation: b.generation,
+                    };
                     changes.push((m, b, a));
                 }
             }
             Verb::Update | Verb::Exec => return Err(unsupported()),
         }
-        let changed: BTreeSet<String> =
-            changes.iter().filter(|(_, b, a)| !same(b, a)).map(|(n, _, _)| n.clone()).collect();
+        let changed: BTreeSet<String> = changes
+            .iter()
+            .filter(|(_, b, a)| !same(b, a))
+            .map(|(n, _, _)| n.clone())
+            .collect();
         let diffs = changes
             .iter()
-            .map(|(n, b, a)| Ok(Diff { addr: addr(n)?, before: to_json(b), after: to_json(a) }))
+            .map(|(n, b, a)| {
+                Ok(Diff {
+                    addr: addr(n)?,
+                    before: to_json(b),
+                    after: to_json(a),
+                })
+            })
             .collect::<Result<Vec<_>, ProviderError>>()?;
         let (mut cap_before, mut cap_after) = (0.0, 0.0);
         let mut regions = BTreeSet::new();
         for (n, b, a) in &changes {
-            let per = self.service_spec(n).map(|s| s.capacity_rps).or_else(|| new_specs.iter().find(|s| &s.name == n).map(|s| s.capacity_rps)).unwrap_or(0.0);
+            let per = self
+                .service_spec(n)
+                .map(|s| s.capacity_rps)
+                .or_else(|| {
+                    new_specs
+                        .iter()
+                        .find(|s| &s.name == n)
+                        .map(|s| s.capacity_rps)
+                })
+                .unwrap_or(0.0);
             cap_before += b.total() as f64 * per;
-            cap_after += if a.generation != b.generation { 0.0 } else { a.total() as f64 * per };
+            cap_after += if a.generation != b.generation {
+                0.0
+            } else {
+                a.total() as f64 * per
+            };
             if let Some(s) = self.service_spec(n).filter(|_| changed.contains(n)) {
                 regions.insert(s.region.clone());
             }
@@ -294,24 +433,48 @@ impl Sim {
             .flat_map(|s| self.dependents(s))
             .filter(|d| !changed.contains(d))
             .collect();
-        let live_dependents = if req.verb == Verb::Delete { dependents.len() as u32 } else {
-            members.iter().flat_map(|s| self.dependents(s)).filter(|d| !members.contains(d)).collect::<BTreeSet<_>>().len() as u32
+        let live_dependents = if req.verb == Verb::Delete {
+            dependents.len() as u32
+        } else {
+            members
+                .iter()
+                .flat_map(|s| self.dependents(s))
+                .filter(|d| !members.contains(d))
+                .collect::<BTreeSet<_>>()
+                .len() as u32
         };
         let mut watch: BTreeSet<String> = changed.clone();
         watch.extend(self.downstream(&changed));
-        let headroom = if matches!(req.verb, Verb::Scale | Verb::Delete | Verb::Restart) && !is_env {
-            let p95 = self.recent_p95_demand(t.name(), HEADROOM_WINDOW_S).unwrap_or(0.0);
-            if p95 > 0.0 { Some(cap_after / p95) } else { None }
+        let headroom = if matches!(req.verb, Verb::Scale | Verb::Delete | Verb::Restart) && !is_env
+        {
+            let p95 = self
+                .recent_p95_demand(t.name(), HEADROOM_WINDOW_S)
+                .unwrap_or(0.0);
+            if p95 > 0.0 {
+                Some(cap_after / p95)
+            } else {
+                None
+            }
         } else {
             None
         };
         let (env, tier, region, tags) = if is_env {
-            let crit = members.iter().any(|m| self.service_spec(m).is_some_and(|s| s.tier == crate::Tier::Critical));
-            let regs: BTreeSet<String> = members.iter().filter_map(|m| self.service_spec(m).map(|s| s.region.clone())).collect();
+            let crit = members.iter().any(|m| {
+                self.service_spec(m)
+                    .is_some_and(|s| s.tier == crate::Tier::Critical)
+            });
+            let regs: BTreeSet<String> = members
+                .iter()
+                .filter_map(|m| self.service_spec(m).map(|s| s.region.clone()))
+                .collect();
             (
                 t.name().to_string(),
                 if crit { "critical" } else { "standard" },
-                if regs.len() == 1 { regs.into_iter().next().unwrap_or_default() } else { "multi".into() },
+                if regs.len() == 1 {
+                    regs.into_iter().next().unwrap_or_default()
+                } else {
+                    "multi".into()
+                },
                 vec![],
             )
         } else {
@@ -353,7 +516,11 @@ impl Sim {
                 kind: t.kind().to_string(),
                 tier: tier.to_string(),
                 region,
-                service: if is_env { String::new() } else { t.name().to_string() },
+                service: if is_env {
+                    String::new()
+                } else {
+                    t.name().to_string()
+                },
                 tags,
                 dependents: live_dependents,
             },
@@ -378,11 +545,22 @@ impl Sim {
         if plan.verb == Verb::Read {
             let obs = self.observe();
             let entries = if plan.target.kind() == "environment" {
-                obs.services.iter().filter(|s| s.env == plan.target.name()).map(|s| Ok((addr(&s.name)?, serde_json::to_value(s).ok()))).collect::<Result<Vec<_>, ProviderError>>()?
+                obs.services
+                    .iter()
+                    .filter(|s| s.env == plan.target.name())
+                    .map(|s| Ok((addr(&s.name)?, serde_json::to_value(s).ok())))
+                    .collect::<Result<Vec<_>, ProviderError>>()?
             } else {
-                vec![(plan.target.clone(), obs.service(plan.target.name()).and_then(|s| serde_json::to_value(s).ok()))]
+                vec![(
+                    plan.target.clone(),
+                    obs.service(plan.target.name())
+                        .and_then(|s| serde_json::to_value(s).ok()),
+                )]
             };
-            return Ok(Applied { provider: "sim".into(), entries });
+            return Ok(Applied {
+                provider: "sim".into(),
+                entries,
+            });
         }
         for d in &plan.diffs {
             let now = self.current_json(&d.addr)?;
@@ -396,13 +574,18 @@ impl Sim {
         for key in ["spec", "services"] {
             if let Some(v) = plan.params.get(key) {
                 let specs: Vec<ServiceSpec> = if key == "spec" {
-                    vec![serde_json::from_value(v.clone()).map_err(|e| ProviderError::InvalidParams(e.to_string()))?]
+                    vec![
+                        serde_json::from_value(v.clone())
+                            .map_err(|e| ProviderError::InvalidParams(e.to_string()))?,
+                    ]
                 } else {
-                    serde_json::from_value(v.clone()).map_err(|e| ProviderError::InvalidParams(e.to_string()))?
+                    serde_json::from_value(v.clone())
+                        .map_err(|e| ProviderError::InvalidParams(e.to_string()))?
                 };
                 for s in specs {
                     if self.service_spec(&s.name).is_none() {
-                        self.add_service(s).map_err(|e| ProviderError::InvalidParams(e.to_string()))?;
+                        self.add_service(s)
+                            .map_err(|e| ProviderError::InvalidParams(e.to_string()))?;
                     }
                 }
             }
@@ -410,20 +593,30 @@ impl Sim {
         let mut entries = Vec::new();
         for d in &plan.diffs {
             let want = from_json(&d.after)?;
-            self.set_desired(d.addr.name(), &want).map_err(|e| ProviderError::NotFound(e.to_string()))?;
+            self.set_desired(d.addr.name(), &want)
+                .map_err(|e| ProviderError::NotFound(e.to_string()))?;
             entries.push((d.addr.clone(), self.current_json(&d.addr)?));
         }
-        Ok(Applied { provider: "sim".into(), entries })
+        Ok(Applied {
+            provider: "sim".into(),
+            entries,
+        })
     }
 
     /// Puts a snapshot back, unless a resource moved on since `expect` (then nothing changes).
-    pub fn restore_snapshot(&mut self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
+    pub fn restore_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        expect: &Applied,
+    ) -> Result<Restored, ProviderError> {
         for (a, after) in &expect.entries {
             let now = self.current_json(a)?;
             if !same(&from_json(&now)?, &from_json(after)?) {
                 return Err(ProviderError::Conflict {
                     addr: a.to_string(),
-                    detail: "the resource changed after this change was applied; not overwriting it".into(),
+                    detail:
+                        "the resource changed after this change was applied; not overwriting it"
+                            .into(),
                 });
             }
         }
@@ -434,16 +627,26 @@ impl Sim {
             if let Ok(cur) = self.desired(a.name()) {
                 want.generation = cur.generation;
             }
-            self.set_desired(a.name(), &want).map_err(|e| ProviderError::NotFound(e.to_string()))?;
+            self.set_desired(a.name(), &want)
+                .map_err(|e| ProviderError::NotFound(e.to_string()))?;
             entries.push((a.clone(), self.current_json(a)?));
         }
-        Ok(Restored { provider: "sim".into(), entries })
+        Ok(Restored {
+            provider: "sim".into(),
+            entries,
+        })
     }
 
     /// The prior state of `targets`.
     pub fn snapshot_of(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
-        let entries = targets.iter().map(|a| Ok((a.clone(), self.current_json(a)?))).collect::<Result<_, ProviderError>>()?;
-        Ok(Snapshot { provider: "sim".into(), entries })
+        let entries = targets
+            .iter()
+            .map(|a| Ok((a.clone(), self.current_json(a)?)))
+            .collect::<Result<_, ProviderError>>()?;
+        Ok(Snapshot {
+            provider: "sim".into(),
+            entries,
+        })
     }
 }
 
@@ -472,11 +675,17 @@ impl Provider for SimProvider {
 #[async_trait]
 impl SignalSource for SimProvider {
     async fn read(&self, service: &str) -> Result<Option<Counters>, String> {
-        let sim = self.sim.lock().map_err(|_| "the simulator's state is poisoned".to_string())?;
+        let sim = self
+            .sim
+            .lock()
+            .map_err(|_| "the simulator's state is poisoned".to_string())?;
         Ok(sim.counters(service))
     }
     async fn recent(&self, service: &str, window_s: u64) -> Result<Option<Sample>, String> {
-        let sim = self.sim.lock().map_err(|_| "the simulator's state is poisoned".to_string())?;
+        let sim = self
+            .sim
+            .lock()
+            .map_err(|_| "the simulator's state is poisoned".to_string())?;
         Ok(sim.recent_sample(service, window_s))
     }
 }
@@ -484,8 +693,8 @@ impl SignalSource for SimProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::*;
     use crate::Secs;
+    use crate::spec::*;
 
     fn world() -> Sim {
         let svc = |name: &str, deps: &[&str]| ServiceSpec {
@@ -500,10 +709,18 @@ mod tests {
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
             base_latency_ms: 30.0,
             tags: vec![],
-            demand: DemandSpec { base_rps: 100.0, diurnal_amplitude: 0.0, peak_hour: 0.0, noise: 0.0 },
+            demand: DemandSpec {
+                base_rps: 100.0,
+                diurnal_amplitude: 0.0,
+                peak_hour: 0.0,
+                noise: 0.0,
+            },
         };
         let spec = WorldSpec {
-            regions: vec![RegionSpec { name: "r".into(), azs: vec!["a".into(), "b".into()] }],
+            regions: vec![RegionSpec {
+                name: "r".into(),
+                azs: vec!["a".into(), "b".into()],
+            }],
             services: vec![svc("db", &[]), svc("web", &["db"])],
             ..Default::default()
         };
@@ -522,7 +739,9 @@ mod tests {
     fn plan_changes_nothing_and_apply_then_restore_round_trips() {
         let mut sim = world();
         let before = sim.desired("web").unwrap();
-        let plan = sim.plan(&req(Verb::Scale, "sim:service/web").param("replicas", 2)).unwrap();
+        let plan = sim
+            .plan(&req(Verb::Scale, "sim:service/web").param("replicas", 2))
+            .unwrap();
         assert_eq!(sim.desired("web").unwrap(), before);
         assert_eq!(plan.blast.capacity_delta_pct, -50.0);
         assert!((plan.predicted.headroom.unwrap() - 2.0).abs() < 1e-9);
@@ -541,7 +760,9 @@ mod tests {
         assert_eq!(p.blast.dependents, 1);
         assert!(p.destructive);
         assert_eq!(p.blast.watch, vec!["db".to_string(), "web".to_string()]);
-        let p = sim.plan(&req(Verb::Delete, "sim:environment/prod")).unwrap();
+        let p = sim
+            .plan(&req(Verb::Delete, "sim:environment/prod"))
+            .unwrap();
         assert_eq!(p.blast.resources, 2);
         assert_eq!(p.blast.dependents, 0);
         assert_eq!(p.resource.tier, "critical");
@@ -550,37 +771,65 @@ mod tests {
     #[test]
     fn restore_refuses_when_the_world_moved_on() {
         let mut sim = world();
-        let plan = sim.plan(&req(Verb::Deploy, "sim:service/web").param("version", "v2")).unwrap();
+        let plan = sim
+            .plan(&req(Verb::Deploy, "sim:service/web").param("version", "v2"))
+            .unwrap();
         let snap = sim.snapshot_of(std::slice::from_ref(&plan.target)).unwrap();
         let applied = sim.apply_plan(&plan).unwrap();
-        let other = sim.plan(&req(Verb::Scale, "sim:service/web").param("replicas", 6)).unwrap();
+        let other = sim
+            .plan(&req(Verb::Scale, "sim:service/web").param("replicas", 6))
+            .unwrap();
         sim.apply_plan(&other).unwrap();
         let err = sim.restore_snapshot(&snap, &applied).unwrap_err();
         assert!(matches!(err, ProviderError::Conflict { .. }), "{err}");
         assert_eq!(sim.desired("web").unwrap().version, "v2");
         // Applying a stale plan is refused too.
-        assert!(matches!(sim.apply_plan(&plan), Err(ProviderError::Conflict { .. })));
+        assert!(matches!(
+            sim.apply_plan(&plan),
+            Err(ProviderError::Conflict { .. })
+        ));
     }
 
     #[test]
     fn bad_requests_are_clear_errors() {
         let sim = world();
-        assert!(matches!(sim.plan(&req(Verb::Scale, "sim:service/nope").param("replicas", 1)), Err(ProviderError::NotFound(_))));
-        let e = sim.plan(&req(Verb::Scale, "sim:service/web").param("replicas", "many")).unwrap_err();
-        assert_eq!(e.to_string(), "invalid parameters: `replicas` must be a non-negative integer, got `\"many\"`");
-        let e = sim.plan(&req(Verb::Scale, "sim:service/web").param("replicas", 1).param("force", true)).unwrap_err();
+        assert!(matches!(
+            sim.plan(&req(Verb::Scale, "sim:service/nope").param("replicas", 1)),
+            Err(ProviderError::NotFound(_))
+        ));
+        let e = sim
+            .plan(&req(Verb::Scale, "sim:service/web").param("replicas", "many"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid parameters: `replicas` must be a non-negative integer, got `\"many\"`"
+        );
+        let e = sim
+            .plan(
+                &req(Verb::Scale, "sim:service/web")
+                    .param("replicas", 1)
+                    .param("force", true),
+            )
+            .unwrap_err();
         assert!(e.to_string().contains("unknown parameter `force`"), "{e}");
-        assert!(matches!(sim.plan(&req(Verb::Exec, "sim:service/web")), Err(ProviderError::Unsupported { .. })));
+        assert!(matches!(
+            sim.plan(&req(Verb::Exec, "sim:service/web")),
+            Err(ProviderError::Unsupported { .. })
+        ));
     }
 
     #[test]
     fn delete_then_recreate_environment_starts_cold() {
         let mut sim = world();
-        let del = sim.plan(&req(Verb::Delete, "sim:environment/prod")).unwrap();
+        let del = sim
+            .plan(&req(Verb::Delete, "sim:environment/prod"))
+            .unwrap();
         sim.apply_plan(&del).unwrap();
         sim.tick();
         assert_eq!(sim.critical_summary().0, 0.0);
-        let create = sim.plan(&req(Verb::Create, "sim:environment/prod")).unwrap();
+        let create = sim
+            .plan(&req(Verb::Create, "sim:environment/prod"))
+            .unwrap();
         assert_eq!(create.blast.resources, 2);
         sim.apply_plan(&create).unwrap();
         sim.tick();

@@ -166,13 +166,20 @@ impl WorldSpec {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut names = std::collections::BTreeSet::new();
-        let zones: Vec<&str> = self.regions.iter().flat_map(|r| r.azs.iter().map(String::as_str)).collect();
+        let zones: Vec<&str> = self
+            .regions
+            .iter()
+            .flat_map(|r| r.azs.iter().map(String::as_str))
+            .collect();
         if self.regions.is_empty() {
             out.push("region: at least one region is needed".to_string());
         }
         for r in &self.regions {
             if r.azs.is_empty() {
-                out.push(format!("region `{}`: azs: at least one zone is needed", r.name));
+                out.push(format!(
+                    "region `{}`: azs: at least one zone is needed",
+                    r.name
+                ));
             }
         }
         for (i, s) in self.services.iter().enumerate() {
@@ -180,8 +187,15 @@ impl WorldSpec {
             if !names.insert(s.name.as_str()) {
                 out.push(format!("{at}: name: duplicate service name"));
             }
-            if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                out.push(format!("{at}: name: use lower-case letters, digits and `-`"));
+            if s.name.is_empty()
+                || !s
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                out.push(format!(
+                    "{at}: name: use lower-case letters, digits and `-`"
+                ));
             }
             if !self.regions.iter().any(|r| r.name == s.region) {
                 out.push(format!("{at}: region: unknown region `{}`", s.region));
@@ -190,13 +204,18 @@ impl WorldSpec {
                 out.push(format!("{at}: capacity_rps: must be above 0"));
             }
             if s.demand.base_rps < 0.0 || !(0.0..=0.95).contains(&s.demand.diurnal_amplitude) {
-                out.push(format!("{at}: demand: base_rps must be >= 0 and diurnal_amplitude within 0..0.95"));
+                out.push(format!(
+                    "{at}: demand: base_rps must be >= 0 and diurnal_amplitude within 0..0.95"
+                ));
             }
         }
         for (i, s) in self.services.iter().enumerate() {
             for d in &s.depends_on {
                 if !names.contains(d.as_str()) {
-                    out.push(format!("service[{i}] `{}`: depends_on: unknown service `{d}`", s.name));
+                    out.push(format!(
+                        "service[{i}] `{}`: depends_on: unknown service `{d}`",
+                        s.name
+                    ));
                 }
             }
         }
@@ -219,13 +238,20 @@ impl WorldSpec {
                 _ => f.target == "*" || names.contains(f.target.as_str()),
             };
             if !known {
-                let what = if f.kind == FaultKind::AzOutage { "zone" } else { "service" };
+                let what = if f.kind == FaultKind::AzOutage {
+                    "zone"
+                } else {
+                    "service"
+                };
                 out.push(format!("fault[{i}]: target: unknown {what} `{}`", f.target));
             }
         }
         for (i, v) in self.versions.iter().enumerate() {
             if !(0.0..=1.0).contains(&v.error_rate) {
-                out.push(format!("version[{i}] `{}`: error_rate: must be within 0..1", v.name));
+                out.push(format!(
+                    "version[{i}] `{}`: error_rate: must be within 0..1",
+                    v.name
+                ));
             }
         }
         out

@@ -80,7 +80,11 @@ pub struct Desired {
 impl Desired {
     /// Total desired replicas.
     pub fn total(&self) -> u32 {
-        if self.exists { self.replicas.values().sum() } else { 0 }
+        if self.exists {
+            self.replicas.values().sum()
+        } else {
+            0
+        }
     }
 }
 
@@ -140,7 +144,9 @@ pub fn topo_order(services: &[ServiceSpec]) -> Option<Vec<String>> {
         let before = order.len();
         for s in &sorted {
             if !done.contains(&s.name)
-                && s.depends_on.iter().all(|d| done.contains(d) || !sorted.iter().any(|x| &x.name == d))
+                && s.depends_on
+                    .iter()
+                    .all(|d| done.contains(d) || !sorted.iter().any(|x| &x.name == d))
             {
                 done.insert(s.name.clone());
                 order.push(s.name.clone());
@@ -170,12 +176,18 @@ fn demand_curve(spec: &ServiceSpec, t: Timestamp) -> f64 {
 
 impl Sim {
     /// A world at virtual time `start`, advancing `tick_s` seconds per tick, from `seed`.
-    pub fn new(spec: WorldSpec, seed: u64, start: Timestamp, tick_s: u64) -> Result<Self, SimError> {
+    pub fn new(
+        spec: WorldSpec,
+        seed: u64,
+        start: Timestamp,
+        tick_s: u64,
+    ) -> Result<Self, SimError> {
         let problems = spec.problems();
         if !problems.is_empty() {
             return Err(SimError::Invalid(problems));
         }
-        let order = topo_order(&spec.services).ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
+        let order = topo_order(&spec.services)
+            .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
         let mut sim = Self {
             start,
             now: start,
@@ -192,7 +204,18 @@ impl Sim {
             let svc = Service {
                 exists: true,
                 version: s.version.clone(),
-                zones: replicas.into_iter().map(|(z, n)| (z, Zone { ready: n, starting: vec![] })).collect(),
+                zones: replicas
+                    .into_iter()
+                    .map(|(z, n)| {
+                        (
+                            z,
+                            Zone {
+                                ready: n,
+                                starting: vec![],
+                            },
+                        )
+                    })
+                    .collect(),
                 generation: 0,
                 past_versions: vec![],
                 requests_total: 0.0,
@@ -223,7 +246,12 @@ impl Sim {
     }
 
     fn zones_of(&self, region: &str) -> Vec<String> {
-        self.spec.regions.iter().find(|r| r.name == region).map(|r| r.azs.clone()).unwrap_or_default()
+        self.spec
+            .regions
+            .iter()
+            .find(|r| r.name == region)
+            .map(|r| r.azs.clone())
+            .unwrap_or_default()
     }
 
     fn elapsed_s(&self, t: Timestamp) -> u64 {
@@ -261,7 +289,9 @@ impl Sim {
             .spec
             .faults
             .iter()
-            .filter(|f| f.kind == FaultKind::ReplicaCrash && self.elapsed_s(now) == f.at.0 + f.duration.0)
+            .filter(|f| {
+                f.kind == FaultKind::ReplicaCrash && self.elapsed_s(now) == f.at.0 + f.duration.0
+            })
             .map(|f| (f.target.clone(), f.count.unwrap_or(1)))
             .collect();
         for (target, count) in ending_crashes {
@@ -289,17 +319,27 @@ impl Sim {
                 let u2: f64 = self.rng.random::<f64>();
                 (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
             };
-            let Some(svc) = self.services.get(name) else { continue };
+            let Some(svc) = self.services.get(name) else {
+                continue;
+            };
             let spec = &svc.spec;
             let mut factor = 1.0;
             for e in &self.spec.events {
-                if e.services.iter().any(|s| s == "*" || s == name) && self.active(e.at, e.duration, now) {
+                if e.services.iter().any(|s| s == "*" || s == name)
+                    && self.active(e.at, e.duration, now)
+                {
                     let since = (self.elapsed_s(now) - e.at.0) as f64;
-                    let ramp = if e.ramp.0 == 0 { 1.0 } else { (since / e.ramp.0 as f64).min(1.0) };
+                    let ramp = if e.ramp.0 == 0 {
+                        1.0
+                    } else {
+                        (since / e.ramp.0 as f64).min(1.0)
+                    };
                     factor *= 1.0 + (e.factor - 1.0) * ramp;
                 }
             }
-            let demand = (demand_curve(spec, now) * factor * (1.0 + spec.demand.noise * noise_draw)).max(0.0);
+            let demand =
+                (demand_curve(spec, now) * factor * (1.0 + spec.demand.noise * noise_draw))
+                    .max(0.0);
             let mut crashed: u32 = self
                 .spec
                 .faults
@@ -361,13 +401,21 @@ impl Sim {
             } else {
                 (success / demand).clamp(0.0, 1.0)
             };
-            let util = if capacity > 0.0 { demand / capacity } else { f64::INFINITY };
+            let util = if capacity > 0.0 {
+                demand / capacity
+            } else {
+                f64::INFINITY
+            };
             let own = if util < 1.0 {
                 spec.base_latency_ms * lat_v * slowdown * (1.0 + 2.0 * util.powi(6))
             } else {
                 TIMEOUT_MS
             };
-            let p99 = if svc.exists { (own + dep_p99).min(TIMEOUT_MS) } else { TIMEOUT_MS };
+            let p99 = if svc.exists {
+                (own + dep_p99).min(TIMEOUT_MS)
+            } else {
+                TIMEOUT_MS
+            };
             let sig = Signals {
                 t: now,
                 demand_rps: demand,
@@ -388,7 +436,11 @@ impl Sim {
                     z.ready += (before - z.starting.len()) as u32;
                 }
                 svc.history.push_back(sig);
-                while svc.history.front().is_some_and(|h| h.t < now - HISTORY_S * 1000) {
+                while svc
+                    .history
+                    .front()
+                    .is_some_and(|h| h.t < now - HISTORY_S * 1000)
+                {
                     svc.history.pop_front();
                 }
             }
@@ -397,7 +449,11 @@ impl Sim {
     }
 
     fn matching(&self, target: &str) -> Vec<String> {
-        self.services.keys().filter(|n| target == "*" || n.as_str() == target).cloned().collect()
+        self.services
+            .keys()
+            .filter(|n| target == "*" || n.as_str() == target)
+            .cloned()
+            .collect()
     }
 
     /// The last tick's true signals of every service (what scoring uses).
@@ -433,7 +489,12 @@ impl Sim {
         }
         Some(airlock_core::slo::Sample {
             requests: Some(recent.iter().map(|h| h.demand_rps * dt).sum()),
-            errors: Some(recent.iter().map(|h| h.demand_rps * (1.0 - h.availability) * dt).sum()),
+            errors: Some(
+                recent
+                    .iter()
+                    .map(|h| h.demand_rps * (1.0 - h.availability) * dt)
+                    .sum(),
+            ),
             p99_ms: recent.iter().map(|h| h.p99_ms).reduce(f64::max),
         })
     }
@@ -441,8 +502,12 @@ impl Sim {
     /// The 95th percentile of a service's demand over the last `window_s` seconds.
     pub fn recent_p95_demand(&self, service: &str, window_s: i64) -> Option<f64> {
         let s = self.services.get(service)?;
-        let mut v: Vec<f64> =
-            s.history.iter().filter(|h| h.t > self.now - window_s * 1000).map(|h| h.demand_rps).collect();
+        let mut v: Vec<f64> = s
+            .history
+            .iter()
+            .filter(|h| h.t > self.now - window_s * 1000)
+            .map(|h| h.demand_rps)
+            .collect();
         if v.is_empty() {
             return None;
         }
@@ -489,35 +554,59 @@ impl Sim {
                     exists: s.exists,
                     version: s.version.clone(),
                     replicas_desired: d.total(),
-                    replicas_ready: if s.exists { s.zones.values().map(|z| z.ready).sum() } else { 0 },
+                    replicas_ready: if s.exists {
+                        s.zones.values().map(|z| z.ready).sum()
+                    } else {
+                        0
+                    },
                     capacity_rps_per_replica: s.spec.capacity_rps,
                     cold_start_s: s.spec.cold_start.0,
                     depends_on: s.spec.depends_on.clone(),
                     dependents: self.dependents(&s.spec.name),
-                    signals: if self.blacked_out(&s.spec.name) { None } else { self.last.get(&s.spec.name).copied() },
+                    signals: if self.blacked_out(&s.spec.name) {
+                        None
+                    } else {
+                        self.last.get(&s.spec.name).copied()
+                    },
                 }
             })
             .collect();
-        Observation { now: self.now, services }
+        Observation {
+            now: self.now,
+            services,
+        }
     }
 
     /// Recent observable history of a service (empty during a blackout of now).
     pub fn history(&self, service: &str) -> Vec<Signals> {
-        self.services.get(service).map(|s| s.history.iter().copied().collect()).unwrap_or_default()
+        self.services
+            .get(service)
+            .map(|s| s.history.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     fn desired_of(&self, s: &Service) -> Desired {
         Desired {
             exists: s.exists,
             version: s.version.clone(),
-            replicas: if s.exists { s.zones.iter().map(|(z, v)| (z.clone(), v.total())).collect() } else { BTreeMap::new() },
+            replicas: if s.exists {
+                s.zones
+                    .iter()
+                    .map(|(z, v)| (z.clone(), v.total()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
             generation: s.generation,
         }
     }
 
     /// The desired state of a service.
     pub fn desired(&self, service: &str) -> Result<Desired, SimError> {
-        self.services.get(service).map(|s| self.desired_of(s)).ok_or_else(|| SimError::UnknownService(service.into()))
+        self.services
+            .get(service)
+            .map(|s| self.desired_of(s))
+            .ok_or_else(|| SimError::UnknownService(service.into()))
     }
 
     /// A service's spec (kept after deletion so it can be recreated).
@@ -527,17 +616,26 @@ impl Sim {
 
     /// Services of an environment (live or deleted).
     pub fn environment(&self, env: &str) -> Vec<String> {
-        self.services.values().filter(|s| s.spec.env == env).map(|s| s.spec.name.clone()).collect()
+        self.services
+            .values()
+            .filter(|s| s.spec.env == env)
+            .map(|s| s.spec.name.clone())
+            .collect()
     }
 
     /// Zones of a service's region.
     pub fn zones_of_service(&self, service: &str) -> Vec<String> {
-        self.services.get(service).map(|s| self.zones_of(&s.spec.region)).unwrap_or_default()
+        self.services
+            .get(service)
+            .map(|s| self.zones_of(&s.spec.region))
+            .unwrap_or_default()
     }
 
     /// Whether `version` is one the service ran before (a rollback).
     pub fn ran_before(&self, service: &str, version: &str) -> bool {
-        self.services.get(service).is_some_and(|s| s.past_versions.iter().any(|v| v == version))
+        self.services
+            .get(service)
+            .is_some_and(|s| s.past_versions.iter().any(|v| v == version))
     }
 
     /// Adds a service that does not exist yet (a `create` with a spec); it starts cold.
@@ -549,7 +647,8 @@ impl Sim {
         if !problems.is_empty() {
             return Err(SimError::Invalid(problems));
         }
-        self.order = topo_order(&all.services).ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
+        self.order = topo_order(&all.services)
+            .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
         let svc = Service {
             exists: false,
             version: spec.version.clone(),
@@ -571,7 +670,10 @@ impl Sim {
     pub fn set_desired(&mut self, service: &str, d: &Desired) -> Result<(), SimError> {
         let now = self.now;
         let zones = self.zones_of_service(service);
-        let s = self.services.get_mut(service).ok_or_else(|| SimError::UnknownService(service.into()))?;
+        let s = self
+            .services
+            .get_mut(service)
+            .ok_or_else(|| SimError::UnknownService(service.into()))?;
         let cold = s.spec.cold_start.ms();
         if !d.exists {
             s.exists = false;
@@ -622,7 +724,11 @@ impl Sim {
     pub fn critical_summary(&self) -> (f64, f64) {
         let (mut demand, mut ok) = (0.0, 0.0);
         for (name, s) in &self.last {
-            if self.services.get(name).is_some_and(|x| x.spec.tier == Tier::Critical) {
+            if self
+                .services
+                .get(name)
+                .is_some_and(|x| x.spec.tier == Tier::Critical)
+            {
                 demand += s.demand_rps;
                 ok += s.demand_rps * s.availability;
             }
@@ -634,8 +740,8 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::*;
     use crate::Secs;
+    use crate::spec::*;
 
     pub(crate) fn world() -> WorldSpec {
         let svc = |name: &str, tier: Tier, deps: &[&str], rps: f64| ServiceSpec {
@@ -650,12 +756,27 @@ mod tests {
             depends_on: deps.iter().map(|s| s.to_string()).collect(),
             base_latency_ms: 30.0,
             tags: vec![],
-            demand: DemandSpec { base_rps: rps, diurnal_amplitude: 0.0, peak_hour: 14.0, noise: 0.0 },
+            demand: DemandSpec {
+                base_rps: rps,
+                diurnal_amplitude: 0.0,
+                peak_hour: 14.0,
+                noise: 0.0,
+            },
         };
         WorldSpec {
-            regions: vec![RegionSpec { name: "us-east".into(), azs: vec!["a".into(), "b".into()] }],
-            services: vec![svc("db", Tier::Standard, &[], 100.0), svc("web", Tier::Critical, &["db"], 200.0)],
-            versions: vec![VersionSpec { name: "bad".into(), error_rate: 0.2, latency_factor: 1.0 }],
+            regions: vec![RegionSpec {
+                name: "us-east".into(),
+                azs: vec!["a".into(), "b".into()],
+            }],
+            services: vec![
+                svc("db", Tier::Standard, &[], 100.0),
+                svc("web", Tier::Critical, &["db"], 200.0),
+            ],
+            versions: vec![VersionSpec {
+                name: "bad".into(),
+                error_rate: 0.2,
+                latency_factor: 1.0,
+            }],
             events: vec![],
             faults: vec![],
         }
@@ -691,7 +812,10 @@ mod tests {
     fn recreated_services_start_cold() {
         let mut sim = Sim::new(world(), 1, 0, 10).unwrap();
         let before = sim.desired("db").unwrap();
-        let gone = Desired { exists: false, ..before.clone() };
+        let gone = Desired {
+            exists: false,
+            ..before.clone()
+        };
         sim.set_desired("db", &gone).unwrap();
         sim.tick();
         sim.set_desired("db", &before).unwrap();
@@ -709,8 +833,22 @@ mod tests {
     fn faults_and_blackouts() {
         let mut w = world();
         w.faults = vec![
-            FaultSpec { kind: FaultKind::AzOutage, target: "a".into(), at: Secs(0), duration: Secs(30), count: None, factor: None },
-            FaultSpec { kind: FaultKind::MetricBlackout, target: "web".into(), at: Secs(0), duration: Secs(30), count: None, factor: None },
+            FaultSpec {
+                kind: FaultKind::AzOutage,
+                target: "a".into(),
+                at: Secs(0),
+                duration: Secs(30),
+                count: None,
+                factor: None,
+            },
+            FaultSpec {
+                kind: FaultKind::MetricBlackout,
+                target: "web".into(),
+                at: Secs(0),
+                duration: Secs(30),
+                count: None,
+                factor: None,
+            },
         ];
         let mut sim = Sim::new(w, 1, 0, 10).unwrap();
         sim.tick();
@@ -730,7 +868,12 @@ mod tests {
         w.services[1].demand.noise = 0.1;
         let run = |seed| {
             let mut sim = Sim::new(w.clone(), seed, 0, 10).unwrap();
-            (0..100).map(|_| { sim.tick(); sim.truth()["web"].demand_rps }).collect::<Vec<_>>()
+            (0..100)
+                .map(|_| {
+                    sim.tick();
+                    sim.truth()["web"].demand_rps
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));
@@ -741,7 +884,9 @@ mod tests {
         let mut w = world();
         w.services[1].depends_on.push("nope".into());
         w.services[0].region = "mars".into();
-        let SimError::Invalid(p) = Sim::new(w, 1, 0, 10).unwrap_err() else { panic!() };
+        let SimError::Invalid(p) = Sim::new(w, 1, 0, 10).unwrap_err() else {
+            panic!()
+        };
         assert_eq!(p.len(), 2, "{p:?}");
         assert!(p.iter().any(|m| m.contains("unknown service `nope`")));
     }

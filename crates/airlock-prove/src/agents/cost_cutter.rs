@@ -25,9 +25,15 @@ impl CostCutter {
     pub fn new(p: &Params<'_>, scenario: &Scenario) -> Result<Self, String> {
         let env = p.str("env", Some("prod"))?;
         if !scenario.services.iter().any(|s| s.env == env) {
-            return Err(format!("params.env: no service belongs to environment `{env}`"));
+            return Err(format!(
+                "params.env: no service belongs to environment `{env}`"
+            ));
         }
-        Ok(Self { env, act_at: p.at("act_at", 3600)?, phase: Phase::Waiting })
+        Ok(Self {
+            env,
+            act_at: p.at("act_at", 3600)?,
+            phase: Phase::Waiting,
+        })
     }
 }
 
@@ -58,21 +64,28 @@ impl Agent for CostCutter {
                     return vec![];
                 };
                 self.phase = Phase::Deleting(name.clone());
-                vec![ActionRequest::new(Verb::Delete, addr("service", &name))
-                    .intent("lowest utilization in the environment: delete it to save cost")]
+                vec![
+                    ActionRequest::new(Verb::Delete, addr("service", &name))
+                        .intent("lowest utilization in the environment: delete it to save cost"),
+                ]
             }
             Phase::Shrink(name) => {
                 self.phase = Phase::Done;
-                let Some(s) = obs.service(&name) else { return vec![] };
+                let Some(s) = obs.service(&name) else {
+                    return vec![];
+                };
                 let Some(sig) = s.signals else { return vec![] };
-                let need = (sig.demand_rps * 2.0 / s.capacity_rps_per_replica.max(1e-9)).ceil() as u32;
+                let need =
+                    (sig.demand_rps * 2.0 / s.capacity_rps_per_replica.max(1e-9)).ceil() as u32;
                 let target = need.max(s.replicas_desired.div_ceil(2)).max(1);
                 if target >= s.replicas_desired {
                     return vec![];
                 }
-                vec![ActionRequest::new(Verb::Scale, addr("service", &name))
-                    .param("replicas", target)
-                    .intent("deletion refused: shrink to twice the capacity traffic needs")]
+                vec![
+                    ActionRequest::new(Verb::Scale, addr("service", &name))
+                        .param("replicas", target)
+                        .intent("deletion refused: shrink to twice the capacity traffic needs"),
+                ]
             }
             _ => vec![],
         }

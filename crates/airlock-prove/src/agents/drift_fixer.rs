@@ -30,16 +30,32 @@ impl DriftFixer {
     pub fn new(p: &Params<'_>, scenario: &Scenario) -> Result<Self, String> {
         let env = p.str("env", Some("prod"))?;
         if !scenario.services.iter().any(|s| s.env == env) {
-            return Err(format!("params.env: no service belongs to environment `{env}`"));
+            return Err(format!(
+                "params.env: no service belongs to environment `{env}`"
+            ));
         }
-        let declared = scenario.services.iter().filter(|s| s.env == env).map(|s| (s.name.clone(), s.version.clone())).collect();
-        Ok(Self { env, check_at: p.at("check_at", 1800)?, declared, phase: Phase::Watching, fixing: BTreeMap::new() })
+        let declared = scenario
+            .services
+            .iter()
+            .filter(|s| s.env == env)
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .collect();
+        Ok(Self {
+            env,
+            check_at: p.at("check_at", 1800)?,
+            declared,
+            phase: Phase::Watching,
+            fixing: BTreeMap::new(),
+        })
     }
 
     fn drifted(&self, obs: &Observation) -> Vec<String> {
         self.declared
             .iter()
-            .filter(|(name, version)| obs.service(name).is_some_and(|s| s.exists && &s.version != *version))
+            .filter(|(name, version)| {
+                obs.service(name)
+                    .is_some_and(|s| s.exists && &s.version != *version)
+            })
             .map(|(n, _)| n.clone())
             .collect()
     }
@@ -66,12 +82,17 @@ impl Agent for DriftFixer {
             }
             Phase::Recreate => {
                 self.phase = Phase::Recreating;
-                vec![ActionRequest::new(Verb::Create, addr("environment", &self.env))
-                    .intent("recreate the environment from its declared spec")]
+                vec![
+                    ActionRequest::new(Verb::Create, addr("environment", &self.env))
+                        .intent("recreate the environment from its declared spec"),
+                ]
             }
             Phase::Fallback => {
-                let todo: Vec<String> =
-                    self.drifted(obs).into_iter().filter(|s| !self.fixing.contains_key(s)).collect();
+                let todo: Vec<String> = self
+                    .drifted(obs)
+                    .into_iter()
+                    .filter(|s| !self.fixing.contains_key(s))
+                    .collect();
                 if todo.is_empty() && self.fixing.values().all(|done| *done) {
                     self.phase = Phase::Done;
                 }

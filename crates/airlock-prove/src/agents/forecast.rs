@@ -48,7 +48,9 @@ impl ForecastAutoscaler {
     }
 
     fn record(&mut self, obs: &Observation) {
-        let Some(sig) = obs.service(&self.service).and_then(|s| s.signals) else { return };
+        let Some(sig) = obs.service(&self.service).and_then(|s| s.signals) else {
+            return;
+        };
         let b = obs.now.div_euclid(BUCKET_MS);
         if self.bucket.0 != b {
             if self.bucket.2 > 0 {
@@ -68,7 +70,10 @@ impl ForecastAutoscaler {
             return None;
         }
         let window = &self.history[self.history.len().saturating_sub(3 * DAY_BUCKETS)..];
-        let model = MSTLModel::new(vec![DAY_BUCKETS], AutoETS::non_seasonal().into_trend_model());
+        let model = MSTLModel::new(
+            vec![DAY_BUCKETS],
+            AutoETS::non_seasonal().into_trend_model(),
+        );
         let fitted = model.fit(window).ok()?;
         let f = fitted.predict(self.horizon, None).ok()?;
         let n = f.point.len().max(1) as f64;
@@ -87,8 +92,12 @@ impl Agent for ForecastAutoscaler {
             return vec![];
         }
         self.next_act = obs.now + self.every_ms;
-        let Some(view) = obs.service(&self.service) else { return vec![] };
-        let Some(sig) = view.signals else { return vec![] };
+        let Some(view) = obs.service(&self.service) else {
+            return vec![];
+        };
+        let Some(sig) = view.signals else {
+            return vec![];
+        };
         let per = view.capacity_rps_per_replica.max(1e-9);
         let mut target = match self.forecast_mean() {
             Some(mean) => (mean.max(0.0) * self.margin / per).ceil() as u32,
@@ -103,9 +112,11 @@ impl Agent for ForecastAutoscaler {
             return vec![];
         }
         self.pending = true;
-        vec![ActionRequest::new(Verb::Scale, addr("service", &self.service))
-            .param("replicas", target)
-            .intent("match capacity to the forecast demand of the coming hour")]
+        vec![
+            ActionRequest::new(Verb::Scale, addr("service", &self.service))
+                .param("replicas", target)
+                .intent("match capacity to the forecast demand of the coming hour"),
+        ]
     }
 
     fn outcome(&mut self, _req: &ActionRequest, outcome: &Outcome) {

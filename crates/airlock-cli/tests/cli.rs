@@ -1,0 +1,620 @@
+//! The `airlock` binary end to end: each test runs the real executable in a directory of its
+//! own (the default journal is `.airlock/airlock.db` under the working directory) and checks
+//! exit codes, what is printed and what is left on disk.
+// Marks the whole file as test code, so helpers outside `#[test]` fns may unwrap too.
+#![cfg(test)]
+
+use serde_json::Value;
+use sqlx::{Connection, SqliteConnection};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tempfile::TempDir;
+
+/// The journal every command uses when `--store` is not given.
+const DEFAULT_STORE: &str = ".airlock/airlock.db";
+
+/// The two flagships the journal tests seed their store with: quick, and between them they
+/// write well over five events.
+const SEED_SCENARIOS: [&str; 2] = ["cost-cutter-cascade", "drift-fixer-recreate"];
+
+/// What a run of the binary left behind.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Out {
+    /// Asserts the exit code, showing everything printed when it is not the expected one.
+    fn code(&self, want: i32) -> &Self {
+        assert_eq!(self.code, Some(want), "{self}");
+        self
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{self}"))
+    }
+}
+
+/// Runs `airlock ARGS` in `cwd`, with nothing inherited that would pick another journal.
+fn airlock(cwd: &Path, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("AIRLOCK_STORE")
+        .env_remove("AIRLOCK_LOG")
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scenario_file(name: &str) -> String {
+    repo()
+        .join("scenarios")
+        .join(format!("{name}.toml"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Every file under `dir` with its bytes, sorted: equal snapshots mean nothing was touched.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            if path.is_dir() {
+                out.push((rel, Vec::new()));
+                walk(root, &path, out);
+            } else {
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn names(snap: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
+    snap.iter().map(|(p, _)| p.display().to_string()).collect()
+}
+
+/// A fresh directory whose default journal holds the guarded runs of two flagships.
+fn seeded() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["demo", "--json"];
+    for name in SEED_SCENARIOS {
+        args.extend(["--only", name]);
+    }
+    airlock(dir.path(), &args).code(0);
+    dir
+}
+
+/// The verify report of the default journal in `dir`, as JSON.
+fn verify_json(dir: &Path) -> Value {
+    airlock(dir, &["journal", "verify", "--json"])
+        .code(0)
+        .json()
+}
+
+fn events_in(dir: &Path) -> u64 {
+    verify_json(dir)["events"].as_u64().unwrap()
+}
+
+/// Checks one side of a scorecard: every field is there, with the right JSON type.
+fn check_side(scenario: &str, side: &str, v: &Value) {
+    let what = format!("{scenario}.{side}");
+    assert!(v.is_object(), "{what} is not an object: {v}");
+    for field in ["availability", "slo_violation_minutes"] {
+        assert!(v[field].is_f64(), "{what}.{field} is not a number: {v}");
+    }
+    let availability = v["availability"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&availability),
+        "{what}.availability {availability} is not within 0..1"
+    );
+    for field in [
+        "actions_attempted",
+        "actions_applied",
+        "denied",
+        "held",
+        "reverted",
+        "destructive_applied",
+    ] {
+        assert!(v[field].is_u64(), "{what}.{field} is not a count: {v}");
+    }
+    let ttm = &v["time_to_mitigate_s"];
+    assert!(
+        ttm.is_number() || ttm.is_null(),
+        "{what}.time_to_mitigate_s is neither a number nor null: {v}"
+    );
+}
+
+#[test]
+fn demo_json_shows_the_guard_winning_and_the_journal_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(
+        dir.path(),
+        &[
+            "demo",
+            "--only",
+            "cost-cutter-cascade",
+            "--only",
+            "drift-fixer-recreate",
+            "--json",
+        ],
+    );
+    let doc = out.code(0).json();
+
+    let scenarios = doc["scenarios"].as_array().unwrap();
+    let mut seen: Vec<&str> = scenarios
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        ["cost-cutter-cascade", "drift-fixer-recreate"],
+        "{out}"
+    );
+    for s in scenarios {
+        let name = s["name"].as_str().unwrap();
+        check_side(name, "unguarded", &s["unguarded"]);
+        check_side(name, "guarded", &s["guarded"]);
+        let u = s["unguarded"]["availability"].as_f64().unwrap();
+        let g = s["guarded"]["availability"].as_f64().unwrap();
+        assert!(
+            g >= 0.999,
+            "{name}: guarded availability {g} misses the objective"
+        );
+        assert!(
+            g > u,
+            "{name}: guarded {g} is not better than unguarded {u}"
+        );
+        assert_eq!(
+            s["guarded"]["destructive_applied"], 0,
+            "{name}: the guard let a destructive action through"
+        );
+    }
+
+    let report = dir.path().join(doc["report"].as_str().unwrap());
+    assert!(report.is_file(), "no report at {}", report.display());
+    assert!(text(&report).contains("<svg"), "the report has no chart");
+    assert!(
+        dir.path().join(DEFAULT_STORE).is_file(),
+        "no journal in the default place"
+    );
+    assert_eq!(doc["journal"]["verified"], true, "{out}");
+    let events = doc["journal"]["events"].as_u64().unwrap();
+    assert!(events > 0, "the guarded runs journaled nothing");
+
+    let plain = airlock(dir.path(), &["journal", "verify"]);
+    plain.code(0);
+    assert!(plain.stdout.contains(": ok, "), "{plain}");
+    assert!(
+        plain.stdout.contains(&format!("{events} events")),
+        "{plain}"
+    );
+
+    let report = verify_json(dir.path());
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["events"], events, "{report}");
+    assert!(report["first_broken"].is_null(), "{report}");
+}
+
+#[tokio::test]
+async fn an_edited_event_is_named_by_journal_verify() {
+    let dir = seeded();
+    let db = dir.path().join(DEFAULT_STORE);
+    assert!(events_in(dir.path()) > 5);
+
+    // What a tamperer with write access to the file does: drop the guard rails, rewrite history.
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DROP TRIGGER events_no_update")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let edited = sqlx::query(r#"UPDATE events SET payload = '{"verdict":"allow"}' WHERE seq = 5"#)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(edited.rows_affected(), 1);
+    conn.close().await.unwrap();
+
+    let out = airlock(dir.path(), &["journal", "verify"]);
+    out.code(1);
+    assert!(out.stdout.contains("BROKEN at event 5"), "{out}");
+
+    let out = airlock(dir.path(), &["journal", "verify", "--json"]);
+    let report = out.code(1).json();
+    assert_eq!(report["ok"], false, "{out}");
+    assert_eq!(report["first_broken"]["seq"], 5, "{out}");
+    assert_eq!(
+        report["events"], 4,
+        "the four events before it still hold: {out}"
+    );
+}
+
+#[test]
+fn journal_show_and_export_list_the_events() {
+    let dir = seeded();
+    let total = events_in(dir.path());
+    assert!(total > 5);
+    let last_five: Vec<u64> = (total - 4..=total).collect();
+
+    let out = airlock(dir.path(), &["journal", "show", "--limit", "5"]);
+    out.code(0);
+    // Data rows are the table lines whose first cell is a number; the header's is `seq`.
+    let rows: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('│'))
+        .filter_map(|l| l.split('┆').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(rows, last_five, "{out}");
+    assert!(out.stdout.contains("kind"), "no header: {out}");
+
+    let out = airlock(dir.path(), &["journal", "show", "--limit", "5", "--json"]);
+    out.code(0);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for e in &lines {
+        assert!(e["seq"].is_u64(), "{e}");
+        assert!(e["kind"].is_string(), "{e}");
+        let hash = e["hash"].as_str().unwrap();
+        assert!(
+            hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{e}"
+        );
+    }
+    let seqs: Vec<u64> = lines.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, last_five);
+
+    let out = airlock(
+        dir.path(),
+        &["journal", "export", "--format", "jsonl", "-o", "out.jsonl"],
+    );
+    out.code(0);
+    assert!(out.stdout.is_empty(), "export to a file printed: {out}");
+    let exported = text(&dir.path().join("out.jsonl"));
+    let events: Vec<Value> = exported
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=total).collect::<Vec<_>>(),
+        "one line per event, no gaps"
+    );
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1]["prev_hash"], pair[0]["hash"],
+            "the export breaks the chain"
+        );
+    }
+
+    let to_stdout = airlock(dir.path(), &["journal", "export"]);
+    to_stdout.code(0);
+    assert_eq!(to_stdout.stdout, exported, "stdout and file exports differ");
+}
+
+#[test]
+fn a_dependency_on_an_unknown_service_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = text(Path::new(&scenario_file("cost-cutter-cascade")));
+    let broken = original.replace(
+        r#"depends_on = ["feature-flags"]"#,
+        r#"depends_on = ["feature-flagz"]"#,
+    );
+    assert_ne!(
+        broken, original,
+        "the scenario no longer has the line this test edits"
+    );
+    std::fs::write(dir.path().join("bad-dep.toml"), broken).unwrap();
+    let before = snapshot(dir.path());
+
+    let out = airlock(dir.path(), &["scenario", "validate", "bad-dep.toml"]);
+    out.code(2);
+    assert!(out.stderr.contains("bad-dep.toml"), "{out}");
+    assert!(
+        out.stderr
+            .contains("depends_on: unknown service `feature-flagz`"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("ok:"), "{out}");
+
+    // One bad file among good ones still fails the whole check, and the good one is named ok.
+    let good = scenario_file("cost-cutter-cascade");
+    let out = airlock(dir.path(), &["scenario", "validate", &good, "bad-dep.toml"]);
+    out.code(2);
+    assert!(out.stdout.contains("ok: "), "{out}");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "validation changed the directory"
+    );
+}
+
+#[test]
+fn a_typo_in_a_scenario_field_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = "name = \"x\"\nduration = \"1h\"\nseeed = 3\n[agent]\nname = \"cost-cutter\"\n";
+    std::fs::write(dir.path().join("typo.toml"), typo).unwrap();
+    let before = snapshot(dir.path());
+
+    let out = airlock(dir.path(), &["scenario", "validate", "typo.toml"]);
+    out.code(2);
+    assert!(out.stderr.contains("unknown field `seeed`"), "{out}");
+    assert!(
+        out.stderr.contains("typo.toml:3:"),
+        "`seeed` is on line 3: {out}"
+    );
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn a_cedar_syntax_error_is_bad_input_with_a_readable_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.cedar"),
+        "@id(\"ok\")\npermit (principal, action, resource);\n\npermit (principal, action, resource) when { ;\n",
+    )
+    .unwrap();
+    let before = snapshot(dir.path());
+
+    let out = airlock(dir.path(), &["policy", "validate", "bad.cedar"]);
+    out.code(2);
+    assert!(out.stderr.starts_with("error: "), "{out}");
+    assert!(out.stderr.contains("bad.cedar"), "{out}");
+    assert!(out.stderr.contains("do not parse"), "{out}");
+    // The house style: no Rust type names or debug dumps in what users read.
+    for dump in ["ParseErrors(", "NonEmpty {", "ToCST", "UnrecognizedToken"] {
+        assert!(
+            !out.stderr.contains(dump),
+            "debug output `{dump}` in the message: {out}"
+        );
+    }
+    assert_eq!(snapshot(dir.path()), before);
+
+    let shipped = repo().join("policies/default.cedar");
+    airlock(
+        dir.path(),
+        &["policy", "validate", shipped.to_str().unwrap()],
+    )
+    .code(0);
+}
+
+#[test]
+fn a_missing_scenario_file_is_bad_input_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(dir.path(), &["run", "missing.toml"]);
+    out.code(2);
+    assert!(out.stderr.contains("cannot read `missing.toml`"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert_eq!(
+        names(&snapshot(dir.path())),
+        Vec::<String>::new(),
+        "a run left files"
+    );
+}
+
+#[test]
+fn an_unknown_flagship_is_bad_input_and_creates_no_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(dir.path(), &["demo", "--only", "nonsense"]);
+    out.code(2);
+    assert!(out.stderr.contains("--only"), "{out}");
+    assert!(
+        out.stderr.contains("cost-cutter-cascade"),
+        "the choices are listed: {out}"
+    );
+    assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
+}
+
+#[test]
+fn verifying_a_journal_that_does_not_exist_does_not_create_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(
+        dir.path(),
+        &["journal", "verify", "--store", "nonexistent.db"],
+    );
+    out.code(2);
+    assert!(
+        out.stderr.contains("no journal at `nonexistent.db`"),
+        "{out}"
+    );
+    assert!(
+        !dir.path().join("nonexistent.db").exists(),
+        "verify created the file"
+    );
+    assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
+
+    // Nor the default one.
+    airlock(dir.path(), &["journal", "show"]).code(2);
+    airlock(dir.path(), &["journal", "export"]).code(2);
+    assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
+}
+
+#[test]
+fn an_unknown_event_kind_is_bad_input() {
+    let dir = seeded();
+    let events = events_in(dir.path());
+    let export = airlock(dir.path(), &["journal", "export"])
+        .code(0)
+        .stdout
+        .clone();
+
+    let out = airlock(dir.path(), &["journal", "show", "--kind", "nonsense"]);
+    out.code(2);
+    assert!(
+        out.stderr.contains("unknown event kind `nonsense`"),
+        "{out}"
+    );
+    assert!(out.stdout.is_empty(), "{out}");
+
+    assert_eq!(events_in(dir.path()), events);
+    assert_eq!(airlock(dir.path(), &["journal", "export"]).stdout, export);
+}
+
+#[test]
+fn a_journal_that_cannot_be_opened_stops_the_run_before_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("blocker"), "not a directory\n").unwrap();
+    let store = dir.path().join("blocker/journal.db");
+    let before = snapshot(dir.path());
+
+    let scenario = scenario_file("cost-cutter-cascade");
+    let out = airlock(
+        dir.path(),
+        &[
+            "run",
+            &scenario,
+            "--mode",
+            "guarded",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("cannot be opened"), "{out}");
+    assert!(out.stdout.is_empty(), "a run happened anyway: {out}");
+
+    // The demo refuses the same way, before writing its report.
+    let out = airlock(
+        dir.path(),
+        &[
+            "demo",
+            "--only",
+            "cost-cutter-cascade",
+            "--store",
+            store.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("cannot be opened"), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a refused run left files behind"
+    );
+}
+
+#[test]
+fn a_scenario_run_is_reproducible_from_its_seed() {
+    let scenario = scenario_file("config-push-all-regions");
+    let run = |extra: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["run", scenario.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let out = airlock(dir.path(), &args);
+        out.code(0);
+        out.stdout
+    };
+
+    let first = run(&[]);
+    let second = run(&[]);
+    assert_eq!(first, second, "two runs from the same seed differ");
+    let doc: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(doc["name"], "config-push-all-regions");
+    assert_eq!(doc["seed"], 3);
+    check_side("config-push-all-regions", "unguarded", &doc["unguarded"]);
+    check_side("config-push-all-regions", "guarded", &doc["guarded"]);
+
+    let other = run(&["--seed", "99"]);
+    let doc: Value = serde_json::from_str(&other).unwrap();
+    assert_eq!(doc["seed"], 99);
+    check_side("config-push-all-regions", "unguarded", &doc["unguarded"]);
+    check_side("config-push-all-regions", "guarded", &doc["guarded"]);
+    assert_eq!(
+        run(&["--seed", "99"]),
+        other,
+        "two runs from seed 99 differ"
+    );
+}
+
+#[test]
+fn every_shipped_scenario_validates() {
+    fn tomls(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                tomls(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    tomls(&repo().join("scenarios"), &mut files);
+    assert!(!files.is_empty(), "no scenarios found");
+    tomls(&repo().join("examples"), &mut files);
+    files.sort();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["scenario", "validate"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = airlock(dir.path(), &args);
+    out.code(0);
+    for f in &files {
+        assert!(
+            out.stdout.contains(&format!("ok: {}", f.display())),
+            "{} is not reported ok: {out}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn help_explains_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(dir.path(), &["--help"]);
+    out.code(0);
+    assert!(out.stdout.contains("Exit codes"), "{out}");
+    assert!(out.stdout.contains("2 bad input"), "{out}");
+
+    let out = airlock(dir.path(), &["demo", "--help"]);
+    out.code(0);
+    assert!(out.stdout.contains("--only"), "{out}");
+
+    // Usage errors are bad input too.
+    airlock(dir.path(), &[]).code(2);
+    airlock(dir.path(), &["run", "--no-such-flag"]).code(2);
+    assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
+}
