@@ -219,7 +219,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn summarize(p: &serde_json::Value) -> String {
+pub fn summarize(p: &serde_json::Value) -> String {
     let pick = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
     let s = if let Some(v) = pick("verdict") {
         let reasons: Vec<String> = p

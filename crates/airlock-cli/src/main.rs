@@ -6,6 +6,8 @@
 
 mod demo;
 mod journal;
+mod remote;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -48,6 +50,84 @@ enum Command {
     /// Verify, show and export the journal.
     #[command(subcommand)]
     Journal(journal::JournalCmd),
+    /// Run the gate as an HTTP service (API, approvals, events, metrics, the live sandbox cloud).
+    Serve(serve::ServeArgs),
+    /// Check an `airlock.toml`.
+    #[command(subcommand)]
+    Config(serve::ConfigCmd),
+    /// Create and revoke agents' and operators' tokens.
+    #[command(subcommand)]
+    Token(serve::TokenCmd),
+    /// Approve a held action (operator).
+    Approve {
+        /// The approval id (`apr_…`).
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Deny a held action (operator).
+    Deny {
+        /// The approval id (`apr_…`).
+        id: String,
+        /// Why (shown to the agent).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// List holds waiting for an operator.
+    Approvals {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Revert one change from its snapshot (exit 1 if it needs attention instead).
+    Revert {
+        /// The change id (`chg_…`).
+        change: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Revert an agent's changes since a time, newest first; stops at a conflict (exit 1).
+    Undo {
+        /// The agent.
+        #[arg(long)]
+        agent: String,
+        /// How far back, e.g. `30m`, `2h`.
+        #[arg(long)]
+        since: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Freeze an agent: its mutations are held for an operator.
+    Freeze {
+        agent: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Unfreeze an agent (closes its breaker).
+    Unfreeze {
+        agent: String,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Turn the kill switch on (every mutation denied, reads still work) or off.
+    Killswitch {
+        #[arg(value_enum)]
+        state: remote::OnOff,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
+    /// Follow the event stream: readable lines, or JSON lines with `--json`.
+    Tail {
+        /// Resume after this event sequence number.
+        #[arg(long)]
+        from: Option<i64>,
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
 }
 
 #[derive(Subcommand)]
@@ -121,6 +201,22 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Demo(args) => demo::demo(args).await,
         Command::Run(args) => demo::run(args).await,
         Command::Journal(cmd) => journal::journal(cmd).await,
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Config(cmd) => serve::config(cmd),
+        Command::Token(cmd) => serve::token(cmd).await,
+        Command::Approve { id, reason, remote } => remote::approve(remote, id, reason).await,
+        Command::Deny { id, reason, remote } => remote::deny(remote, id, reason).await,
+        Command::Approvals { remote } => remote::approvals(remote).await,
+        Command::Revert { change, remote } => remote::revert(remote, change).await,
+        Command::Undo {
+            agent,
+            since,
+            remote,
+        } => remote::undo(remote, agent, since).await,
+        Command::Freeze { agent, remote } => remote::freeze(remote, agent, true).await,
+        Command::Unfreeze { agent, remote } => remote::freeze(remote, agent, false).await,
+        Command::Killswitch { state, remote } => remote::killswitch(remote, state).await,
+        Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Scenario(ScenarioCmd::Validate { files }) => {
             let mut bad = 0;
             for f in &files {

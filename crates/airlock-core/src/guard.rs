@@ -113,6 +113,14 @@ impl Guards {
         self.agents.entry(agent.to_string()).or_default().breaker = Some(why.to_string());
     }
 
+    /// Every agent whose breaker is open, with why.
+    pub fn open_breakers(&self) -> Vec<(String, String)> {
+        self.agents
+            .iter()
+            .filter_map(|(name, a)| a.breaker.as_ref().map(|why| (name.clone(), why.clone())))
+            .collect()
+    }
+
     /// Closes an agent's breaker and forgets the reverts that opened it.
     pub fn reset_breaker(&mut self, agent: &str) {
         if let Some(a) = self.agents.get_mut(agent) {

@@ -452,6 +452,63 @@ impl Gate {
         Ok(out)
     }
 
+    /// Picks up the changes the journal says are still baking (after a restart): each is
+    /// watched again from now until the end of its window, against the baseline recorded
+    /// before it was applied. Returns how many were resumed.
+    pub async fn resume(&self) -> Result<usize, GateError> {
+        let records = self.journal.changes_with_status("baking").await?;
+        let mut state = self.state.lock().await;
+        let mut resumed = 0;
+        for rec in records {
+            if state.bakes.contains_key(&rec.id) {
+                continue;
+            }
+            let field = |k: &str| rec.record.get(k).cloned().unwrap_or_default();
+            let parsed = (
+                serde_json::from_value::<Plan>(field("plan")),
+                serde_json::from_value::<Snapshot>(field("snapshot")),
+                serde_json::from_value::<Applied>(field("applied")),
+            );
+            let (Ok(plan), Ok(snapshot), Ok(applied)) = parsed else {
+                tracing::error!(change = %rec.id, "a baking change's record does not parse; marking it needs_attention");
+                let now = self.clock.now();
+                let mut failed = rec.clone();
+                failed.status = "needs_attention".into();
+                failed.updated_at = now;
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::NeedsAttention,
+                    json!({"reason": "the change's record could not be read after a restart"}),
+                )
+                .agent(&rec.agent)
+                .action(&rec.action_id)
+                .change(&rec.id);
+                self.journal.put_change(failed, ev).await?;
+                continue;
+            };
+            let baseline: Vec<BaselineEntry> =
+                serde_json::from_value(field("baseline")).unwrap_or_default();
+            let counters = read_counters(self, &plan.blast.watch).await;
+            state
+                .guards
+                .record_applied(&rec.agent, &plan, rec.created_at);
+            let bake = Bake::new(
+                rec.id.clone(),
+                rec.action_id.clone(),
+                rec.agent.clone(),
+                plan,
+                snapshot,
+                applied,
+                baseline,
+                counters,
+                rec.created_at,
+            );
+            state.bakes.insert(rec.id.clone(), bake);
+            resumed += 1;
+        }
+        Ok(resumed)
+    }
+
     /// Changes currently baking.
     pub async fn baking(&self) -> usize {
         self.state.lock().await.bakes.len()

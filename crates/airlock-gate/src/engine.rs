@@ -29,6 +29,8 @@ pub struct GateConfig {
     pub provider_timeout: Duration,
     /// How long a hold waits for an operator before it expires as a deny, in seconds.
     pub hold_timeout_s: u64,
+    /// Whether holds of `critical` risk need two distinct operators' approvals.
+    pub two_person_critical: bool,
 }
 
 impl Default for GateConfig {
@@ -38,6 +40,7 @@ impl Default for GateConfig {
             bake: BakeConfig::default(),
             provider_timeout: Duration::from_secs(10),
             hold_timeout_s: 3600,
+            two_person_critical: false,
         }
     }
 }
@@ -144,6 +147,29 @@ pub(crate) struct PendingApproval {
     pub request: ActionRequest,
     pub plan_hash: String,
     pub created_at: i64,
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    pub details: Vec<String>,
+    pub plan: PlanView,
+    /// Operators who approved so far (the two-person rule needs two).
+    pub approvers: Vec<String>,
+}
+
+/// A pending hold as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalView {
+    pub id: String,
+    pub action_id: String,
+    pub agent: String,
+    pub request: ActionRequest,
+    pub risk: Risk,
+    pub reasons: Vec<String>,
+    pub details: Vec<String>,
+    pub plan: PlanView,
+    pub held_since: i64,
+    /// Approvals still needed (2 under the two-person rule for critical risk).
+    pub approvals_needed: u32,
+    pub approved_by: Vec<String>,
 }
 
 pub(crate) struct State {
@@ -221,49 +247,12 @@ impl Gate {
 
     /// Registers (or re-keys) an agent or operator and returns its new bearer token, shown once.
     pub async fn issue_token(&self, name: &str, kind: PrincipalKind2) -> Result<String, GateError> {
-        if name.is_empty()
-            || name.len() > 64
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-        {
-            return Err(GateError::Invalid(format!(
-                "principal name `{name}` must be 1 to 64 of a-z, 0-9, `-`, `_`, `.`, `@`"
-            )));
-        }
-        let token = format!("alk_{}", blake3::hash(&rand::random::<[u8; 32]>()).to_hex());
-        let kind_s = match kind {
-            PrincipalKind2::Agent => "agent",
-            PrincipalKind2::Operator => "operator",
-        };
-        if let Some(existing) = self.journal.principal(name).await?
-            && existing.kind != kind_s
-        {
-            return Err(GateError::Conflict(format!(
-                "`{name}` is already registered as an {}",
-                existing.kind
-            )));
-        }
-        let now = self.clock.now();
-        let rec = AgentRecord {
-            name: name.into(),
-            kind: kind_s.into(),
-            token_hash: token_hash(&token),
-            created_at: now,
-            revoked: false,
-        };
-        self.journal
-            .put_principal(
-                rec,
-                NewEvent::new(
-                    now,
-                    EventKind::Agent,
-                    json!({"name": name, "kind": kind_s, "action": "token_issued"}),
-                )
-                .agent(name),
-            )
-            .await?;
-        Ok(token)
+        issue_token(self.journal.as_ref(), self.clock.now(), name, kind).await
+    }
+
+    /// Revokes a principal's token: it no longer authenticates. Journaled.
+    pub async fn revoke(&self, name: &str, by: &str) -> Result<(), GateError> {
+        revoke_token(self.journal.as_ref(), self.clock.now(), name, by).await
     }
 
     /// Resolves a bearer token to a principal.
@@ -468,6 +457,11 @@ impl Gate {
                             request: req,
                             plan_hash: plan.hash.clone(),
                             created_at: now,
+                            risk,
+                            reasons: decision.reasons.clone(),
+                            details: decision.details.clone(),
+                            plan: plan_view,
+                            approvers: Vec::new(),
                         },
                     );
                 }
@@ -658,6 +652,38 @@ impl Gate {
                 error: None,
             });
         }
+        let needed = self.approvals_needed(pending.risk);
+        let mut approvers = pending.approvers.clone();
+        if !approvers.contains(&approver.name) {
+            approvers.push(approver.name.clone());
+        }
+        if (approvers.len() as u32) < needed {
+            self.journal
+                .append(ev(&format!(
+                    "recorded: {} of {needed} approvals",
+                    approvers.len()
+                )))
+                .await?;
+            if let Some(p) = state.approvals.get_mut(approval_id) {
+                p.approvers = approvers;
+            }
+            return Ok(Decision {
+                id: pending.action_id.clone(),
+                agent: pending.agent.clone(),
+                verdict: "hold",
+                reasons: pending.reasons.clone(),
+                details: vec![format!(
+                    "critical risk: {needed} distinct operators must approve; {} has",
+                    approver.name
+                )],
+                risk: pending.risk,
+                plan: Some(pending.plan.clone()),
+                approval_id: Some(approval_id.to_string()),
+                change_id: None,
+                result: None,
+                error: None,
+            });
+        }
         let replanned = self.call(provider.plan(&pending.request)).await;
         let same = replanned
             .as_ref()
@@ -690,6 +716,69 @@ impl Gate {
             Some((approval_id, &by)),
         )
         .await
+    }
+
+    fn approvals_needed(&self, risk: Risk) -> u32 {
+        if self.config.two_person_critical && risk == Risk::Critical {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Pending holds as operators see them, oldest first.
+    pub async fn approvals(&self) -> Vec<ApprovalView> {
+        let state = self.state.lock().await;
+        let mut v: Vec<ApprovalView> = state
+            .approvals
+            .values()
+            .map(|p| ApprovalView {
+                id: p.id.clone(),
+                action_id: p.action_id.clone(),
+                agent: p.agent.clone(),
+                request: p.request.clone(),
+                risk: p.risk,
+                reasons: p.reasons.clone(),
+                details: p.details.clone(),
+                plan: p.plan.clone(),
+                held_since: p.created_at,
+                approvals_needed: self.approvals_needed(p.risk),
+                approved_by: p.approvers.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.held_since
+                .cmp(&b.held_since)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        v
+    }
+
+    /// Opens an agent's breaker by an operator's hand: its mutations are held until unfrozen.
+    pub async fn freeze(&self, agent: &str, by: &str) -> Result<(), GateError> {
+        let mut state = self.state.lock().await;
+        self.journal
+            .append(
+                NewEvent::new(
+                    self.clock.now(),
+                    EventKind::Breaker,
+                    json!({"state": "open", "reason": format!("frozen by {by}"), "by": by}),
+                )
+                .agent(agent),
+            )
+            .await?;
+        state.guards.open_breaker(agent, &format!("frozen by {by}"));
+        Ok(())
+    }
+
+    /// Whether the kill switch is on.
+    pub async fn killswitch(&self) -> bool {
+        self.state.lock().await.guards.killswitch()
+    }
+
+    /// Agents whose breaker is open, with why.
+    pub async fn open_breakers(&self) -> Vec<(String, String)> {
+        self.state.lock().await.guards.open_breakers()
     }
 
     /// Pending holds, oldest first: (approval id, agent, request, held since).
@@ -775,6 +864,80 @@ impl Gate {
         state.guards.reset_breaker(agent);
         Ok(())
     }
+}
+
+/// Registers (or re-keys) an agent or operator in a journal and returns its new bearer
+/// token, shown once; only its hash is stored.
+pub async fn issue_token(
+    journal: &dyn Journal,
+    now: i64,
+    name: &str,
+    kind: PrincipalKind2,
+) -> Result<String, GateError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err(GateError::Invalid(format!(
+            "principal name `{name}` must be 1 to 64 of a-z, 0-9, `-`, `_`, `.`, `@`"
+        )));
+    }
+    let token = format!("alk_{}", blake3::hash(&rand::random::<[u8; 32]>()).to_hex());
+    let kind_s = match kind {
+        PrincipalKind2::Agent => "agent",
+        PrincipalKind2::Operator => "operator",
+    };
+    if let Some(existing) = journal.principal(name).await?
+        && existing.kind != kind_s
+    {
+        return Err(GateError::Conflict(format!(
+            "`{name}` is already registered as an {}",
+            existing.kind
+        )));
+    }
+    let rec = AgentRecord {
+        name: name.into(),
+        kind: kind_s.into(),
+        token_hash: token_hash(&token),
+        created_at: now,
+        revoked: false,
+    };
+    journal
+        .put_principal(
+            rec,
+            NewEvent::new(
+                now,
+                EventKind::Agent,
+                json!({"name": name, "kind": kind_s, "action": "token_issued"}),
+            )
+            .agent(name),
+        )
+        .await?;
+    Ok(token)
+}
+
+/// Revokes a principal's token in a journal: it no longer authenticates. Journaled.
+pub async fn revoke_token(
+    journal: &dyn Journal,
+    now: i64,
+    name: &str,
+    by: &str,
+) -> Result<(), GateError> {
+    let mut rec = journal
+        .principal(name)
+        .await?
+        .ok_or_else(|| GateError::NotFound("principal", name.to_string()))?;
+    rec.revoked = true;
+    let ev = NewEvent::new(
+        now,
+        EventKind::Agent,
+        json!({"name": name, "kind": rec.kind, "action": "token_revoked", "by": by}),
+    )
+    .agent(name);
+    journal.put_principal(rec, ev).await?;
+    Ok(())
 }
 
 fn journal_down(mut d: Decision, e: &StoreError) -> Decision {

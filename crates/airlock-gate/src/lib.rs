@@ -10,6 +10,7 @@ mod redact;
 
 pub use bake::{BakeConfig, BakeOutcome};
 pub use engine::{
-    Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2, token_hash,
+    ApprovalView, Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2,
+    issue_token, revoke_token, token_hash,
 };
 pub use redact::redact;

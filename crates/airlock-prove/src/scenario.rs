@@ -50,7 +50,7 @@ fn default_delay() -> Secs {
 }
 
 /// The guard configuration of guarded runs.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardSpec {
     /// Cedar policy text to use instead of the default pack.
@@ -67,6 +67,17 @@ pub struct GuardSpec {
 
 fn default_hold_timeout() -> Secs {
     Secs(3600)
+}
+
+impl Default for GuardSpec {
+    fn default() -> Self {
+        Self {
+            policy: None,
+            budgets: GuardConfig::default(),
+            bake: BakeConfig::default(),
+            hold_timeout: default_hold_timeout(),
+        }
+    }
 }
 
 /// Drift present at the start: a service running another version than declared.
@@ -247,6 +258,12 @@ mod tests {
             let s = Scenario::from_toml(text, name).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(s.name, name);
         }
+    }
+
+    #[test]
+    fn a_missing_guard_table_keeps_the_hold_timeout() {
+        let s = Scenario::from_toml(crate::FLAGSHIPS[1].1, "x").unwrap();
+        assert_eq!(s.guard.hold_timeout, Secs(3600));
     }
 
     #[test]

@@ -715,6 +715,35 @@ impl Sim {
         Ok(())
     }
 
+    /// Puts a service in a saved desired state with its replicas already serving (a world
+    /// loaded from a saved state, not a change).
+    pub fn restore_desired(&mut self, service: &str, d: &Desired) -> Result<(), SimError> {
+        let s = self
+            .services
+            .get_mut(service)
+            .ok_or_else(|| SimError::UnknownService(service.into()))?;
+        s.exists = d.exists;
+        s.version = d.version.clone();
+        s.generation = d.generation;
+        s.zones = if d.exists {
+            d.replicas
+                .iter()
+                .map(|(z, n)| {
+                    (
+                        z.clone(),
+                        Zone {
+                            ready: *n,
+                            starting: vec![],
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        Ok(())
+    }
+
     /// Spreads `total` replicas over a service's zones.
     pub fn spread(&self, service: &str, total: u32) -> BTreeMap<String, u32> {
         spread(total, &self.zones_of_service(service))

@@ -1,0 +1,870 @@
+//! The HTTP API: routes, authentication, error mapping and handlers.
+
+use crate::events::Notifying;
+use crate::metrics::{AgentLabels, DecisionLabels, Metrics, StatusLabels};
+use airlock_core::{ActionRequest, Event, EventKind};
+use airlock_gate::{BakeOutcome, Decision, Gate, GateError, Principal, PrincipalKind2};
+use airlock_store::{EventQuery, Journal};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub gate: Arc<Gate>,
+    pub journal: Arc<Notifying>,
+    pub metrics: Arc<Metrics>,
+    pub max_wait: Duration,
+    pub body_limit: usize,
+    pub openapi: Arc<Value>,
+}
+
+/// The router. Tests call `app(state).oneshot(request)` without a socket.
+pub fn app(state: AppState) -> Router {
+    let limit = state.body_limit;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/actions", post(submit).get(list_actions))
+        .route("/v1/actions/{id}", get(get_action))
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", post(resolve_approval))
+        .route("/v1/changes/{id}", get(get_change))
+        .route("/v1/changes/{id}/revert", post(revert_change))
+        .route("/v1/undo", post(undo))
+        .route("/v1/agents/{id}/freeze", post(freeze))
+        .route("/v1/agents/{id}/unfreeze", post(unfreeze))
+        .route("/v1/killswitch", post(killswitch).get(killswitch_state))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/tokens/{name}/revoke", post(revoke_token))
+        .route("/v1/events", get(events))
+        .route("/v1/journal", get(journal))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An API error: its status and a message safe to show.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server cannot complete this now; see its log",
+        )
+    }
+}
+
+impl From<GateError> for ApiError {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Unauthenticated => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            GateError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            GateError::UnknownProvider(_) | GateError::Invalid(_) => {
+                Self::bad_request(e.to_string())
+            }
+            GateError::NotFound(..) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+            GateError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            GateError::Journal(inner) => Self::internal(inner),
+        }
+    }
+}
+
+impl From<airlock_store::StoreError> for ApiError {
+    fn from(e: airlock_store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+// axum's own rejections answer in plain text; every API error is the JSON envelope.
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> Self {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is over the limit set by `server.body_limit_bytes`",
+            )
+        } else {
+            Self::bad_request(format!("cannot read the request body: {}", e.body_text()))
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        let text = e.body_text();
+        let detail = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text);
+        Self::bad_request(format!("invalid query string: {detail}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The authenticated caller, from `Authorization: Bearer TOKEN`.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "missing bearer token: send `Authorization: Bearer TOKEN`",
+                )
+            })?;
+        Ok(Caller(state.gate.authenticate(token).await?))
+    }
+}
+
+impl Caller {
+    /// Operators see everything; agents see only what is theirs (as in `list_actions`).
+    fn own(&self, owner: Option<&str>, what: &str) -> ApiResult<()> {
+        match self.0.kind {
+            PrincipalKind2::Agent if owner != Some(self.0.name.as_str()) => Err(
+                ApiError::forbidden(format!("agents may see only their own {what}")),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    fn operator(&self) -> ApiResult<&str> {
+        match self.0.kind {
+            PrincipalKind2::Operator => Ok(&self.0.name),
+            PrincipalKind2::Agent => Err(ApiError::forbidden(format!(
+                "agent `{}` cannot use operator endpoints",
+                self.0.name
+            ))),
+        }
+    }
+}
+
+/// Parses a JSON body strictly: malformed JSON or an unknown field is a 400 naming it.
+fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    serde_json::from_slice(&bytes?)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    match s
+        .journal
+        .read(EventQuery {
+            limit: Some(1),
+            descending: true,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: journal unreadable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "journal unavailable"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    s.metrics
+        .pending_holds
+        .set(s.gate.approvals().await.len() as i64);
+    s.metrics
+        .killswitch
+        .set(i64::from(s.gate.killswitch().await));
+    s.metrics.breaker_open.clear();
+    for (agent, _) in s.gate.open_breakers().await {
+        s.metrics
+            .breaker_open
+            .get_or_create(&AgentLabels { agent })
+            .set(1);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn openapi(State(s): State<AppState>) -> Json<Value> {
+    Json((*s.openapi).clone())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitQuery {
+    #[serde(default)]
+    wait: bool,
+    #[serde(default)]
+    timeout_s: Option<u64>,
+}
+
+fn record_decision(m: &Metrics, d: &Decision, started: Instant) {
+    m.decision_seconds.observe(started.elapsed().as_secs_f64());
+    m.decisions
+        .get_or_create(&DecisionLabels {
+            verdict: d.verdict.to_string(),
+            agent: d.agent.clone(),
+        })
+        .inc();
+    if d.applied() {
+        m.changes
+            .get_or_create(&StatusLabels {
+                status: "baking".into(),
+            })
+            .inc();
+    }
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "decision latency is measured in real time"
+)]
+fn started() -> Instant {
+    Instant::now()
+}
+
+async fn submit(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<SubmitQuery>, QueryRejection>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    if caller.0.kind != PrincipalKind2::Agent {
+        return Err(ApiError::forbidden(format!(
+            "operator `{}`: actions are submitted by agents",
+            caller.0.name
+        )));
+    }
+    let Query(q) = q?;
+    let req: ActionRequest = body(bytes)?;
+    let mut rx = s.journal.subscribe();
+    let t0 = started();
+    let decision = s.gate.submit_as(&caller.0.name, req).await?;
+    record_decision(&s.metrics, &decision, t0);
+    // Only a hold (an operator's answer) or an applied change (its bake) can be waited for.
+    if !q.wait || decision.verdict == "deny" || (decision.verdict == "allow" && !decision.applied())
+    {
+        let status = if decision.verdict == "hold" {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok((status, Json(decision_json(&decision))).into_response());
+    }
+    let limit = Duration::from_secs(q.timeout_s.unwrap_or(60).min(s.max_wait.as_secs()));
+    let action_id = decision.id.clone();
+    let mut change_id = decision.change_id.clone();
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) => {
+                    let ours = ev.action_id.as_deref() == Some(&action_id)
+                        || (change_id.is_some() && ev.change_id == change_id);
+                    if !ours {
+                        continue;
+                    }
+                    match ev.kind {
+                        EventKind::Applied => change_id = ev.change_id.clone(),
+                        EventKind::Settled
+                        | EventKind::Reverted
+                        | EventKind::NeedsAttention
+                        | EventKind::RevertFailed
+                        | EventKind::ApplyFailed => return,
+                        EventKind::Approval => {
+                            let outcome = ev
+                                .payload
+                                .get("outcome")
+                                .and_then(Value::as_str)
+                                .unwrap_or("");
+                            if outcome == "denied"
+                                || outcome == "expired"
+                                || outcome.starts_with("refused")
+                            {
+                                return;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+    let mut view = action_view(s.journal.as_ref(), &action_id)
+        .await?
+        .unwrap_or_else(|| decision_json(&decision));
+    if let Some(obj) = view.as_object_mut() {
+        obj.insert(
+            "waited".into(),
+            json!(if waited.is_ok() { "done" } else { "timeout" }),
+        );
+    }
+    Ok(Json(view).into_response())
+}
+
+fn decision_json(d: &Decision) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        let status = match (d.verdict, d.applied(), d.error.is_some()) {
+            ("deny", _, _) => "denied",
+            ("hold", _, _) => "held",
+            (_, true, _) => "baking",
+            (_, false, true) => "failed",
+            _ => "done",
+        };
+        o.insert("status".into(), json!(status));
+    }
+    v
+}
+
+/// The state of an action, from its journal events.
+pub async fn action_view(journal: &dyn Journal, id: &str) -> ApiResult<Option<Value>> {
+    let events = journal
+        .read(EventQuery {
+            action_id: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await?;
+    let Some(first) = events.first() else {
+        return Ok(None);
+    };
+    let mut view = json!({
+        "id": id, "agent": first.agent, "submitted_at": first.ts,
+        "request": first.payload.get("request"), "plan": first.payload.get("plan"),
+        "risk": first.payload.get("risk"), "verdict": null, "reasons": [], "status": "submitted",
+        "approval_id": null, "change_id": null, "events": events.len(),
+    });
+    let mut change_id: Option<String> = None;
+    for ev in &events {
+        let status = match ev.kind {
+            EventKind::Request if ev.payload.get("error").is_some() => {
+                view["error"] = ev.payload["error"].clone();
+                Some("invalid")
+            }
+            EventKind::Verdict => {
+                view["verdict"] = ev.payload["verdict"].clone();
+                view["reasons"] = ev.payload["reasons"].clone();
+                if !ev.payload["approval_id"].is_null() {
+                    view["approval_id"] = ev.payload["approval_id"].clone();
+                }
+                match ev.payload["verdict"].as_str() {
+                    Some("deny") => Some("denied"),
+                    Some("hold") => Some("held"),
+                    // A read has nothing to apply or bake: allowed is done (as `submit` says).
+                    _ if view["request"]["verb"] == "read" => Some("done"),
+                    _ => Some("allowed"),
+                }
+            }
+            EventKind::Approval => match ev.payload["outcome"].as_str() {
+                Some("denied") => Some("denied"),
+                Some("expired") => Some("expired"),
+                _ => None,
+            },
+            EventKind::Applied => {
+                change_id = ev.change_id.clone();
+                Some("baking")
+            }
+            EventKind::ApplyFailed => Some("failed"),
+            EventKind::Settled => Some("settled"),
+            EventKind::Reverted => Some("reverted"),
+            EventKind::NeedsAttention | EventKind::RevertFailed => Some("needs_attention"),
+            _ => None,
+        };
+        if let Some(st) = status {
+            view["status"] = json!(st);
+        }
+    }
+    if let Some(cid) = change_id {
+        // Later events of the change (breach, revert) carry the action id too, but a manual
+        // revert or undo may come later: the change row has the final word.
+        if let Some(rec) = journal.change(&cid).await? {
+            view["status"] = json!(rec.status);
+        }
+        view["change_id"] = json!(cid);
+    }
+    Ok(Some(view))
+}
+
+async fn get_action(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let view = action_view(s.journal.as_ref(), &id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("unknown action `{id}`"),
+        )
+    })?;
+    caller.own(view["agent"].as_str(), "actions")?;
+    Ok(Json(view))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    agent: Option<String>,
+    status: Option<String>,
+    /// Only actions submitted at or after this time (ms since the epoch).
+    since: Option<i64>,
+    /// Cursor: the `next` value of the previous page.
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list_actions(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(q) = q?;
+    // Agents see their own actions only.
+    let agent = match caller.0.kind {
+        PrincipalKind2::Agent => {
+            if q.agent.as_ref().is_some_and(|a| a != &caller.0.name) {
+                return Err(ApiError::forbidden(
+                    "agents may list only their own actions",
+                ));
+            }
+            Some(caller.0.name.clone())
+        }
+        PrincipalKind2::Operator => q.agent.clone(),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let requests = s
+        .journal
+        .read(EventQuery {
+            kind: Some(EventKind::Request),
+            agent,
+            after_seq: q.after,
+            limit: Some(limit),
+            descending: true,
+            ..Default::default()
+        })
+        .await?;
+    let next = if requests.len() as u32 == limit {
+        requests.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    let mut items = Vec::new();
+    for r in requests
+        .iter()
+        .filter(|r| q.since.is_none_or(|t| r.ts >= t))
+    {
+        let Some(id) = &r.action_id else { continue };
+        if let Some(v) = action_view(s.journal.as_ref(), id).await?
+            && q.status
+                .as_ref()
+                .is_none_or(|st| v["status"].as_str() == Some(st))
+        {
+            items.push(v);
+        }
+    }
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+async fn list_approvals(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.operator()?;
+    Ok(Json(json!({"items": s.gate.approvals().await})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    decision: DecisionWord,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum DecisionWord {
+    Approve,
+    Deny,
+}
+
+async fn resolve_approval(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    if caller.0.kind == PrincipalKind2::Agent {
+        return Err(ApiError::forbidden(format!(
+            "agent `{}`: agents never approve",
+            caller.0.name
+        )));
+    }
+    let r: Resolution = body(bytes)?;
+    let t0 = started();
+    let d = s
+        .gate
+        .resolve(
+            &id,
+            &caller.0,
+            r.decision == DecisionWord::Approve,
+            &r.reason,
+        )
+        .await?;
+    if r.decision == DecisionWord::Approve && d.verdict != "hold" {
+        record_decision(&s.metrics, &d, t0);
+    }
+    Ok(Json(decision_json(&d)))
+}
+
+async fn get_change(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let rec = s.journal.change(&id).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("unknown change `{id}`"),
+        )
+    })?;
+    caller.own(Some(&rec.agent), "changes")?;
+    Ok(Json(serde_json::to_value(rec).unwrap_or_default()))
+}
+
+fn outcome_json(m: &Metrics, o: &BakeOutcome) -> Value {
+    let status = match o {
+        BakeOutcome::Reverted { .. } => {
+            m.reverts.inc();
+            "reverted"
+        }
+        BakeOutcome::NeedsAttention { .. } => "needs_attention",
+        BakeOutcome::Settled { .. } => "settled",
+    };
+    m.changes
+        .get_or_create(&StatusLabels {
+            status: status.into(),
+        })
+        .inc();
+    serde_json::to_value(o).unwrap_or_default()
+}
+
+async fn revert_change(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let by = caller.operator()?.to_string();
+    let o = s.gate.revert(&id, &by).await?;
+    let conflict = matches!(o, BakeOutcome::NeedsAttention { .. });
+    let body = outcome_json(&s.metrics, &o);
+    Ok((
+        if conflict {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::OK
+        },
+        Json(body),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndoBody {
+    agent: String,
+    /// `30m`, `2h`, … before now, or a timestamp in ms since the epoch.
+    since: Value,
+}
+
+async fn undo(
+    State(s): State<AppState>,
+    caller: Caller,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let by = caller.operator()?.to_string();
+    let b: UndoBody = body(bytes)?;
+    let since = match &b.since {
+        Value::Number(n) => n.as_i64().ok_or_else(|| {
+            ApiError::bad_request("`since` must be an integer timestamp or a duration")
+        })?,
+        Value::String(d) => {
+            let secs = airlock_sim::Secs::parse(d).map_err(ApiError::bad_request)?;
+            s.gate.now() - secs.ms()
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "`since` must be a duration like `30m` or a timestamp in ms",
+            ));
+        }
+    };
+    let outcomes = s.gate.undo(&b.agent, since, &by).await?;
+    let stopped = outcomes
+        .iter()
+        .any(|o| matches!(o, BakeOutcome::NeedsAttention { .. }));
+    let items: Vec<Value> = outcomes
+        .iter()
+        .map(|o| outcome_json(&s.metrics, o))
+        .collect();
+    Ok(Json(
+        json!({"reverted": items.iter().filter(|i| i["outcome"] == "reverted").count(), "stopped_on_conflict": stopped, "items": items}),
+    ))
+}
+
+async fn freeze(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let by = caller.operator()?.to_string();
+    s.gate.freeze(&agent, &by).await?;
+    Ok(Json(json!({"agent": agent, "frozen": true})))
+}
+
+async fn unfreeze(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let by = caller.operator()?.to_string();
+    s.gate.reset_breaker(&agent, &by).await?;
+    Ok(Json(json!({"agent": agent, "frozen": false})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillBody {
+    state: OnOff,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum OnOff {
+    On,
+    Off,
+}
+
+async fn killswitch(
+    State(s): State<AppState>,
+    caller: Caller,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let by = caller.operator()?.to_string();
+    let b: KillBody = body(bytes)?;
+    s.gate.set_killswitch(b.state == OnOff::On, &by).await?;
+    Ok(Json(
+        json!({"killswitch": if b.state == OnOff::On { "on" } else { "off" }}),
+    ))
+}
+
+async fn killswitch_state(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(json!({"killswitch": if s.gate.killswitch().await { "on" } else { "off" }}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    name: String,
+    kind: TokenKind,
+}
+
+#[derive(Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum TokenKind {
+    Agent,
+    Operator,
+}
+
+async fn create_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.operator()?;
+    let b: TokenBody = body(bytes)?;
+    let kind = if b.kind == TokenKind::Agent {
+        PrincipalKind2::Agent
+    } else {
+        PrincipalKind2::Operator
+    };
+    let token = s.gate.issue_token(&b.name, kind).await?;
+    Ok(Json(
+        json!({"name": b.name, "kind": if b.kind == TokenKind::Agent { "agent" } else { "operator" }, "token": token}),
+    ))
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let by = caller.operator()?.to_string();
+    s.gate.revoke(&name, &by).await?;
+    Ok(Json(json!({"name": name, "revoked": true})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+    agent: Option<String>,
+    kind: Option<String>,
+}
+
+async fn journal(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<Query<JournalQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    caller.operator()?;
+    let Query(q) = q?;
+    let kind = match &q.kind {
+        Some(k) => Some(
+            EventKind::parse(k)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown event kind `{k}`")))?,
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let items = s
+        .journal
+        .read(EventQuery {
+            after_seq: q.after,
+            limit: Some(limit),
+            agent: q.agent,
+            kind,
+            ..Default::default()
+        })
+        .await?;
+    let next = if items.len() as u32 == limit {
+        items.last().map(|e| e.seq)
+    } else {
+        None
+    };
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+fn sse_event(e: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(e.seq.to_string())
+        .event(e.kind.as_str())
+        .data(serde_json::to_string(e).unwrap_or_default())
+}
+
+async fn events(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>> {
+    caller.operator()?;
+    let last: Option<i64> = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
+    // Subscribe first, then read the backlog, so nothing falls between the two.
+    let rx = s.journal.subscribe();
+    let backlog = match last {
+        Some(after) => {
+            s.journal
+                .read(EventQuery {
+                    after_seq: Some(after),
+                    limit: Some(10_000),
+                    ..Default::default()
+                })
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let mut sent = backlog.last().map(|e| e.seq).or(last).unwrap_or(0);
+    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
+        let out = match r {
+            Ok(e) if e.seq > sent => {
+                sent = e.seq;
+                Some(Ok(sse_event(&e)))
+            }
+            _ => None,
+        };
+        async move { out }
+    });
+    let head = stream::iter(backlog.into_iter().map(|e| Ok(sse_event(&e))));
+    Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

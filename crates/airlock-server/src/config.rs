@@ -1,0 +1,364 @@
+//! `airlock.toml`: the raw file as a user writes it, and the validated configuration the
+//! server runs with. Validation collects every problem before failing.
+
+use airlock_core::GuardConfig;
+use airlock_gate::BakeConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The config file as written. Every table and field is optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub guards: GuardConfig,
+    #[serde(default)]
+    pub bake: BakeConfig,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+    #[serde(default)]
+    pub sim: RawSim,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Longest a provider call may take, in milliseconds.
+    pub provider_timeout_ms: u64,
+    /// How often baking changes are judged, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Longest `?wait=true` may block, in seconds.
+    pub max_wait_s: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7070".into(),
+            body_limit_bytes: 64 * 1024,
+            provider_timeout_ms: 10_000,
+            poll_interval_ms: 1000,
+            max_wait_s: 600,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// A path or `sqlite://PATH`.
+    pub url: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        Self {
+            url: ".airlock/airlock.db".into(),
+        }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPolicy {
+    /// Cedar policy files; empty means the default pack.
+    pub files: Vec<PathBuf>,
+}
+
+/// `[approvals]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApprovals {
+    /// Holds of `critical` risk need two distinct operators.
+    pub two_person_critical: bool,
+    /// Seconds a hold waits before it expires as a deny.
+    pub hold_timeout_s: u64,
+}
+
+impl Default for RawApprovals {
+    fn default() -> Self {
+        Self {
+            two_person_critical: false,
+            hold_timeout_s: 3600,
+        }
+    }
+}
+
+/// `[sim]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSim {
+    /// Run the sandbox cloud live as the `sim` provider.
+    pub enabled: bool,
+    /// A scenario file whose world (regions, services, versions, events, faults) to run;
+    /// empty means the built-in `cost-cutter-cascade` world.
+    pub world: Option<PathBuf>,
+    /// Simulated seconds per real second.
+    pub time_factor: f64,
+    /// Seconds of simulated time per tick.
+    pub tick_s: u64,
+    pub seed: u64,
+}
+
+impl Default for RawSim {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            world: None,
+            time_factor: 1.0,
+            tick_s: 1,
+            seed: 1,
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub provider_timeout_ms: u64,
+    pub poll_interval_ms: u64,
+    pub max_wait_s: u64,
+    pub store: String,
+    /// Cedar text of the policy pack.
+    pub policy_text: String,
+    pub policy_count: usize,
+    pub guards: GuardConfig,
+    pub bake: BakeConfig,
+    pub two_person_critical: bool,
+    pub hold_timeout_s: u64,
+    pub sim: Option<SimConfig>,
+}
+
+/// The live sandbox cloud's settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub world: airlock_sim::WorldSpec,
+    pub time_factor: f64,
+    pub tick_s: u64,
+    pub seed: u64,
+}
+
+/// Every problem with a config, each naming its field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl RawConfig {
+    /// Parses TOML; syntax errors name the line.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|sp| {
+                text.as_bytes()[..sp.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count()
+                    + 1
+            });
+            ConfigError(vec![format!(
+                "{origin}{}: {}",
+                line.map_or(String::new(), |l| format!(":{l}")),
+                e.message()
+            )])
+        })
+    }
+
+    /// Reads a config file (relative paths inside it resolve against its folder).
+    pub fn load(path: &Path) -> Result<(Self, PathBuf), ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![format!("cannot read `{}`: {e}", path.display())]))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok((Self::parse(&text, &path.display().to_string())?, base))
+    }
+
+    /// Validates into a [`Config`], collecting every problem. `base` resolves relative paths.
+    pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let listen = match self.server.listen.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                problems.push(format!(
+                    "server.listen: `{}` is not an address like 127.0.0.1:7070",
+                    self.server.listen
+                ));
+                None
+            }
+        };
+        if self.server.body_limit_bytes < 1024 {
+            problems.push("server.body_limit_bytes: must be at least 1024".into());
+        }
+        if self.server.provider_timeout_ms == 0 {
+            problems.push("server.provider_timeout_ms: must be above 0".into());
+        }
+        if !(10..=60_000).contains(&self.server.poll_interval_ms) {
+            problems.push("server.poll_interval_ms: must be within 10..60000".into());
+        }
+        if self.store.url.trim().is_empty() {
+            problems.push("store.url: must not be empty".into());
+        }
+        let mut policy_text = String::new();
+        for f in &self.policy.files {
+            let p = base.join(f);
+            match std::fs::read_to_string(&p) {
+                Ok(t) => {
+                    policy_text.push_str(&t);
+                    policy_text.push('\n');
+                }
+                Err(e) => {
+                    problems.push(format!("policy.files: cannot read `{}`: {e}", p.display()))
+                }
+            }
+        }
+        if self.policy.files.is_empty() {
+            policy_text = airlock_core::policy::DEFAULT_POLICIES.to_string();
+        }
+        let policy_count =
+            match airlock_core::PolicyEngine::new(&policy_text, airlock_core::policy::SCHEMA) {
+                Ok(e) => e.len(),
+                Err(e) if problems.iter().all(|p| !p.starts_with("policy.files")) => {
+                    problems.push(format!("policy.files: {e}"));
+                    0
+                }
+                Err(_) => 0,
+            };
+        let g = &self.guards;
+        if g.mutations_per_minute == 0 {
+            problems.push("guards.mutations_per_minute: must be above 0".into());
+        }
+        if !(0.0..=100.0).contains(&g.max_capacity_cut_pct) {
+            problems.push("guards.max_capacity_cut_pct: must be within 0..100".into());
+        }
+        if g.breaker_reverts == 0 {
+            problems.push("guards.breaker_reverts: must be above 0".into());
+        }
+        let b = &self.bake;
+        if !(0.0..=1.0).contains(&b.availability) {
+            problems.push("bake.availability: must be within 0..1".into());
+        }
+        if b.judge_window_s == 0 {
+            problems.push("bake.judge_window_s: must be above 0".into());
+        }
+        if self.approvals.hold_timeout_s == 0 {
+            problems.push("approvals.hold_timeout_s: must be above 0".into());
+        }
+        let sim = if self.sim.enabled {
+            if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
+                problems.push("sim.time_factor: must be above 0 and at most 1000".into());
+            }
+            if self.sim.tick_s == 0 || self.sim.tick_s > 60 {
+                problems.push("sim.tick_s: must be within 1..60".into());
+            }
+            let world = match &self.sim.world {
+                None => {
+                    airlock_prove::Scenario::from_toml(airlock_prove::FLAGSHIPS[2].1, "built-in")
+                        .map(|s| s.world())
+                        .ok()
+                }
+                Some(f) => {
+                    let p = base.join(f);
+                    match std::fs::read_to_string(&p) {
+                        Ok(t) => {
+                            match airlock_prove::Scenario::from_toml(&t, &p.display().to_string()) {
+                                Ok(s) => Some(s.world()),
+                                Err(e) => {
+                                    problems.push(format!("sim.world: {e}"));
+                                    None
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            problems.push(format!("sim.world: cannot read `{}`: {e}", p.display()));
+                            None
+                        }
+                    }
+                }
+            };
+            world.map(|world| SimConfig {
+                world,
+                time_factor: self.sim.time_factor,
+                tick_s: self.sim.tick_s,
+                seed: self.sim.seed,
+            })
+        } else {
+            None
+        };
+        match (problems.is_empty(), listen) {
+            (true, Some(listen)) => Ok(Config {
+                listen,
+                body_limit_bytes: self.server.body_limit_bytes,
+                provider_timeout_ms: self.server.provider_timeout_ms,
+                poll_interval_ms: self.server.poll_interval_ms,
+                max_wait_s: self.server.max_wait_s,
+                store: self.store.url,
+                policy_text,
+                policy_count,
+                guards: self.guards,
+                bake: self.bake,
+                two_person_critical: self.approvals.two_person_critical,
+                hold_timeout_s: self.approvals.hold_timeout_s,
+                sim,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_config_is_the_documented_default() {
+        let c = RawConfig::default().validate(Path::new(".")).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7070");
+        assert_eq!(c.store, ".airlock/airlock.db");
+        assert!(c.sim.is_some());
+        assert!(c.policy_count >= 5);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_field() {
+        let raw = RawConfig::parse(
+            "[server]\nlisten = \"nowhere\"\npoll_interval_ms = 1\n[bake]\navailability = 2.0\n[sim]\ntime_factor = 0\n",
+            "a.toml",
+        )
+        .unwrap();
+        let err = raw.validate(Path::new(".")).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "server.listen",
+                "server.poll_interval_ms",
+                "bake.availability",
+                "sim.time_factor"
+            ],
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_the_line() {
+        let err = RawConfig::parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "a.toml")
+            .unwrap_err();
+        assert!(
+            err.0[0].starts_with("a.toml:3: unknown field `lisen`"),
+            "{err}"
+        );
+    }
+}

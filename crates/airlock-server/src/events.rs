@@ -1,0 +1,70 @@
+//! Fan-out of journal events: a journal decorator that publishes every event it stores,
+//! and the Server-Sent Events stream built on it (with `Last-Event-ID` resume).
+
+use airlock_core::{Event, NewEvent};
+use airlock_store::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError, VerifyReport};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// A journal that publishes each stored event to subscribers.
+pub struct Notifying {
+    inner: Arc<dyn Journal>,
+    tx: broadcast::Sender<Event>,
+}
+
+impl Notifying {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Journal>) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self { inner, tx }
+    }
+    /// A receiver of every event stored from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+    fn publish(&self, ev: &Event) {
+        // No subscriber is fine.
+        let _ = self.tx.send(ev.clone());
+    }
+}
+
+#[async_trait]
+impl Journal for Notifying {
+    async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
+        let e = self.inner.append(ev).await?;
+        self.publish(&e);
+        Ok(e)
+    }
+    async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.read(q).await
+    }
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner.verify().await
+    }
+    async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let e = self.inner.put_principal(rec, ev).await?;
+        self.publish(&e);
+        Ok(e)
+    }
+    async fn principal_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal_by_token_hash(token_hash).await
+    }
+    async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal(name).await
+    }
+    async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let e = self.inner.put_change(rec, ev).await?;
+        self.publish(&e);
+        Ok(e)
+    }
+    async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.inner.change(id).await
+    }
+    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.inner.changes_with_status(status).await
+    }
+}

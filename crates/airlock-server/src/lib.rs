@@ -1,0 +1,13 @@
+//! `airlock serve`: the gate as a service. An axum router over shared state — the gate,
+//! the journal (with event fan-out), metrics and the live sandbox cloud — plus the
+//! background tasks that tick the simulator and bake changes.
+
+pub mod api;
+pub mod config;
+pub mod events;
+pub mod live;
+pub mod metrics;
+
+pub use api::{AppState, app};
+pub use config::{Config, ConfigError, RawConfig};
+pub use live::{ServeError, run};

@@ -1,0 +1,292 @@
+//! Running the server: open the store, start the live sandbox cloud and the bake poller,
+//! resume bakes left by a previous run, serve HTTP, and shut down gracefully.
+
+use crate::api::{AppState, app};
+use crate::config::Config;
+use crate::events::Notifying;
+use crate::metrics::Metrics;
+use airlock_core::slo::{Counters, Sample, SignalSource};
+use airlock_core::{
+    ActionRequest, Applied, Clock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
+    Restored, Snapshot, VerbSpec,
+};
+use airlock_gate::{Gate, GateConfig};
+use airlock_sim::{Desired, Sim, SimHandle, SimProvider};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("journal: {0}")]
+    Store(#[from] airlock_store::StoreError),
+    #[error("policy: {0}")]
+    Policy(#[from] airlock_core::PolicyError),
+    #[error("simulator: {0}")]
+    Sim(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("gate: {0}")]
+    Gate(#[from] airlock_gate::GateError),
+}
+
+/// The wall clock, for the server only (core and simulator never read it).
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[expect(clippy::disallowed_methods, reason = "the server runs on real time")]
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+/// The live simulator as a provider that saves its desired state after every change, so a
+/// restarted server finds the world as its journal left it.
+pub struct PersistentSim {
+    inner: SimProvider,
+    path: PathBuf,
+}
+
+impl PersistentSim {
+    fn save(&self) -> Result<(), ProviderError> {
+        let sim = self.inner.handle();
+        let state: BTreeMap<String, Desired> = {
+            let sim = sim.lock().map_err(|_| {
+                ProviderError::Unavailable("the simulator's state is poisoned".into())
+            })?;
+            sim.spec()
+                .services
+                .iter()
+                .filter_map(|s| sim.desired(&s.name).ok().map(|d| (s.name.clone(), d)))
+                .collect()
+        };
+        let text = serde_json::to_string_pretty(&state)
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
+        let tmp = self.path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.path))
+            .map_err(|e| {
+                ProviderError::Unavailable(format!(
+                    "cannot save the simulator's state to `{}`: {e}",
+                    self.path.display()
+                ))
+            })
+    }
+}
+
+#[async_trait]
+impl Provider for PersistentSim {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn verbs(&self) -> &[VerbSpec] {
+        self.inner.verbs()
+    }
+    async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
+        self.inner.plan(req).await
+    }
+    async fn snapshot(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
+        self.inner.snapshot(targets).await
+    }
+    async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError> {
+        let a = self.inner.apply(plan).await?;
+        self.save()?;
+        Ok(a)
+    }
+    async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
+        let r = self.inner.restore(snap, expect).await?;
+        self.save()?;
+        Ok(r)
+    }
+}
+
+#[async_trait]
+impl SignalSource for PersistentSim {
+    async fn read(&self, service: &str) -> Result<Option<Counters>, String> {
+        SignalSource::read(&self.inner, service).await
+    }
+    async fn recent(&self, service: &str, window_s: u64) -> Result<Option<Sample>, String> {
+        self.inner.recent(service, window_s).await
+    }
+}
+
+/// Signals when no simulator runs: every service's data is missing.
+struct NoSignals;
+
+#[async_trait]
+impl SignalSource for NoSignals {
+    async fn read(&self, _service: &str) -> Result<Option<Counters>, String> {
+        Ok(None)
+    }
+    async fn recent(&self, _service: &str, _window_s: u64) -> Result<Option<Sample>, String> {
+        Ok(None)
+    }
+}
+
+/// Providers, the signal source and the live world's handle, as the server wires them.
+type Wiring = (Vec<Arc<dyn Provider>>, Arc<dyn SignalSource>, Option<SimHandle>);
+
+/// The OpenAPI document, also kept in `docs/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+/// Builds the state the router and the background tasks share (no socket, no tasks).
+pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), ServeError> {
+    let store = airlock_store::open(&config.store).await?;
+    let journal = Arc::new(Notifying::new(store));
+    let policy = Arc::new(PolicyEngine::new(
+        &config.policy_text,
+        airlock_core::policy::SCHEMA,
+    )?);
+    let clock = Arc::new(SystemClock);
+    let (providers, signals, handle): Wiring = match &config.sim {
+        Some(sc) => {
+            let mut sim = Sim::new(sc.world.clone(), sc.seed, clock.now(), sc.tick_s)
+                .map_err(|e| ServeError::Sim(e.to_string()))?;
+            let path = sim_state_path(&config.store);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let saved: BTreeMap<String, Desired> =
+                    serde_json::from_str(&text).map_err(|e| {
+                        ServeError::Sim(format!("`{}` does not parse: {e}", path.display()))
+                    })?;
+                for (name, d) in saved {
+                    sim.restore_desired(&name, &d)
+                        .map_err(|e| ServeError::Sim(e.to_string()))?;
+                }
+            }
+            sim.tick();
+            let handle: SimHandle = Arc::new(std::sync::Mutex::new(sim));
+            let p = Arc::new(PersistentSim {
+                inner: SimProvider::new(handle.clone()),
+                path,
+            });
+            (
+                vec![p.clone() as Arc<dyn Provider>],
+                p as Arc<dyn SignalSource>,
+                Some(handle),
+            )
+        }
+        None => (
+            Vec::new(),
+            Arc::new(NoSignals) as Arc<dyn SignalSource>,
+            None,
+        ),
+    };
+    let gate = Arc::new(Gate::new(
+        journal.clone(),
+        providers,
+        signals,
+        policy,
+        clock,
+        GateConfig {
+            guards: config.guards.clone(),
+            bake: config.bake.clone(),
+            provider_timeout: Duration::from_millis(config.provider_timeout_ms),
+            hold_timeout_s: config.hold_timeout_s,
+            two_person_critical: config.two_person_critical,
+        },
+    ));
+    let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let state = AppState {
+        gate,
+        journal,
+        metrics: Arc::new(Metrics::default()),
+        max_wait: Duration::from_secs(config.max_wait_s),
+        body_limit: config.body_limit_bytes,
+        openapi: Arc::new(openapi),
+    };
+    Ok((state, handle))
+}
+
+fn sim_state_path(store: &str) -> PathBuf {
+    let path = store.strip_prefix("sqlite://").unwrap_or(store);
+    let p = PathBuf::from(path);
+    match p.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("sim-state.json"),
+        _ => PathBuf::from("sim-state.json"),
+    }
+}
+
+/// Runs the server until `shutdown` resolves; in-flight requests finish first.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (state, handle) = build(&config).await?;
+    let resumed = state.gate.resume().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed baking changes from the journal");
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    if let (Some(handle), Some(sc)) = (handle, &config.sim) {
+        let period = Duration::from_secs_f64(sc.tick_s as f64 / sc.time_factor);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Ok(mut sim) = handle.lock() { sim.tick(); }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        }));
+    }
+    {
+        let gate = state.gate.clone();
+        let metrics = state.metrics.clone();
+        let period = Duration::from_millis(config.poll_interval_ms);
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => match gate.poll().await {
+                        Ok(outcomes) => for o in &outcomes {
+                            let status = match o {
+                                airlock_gate::BakeOutcome::Settled { .. } => "settled",
+                                airlock_gate::BakeOutcome::Reverted { .. } => { metrics.reverts.inc(); "reverted" }
+                                airlock_gate::BakeOutcome::NeedsAttention { .. } => "needs_attention",
+                            };
+                            metrics.changes.get_or_create(&crate::metrics::StatusLabels { status: status.into() }).inc();
+                            tracing::info!(outcome = ?o, "bake");
+                        },
+                        Err(e) => tracing::error!(error = %e, "bake poll failed"),
+                    },
+                    _ = stop.changed() => break,
+                }
+            }
+        }));
+    }
+    tracing::info!(addr = %config.listen, "airlock listening");
+    let router = app(state);
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    served.map_err(ServeError::Io)
+}

@@ -1,0 +1,102 @@
+//! `/metrics` in OpenMetrics text: decisions, latency, changes, reverts, holds, breakers,
+//! kill switch.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub verdict: String,
+    pub agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AgentLabels {
+    pub agent: String,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub decision_seconds: Histogram,
+    pub changes: Family<StatusLabels, Counter>,
+    pub reverts: Counter,
+    pub pending_holds: Gauge,
+    pub breaker_open: Family<AgentLabels, Gauge>,
+    pub killswitch: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("airlock");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Gate decisions by verdict and agent",
+            decisions.clone(),
+        );
+        let decision_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "decision_seconds",
+            "Time to decide a submission (plan, policy, guards, journal)",
+            decision_seconds.clone(),
+        );
+        let changes = Family::<StatusLabels, Counter>::default();
+        registry.register("changes", "Changes reaching each status", changes.clone());
+        let reverts = Counter::default();
+        registry.register(
+            "reverts",
+            "Changes reverted (automatically or by an operator)",
+            reverts.clone(),
+        );
+        let pending_holds = Gauge::default();
+        registry.register(
+            "pending_holds",
+            "Holds waiting for an operator",
+            pending_holds.clone(),
+        );
+        let breaker_open = Family::<AgentLabels, Gauge>::default();
+        registry.register(
+            "breaker_open",
+            "1 while an agent's breaker is open",
+            breaker_open.clone(),
+        );
+        let killswitch = Gauge::default();
+        registry.register(
+            "killswitch",
+            "1 while the kill switch is on",
+            killswitch.clone(),
+        );
+        Self {
+            registry,
+            decisions,
+            decision_seconds,
+            changes,
+            reverts,
+            pending_holds,
+            breaker_open,
+            killswitch,
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
