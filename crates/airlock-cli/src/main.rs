@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 a check failed or something broke at run time; 2 bad input
 //! (arguments, files that do not parse or validate).
 
+mod bench;
 mod demo;
 mod journal;
 mod remote;
@@ -120,6 +121,9 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Benchmarks (measured on this machine, never asserted).
+    #[command(subcommand)]
+    Bench(BenchCmd),
     /// Follow the event stream: readable lines, or JSON lines with `--json`.
     Tail {
         /// Resume after this event sequence number.
@@ -128,6 +132,12 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Allow-path submissions over HTTP with the durable journal vs a no-op handler.
+    Http(bench::HttpBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -165,14 +175,23 @@ impl std::fmt::Display for BadInput {
 impl std::error::Error for BadInput {}
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The server logs its work at info; one-shot commands only warn.
+    let (json_logs, default_level) = match &cli.command {
+        Command::Serve(a) => (a.log_format == serve::LogFormat::Json, "info"),
+        _ => (false, "warn"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
+        .unwrap_or_else(|_| default_level.into());
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json_logs {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -216,6 +235,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Freeze { agent, remote } => remote::freeze(remote, agent, true).await,
         Command::Unfreeze { agent, remote } => remote::freeze(remote, agent, false).await,
         Command::Killswitch { state, remote } => remote::killswitch(remote, state).await,
+        Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Scenario(ScenarioCmd::Validate { files }) => {
             let mut bad = 0;

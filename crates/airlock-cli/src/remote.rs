@@ -68,7 +68,9 @@ impl Client {
         let resp = resp.with_context(|| format!("cannot reach the server at {}", self.base))?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status.is_success() || status.as_u16() == 409 {
+        // A revert that found the resource moved on answers 409 with its outcome: that is a
+        // result to show, not a failure of the request.
+        if status.is_success() || (status.as_u16() == 409 && body["outcome"] == "needs_attention") {
             return Ok(body);
         }
         let msg = body["error"]["message"]

@@ -509,6 +509,109 @@ impl Gate {
         Ok(resumed)
     }
 
+    /// Restores what an operator set before a restart — the kill switch and open breakers —
+    /// and closes holds that nobody can answer any more (pending approvals live in memory):
+    /// each is journaled as expired, so its action does not stay held forever.
+    /// Returns (breakers reopened, holds expired).
+    pub async fn restore_controls(&self) -> Result<(usize, usize), GateError> {
+        use airlock_store::EventQuery;
+        let now = self.clock.now();
+        let last_switch = self
+            .journal
+            .read(EventQuery {
+                kind: Some(EventKind::Killswitch),
+                limit: Some(1),
+                descending: true,
+                ..Default::default()
+            })
+            .await?;
+        let switch_on = last_switch
+            .first()
+            .and_then(|e| e.payload.get("on"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let breakers = self
+            .journal
+            .read(EventQuery {
+                kind: Some(EventKind::Breaker),
+                ..Default::default()
+            })
+            .await?;
+        let mut open: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for ev in &breakers {
+            let Some(agent) = &ev.agent else { continue };
+            let reason = ev
+                .payload
+                .get("reason")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("breaker")
+                .to_string();
+            let state = ev.payload.get("state").and_then(serde_json::Value::as_str);
+            open.insert(agent.clone(), (state == Some("open")).then_some(reason));
+        }
+        let verdicts = self
+            .journal
+            .read(EventQuery {
+                kind: Some(EventKind::Verdict),
+                ..Default::default()
+            })
+            .await?;
+        let approvals = self
+            .journal
+            .read(EventQuery {
+                kind: Some(EventKind::Approval),
+                ..Default::default()
+            })
+            .await?;
+        let answered: std::collections::BTreeSet<String> = approvals
+            .iter()
+            .filter(|e| {
+                e.payload
+                    .get("outcome")
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|o| !o.starts_with("recorded"))
+            })
+            .filter_map(|e| {
+                e.payload
+                    .get("approval_id")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        let mut state = self.state.lock().await;
+        state.guards.set_killswitch(switch_on);
+        let mut reopened = 0;
+        for (agent, why) in open {
+            if let Some(why) = why {
+                state.guards.open_breaker(&agent, &why);
+                reopened += 1;
+            }
+        }
+        let mut expired = 0;
+        for v in &verdicts {
+            let Some(aid) = v
+                .payload
+                .get("approval_id")
+                .and_then(serde_json::Value::as_str)
+            else {
+                continue;
+            };
+            if answered.contains(aid) || state.approvals.contains_key(aid) {
+                continue;
+            }
+            let mut ev = NewEvent::new(
+                now,
+                EventKind::Approval,
+                json!({"approval_id": aid, "decision": "deny", "by": "restart", "outcome": "expired", "reason": "the server restarted; submit the action again"}),
+            );
+            ev.agent = v.agent.clone();
+            ev.action_id = v.action_id.clone();
+            self.journal.append(ev).await?;
+            expired += 1;
+        }
+        Ok((reopened, expired))
+    }
+
     /// Changes currently baking.
     pub async fn baking(&self) -> usize {
         self.state.lock().await.bakes.len()

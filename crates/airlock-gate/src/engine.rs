@@ -172,6 +172,16 @@ pub struct ApprovalView {
     pub approved_by: Vec<String>,
 }
 
+/// A decision made but not yet journaled or applied.
+pub(crate) struct Decided {
+    decision: Decision,
+    plan: Plan,
+    provider: Arc<dyn Provider>,
+    verdict: Verdict,
+    events: Vec<NewEvent>,
+    pending: Option<PendingApproval>,
+}
+
 pub(crate) struct State {
     pub guards: Guards,
     pub approvals: BTreeMap<String, PendingApproval>,
@@ -309,8 +319,17 @@ impl Gate {
     /// Submits a request for an already authenticated agent.
     pub async fn submit_as(&self, agent: &str, req: ActionRequest) -> Result<Decision, GateError> {
         let id = self.new_id("act");
-        let mut state = self.state.lock().await;
-        self.decide_and_run(&mut state, &id, agent, req, None).await
+        if req.verb.is_mutation() {
+            // Mutations decide and apply under the state lock, so budgets stay exact.
+            let mut state = self.state.lock().await;
+            return self.decide_and_run(&mut state, &id, agent, req, None).await;
+        }
+        // Reads change nothing: decide under the lock, journal and read without it.
+        let decided = {
+            let mut state = self.state.lock().await;
+            self.decide(&mut state, &id, agent, req, None).await?
+        };
+        Ok(self.commit(None, decided).await)
     }
 
     async fn health_of(&self, plan: &Plan) -> HealthStatus {
@@ -354,6 +373,19 @@ impl Gate {
         req: ActionRequest,
         approval: Option<(&str, &str)>,
     ) -> Result<Decision, GateError> {
+        let decided = self.decide(state, id, agent, req, approval).await?;
+        Ok(self.commit(Some(state), decided).await)
+    }
+
+    /// Steps 2 to 4: plan, assess, decide. Nothing is journaled or applied yet.
+    async fn decide(
+        &self,
+        state: &mut State,
+        id: &str,
+        agent: &str,
+        req: ActionRequest,
+        approval: Option<(&str, &str)>,
+    ) -> Result<Decided, GateError> {
         let now = self.clock.now();
         let provider = self.provider(&req.provider)?;
         let req_json = redact(&serde_json::to_value(&req).unwrap_or_default());
@@ -407,7 +439,7 @@ impl Gate {
         details.extend(findings.iter().map(|f| format!("{}: {}", f.id, f.detail)));
         let approval_id = matches!(verdict, Verdict::Hold(_)).then(|| self.new_id("apr"));
         let plan_view = PlanView::from(&plan);
-        let mut decision = Decision {
+        let decision = Decision {
             id: id.to_string(),
             agent: agent.to_string(),
             verdict: verdict.name(),
@@ -436,36 +468,63 @@ impl Gate {
         )
         .agent(agent)
         .action(id);
-        if approval.is_none()
-            && let Err(e) = self.journal.append(request_ev).await
-        {
-            return Ok(journal_down(decision, &e));
-        }
-        if let Err(e) = self.journal.append(verdict_ev).await {
-            return Ok(journal_down(decision, &e));
+        let events = if approval.is_none() {
+            vec![request_ev, verdict_ev]
+        } else {
+            vec![verdict_ev]
+        };
+        let pending = approval_id.map(|aid| PendingApproval {
+            id: aid,
+            action_id: id.to_string(),
+            agent: agent.to_string(),
+            request: req,
+            plan_hash: plan.hash.clone(),
+            created_at: now,
+            risk,
+            reasons: decision.reasons.clone(),
+            details: decision.details.clone(),
+            plan: plan_view,
+            approvers: Vec::new(),
+        });
+        Ok(Decided {
+            decision,
+            plan,
+            provider,
+            verdict,
+            events,
+            pending,
+        })
+    }
+
+    /// Steps 5 to 7: journal the verdict (durable before anything is applied; if the journal
+    /// cannot be written the action is denied), then hold or apply. `state` is the locked
+    /// gate state when the caller holds it; reads commit without it.
+    async fn commit(&self, state: Option<&mut State>, decided: Decided) -> Decision {
+        let Decided {
+            mut decision,
+            plan,
+            provider,
+            verdict,
+            events,
+            pending,
+        } = decided;
+        if let Err(e) = self.journal.append_all(events).await {
+            return journal_down(decision, &e);
         }
         match verdict {
-            Verdict::Deny(_) => Ok(decision),
+            Verdict::Deny(_) => decision,
             Verdict::Hold(_) => {
-                if let Some(aid) = approval_id {
-                    state.approvals.insert(
-                        aid.clone(),
-                        PendingApproval {
-                            id: aid,
-                            action_id: id.to_string(),
-                            agent: agent.to_string(),
-                            request: req,
-                            plan_hash: plan.hash.clone(),
-                            created_at: now,
-                            risk,
-                            reasons: decision.reasons.clone(),
-                            details: decision.details.clone(),
-                            plan: plan_view,
-                            approvers: Vec::new(),
-                        },
-                    );
+                if let Some(p) = pending {
+                    match state {
+                        Some(st) => {
+                            st.approvals.insert(p.id.clone(), p);
+                        }
+                        None => {
+                            self.state.lock().await.approvals.insert(p.id.clone(), p);
+                        }
+                    }
                 }
-                Ok(decision)
+                decision
             }
             Verdict::Allow if !plan.verb.is_mutation() => {
                 match self.call(provider.apply(&plan)).await {
@@ -480,11 +539,17 @@ impl Gate {
                     }
                     Err(e) => decision.error = Some(e.to_string()),
                 }
-                Ok(decision)
+                decision
             }
             Verdict::Allow => {
-                self.apply(state, &mut decision, provider, &plan).await;
-                Ok(decision)
+                match state {
+                    Some(st) => self.apply(st, &mut decision, provider, &plan).await,
+                    None => {
+                        let mut st = self.state.lock().await;
+                        self.apply(&mut st, &mut decision, provider, &plan).await;
+                    }
+                }
+                decision
             }
         }
     }

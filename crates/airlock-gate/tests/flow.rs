@@ -1046,3 +1046,69 @@ async fn concurrent_submissions_lose_no_event_and_keep_the_chain() {
     assert_eq!(report.events as usize, all.len());
     assert_eq!(report.head, all.last().unwrap().hash);
 }
+
+#[tokio::test]
+async fn a_restarted_gate_restores_the_kill_switch_and_breakers_and_expires_orphaned_holds() {
+    let f = fixture().await;
+    let held = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    assert_eq!(held.verdict, "hold");
+    f.gate.freeze("bot", "alice").await.unwrap();
+    f.gate.set_killswitch(true, "alice").await.unwrap();
+
+    // A new gate over the same journal and world: what a restarted server builds.
+    let provider = Arc::new(SimProvider::new(f.sim.clone()));
+    let restarted = Gate::new(
+        f.store.clone(),
+        vec![provider.clone() as Arc<dyn Provider>],
+        provider as Arc<dyn SignalSource>,
+        Arc::new(PolicyEngine::default_pack().unwrap()),
+        Arc::new(f.clock.clone()),
+        config(),
+    );
+    assert!(!restarted.killswitch().await);
+    let (reopened, expired) = restarted.restore_controls().await.unwrap();
+    assert_eq!((reopened, expired), (1, 1));
+    assert!(restarted.killswitch().await);
+    assert!(
+        restarted
+            .breaker("bot")
+            .await
+            .unwrap()
+            .contains("frozen by alice")
+    );
+    let approvals = f
+        .store
+        .read(EventQuery {
+            kind: Some(EventKind::Approval),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let last = approvals.last().unwrap();
+    assert_eq!(last.payload["outcome"], "expired");
+    assert_eq!(
+        last.payload["approval_id"],
+        held.approval_id.clone().unwrap().as_str()
+    );
+    assert_eq!(last.action_id.as_deref(), Some(held.id.as_str()));
+    // Restoring again expires nothing new.
+    assert_eq!(restarted.restore_controls().await.unwrap(), (1, 0));
+    // Unfreezing and turning the switch off are restored too.
+    restarted.reset_breaker("bot", "alice").await.unwrap();
+    restarted.set_killswitch(false, "alice").await.unwrap();
+    let again = Gate::new(
+        f.store.clone(),
+        vec![Arc::new(SimProvider::new(f.sim.clone())) as Arc<dyn Provider>],
+        Arc::new(SimProvider::new(f.sim.clone())) as Arc<dyn SignalSource>,
+        Arc::new(PolicyEngine::default_pack().unwrap()),
+        Arc::new(f.clock.clone()),
+        config(),
+    );
+    assert_eq!(again.restore_controls().await.unwrap(), (0, 0));
+    assert!(!again.killswitch().await);
+    assert!(again.breaker("bot").await.is_none());
+}

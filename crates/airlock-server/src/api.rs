@@ -31,6 +31,10 @@ pub struct AppState {
     pub max_wait: Duration,
     pub body_limit: usize,
     pub openapi: Arc<Value>,
+    /// Turns true when the server shuts down: open event streams end so shutdown can finish.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Sends the shutdown (kept here so tests and the server share one channel).
+    pub stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// The router. Tests call `app(state).oneshot(request)` without a socket.
@@ -171,7 +175,11 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                v.get(..7)
+                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
@@ -430,8 +438,6 @@ pub async fn action_view(journal: &dyn Journal, id: &str) -> ApiResult<Option<Va
                 match ev.payload["verdict"].as_str() {
                     Some("deny") => Some("denied"),
                     Some("hold") => Some("held"),
-                    // A read has nothing to apply or bake: allowed is done (as `submit` says).
-                    _ if view["request"]["verb"] == "read" => Some("done"),
                     _ => Some("allowed"),
                 }
             }
@@ -842,18 +848,27 @@ async fn events(
         .and_then(|v| v.trim().parse().ok());
     // Subscribe first, then read the backlog, so nothing falls between the two.
     let rx = s.journal.subscribe();
-    let backlog = match last {
-        Some(after) => {
-            s.journal
+    let mut backlog = Vec::new();
+    if let Some(mut after) = last {
+        // The whole backlog, page by page.
+        loop {
+            let page = s
+                .journal
                 .read(EventQuery {
                     after_seq: Some(after),
-                    limit: Some(10_000),
+                    limit: Some(1000),
                     ..Default::default()
                 })
-                .await?
+                .await?;
+            let Some(tail) = page.last() else { break };
+            after = tail.seq;
+            let full = page.len() == 1000;
+            backlog.extend(page);
+            if !full {
+                break;
+            }
         }
-        None => Vec::new(),
-    };
+    }
     let mut sent = backlog.last().map(|e| e.seq).or(last).unwrap_or(0);
     let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
         let out = match r {
@@ -866,5 +881,11 @@ async fn events(
         async move { out }
     });
     let head = stream::iter(backlog.into_iter().map(|e| Ok(sse_event(&e))));
-    Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(head.chain(live).take_until({
+        let mut down = s.shutdown.clone();
+        async move {
+            let _ = down.wait_for(|stopping| *stopping).await;
+        }
+    }))
+    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -11,13 +11,20 @@ use tokio::sync::broadcast;
 pub struct Notifying {
     inner: Arc<dyn Journal>,
     tx: broadcast::Sender<Event>,
+    /// Writes and their publication happen under this lock, so subscribers see events in
+    /// sequence order (the store serializes writes anyway).
+    order: tokio::sync::Mutex<()>,
 }
 
 impl Notifying {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Journal>) -> Self {
         let (tx, _) = broadcast::channel(4096);
-        Self { inner, tx }
+        Self {
+            inner,
+            tx,
+            order: tokio::sync::Mutex::new(()),
+        }
     }
     /// A receiver of every event stored from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -32,9 +39,18 @@ impl Notifying {
 #[async_trait]
 impl Journal for Notifying {
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
+        let _order = self.order.lock().await;
         let e = self.inner.append(ev).await?;
         self.publish(&e);
         Ok(e)
+    }
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        let _order = self.order.lock().await;
+        let stored = self.inner.append_all(evs).await?;
+        for e in &stored {
+            self.publish(e);
+        }
+        Ok(stored)
     }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
@@ -43,6 +59,7 @@ impl Journal for Notifying {
         self.inner.verify().await
     }
     async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let _order = self.order.lock().await;
         let e = self.inner.put_principal(rec, ev).await?;
         self.publish(&e);
         Ok(e)
@@ -57,6 +74,7 @@ impl Journal for Notifying {
         self.inner.principal(name).await
     }
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let _order = self.order.lock().await;
         let e = self.inner.put_change(rec, ev).await?;
         self.publish(&e);
         Ok(e)

@@ -20,22 +20,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Why the server could not start or stopped with an error.
+///
+/// A wrapped error is the `source`, not part of the message: `airlock serve` prints the
+/// whole chain, which showed every detail twice when the message repeated it.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("journal: {0}")]
+    #[error("journal")]
     Store(#[from] airlock_store::StoreError),
-    #[error("policy: {0}")]
+    #[error("policy")]
     Policy(#[from] airlock_core::PolicyError),
     #[error("simulator: {0}")]
     Sim(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
         source: std::io::Error,
     },
-    #[error("server: {0}")]
+    #[error("server")]
     Io(#[from] std::io::Error),
-    #[error("gate: {0}")]
+    #[error("gate")]
     Gate(#[from] airlock_gate::GateError),
 }
 
@@ -57,10 +60,16 @@ impl Clock for SystemClock {
 pub struct PersistentSim {
     inner: SimProvider,
     path: PathBuf,
+    /// One save at a time: they share the temporary file.
+    saving: std::sync::Mutex<()>,
 }
 
 impl PersistentSim {
     fn save(&self) -> Result<(), ProviderError> {
+        let _one = self
+            .saving
+            .lock()
+            .map_err(|_| ProviderError::Unavailable("the simulator's saver is poisoned".into()))?;
         let sim = self.inner.handle();
         let state: BTreeMap<String, Desired> = {
             let sim = sim.lock().map_err(|_| {
@@ -102,7 +111,9 @@ impl Provider for PersistentSim {
     }
     async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError> {
         let a = self.inner.apply(plan).await?;
-        self.save()?;
+        if plan.verb.is_mutation() {
+            self.save()?;
+        }
         Ok(a)
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
@@ -136,7 +147,11 @@ impl SignalSource for NoSignals {
 }
 
 /// Providers, the signal source and the live world's handle, as the server wires them.
-type Wiring = (Vec<Arc<dyn Provider>>, Arc<dyn SignalSource>, Option<SimHandle>);
+type Wiring = (
+    Vec<Arc<dyn Provider>>,
+    Arc<dyn SignalSource>,
+    Option<SimHandle>,
+);
 
 /// The OpenAPI document, also kept in `docs/openapi.json`.
 pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
@@ -170,6 +185,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             let p = Arc::new(PersistentSim {
                 inner: SimProvider::new(handle.clone()),
                 path,
+                saving: std::sync::Mutex::new(()),
             });
             (
                 vec![p.clone() as Arc<dyn Provider>],
@@ -198,6 +214,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         },
     ));
     let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let state = AppState {
         gate,
         journal,
@@ -205,12 +222,17 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         max_wait: Duration::from_secs(config.max_wait_s),
         body_limit: config.body_limit_bytes,
         openapi: Arc::new(openapi),
+        shutdown,
+        stop: Arc::new(stop),
     };
     Ok((state, handle))
 }
 
 fn sim_state_path(store: &str) -> PathBuf {
-    let path = store.strip_prefix("sqlite://").unwrap_or(store);
+    let path = store
+        .strip_prefix("sqlite://")
+        .or_else(|| store.strip_prefix("sqlite:"))
+        .unwrap_or(store);
     let p = PathBuf::from(path);
     match p.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join("sim-state.json"),
@@ -224,6 +246,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let (state, handle) = build(&config).await?;
+    let (reopened, expired) = state.gate.restore_controls().await?;
+    if reopened > 0 || expired > 0 {
+        tracing::info!(
+            breakers = reopened,
+            holds_expired = expired,
+            "restored operator controls from the journal"
+        );
+    }
     let resumed = state.gate.resume().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resumed baking changes from the journal");
@@ -280,9 +310,14 @@ pub async fn run(
         }));
     }
     tracing::info!(addr = %config.listen, "airlock listening");
+    let stop_streams = state.stop.clone();
     let router = app(state);
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // End open event streams, or graceful shutdown would wait for their clients.
+            let _ = stop_streams.send(true);
+        })
         .await;
     let _ = stop_tx.send(true);
     for t in tasks {

@@ -238,6 +238,14 @@ async fn health_readiness_and_openapi_need_no_token() {
             .starts_with("application/json")
     );
     assert!(serde_json::from_str::<Value>(&r.text).is_ok(), "{}", r.text);
+    let r = h
+        .raw(Method::GET, "/v1/nowhere", Some(&h.op), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .raw(Method::DELETE, "/v1/killswitch", Some(&h.op), Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
@@ -932,6 +940,25 @@ async fn wait_follows_a_hold_until_an_operator_denies_it() {
     assert_eq!(r.json["approval_id"], apr.as_str());
 }
 
+#[tokio::test]
+async fn wait_gives_up_at_its_timeout_and_says_so() {
+    let h = harness().await;
+    let body = Body::from(delete("sim:service/scratch").to_string());
+    let r = h
+        .raw(
+            Method::POST,
+            "/v1/actions?wait=true&timeout_s=1",
+            Some(&h.bot),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["waited"], "timeout", "{}", r.text);
+    assert_eq!(r.json["status"], "held");
+    assert_eq!(r.json["verdict"], "hold");
+    assert!(r.json["approval_id"].as_str().is_some(), "{}", r.text);
+}
+
 // ---------------------------------------------------------------------------------------
 // GET /v1/actions, /v1/actions/{id}
 
@@ -1018,7 +1045,8 @@ async fn actions_are_listed_newest_first_in_pages() {
         assert!(items.len() <= 2);
         for i in items {
             assert_eq!(i["agent"], "bot");
-            assert_eq!(i["status"], "done");
+            // The journal's view of a finished read is `allowed` (documented in openapi.json).
+            assert_eq!(i["status"], "allowed");
             seen.push(i["id"].as_str().unwrap().to_string());
         }
         match r.json["next"].as_i64() {
@@ -1054,7 +1082,7 @@ async fn actions_are_listed_newest_first_in_pages() {
         10
     );
     assert_eq!(
-        h.get("/v1/actions?status=done", &h.op).await.json["items"]
+        h.get("/v1/actions?status=allowed", &h.op).await.json["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -1067,6 +1095,10 @@ async fn actions_are_listed_newest_first_in_pages() {
             .len(),
         0
     );
+    let since_0 = h.get("/v1/actions?since=0", &h.op).await.json;
+    assert_eq!(since_0["items"].as_array().unwrap().len(), 10);
+    let later = format!("/v1/actions?since={}", h.state.gate.now() + 60_000);
+    assert_eq!(h.get(&later, &h.op).await.json["items"], json!([]));
     assert_error(
         &h.get("/v1/actions?limit=lots", &h.op).await,
         StatusCode::BAD_REQUEST,
@@ -1505,6 +1537,18 @@ async fn an_operator_reverts_a_change_once() {
     );
     let r = h.raw(Method::GET, "/metrics", None, Body::empty()).await;
     assert!(r.text.contains("airlock_reverts_total 1"), "{}", r.text);
+    assert!(
+        r.text
+            .contains(r#"airlock_changes_total{status="baking"} 1"#),
+        "{}",
+        r.text
+    );
+    assert!(
+        r.text
+            .contains(r#"airlock_changes_total{status="reverted"} 1"#),
+        "{}",
+        r.text
+    );
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 /// Each kind maps to one caller reaction: `NotFound` and `Invalid` are the caller's to fix,
 /// `Conflict` means someone else got there first, `Unavailable` means the journal cannot be
 /// written or read right now (fail closed), `Corrupt` means its contents cannot be trusted.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The thing asked for does not exist.
     #[error("{0}")]

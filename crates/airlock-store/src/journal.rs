@@ -100,6 +100,16 @@ pub trait Journal: Send + Sync {
     /// Appends one event to the hash chain; durable (fsynced) when it returns.
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError>;
 
+    /// Appends several events in order, contiguously and atomically: all are durable when it
+    /// returns, or none is stored.
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::with_capacity(evs.len());
+        for ev in evs {
+            out.push(self.append(ev).await?);
+        }
+        Ok(out)
+    }
+
     /// Reads events matching `q`, oldest first unless `q.descending`.
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError>;
 

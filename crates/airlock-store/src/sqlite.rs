@@ -61,6 +61,9 @@ pub struct SqliteJournal {
     pool: SqlitePool,
     /// Serializes this process's writers so they queue here rather than on SQLite's lock.
     write_lock: Mutex<()>,
+    /// Appends waiting for the next group commit: whoever holds the write lock next writes
+    /// every waiting append in one transaction (one fsync), then answers each.
+    pending: std::sync::Mutex<Vec<PendingAppend>>,
     /// The location as shown in messages.
     name: String,
     read_only: bool,
@@ -100,6 +103,7 @@ impl SqliteJournal {
         Ok(Self {
             pool,
             write_lock: Mutex::new(()),
+            pending: std::sync::Mutex::new(Vec::new()),
             name,
             read_only: false,
         })
@@ -151,6 +155,7 @@ impl SqliteJournal {
         Ok(Self {
             pool,
             write_lock: Mutex::new(()),
+            pending: std::sync::Mutex::new(Vec::new()),
             name,
             read_only: true,
         })
@@ -196,6 +201,73 @@ impl SqliteJournal {
         };
         tx.commit().await.map_err(|e| from_sqlx(&doing, e))?;
         Ok(out)
+    }
+}
+
+/// Events to append together, and where to send the stored events.
+type PendingAppend = (
+    Vec<NewEvent>,
+    tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>,
+);
+
+impl SqliteJournal {
+    /// Appends `evs` in order, contiguously, durable when it returns. Concurrent callers are
+    /// group-committed: one transaction and one fsync for everyone waiting.
+    pub async fn append_group(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        self.writable()?;
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.pending
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?
+            .push((evs, tx));
+        let guard = self.write_lock.lock().await;
+        if let Ok(done) = rx.try_recv() {
+            return done;
+        }
+        let batch: Vec<PendingAppend> = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?,
+        );
+        let doing = self.doing("append to");
+        let result: Result<Vec<Vec<Event>>, StoreError> = async {
+            let mut txn = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|e| from_sqlx(&doing, e))?;
+            let mut out = Vec::with_capacity(batch.len());
+            for (evs, _) in &batch {
+                let mut stored = Vec::with_capacity(evs.len());
+                for ev in evs {
+                    stored.push(
+                        insert_event(&mut txn, ev.clone())
+                            .await
+                            .map_err(|e| from_sqlx(&doing, e))?,
+                    );
+                }
+                out.push(stored);
+            }
+            txn.commit().await.map_err(|e| from_sqlx(&doing, e))?;
+            Ok(out)
+        }
+        .await;
+        drop(guard);
+        match result {
+            Ok(all) => {
+                for ((_, reply), stored) in batch.into_iter().zip(all) {
+                    let _ = reply.send(Ok(stored));
+                }
+            }
+            Err(e) => {
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
     }
 }
 
@@ -356,10 +428,14 @@ fn change(row: ChangeRow) -> Result<ChangeRecord, StoreError> {
 #[async_trait]
 impl Journal for SqliteJournal {
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
-        self.write("append to", move |conn| {
-            Box::pin(async move { Ok(insert_event(conn, ev).await?) })
-        })
-        .await
+        self.append_group(vec![ev])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the journal stored nothing".into()))
+    }
+
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        self.append_group(evs).await
     }
 
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {

@@ -1,0 +1,223 @@
+//! `airlock bench http`: allow-path submissions through HTTP with the durable SQLite
+//! journal, at a fixed arrival rate, against a no-op axum handler measured in the same run.
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::post;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Args)]
+pub struct HttpBenchArgs {
+    /// Arrival rate, requests per second (open loop: requests are sent on schedule).
+    #[arg(long, default_value_t = 500)]
+    rate: u32,
+    /// Seconds of load per target.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Stats {
+    sent: usize,
+    ok: usize,
+    elapsed_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
+fn now() -> Instant {
+    Instant::now()
+}
+
+async fn drive(
+    url: String,
+    body: serde_json::Value,
+    token: Option<String>,
+    rate: u32,
+    seconds: u32,
+) -> Result<Stats> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    // Warm the connection pool and the server's caches.
+    for _ in 0..20 {
+        let mut r = client.post(&url).json(&body);
+        if let Some(t) = &token {
+            r = r.bearer_auth(t);
+        }
+        let _ = r.send().await;
+    }
+    let start = now();
+    let mut tasks = Vec::with_capacity(total);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    for _ in 0..total {
+        ticker.tick().await;
+        let mut r = client.post(&url).json(&body);
+        if let Some(t) = &token {
+            r = r.bearer_auth(t);
+        }
+        tasks.push(tokio::spawn(async move {
+            let t0 = now();
+            let ok = matches!(r.send().await, Ok(resp) if resp.status().is_success());
+            (ok, t0.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(total);
+    let mut ok = 0;
+    for t in tasks {
+        let (good, ms) = t.await?;
+        ok += usize::from(good);
+        lat.push(ms);
+    }
+    let elapsed_s = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    Ok(Stats {
+        sent: total,
+        ok,
+        elapsed_s,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: lat.last().copied().unwrap_or(0.0),
+    })
+}
+
+pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let store = dir.path().join("bench.db").display().to_string();
+    let mut config = airlock_server::RawConfig::default()
+        .validate(dir.path())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let port = free_port()?;
+    config.listen = format!("127.0.0.1:{port}").parse()?;
+    config.store = store.clone();
+    let journal = airlock_store::open(&store).await?;
+    let token = airlock_gate::issue_token(
+        journal.as_ref(),
+        0,
+        "bench-agent",
+        airlock_gate::PrincipalKind2::Agent,
+    )
+    .await?;
+    drop(journal);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(airlock_server::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..200 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::ensure!(ready, "the server did not become ready");
+
+    let noop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let noop_addr = noop_listener.local_addr()?;
+    let noop = Router::new().route(
+        "/noop",
+        post(|| async { axum::Json(json!({"verdict": "allow"})) }),
+    );
+    let noop_task = tokio::spawn(async move { axum::serve(noop_listener, noop).await });
+
+    let body = json!({"provider": "sim", "verb": "read", "target": "sim:service/checkout", "intent": "benchmark"});
+    let airlock = drive(
+        format!("{base}/v1/actions"),
+        body.clone(),
+        Some(token),
+        args.rate,
+        args.seconds,
+    )
+    .await?;
+    let baseline = drive(
+        format!("http://{noop_addr}/noop"),
+        body,
+        None,
+        args.rate,
+        args.seconds,
+    )
+    .await?;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    noop_task.abort();
+    let verify = airlock_store::SqliteJournal::open_read_only(&store).await?;
+    let report = airlock_store::Journal::verify(&verify).await?;
+
+    let row = |name: &str, s: &Stats| {
+        json!({"target": name, "sent": s.sent, "ok": s.ok, "achieved_rps": s.ok as f64 / s.elapsed_s,
+               "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "max_ms": s.max_ms})
+    };
+    let out = json!({
+        "rate": args.rate, "seconds": args.seconds,
+        "results": [row("airlock POST /v1/actions (read, allow path, durable journal)", &airlock), row("no-op axum handler", &baseline)],
+        "ratio_p50": airlock.p50_ms / baseline.p50_ms.max(1e-9),
+        "ratio_p99": airlock.p99_ms / baseline.p99_ms.max(1e-9),
+        "journal_events": report.events, "journal_verified": report.ok(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED).set_header([
+            "target",
+            "sent",
+            "ok",
+            "achieved rps",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+        ]);
+        for (name, s) in [
+            ("airlock allow path (read, durable journal)", &airlock),
+            ("no-op axum handler", &baseline),
+        ] {
+            t.add_row([
+                name.to_string(),
+                s.sent.to_string(),
+                s.ok.to_string(),
+                format!("{:.0}", s.ok as f64 / s.elapsed_s),
+                format!("{:.2}", s.p50_ms),
+                format!("{:.2}", s.p99_ms),
+                format!("{:.2}", s.max_ms),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "ratio to no-op: p50 {:.1}x, p99 {:.1}x; journal {} events, chain {}",
+            out["ratio_p50"].as_f64().unwrap_or(0.0),
+            out["ratio_p99"].as_f64().unwrap_or(0.0),
+            report.events,
+            if report.ok() { "verified" } else { "BROKEN" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
