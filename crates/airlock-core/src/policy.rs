@@ -11,7 +11,7 @@ use crate::plan::{Plan, ResourceAttrs};
 use crate::risk::Assessment;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
-    PolicySet, Request, Schema, ValidationMode, Validator,
+    PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -173,9 +173,16 @@ impl PolicyEngine {
         let entities =
             Entities::from_json_value(serde_json::Value::Array(entities), Some(&self.schema))
                 .map_err(|e| e.to_string())?;
-        let context =
-            Context::from_json_value(input.context.clone(), Some((&self.schema, &action)))
-                .map_err(|e| e.to_string())?;
+        // Built directly rather than parsed from JSON against the schema: several times
+        // faster. `Request::new` below still checks the context against the schema.
+        let pairs = match &input.context {
+            serde_json::Value::Object(fields) => fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
+                .collect::<Result<Vec<_>, String>>()?,
+            other => return Err(format!("the context must be a record, not `{other}`")),
+        };
+        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
         let request = Request::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| e.to_string())?;
         let response = self
@@ -213,6 +220,42 @@ impl PolicyEngine {
             }
         })
     }
+}
+
+/// A context value as a Cedar restricted expression: booleans, integers, strings, sets,
+/// records, and `{"__extn": {"fn": "decimal", "arg": "…"}}` decimals.
+fn restricted(v: &serde_json::Value) -> Result<RestrictedExpression, String> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Bool(b) => RestrictedExpression::new_bool(*b),
+        Value::Number(n) => RestrictedExpression::new_long(
+            n.as_i64()
+                .ok_or_else(|| format!("`{n}` is not an integer: use a decimal"))?,
+        ),
+        Value::String(s) => RestrictedExpression::new_string(s.clone()),
+        Value::Array(items) => RestrictedExpression::new_set(
+            items
+                .iter()
+                .map(restricted)
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Value::Object(fields) => match fields.get("__extn") {
+            Some(ext) if ext.get("fn").and_then(Value::as_str) == Some("decimal") => {
+                RestrictedExpression::new_decimal(
+                    ext.get("arg").and_then(Value::as_str).unwrap_or_default(),
+                )
+            }
+            Some(ext) => return Err(format!("unsupported extension value `{ext}`")),
+            None => RestrictedExpression::new_record(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), restricted(v)?)))
+                    .collect::<Result<Vec<_>, String>>()?,
+            )
+            .map_err(|e| e.to_string())?,
+        },
+        Value::Null => return Err("null is not a Cedar value".into()),
+    })
 }
 
 fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
