@@ -165,15 +165,9 @@ pub fn config(cmd: ConfigCmd) -> Result<ExitCode> {
     }
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "token records carry the wall-clock time they were made"
-)]
+/// Token records carry the wall-clock time they were made.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    airlock_core::Clock::now(&airlock_server::live::SystemClock)
 }
 
 pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {

@@ -128,6 +128,35 @@ impl Bake {
     }
 }
 
+impl Bake {
+    /// Rebuilds a bake from a stored change record (plan, snapshot, applied state and the
+    /// baseline recorded before apply); `counters` are the signals' readings from now on.
+    fn from_record(
+        rec: &ChangeRecord,
+        counters: BTreeMap<String, Option<Counters>>,
+    ) -> Result<Self, String> {
+        let field = |k: &str| rec.record.get(k).cloned().unwrap_or_default();
+        let plan: Plan = serde_json::from_value(field("plan")).map_err(|e| format!("plan: {e}"))?;
+        let snapshot: Snapshot =
+            serde_json::from_value(field("snapshot")).map_err(|e| format!("snapshot: {e}"))?;
+        let applied: Applied =
+            serde_json::from_value(field("applied")).map_err(|e| format!("applied: {e}"))?;
+        let baseline: Vec<BaselineEntry> =
+            serde_json::from_value(field("baseline")).unwrap_or_default();
+        Ok(Bake::new(
+            rec.id.clone(),
+            rec.action_id.clone(),
+            rec.agent.clone(),
+            plan,
+            snapshot,
+            applied,
+            baseline,
+            counters,
+            rec.created_at,
+        ))
+    }
+}
+
 pub(crate) async fn baseline(gate: &Gate, watch: &[String]) -> Vec<BaselineEntry> {
     let mut out = Vec::new();
     for service in watch {
@@ -288,24 +317,7 @@ impl Gate {
                     rec.status
                 )));
             }
-            let parse = |k: &str| rec.record.get(k).cloned().unwrap_or_default();
-            let plan: Plan = serde_json::from_value(parse("plan"))
-                .map_err(|e| GateError::Invalid(e.to_string()))?;
-            let snapshot: Snapshot = serde_json::from_value(parse("snapshot"))
-                .map_err(|e| GateError::Invalid(e.to_string()))?;
-            let applied: Applied = serde_json::from_value(parse("applied"))
-                .map_err(|e| GateError::Invalid(e.to_string()))?;
-            let bake = Bake::new(
-                rec.id.clone(),
-                rec.action_id.clone(),
-                rec.agent.clone(),
-                plan,
-                snapshot,
-                applied,
-                vec![],
-                BTreeMap::new(),
-                rec.created_at,
-            );
+            let bake = Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?;
             state.bakes.insert(rec.id, bake);
         }
         self.revert_locked(
@@ -463,13 +475,7 @@ impl Gate {
             if state.bakes.contains_key(&rec.id) {
                 continue;
             }
-            let field = |k: &str| rec.record.get(k).cloned().unwrap_or_default();
-            let parsed = (
-                serde_json::from_value::<Plan>(field("plan")),
-                serde_json::from_value::<Snapshot>(field("snapshot")),
-                serde_json::from_value::<Applied>(field("applied")),
-            );
-            let (Ok(plan), Ok(snapshot), Ok(applied)) = parsed else {
+            let Ok(mut bake) = Bake::from_record(&rec, BTreeMap::new()) else {
                 tracing::error!(change = %rec.id, "a baking change's record does not parse; marking it needs_attention");
                 let now = self.clock.now();
                 let mut failed = rec.clone();
@@ -486,23 +492,10 @@ impl Gate {
                 self.journal.put_change(failed, ev).await?;
                 continue;
             };
-            let baseline: Vec<BaselineEntry> =
-                serde_json::from_value(field("baseline")).unwrap_or_default();
-            let counters = read_counters(self, &plan.blast.watch).await;
+            bake.last = read_counters(self, &bake.plan.blast.watch).await;
             state
                 .guards
-                .record_applied(&rec.agent, &plan, rec.created_at);
-            let bake = Bake::new(
-                rec.id.clone(),
-                rec.action_id.clone(),
-                rec.agent.clone(),
-                plan,
-                snapshot,
-                applied,
-                baseline,
-                counters,
-                rec.created_at,
-            );
+                .record_applied(&rec.agent, &bake.plan, rec.created_at);
             state.bakes.insert(rec.id.clone(), bake);
             resumed += 1;
         }

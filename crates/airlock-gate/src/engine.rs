@@ -846,25 +846,6 @@ impl Gate {
         self.state.lock().await.guards.open_breakers()
     }
 
-    /// Pending holds, oldest first: (approval id, agent, request, held since).
-    pub async fn pending(&self) -> Vec<(String, String, ActionRequest, i64)> {
-        let state = self.state.lock().await;
-        let mut v: Vec<_> = state
-            .approvals
-            .values()
-            .map(|p| {
-                (
-                    p.id.clone(),
-                    p.agent.clone(),
-                    p.request.clone(),
-                    p.created_at,
-                )
-            })
-            .collect();
-        v.sort_by_key(|p| p.3);
-        v
-    }
-
     /// Expires holds older than the hold timeout as denies; returns the expired ids.
     pub async fn expire_holds(&self) -> Result<Vec<String>, GateError> {
         let now = self.clock.now();

@@ -564,7 +564,7 @@ async fn deleting_a_prod_service_with_live_dependents_is_denied() {
     assert_eq!(d.plan.as_ref().unwrap().blast.dependents, 1);
     assert_eq!(d.risk, Risk::Critical);
     assert!(f.desired("db").exists);
-    assert!(f.gate.pending().await.is_empty());
+    assert!(f.gate.approvals().await.is_empty());
     let verdict = f.of_action(&d.id).await.pop().unwrap();
     assert_eq!(verdict.kind, EventKind::Verdict);
     assert_eq!(verdict.payload["verdict"], "deny");
@@ -592,7 +592,7 @@ async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
     let aid = held.approval_id.clone().unwrap();
     assert!(held.change_id.is_none());
     assert!(f.desired("legacy").exists);
-    assert_eq!(f.gate.pending().await.len(), 1);
+    assert_eq!(f.gate.approvals().await.len(), 1);
 
     // An agent never approves, not even someone else's request.
     let other = f.agent("helper").await;
@@ -604,7 +604,11 @@ async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
         .unwrap_err();
     assert!(matches!(err, GateError::Forbidden(_)), "{err}");
     assert!(f.desired("legacy").exists);
-    assert_eq!(f.gate.pending().await.len(), 1, "the hold is still waiting");
+    assert_eq!(
+        f.gate.approvals().await.len(),
+        1,
+        "the hold is still waiting"
+    );
     assert!(f.of_kind(EventKind::Approval).await.is_empty());
 
     let d = f
@@ -615,7 +619,7 @@ async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
     let cid = allowed_change(&d);
     assert_eq!(d.id, held.id, "the approved action keeps its id");
     assert!(!f.desired("legacy").exists, "the service is deleted");
-    assert!(f.gate.pending().await.is_empty());
+    assert!(f.gate.approvals().await.is_empty());
 
     let approval = f.of_kind(EventKind::Approval).await;
     assert_eq!(approval.len(), 1);
@@ -668,7 +672,7 @@ async fn an_approval_of_a_plan_the_world_moved_past_is_refused_and_planned_again
     assert!(d.change_id.is_none());
     assert_eq!(f.all_desired(), moved, "nothing applied");
     assert!(f.desired("legacy").exists);
-    let pending: Vec<String> = f.gate.pending().await.into_iter().map(|p| p.0).collect();
+    let pending: Vec<String> = f.gate.approvals().await.into_iter().map(|p| p.id).collect();
     assert_eq!(pending, [new_aid]);
 
     let approval = f.of_kind(EventKind::Approval).await;
@@ -708,9 +712,9 @@ async fn a_hold_nobody_answers_expires_as_a_deny() {
         .unwrap();
     let aid = held.approval_id.clone().unwrap();
     f.steps(5).await;
-    assert_eq!(f.gate.pending().await.len(), 1, "not yet");
+    assert_eq!(f.gate.approvals().await.len(), 1, "not yet");
     f.step().await;
-    assert!(f.gate.pending().await.is_empty());
+    assert!(f.gate.approvals().await.is_empty());
     let approval = f.of_kind(EventKind::Approval).await;
     assert_eq!(approval.len(), 1);
     assert_eq!(approval[0].payload["outcome"], "expired");
@@ -856,7 +860,7 @@ async fn an_unwritable_journal_fails_closed() {
     assert_eq!(d.verdict, "deny");
     assert_eq!(d.reasons, ["journal-unavailable"]);
     assert!(d.approval_id.is_none());
-    assert!(f.gate.pending().await.is_empty());
+    assert!(f.gate.approvals().await.is_empty());
 
     assert_eq!(f.all_desired(), before, "the sim is unchanged");
     assert_eq!(f.gate.baking().await, 0);

@@ -4,7 +4,7 @@
 use crate::agents::{self, Outcome};
 use crate::scenario::{ApproverMode, Scenario};
 use crate::score::{Scorecard, Tally};
-use airlock_core::{ActionRequest, ManualClock, PolicyEngine, Provider, Verb};
+use airlock_core::{ActionRequest, ManualClock, PolicyEngine, Provider};
 use airlock_gate::{BakeOutcome, Gate, GateConfig, Principal, PrincipalKind2};
 use airlock_sim::{Desired, Sim, SimProvider, Tier};
 use airlock_store::Journal;
@@ -435,9 +435,4 @@ pub async fn run_scenario(
         series,
         timeline,
     })
-}
-
-/// Whether a verb counts as destructive for scoring.
-pub fn destructive(verb: Verb) -> bool {
-    matches!(verb, Verb::Delete | Verb::Exec)
 }
