@@ -13,6 +13,15 @@ if ! command -v cc >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq build-essential
 fi
 
+# The MCP tests drive Airlock with the official MCP Python SDK, as client and as upstream.
+if ! python3 -c "import mcp.server.mcpserver" >/dev/null 2>&1; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-pip
+  fi
+  python3 -m pip install --quiet --root-user-action=ignore -r crates/airlock-server/tests/mcp/requirements.txt \
+    || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

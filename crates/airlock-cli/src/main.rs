@@ -7,6 +7,7 @@
 mod bench;
 mod demo;
 mod journal;
+mod mcp;
 mod remote;
 mod serve;
 
@@ -53,6 +54,10 @@ enum Command {
     Journal(journal::JournalCmd),
     /// Run the gate as an HTTP service (API, approvals, events, metrics, the live sandbox cloud).
     Serve(serve::ServeArgs),
+    /// Serve the MCP gateway on stdin/stdout: every tool call is decided by the gate as the
+    /// agent whose token is in AIRLOCK_TOKEN. With AIRLOCK_URL, calls go to that running
+    /// `airlock serve`; without it, the gate runs here on the local store and config.
+    Mcp(mcp::McpArgs),
     /// Check an `airlock.toml`.
     #[command(subcommand)]
     Config(serve::ConfigCmd),
@@ -222,6 +227,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Journal(cmd) => journal::journal(cmd).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
+        Command::Mcp(args) => mcp::mcp(args).await,
         Command::Token(cmd) => serve::token(cmd).await,
         Command::Approve { id, reason, remote } => remote::approve(remote, id, reason).await,
         Command::Deny { id, reason, remote } => remote::deny(remote, id, reason).await,

@@ -283,7 +283,7 @@ impl Gate {
                 let Some(bake) = state.bakes.remove(&id) else {
                     continue;
                 };
-                let rec = change_record(&bake, "settled", now);
+                let rec = change_record(&self.config.redact, &bake, "settled", now);
                 let ev = NewEvent::new(
                     now,
                     EventKind::Settled,
@@ -361,7 +361,7 @@ impl Gate {
         let now = self.clock.now();
         match result {
             Ok(restored) => {
-                let rec = change_record(&bake, "reverted", now);
+                let rec = change_record(&self.config.redact, &bake, "reverted", now);
                 let ev = NewEvent::new(
                     now,
                     EventKind::Reverted,
@@ -404,7 +404,7 @@ impl Gate {
             }
             Err(e) => {
                 let conflict = matches!(e, ProviderError::Conflict { .. });
-                let rec = change_record(&bake, "needs_attention", now);
+                let rec = change_record(&self.config.redact, &bake, "needs_attention", now);
                 let kind = if conflict {
                     EventKind::NeedsAttention
                 } else {
@@ -611,13 +611,13 @@ impl Gate {
     }
 }
 
-fn change_record(bake: &Bake, status: &str, now: i64) -> ChangeRecord {
+fn change_record(redactor: &crate::Redactor, bake: &Bake, status: &str, now: i64) -> ChangeRecord {
     ChangeRecord {
         id: bake.change_id.clone(),
         action_id: bake.action_id.clone(),
         agent: bake.agent.clone(),
         status: status.to_string(),
-        record: crate::redact::redact(
+        record: redactor.redact(
             &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline}),
         ),
         created_at: bake.started,

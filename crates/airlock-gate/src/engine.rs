@@ -1,7 +1,7 @@
 //! Submitting, deciding, approving and applying: steps 1 to 7 of the flow.
 
 use crate::bake::{Bake, BakeConfig};
-use crate::redact::redact;
+use crate::redact::Redactor;
 use airlock_core::guard::{GuardConfig, GuardFinding, Guards};
 use airlock_core::policy::{PolicyInput, PrincipalKind, context_json};
 use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
@@ -31,6 +31,8 @@ pub struct GateConfig {
     pub hold_timeout_s: u64,
     /// Whether holds of `critical` risk need two distinct operators' approvals.
     pub two_person_critical: bool,
+    /// What is redacted before anything reaches the journal.
+    pub redact: Redactor,
 }
 
 impl Default for GateConfig {
@@ -41,6 +43,7 @@ impl Default for GateConfig {
             provider_timeout: Duration::from_secs(10),
             hold_timeout_s: 3600,
             two_person_critical: false,
+            redact: Redactor::default(),
         }
     }
 }
@@ -388,7 +391,10 @@ impl Gate {
     ) -> Result<Decided, GateError> {
         let now = self.clock.now();
         let provider = self.provider(&req.provider)?;
-        let req_json = redact(&serde_json::to_value(&req).unwrap_or_default());
+        let req_json = self
+            .config
+            .redact
+            .redact(&serde_json::to_value(&req).unwrap_or_default());
         let plan = match self.call(provider.plan(&req)).await {
             Ok(p) => p,
             Err(e) => {
@@ -456,7 +462,7 @@ impl Gate {
         let request_ev = NewEvent::new(
             now,
             EventKind::Request,
-            json!({"request": req_json, "plan": redact(&serde_json::to_value(&plan_view).unwrap_or_default()), "risk": risk, "assessment": assessment}),
+            json!({"request": req_json, "plan": self.config.redact.redact(&serde_json::to_value(&plan_view).unwrap_or_default()), "risk": risk, "assessment": assessment}),
         )
         .agent(agent)
         .action(id);
@@ -612,13 +618,17 @@ impl Gate {
             }
         };
         state.guards.record_applied(&agent, plan, now);
+        // What the change left behind (the new state, or what a proxied tool answered).
+        decision.result = Some(json!(
+            applied.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()
+        ));
         let record = json!({"plan": plan, "snapshot": snapshot, "applied": applied, "baseline": baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
         let rec = ChangeRecord {
             id: change_id.clone(),
             action_id: decision.id.clone(),
             agent: agent.clone(),
             status: "baking".into(),
-            record: redact(&record),
+            record: self.config.redact.redact(&record),
             created_at: now,
             updated_at: now,
         };

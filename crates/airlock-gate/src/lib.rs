@@ -13,4 +13,4 @@ pub use engine::{
     ApprovalView, Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2,
     issue_token, revoke_token, token_hash,
 };
-pub use redact::redact;
+pub use redact::{Redactor, redact};

@@ -35,12 +35,18 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Sends the shutdown (kept here so tests and the server share one channel).
     pub stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The tools the MCP gateway offers.
+    pub tools: Arc<crate::mcp::Catalog>,
+    /// How long a held MCP tool call waits for an operator before answering `held`.
+    pub mcp_hold_wait: Duration,
+    /// `Host` values `/mcp` accepts (DNS-rebinding protection); empty turns `/mcp` off.
+    pub mcp_hosts: Vec<String>,
 }
 
 /// The router. Tests call `app(state).oneshot(request)` without a socket.
 pub fn app(state: AppState) -> Router {
     let limit = state.body_limit;
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -59,8 +65,119 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/tokens/{name}/revoke", post(revoke_token))
         .route("/v1/events", get(events))
         .route("/v1/journal", get(journal))
+        .route("/v1/tools", get(list_tools))
+        .route("/v1/tools/{name}", post(call_tool));
+    let router = if state.mcp_hosts.is_empty() {
+        router
+    } else {
+        let mcp = crate::mcp::http_service(state.clone(), state.mcp_hosts.clone());
+        router.nest_service(
+            "/mcp",
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    mcp_auth,
+                ))
+                .service(mcp),
+        )
+    };
+    router
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// `/mcp` answers only callers with a valid token; the tools see who they are.
+async fn mcp_auth(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = crate::mcp::gateway::bearer(req.headers()) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing bearer token: send `Authorization: Bearer TOKEN`",
+        )
+        .into_response();
+    };
+    if let Err(e) = s.gate.authenticate(token).await {
+        return ApiError::from(e).into_response();
+    }
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    // A body that is not a JSON-RPC message gets a JSON-RPC error, not plain text.
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, s.body_limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("cannot read the request body: {e}")}})),
+            )
+                .into_response();
+        }
+    };
+    if let Some(err) = crate::mcp::malformed(&String::from_utf8_lossy(&bytes)) {
+        return (StatusCode::BAD_REQUEST, Json(err)).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
+}
+
+async fn list_tools(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(serde_json::to_value(s.tools.as_ref()).unwrap_or_default())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolCall {
+    #[serde(default)]
+    arguments: serde_json::Map<String, Value>,
+}
+
+/// A tool call over plain HTTP (what `airlock mcp` uses with `AIRLOCK_URL`): the decision.
+async fn call_tool(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let token = crate::mcp::gateway::bearer(&headers).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "missing bearer token: send `Authorization: Bearer TOKEN`",
+        )
+    })?;
+    let call: ToolCall = body(bytes)?;
+    use crate::mcp::CallError as E;
+    match crate::mcp::call_local(&s, token, &name, Some(call.arguments)).await {
+        Ok((decision, _)) => {
+            let status = if decision["verdict"] == "hold" && decision["status"] == "held" {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, Json(decision)).into_response())
+        }
+        Err(e) => Err(match &e {
+            E::UnknownTool(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", e.to_string())
+            }
+            E::InvalidArguments { .. } => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_arguments", e.to_string())
+            }
+            E::Unauthenticated(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            E::Forbidden(_) => ApiError::forbidden(e.to_string()),
+            E::Unavailable(_) => ApiError::internal(&e),
+        }),
+    }
 }
 
 /// An API error: its status and a message safe to show.
@@ -284,7 +401,7 @@ struct SubmitQuery {
     timeout_s: Option<u64>,
 }
 
-fn record_decision(m: &Metrics, d: &Decision, started: Instant) {
+pub(crate) fn record_decision(m: &Metrics, d: &Decision, started: Instant) {
     m.decision_seconds.observe(started.elapsed().as_secs_f64());
     m.decisions
         .get_or_create(&DecisionLabels {
@@ -305,7 +422,7 @@ fn record_decision(m: &Metrics, d: &Decision, started: Instant) {
     clippy::disallowed_methods,
     reason = "decision latency is measured in real time"
 )]
-fn started() -> Instant {
+pub(crate) fn started() -> Instant {
     Instant::now()
 }
 
@@ -323,7 +440,7 @@ async fn submit(
     }
     let Query(q) = q?;
     let req: ActionRequest = body(bytes)?;
-    let mut rx = s.journal.subscribe();
+    let rx = s.journal.subscribe();
     let t0 = started();
     let decision = s.gate.submit_as(&caller.0.name, req).await?;
     record_decision(&s.metrics, &decision, t0);
@@ -338,6 +455,18 @@ async fn submit(
         return Ok((status, Json(decision_json(&decision))).into_response());
     }
     let limit = Duration::from_secs(q.timeout_s.unwrap_or(60).min(s.max_wait.as_secs()));
+    Ok(Json(wait_for_outcome(&s, rx, &decision, limit).await?).into_response())
+}
+
+/// Waits (up to `limit`) until an operator answers a hold or an applied change finishes
+/// baking, then returns the action's view with `waited: done|timeout`. `rx` must have been
+/// subscribed before the decision was made, so no event is missed.
+pub(crate) async fn wait_for_outcome(
+    s: &AppState,
+    mut rx: tokio::sync::broadcast::Receiver<Event>,
+    decision: &Decision,
+    limit: Duration,
+) -> ApiResult<Value> {
     let action_id = decision.id.clone();
     let mut change_id = decision.change_id.clone();
     let waited = tokio::time::timeout(limit, async {
@@ -380,17 +509,17 @@ async fn submit(
     .await;
     let mut view = action_view(s.journal.as_ref(), &action_id)
         .await?
-        .unwrap_or_else(|| decision_json(&decision));
+        .unwrap_or_else(|| decision_json(decision));
     if let Some(obj) = view.as_object_mut() {
         obj.insert(
             "waited".into(),
             json!(if waited.is_ok() { "done" } else { "timeout" }),
         );
     }
-    Ok(Json(view).into_response())
+    Ok(view)
 }
 
-fn decision_json(d: &Decision) -> Value {
+pub(crate) fn decision_json(d: &Decision) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         let status = match (d.verdict, d.applied(), d.error.is_some()) {

@@ -25,6 +25,68 @@ pub struct RawConfig {
     pub approvals: RawApprovals,
     #[serde(default)]
     pub sim: RawSim,
+    #[serde(default)]
+    pub mcp: RawMcp,
+    #[serde(default)]
+    pub redact: airlock_gate::Redactor,
+    #[serde(default)]
+    pub upstream: Vec<crate::mcp::UpstreamConfig>,
+    #[serde(default)]
+    pub hook: RawHook,
+}
+
+/// `[mcp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMcp {
+    /// Serve the MCP gateway at `/mcp` on `airlock serve`.
+    pub enabled: bool,
+    /// Seconds a held tool call waits for an operator before it answers `held` (0: answer at once).
+    pub hold_wait_s: u64,
+    /// `Host` header values `/mcp` accepts, besides loopback names and the listen address.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for RawMcp {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            hold_wait_s: 0,
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// What the hook does when the gate cannot say (`[hook]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookAnswer {
+    Allow,
+    Ask,
+    Deny,
+}
+
+/// `[hook]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHook {
+    /// Environment assumed for commands that do not show one.
+    pub default_env: String,
+    /// Answer for a command Airlock does not recognize (outside `prod`; in `prod` it is always `deny`).
+    pub unknown: HookAnswer,
+    /// Answer when the gate holds an action: `ask` hands it to the person at the agent's
+    /// prompt, `deny` makes the agent stop until an operator approves it in Airlock.
+    pub on_hold: HookAnswer,
+}
+
+impl Default for RawHook {
+    fn default() -> Self {
+        Self {
+            default_env: "dev".into(),
+            unknown: HookAnswer::Ask,
+            on_hold: HookAnswer::Ask,
+        }
+    }
 }
 
 /// `[server]`
@@ -143,6 +205,13 @@ pub struct Config {
     pub two_person_critical: bool,
     pub hold_timeout_s: u64,
     pub sim: Option<SimConfig>,
+    /// `/mcp` is served.
+    pub mcp_enabled: bool,
+    pub mcp_hold_wait_s: u64,
+    pub mcp_allowed_hosts: Vec<String>,
+    pub redact: airlock_gate::Redactor,
+    pub upstreams: Vec<crate::mcp::UpstreamConfig>,
+    pub hook: RawHook,
 }
 
 /// The live sandbox cloud's settings.
@@ -297,6 +366,34 @@ impl RawConfig {
         } else {
             None
         };
+        if self.mcp.hold_wait_s > self.server.max_wait_s {
+            problems.push(format!(
+                "mcp.hold_wait_s: must be at most server.max_wait_s ({})",
+                self.server.max_wait_s
+            ));
+        }
+        for (i, u) in self.upstream.iter().enumerate() {
+            problems.extend(u.problems(i));
+            if self.upstream[..i].iter().any(|o| o.name == u.name) {
+                problems.push(format!("upstream[{i}].name: `{}` is used twice", u.name));
+            }
+        }
+        if self.hook.default_env.trim().is_empty() {
+            problems.push("hook.default_env: must not be empty".into());
+        }
+        if self.hook.on_hold == HookAnswer::Allow {
+            problems.push(
+                "hook.on_hold: `allow` would let held actions through: use `ask` or `deny`".into(),
+            );
+        }
+        let mut mcp_hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(l) = listen {
+            mcp_hosts.push(l.ip().to_string());
+        }
+        mcp_hosts.extend(self.mcp.allowed_hosts.iter().cloned());
         match (problems.is_empty(), listen) {
             (true, Some(listen)) => Ok(Config {
                 listen,
@@ -312,6 +409,12 @@ impl RawConfig {
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
                 sim,
+                mcp_enabled: self.mcp.enabled,
+                mcp_hold_wait_s: self.mcp.hold_wait_s,
+                mcp_allowed_hosts: mcp_hosts,
+                redact: self.redact,
+                upstreams: self.upstream,
+                hook: self.hook,
             }),
             _ => Err(ConfigError(problems)),
         }

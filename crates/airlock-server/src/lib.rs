@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod events;
 pub mod live;
+pub mod mcp;
 pub mod metrics;
 
 pub use api::{AppState, app};

@@ -31,6 +31,8 @@ pub enum ServeError {
     Policy(#[from] airlock_core::PolicyError),
     #[error("simulator: {0}")]
     Sim(String),
+    #[error("{0}")]
+    Upstream(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -199,6 +201,16 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             None,
         ),
     };
+    let mut tools = crate::mcp::Catalog::native(&providers);
+    let mut providers = providers;
+    for u in &config.upstreams {
+        let up = crate::mcp::UpstreamProvider::connect(u.clone())
+            .await
+            .map_err(|e| ServeError::Upstream(e.to_string()))?;
+        tools.extend(up.tool_defs());
+        tracing::info!(upstream = %u.name, tools = up.tool_defs().len(), "upstream MCP server connected");
+        providers.push(Arc::new(up));
+    }
     let gate = Arc::new(Gate::new(
         journal.clone(),
         providers,
@@ -211,6 +223,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             provider_timeout: Duration::from_millis(config.provider_timeout_ms),
             hold_timeout_s: config.hold_timeout_s,
             two_person_critical: config.two_person_critical,
+            redact: config.redact.clone(),
         },
     ));
     let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();
@@ -224,6 +237,13 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         openapi: Arc::new(openapi),
         shutdown,
         stop: Arc::new(stop),
+        tools: Arc::new(tools),
+        mcp_hold_wait: Duration::from_secs(config.mcp_hold_wait_s),
+        mcp_hosts: if config.mcp_enabled {
+            config.mcp_allowed_hosts.clone()
+        } else {
+            Vec::new()
+        },
     };
     Ok((state, handle))
 }
@@ -240,12 +260,29 @@ fn sim_state_path(store: &str) -> PathBuf {
     }
 }
 
-/// Runs the server until `shutdown` resolves; in-flight requests finish first.
-pub async fn run(
-    config: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let (state, handle) = build(&config).await?;
+/// A started gate without its HTTP listener: the shared state and the background tasks
+/// (simulator ticks, bake polling). `airlock serve` and a local `airlock mcp` both run one.
+pub struct Started {
+    pub state: AppState,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Started {
+    /// Stops the background tasks and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.state.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Builds the state, restores operator controls and baking changes from the journal, and
+/// starts the background tasks.
+pub async fn start(config: &Config) -> Result<Started, ServeError> {
+    let (state, handle) = build(config).await?;
     let (reopened, expired) = state.gate.restore_controls().await?;
     if reopened > 0 || expired > 0 {
         tracing::info!(
@@ -258,12 +295,6 @@ pub async fn run(
     if resumed > 0 {
         tracing::info!(resumed, "resumed baking changes from the journal");
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: config.listen.to_string(),
-            source,
-        })?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     if let (Some(handle), Some(sc)) = (handle, &config.sim) {
@@ -309,19 +340,35 @@ pub async fn run(
             }
         }));
     }
+    Ok(Started {
+        state,
+        stop: stop_tx,
+        tasks,
+    })
+}
+
+/// Runs the server until `shutdown` resolves; in-flight requests finish first.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let started = start(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen.to_string(),
+            source,
+        })?;
     tracing::info!(addr = %config.listen, "airlock listening");
-    let stop_streams = state.stop.clone();
-    let router = app(state);
+    let stop_streams = started.state.stop.clone();
+    let router = app(started.state.clone());
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
-            // End open event streams, or graceful shutdown would wait for their clients.
+            // End open event streams and MCP sessions, or graceful shutdown would wait for them.
             let _ = stop_streams.send(true);
         })
         .await;
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = t.await;
-    }
+    started.stop().await;
     served.map_err(ServeError::Io)
 }

@@ -1,0 +1,314 @@
+//! The MCP server: tools/list from the catalog, tools/call through the gate as the calling
+//! agent. One handler serves stdio (`airlock mcp`) and streamable HTTP (`/mcp`); behind it
+//! is either this process's gate or, with `AIRLOCK_URL`, a running `airlock serve`.
+
+use crate::api::{AppState, decision_json, record_decision, started, wait_for_outcome};
+use crate::mcp::catalog::{CallError, Catalog, Route, answer};
+use airlock_gate::{GateError, PrincipalKind2};
+use async_trait::async_trait;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// Where tool calls go.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The tools on offer.
+    async fn catalog(&self, token: Option<&str>) -> Result<Arc<Catalog>, CallError>;
+    /// Decides (and, if allowed, applies) a call; returns the decision's JSON and the route.
+    async fn call(
+        &self,
+        token: &str,
+        name: &str,
+        args: Option<Map<String, Value>>,
+    ) -> Result<(Value, Route), CallError>;
+}
+
+impl From<GateError> for CallError {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Unauthenticated => CallError::Unauthenticated(e.to_string()),
+            GateError::Forbidden(_) => CallError::Forbidden(e.to_string()),
+            GateError::Invalid(m) => CallError::InvalidArguments {
+                tool: String::new(),
+                problems: vec![m],
+            },
+            GateError::NotFound(..) | GateError::Conflict(_) | GateError::UnknownProvider(_) => {
+                CallError::InvalidArguments {
+                    tool: String::new(),
+                    problems: vec![e.to_string()],
+                }
+            }
+            GateError::Journal(_) => CallError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+/// Runs a tool call on this process's gate: the one path for `/mcp`, `/v1/tools/{name}`
+/// and a local `airlock mcp`.
+pub async fn call_local(
+    s: &AppState,
+    token: &str,
+    name: &str,
+    args: Option<Map<String, Value>>,
+) -> Result<(Value, Route), CallError> {
+    let who = s.gate.authenticate(token).await?;
+    if who.kind != PrincipalKind2::Agent {
+        return Err(CallError::Forbidden(format!(
+            "operator `{}`: tools are called by agents; operators approve",
+            who.name
+        )));
+    }
+    let route = s
+        .tools
+        .get(name)
+        .map(|t| t.route.clone())
+        .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
+    let req = s.tools.request(name, args)?;
+    let rx = s.journal.subscribe();
+    let t0 = started();
+    let decision =
+        s.gate
+            .submit_as(&who.name, req)
+            .await
+            .map_err(|e| match CallError::from(e) {
+                CallError::InvalidArguments { problems, .. } => CallError::InvalidArguments {
+                    tool: name.to_string(),
+                    problems,
+                },
+                other => other,
+            })?;
+    record_decision(&s.metrics, &decision, t0);
+    if decision.verdict == "hold" && !s.mcp_hold_wait.is_zero() {
+        let view = wait_for_outcome(s, rx, &decision, s.mcp_hold_wait)
+            .await
+            .map_err(|e| CallError::Unavailable(format!("{e:?}")))?;
+        return Ok((view, route));
+    }
+    Ok((decision_json(&decision), route))
+}
+
+/// This process's gate.
+pub struct Local(pub AppState);
+
+#[async_trait]
+impl Backend for Local {
+    async fn catalog(&self, _token: Option<&str>) -> Result<Arc<Catalog>, CallError> {
+        Ok(self.0.tools.clone())
+    }
+    async fn call(
+        &self,
+        token: &str,
+        name: &str,
+        args: Option<Map<String, Value>>,
+    ) -> Result<(Value, Route), CallError> {
+        call_local(&self.0, token, name, args).await
+    }
+}
+
+/// A running `airlock serve`, over its HTTP API.
+pub struct Remote {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Remote {
+    async fn send(&self, req: reqwest::RequestBuilder, token: &str) -> Result<Value, CallError> {
+        let resp = req
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| CallError::Unavailable(format!("cannot reach {}: {e}", self.base)))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = body["error"]["code"].as_str().unwrap_or("").to_string();
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("the server gave no reason")
+            .to_string();
+        Err(match (status.as_u16(), code.as_str()) {
+            (401, _) => CallError::Unauthenticated(message),
+            (403, _) => CallError::Forbidden(message),
+            (_, "unknown_tool") => CallError::UnknownTool(message),
+            (400 | 404 | 409 | 422, _) => CallError::InvalidArguments {
+                tool: String::new(),
+                problems: vec![message],
+            },
+            _ => CallError::Unavailable(format!("{status}: {message}")),
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for Remote {
+    async fn catalog(&self, token: Option<&str>) -> Result<Arc<Catalog>, CallError> {
+        let v = self
+            .send(
+                self.http.get(format!("{}/v1/tools", self.base)),
+                token.unwrap_or(""),
+            )
+            .await?;
+        serde_json::from_value(v).map(Arc::new).map_err(|e| {
+            CallError::Unavailable(format!("the server's tool list does not parse: {e}"))
+        })
+    }
+    async fn call(
+        &self,
+        token: &str,
+        name: &str,
+        args: Option<Map<String, Value>>,
+    ) -> Result<(Value, Route), CallError> {
+        let catalog = self.catalog(Some(token)).await?;
+        let route = catalog
+            .get(name)
+            .map(|t| t.route.clone())
+            .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
+        let url = format!("{}/v1/tools/{name}", self.base);
+        let v = self
+            .send(
+                self.http
+                    .post(url)
+                    .json(&json!({"arguments": args.unwrap_or_default()})),
+                token,
+            )
+            .await?;
+        Ok((v, route))
+    }
+}
+
+/// The MCP server handler.
+#[derive(Clone)]
+pub struct Gateway {
+    backend: Arc<dyn Backend>,
+    /// The agent's token for stdio (`AIRLOCK_TOKEN`); over HTTP it comes with each request.
+    token: Option<String>,
+}
+
+impl Gateway {
+    pub fn new(backend: Arc<dyn Backend>, token: Option<String>) -> Self {
+        Self { backend, token }
+    }
+
+    fn token_of(&self, ctx: &RequestContext<RoleServer>) -> Option<String> {
+        if let Some(t) = &self.token {
+            return Some(t.clone());
+        }
+        let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
+        bearer(&parts.headers).map(str::to_string)
+    }
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|p| p.eq_ignore_ascii_case("bearer "))
+                .map(|_| &v[7..])
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The JSON-RPC error for a call that could not reach the gate.
+pub fn rpc_error(e: &CallError) -> McpError {
+    match e {
+        CallError::UnknownTool(_) | CallError::InvalidArguments { .. } => {
+            McpError::invalid_params(e.to_string(), None)
+        }
+        CallError::Unauthenticated(_) | CallError::Forbidden(_) => {
+            McpError::invalid_request(e.to_string(), None)
+        }
+        CallError::Unavailable(_) => McpError::internal_error(e.to_string(), None),
+    }
+}
+
+fn to_tool(t: &crate::mcp::catalog::ToolDef) -> Tool {
+    let schema = t.input_schema.as_object().cloned().unwrap_or_default();
+    let mut a = ToolAnnotations::new()
+        .read_only(t.read_only)
+        .destructive(t.destructive)
+        .idempotent(t.idempotent);
+    a.open_world_hint = Some(false);
+    Tool::new(t.name.clone(), t.description.clone(), Arc::new(schema)).with_annotations(a)
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("airlock", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Airlock gates every tool call: each is planned, assessed and decided by policy \
+                 before anything is applied. A denied call returns an error with its reasons; a \
+                 held call waits for an operator and returns its approval id.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let token = self.token_of(&ctx);
+        let catalog = self
+            .backend
+            .catalog(token.as_deref())
+            .await
+            .map_err(|e| rpc_error(&e))?;
+        Ok(ListToolsResult::with_all_items(
+            catalog.tools.iter().map(to_tool).collect(),
+        ))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let token = self.token_of(&ctx).ok_or_else(|| {
+            McpError::invalid_request(
+                "no agent token: set AIRLOCK_TOKEN (stdio) or send `Authorization: Bearer TOKEN`",
+                None,
+            )
+        })?;
+        let (decision, route) = self
+            .backend
+            .call(&token, &request.name, request.arguments)
+            .await
+            .map_err(|e| rpc_error(&e))?;
+        // An upstream that is gone (crashed, unreachable) is a server error, not a tool's.
+        if let Some(err) = decision.get("error").and_then(Value::as_str)
+            && matches!(route, Route::Upstream { .. })
+            && err.contains("provider unavailable")
+        {
+            return Err(McpError::internal_error(
+                format!("{err}; the call did not complete and Airlock recorded it as failed"),
+                Some(decision),
+            ));
+        }
+        let a = answer(&decision, &route);
+        let content: Vec<ContentBlock> = a
+            .content
+            .into_iter()
+            .filter_map(|c| serde_json::from_value(c).ok())
+            .collect();
+        let mut result = if a.is_error {
+            CallToolResult::error(content)
+        } else {
+            CallToolResult::success(content)
+        };
+        result.structured_content = a.structured;
+        Ok(result.into())
+    }
+}

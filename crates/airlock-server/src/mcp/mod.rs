@@ -1,0 +1,153 @@
+//! The MCP gateway: Airlock as an MCP server whose every tool call goes through the gate,
+//! in front of Airlock's own providers and of upstream MCP servers it proxies.
+
+pub mod catalog;
+pub mod gateway;
+pub mod schema;
+pub mod upstream;
+
+pub use catalog::{CallError, Catalog, Route, ToolDef};
+pub use gateway::{Backend, Gateway, Local, Remote, call_local};
+pub use upstream::{UpstreamConfig, UpstreamProvider};
+
+use crate::api::AppState;
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use std::sync::Arc;
+
+/// The streamable-HTTP service mounted at `/mcp`. Sessions end when the server shuts down.
+pub fn http_service(
+    state: AppState,
+    allowed_hosts: Vec<String>,
+) -> StreamableHttpService<Gateway, LocalSessionManager> {
+    let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts);
+    let ct = config.cancellation_token.clone();
+    let mut down = state.shutdown.clone();
+    tokio::spawn(async move {
+        let _ = down.wait_for(|stopping| *stopping).await;
+        ct.cancel();
+    });
+    let backend: Arc<dyn Backend> = Arc::new(Local(state));
+    StreamableHttpService::new(
+        move || Ok(Gateway::new(backend.clone(), None)),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
+}
+
+/// What to answer a line that is not a JSON-RPC message, if anything: a parse error for
+/// text that is not JSON, an invalid-request error for JSON that is not a message.
+pub fn malformed(line: &str) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    let v: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(json!({"jsonrpc": "2.0", "id": null,
+                "error": {"code": -32700, "message": format!("parse error: {e}")}}));
+        }
+    };
+    let ok = |m: &Value| {
+        m.get("jsonrpc") == Some(&json!("2.0"))
+            && (m.get("method").is_some_and(Value::is_string)
+                || m.get("result").is_some()
+                || m.get("error").is_some())
+    };
+    let valid = match &v {
+        Value::Object(_) => ok(&v),
+        Value::Array(items) => !items.is_empty() && items.iter().all(ok),
+        _ => false,
+    };
+    (!valid).then(|| {
+        let id = v.get("id").cloned().unwrap_or(Value::Null);
+        json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32600,
+            "message": "invalid request: expected a JSON-RPC 2.0 message with `jsonrpc: \"2.0\"` and a `method`"}})
+    })
+}
+
+/// Serves MCP on stdin/stdout until the client closes it. Lines that are not JSON-RPC get
+/// an error answer here (the session goes on); the rest go to the MCP service.
+pub async fn serve_stdio(backend: Arc<dyn Backend>, token: Option<String>) -> Result<(), String> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (mut to_service, service_in) = tokio::io::duplex(1 << 16);
+    let (service_out, from_service) = tokio::io::duplex(1 << 16);
+    let (errors_tx, mut errors_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match malformed(&line) {
+                Some(err) => {
+                    let _ = errors_tx.send(err.to_string());
+                }
+                None => {
+                    if to_service
+                        .write_all(format!("{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the pipe tells the service the client is gone.
+    });
+    let writer = tokio::spawn(async move {
+        let mut out = tokio::io::stdout();
+        let mut answers = BufReader::new(from_service).lines();
+        let mut errors_open = true;
+        loop {
+            let line = tokio::select! {
+                l = answers.next_line() => match l {
+                    Ok(Some(l)) => l,
+                    _ => break,
+                },
+                e = errors_rx.recv(), if errors_open => match e {
+                    Some(e) => e,
+                    None => { errors_open = false; continue; }
+                },
+            };
+            if out.write_all(format!("{line}\n").as_bytes()).await.is_err()
+                || out.flush().await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let served = async {
+        let running = Gateway::new(backend, token)
+            .serve((service_in, service_out))
+            .await
+            .map_err(|e| e.to_string())?;
+        running.waiting().await.map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    }
+    .await;
+    reader.abort();
+    let _ = writer.await;
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_that_are_not_json_rpc_get_an_error() {
+        assert_eq!(
+            super::malformed("{not json").unwrap()["error"]["code"],
+            -32700
+        );
+        let e = super::malformed(r#"{"id": 4, "hello": 1}"#).unwrap();
+        assert_eq!(
+            (e["error"]["code"].clone(), e["id"].clone()),
+            (serde_json::json!(-32600), serde_json::json!(4))
+        );
+        assert!(super::malformed(r#"[]"#).is_some());
+        assert!(super::malformed(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).is_none());
+        assert!(
+            super::malformed(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).is_none()
+        );
+    }
+}
