@@ -221,3 +221,186 @@ fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
+
+#[derive(Args)]
+pub struct McpBenchArgs {
+    /// The upstream MCP server's streamable-HTTP endpoint (for example the test fixture:
+    /// `python3 crates/airlock-server/tests/mcp/upstream_server.py --transport http --port 8765 --state /tmp/n.json`).
+    #[arg(long)]
+    upstream_url: String,
+    /// The upstream tool to call (a read, so every proxied call is allowed and applied).
+    #[arg(long, default_value = "echo")]
+    tool: String,
+    /// Its arguments, as a JSON object.
+    #[arg(long, default_value = r#"{"text":"ping"}"#)]
+    arguments: String,
+    /// Calls per path (direct and proxied, interleaved).
+    #[arg(long, default_value_t = 1000)]
+    calls: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// `airlock bench mcp`: the latency a gated, journaled, proxied `tools/call` adds over
+/// calling the upstream directly; both paths over streamable HTTP, interleaved in one run.
+pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let arguments: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&args.arguments)
+            .map_err(|e| crate::BadInput(format!("--arguments: not a JSON object: {e}")))?;
+    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let store = dir.path().join("bench.db").display().to_string();
+    let port = free_port()?;
+    let config_text = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{store}\"\n[sim]\nenabled = false\n\
+         [[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\n",
+        args.upstream_url
+    );
+    let config = airlock_server::RawConfig::parse(&config_text, "bench")
+        .and_then(|r| r.validate(dir.path()))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let journal = airlock_store::open(&store).await?;
+    let token = airlock_gate::issue_token(
+        journal.as_ref(),
+        0,
+        "bench-agent",
+        airlock_gate::PrincipalKind2::Agent,
+    )
+    .await?;
+    drop(journal);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(airlock_server::run(config, async move {
+        let _ = stop_rx.await;
+    }));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..400 {
+        if http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            ready = true;
+            break;
+        }
+        if server.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    if !ready {
+        let why = match server.await {
+            Ok(Err(e)) => format!("{e:#}"),
+            _ => "it did not become ready".into(),
+        };
+        anyhow::bail!("the gateway did not start: {why}");
+    }
+    let direct = ()
+        .serve(StreamableHttpClientTransport::from_uri(
+            args.upstream_url.as_str(),
+        ))
+        .await
+        .context("cannot connect to the upstream")?;
+    let proxied = ()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).auth_header(token),
+        ))
+        .await
+        .context("cannot connect to the gateway")?;
+    let proxied_name = format!("up_{}", args.tool);
+    let call = |name: String| {
+        let mut p = CallToolRequestParams::new(name);
+        p.arguments = Some(arguments.clone());
+        p
+    };
+    let bar = indicatif::ProgressBar::new((args.calls * 2 + 100) as u64);
+    let (mut d_ms, mut p_ms) = (Vec::new(), Vec::new());
+    for i in 0..args.calls + 50 {
+        let t = now();
+        let r = direct.call_tool(call(args.tool.clone())).await?;
+        let d = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(r.is_error != Some(true), "the upstream tool failed: {r:?}");
+        let t = now();
+        let r = proxied.call_tool(call(proxied_name.clone())).await?;
+        let p = t.elapsed().as_secs_f64() * 1e3;
+        anyhow::ensure!(
+            r.is_error != Some(true),
+            "the proxied call was not allowed: {r:?}"
+        );
+        // The first 50 of each warm connections and caches.
+        if i >= 50 {
+            d_ms.push(d);
+            p_ms.push(p);
+        }
+        bar.inc(2);
+    }
+    bar.finish_and_clear();
+    let _ = direct.cancel().await;
+    let _ = proxied.cancel().await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let verify = airlock_store::SqliteJournal::open_read_only(&store).await?;
+    let report = airlock_store::Journal::verify(&verify).await?;
+    for v in [&mut d_ms, &mut p_ms] {
+        v.sort_by(f64::total_cmp);
+    }
+    let (d50, d99, p50, p99) = (
+        percentile(&d_ms, 0.5),
+        percentile(&d_ms, 0.99),
+        percentile(&p_ms, 0.5),
+        percentile(&p_ms, 0.99),
+    );
+    let out = json!({
+        "calls": args.calls, "tool": args.tool,
+        "direct": {"p50_ms": d50, "p99_ms": d99},
+        "proxied": {"p50_ms": p50, "p99_ms": p99},
+        "ratio_p50": p50 / d50.max(1e-9), "ratio_p99": p99 / d99.max(1e-9),
+        "added_p50_ms": p50 - d50, "added_p99_ms": p99 - d99,
+        "journal_events": report.events, "journal_verified": report.ok(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED)
+            .set_header(["path", "calls", "p50 ms", "p99 ms"]);
+        t.add_row([
+            format!("direct: client → upstream `{}`", args.tool),
+            args.calls.to_string(),
+            format!("{d50:.2}"),
+            format!("{d99:.2}"),
+        ]);
+        t.add_row([
+            format!("proxied: client → airlock /mcp `{proxied_name}` → upstream"),
+            args.calls.to_string(),
+            format!("{p50:.2}"),
+            format!("{p99:.2}"),
+        ]);
+        println!("{t}");
+        println!(
+            "proxied / direct: p50 {:.2}x (+{:.2} ms), p99 {:.2}x (+{:.2} ms); journal {} events, chain {}",
+            p50 / d50.max(1e-9),
+            p50 - d50,
+            p99 / d99.max(1e-9),
+            p99 - d99,
+            report.events,
+            if report.ok() { "verified" } else { "BROKEN" }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

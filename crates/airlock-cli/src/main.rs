@@ -6,6 +6,7 @@
 
 mod bench;
 mod demo;
+mod hook;
 mod journal;
 mod mcp;
 mod remote;
@@ -58,6 +59,10 @@ enum Command {
     /// agent whose token is in AIRLOCK_TOKEN. With AIRLOCK_URL, calls go to that running
     /// `airlock serve`; without it, the gate runs here on the local store and config.
     Mcp(mcp::McpArgs),
+    /// Coding-agent hooks: decide each tool call an agent is about to make (a shell command
+    /// classified into verbs, targets and risk; a file edit; an MCP tool) through the gate.
+    #[command(subcommand)]
+    Hook(hook::HookCmd),
     /// Check an `airlock.toml`.
     #[command(subcommand)]
     Config(serve::ConfigCmd),
@@ -143,6 +148,9 @@ enum Command {
 enum BenchCmd {
     /// Allow-path submissions over HTTP with the durable journal vs a no-op handler.
     Http(bench::HttpBenchArgs),
+    /// The latency a gated, journaled, proxied MCP `tools/call` adds over calling the
+    /// upstream directly (p50, p99 and their ratios, measured in one run).
+    Mcp(bench::McpBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -228,6 +236,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
         Command::Mcp(args) => mcp::mcp(args).await,
+        Command::Hook(cmd) => hook::hook(cmd).await,
         Command::Token(cmd) => serve::token(cmd).await,
         Command::Approve { id, reason, remote } => remote::approve(remote, id, reason).await,
         Command::Deny { id, reason, remote } => remote::deny(remote, id, reason).await,
@@ -242,6 +251,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Unfreeze { agent, remote } => remote::freeze(remote, agent, false).await,
         Command::Killswitch { state, remote } => remote::killswitch(remote, state).await,
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
+        Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Scenario(ScenarioCmd::Validate { files }) => {
             let mut bad = 0;

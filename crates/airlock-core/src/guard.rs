@@ -302,6 +302,7 @@ mod tests {
             reversible: true,
             destructive: false,
             rollback: false,
+            min_risk: None,
             summary: String::new(),
             hash: String::new(),
         }

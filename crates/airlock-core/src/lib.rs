@@ -13,6 +13,7 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod risk;
+pub mod shell;
 pub mod slo;
 pub mod verdict;
 

@@ -64,6 +64,10 @@ pub struct Plan {
     pub destructive: bool,
     /// Whether the action returns a resource to a state it recently had (an agent's own rollback).
     pub rollback: bool,
+    /// A floor for the assessed risk, when the provider knows more than the plan's shape
+    /// shows (a classified `rm -rf /` is critical wherever it runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_risk: Option<crate::risk::Risk>,
     /// One line for humans.
     pub summary: String,
     /// blake3 of the canonical plan content; approvals are bound to it.

@@ -370,6 +370,7 @@ mod tests {
             reversible: true,
             destructive: verb == Verb::Delete,
             rollback: false,
+            min_risk: None,
             summary: String::new(),
             hash: String::new(),
         }

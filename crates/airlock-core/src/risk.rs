@@ -74,6 +74,11 @@ pub struct Assessment {
 /// Rates the risk of a plan. Reads are low; destroying something in prod that is critical
 /// or depended upon is critical; large capacity cuts and prod mutations rank in between.
 pub fn assess_risk(plan: &Plan) -> Risk {
+    let shaped = risk_from_shape(plan);
+    plan.min_risk.map_or(shaped, |floor| shaped.max(floor))
+}
+
+fn risk_from_shape(plan: &Plan) -> Risk {
     if !plan.verb.is_mutation() || plan.is_noop() {
         return Risk::Low;
     }

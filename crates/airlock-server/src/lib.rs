@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod events;
+pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;

@@ -203,6 +203,13 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     };
     let mut tools = crate::mcp::Catalog::native(&providers);
     let mut providers = providers;
+    // Coding-agent hooks decide through these; they are not MCP tools.
+    for name in ["shell", "tool"] {
+        providers.push(Arc::new(crate::hook::HookProvider::new(
+            name,
+            &config.hook.default_env,
+        )));
+    }
     for u in &config.upstreams {
         let up = crate::mcp::UpstreamProvider::connect(u.clone())
             .await

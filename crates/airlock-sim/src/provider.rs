@@ -527,6 +527,7 @@ impl Sim {
             reversible,
             destructive: req.verb == Verb::Delete,
             rollback,
+            min_risk: None,
             summary,
             hash: String::new(),
         }

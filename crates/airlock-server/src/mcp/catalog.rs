@@ -3,6 +3,7 @@
 //! [`ActionRequest`], and how the gate's decision reads back as a tool result.
 
 use crate::mcp::schema;
+pub use airlock_core::shell::addr_name;
 use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -206,27 +207,6 @@ impl Catalog {
                 })
             }
         }
-    }
-}
-
-/// Turns free text into an address name: lower case, other characters become `-`.
-pub fn addr_name(raw: &str) -> String {
-    let mut out = String::new();
-    for c in raw.trim().to_ascii_lowercase().chars() {
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
-            c
-        } else {
-            '-'
-        };
-        if !(c == '-' && out.ends_with('-')) {
-            out.push(c);
-        }
-    }
-    let out: String = out.trim_matches('-').chars().take(100).collect();
-    if out.is_empty() {
-        "unnamed".into()
-    } else {
-        out
     }
 }
 

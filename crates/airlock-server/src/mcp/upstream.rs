@@ -527,6 +527,7 @@ impl Provider for UpstreamProvider {
             reversible: tool.over.inverse.is_some(),
             destructive: tool.destructive,
             rollback: false,
+            min_risk: None,
             summary: format!("call `{}` on upstream `{}`", name, self.config.name),
             hash: String::new(),
         }

@@ -1,0 +1,78 @@
+//! `airlock hook claude-code`: a PreToolUse hook that decides an agent's tool call through
+//! the gate and answers in the hook protocol.
+
+use crate::serve::load_config;
+use airlock_server::config::RawHook;
+use airlock_server::hook::{HookGate, decide, output};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum HookCmd {
+    /// Claude Code's PreToolUse hook: reads the event JSON on stdin, prints
+    /// `{"hookSpecificOutput":{"permissionDecision":"allow|deny|ask",…}}` and exits 0. If it
+    /// cannot decide, it denies with the reason.
+    ClaudeCode(HookArgs),
+}
+
+#[derive(Args)]
+pub struct HookArgs {
+    /// The config file (default: `airlock.toml` in the current directory, if present).
+    #[arg(long, env = "AIRLOCK_CONFIG")]
+    config: Option<PathBuf>,
+    /// A running `airlock serve` to decide with (holds can then be approved there).
+    #[arg(long, env = "AIRLOCK_URL")]
+    url: Option<String>,
+    /// The agent's token.
+    #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// Longest event accepted on stdin.
+const MAX_EVENT: u64 = 1 << 20;
+
+pub async fn hook(cmd: HookCmd) -> Result<ExitCode> {
+    let HookCmd::ClaudeCode(args) = cmd;
+    let answer = match run(args).await {
+        Ok(v) => v,
+        Err(e) => output(
+            airlock_server::config::HookAnswer::Deny,
+            &format!("Airlock could not decide, so it denies: {e:#}"),
+        ),
+    };
+    println!("{answer}");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(args: HookArgs) -> Result<serde_json::Value> {
+    let mut raw = String::new();
+    std::io::stdin().take(MAX_EVENT).read_to_string(&mut raw)?;
+    let token = args.token.filter(|t| !t.trim().is_empty());
+    match args.url {
+        Some(url) => {
+            // The hook's own answers (unknown commands, holds) still come from the local config.
+            let cfg = match &args.config {
+                Some(_) => load_config(args.config.as_deref())?.hook,
+                None => load_config(None)
+                    .map(|c| c.hook)
+                    .unwrap_or_else(|_| RawHook::default()),
+            };
+            let gate = HookGate::Remote {
+                base: url.trim_end_matches('/').to_string(),
+                http: reqwest::Client::new(),
+            };
+            Ok(decide(&raw, &cfg, &gate, token.as_deref()).await)
+        }
+        None => {
+            let mut config = load_config(args.config.as_deref())?;
+            // One decision needs no upstream MCP servers.
+            config.upstreams.clear();
+            let (state, _) = airlock_server::live::build(&config).await?;
+            let gate = HookGate::Local(state);
+            Ok(decide(&raw, &config.hook, &gate, token.as_deref()).await)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! `airlock hook claude-code` end to end: the real binary fed PreToolUse events on stdin, as
+//! a coding agent runs it, deciding through a local gate or a running server.
+#![cfg(test)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// Runs the hook with `event` on stdin and `vars` in its environment; returns its answer.
+async fn hook(env: &Env, event: &str, vars: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["hook", "claude-code", "--config"])
+        .arg(&env.config)
+        .current_dir(env.dir.path())
+        .env_remove("AIRLOCK_URL")
+        .env_remove("AIRLOCK_TOKEN")
+        .env_remove("AIRLOCK_CONFIG")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let event = event.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(event.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The protocol: exit 0 and one JSON answer, whatever the decision.
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn bash(command: &str) -> String {
+    json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PreToolUse",
+           "tool_name": "Bash", "tool_input": {"command": command, "description": "test"}})
+    .to_string()
+}
+
+fn decision(answer: &Value) -> (&str, &str) {
+    let o = &answer["hookSpecificOutput"];
+    assert_eq!(o["hookEventName"], "PreToolUse", "{answer}");
+    (
+        o["permissionDecision"].as_str().unwrap(),
+        o["permissionDecisionReason"].as_str().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shell_commands_are_classified_decided_and_journaled() {
+    let env = Env::new(WORLD, "", 3).await;
+    let bot = [("AIRLOCK_TOKEN", env.bot.as_str())];
+    for (command, want, because) in [
+        ("ls -la && git status", "allow", "allow"),
+        ("cargo test --workspace", "allow", "allow"),
+        (
+            "kubectl delete namespace payments --context prod",
+            "ask",
+            "prod-destructive-needs-approval",
+        ),
+        (
+            "bash -c 'C=\"rm -rf\"; $C /'",
+            "ask",
+            "critical-risk-needs-approval",
+        ),
+        (
+            "echo 'DROP TABLE users' | psql -d prod_db",
+            "ask",
+            "prod-destructive-needs-approval",
+        ),
+        (
+            "./deploy.sh --all",
+            "ask",
+            "not a command Airlock recognizes",
+        ),
+    ] {
+        let a = hook(&env, &bash(command), &bot).await;
+        let (got, reason) = decision(&a);
+        assert_eq!(got, want, "{command}: {reason}");
+        assert!(reason.contains(because), "{command}: {reason}");
+        if want == "ask" && because.ends_with("approval") {
+            assert!(reason.contains("apr_"), "{command}: {reason}");
+        }
+    }
+    // Other tools: a read goes through, an edit of a prod path is held.
+    let read = json!({"hook_event_name": "PreToolUse", "tool_name": "Read", "tool_input": {"file_path": "/repo/a.rs"}});
+    assert_eq!(
+        decision(&hook(&env, &read.to_string(), &bot).await).0,
+        "allow"
+    );
+    let edit = json!({"hook_event_name": "PreToolUse", "tool_name": "Edit", "tool_input": {"file_path": "/srv/prod/app.yaml"}});
+    let a = hook(&env, &edit.to_string(), &bot).await;
+    assert_eq!(decision(&a).0, "ask", "{a}");
+    // Failing to decide never allows.
+    for (event, vars, because) in [
+        ("not json", &bot[..], "does not parse"),
+        (&bash("ls") as &str, &[][..], "no agent token"),
+        (
+            &bash("ls"),
+            &[("AIRLOCK_TOKEN", "alk_wrong")][..],
+            "unknown or revoked token",
+        ),
+        (
+            &bash("ls"),
+            &[("AIRLOCK_TOKEN", env.op.as_str())][..],
+            "operator",
+        ),
+    ] {
+        let a = hook(&env, event, vars).await;
+        let (got, reason) = decision(&a);
+        assert_eq!(got, "deny", "{event}: {reason}");
+        assert!(reason.contains(because), "{event}: {reason}");
+    }
+    // Every decision is in the journal, as the agent, with the command.
+    let out = env
+        .airlock(&[
+            "journal",
+            "export",
+            "--format",
+            "jsonl",
+            "--store",
+            &env.store(),
+        ])
+        .await
+        .code(0);
+    let events: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shell_requests = events
+        .iter()
+        .filter(|e| e["kind"] == "request" && e["payload"]["request"]["provider"] == "shell")
+        .count();
+    // ls, git status, cargo test, kubectl, rm, echo, psql, deploy.sh
+    assert_eq!(shell_requests, 8, "{}", out.stdout);
+    assert!(events.iter().any(|e| e["kind"] == "verdict"
+        && e["agent"] == "bot"
+        && e["payload"]["reasons"] == json!(["critical-risk-needs-approval"])));
+    env.airlock(&["journal", "verify", "--store", &env.store()])
+        .await
+        .code(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_prod_unknown_commands_are_denied_and_holds_can_stop_the_agent() {
+    let env = Env::new(
+        WORLD,
+        "[hook]\ndefault_env = \"prod\"\nunknown = \"allow\"\non_hold = \"deny\"\n",
+        3,
+    )
+    .await;
+    let bot = [("AIRLOCK_TOKEN", env.bot.as_str())];
+    let a = hook(&env, &bash("./migrate.py --apply"), &bot).await;
+    let (got, reason) = decision(&a);
+    assert_eq!(got, "deny", "{reason}");
+    assert!(reason.contains("in prod"), "{reason}");
+    let a = hook(&env, &bash("helm uninstall payments"), &bot).await;
+    let (got, reason) = decision(&a);
+    assert_eq!(got, "deny", "{reason}");
+    assert!(reason.contains("held as apr_"), "{reason}");
+    assert_eq!(
+        decision(&hook(&env, &bash("kubectl get pods"), &bot).await).0,
+        "allow"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_airlock_url_holds_wait_in_the_running_server() {
+    let env = Env::new(WORLD, "", 3).await;
+    let server = env.serve(&[]).await;
+    let url = server.url.clone();
+    let vars = [
+        ("AIRLOCK_TOKEN", env.bot.as_str()),
+        ("AIRLOCK_URL", url.as_str()),
+    ];
+    let a = hook(&env, &bash("terraform destroy -auto-approve"), &vars).await;
+    let (got, reason) = decision(&a);
+    assert_eq!(got, "ask", "{reason}");
+    let approvals = server.get("/v1/approvals", &env.op).await;
+    let held = &approvals["items"][0];
+    assert_eq!(held["agent"], "bot", "{approvals}");
+    assert_eq!(held["request"]["provider"], "shell", "{approvals}");
+    assert!(
+        reason.contains(held["id"].as_str().unwrap()),
+        "{reason} vs {approvals}"
+    );
+    // A server that is gone is a deny, not an allow.
+    drop(server);
+    let a = hook(&env, &bash("ls"), &vars).await;
+    let (got, reason) = decision(&a);
+    assert_eq!(got, "deny", "{reason}");
+    assert!(reason.contains("cannot reach"), "{reason}");
+}

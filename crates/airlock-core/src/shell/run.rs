@@ -1,0 +1,858 @@
+//! A small model of the shell: splits tokens into pipelines, expands words with the
+//! variables assigned so far, follows wrappers and nested scripts, feeds each command
+//! what its pipe gives it, and hands simple commands to the rules.
+
+use super::lex::{self, Op, Part, RedirKind, Token, Word};
+use super::rules::{self, Change, Cmd, Finding, Nested};
+use super::wrap::{self, INTERPRETERS, Wrapped};
+use super::{Classification, ShellAction, UNRESOLVED, detect_env, shell_addr};
+use crate::action::Verb;
+use crate::risk::Risk;
+use std::collections::{HashMap, HashSet};
+
+/// How deep `sh -c`, `eval` and `$( … )` may nest before the rest counts as opaque.
+const MAX_DEPTH: usize = 8;
+/// Wrapper, alias and keyword layers followed on one command before giving up.
+const MAX_UNWRAP: usize = 32;
+
+/// Where unresolved data came from, which decides how bad running it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Taint {
+    /// Fetched from the network (`curl`, `wget`).
+    pub download: bool,
+    /// Decoded or unscrambled (`base64 -d`, `xxd -r`, `rev`), i.e. deliberately hidden.
+    pub decode: bool,
+}
+
+impl Taint {
+    pub fn union(self, other: Taint) -> Taint {
+        Taint {
+            download: self.download || other.download,
+            decode: self.decode || other.decode,
+        }
+    }
+}
+
+/// One argument after expansion.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Arg {
+    /// The expanded text, or the source text (`$NS`, `$(…)`) when not resolved.
+    pub text: String,
+    pub resolved: bool,
+    pub taint: Taint,
+}
+
+impl Arg {
+    pub fn lit(text: &str) -> Arg {
+        Arg {
+            text: text.to_string(),
+            resolved: true,
+            taint: Taint::default(),
+        }
+    }
+    pub fn unresolved(text: &str, taint: Taint) -> Arg {
+        Arg {
+            text: text.to_string(),
+            resolved: false,
+            taint,
+        }
+    }
+    /// The text when resolved, otherwise [`UNRESOLVED`].
+    pub fn name(&self) -> String {
+        if self.resolved {
+            self.text.clone()
+        } else {
+            UNRESOLVED.to_string()
+        }
+    }
+    /// The environment the argument names, only when it is resolved.
+    pub fn env(&self) -> Option<String> {
+        if self.resolved {
+            detect_env(&self.text)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a command reads on its standard input.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Stdin {
+    /// Nothing piped or redirected in.
+    Terminal,
+    /// Known text (`echo …|`, a here-document, `<<<`).
+    Text(String),
+    /// Output of a command that cannot be known statically.
+    Opaque(Taint),
+}
+
+impl Stdin {
+    pub fn taint(&self) -> Taint {
+        match self {
+            Stdin::Opaque(t) => *t,
+            _ => Taint::default(),
+        }
+    }
+}
+
+/// A shell variable: its text when known.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Value {
+    pub text: Option<String>,
+    pub taint: Taint,
+}
+
+impl From<&Arg> for Value {
+    fn from(a: &Arg) -> Self {
+        Value {
+            text: a.resolved.then(|| a.text.clone()),
+            taint: a.taint,
+        }
+    }
+}
+
+/// What earlier commands on the line set up for later ones.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub vars: HashMap<String, Value>,
+    pub aliases: HashMap<String, String>,
+    pub cwd: Option<String>,
+    pub tf_workspace: Option<String>,
+    pub kube_context: Option<String>,
+    /// Shell functions defined so far; their bodies were classified at definition.
+    pub functions: HashSet<String>,
+}
+
+impl State {
+    /// A variable's text when it is set and known.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).and_then(|v| v.text.as_deref())
+    }
+}
+
+/// Tokens of one simple command.
+#[derive(Debug, Default)]
+struct RawCmd {
+    words: Vec<Word>,
+    redirs: Vec<lex::Redir>,
+}
+
+/// Splits tokens into pipelines of simple commands.
+fn pipelines(tokens: Vec<Token>) -> Vec<Vec<RawCmd>> {
+    let mut all = Vec::new();
+    let mut pipeline = Vec::new();
+    let mut cmd = RawCmd::default();
+    for t in tokens {
+        match t {
+            Token::Word(w) => cmd.words.push(w),
+            Token::Redir(r) => cmd.redirs.push(r),
+            Token::Op(op) => {
+                if !cmd.words.is_empty() || !cmd.redirs.is_empty() {
+                    pipeline.push(std::mem::take(&mut cmd));
+                }
+                if op != Op::Pipe && !pipeline.is_empty() {
+                    all.push(std::mem::take(&mut pipeline));
+                }
+            }
+        }
+    }
+    if !cmd.words.is_empty() || !cmd.redirs.is_empty() {
+        pipeline.push(cmd);
+    }
+    if !pipeline.is_empty() {
+        all.push(pipeline);
+    }
+    all
+}
+
+/// `NAME=value` at the start of a command: the name and the value's parts.
+fn split_assignment(w: &Word) -> Option<(String, Word)> {
+    let Some(Part::Lit {
+        text,
+        quoted: false,
+    }) = w.parts.first()
+    else {
+        return None;
+    };
+    let (name, value) = text.split_once('=')?;
+    let name = name.strip_suffix('+').unwrap_or(name);
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    let mut parts = vec![Part::Lit {
+        text: value.to_string(),
+        quoted: false,
+    }];
+    parts.extend(w.parts.iter().skip(1).cloned());
+    Some((
+        name.to_string(),
+        Word {
+            parts,
+            raw: w.raw.clone(),
+        },
+    ))
+}
+
+/// The program name without its directory (`/usr/bin/kubectl` is `kubectl`).
+fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Quotes a word for display when the shell would need it.
+fn display_word(a: &Arg) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%^~*{}[]$()".contains(c);
+    if !a.resolved || (!a.text.is_empty() && a.text.chars().all(safe)) {
+        a.text.clone()
+    } else {
+        format!("'{}'", a.text.replace('\'', r"'\''"))
+    }
+}
+
+/// A command as it would run: assignments, then the program and its arguments.
+fn segment(assigns: &[(String, Arg)], program: &str, args: &[Arg]) -> String {
+    let mut words: Vec<String> = assigns
+        .iter()
+        .map(|(n, v)| format!("{n}={}", display_word(v)))
+        .collect();
+    words.push(program.to_string());
+    words.extend(args.iter().map(display_word));
+    words.join(" ")
+}
+
+/// Words that only shape control flow; what follows them is the command.
+const KEYWORDS: [&str; 14] = [
+    "if", "then", "else", "elif", "do", "while", "until", "!", "{", "}", "fi", "done", "esac",
+    "coproc",
+];
+
+/// Walks command lines, collecting what they would do.
+pub(crate) struct Runner<'o> {
+    state: State,
+    out: &'o mut Classification,
+}
+
+impl<'o> Runner<'o> {
+    pub fn new(out: &'o mut Classification) -> Self {
+        let mut state = State::default();
+        // `rm -rf $HOME` must look like `rm -rf ~`.
+        state.vars.insert(
+            "HOME".to_string(),
+            Value {
+                text: Some("~".to_string()),
+                taint: Taint::default(),
+            },
+        );
+        Self { state, out }
+    }
+
+    /// Runs a script; returns what it writes to stdout, as far as it can be known.
+    pub fn run_script(&mut self, src: &str, depth: usize, stdin: Stdin) -> Stdin {
+        if depth > MAX_DEPTH {
+            let f = Finding::new(
+                "opaque-exec",
+                Verb::Exec,
+                Risk::Critical,
+                "command",
+                UNRESOLVED,
+            );
+            self.push(f, src.chars().take(200).collect());
+            return Stdin::Opaque(Taint::default());
+        }
+        let mut stdin = Some(stdin);
+        let mut output: Option<Stdin> = None;
+        let tokens = self.strip_function_heads(lex::tokenize(src));
+        for pipeline in pipelines(tokens) {
+            let mut data = stdin.take().unwrap_or(Stdin::Terminal);
+            for cmd in &pipeline {
+                data = self.run_command(cmd, data, depth);
+            }
+            output = Some(match (output, data) {
+                (None, d) => d,
+                (Some(Stdin::Text(a)), Stdin::Text(b)) => Stdin::Text(a + &b),
+                (Some(a), b) => Stdin::Opaque(a.taint().union(b.taint())),
+            });
+        }
+        output.unwrap_or(Stdin::Text(String::new()))
+    }
+
+    /// Removes `name ()` heads of function definitions and remembers the names; the
+    /// bodies stay and are classified where they are defined.
+    fn strip_function_heads(&mut self, tokens: Vec<Token>) -> Vec<Token> {
+        let mut out = Vec::with_capacity(tokens.len());
+        let mut it = tokens.into_iter().peekable();
+        while let Some(t) = it.next() {
+            if let Token::Word(w) = &t
+                && let [
+                    Part::Lit {
+                        text,
+                        quoted: false,
+                    },
+                ] = w.parts.as_slice()
+                && it.peek() == Some(&Token::Op(Op::Open))
+            {
+                let name = text.clone();
+                let open = it.next();
+                if it.peek() == Some(&Token::Op(Op::Close)) {
+                    it.next();
+                    self.state.functions.insert(name);
+                    continue;
+                }
+                out.push(t);
+                out.extend(open);
+                continue;
+            }
+            out.push(t);
+        }
+        out
+    }
+
+    fn push(&mut self, f: Finding, segment: String) {
+        let mut risk = f.risk;
+        // A destructive action on something only known at run time could hit anything.
+        if f.name.contains(UNRESOLVED) && f.verb.is_mutation() {
+            risk = risk.max(if f.destructive || f.verb == Verb::Delete {
+                Risk::High
+            } else {
+                Risk::Medium
+            });
+        }
+        let env = f.env.or_else(|| self.ambient_env());
+        self.out.actions.push(ShellAction {
+            verb: f.verb,
+            target: shell_addr(&f.kind, &f.name),
+            env,
+            risk,
+            destructive: f.destructive,
+            rule: f.rule,
+            segment,
+        });
+    }
+
+    /// The environment named by generic variables or the working directory.
+    fn ambient_env(&self) -> Option<String> {
+        [
+            "ENV",
+            "ENVIRONMENT",
+            "STAGE",
+            "DEPLOY_ENV",
+            "APP_ENV",
+            "TARGET_ENV",
+        ]
+        .iter()
+        .find_map(|n| self.state.var(n).and_then(detect_env))
+        .or_else(|| self.state.cwd.as_deref().and_then(detect_env))
+    }
+
+    fn run_command(&mut self, cmd: &RawCmd, stdin: Stdin, depth: usize) -> Stdin {
+        let mut assigns = Vec::new();
+        let mut words = cmd.words.iter().peekable();
+        while let Some((name, value)) = words.peek().and_then(|w| split_assignment(w)) {
+            let v = self.expand_one(&value, depth);
+            assigns.push((name, v));
+            words.next();
+        }
+        let mut argv = Vec::new();
+        for w in words {
+            argv.extend(self.expand(w, depth, true));
+        }
+        let mut stdin = stdin;
+        for r in &cmd.redirs {
+            let target = r.target.as_ref().map(|w| self.expand_one(w, depth));
+            match (r.kind, target) {
+                (RedirKind::HereDoc, _) => {
+                    stdin = Stdin::Text(r.body.clone().unwrap_or_default());
+                }
+                (RedirKind::HereString, Some(t)) if t.resolved => {
+                    stdin = Stdin::Text(t.text + "\n");
+                }
+                (RedirKind::HereString | RedirKind::In, t) => {
+                    stdin = Stdin::Opaque(t.map(|t| t.taint).unwrap_or_default());
+                }
+                (RedirKind::Out | RedirKind::Append, Some(t)) if is_block_device(&t.text) => {
+                    let f = Finding::new(
+                        "redirect-to-device",
+                        Verb::Delete,
+                        Risk::Critical,
+                        "device",
+                        &t.text,
+                    )
+                    .destructive();
+                    let seg = format!("{} > {}", segment(&assigns, "", &argv), t.text);
+                    self.push(f, seg.trim().to_string());
+                }
+                _ => {}
+            }
+        }
+        if argv.is_empty() {
+            for (n, v) in &assigns {
+                self.state.vars.insert(n.clone(), Value::from(v));
+            }
+            return Stdin::Text(String::new());
+        }
+        self.dispatch(argv, assigns, stdin, depth)
+    }
+
+    /// Expands a word without field splitting (assignment values, redirect targets).
+    fn expand_one(&mut self, w: &Word, depth: usize) -> Arg {
+        let mut fields = self.expand(w, depth, false);
+        match fields.len() {
+            1 => fields.remove(0),
+            _ => Arg::lit(""),
+        }
+    }
+
+    /// Expands a word into arguments: variables, substitutions and, when `split`,
+    /// splitting of unquoted expansions on whitespace.
+    fn expand(&mut self, w: &Word, depth: usize, split: bool) -> Vec<Arg> {
+        let mut fields = Vec::new();
+        let mut cur = Arg::lit("");
+        let mut started = false;
+        for part in &w.parts {
+            let (value, quoted, raw) = match part {
+                Part::Lit { text, .. } => {
+                    cur.text.push_str(text);
+                    started = true;
+                    continue;
+                }
+                Part::Var {
+                    name,
+                    quoted,
+                    default,
+                } => {
+                    let v = match (self.state.vars.get(name), default) {
+                        (Some(v), _) => v.clone(),
+                        (None, Some(d)) => Value {
+                            text: Some(d.clone()),
+                            taint: Taint::default(),
+                        },
+                        (None, None) => Value {
+                            text: None,
+                            taint: Taint::default(),
+                        },
+                    };
+                    let raw = if name.is_empty() {
+                        "$((…))".to_string()
+                    } else if name.starts_with('{') {
+                        format!("${name}")
+                    } else {
+                        format!("${{{name}}}")
+                    };
+                    (v, *quoted, raw)
+                }
+                Part::Subst { script, quoted } => {
+                    let v = match self.run_script(script, depth + 1, Stdin::Terminal) {
+                        Stdin::Text(t) => Value {
+                            text: Some(t.trim_end_matches('\n').to_string()),
+                            taint: Taint::default(),
+                        },
+                        other => Value {
+                            text: None,
+                            taint: other.taint(),
+                        },
+                    };
+                    (v, *quoted, format!("$({script})"))
+                }
+            };
+            cur.taint = cur.taint.union(value.taint);
+            match value.text {
+                None => {
+                    cur.resolved = false;
+                    cur.text.push_str(&raw);
+                    started = true;
+                }
+                Some(t) if quoted || !split => {
+                    cur.text.push_str(&t);
+                    started = true;
+                }
+                Some(t) => {
+                    if t.starts_with(char::is_whitespace) && started {
+                        fields.push(std::mem::replace(&mut cur, Arg::lit("")));
+                        started = false;
+                    }
+                    let mut pieces = t.split_whitespace().peekable();
+                    while let Some(piece) = pieces.next() {
+                        cur.text.push_str(piece);
+                        started = true;
+                        if pieces.peek().is_some() {
+                            fields.push(std::mem::replace(&mut cur, Arg::lit("")));
+                        }
+                    }
+                    if t.ends_with(char::is_whitespace) && started {
+                        fields.push(std::mem::replace(&mut cur, Arg::lit("")));
+                        started = false;
+                    }
+                }
+            }
+        }
+        if started {
+            fields.push(cur);
+        }
+        fields
+    }
+
+    /// Follows wrappers and nested scripts down to a command the rules know, and
+    /// returns what the command writes to stdout.
+    fn dispatch(
+        &mut self,
+        mut argv: Vec<Arg>,
+        mut assigns: Vec<(String, Arg)>,
+        mut stdin: Stdin,
+        depth: usize,
+    ) -> Stdin {
+        let mut seen_aliases = HashSet::new();
+        for _ in 0..MAX_UNWRAP {
+            let Some(first) = argv.first() else {
+                return Stdin::Opaque(stdin.taint());
+            };
+            if !first.resolved {
+                let f = exec_of(first.taint, UNRESOLVED);
+                self.push(f, segment(&assigns, &first.text, &argv[1..]));
+                return Stdin::Opaque(first.taint.union(stdin.taint()));
+            }
+            let name = basename(&first.text).to_string();
+            if let Some(alias) = self.state.aliases.get(&name)
+                && seen_aliases.insert(name.clone())
+            {
+                let mut expanded: Vec<Arg> = alias.split_whitespace().map(Arg::lit).collect();
+                expanded.extend(argv.drain(1..));
+                argv = expanded;
+                continue;
+            }
+            if KEYWORDS.contains(&name.as_str()) {
+                argv.remove(0);
+                continue;
+            }
+            if name == "function" {
+                if let Some(f) = argv.get(1) {
+                    self.state.functions.insert(f.text.clone());
+                }
+                argv.drain(..argv.len().min(2));
+                continue;
+            }
+            if self.state.functions.contains(&name) {
+                let f = Finding::read("shell-function", "command", &name);
+                self.push(f, segment(&assigns, &name, &argv[1..]));
+                return Stdin::Opaque(stdin.taint());
+            }
+            if matches!(name.as_str(), "for" | "select" | "case") {
+                if let (true, Some(var)) = (name != "case", argv.get(1)) {
+                    let v = Value {
+                        text: None,
+                        taint: Taint::default(),
+                    };
+                    self.state.vars.insert(var.text.clone(), v);
+                }
+                return Stdin::Opaque(stdin.taint());
+            }
+            let seg = segment(&assigns, &name, &argv[1..]);
+            match wrap::unwrap(&name, &argv[1..]) {
+                Some(Wrapped::Argv {
+                    argv: inner,
+                    assigns: more,
+                }) => {
+                    assigns.extend(more);
+                    argv = inner;
+                }
+                Some(Wrapped::Xargs {
+                    argv: inner,
+                    replace,
+                }) => {
+                    let input = Arg::unresolved("{}", stdin.taint());
+                    argv = match replace {
+                        Some(r) => inner
+                            .into_iter()
+                            .map(|a| {
+                                if a.text.contains(&r) {
+                                    input.clone()
+                                } else {
+                                    a
+                                }
+                            })
+                            .collect(),
+                        None => inner.into_iter().chain([input]).collect(),
+                    };
+                    if argv.len() == 1 {
+                        argv.insert(0, Arg::lit("echo"));
+                    }
+                    stdin = Stdin::Opaque(stdin.taint());
+                }
+                Some(Wrapped::Script(script)) => {
+                    // A script with unknown parts is still read, its unknown parts left
+                    // unresolved; only downloaded or decoded text is opaque.
+                    if script.resolved || script.taint == Taint::default() {
+                        return self.run_script(&script.text, depth + 1, stdin);
+                    }
+                    self.push(exec_of(script.taint, &name), seg);
+                    return Stdin::Opaque(script.taint);
+                }
+                Some(Wrapped::ScriptFile(file)) => {
+                    if file.resolved || file.taint == Taint::default() {
+                        self.out.unknown.push(seg);
+                    } else {
+                        self.push(exec_of(file.taint, &name), seg);
+                    }
+                    return Stdin::Opaque(file.taint);
+                }
+                Some(Wrapped::StdinScript) => {
+                    let shell = !INTERPRETERS.contains(&name.as_str());
+                    match stdin {
+                        Stdin::Text(t) if shell => {
+                            return self.run_script(&t, depth + 1, Stdin::Terminal);
+                        }
+                        Stdin::Opaque(t) if shell || t != Taint::default() => {
+                            let f = exec_of(
+                                Taint {
+                                    download: !t.decode,
+                                    decode: t.decode,
+                                },
+                                &name,
+                            );
+                            self.push(f, seg);
+                            return Stdin::Opaque(t);
+                        }
+                        other => {
+                            self.out.unknown.push(seg);
+                            return Stdin::Opaque(other.taint());
+                        }
+                    }
+                }
+                Some(Wrapped::Nothing) => {
+                    self.push(Finding::read("shell-builtin", "command", &name), seg);
+                    return Stdin::Opaque(stdin.taint());
+                }
+                None => return self.run_rules(&name, &argv[1..], &assigns, stdin, depth),
+            }
+        }
+        let f = exec_of(Taint::default(), UNRESOLVED);
+        let seg = segment(&assigns, "", &argv);
+        self.push(f, seg.trim().to_string());
+        Stdin::Opaque(stdin.taint())
+    }
+
+    fn run_rules(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        assigns: &[(String, Arg)],
+        stdin: Stdin,
+        depth: usize,
+    ) -> Stdin {
+        let seg = segment(assigns, name, args);
+        let cmd = Cmd {
+            program: name,
+            args,
+            assigns,
+            stdin: &stdin,
+            state: &self.state,
+        };
+        let stdout = stdout_of(name, args, &stdin);
+        let Some(outcome) = rules::classify(&cmd) else {
+            self.out.unknown.push(seg);
+            return stdout;
+        };
+        for f in outcome.findings {
+            self.push(f, seg.clone());
+        }
+        for c in outcome.changes {
+            match c {
+                Change::Cwd(d) => self.state.cwd = Some(d),
+                Change::TfWorkspace(w) => self.state.tf_workspace = Some(w),
+                Change::KubeContext(c) => self.state.kube_context = Some(c),
+                Change::Var(n, v) => {
+                    self.state.vars.insert(n, v);
+                }
+                Change::Alias(n, v) => {
+                    self.state.aliases.insert(n, v);
+                }
+            }
+        }
+        let outer_env = self.out.actions.last().and_then(|a| a.env.clone());
+        let before = self.out.actions.len();
+        for n in outcome.nested {
+            match n {
+                Nested::Argv(a) => {
+                    self.dispatch(a, Vec::new(), Stdin::Terminal, depth + 1);
+                }
+                Nested::Script(s) => {
+                    self.run_script(&s, depth + 1, Stdin::Terminal);
+                }
+            }
+        }
+        // What runs on a prod host or pod (`ssh prod-web-1 …`, `kubectl exec -n prod`)
+        // runs in prod.
+        for a in self.out.actions.iter_mut().skip(before) {
+            if a.env.is_none() {
+                a.env.clone_from(&outer_env);
+            }
+        }
+        stdout
+    }
+}
+
+/// An `exec` of something unknown: critical when decoded (hidden on purpose), high
+/// when downloaded or merely unresolved.
+fn exec_of(t: Taint, name: &str) -> Finding {
+    let (rule, risk) = if t.decode {
+        ("opaque-exec", Risk::Critical)
+    } else if t.download {
+        ("pipe-to-shell", Risk::High)
+    } else {
+        ("unresolved-program", Risk::High)
+    };
+    Finding::new(rule, Verb::Exec, risk, "command", name)
+}
+
+/// Whether a path is a disk device, where writing destroys data.
+pub(crate) fn is_block_device(path: &str) -> bool {
+    let Some(dev) = path.strip_prefix("/dev/") else {
+        return false;
+    };
+    [
+        "sd", "hd", "vd", "xvd", "nvme", "mmcblk", "disk", "md", "dm-", "mapper/", "loop",
+    ]
+    .iter()
+    .any(|p| dev.starts_with(p))
+}
+
+/// What a command writes to stdout, for the next command in its pipe.
+fn stdout_of(name: &str, args: &[Arg], stdin: &Stdin) -> Stdin {
+    let all_resolved = args.iter().all(|a| a.resolved);
+    let taint = args.iter().fold(stdin.taint(), |t, a| t.union(a.taint));
+    match name {
+        "echo" if all_resolved => {
+            let words: Vec<&str> = args
+                .iter()
+                .map(|a| a.text.as_str())
+                .skip_while(|a| matches!(*a, "-n" | "-e" | "-E" | "-ne" | "-en"))
+                .collect();
+            Stdin::Text(words.join(" ") + "\n")
+        }
+        "printf" if all_resolved => Stdin::Text(printf(args)),
+        // `$(which kubectl)` is kubectl's path.
+        "which" if all_resolved => match args.iter().rfind(|a| !a.text.starts_with('-')) {
+            Some(a) => Stdin::Text(format!("{}\n", a.text)),
+            None => Stdin::Opaque(taint),
+        },
+        "cat" | "tee"
+            if args
+                .iter()
+                .all(|a| a.text.starts_with('-') || name == "tee") =>
+        {
+            stdin.clone()
+        }
+        "curl" | "wget" | "fetch" | "http" | "nc" | "ncat" => Stdin::Opaque(Taint {
+            download: true,
+            ..taint
+        }),
+        "base64" | "base32" | "xxd" | "openssl" | "gunzip" | "zcat" | "gzip" | "bzip2"
+        | "bunzip2" | "xz" | "unxz" | "uudecode" | "rev" | "tr" => Stdin::Opaque(Taint {
+            decode: true,
+            ..taint
+        }),
+        _ => Stdin::Opaque(taint),
+    }
+}
+
+/// Enough of `printf` to see what `printf '%s\n' "DROP TABLE x"` prints.
+fn printf(args: &[Arg]) -> String {
+    let Some((fmt, rest)) = args.split_first() else {
+        return String::new();
+    };
+    let fmt = fmt.text.replace("\\n", "\n").replace("\\t", "\t");
+    let mut rest = rest.iter();
+    let mut out = String::new();
+    let mut pieces = fmt.split("%s").peekable();
+    while let Some(p) = pieces.next() {
+        out.push_str(p);
+        if pieces.peek().is_some() {
+            out.push_str(rest.next().map_or("", |a| a.text.as_str()));
+        }
+    }
+    for a in rest {
+        out.push(' ');
+        out.push_str(&a.text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(src: &str) -> Vec<Arg> {
+        let mut out = Classification::default();
+        let mut r = Runner::new(&mut out);
+        let cmds = pipelines(lex::tokenize(src));
+        let mut last = Vec::new();
+        for p in cmds {
+            for c in p {
+                let mut assigns = Vec::new();
+                let mut words = c.words.iter().peekable();
+                while let Some((n, v)) = words.peek().and_then(|w| split_assignment(w)) {
+                    let v = r.expand_one(&v, 0);
+                    assigns.push((n, v));
+                    words.next();
+                }
+                last = words.flat_map(|w| r.expand(w, 0, true)).collect();
+                if last.is_empty() {
+                    for (n, v) in &assigns {
+                        r.state.vars.insert(n.clone(), Value::from(v));
+                    }
+                }
+            }
+        }
+        last
+    }
+
+    fn texts(src: &str) -> Vec<String> {
+        argv(src).into_iter().map(|a| a.text).collect()
+    }
+
+    #[test]
+    fn assignments_resolve_later_words() {
+        assert_eq!(
+            texts("NS=prod; kubectl delete ns $NS"),
+            ["kubectl", "delete", "ns", "prod"]
+        );
+        assert_eq!(texts("NS=prod; echo ${NS}-x"), ["echo", "prod-x"]);
+        assert_eq!(texts(r#"C="rm -rf"; $C /var"#), ["rm", "-rf", "/var"]);
+        assert_eq!(texts(r#"C="rm -rf"; "$C" /var"#), ["rm -rf", "/var"]);
+        assert_eq!(texts("echo ${UNSET:-dflt}"), ["echo", "dflt"]);
+        assert_eq!(texts("rm -rf $HOME"), ["rm", "-rf", "~"]);
+    }
+
+    #[test]
+    fn unknown_values_stay_unresolved() {
+        let a = argv("kubectl delete ns $NS");
+        assert!(!a[3].resolved);
+        assert_eq!(a[3].name(), UNRESOLVED);
+        let a = argv("X=$(curl -s http://x); echo $X");
+        assert!(!a[1].resolved && a[1].taint.download);
+    }
+
+    #[test]
+    fn echo_substitution_resolves() {
+        assert_eq!(
+            texts("$(echo kubectl) get pods"),
+            ["kubectl", "get", "pods"]
+        );
+        assert_eq!(texts("`printf '%s' rm` -rf x"), ["rm", "-rf", "x"]);
+    }
+
+    #[test]
+    fn pipelines_split_on_operators() {
+        let p = pipelines(lex::tokenize("a | b && c; d\ne | f"));
+        let sizes: Vec<usize> = p.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 1, 1, 2]);
+    }
+
+    #[test]
+    fn segments_quote_what_needs_it() {
+        let args = [Arg::lit("-c"), Arg::lit("DROP TABLE x")];
+        assert_eq!(segment(&[], "psql", &args), "psql -c 'DROP TABLE x'");
+    }
+}

@@ -1,0 +1,211 @@
+//! Rules for `git`: force pushes and remote deletions, history rewrites, and the local
+//! commands that throw work away (`reset --hard`, `clean -f`, `checkout -- .`).
+
+use super::rules::{Cmd, Finding, Outcome, has, operand_index, operands, short_flag};
+use super::run::Arg;
+use crate::action::Verb;
+use crate::risk::Risk;
+
+/// Global options of `git` that take a value.
+const GLOBAL_WITH_VALUE: [&str; 6] = [
+    "-C",
+    "-c",
+    "--git-dir",
+    "--work-tree",
+    "--namespace",
+    "--exec-path",
+];
+
+/// Subcommands that only read.
+const READS: [&str; 26] = [
+    "status",
+    "log",
+    "diff",
+    "show",
+    "fetch",
+    "blame",
+    "describe",
+    "rev-parse",
+    "ls-files",
+    "ls-remote",
+    "ls-tree",
+    "shortlog",
+    "grep",
+    "cat-file",
+    "show-ref",
+    "for-each-ref",
+    "whatchanged",
+    "help",
+    "version",
+    "count-objects",
+    "rev-list",
+    "reflog",
+    "var",
+    "check-ignore",
+    "merge-base",
+    "name-rev",
+];
+
+pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
+    if cmd.program != "git" {
+        return None;
+    }
+    let i = operand_index(cmd.args, &GLOBAL_WITH_VALUE);
+    let sub = cmd.args.get(i).map_or("", |a| a.text.as_str());
+    let rest = cmd.args.get(i + 1..).unwrap_or_default();
+    let local = |rule, verb, risk| Finding::new(rule, verb, risk, "git", "worktree");
+    let read = || Outcome::of(Finding::read("git-read", "git", "worktree"));
+    let discard = || Outcome::of(local("git-discard", Verb::Update, Risk::Medium).destructive());
+    let f = match sub {
+        "push" => return push(rest),
+        "reflog"
+            if matches!(
+                rest.first().map(|a| a.text.as_str()),
+                Some("expire" | "delete")
+            ) =>
+        {
+            local("git-history-rewrite", Verb::Update, Risk::Medium).destructive()
+        }
+        s if READS.contains(&s) => return read(),
+        "" => return read(),
+        "reset" if has(rest, &["--hard", "--merge", "--keep"]) => {
+            local("git-reset-hard", Verb::Update, Risk::Medium).destructive()
+        }
+        "clean" => {
+            let force = short_flag(rest, 'f') || has(rest, &["--force"]);
+            let dry = short_flag(rest, 'n') || has(rest, &["--dry-run"]);
+            if !force || dry {
+                return read();
+            }
+            local("git-clean", Verb::Delete, Risk::Medium).destructive()
+        }
+        "checkout" => {
+            let ops = operands(rest, &["-b", "-B", "--orphan"]);
+            let discards = has(rest, &["-f", "--force", "--"]) || ops.iter().any(|a| a.text == ".");
+            if discards && !short_flag(rest, 'b') && !short_flag(rest, 'B') {
+                return discard();
+            }
+            local("git-local", Verb::Update, Risk::Low)
+        }
+        "restore" => {
+            let staged_only = has(rest, &["--staged", "-S"]) && !has(rest, &["--worktree", "-W"]);
+            if staged_only {
+                local("git-local", Verb::Update, Risk::Low)
+            } else {
+                return discard();
+            }
+        }
+        "branch" => {
+            let force_delete = short_flag(rest, 'D')
+                || (has(rest, &["--delete", "-d"]) && has(rest, &["--force", "-f"]));
+            let name = operands(rest, &["-u", "--set-upstream-to"])
+                .first()
+                .map_or_else(|| "current".to_string(), |a| a.name());
+            let branch =
+                |rule, verb, risk| Finding::new(rule, verb, risk, "git", &format!("branch.{name}"));
+            if force_delete {
+                branch("git-branch-delete", Verb::Delete, Risk::Medium).destructive()
+            } else if has(rest, &["-d", "--delete"]) {
+                branch("git-branch-delete", Verb::Delete, Risk::Low)
+            } else if short_flag(rest, 'm') || short_flag(rest, 'M') || short_flag(rest, 'c') {
+                branch("git-local", Verb::Update, Risk::Low)
+            } else {
+                return read();
+            }
+        }
+        "stash" => match rest.first().map(|a| a.text.as_str()) {
+            Some("drop" | "clear") => {
+                local("git-stash-drop", Verb::Delete, Risk::Medium).destructive()
+            }
+            Some("list" | "show") => return read(),
+            _ => local("git-local", Verb::Update, Risk::Low),
+        },
+        "filter-branch" | "filter-repo" => {
+            local("git-history-rewrite", Verb::Update, Risk::High).destructive()
+        }
+        "tag" | "remote" | "config" | "worktree" | "submodule" | "notes" | "stash-list"
+            if rest.is_empty()
+                || has(
+                    rest,
+                    &[
+                        "-l",
+                        "--list",
+                        "-v",
+                        "--get",
+                        "--get-all",
+                        "list",
+                        "show",
+                        "status",
+                        "get-url",
+                    ],
+                ) =>
+        {
+            return read();
+        }
+        "clone" | "init" => local("git-local", Verb::Create, Risk::Low),
+        _ => local("git-local", Verb::Update, Risk::Low),
+    };
+    Outcome::of(f)
+}
+
+/// `git push`: force and deletion are destructive; on `main`/`master`, critical.
+fn push(args: &[Arg]) -> Option<Outcome> {
+    let force_flag = short_flag(args, 'f')
+        || has(
+            args,
+            &[
+                "--force",
+                "--force-with-lease",
+                "--force-if-includes",
+                "--mirror",
+            ],
+        );
+    let delete_flag = short_flag(args, 'd') || has(args, &["--delete", "--prune", "--mirror"]);
+    let ops = operands(
+        args,
+        &["--repo", "--receive-pack", "--exec", "-o", "--push-option"],
+    );
+    let remote = ops.first().copied();
+    let refspecs = ops.get(1..).unwrap_or_default();
+    let mut forced_ref = false;
+    let mut deleted_ref = false;
+    let mut branches: Vec<String> = Vec::new();
+    for r in refspecs {
+        if !r.resolved {
+            branches.push(r.name());
+            continue;
+        }
+        let spec = r.text.as_str();
+        forced_ref |= spec.starts_with('+');
+        let spec = spec.trim_start_matches('+');
+        deleted_ref |= spec.starts_with(':') && spec.len() > 1;
+        let dest = spec.rsplit(':').next().unwrap_or(spec);
+        let dest = dest
+            .trim_start_matches("refs/heads/")
+            .trim_start_matches("refs/tags/");
+        branches.push(if dest.is_empty() || dest == "HEAD" {
+            "current".to_string()
+        } else {
+            dest.to_string()
+        });
+    }
+    if branches.is_empty() {
+        branches.push("current".to_string());
+    }
+    let main = branches.iter().any(|b| b == "main" || b == "master");
+    let name = format!("branch.{}", branches.join("_"));
+    let env = branches
+        .iter()
+        .find_map(|b| super::detect_env(b))
+        .or_else(|| remote.and_then(Arg::env));
+    let f = if force_flag || forced_ref {
+        let risk = if main { Risk::Critical } else { Risk::High };
+        Finding::new("git-push-force", Verb::Update, risk, "git", &name).destructive()
+    } else if delete_flag || deleted_ref {
+        let risk = if main { Risk::Critical } else { Risk::High };
+        Finding::new("git-push-delete", Verb::Delete, risk, "git", &name).destructive()
+    } else {
+        Finding::new("git-push", Verb::Update, Risk::Medium, "git", &name)
+    };
+    Outcome::of(f.env(env))
+}
