@@ -574,7 +574,10 @@ fn every_shipped_scenario_validates() {
         };
         for entry in entries {
             let path = entry.unwrap().path();
-            if path.is_dir() {
+            if path.is_dir() && path.file_name().is_some_and(|n| n == "config") {
+                // Server configs, checked by `every_example_config_validates`.
+                continue;
+            } else if path.is_dir() {
                 tomls(&path, out);
             } else if path.extension().is_some_and(|e| e == "toml") {
                 out.push(path);
@@ -599,6 +602,36 @@ fn every_shipped_scenario_validates() {
             f.display()
         );
     }
+}
+
+#[test]
+fn every_example_config_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs: Vec<PathBuf> = std::fs::read_dir(repo().join("examples").join("config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    assert!(!configs.is_empty(), "no example configs found");
+    for c in &configs {
+        let out = airlock(dir.path(), &["config", "validate", c.to_str().unwrap()]);
+        out.code(0);
+    }
+    // A broken upstream entry is reported with its field.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[upstream]]\nname = \"Bad Name\"\n[hook]\non_hold = \"allow\"\n",
+    )
+    .unwrap();
+    let out = airlock(dir.path(), &["config", "validate", bad.to_str().unwrap()]);
+    out.code(2);
+    assert!(out.stderr.contains("upstream[0].name"), "{out}");
+    assert!(
+        out.stderr.contains("upstream[0]: set `command` or `url`"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("hook.on_hold"), "{out}");
 }
 
 #[test]
