@@ -29,10 +29,7 @@ pub async fn mcp(args: McpArgs) -> Result<ExitCode> {
     }
     match args.url {
         Some(url) => {
-            let backend: Arc<dyn Backend> = Arc::new(Remote {
-                base: url.trim_end_matches('/').to_string(),
-                http: reqwest::Client::new(),
-            });
+            let backend: Arc<dyn Backend> = Arc::new(Remote::new(&url));
             serve_stdio(backend, token)
                 .await
                 .map_err(anyhow::Error::msg)

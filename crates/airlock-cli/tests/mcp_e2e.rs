@@ -439,3 +439,38 @@ async fn http_mcp_needs_an_agent_token_and_stdio_can_go_through_a_running_server
     let approvals = server.get("/v1/approvals", &env.op).await;
     assert_eq!(approvals["items"][0]["agent"], "bot", "{approvals}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_call_waits_for_the_operator_then_answers_what_happened() {
+    let env = Env::new(WORLD, "[mcp]\nhold_wait_s = 30\n", 2).await;
+    let server = env.serve(&[]).await;
+    let mut conn = http_conn(&server, &env.bot);
+    conn.extend(["--timeout".to_string(), "45".to_string()]);
+    let call = client(
+        &env,
+        conn,
+        json!([{"op": "call", "name": "sim_delete", "arguments": {"target": "scratch"}}]),
+    );
+    let approve = async {
+        for _ in 0..300 {
+            let pending = server.get("/v1/approvals", &env.op).await;
+            if let Some(id) = pending["items"][0]["id"].as_str() {
+                env.operator(&server, &["approve", id]).await.code(0);
+                return id.to_string();
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("the held call never showed up for approval");
+    };
+    let (r, approved) = tokio::join!(call, approve);
+    let answer = &r[0];
+    assert_eq!(answer["isError"], false, "{answer}");
+    let text = answer["text"].as_str().unwrap();
+    assert!(text.contains("Applied as change"), "{text}");
+    assert_eq!(answer["structured"]["waited"], "done", "{answer}");
+    assert_eq!(
+        answer["structured"]["approval_id"],
+        approved.as_str(),
+        "{answer}"
+    );
+}

@@ -114,8 +114,21 @@ impl Backend for Local {
 
 /// A running `airlock serve`, over its HTTP API.
 pub struct Remote {
-    pub base: String,
-    pub http: reqwest::Client,
+    base: String,
+    http: reqwest::Client,
+    /// The server's tools, fetched once (they are fixed while it runs).
+    tools: tokio::sync::Mutex<Option<Arc<Catalog>>>,
+}
+
+impl Remote {
+    /// The server at `base` (`http://host:port`).
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            tools: tokio::sync::Mutex::new(None),
+        }
+    }
 }
 
 impl Remote {
@@ -151,15 +164,21 @@ impl Remote {
 #[async_trait]
 impl Backend for Remote {
     async fn catalog(&self, token: Option<&str>) -> Result<Arc<Catalog>, CallError> {
+        let mut cached = self.tools.lock().await;
+        if let Some(c) = cached.as_ref() {
+            return Ok(c.clone());
+        }
         let v = self
             .send(
                 self.http.get(format!("{}/v1/tools", self.base)),
                 token.unwrap_or(""),
             )
             .await?;
-        serde_json::from_value(v).map(Arc::new).map_err(|e| {
+        let c: Arc<Catalog> = serde_json::from_value(v).map(Arc::new).map_err(|e| {
             CallError::Unavailable(format!("the server's tool list does not parse: {e}"))
-        })
+        })?;
+        *cached = Some(c.clone());
+        Ok(c)
     }
     async fn call(
         &self,
