@@ -742,3 +742,44 @@ fn odd_input_never_panics() {
     }
     assert!(classify(&format!("{}rm -rf /", "eval ".repeat(2_000))).is_dangerous());
 }
+
+/// Commands written after the classifier and its table, run once against it unchanged
+/// (all 24 right on that first run); kept as a regression check.
+#[test]
+fn commands_the_classifier_was_not_built_on() {
+    let rows: &[(&str, bool)] = &[
+        ("kubectl --context=prod-eu delete deployment api", true),
+        ("sudo -u postgres psql -c 'truncate table audit'", true),
+        ("find /var/log -name '*.gz' -exec rm {} +", true),
+        (
+            "aws --profile production rds delete-db-instance --db-instance-identifier main",
+            true,
+        ),
+        ("git push origin :release", true),
+        ("docker system prune -af", true),
+        ("redis-cli FLUSHALL", true),
+        ("kubectl delete pods --all -A", true),
+        ("echo cm0gLXJmIC8= | base64 --decode | bash", true),
+        ("helm -n prod uninstall web", true),
+        ("mysql -h db -e 'delete from orders'", true),
+        ("ssh prod-web-1 'sudo rm -rf /srv/app'", true),
+        ("cd infra && terraform destroy", true),
+        ("rm -rf node_modules target", true),
+        ("kubectl logs -f deploy/web -n prod", false),
+        ("git log --oneline | head -20", false),
+        ("grep -rn TODO src/ | wc -l", false),
+        ("terraform -chdir=infra plan -out=tfplan", false),
+        ("aws s3 ls s3://logs --recursive | tail", false),
+        ("psql -d app -c 'select count(*) from users'", false),
+        ("cat README.md", false),
+        ("cargo clippy --all-targets", false),
+        ("npm run build", false),
+        ("kubectl get ns", false),
+    ];
+    let wrong: Vec<&str> = rows
+        .iter()
+        .filter(|(c, dangerous)| classify(c).is_dangerous() != *dangerous)
+        .map(|(c, _)| *c)
+        .collect();
+    assert!(wrong.is_empty(), "misclassified: {wrong:?}");
+}
