@@ -474,3 +474,66 @@ async fn a_held_call_waits_for_the_operator_then_answers_what_happened() {
         "{answer}"
     );
 }
+
+/// A child process killed when the test ends, pass or fail.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_over_streamable_http_is_proxied_as_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.json");
+    let port = free_port();
+    let _upstream = Killed(
+        Command::new("python3")
+            .arg(fixtures().join("upstream_server.py"))
+            .args([
+                "--transport",
+                "http",
+                "--port",
+                &port.to_string(),
+                "--state",
+            ])
+            .arg(&notes)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(&url).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(up, "the upstream did not listen on {url} in 30 s");
+    let extra = format!(
+        "[[upstream]]\nname = \"notes\"\nurl = \"{url}\"\nenv = \"dev\"\nkind = \"note\"\n\
+         [upstream.tools.create_note]\nresource_arg = \"name\"\n"
+    );
+    let env = Env::new(WORLD, &extra, 2).await;
+    let server = env.serve(&[]).await;
+    let r = client(
+        &env,
+        http_conn(&server, &env.bot),
+        json!([
+            {"op": "call", "name": "notes_echo", "arguments": {"text": "ping"}},
+            {"op": "call", "name": "notes_create_note", "arguments": {"name": "a", "text": "b"}},
+        ]),
+    )
+    .await;
+    assert_eq!(r[0]["text"], "ping", "{}", r[0]);
+    assert_eq!(r[1]["text"], "created a", "{}", r[1]);
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&notes).unwrap()).unwrap();
+    assert_eq!(state["a"], "b", "{state}");
+}
