@@ -126,6 +126,14 @@ async fn shell_commands_are_classified_decided_and_journaled() {
         assert_eq!(got, "deny", "{event}: {reason}");
         assert!(reason.contains(because), "{event}: {reason}");
     }
+    // A secret on the command line reaches the agent's shell, not the journal.
+    let a = hook(
+        &env,
+        &bash("PGPASSWORD=hunter2 psql -d app -c 'select 1'"),
+        &bot,
+    )
+    .await;
+    assert_eq!(decision(&a).0, "allow", "{a}");
     // Every decision is in the journal, as the agent, with the command.
     let out = env
         .airlock(&[
@@ -147,8 +155,17 @@ async fn shell_commands_are_classified_decided_and_journaled() {
         .iter()
         .filter(|e| e["kind"] == "request" && e["payload"]["request"]["provider"] == "shell")
         .count();
-    // ls, git status, cargo test, kubectl, rm, echo, psql, deploy.sh
-    assert_eq!(shell_requests, 8, "{}", out.stdout);
+    // ls, git status, cargo test, kubectl, rm, echo, psql, deploy.sh, psql
+    assert_eq!(shell_requests, 9, "{}", out.stdout);
+    assert!(
+        !out.stdout.contains("hunter2"),
+        "a secret reached the journal"
+    );
+    assert!(
+        out.stdout.contains("PGPASSWORD=[redacted] psql"),
+        "{}",
+        out.stdout
+    );
     assert!(events.iter().any(|e| e["kind"] == "verdict"
         && e["agent"] == "bot"
         && e["payload"]["reasons"] == json!(["critical-risk-needs-approval"])));

@@ -45,12 +45,7 @@ impl Redactor {
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| {
-                        let lower = k.to_ascii_lowercase();
-                        if self
-                            .keys
-                            .iter()
-                            .any(|w| !w.is_empty() && lower.contains(&w.to_ascii_lowercase()))
-                        {
+                        if self.secret_key(k) {
                             (k.clone(), Value::String(REDACTED.into()))
                         } else {
                             (k.clone(), self.redact(v))
@@ -60,8 +55,56 @@ impl Redactor {
             ),
             Value::Array(items) => Value::Array(items.iter().map(|i| self.redact(i)).collect()),
             Value::String(s) if self.secret_value(s) => Value::String(REDACTED.into()),
+            Value::String(s) => Value::String(self.redact_text(s)),
             other => other.clone(),
         }
+    }
+
+    fn secret_key(&self, key: &str) -> bool {
+        let lower = key.to_ascii_lowercase();
+        self.keys
+            .iter()
+            .any(|w| !w.is_empty() && lower.contains(&w.to_ascii_lowercase()))
+    }
+
+    /// Secrets inside free text, such as a command line: `KEY=VALUE` where the key names a
+    /// secret, a word with a secret prefix, and the word after `Bearer`.
+    pub fn redact_text(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len());
+        let mut after_bearer = false;
+        for (i, piece) in text.split(' ').enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            let word = piece.trim_matches(|c| matches!(c, '"' | '\'' | ','));
+            if after_bearer && !word.is_empty() {
+                out.push_str(&piece.replace(word, REDACTED));
+                after_bearer = false;
+                continue;
+            }
+            if word.eq_ignore_ascii_case("bearer") {
+                after_bearer = true;
+                out.push_str(piece);
+                continue;
+            }
+            if let Some((key, value)) = word.split_once(['=', ':'])
+                && !value.is_empty()
+                && self.secret_key(key)
+            {
+                out.push_str(&piece.replace(value, REDACTED));
+                continue;
+            }
+            if self
+                .value_prefixes
+                .iter()
+                .any(|p| !p.trim().is_empty() && word.starts_with(p.trim()))
+            {
+                out.push_str(&piece.replace(word, REDACTED));
+                continue;
+            }
+            out.push_str(piece);
+        }
+        out
     }
 
     fn secret_value(&self, s: &str) -> bool {
@@ -105,5 +148,29 @@ mod tests {
         let d = redact(&serde_json::json!({"msg": "ghp_abcdef", "ok": "fine"}));
         assert_eq!(d["msg"], "[redacted]");
         assert_eq!(d["ok"], "fine");
+    }
+
+    #[test]
+    fn secrets_inside_command_lines_are_redacted() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact_text("export AWS_SECRET_ACCESS_KEY=abc123 && aws s3 ls"),
+            "export AWS_SECRET_ACCESS_KEY=[redacted] && aws s3 ls"
+        );
+        assert_eq!(
+            r.redact_text("curl -H 'Authorization: Bearer xyz.789' https://api"),
+            "curl -H 'Authorization: Bearer [redacted]' https://api"
+        );
+        assert_eq!(
+            r.redact_text("gh auth login --with-token ghp_0123"),
+            "gh auth login --with-token [redacted]"
+        );
+        assert_eq!(
+            r.redact_text("kubectl delete ns payments"),
+            "kubectl delete ns payments"
+        );
+        let v =
+            redact(&serde_json::json!({"command": "PGPASSWORD=hunter2 psql -c 'drop table x'"}));
+        assert_eq!(v["command"], "PGPASSWORD=[redacted] psql -c 'drop table x'");
     }
 }
