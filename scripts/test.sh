@@ -22,6 +22,12 @@ if ! python3 -c "import mcp.server.mcpserver" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt
 fi
 
+# The watch tests judge changes on a real Prometheus (Debian's package), started by the tests.
+if ! command -v prometheus >/dev/null 2>&1 && [ -z "${AIRLOCK_PROMETHEUS:-}" ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

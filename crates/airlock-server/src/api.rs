@@ -41,6 +41,8 @@ pub struct AppState {
     pub mcp_hold_wait: Duration,
     /// `Host` values `/mcp` accepts (DNS-rebinding protection); empty turns `/mcp` off.
     pub mcp_hosts: Vec<String>,
+    /// The live simulator, whose signals `/metrics` exports.
+    pub sim: Option<airlock_sim::SimHandle>,
 }
 
 /// The router. Tests call `app(state).oneshot(request)` without a socket.
@@ -378,12 +380,24 @@ async fn metrics(State(s): State<AppState>) -> Response {
             .get_or_create(&AgentLabels { agent })
             .set(1);
     }
+    let sim: Vec<(String, airlock_core::slo::Counters)> = match &s.sim {
+        Some(handle) => match handle.lock() {
+            Ok(sim) => sim
+                .spec()
+                .services
+                .iter()
+                .filter_map(|svc| sim.counters(&svc.name).map(|c| (svc.name.clone(), c)))
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.metrics.encode_with(&sim),
     )
         .into_response()
 }

@@ -33,6 +33,8 @@ pub struct RawConfig {
     pub upstream: Vec<crate::mcp::UpstreamConfig>,
     #[serde(default)]
     pub hook: RawHook,
+    #[serde(default)]
+    pub watch: crate::prom::WatchConfig,
 }
 
 /// `[mcp]`
@@ -212,6 +214,7 @@ pub struct Config {
     pub redact: airlock_gate::Redactor,
     pub upstreams: Vec<crate::mcp::UpstreamConfig>,
     pub hook: RawHook,
+    pub watch: crate::prom::WatchConfig,
 }
 
 /// The live sandbox cloud's settings.
@@ -378,6 +381,7 @@ impl RawConfig {
                 problems.push(format!("upstream[{i}].name: `{}` is used twice", u.name));
             }
         }
+        problems.extend(self.watch.problems());
         if self.hook.default_env.trim().is_empty() {
             problems.push("hook.default_env: must not be empty".into());
         }
@@ -415,6 +419,7 @@ impl RawConfig {
                 redact: self.redact,
                 upstreams: self.upstream,
                 hook: self.hook,
+                watch: self.watch,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -9,6 +9,7 @@ pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
+pub mod prom;
 
 pub use api::{AppState, app};
 pub use config::{Config, ConfigError, RawConfig};

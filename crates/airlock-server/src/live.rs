@@ -201,6 +201,13 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             None,
         ),
     };
+    // With `[watch] source = "prometheus"`, changes are judged on what Prometheus scraped.
+    let signals: Arc<dyn SignalSource> = match config.watch.source {
+        crate::prom::SourceKind::Prometheus => {
+            Arc::new(crate::prom::PromSignals::new(config.watch.clone()))
+        }
+        crate::prom::SourceKind::Sim => signals,
+    };
     let mut tools = crate::mcp::Catalog::native(&providers);
     let mut providers = providers;
     // Coding-agent hooks decide through these; they are not MCP tools.
@@ -246,6 +253,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         stop: Arc::new(stop),
         tools: Arc::new(tools),
         mcp_hold_wait: Duration::from_secs(config.mcp_hold_wait_s),
+        sim: handle.clone(),
         mcp_hosts: if config.mcp_enabled {
             config.mcp_allowed_hosts.clone()
         } else {

@@ -93,10 +93,62 @@ impl Default for Metrics {
 impl Metrics {
     /// The exposition text.
     pub fn encode(&self) -> String {
+        self.encode_with(&[])
+    }
+
+    /// The exposition with the live simulator's per-service signals added, as a real
+    /// service would export them. A service in a metric blackout has no series at all
+    /// (missing, not zero).
+    pub fn encode_with(&self, sim: &[(String, airlock_core::slo::Counters)]) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
-        out
+        if sim.is_empty() {
+            return out;
+        }
+        let body = out.strip_suffix("# EOF\n").unwrap_or(&out).to_string();
+        let mut text = body;
+        let family = |text: &mut String,
+                      name: &str,
+                      kind: &str,
+                      help: &str,
+                      suffix: &str,
+                      value: &dyn Fn(&airlock_core::slo::Counters) -> f64| {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (service, c) in sim {
+                text.push_str(&format!(
+                    "{name}{suffix}{{service=\"{}\"}} {}\n",
+                    service.replace(['\\', '"'], ""),
+                    value(c)
+                ));
+            }
+        };
+        family(
+            &mut text,
+            "airlock_sim_requests",
+            "counter",
+            "Requests a simulated service has served.",
+            "_total",
+            &|c| c.requests_total,
+        );
+        family(
+            &mut text,
+            "airlock_sim_errors",
+            "counter",
+            "Requests a simulated service has failed.",
+            "_total",
+            &|c| c.errors_total,
+        );
+        family(
+            &mut text,
+            "airlock_sim_latency_p99_ms",
+            "gauge",
+            "A simulated service's p99 latency over its last tick, in milliseconds.",
+            "",
+            &|c| c.p99_ms,
+        );
+        text.push_str("# EOF\n");
+        text
     }
 }
