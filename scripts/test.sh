@@ -22,10 +22,20 @@ if ! python3 -c "import mcp.server.mcpserver" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt
 fi
 
-# The watch tests judge changes on a real Prometheus (Debian's package), started by the tests.
-if ! command -v prometheus >/dev/null 2>&1 && [ -z "${AIRLOCK_PROMETHEUS:-}" ]; then
+# The watch and alert tests start a real Prometheus and Alertmanager (Debian's packages) on
+# loopback ports of their own. The packages' system services are not started.
+if { ! command -v prometheus >/dev/null 2>&1 && [ -z "${AIRLOCK_PROMETHEUS:-}" ]; } \
+  || { ! command -v prometheus-alertmanager >/dev/null 2>&1 && [ -z "${AIRLOCK_ALERTMANAGER:-}" ]; }; then
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager || echo "warning: apt-get reported an error installing Prometheus"
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  command -v prometheus >/dev/null 2>&1 || { echo "error: prometheus did not install" >&2; exit 1; }
+  command -v prometheus-alertmanager >/dev/null 2>&1 || { echo "error: prometheus-alertmanager did not install" >&2; exit 1; }
 fi
 
 echo "== cargo fmt --check"

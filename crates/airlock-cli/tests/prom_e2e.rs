@@ -31,18 +31,36 @@ fn world() -> String {
     w
 }
 
-fn prometheus_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("AIRLOCK_PROMETHEUS") {
+/// A Debian package's program: `$VAR` if set, else `name` on the PATH.
+fn binary(var: &str, name: &str, package: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
     for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = PathBuf::from(dir).join("prometheus");
+        let p = PathBuf::from(dir).join(name);
         if p.is_file() {
             return p;
         }
     }
     panic!(
-        "Prometheus is not installed: `apt-get install prometheus` (scripts/test.sh does), or set AIRLOCK_PROMETHEUS"
+        "{name} is not installed: `apt-get install {package}` (scripts/test.sh does), or set {var}"
+    );
+}
+
+/// Polls `url` until it answers 2xx.
+async fn wait_ready(url: &str, log: &std::path::Path) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = http.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    panic!(
+        "{url} was not ready in 30 s:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
     );
 }
 
@@ -74,7 +92,7 @@ impl Prometheus {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(prometheus_binary())
+        let child = Command::new(binary("AIRLOCK_PROMETHEUS", "prometheus", "prometheus"))
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -89,19 +107,8 @@ impl Prometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
-        let http = reqwest::Client::new();
-        for _ in 0..300 {
-            if let Ok(r) = http.get(format!("{}/-/ready", p.url)).send().await
-                && r.status().is_success()
-            {
-                return p;
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        panic!(
-            "Prometheus was not ready in 30 s:\n{}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
+        wait_ready(&format!("{}/-/ready", p.url), &dir.join("prometheus.log")).await;
+        p
     }
 
     /// Waits until Prometheus has scraped `query` with at least `n` series.
@@ -125,8 +132,87 @@ impl Prometheus {
     }
 }
 
+/// Alertmanager (Debian's `prometheus-alertmanager`) on a free port, killed when dropped.
+struct Alertmanager {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Alertmanager {
+    async fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let config = dir.join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            "route:\n  receiver: blackhole\n  group_wait: 0s\nreceivers:\n  - name: blackhole\n",
+        )
+        .unwrap();
+        let log = dir.join("alertmanager.log");
+        let child = Command::new(binary(
+            "AIRLOCK_ALERTMANAGER",
+            "prometheus-alertmanager",
+            "prometheus-alertmanager",
+        ))
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.path={}", dir.join("am").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+        let am = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_ready(&format!("{}/-/ready", am.url), &log).await;
+        am
+    }
+
+    /// The alerts Alertmanager holds now.
+    async fn alerts(&self) -> Vec<Value> {
+        reqwest::get(format!("{}/api/v2/alerts", self.url))
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    }
+}
+
+/// A JSON webhook that keeps what it is sent.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let keep = keep.clone();
+            async move {
+                keep.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, got)
+}
+
 /// A directory whose server judges changes on Prometheus at `prom_port`.
 async fn setup(prom_port: u16, missing: &str) -> Env {
+    setup_with(prom_port, missing, "").await
+}
+
+async fn setup_with(prom_port: u16, missing: &str, extra: &str) -> Env {
     let env = Env::new(&world(), "", 3).await;
     std::fs::write(
         &env.config,
@@ -135,7 +221,7 @@ async fn setup(prom_port: u16, missing: &str) -> Env {
              [bake]\nwindow_s = 8\njudge_window_s = 2\nmin_requests = 10\nmissing = \"{missing}\"\n\n\
              [guards]\nmutations_per_minute = 1000\nbreaker_reverts = 100\n\n\
              [sim]\nworld = 'world.toml'\ntime_factor = 20\ntick_s = 1\n\n\
-             [watch]\nsource = \"prometheus\"\nprometheus_url = \"http://127.0.0.1:{prom_port}\"\n",
+             [watch]\nsource = \"prometheus\"\nprometheus_url = \"http://127.0.0.1:{prom_port}\"\n\n{extra}",
             env.store()
         ),
     )
@@ -253,4 +339,92 @@ async fn an_invalid_promql_query_is_a_clear_config_error() {
     assert!(out.stderr.contains("watch.requests:"), "{}", out.stderr);
     assert!(out.stderr.contains("not valid PromQL"), "{}", out.stderr);
     assert!(out.stderr.contains("watch.errors:"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve() {
+    let prom_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let am = Alertmanager::start(dir.path()).await;
+    let (hook_url, hooked) = webhook().await;
+    let extra = format!(
+        "[[alert]]\nname = \"oncall\"\nkind = \"alertmanager\"\nurl = \"{}\"\n\n\
+         [[alert]]\nname = \"chat\"\nkind = \"webhook\"\nurl = \"{hook_url}\"\n",
+        am.url
+    );
+    let env = setup_with(prom_port, "ignore", &extra).await;
+    let server = env.serve(&[]).await;
+    let target = server.url.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(env.dir.path(), prom_port, &target).await;
+    prom.wait_for_series("airlock_sim_requests_total", 10).await;
+
+    let (status, v) = server
+        .post(
+            "/v1/actions?wait=true&timeout_s=30",
+            &env.bot,
+            &action("deploy", "s3", json!({"version": "bad"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "reverted", "{v}");
+    let change = text(&v["change_id"]).to_string();
+    // Alertmanager holds the revert's alert, labelled with the change.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held = am.alerts().await;
+        if held
+            .iter()
+            .any(|a| a["labels"]["change_id"] == change.as_str())
+        {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let alert = held
+        .iter()
+        .find(|a| a["labels"]["change_id"] == change.as_str())
+        .unwrap_or_else(|| panic!("no alert for {change} in {held:?}\n{}", server.log()));
+    assert_eq!(
+        alert["labels"]["alertname"], "AirlockChangeReverted",
+        "{alert}"
+    );
+    assert_eq!(alert["labels"]["agent"], "bot", "{alert}");
+    // The sends are journaled on the change.
+    let sent = server.events(&env.op, "alert", &change).await;
+    assert_eq!(sent.len(), 2, "one per receiver: {sent:?}");
+    assert!(sent.iter().all(|e| e["payload"]["ok"] == true), "{sent:?}");
+
+    // The kill switch fires, then resolves when it is turned off.
+    env.operator(&server, &["killswitch", "on"]).await.code(0);
+    env.operator(&server, &["killswitch", "off"]).await.code(0);
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses = hooked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h["alert"] == "AirlockKillSwitchOn")
+            .map(|h| h["status"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        if statuses.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert_eq!(
+        statuses,
+        ["firing", "resolved"],
+        "{:?}",
+        hooked.lock().unwrap()
+    );
+    let ks: Vec<Value> = am
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == "AirlockKillSwitchOn")
+        .collect();
+    assert!(
+        ks.iter().all(|a| a["status"]["state"] != "active"),
+        "the resolved kill-switch alert is no longer active: {ks:?}"
+    );
 }

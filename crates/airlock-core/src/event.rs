@@ -40,6 +40,8 @@ pub enum EventKind {
     Killswitch,
     /// An agent was registered or its token changed.
     Agent,
+    /// An alert was sent to a receiver (firing or resolved).
+    Alert,
 }
 
 impl EventKind {
@@ -59,6 +61,7 @@ impl EventKind {
             EventKind::Breaker => "breaker",
             EventKind::Killswitch => "killswitch",
             EventKind::Agent => "agent",
+            EventKind::Alert => "alert",
         }
     }
     /// Parses a stored name.

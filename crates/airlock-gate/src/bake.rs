@@ -94,7 +94,13 @@ pub(crate) struct Bake {
     pub samples: BTreeMap<String, Vec<(i64, Sample)>>,
     pub started: i64,
     pub polls: u64,
+    /// Each poll's judgement of each watched service, with its values (kept in the change
+    /// record for the change's timeline; the newest `MAX_EVALUATIONS`).
+    pub evaluations: Vec<serde_json::Value>,
 }
+
+/// Evaluations kept per change.
+const MAX_EVALUATIONS: usize = 600;
 
 impl Bake {
     #[expect(
@@ -124,6 +130,7 @@ impl Bake {
             samples: BTreeMap::new(),
             started,
             polls: 0,
+            evaluations: Vec::new(),
         }
     }
 }
@@ -230,13 +237,31 @@ impl Gate {
                 let since = now - cfg.judge_window_s as i64 * 1000;
                 list.retain(|(t, _)| *t > since);
                 let window: Vec<Sample> = list.iter().map(|(_, s)| *s).collect();
-                match judge(
+                let judgement = judge(
                     &service,
                     &bake.baseline,
                     &window,
                     cfg.min_requests,
                     cfg.missing,
-                ) {
+                );
+                let rules = cfg.rules();
+                let (name, detail) = match &judgement {
+                    Judgement::Pass => ("pass", None),
+                    Judgement::Insufficient { detail } => ("insufficient", Some(detail.clone())),
+                    Judgement::Breach { rule, .. } => ("breach", Some(rule.clone())),
+                    Judgement::Hold { .. } => ("hold", Some("missing data".to_string())),
+                };
+                bake.evaluations.push(json!({
+                    "t": now, "service": service, "judgement": name,
+                    "requests": window.iter().any(|s| s.requests.is_some()).then(|| airlock_core::slo::request_count(&window)),
+                    "availability": rules.first().and_then(|r| rule_value(r, &window)),
+                    "p99_ms": rules.get(1).and_then(|r| rule_value(r, &window)),
+                    "detail": detail,
+                }));
+                if bake.evaluations.len() > MAX_EVALUATIONS {
+                    bake.evaluations.remove(0);
+                }
+                match judgement {
                     Judgement::Breach {
                         service,
                         rule,
@@ -618,7 +643,7 @@ fn change_record(redactor: &crate::Redactor, bake: &Bake, status: &str, now: i64
         agent: bake.agent.clone(),
         status: status.to_string(),
         record: redactor.redact(
-            &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline}),
+            &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline, "evaluations": bake.evaluations}),
         ),
         created_at: bake.started,
         updated_at: now,

@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub hook: RawHook,
     #[serde(default)]
     pub watch: crate::prom::WatchConfig,
+    #[serde(default)]
+    pub alert: Vec<crate::alerts::AlertConfig>,
 }
 
 /// `[mcp]`
@@ -215,6 +217,7 @@ pub struct Config {
     pub upstreams: Vec<crate::mcp::UpstreamConfig>,
     pub hook: RawHook,
     pub watch: crate::prom::WatchConfig,
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 /// The live sandbox cloud's settings.
@@ -382,6 +385,9 @@ impl RawConfig {
             }
         }
         problems.extend(self.watch.problems());
+        for (i, a) in self.alert.iter().enumerate() {
+            problems.extend(a.problems(i));
+        }
         if self.hook.default_env.trim().is_empty() {
             problems.push("hook.default_env: must not be empty".into());
         }
@@ -420,6 +426,7 @@ impl RawConfig {
                 upstreams: self.upstream,
                 hook: self.hook,
                 watch: self.watch,
+                alerts: self.alert,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -2,6 +2,7 @@
 //! the journal (with event fan-out), metrics and the live sandbox cloud — plus the
 //! background tasks that tick the simulator and bake changes.
 
+pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod events;

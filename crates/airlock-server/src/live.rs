@@ -355,6 +355,19 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             }
         }));
     }
+    if !config.alerts.is_empty() {
+        let alerter = crate::alerts::Alerter::new(
+            config.alerts.clone(),
+            state.journal.clone(),
+            Arc::new(SystemClock),
+        );
+        tasks.push(tokio::spawn(crate::alerts::run(
+            alerter,
+            state.gate.clone(),
+            state.journal.subscribe(),
+            stop_rx.clone(),
+        )));
+    }
     Ok(Started {
         state,
         stop: stop_tx,
