@@ -193,7 +193,8 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
     }
 }
 
-fn format_ts(ms: i64) -> String {
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS`, UTC.
+pub(crate) fn format_ts(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -11,6 +11,7 @@ mod journal;
 mod mcp;
 mod remote;
 mod serve;
+mod show;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -94,6 +95,9 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Show a change's timeline: request, verdict, approvals, apply, bake judgements, breach,
+    /// revert or settle, alerts. From a running server with `--url`, else the local store.
+    Show(show::ShowArgs),
     /// Revert one change from its snapshot (exit 1 if it needs attention instead).
     Revert {
         /// The change id (`chg_…`).
@@ -241,6 +245,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Approve { id, reason, remote } => remote::approve(remote, id, reason).await,
         Command::Deny { id, reason, remote } => remote::deny(remote, id, reason).await,
         Command::Approvals { remote } => remote::approvals(remote).await,
+        Command::Show(args) => show::show(args).await,
         Command::Revert { change, remote } => remote::revert(remote, change).await,
         Command::Undo {
             agent,

@@ -428,3 +428,82 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
         "the resolved kill-switch alert is no longer active: {ks:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_slo_query_rule_judges_the_change_and_its_evaluations_are_recorded() {
+    let prom_port = free_port();
+    // The built-in rules are switched off: only the `[[slo]]` query can catch the change.
+    let extra = "[[slo]]\nname = \"error-ratio\"\n\
+        query = 'sum(rate(airlock_sim_errors_total{service=\"$service\"}[5s])) / sum(rate(airlock_sim_requests_total{service=\"$service\"}[5s]))'\n\
+        comparator = \"<=\"\nthreshold = 0.05\nmin_samples = 1\nmissing = \"ignore\"\n";
+    let env = setup_with(prom_port, "ignore", extra).await;
+    let text_cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "min_requests = 10\n",
+        "min_requests = 10\navailability = 0.0\np99_ms = 1000000.0\n",
+    );
+    std::fs::write(&env.config, text_cfg).unwrap();
+    let server = env.serve(&[]).await;
+    let target = server.url.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(env.dir.path(), prom_port, &target).await;
+    prom.wait_for_series("airlock_sim_requests_total", 10).await;
+    // Enough history for a 5 s rate before the change.
+    prom.wait_for_series(
+        "sum(rate(airlock_sim_requests_total{service=\"s5\"}[5s])) > 0",
+        1,
+    )
+    .await;
+    let (status, v) = server
+        .post(
+            "/v1/actions?wait=true&timeout_s=30",
+            &env.bot,
+            &action("deploy", "s5", json!({"version": "bad"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "reverted", "{v}\n{}", server.log());
+    let change = text(&v["change_id"]).to_string();
+    let breach = &server.events(&env.op, "breach", &change).await[0];
+    assert_eq!(breach["payload"]["rule"], "error-ratio <= 0.05", "{breach}");
+    assert!(
+        breach["payload"]["value"].as_f64().unwrap() > 0.05,
+        "{breach}"
+    );
+    // The change record keeps the baseline and every evaluation with its value.
+    let rec = server.get(&format!("/v1/changes/{change}"), &env.op).await;
+    let record = &rec["record"];
+    assert_eq!(record["query_baseline"][0]["rule"], "error-ratio", "{rec}");
+    assert!(
+        record["query_baseline"][0]["value"].as_f64().unwrap() < 0.05,
+        "the baseline was healthy: {rec}"
+    );
+    let evals = record["evaluations"].as_array().unwrap();
+    assert!(
+        evals
+            .iter()
+            .any(|e| e["rule"] == "error-ratio" && e["judgement"] == "breach"),
+        "{evals:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slo_rules_are_checked_by_config_validate() {
+    let env = Env::new(&world(), "", 3).await;
+    let bad = env.dir.path().join("slo.toml");
+    std::fs::write(
+        &bad,
+        "[[slo]]\nname = \"error-ratio\"\nquery = 'sum(rate(errors_total[5s]) /'\n\
+         comparator = \"<=\"\nthreshold = 0.05\n",
+    )
+    .unwrap();
+    let out = env
+        .airlock(&["config", "validate", bad.to_str().unwrap()])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("slo[0].query:"), "{}", out.stderr);
+    assert!(out.stderr.contains("not valid PromQL"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("slo: query rules need"),
+        "{}",
+        out.stderr
+    );
+}

@@ -315,3 +315,73 @@ async fn a_port_in_use_is_reported_once_with_its_address() {
     );
     assert_eq!(line.matches("in use").count(), 1, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn show_tells_how_a_bad_deploy_was_caught_and_reverted() {
+    let env = env(3).await;
+    let server = env.serve(&[]).await;
+    let (status, v) = server
+        .post(
+            "/v1/actions?wait=true&timeout_s=20",
+            &env.bot,
+            &action("deploy", "web", json!({"version": "bad"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "reverted", "{v}\n{}", server.log());
+    let change = text(&v["change_id"]);
+
+    let t = env
+        .operator(&server, &["show", change])
+        .await
+        .code(0)
+        .json();
+    assert_eq!(t["change_id"], change, "{t}");
+    assert_eq!(t["agent"], "bot", "{t}");
+    assert_eq!(t["status"], "reverted", "{t}");
+    let applied = t["applied_at"].as_i64().unwrap();
+    let detected = t["detected_at"].as_i64().unwrap();
+    let reverted = t["reverted_at"].as_i64().unwrap();
+    assert!(applied <= detected && detected <= reverted, "{t}");
+    assert!(t["time_to_mitigate_ms"].as_i64().unwrap() >= 0, "{t}");
+    let entries = t["entries"].as_array().unwrap();
+    let kinds: Vec<&str> = entries.iter().map(|e| text(&e["kind"])).collect();
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(at("breach") < at("reverted"), "{t}");
+    let breach = &entries[at("breach")];
+    assert!(
+        text(&breach["summary"]).starts_with("breach on web: availability"),
+        "{breach}"
+    );
+    assert_eq!(
+        text(&entries[at("reverted")]["summary"]).split(':').next(),
+        Some("reverted by airlock"),
+        "{t}"
+    );
+
+    // The readable form, from the server and from the store the server writes.
+    let url = server.url.clone();
+    let human = env
+        .airlock(&["show", change, "--url", &url, "--token", &env.op])
+        .await
+        .code(0);
+    for want in ["reverted by airlock", "breach on web", "time to mitigate"] {
+        assert!(human.stdout.contains(want), "{want}\n{human}");
+    }
+    let store = env.store();
+    let local = env
+        .airlock(&["show", change, "--store", &store])
+        .await
+        .code(0);
+    assert!(local.stdout.contains("reverted by airlock"), "{local}");
+
+    // An unknown change is bad input either way.
+    env.airlock(&["show", "chg_nope", "--url", &url, "--token", &env.op])
+        .await
+        .code(2);
+    let out = env
+        .airlock(&["show", "chg_nope", "--store", &store])
+        .await
+        .code(2);
+    assert!(out.stderr.contains("unknown change `chg_nope`"), "{out}");
+}

@@ -242,6 +242,33 @@ mod tests {
     }
 
     #[test]
+    fn query_rules_blame_only_what_got_worse() {
+        let r = QueryRule {
+            name: "error-ratio".into(),
+            service: "*".into(),
+            query: "sum(rate(errors{service=\"$service\"}[1m]))".into(),
+            comparator: Comparator::Le,
+            threshold: 0.01,
+            tolerance: 0.005,
+            min_samples: 1,
+            missing: MissingData::Ignore,
+        };
+        assert!(r.applies("web"));
+        assert_eq!(r.query_for("web"), "sum(rate(errors{service=\"web\"}[1m]))");
+        assert!(!r.passes(0.2));
+        assert!(
+            r.blamed(0.2, Some(0.0)),
+            "a passing baseline blames any failure"
+        );
+        assert!(
+            !r.blamed(0.052, Some(0.05)),
+            "as bad as before is not the change's doing"
+        );
+        assert!(r.blamed(0.1, Some(0.05)), "worse than before is");
+        assert_eq!(r.describe(), "error-ratio <= 0.01");
+    }
+
+    #[test]
     fn a_new_regression_breaches() {
         let j = judge(
             "web",
@@ -332,4 +359,81 @@ pub trait SignalSource: Send + Sync {
     /// Requests, errors and worst p99 of a service over the last `window_s` seconds;
     /// `Ok(None)` when its signals are missing.
     async fn recent(&self, service: &str, window_s: u64) -> Result<Option<Sample>, String>;
+    /// The value of a query (PromQL for Prometheus); `Ok(None)` when it returns nothing.
+    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
+        Err(format!(
+            "this signal source cannot run queries such as `{query}`"
+        ))
+    }
+}
+
+/// An SLO rule on a query's value (`[[slo]]`), e.g. an error ratio `<= 0.01`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRule {
+    /// The rule's name, in breaches and timelines.
+    pub name: String,
+    /// The service it watches, or `*` for every watched service.
+    #[serde(default = "every_service")]
+    pub service: String,
+    /// The query; `$service` stands for the service's name.
+    pub query: String,
+    pub comparator: Comparator,
+    pub threshold: f64,
+    /// How much worse than a failing baseline still counts as "the same".
+    #[serde(default)]
+    pub tolerance: f64,
+    /// Polls with data needed before the rule is judged.
+    #[serde(default = "one")]
+    pub min_samples: u32,
+    /// What a poll without data means for this rule.
+    #[serde(default)]
+    pub missing: MissingData,
+}
+
+fn every_service() -> String {
+    "*".into()
+}
+fn one() -> u32 {
+    1
+}
+
+impl QueryRule {
+    /// Whether the rule watches `service`.
+    pub fn applies(&self, service: &str) -> bool {
+        self.service == "*" || self.service == service
+    }
+    /// The query for `service`.
+    pub fn query_for(&self, service: &str) -> String {
+        self.query
+            .replace("$service", &service.replace(['"', '\\'], ""))
+    }
+    /// As a plain rule (for `passes` and `worse_than`).
+    fn as_rule(&self) -> SloRule {
+        SloRule {
+            signal: SignalKind::Availability,
+            comparator: self.comparator,
+            threshold: self.threshold,
+            tolerance: self.tolerance,
+        }
+    }
+    /// Whether `value` satisfies the rule.
+    pub fn passes(&self, value: f64) -> bool {
+        self.as_rule().passes(value)
+    }
+    /// Whether a failing `value` is blamed on the change, given the baseline.
+    pub fn blamed(&self, value: f64, baseline: Option<f64>) -> bool {
+        match baseline {
+            Some(b) if !self.passes(b) => self.as_rule().worse_than(value, b),
+            _ => true,
+        }
+    }
+    /// Human form, `error-ratio: … <= 0.01`.
+    pub fn describe(&self) -> String {
+        let c = match self.comparator {
+            Comparator::Ge => ">=",
+            Comparator::Le => "<=",
+        };
+        format!("{} {c} {}", self.name, self.threshold)
+    }
 }

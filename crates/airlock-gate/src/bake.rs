@@ -5,7 +5,7 @@
 
 use crate::engine::{Gate, GateError, State};
 use airlock_core::slo::{
-    BaselineEntry, Counters, Judgement, MissingData, Sample, SloRule, judge, rule_value,
+    BaselineEntry, Counters, Judgement, MissingData, QueryRule, Sample, SloRule, judge, rule_value,
 };
 use airlock_core::{Applied, EventKind, NewEvent, Plan, ProviderError, Snapshot};
 use airlock_store::ChangeRecord;
@@ -31,6 +31,8 @@ pub struct BakeConfig {
     pub missing: MissingData,
     /// Longest a `hold` missing-data rule may extend a bake, in seconds.
     pub max_extension_s: u64,
+    /// Rules on query values (`[[slo]]`), judged besides the two above.
+    pub slo: Vec<QueryRule>,
 }
 
 impl Default for BakeConfig {
@@ -43,6 +45,7 @@ impl Default for BakeConfig {
             p99_ms: 1000.0,
             missing: MissingData::Ignore,
             max_extension_s: 1800,
+            slo: Vec::new(),
         }
     }
 }
@@ -97,6 +100,18 @@ pub(crate) struct Bake {
     /// Each poll's judgement of each watched service, with its values (kept in the change
     /// record for the change's timeline; the newest `MAX_EVALUATIONS`).
     pub evaluations: Vec<serde_json::Value>,
+    /// `[[slo]]` rules' values just before the change.
+    pub query_baseline: Vec<QueryBaseline>,
+    /// Polls with data so far, per service and `[[slo]]` rule.
+    pub query_seen: BTreeMap<(String, String), u32>,
+}
+
+/// One `[[slo]]` rule's value on one service just before a change.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct QueryBaseline {
+    pub service: String,
+    pub rule: String,
+    pub value: Option<f64>,
 }
 
 /// Evaluations kept per change.
@@ -131,6 +146,8 @@ impl Bake {
             started,
             polls: 0,
             evaluations: Vec::new(),
+            query_baseline: Vec::new(),
+            query_seen: BTreeMap::new(),
         }
     }
 }
@@ -150,7 +167,9 @@ impl Bake {
             serde_json::from_value(field("applied")).map_err(|e| format!("applied: {e}"))?;
         let baseline: Vec<BaselineEntry> =
             serde_json::from_value(field("baseline")).unwrap_or_default();
-        Ok(Bake::new(
+        let query_baseline: Vec<QueryBaseline> =
+            serde_json::from_value(field("query_baseline")).unwrap_or_default();
+        let mut bake = Bake::new(
             rec.id.clone(),
             rec.action_id.clone(),
             rec.agent.clone(),
@@ -160,8 +179,30 @@ impl Bake {
             baseline,
             counters,
             rec.created_at,
-        ))
+        );
+        bake.query_baseline = query_baseline;
+        Ok(bake)
     }
+}
+
+/// The `[[slo]]` rules' values on `watch`, recorded just before a change.
+pub(crate) async fn query_baseline(gate: &Gate, watch: &[String]) -> Vec<QueryBaseline> {
+    let mut out = Vec::new();
+    for service in watch {
+        for rule in gate.config.bake.slo.iter().filter(|r| r.applies(service)) {
+            out.push(QueryBaseline {
+                service: service.clone(),
+                rule: rule.name.clone(),
+                value: gate
+                    .signals
+                    .query(&rule.query_for(service))
+                    .await
+                    .ok()
+                    .flatten(),
+            });
+        }
+    }
+    out
 }
 
 pub(crate) async fn baseline(gate: &Gate, watch: &[String]) -> Vec<BaselineEntry> {
@@ -273,6 +314,63 @@ impl Gate {
                     }
                     Judgement::Hold { .. } => holding = true,
                     Judgement::Pass | Judgement::Insufficient { .. } => {}
+                }
+            }
+            if verdict.is_none() {
+                'services: for service in bake.plan.blast.watch.clone() {
+                    for rule in cfg.slo.iter().filter(|r| r.applies(&service)) {
+                        let value = self
+                            .signals
+                            .query(&rule.query_for(&service))
+                            .await
+                            .ok()
+                            .flatten();
+                        let key = (service.clone(), rule.name.clone());
+                        let judgement = match value {
+                            None => match rule.missing {
+                                MissingData::Breach => "breach",
+                                MissingData::Hold => "hold",
+                                MissingData::Ignore => "insufficient",
+                            },
+                            Some(v) => {
+                                let seen = bake.query_seen.entry(key).or_insert(0);
+                                *seen += 1;
+                                let base = bake
+                                    .query_baseline
+                                    .iter()
+                                    .find(|b| b.service == service && b.rule == rule.name)
+                                    .and_then(|b| b.value);
+                                if *seen < rule.min_samples {
+                                    "insufficient"
+                                } else if rule.passes(v) || !rule.blamed(v, base) {
+                                    "pass"
+                                } else {
+                                    "breach"
+                                }
+                            }
+                        };
+                        bake.evaluations.push(json!({
+                            "t": now, "service": service, "rule": rule.name,
+                            "value": value, "judgement": judgement,
+                        }));
+                        match judgement {
+                            "breach" => {
+                                let what = if value.is_none() {
+                                    format!("missing data: {}", rule.name)
+                                } else {
+                                    rule.describe()
+                                };
+                                verdict = Some((service.clone(), what, value));
+                                break 'services;
+                            }
+                            "hold" => holding = true,
+                            _ => {}
+                        }
+                    }
+                }
+                if bake.evaluations.len() > MAX_EVALUATIONS {
+                    let extra = bake.evaluations.len() - MAX_EVALUATIONS;
+                    bake.evaluations.drain(..extra);
                 }
             }
             if let Some((service, rule, value)) = verdict {
@@ -643,7 +741,8 @@ fn change_record(redactor: &crate::Redactor, bake: &Bake, status: &str, now: i64
         agent: bake.agent.clone(),
         status: status.to_string(),
         record: redactor.redact(
-            &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline, "evaluations": bake.evaluations}),
+            &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline,
+                    "query_baseline": bake.query_baseline, "evaluations": bake.evaluations}),
         ),
         created_at: bake.started,
         updated_at: now,

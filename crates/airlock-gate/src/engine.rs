@@ -591,6 +591,7 @@ impl Gate {
         };
         // The baseline is taken before apply so a rule that was already failing is not blamed.
         let baseline = crate::bake::baseline(self, &plan.blast.watch).await;
+        let query_baseline = crate::bake::query_baseline(self, &plan.blast.watch).await;
         let change_id = self.new_id("chg");
         let applied = match self.call(provider.apply(plan)).await {
             Ok(a) => a,
@@ -622,7 +623,7 @@ impl Gate {
         decision.result = Some(json!(
             applied.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()
         ));
-        let record = json!({"plan": plan, "snapshot": snapshot, "applied": applied, "baseline": baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
+        let record = json!({"plan": plan, "snapshot": snapshot, "applied": applied, "baseline": baseline, "query_baseline": query_baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
         let rec = ChangeRecord {
             id: change_id.clone(),
             action_id: decision.id.clone(),
@@ -655,20 +656,19 @@ impl Gate {
         }
         decision.change_id = Some(change_id.clone());
         let counters = crate::bake::read_counters(self, &plan.blast.watch).await;
-        state.bakes.insert(
+        let mut bake = Bake::new(
             change_id.clone(),
-            Bake::new(
-                change_id,
-                decision.id.clone(),
-                agent,
-                plan.clone(),
-                snapshot,
-                applied,
-                baseline,
-                counters,
-                now,
-            ),
+            decision.id.clone(),
+            agent,
+            plan.clone(),
+            snapshot,
+            applied,
+            baseline,
+            counters,
+            now,
         );
+        bake.query_baseline = query_baseline;
+        state.bakes.insert(change_id, bake);
     }
 
     /// Resolves a hold. `approver` must be an operator other than the requester. An

@@ -59,6 +59,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/approvals/{id}", post(resolve_approval))
         .route("/v1/changes/{id}", get(get_change))
         .route("/v1/changes/{id}/revert", post(revert_change))
+        .route("/v1/changes/{id}/timeline", get(change_timeline))
         .route("/v1/undo", post(undo))
         .route("/v1/agents/{id}/freeze", post(freeze))
         .route("/v1/agents/{id}/unfreeze", post(unfreeze))
@@ -757,6 +758,25 @@ async fn get_change(
     })?;
     caller.own(Some(&rec.agent), "changes")?;
     Ok(Json(serde_json::to_value(rec).unwrap_or_default()))
+}
+
+/// The change's story: its action's and its own events and the bake's evaluations.
+async fn change_timeline(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let timeline = crate::timeline::timeline(s.journal.as_ref(), &id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("unknown change `{id}`"),
+            )
+        })?;
+    caller.own(timeline["agent"].as_str(), "changes")?;
+    Ok(Json(timeline))
 }
 
 fn outcome_json(m: &Metrics, o: &BakeOutcome) -> Value {

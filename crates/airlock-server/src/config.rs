@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub watch: crate::prom::WatchConfig,
     #[serde(default)]
     pub alert: Vec<crate::alerts::AlertConfig>,
+    #[serde(default)]
+    pub slo: Vec<airlock_core::slo::QueryRule>,
 }
 
 /// `[mcp]`
@@ -385,6 +387,10 @@ impl RawConfig {
             }
         }
         problems.extend(self.watch.problems());
+        // `[[slo]]` at the top, or `[[bake.slo]]`: the same rules.
+        let mut slo = self.bake.slo.clone();
+        slo.extend(self.slo.iter().cloned());
+        problems.extend(crate::prom::slo_problems(&slo, &self.watch));
         for (i, a) in self.alert.iter().enumerate() {
             problems.extend(a.problems(i));
         }
@@ -415,7 +421,7 @@ impl RawConfig {
                 policy_text,
                 policy_count,
                 guards: self.guards,
-                bake: self.bake,
+                bake: airlock_gate::BakeConfig { slo, ..self.bake },
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
                 sim,

@@ -11,6 +11,7 @@ pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod prom;
+pub mod timeline;
 
 pub use api::{AppState, app};
 pub use config::{Config, ConfigError, RawConfig};

@@ -86,6 +86,34 @@ impl WatchConfig {
     }
 }
 
+/// Problems with `[[slo]]` rules, each naming its field: names, and queries that must parse
+/// as PromQL (with `$service` standing for a service's name).
+pub fn slo_problems(rules: &[airlock_core::slo::QueryRule], watch: &WatchConfig) -> Vec<String> {
+    let mut p = Vec::new();
+    if !rules.is_empty() && watch.source != SourceKind::Prometheus {
+        p.push("slo: query rules need `[watch] source = \"prometheus\"`".into());
+    }
+    for (i, r) in rules.iter().enumerate() {
+        if r.name.trim().is_empty() {
+            p.push(format!("slo[{i}].name: must not be empty"));
+        }
+        if rules[..i].iter().any(|o| o.name == r.name) {
+            p.push(format!("slo[{i}].name: `{}` is used twice", r.name));
+        }
+        if let Err(e) = promql_parser::parser::parse(&r.query.replace("$service", "svc")) {
+            p.push(format!(
+                "slo[{i}].query: `{}` is not valid PromQL: {}",
+                r.query,
+                e.trim()
+            ));
+        }
+        if !r.threshold.is_finite() {
+            p.push(format!("slo[{i}].threshold: must be a number"));
+        }
+    }
+    p
+}
+
 /// A Prometheus server as a signal source.
 pub struct PromSignals {
     config: WatchConfig,
@@ -176,6 +204,10 @@ impl SignalSource for PromSignals {
                 Err(e)
             }
         }
+    }
+
+    async fn query(&self, query: &str) -> Result<Option<f64>, String> {
+        self.scalar(query).await.inspect_err(|e| self.warn("-", e))
     }
 
     async fn recent(&self, service: &str, window_s: u64) -> Result<Option<Sample>, String> {

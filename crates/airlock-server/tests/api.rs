@@ -2102,3 +2102,81 @@ async fn fifty_agents_submitting_at_once_lose_no_journal_event() {
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.events, events.len() as u64);
 }
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/changes/{id}/timeline
+
+#[tokio::test]
+async fn a_change_timeline_tells_its_story_to_its_agent_and_operators_only() {
+    let h = harness().await;
+    let other = h
+        .state
+        .gate
+        .issue_token("other", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+    let d = h.submit(&h.bot, scale("search", 12)).await.json;
+    let cid = d["change_id"].as_str().unwrap();
+    let r = h
+        .post(&format!("/v1/changes/{cid}/revert"), &h.op, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let uri = format!("/v1/changes/{cid}/timeline");
+
+    for token in [&h.op, &h.bot] {
+        let r = h.get(&uri, token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let t = &r.json;
+        assert_eq!(t["change_id"], cid, "{t}");
+        assert_eq!(t["action_id"], d["id"], "{t}");
+        assert_eq!(t["agent"], "bot", "{t}");
+        assert_eq!(t["status"], "reverted", "{t}");
+        let applied = t["applied_at"].as_i64().unwrap();
+        let reverted = t["reverted_at"].as_i64().unwrap();
+        assert_eq!(t["time_to_mitigate_ms"], reverted - applied, "{t}");
+        assert!(reverted >= applied, "{t}");
+        // Reverted by hand: nothing was detected, nothing settled.
+        assert_eq!(t["detected_at"], Value::Null, "{t}");
+        assert_eq!(t["settled_at"], Value::Null, "{t}");
+
+        let entries = t["entries"].as_array().unwrap();
+        let story: Vec<&Value> = entries
+            .iter()
+            .filter(|e| {
+                ["request", "verdict", "applied", "reverted"].contains(&e["kind"].as_str().unwrap())
+            })
+            .collect();
+        let kinds: Vec<&str> = story.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["request", "verdict", "applied", "reverted"], "{t}");
+        let seqs: Vec<i64> = story.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{t}");
+        let ts: Vec<i64> = entries.iter().map(|e| e["ts"].as_i64().unwrap()).collect();
+        assert!(ts.windows(2).all(|w| w[0] <= w[1]), "sorted by time: {t}");
+        let summary = |i: usize| story[i]["summary"].as_str().unwrap();
+        assert!(
+            summary(0).starts_with("request by bot: scale sim:service/search"),
+            "{t}"
+        );
+        assert_eq!(summary(1), "verdict: allow", "{t}");
+        assert!(
+            summary(2).starts_with("applied: scale sim:service/search"),
+            "{t}"
+        );
+        assert_eq!(summary(3), "reverted by op", "{t}");
+        assert_eq!(story[3]["detail"]["by"], "op", "{t}");
+        assert_eq!(story[0]["detail"]["request"]["verb"], "scale", "{t}");
+    }
+
+    assert_error(
+        &h.get(&uri, &other).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    for token in [&h.op, &h.bot] {
+        let r = h.get("/v1/changes/chg_nope/timeline", token).await;
+        assert_error(&r, StatusCode::NOT_FOUND, "not_found");
+        assert!(r.text.contains("unknown change `chg_nope`"), "{}", r.text);
+    }
+    let r = h.raw(Method::GET, &uri, None, Body::empty()).await;
+    assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
+}
