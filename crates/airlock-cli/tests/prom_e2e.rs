@@ -393,6 +393,33 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
     let sent = server.events(&env.op, "alert", &change).await;
     assert_eq!(sent.len(), 2, "one per receiver: {sent:?}");
     assert!(sent.iter().all(|e| e["payload"]["ok"] == true), "{sent:?}");
+    // The change's timeline has the detection, the revert and the alerts, in order.
+    let tl = server
+        .get(&format!("/v1/changes/{change}/timeline"), &env.op)
+        .await;
+    let (applied, detected, reverted) = (
+        tl["applied_at"].as_i64().unwrap(),
+        tl["detected_at"].as_i64().unwrap(),
+        tl["reverted_at"].as_i64().unwrap(),
+    );
+    assert!(applied <= detected && detected <= reverted, "{tl}");
+    let kinds: Vec<&str> = tl["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for want in [
+        "request",
+        "verdict",
+        "applied",
+        "evaluation",
+        "breach",
+        "reverted",
+        "alert",
+    ] {
+        assert!(kinds.contains(&want), "no {want} in {kinds:?}");
+    }
 
     // The kill switch fires, then resolves when it is turned off.
     env.operator(&server, &["killswitch", "on"]).await.code(0);

@@ -385,3 +385,44 @@ async fn show_tells_how_a_bad_deploy_was_caught_and_reverted() {
         .code(2);
     assert!(out.stderr.contains("unknown change `chg_nope`"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_probe_judges_a_service_and_a_failing_probe_reverts_the_change() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The service's health endpoint, which the test can break.
+    let healthy = Arc::new(AtomicBool::new(true));
+    let flag = healthy.clone();
+    let app = axum::Router::new().route(
+        "/health",
+        axum::routing::get(move || {
+            let flag = flag.clone();
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    (axum::http::StatusCode::OK, "ok")
+                } else {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "down")
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let extra = format!("[[probe]]\nservice = \"api\"\nurl = \"{url}\"\nrequests_per_poll = 5\n");
+    let env = Env::new(WORLD, &extra, 6).await;
+    let server = env.serve(&[]).await;
+    let v = server.applied(&env.bot, &scale("api", 5)).await;
+    // The service breaks right after the change; only the probe can see it.
+    healthy.store(false, Ordering::SeqCst);
+    let done = server.wait_for(&env.bot, text(&v["id"]), &FINAL, 200).await;
+    assert_eq!(done["status"], "reverted", "{done}\n{}", server.log());
+    let change = text(&v["change_id"]);
+    let breach = &server.events(&env.op, "breach", change).await[0];
+    assert_eq!(breach["payload"]["service"], "api", "{breach}");
+    assert!(
+        text(&breach["payload"]["rule"]).contains("availability"),
+        "{breach}"
+    );
+}

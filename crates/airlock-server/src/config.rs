@@ -39,6 +39,8 @@ pub struct RawConfig {
     pub alert: Vec<crate::alerts::AlertConfig>,
     #[serde(default)]
     pub slo: Vec<airlock_core::slo::QueryRule>,
+    #[serde(default)]
+    pub probe: Vec<crate::probe::ProbeConfig>,
 }
 
 /// `[mcp]`
@@ -220,6 +222,7 @@ pub struct Config {
     pub hook: RawHook,
     pub watch: crate::prom::WatchConfig,
     pub alerts: Vec<crate::alerts::AlertConfig>,
+    pub probes: Vec<crate::probe::ProbeConfig>,
 }
 
 /// The live sandbox cloud's settings.
@@ -394,6 +397,15 @@ impl RawConfig {
         for (i, a) in self.alert.iter().enumerate() {
             problems.extend(a.problems(i));
         }
+        for (i, p) in self.probe.iter().enumerate() {
+            problems.extend(p.problems(i));
+            if self.probe[..i].iter().any(|o| o.service == p.service) {
+                problems.push(format!(
+                    "probe[{i}].service: `{}` has two probes",
+                    p.service
+                ));
+            }
+        }
         if self.hook.default_env.trim().is_empty() {
             problems.push("hook.default_env: must not be empty".into());
         }
@@ -433,6 +445,7 @@ impl RawConfig {
                 hook: self.hook,
                 watch: self.watch,
                 alerts: self.alert,
+                probes: self.probe,
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -10,6 +10,7 @@ pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
+pub mod probe;
 pub mod prom;
 pub mod timeline;
 

@@ -208,6 +208,12 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         }
         crate::prom::SourceKind::Sim => signals,
     };
+    // Services with a `[[probe]]` are measured by probing them.
+    let signals: Arc<dyn SignalSource> = if config.probes.is_empty() {
+        signals
+    } else {
+        Arc::new(crate::probe::Probed::new(signals, config.probes.clone()))
+    };
     let mut tools = crate::mcp::Catalog::native(&providers);
     let mut providers = providers;
     // Coding-agent hooks decide through these; they are not MCP tools.
