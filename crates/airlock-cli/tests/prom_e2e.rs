@@ -389,8 +389,15 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
         "{alert}"
     );
     assert_eq!(alert["labels"]["agent"], "bot", "{alert}");
-    // The sends are journaled on the change.
-    let sent = server.events(&env.op, "alert", &change).await;
+    // The sends are journaled on the change, one per receiver (they go one after the other).
+    let mut sent = Vec::new();
+    for _ in 0..100 {
+        sent = server.events(&env.op, "alert", &change).await;
+        if sent.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
     assert_eq!(sent.len(), 2, "one per receiver: {sent:?}");
     assert!(sent.iter().all(|e| e["payload"]["ok"] == true), "{sent:?}");
     // The change's timeline has the detection, the revert and the alerts, in order.
