@@ -82,59 +82,19 @@ async fn drive(
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .copied()
-            .unwrap_or(0.0)
-    };
     Ok(Stats {
         sent: total,
         ok,
         elapsed_s,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
         max_ms: lat.last().copied().unwrap_or(0.0),
     })
 }
 
 pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
-    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let store = dir.path().join("bench.db").display().to_string();
-    let mut config = airlock_server::RawConfig::default()
-        .validate(dir.path())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let port = free_port()?;
-    config.listen = format!("127.0.0.1:{port}").parse()?;
-    config.store = store.clone();
-    let journal = airlock_store::open(&store).await?;
-    let token = airlock_gate::issue_token(
-        journal.as_ref(),
-        0,
-        "bench-agent",
-        airlock_gate::PrincipalKind2::Agent,
-    )
-    .await?;
-    drop(journal);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(airlock_server::run(config, async move {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    anyhow::ensure!(ready, "the server did not become ready");
+    let gate = InProcess::start("").await?;
+    let (base, token) = (gate.base.clone(), gate.token.clone());
 
     let noop_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let noop_addr = noop_listener.local_addr()?;
@@ -161,11 +121,8 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
         args.seconds,
     )
     .await?;
-    let _ = stop_tx.send(());
-    let _ = server.await;
     noop_task.abort();
-    let verify = airlock_store::SqliteJournal::open_read_only(&store).await?;
-    let report = airlock_store::Journal::verify(&verify).await?;
+    let report = gate.finish().await?;
 
     let row = |name: &str, s: &Stats| {
         json!({"target": name, "sent": s.sent, "ok": s.ok, "achieved_rps": s.ok as f64 / s.elapsed_s,
@@ -242,12 +199,85 @@ pub struct McpBenchArgs {
     json: bool,
 }
 
+/// The nearest-rank percentile of sorted values (0 when there are none).
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
+    sorted
+        .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// `airlock serve` in this process on a free loopback port, with a fresh durable journal in
+/// a temporary directory and an agent token; `extra` is appended to its config.
+struct InProcess {
+    _dir: tempfile::TempDir,
+    store: String,
+    base: String,
+    token: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), airlock_server::ServeError>>,
+}
+
+impl InProcess {
+    async fn start(extra: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
+        let store = dir.path().join("bench.db").display().to_string();
+        let port = free_port()?;
+        let text =
+            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{store}\"\n{extra}");
+        let config = airlock_server::RawConfig::parse(&text, "bench")
+            .and_then(|r| r.validate(dir.path()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let journal = airlock_store::open(&store).await?;
+        let token = airlock_gate::issue_token(
+            journal.as_ref(),
+            0,
+            "bench-agent",
+            airlock_gate::PrincipalKind2::Agent,
+        )
+        .await?;
+        drop(journal);
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(airlock_server::run(config, async move {
+            let _ = stop_rx.await;
+        }));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        for _ in 0..400 {
+            if http
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(Self {
+                    _dir: dir,
+                    store,
+                    base,
+                    token,
+                    stop,
+                    server,
+                });
+            }
+            if server.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let why = match server.await {
+            Ok(Err(e)) => format!("{:#}", anyhow::Error::new(e)),
+            _ => "it did not become ready".into(),
+        };
+        anyhow::bail!("the server did not start: {why}")
     }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+
+    /// Stops the server and verifies the journal it wrote.
+    async fn finish(self) -> Result<airlock_store::VerifyReport> {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        let journal = airlock_store::SqliteJournal::open_read_only(&self.store).await?;
+        Ok(airlock_store::Journal::verify(&journal).await?)
+    }
 }
 
 /// `airlock bench mcp`: the latency a gated, journaled, proxied `tools/call` adds over
@@ -261,55 +291,12 @@ pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
     let arguments: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(&args.arguments)
             .map_err(|e| crate::BadInput(format!("--arguments: not a JSON object: {e}")))?;
-    let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let store = dir.path().join("bench.db").display().to_string();
-    let port = free_port()?;
-    let config_text = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\n[store]\nurl = \"{store}\"\n[sim]\nenabled = false\n\
-         [[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\n",
+    let gate = InProcess::start(&format!(
+        "[sim]\nenabled = false\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\n",
         args.upstream_url
-    );
-    let config = airlock_server::RawConfig::parse(&config_text, "bench")
-        .and_then(|r| r.validate(dir.path()))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let journal = airlock_store::open(&store).await?;
-    let token = airlock_gate::issue_token(
-        journal.as_ref(),
-        0,
-        "bench-agent",
-        airlock_gate::PrincipalKind2::Agent,
-    )
+    ))
     .await?;
-    drop(journal);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(airlock_server::run(config, async move {
-        let _ = stop_rx.await;
-    }));
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..400 {
-        if http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            ready = true;
-            break;
-        }
-        if server.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    if !ready {
-        let why = match server.await {
-            Ok(Err(e)) => format!("{e:#}"),
-            _ => "it did not become ready".into(),
-        };
-        anyhow::bail!("the gateway did not start: {why}");
-    }
+    let (base, token) = (gate.base.clone(), gate.token.clone());
     let direct = ()
         .serve(StreamableHttpClientTransport::from_uri(
             args.upstream_url.as_str(),
@@ -352,10 +339,7 @@ pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
     bar.finish_and_clear();
     let _ = direct.cancel().await;
     let _ = proxied.cancel().await;
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    let verify = airlock_store::SqliteJournal::open_read_only(&store).await?;
-    let report = airlock_store::Journal::verify(&verify).await?;
+    let report = gate.finish().await?;
     for v in [&mut d_ms, &mut p_ms] {
         v.sort_by(f64::total_cmp);
     }

@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Runs the hook with `event` on stdin and `vars` in its environment; returns its answer.
 async fn hook(env: &Env, event: &str, vars: &[(&str, &str)]) -> Value {
@@ -18,23 +17,8 @@ async fn hook(env: &Env, event: &str, vars: &[(&str, &str)]) -> Value {
         .env_remove("AIRLOCK_URL")
         .env_remove("AIRLOCK_TOKEN")
         .env_remove("AIRLOCK_CONFIG")
-        .envs(vars.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let event = event.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(event.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+        .envs(vars.iter().copied());
+    let out = run_with_stdin(cmd, event.to_string()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     // The protocol: exit 0 and one JSON answer, whatever the decision.
     assert_eq!(
@@ -135,37 +119,16 @@ async fn shell_commands_are_classified_decided_and_journaled() {
     .await;
     assert_eq!(decision(&a).0, "allow", "{a}");
     // Every decision is in the journal, as the agent, with the command.
-    let out = env
-        .airlock(&[
-            "journal",
-            "export",
-            "--format",
-            "jsonl",
-            "--store",
-            &env.store(),
-        ])
-        .await
-        .code(0);
-    let events: Vec<Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let events = env.journal().await;
+    let text = serde_json::to_string(&events).unwrap();
     let shell_requests = events
         .iter()
         .filter(|e| e["kind"] == "request" && e["payload"]["request"]["provider"] == "shell")
         .count();
     // ls, git status, cargo test, kubectl, rm, echo, psql, deploy.sh, psql
-    assert_eq!(shell_requests, 9, "{}", out.stdout);
-    assert!(
-        !out.stdout.contains("hunter2"),
-        "a secret reached the journal"
-    );
-    assert!(
-        out.stdout.contains("PGPASSWORD=[redacted] psql"),
-        "{}",
-        out.stdout
-    );
+    assert_eq!(shell_requests, 9, "{text}");
+    assert!(!text.contains("hunter2"), "a secret reached the journal");
+    assert!(text.contains("PGPASSWORD=[redacted] psql"), "{text}");
     assert!(events.iter().any(|e| e["kind"] == "verdict"
         && e["agent"] == "bot"
         && e["payload"]["reasons"] == json!(["critical-risk-needs-approval"])));

@@ -56,22 +56,8 @@ async fn client(env: &Env, conn: Vec<String>, ops: Value) -> Vec<Value> {
         .args(conn)
         .current_dir(env.dir.path())
         .env_remove("AIRLOCK_URL")
-        .env_remove("AIRLOCK_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let out = tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("python3 runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(ops.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
+        .env_remove("AIRLOCK_CONFIG");
+    let out = run_with_stdin(cmd, ops.to_string()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -116,25 +102,6 @@ fn tool<'a>(tools: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no tool {name} in {tools}"))
-}
-
-/// The gate's journal as JSON lines.
-async fn journal(env: &Env) -> Vec<Value> {
-    let out = env
-        .airlock(&[
-            "journal",
-            "export",
-            "--format",
-            "jsonl",
-            "--store",
-            &env.store(),
-        ])
-        .await
-        .code(0);
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,7 +181,7 @@ async fn over_stdio_a_python_agent_lists_reads_and_is_held_or_denied_with_reason
         r[6]
     );
     // Everything was journaled as the calling agent, and the chain verifies.
-    let events = journal(&env).await;
+    let events = env.journal().await;
     let verdicts: Vec<&Value> = events
         .iter()
         .filter(|e| e["kind"] == "verdict" && e["agent"] == "bot")
@@ -290,7 +257,7 @@ async fn over_stdio_lines_that_are_not_json_rpc_get_errors_and_the_session_goes_
     assert!(status.success(), "{status}");
     // Nothing was applied: no change was recorded.
     assert!(
-        journal(&env).await.iter().all(|e| e["kind"] != "applied"),
+        env.journal().await.iter().all(|e| e["kind"] != "applied"),
         "a refused call applied something"
     );
 }
@@ -351,7 +318,7 @@ async fn over_http_an_upstream_python_server_is_proxied_gated_journaled_and_reve
     assert!(r[7]["text"].as_str().unwrap().contains("q3"), "{}", r[7]);
     assert_eq!(r[8]["structured"]["verdict"], "hold", "{}", r[8]);
     // Journaled with arguments, the secret redacted.
-    let events = journal(&env).await;
+    let events = env.journal().await;
     let text = serde_json::to_string(&events).unwrap();
     assert!(
         !text.contains("sk-live-4242"),

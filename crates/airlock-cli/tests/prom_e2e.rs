@@ -246,15 +246,7 @@ async fn a_bad_deploy_is_judged_on_prometheus_and_reverted_within_seconds() {
     let mut ttm_ms = Vec::new();
     for i in 0..runs {
         let service = format!("s{i}");
-        let (status, v) = server
-            .post(
-                "/v1/actions?wait=true&timeout_s=30",
-                &env.bot,
-                &action("deploy", &service, json!({"version": "bad"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["status"], "reverted", "{v}\n{}", server.log());
+        let v = server.bad_deploy_reverted(&env.bot, &service).await;
         let change = text(&v["change_id"]).to_string();
         let applied = &server.events(&env.op, "applied", &change).await[0];
         let breach = &server.events(&env.op, "breach", &change).await[0];
@@ -358,15 +350,7 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
     let prom = Prometheus::start(env.dir.path(), prom_port, &target).await;
     prom.wait_for_series("airlock_sim_requests_total", 10).await;
 
-    let (status, v) = server
-        .post(
-            "/v1/actions?wait=true&timeout_s=30",
-            &env.bot,
-            &action("deploy", "s3", json!({"version": "bad"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["status"], "reverted", "{v}");
+    let v = server.bad_deploy_reverted(&env.bot, "s3").await;
     let change = text(&v["change_id"]).to_string();
     // Alertmanager holds the revert's alert, labelled with the change.
     let mut held = Vec::new();
@@ -486,15 +470,7 @@ async fn an_slo_query_rule_judges_the_change_and_its_evaluations_are_recorded() 
         1,
     )
     .await;
-    let (status, v) = server
-        .post(
-            "/v1/actions?wait=true&timeout_s=30",
-            &env.bot,
-            &action("deploy", "s5", json!({"version": "bad"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["status"], "reverted", "{v}\n{}", server.log());
+    let v = server.bad_deploy_reverted(&env.bot, "s5").await;
     let change = text(&v["change_id"]).to_string();
     let breach = &server.events(&env.op, "breach", &change).await[0];
     assert_eq!(breach["payload"]["rule"], "error-ratio <= 0.05", "{breach}");

@@ -80,17 +80,7 @@ async fn a_bad_deploy_breaches_its_bake_and_is_reverted_automatically() {
     let env = env(3).await;
     let server = env.serve(&[]).await;
 
-    let (status, v) = server
-        .post(
-            "/v1/actions?wait=true&timeout_s=20",
-            &env.bot,
-            &action("deploy", "web", json!({"version": "bad"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["verdict"], "allow", "{v}");
-    assert_eq!(v["waited"], "done", "{v}\n{}", server.log());
-    assert_eq!(v["status"], "reverted", "{v}");
+    let v = server.bad_deploy_reverted(&env.bot, "web").await;
     let change = text(&v["change_id"]);
     let action_id = text(&v["id"]);
 
@@ -320,15 +310,7 @@ async fn a_port_in_use_is_reported_once_with_its_address() {
 async fn show_tells_how_a_bad_deploy_was_caught_and_reverted() {
     let env = env(3).await;
     let server = env.serve(&[]).await;
-    let (status, v) = server
-        .post(
-            "/v1/actions?wait=true&timeout_s=20",
-            &env.bot,
-            &action("deploy", "web", json!({"version": "bad"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["status"], "reverted", "{v}\n{}", server.log());
+    let v = server.bad_deploy_reverted(&env.bot, "web").await;
     let change = text(&v["change_id"]);
 
     let t = env

@@ -139,7 +139,7 @@ fn unnamed_addr() -> ResourceAddr {
 /// The environment a piece of text names: `prod`, `staging` or `dev`, looking at
 /// whole tokens (`payments-prod`, `prod_db`, `/srv/staging/app`), so `product` or
 /// `device` name none. When several appear, the most sensitive wins.
-pub(crate) fn detect_env(text: &str) -> Option<String> {
+pub fn detect_env(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     let tokens: Vec<&str> = lower
         .split(|c: char| !c.is_ascii_alphanumeric())

@@ -8,8 +8,7 @@
 
 use crate::api::{AppState, decision_json, record_decision, started};
 use crate::config::{HookAnswer, RawHook};
-use crate::mcp::catalog::addr_name;
-use airlock_core::shell::{Classification, classify};
+use airlock_core::shell::{Classification, addr_name, classify, detect_env};
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
     ResourceAttrs, Restored, Risk, Snapshot, Verb, VerbSpec,
@@ -72,23 +71,6 @@ fn verb_of_tool_name(tool: &str) -> Verb {
         Verb::Exec
     } else {
         Verb::Update
-    }
-}
-
-/// An environment named in free text (a path, a namespace), if any.
-fn env_in(text: &str) -> Option<String> {
-    let t = text.to_ascii_lowercase();
-    let words: Vec<&str> = t
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let has = |ws: &[&str]| words.iter().any(|w| ws.contains(w));
-    if has(&["prod", "production", "prd"]) {
-        Some("prod".into())
-    } else if has(&["staging", "stage", "stg"]) {
-        Some("staging".into())
-    } else {
-        None
     }
 }
 
@@ -332,7 +314,7 @@ impl HookProvider {
             _ => Risk::Medium,
         };
         Ok((
-            env_in(path).or_else(|| env_in(tool)),
+            detect_env(path).or_else(|| detect_env(tool)),
             matches!(req.verb, Verb::Delete | Verb::Exec),
             risk,
             format!("tool-{}", req.verb),
@@ -569,7 +551,7 @@ async fn decide_inner(
             ));
         }
         if *unknown {
-            let prod = cfg.default_env == "prod" || env_in(&what).as_deref() == Some("prod");
+            let prod = cfg.default_env == "prod" || detect_env(&what).as_deref() == Some("prod");
             let configured = if prod { HookAnswer::Deny } else { cfg.unknown };
             if severity(configured) >= severity(answer) {
                 answer = configured;

@@ -227,8 +227,9 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         let up = crate::mcp::UpstreamProvider::connect(u.clone())
             .await
             .map_err(|e| ServeError::Upstream(e.to_string()))?;
-        tools.extend(up.tool_defs());
-        tracing::info!(upstream = %u.name, tools = up.tool_defs().len(), "upstream MCP server connected");
+        let defs = up.tool_defs();
+        tracing::info!(upstream = %u.name, tools = defs.len(), "upstream MCP server connected");
+        tools.extend(defs);
         providers.push(Arc::new(up));
     }
     let gate = Arc::new(Gate::new(

@@ -184,13 +184,13 @@ impl SignalSource for PromSignals {
     async fn read(&self, service: &str) -> Result<Option<Counters>, String> {
         let c = &self.config;
         let q = |t: &str, agg: &str| format!("{agg}({})", Self::selector(t, service));
-        let got = async {
-            let requests = self.scalar(&q(&c.requests, "sum")).await?;
-            let errors = self.scalar(&q(&c.errors, "sum")).await?;
-            let p99 = self.scalar(&q(&c.p99_ms, "max")).await?;
-            Ok::<_, String>((requests, errors, p99))
-        }
-        .await;
+        // The three queries go out together: this runs every poll for every watched service.
+        let (rq, eq, pq) = (
+            q(&c.requests, "sum"),
+            q(&c.errors, "sum"),
+            q(&c.p99_ms, "max"),
+        );
+        let got = tokio::try_join!(self.scalar(&rq), self.scalar(&eq), self.scalar(&pq));
         match got {
             Ok((Some(requests_total), errors, p99)) => Ok(Some(Counters {
                 requests_total,
@@ -214,18 +214,15 @@ impl SignalSource for PromSignals {
         let c = &self.config;
         let w = window_s.max(2);
         let inc = |t: &str| format!("sum(increase({}[{w}s]))", Self::selector(t, service));
-        let got = async {
-            let requests = self.scalar(&inc(&c.requests)).await?;
-            let errors = self.scalar(&inc(&c.errors)).await?;
-            let p99 = self
-                .scalar(&format!(
-                    "max(max_over_time({}[{w}s]))",
-                    Self::selector(&c.p99_ms, service)
-                ))
-                .await?;
-            Ok::<_, String>((requests, errors, p99))
-        }
-        .await;
+        let (rq, eq, pq) = (
+            inc(&c.requests),
+            inc(&c.errors),
+            format!(
+                "max(max_over_time({}[{w}s]))",
+                Self::selector(&c.p99_ms, service)
+            ),
+        );
+        let got = tokio::try_join!(self.scalar(&rq), self.scalar(&eq), self.scalar(&pq));
         match got {
             Ok((None, _, _)) => Ok(None),
             Ok((requests, errors, p99)) => Ok(Some(Sample {

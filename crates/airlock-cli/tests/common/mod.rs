@@ -175,6 +175,25 @@ impl Env {
         }
     }
 
+    /// Every event of this directory's journal (`airlock journal export`).
+    pub async fn journal(&self) -> Vec<Value> {
+        let out = self
+            .airlock(&[
+                "journal",
+                "export",
+                "--format",
+                "jsonl",
+                "--store",
+                &self.store(),
+            ])
+            .await
+            .code(0);
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// An operator subcommand against `server`, with `op`'s token, answering in JSON.
     pub async fn operator(&self, server: &Server, args: &[&str]) -> Out {
         let mut all = args.to_vec();
@@ -344,6 +363,23 @@ impl Server {
         v
     }
 
+    /// Deploys the failing version `bad` to `service`, waits (up to 30 s) for the outcome
+    /// and asserts it was allowed and reverted by its bake; returns the action's view.
+    pub async fn bad_deploy_reverted(&self, token: &str, service: &str) -> Value {
+        let (status, v) = self
+            .post(
+                "/v1/actions?wait=true&timeout_s=30",
+                token,
+                &action("deploy", service, json!({"version": "bad"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["verdict"], "allow", "{v}");
+        assert_eq!(v["waited"], "done", "{v}\n{}", self.log());
+        assert_eq!(v["status"], "reverted", "{v}\n{}", self.log());
+        v
+    }
+
     /// Polls an action until its status is one of `want`, for at most `tries` polls.
     pub async fn wait_for(&self, token: &str, id: &str, want: &[&str], tries: u32) -> Value {
         let mut last = Value::Null;
@@ -398,4 +434,24 @@ pub fn scale(service: &str, replicas: u32) -> Value {
 
 pub fn text(v: &Value) -> &str {
     v.as_str().unwrap_or_else(|| panic!("not a string: {v}"))
+}
+
+/// Runs `cmd` with `input` on its stdin, off the async workers; returns what it printed.
+pub async fn run_with_stdin(mut cmd: Command, input: String) -> std::process::Output {
+    use std::io::Write;
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -3,7 +3,7 @@
 //! [`ActionRequest`], and how the gate's decision reads back as a tool result.
 
 use crate::mcp::schema;
-pub use airlock_core::shell::addr_name;
+use airlock_core::shell::addr_name;
 use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

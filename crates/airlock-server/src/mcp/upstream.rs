@@ -3,7 +3,8 @@
 //! is planned (from the tool's annotations and the config's overrides), decided and
 //! journaled like any other action before it is forwarded.
 
-use crate::mcp::catalog::{Route, ToolDef, addr_name};
+use crate::mcp::catalog::{Route, ToolDef};
+use airlock_core::shell::addr_name;
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
     ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
