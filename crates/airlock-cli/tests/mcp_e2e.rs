@@ -225,12 +225,15 @@ async fn over_stdio_lines_that_are_not_json_rpc_get_errors_and_the_session_goes_
             writeln!(stdin, "{line}").unwrap();
         }
         stdin.flush().unwrap();
-        // Read until both requests are answered (in any order), then close stdin: the
-        // server exits.
+        // Read until all four lines are answered (the two refused lines and the two
+        // requests, in any order: refusals are written by the line filter, requests
+        // by the session), then close stdin: the server exits.
         let mut seen: Vec<Value> = Vec::new();
         for line in BufReader::new(stdout).lines() {
             seen.push(serde_json::from_str(&line.unwrap()).unwrap());
-            if [6, 7].iter().all(|id| seen.iter().any(|v| v["id"] == *id)) {
+            let answered = |id: i64| seen.iter().any(|v| v["id"] == id);
+            let refused = |code: i64| seen.iter().any(|v| v["error"]["code"] == code);
+            if answered(6) && answered(7) && refused(-32700) && refused(-32600) {
                 break;
             }
         }

@@ -100,14 +100,17 @@ pub async fn serve_stdio(backend: Arc<dyn Backend>, token: Option<String>) -> Re
         let mut answers = BufReader::new(from_service).lines();
         let mut errors_open = true;
         loop {
+            // Refusals first: a refused line was read before any request that follows
+            // it, so its answer should not come after theirs.
             let line = tokio::select! {
-                l = answers.next_line() => match l {
-                    Ok(Some(l)) => l,
-                    _ => break,
-                },
+                biased;
                 e = errors_rx.recv(), if errors_open => match e {
                     Some(e) => e,
                     None => { errors_open = false; continue; }
+                },
+                l = answers.next_line() => match l {
+                    Ok(Some(l)) => l,
+                    _ => break,
                 },
             };
             if out.write_all(format!("{line}\n").as_bytes()).await.is_err()
