@@ -76,7 +76,7 @@ async fn open_store(store: &str) -> Result<Arc<dyn Journal>> {
         .with_context(|| format!("the journal `{store}` cannot be opened; guarded runs need it"))
 }
 
-fn bar(total: u64, quiet: bool) -> ProgressBar {
+pub(crate) fn bar(total: u64, quiet: bool) -> ProgressBar {
     if quiet {
         return ProgressBar::hidden();
     }
@@ -147,14 +147,14 @@ async fn run_jobs(
     Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
-fn mode_name(m: Mode) -> &'static str {
+pub(crate) fn mode_name(m: Mode) -> &'static str {
     match m {
         Mode::Guarded => "guarded",
         Mode::Unguarded => "unguarded",
     }
 }
 
-fn fmt_ttm(c: &Scorecard) -> String {
+pub(crate) fn fmt_ttm(c: &Scorecard) -> String {
     match (c.time_to_mitigate_s, c.mitigated) {
         (None, _) => "-".into(),
         (Some(s), true) => format!("{s:.0}s"),
@@ -216,7 +216,7 @@ fn side(c: &Scorecard) -> serde_json::Value {
     })
 }
 
-fn write_report(
+pub(crate) fn write_report(
     path: &Path,
     title: &str,
     seed: Option<u64>,

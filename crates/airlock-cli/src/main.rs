@@ -9,6 +9,7 @@ mod demo;
 mod hook;
 mod journal;
 mod mcp;
+mod prove;
 mod remote;
 mod serve;
 mod show;
@@ -43,6 +44,14 @@ enum Command {
     /// Prints a side-by-side table, writes a self-contained HTML report, and journals the
     /// guarded runs in the local store.
     Demo(demo::DemoArgs),
+    /// Prove agents on scenario files: scenarios × modes × seeds in parallel, each with
+    /// its reference and do-nothing runs; scorecards, the scenarios' assertions and pass^k
+    /// (every seed passes). Exit code 1 when an assertion fails, so it gates CI.
+    ///
+    /// `--agent-cmd CMD` tests any program instead of the scenarios' agents: it gets the
+    /// gate as an MCP server on its stdin/stdout and acts in turns (`observe`, the
+    /// sandbox's tools, `next_turn`); the simulator waits while it thinks.
+    Prove(prove::ProveArgs),
     /// Run one scenario file, unguarded, guarded or both.
     Run(demo::RunArgs),
     /// Check scenario files: every problem is reported with its line or field.
@@ -159,6 +168,9 @@ enum BenchCmd {
 
 #[derive(Subcommand)]
 enum ScenarioCmd {
+    /// Print the JSON Schema of scenario files (kept in `schema/scenario.schema.json`),
+    /// for editors and linters.
+    Schema,
     /// Validate scenario files; exit code 2 when any is invalid.
     Validate {
         /// Scenario files (TOML).
@@ -236,6 +248,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::demo(args).await,
         Command::Run(args) => demo::run(args).await,
+        Command::Prove(args) => prove::prove(args).await,
         Command::Journal(cmd) => journal::journal(cmd).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
@@ -258,6 +271,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
+        Command::Scenario(ScenarioCmd::Schema) => {
+            print!("{}", airlock_prove::scenario::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scenario(ScenarioCmd::Validate { files }) => {
             let mut bad = 0;
             for f in &files {

@@ -651,3 +651,161 @@ fn help_explains_the_exit_codes() {
     airlock(dir.path(), &["run", "--no-such-flag"]).code(2);
     assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
 }
+
+#[test]
+fn prove_gates_ci_on_assertions_with_pass_k_junit_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file("runaway-loop");
+    let out = airlock(
+        dir.path(),
+        &[
+            "prove",
+            &file,
+            "--seeds",
+            "2",
+            "--json",
+            "--junit",
+            "out/junit.xml",
+        ],
+    );
+    // The unguarded runaway breaks the SLO: an assertion fails, so the exit code is 1.
+    out.code(1);
+    let v = out.json();
+    assert_eq!(v["passed"], false);
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.len(),
+        8,
+        "2 seeds × (unguarded, guarded, reference, do-nothing)"
+    );
+    let sum = &v["summary"][0];
+    let mode = |m: &str| {
+        sum["modes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["mode"] == m)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(mode("guarded")["pass_k"], true, "{sum}");
+    assert_eq!(mode("unguarded")["pass_k"], false, "{sum}");
+    assert_eq!(sum["reference"]["passed"], 2);
+    for r in runs {
+        let card = &r["scorecard"];
+        assert!(card["error_budget_burned"].is_number(), "{card}");
+        if r["cast"] == "agent" {
+            assert!(card["cost_vs_reference"].is_number(), "{card}");
+        }
+    }
+    let junit = std::fs::read_to_string(dir.path().join("out/junit.xml")).unwrap();
+    assert!(
+        junit.contains("<testsuites name=\"airlock prove\" tests=\"6\" failures=\"2\">"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<failure message=\"availability &gt;= 0.999\""),
+        "{junit}"
+    );
+
+    // Guarded only: everything passes, exit 0, and the table says so.
+    let out = airlock(
+        dir.path(),
+        &["prove", &file, "--seeds", "2", "--mode", "guarded"],
+    );
+    out.code(0);
+    assert!(out.stdout.contains("all assertions passed"), "{out}");
+}
+
+#[test]
+fn prove_shards_deal_every_seed_to_exactly_one_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scenario_file("no-fault-control");
+    let seeds_of = |shard: &str| -> Vec<u64> {
+        let out = airlock(
+            dir.path(),
+            &[
+                "prove",
+                &file,
+                "--seeds",
+                "5",
+                "--mode",
+                "guarded",
+                "--no-baselines",
+                "--shard",
+                shard,
+                "--json",
+            ],
+        );
+        out.code(0);
+        out.json()["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seed"].as_u64().unwrap())
+            .collect()
+    };
+    let (a, b) = (seeds_of("1/2"), seeds_of("2/2"));
+    let mut all: Vec<u64> = a.iter().chain(&b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (101..106).collect::<Vec<_>>(), "{a:?} {b:?}");
+    assert!(a.iter().all(|s| !b.contains(s)));
+    let bad = airlock(dir.path(), &["prove", &file, "--shard", "3/2"]);
+    bad.code(2);
+}
+
+#[test]
+fn prove_refuses_a_bad_assertion_naming_file_and_field_and_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(scenario_file("runaway-loop"))
+        .unwrap()
+        .replace("\"availability >= 0.999\"", "\"availabilty >= 0.999\"");
+    std::fs::write(dir.path().join("bad.toml"), text).unwrap();
+    let out = airlock(dir.path(), &["prove", "bad.toml", "--junit", "j.xml"]);
+    out.code(2);
+    assert!(out.stderr.contains("bad.toml"), "{out}");
+    assert!(
+        out.stderr
+            .contains("assert[0]: `availabilty >= 0.999`: unknown metric"),
+        "{out}"
+    );
+    assert!(!dir.path().join("j.xml").exists(), "nothing ran");
+}
+
+#[test]
+fn an_external_agent_acts_in_turns_through_mcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = repo().join("examples/agents/mcp_agent.py");
+    let cmd = format!("python3 {}", agent.display());
+    let out = airlock(
+        dir.path(),
+        &[
+            "prove",
+            &scenario_file("az-loss"),
+            "--seeds",
+            "1",
+            "--agent-cmd",
+            &cmd,
+            "--json",
+        ],
+    );
+    let v = out.json();
+    let agent_runs: Vec<&Value> = v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["cast"] == "agent")
+        .collect();
+    assert_eq!(agent_runs.len(), 2, "{out}");
+    for r in agent_runs {
+        assert_eq!(r["agent"], "az-loss-agent");
+        // The sample agent scales the hot fleet up at its first turn, and the guard lets it.
+        assert!(
+            r["scorecard"]["actions_applied"].as_u64().unwrap() >= 1,
+            "{r}"
+        );
+        assert_eq!(r["scorecard"]["denied"], 0, "{r}");
+        assert_eq!(r["scorecard"]["destructive_applied"], 0, "{r}");
+    }
+    assert!(out.stderr.contains("[mcp_agent] the run is over"), "{out}");
+}

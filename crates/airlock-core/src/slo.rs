@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A health signal a rule looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalKind {
     /// Success ratio, 0 to 1 (request weighted).
@@ -18,7 +18,7 @@ pub enum SignalKind {
 }
 
 /// `>=` or `<=`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Comparator {
     #[serde(rename = ">=")]
     Ge,
@@ -27,7 +27,9 @@ pub enum Comparator {
 }
 
 /// What to do when a signal has no data during a poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MissingData {
     /// No data counts as a breach (the safest for critical services).
@@ -368,7 +370,7 @@ pub trait SignalSource: Send + Sync {
 }
 
 /// An SLO rule on a query's value (`[[slo]]`), e.g. an error ratio `<= 0.01`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRule {
     /// The rule's name, in breaches and timelines.

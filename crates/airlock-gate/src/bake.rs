@@ -14,7 +14,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 /// How changes are baked.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BakeConfig {
     /// How long a change is watched after apply, in seconds.
@@ -286,7 +286,23 @@ impl Gate {
                     cfg.missing,
                 );
                 let rules = cfg.rules();
+                // A scale-up cannot cause the overload a service was already in before it:
+                // taking that capacity away again would only deepen the incident. Such a
+                // breach is recorded as inherited, not reverted.
+                let inherited = matches!(judgement, Judgement::Breach { .. })
+                    && bake.plan.verb == airlock_core::Verb::Scale
+                    && bake.plan.blast.capacity_delta_pct > 0.0
+                    && bake
+                        .baseline
+                        .iter()
+                        .any(|b| b.service == service && !b.passing);
                 let (name, detail) = match &judgement {
+                    Judgement::Breach { rule, .. } if inherited => (
+                        "inherited",
+                        Some(format!(
+                            "{rule}: already failing before this capacity increase"
+                        )),
+                    ),
                     Judgement::Pass => ("pass", None),
                     Judgement::Insufficient { detail } => ("insufficient", Some(detail.clone())),
                     Judgement::Breach { rule, .. } => ("breach", Some(rule.clone())),
@@ -303,6 +319,7 @@ impl Gate {
                     bake.evaluations.remove(0);
                 }
                 match judgement {
+                    Judgement::Breach { .. } if inherited => {}
                     Judgement::Breach {
                         service,
                         rule,

@@ -67,11 +67,13 @@ fn world() -> WorldSpec {
                 name: "bad".into(),
                 error_rate: 0.2,
                 latency_factor: 1.0,
+                onset: Secs(0),
             },
             VersionSpec {
                 name: "bad2".into(),
                 error_rate: 0.2,
                 latency_factor: 1.0,
+                onset: Secs(0),
             },
         ],
         events: vec![],
@@ -1115,4 +1117,41 @@ async fn a_restarted_gate_restores_the_kill_switch_and_breakers_and_expires_orph
     assert_eq!(again.restore_controls().await.unwrap(), (0, 0));
     assert!(!again.killswitch().await);
     assert!(again.breaker("bot").await.is_none());
+}
+
+#[tokio::test]
+async fn a_scale_up_during_an_incident_it_did_not_cause_is_not_reverted() {
+    let f = fixture().await;
+    // The web tier is already failing before the change: a bad version, applied outside
+    // the gate.
+    {
+        let mut sim = f.sim.lock().unwrap();
+        let mut web = sim.desired("web").unwrap();
+        web.version = "bad".into();
+        sim.set_desired("web", &web).unwrap();
+    }
+    f.steps(6).await;
+    let before = f.desired("web").total();
+    let d = f
+        .gate
+        .submit(&f.bot, scale("web", before + 2))
+        .await
+        .unwrap();
+    let cid = allowed_change(&d);
+    // Then it gets worse for a reason of its own: its database loses every replica.
+    {
+        let mut sim = f.sim.lock().unwrap();
+        let mut db = sim.desired("db").unwrap();
+        db.replicas.values_mut().for_each(|n| *n = 0);
+        sim.set_desired("db", &db).unwrap();
+    }
+    let (outcome, _) = f.until_outcome(12).await;
+    // Taking the added capacity away again could only deepen the incident: the breach
+    // is inherited, and the change settles.
+    match outcome {
+        BakeOutcome::Settled { change_id, .. } => assert_eq!(change_id, cid),
+        other => panic!("expected the scale-up to settle, got {other:?}"),
+    }
+    assert_eq!(f.desired("web").total(), before + 2);
+    assert!(f.of_kind(EventKind::Reverted).await.is_empty());
 }

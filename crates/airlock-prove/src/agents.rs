@@ -6,6 +6,9 @@ mod config_pusher;
 mod cost_cutter;
 mod drift_fixer;
 mod forecast;
+mod noop;
+mod rule_scaler;
+mod runaway;
 
 use crate::scenario::{AgentSpec, Scenario};
 use airlock_core::ActionRequest;
@@ -32,14 +35,44 @@ pub trait Agent: Send {
 }
 
 /// Names of the built-in agents.
-pub const BUILT_IN: [&str; 4] = [
+pub const BUILT_IN: [&str; 7] = [
     "forecast-autoscaler",
     "drift-fixer",
     "cost-cutter",
     "config-pusher",
+    "rule-scaler",
+    "runaway",
+    "noop",
 ];
 
-/// Builds the agent a scenario names.
+/// Checks an agent spec: a built-in agent is built; an external one needs a command and
+/// takes no parameters.
+pub fn check(spec: &AgentSpec, scenario: &Scenario) -> Result<(), String> {
+    if spec.principal().is_empty()
+        || !spec
+            .principal()
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(format!(
+            "id: `{}`: use letters, digits, `-`, `_` and `.`",
+            spec.principal()
+        ));
+    }
+    if spec.turn.0 == 0 {
+        return Err("turn: must be at least 1s".into());
+    }
+    match &spec.cmd {
+        Some(cmd) if cmd.trim().is_empty() => Err("cmd: empty command".into()),
+        Some(_) if !spec.params.is_empty() => {
+            Err("params: an external agent (`cmd`) takes no parameters".into())
+        }
+        Some(_) => Ok(()),
+        None => build(spec, scenario).map(|_| ()),
+    }
+}
+
+/// Builds the built-in agent a spec names.
 pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, String> {
     let p = Params {
         table: &spec.params,
@@ -50,6 +83,9 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
         "drift-fixer" => Box::new(drift_fixer::DriftFixer::new(&p, scenario)?),
         "cost-cutter" => Box::new(cost_cutter::CostCutter::new(&p, scenario)?),
         "config-pusher" => Box::new(config_pusher::ConfigPusher::new(&p, scenario)?),
+        "rule-scaler" => Box::new(rule_scaler::RuleScaler::new(&p, scenario)?),
+        "runaway" => Box::new(runaway::Runaway::new(&p, scenario)?),
+        "noop" => Box::new(noop::Noop),
         other => {
             return Err(format!(
                 "unknown agent `{other}`: built-in agents are {}",
@@ -61,7 +97,20 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
         "forecast-autoscaler" => &["service", "margin", "every", "horizon", "min_replicas"],
         "drift-fixer" => &["env", "check_at"],
         "cost-cutter" => &["env", "act_at"],
-        _ => &["services", "version", "act_at", "retry_after", "max_tries"],
+        "config-pusher" => &["services", "version", "act_at", "retry_after", "max_tries"],
+        "rule-scaler" => &[
+            "services",
+            "env",
+            "target_utilization",
+            "tolerance",
+            "every",
+            "stabilization",
+            "min_replicas",
+            "max_replicas",
+            "missing_as_zero",
+        ],
+        "runaway" => &["service", "low", "high", "every", "act_at"],
+        _ => &[],
     };
     for k in spec.params.keys() {
         if !allowed.contains(&k.as_str()) {

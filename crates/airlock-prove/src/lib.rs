@@ -5,12 +5,14 @@
 //! agents' choices all follow from them, on virtual time.
 
 pub mod agents;
+pub mod assertions;
+pub mod external;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod score;
 
-pub use runner::{Mode, RunError, RunResult, run_scenario};
+pub use runner::{Cast, Mode, RunError, RunOptions, RunResult, run, run_scenario};
 pub use scenario::{Scenario, ScenarioError};
 pub use score::Scorecard;
 

@@ -596,6 +596,7 @@ mod tests {
     fn entry(t_s: f64, what: &str, detail: &str) -> TimelineEntry {
         TimelineEntry {
             t_s,
+            agent: "forecast-scaler".into(),
             verb: "scale".into(),
             target: "sim://us-east/checkout".into(),
             what: what.into(),
@@ -620,7 +621,10 @@ mod tests {
             scenario: "flash-crowd".into(),
             seed: 7,
             mode,
+            cast: crate::runner::Cast::Agent,
             agent: "forecast-scaler".into(),
+            checks: Vec::new(),
+            passed: true,
             scorecard: Scorecard {
                 availability: 1.0 - (1.0 - dip) / 4.0,
                 slo_violation_minutes: if dip < SLO { 30.0 } else { 0.0 },

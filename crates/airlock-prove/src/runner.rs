@@ -1,16 +1,19 @@
 //! Runs one scenario once: unguarded (the agent's actions applied directly) or guarded
 //! (through the gate, with the scenario's policies, guards, bake and approver).
 
-use crate::agents::{self, Outcome};
-use crate::scenario::{ApproverMode, Scenario};
+use crate::agents::{self, Agent, Outcome};
+use crate::assertions::{Check, check_all};
+use crate::external::{CallAnswer, External, Launcher, Step, Turn};
+use crate::scenario::{AgentSpec, ApproverMode, Scenario};
 use crate::score::{Scorecard, Tally};
 use airlock_core::{ActionRequest, ManualClock, PolicyEngine, Provider};
-use airlock_gate::{BakeOutcome, Gate, GateConfig, Principal, PrincipalKind2};
-use airlock_sim::{Desired, Sim, SimProvider, Tier};
+use airlock_gate::{BakeOutcome, Decision, Gate, GateConfig, Principal, PrincipalKind2};
+use airlock_sim::{Desired, Observation, Sim, SimProvider, Tier};
 use airlock_store::Journal;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Guarded or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,6 +34,8 @@ pub enum RunError {
     NoJournal,
     #[error("gate: {0}")]
     Gate(#[from] airlock_gate::GateError),
+    #[error("agent `{agent}`: {message}")]
+    Agent { agent: String, message: String },
 }
 
 /// One point of the run's time series (critical services, aggregated per minute).
@@ -43,10 +48,35 @@ pub struct Point {
     pub capacity_rps: f64,
 }
 
+/// Which agents act in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cast {
+    /// The agent under test (and its peers).
+    Agent,
+    /// The scenario's reference agent in its place (peers stay).
+    Reference,
+    /// Nobody acts: what the workload and the faults alone do.
+    DoNothing,
+}
+
+impl Cast {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cast::Agent => "agent",
+            Cast::Reference => "reference",
+            Cast::DoNothing => "do-nothing",
+        }
+    }
+}
+
 /// One thing that happened to an action.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub t_s: f64,
+    /// The agent that asked (empty for the gate's own reverts).
+    #[serde(default)]
+    pub agent: String,
     pub verb: String,
     pub target: String,
     /// `applied`, `allow`, `deny`, `hold`, `approved`, `operator-denied`, `expired`, `reverted`, `needs_attention`, `failed`.
@@ -60,25 +90,283 @@ pub struct RunResult {
     pub scenario: String,
     pub seed: u64,
     pub mode: Mode,
+    pub cast: Cast,
+    /// The acting agent's name (`noop` in a do-nothing run).
     pub agent: String,
     pub scorecard: Scorecard,
+    /// The scenario's assertions on this run.
+    pub checks: Vec<Check>,
+    /// Every assertion passed.
+    pub passed: bool,
     pub series: Vec<Point>,
     pub timeline: Vec<TimelineEntry>,
 }
 
-struct Held {
-    request: ActionRequest,
-    due: i64,
+/// How to make a run: who acts, where guarded runs journal, how external agents start.
+pub struct RunOptions<'a> {
+    pub cast: Cast,
+    /// The journal of a guarded run.
+    pub journal: Option<Arc<dyn Journal>>,
+    /// Starts external agents (`cmd`); runs with one fail without it.
+    pub launcher: Option<&'a dyn Launcher>,
+    /// Wall time an external agent may take for one turn before the turn ends without it.
+    pub turn_timeout: Duration,
+    /// Called with the fraction done.
+    pub progress: &'a (dyn Fn(f64) + Sync),
 }
 
-/// Runs `scenario` from `seed` in `mode`. Guarded runs journal into `journal`.
-/// `progress` is called with the fraction done.
+impl<'a> RunOptions<'a> {
+    /// The agent under test, no external agents.
+    pub fn new(journal: Option<Arc<dyn Journal>>, progress: &'a (dyn Fn(f64) + Sync)) -> Self {
+        Self {
+            cast: Cast::Agent,
+            journal,
+            launcher: None,
+            turn_timeout: Duration::from_secs(120),
+            progress,
+        }
+    }
+}
+
+/// Runs `scenario`'s agent under test from `seed` in `mode`. Guarded runs journal into
+/// `journal`. `progress` is called with the fraction done.
 pub async fn run_scenario(
     scenario: &Scenario,
     seed: u64,
     mode: Mode,
     journal: Option<Arc<dyn Journal>>,
     progress: &(dyn Fn(f64) + Sync),
+) -> Result<RunResult, RunError> {
+    run(scenario, seed, mode, RunOptions::new(journal, progress)).await
+}
+
+enum Driver {
+    BuiltIn(Box<dyn Agent>, VecDeque<ActionRequest>),
+    External(External),
+}
+
+struct Actor {
+    name: String,
+    token: String,
+    driver: Driver,
+}
+
+struct Held {
+    actor: usize,
+    request: ActionRequest,
+    due: i64,
+}
+
+/// The run's state that submissions change.
+struct Ctx {
+    handle: Arc<Mutex<Sim>>,
+    gate: Option<Arc<Gate>>,
+    tally: Tally,
+    timeline: Vec<TimelineEntry>,
+    held: BTreeMap<String, Held>,
+    run_start: i64,
+    approver_delay_ms: i64,
+}
+
+fn poisoned() -> RunError {
+    RunError::Scenario("simulator poisoned".into())
+}
+
+impl Ctx {
+    fn rel(&self, t: i64) -> f64 {
+        (t - self.run_start) as f64 / 1000.0
+    }
+
+    fn entry(
+        &self,
+        t: i64,
+        agent: &str,
+        req: &ActionRequest,
+        what: &str,
+        detail: String,
+    ) -> TimelineEntry {
+        TimelineEntry {
+            t_s: self.rel(t),
+            agent: agent.to_string(),
+            verb: req.verb.to_string(),
+            target: req.target.to_string(),
+            what: what.to_string(),
+            detail,
+        }
+    }
+
+    /// Decides (guarded) or applies (unguarded) one request at `now`.
+    async fn submit(
+        &mut self,
+        actor: usize,
+        agent: &str,
+        token: &str,
+        req: &ActionRequest,
+        now: i64,
+    ) -> Result<(Outcome, CallAnswer), RunError> {
+        let mutation = req.verb.is_mutation();
+        if mutation {
+            self.tally.card.actions_attempted += 1;
+            self.tally.respond(now);
+        }
+        let Some(gate) = &self.gate else {
+            let result = {
+                let mut sim = self.handle.lock().map_err(|_| poisoned())?;
+                sim.plan(req)
+                    .and_then(|p| sim.apply_plan(&p).map(|applied| (p, applied)))
+            };
+            return Ok(match result {
+                Ok((plan, applied)) => {
+                    if mutation && !plan.is_noop() {
+                        self.tally.applied(&plan.blast, plan.destructive);
+                    }
+                    let e = self.entry(now, agent, req, "applied", plan.summary.clone());
+                    self.timeline.push(e);
+                    let result = (!mutation).then(|| {
+                        serde_json::Value::Array(
+                            applied.entries.into_iter().filter_map(|(_, v)| v).collect(),
+                        )
+                    });
+                    (
+                        Outcome::Applied,
+                        CallAnswer::Direct {
+                            summary: plan.summary,
+                            result,
+                            error: None,
+                        },
+                    )
+                }
+                Err(e) => {
+                    let entry = self.entry(now, agent, req, "failed", e.to_string());
+                    self.timeline.push(entry);
+                    (
+                        Outcome::Failed(e.to_string()),
+                        CallAnswer::Direct {
+                            summary: String::new(),
+                            result: None,
+                            error: Some(e.to_string()),
+                        },
+                    )
+                }
+            });
+        };
+        let d = match gate.submit(token, req.clone()).await {
+            Ok(d) => d,
+            Err(e) => {
+                let entry = self.entry(now, agent, req, "failed", e.to_string());
+                self.timeline.push(entry);
+                return Ok((
+                    Outcome::Failed(e.to_string()),
+                    CallAnswer::Direct {
+                        summary: String::new(),
+                        result: None,
+                        error: Some(e.to_string()),
+                    },
+                ));
+            }
+        };
+        let outcome = self.record(actor, agent, req, &d, now);
+        Ok((outcome, CallAnswer::Decided(Box::new(d))))
+    }
+
+    /// Tallies and records a decision on `req`, made at `now`.
+    fn record(
+        &mut self,
+        actor: usize,
+        agent: &str,
+        req: &ActionRequest,
+        d: &Decision,
+        now: i64,
+    ) -> Outcome {
+        let summary = d
+            .plan
+            .as_ref()
+            .map(|p| p.summary.clone())
+            .unwrap_or_default();
+        let (what, detail, outcome) = match d.verdict {
+            "allow" if d.applied() => {
+                if let Some(p) = &d.plan {
+                    self.tally.applied(&p.blast, p.destructive);
+                }
+                ("applied", summary, Outcome::Applied)
+            }
+            "allow" if d.error.is_some() => {
+                let e = d.error.clone().unwrap_or_default();
+                ("failed", e.clone(), Outcome::Failed(e))
+            }
+            "allow" => ("allow", summary, Outcome::Applied),
+            "hold" => {
+                self.tally.card.held += 1;
+                if let Some(id) = d.approval_id.clone() {
+                    self.held.insert(
+                        id,
+                        Held {
+                            actor,
+                            request: req.clone(),
+                            due: now + self.approver_delay_ms,
+                        },
+                    );
+                }
+                (
+                    "hold",
+                    format!("{} — {}", d.reasons.join(", "), summary),
+                    Outcome::Held,
+                )
+            }
+            _ => {
+                self.tally.card.denied += 1;
+                (
+                    "deny",
+                    format!("{} — {}", d.reasons.join(", "), summary),
+                    Outcome::Denied(d.reasons.clone()),
+                )
+            }
+        };
+        let e = self.entry(now, agent, req, what, detail);
+        self.timeline.push(e);
+        outcome
+    }
+}
+
+/// The agents acting in a run of this cast.
+fn cast_of(scenario: &Scenario, cast: Cast) -> Vec<AgentSpec> {
+    match cast {
+        Cast::Agent => std::iter::once(scenario.agent.clone())
+            .chain(scenario.peers.iter().cloned())
+            .collect(),
+        Cast::Reference => std::iter::once(
+            scenario
+                .reference
+                .clone()
+                .unwrap_or_else(|| AgentSpec::built_in("noop")),
+        )
+        .chain(scenario.peers.iter().cloned())
+        .collect(),
+        Cast::DoNothing => Vec::new(),
+    }
+}
+
+fn turn_of(handle: &Mutex<Sim>, run_start: i64) -> Turn {
+    match handle.lock() {
+        Ok(sim) => Turn {
+            t_s: (sim.now() - run_start) as f64 / 1000.0,
+            done: false,
+            observation: Some(sim.observe()),
+        },
+        Err(_) => Turn {
+            t_s: 0.0,
+            done: true,
+            observation: None,
+        },
+    }
+}
+
+/// Runs `scenario` from `seed` in `mode` with `opts`.
+pub async fn run(
+    scenario: &Scenario,
+    seed: u64,
+    mode: Mode,
+    opts: RunOptions<'_>,
 ) -> Result<RunResult, RunError> {
     let mut sim = Sim::new(
         scenario.world(),
@@ -104,11 +392,11 @@ pub async fn run_scenario(
     let handle = Arc::new(Mutex::new(sim));
     let provider = Arc::new(SimProvider::new(handle.clone()));
     let clock = ManualClock::new(scenario.sim_start());
-    let mut agent = agents::build(&scenario.agent, scenario).map_err(RunError::Scenario)?;
-    let agent_name = agent.name().to_string();
+    let run_start = scenario.run_start();
+    let specs = cast_of(scenario, opts.cast);
 
-    let (gate, token, approver) = if mode == Mode::Guarded {
-        let journal = journal.ok_or(RunError::NoJournal)?;
+    let (gate, approver) = if mode == Mode::Guarded {
+        let journal = opts.journal.clone().ok_or(RunError::NoJournal)?;
         let policy = match &scenario.guard.policy {
             Some(text) => PolicyEngine::new(text, airlock_core::policy::SCHEMA),
             None => PolicyEngine::default_pack(),
@@ -128,7 +416,6 @@ pub async fn run_scenario(
             Arc::new(clock.clone()),
             config,
         );
-        let token = gate.issue_token(&agent_name, PrincipalKind2::Agent).await?;
         let approver_name = "scenario-approver";
         gate.issue_token(approver_name, PrincipalKind2::Operator)
             .await?;
@@ -136,260 +423,126 @@ pub async fn run_scenario(
             name: approver_name.into(),
             kind: PrincipalKind2::Operator,
         };
-        (Some(gate), token, Some(approver))
+        (Some(Arc::new(gate)), Some(approver))
     } else {
-        (None, String::new(), None)
+        (None, None)
     };
 
+    let mut actors = Vec::new();
+    for spec in &specs {
+        let name = spec.principal().to_string();
+        let token = match &gate {
+            Some(g) => g.issue_token(&name, PrincipalKind2::Agent).await?,
+            None => String::new(),
+        };
+        let driver = match &spec.cmd {
+            None => Driver::BuiltIn(
+                agents::build(spec, scenario).map_err(RunError::Scenario)?,
+                VecDeque::new(),
+            ),
+            Some(cmd) => {
+                let launcher = opts.launcher.ok_or_else(|| RunError::Agent {
+                    agent: name.clone(),
+                    message: "external agents (`cmd`) need `airlock prove`".into(),
+                })?;
+                let (tx, rx) = tokio::sync::mpsc::channel(16);
+                let process = launcher
+                    .launch(cmd, &name, provider.clone() as Arc<dyn Provider>, tx)
+                    .map_err(|message| RunError::Agent {
+                        agent: name.clone(),
+                        message,
+                    })?;
+                Driver::External(External::new(
+                    rx,
+                    process,
+                    spec.turn.ms(),
+                    run_start,
+                    opts.turn_timeout,
+                ))
+            }
+        };
+        actors.push(Actor {
+            name,
+            token,
+            driver,
+        });
+    }
+    let agent_name = actors
+        .first()
+        .map_or_else(|| "noop".to_string(), |a| a.name.clone());
+
+    let mut ctx = Ctx {
+        handle: handle.clone(),
+        gate,
+        tally: Tally::new(scenario.slo),
+        timeline: Vec::new(),
+        held: BTreeMap::new(),
+        run_start,
+        approver_delay_ms: scenario.approver.delay.ms(),
+    };
     let tick_ms = scenario.tick.ms();
     let total_ticks = (scenario.warmup.0 + scenario.duration.0) / scenario.tick.0;
-    let run_start = scenario.run_start();
     let dt = scenario.tick.0 as f64;
-    let mut tally = Tally::new(scenario.slo);
-    let mut timeline = Vec::new();
     let mut series = Vec::new();
     let mut minute: (i64, f64, f64, f64, u32) = (i64::MIN, 0.0, 0.0, 0.0, 0);
-    let mut held: BTreeMap<String, Held> = BTreeMap::new();
     let report_every = (total_ticks / 200).max(1);
-    let rel = |t: i64| (t - run_start) as f64 / 1000.0;
 
     for i in 0..total_ticks {
-        let (obs, now) = {
-            let mut sim = handle
-                .lock()
-                .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
+        let (obs, now): (Observation, i64) = {
+            let mut sim = handle.lock().map_err(|_| poisoned())?;
             sim.tick();
             clock.set(sim.now());
             (sim.observe(), sim.now())
         };
         let warm = now <= run_start;
-        let requests = agent.step(&obs, warm);
-        for req in requests {
-            let mutation = req.verb.is_mutation();
-            if mutation {
-                tally.card.actions_attempted += 1;
+        for (a, actor) in actors.iter_mut().enumerate() {
+            match &mut actor.driver {
+                Driver::BuiltIn(agent, queue) => queue.extend(agent.step(&obs, warm)),
+                Driver::External(x) if !warm => x.begin(now, || turn_of(&handle, run_start)),
+                Driver::External(_) => {}
             }
-            let entry = |what: &str, detail: String| TimelineEntry {
-                t_s: rel(now),
-                verb: req.verb.to_string(),
-                target: req.target.to_string(),
-                what: what.to_string(),
-                detail,
-            };
-            let outcome = match &gate {
-                None => {
-                    let result = {
-                        let mut sim = handle
-                            .lock()
-                            .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
-                        sim.plan(&req).and_then(|p| sim.apply_plan(&p).map(|_| p))
-                    };
-                    match result {
-                        Ok(plan) => {
-                            if mutation && !plan.is_noop() {
-                                tally.card.actions_applied += 1;
-                                if plan.destructive {
-                                    tally.card.destructive_applied += 1;
-                                }
-                            }
-                            timeline.push(entry("applied", plan.summary.clone()));
-                            Outcome::Applied
-                        }
-                        Err(e) => {
-                            timeline.push(entry("failed", e.to_string()));
-                            Outcome::Failed(e.to_string())
-                        }
-                    }
-                }
-                Some(g) => match g.submit(&token, req.clone()).await {
-                    Ok(d) => {
-                        let summary = d
-                            .plan
-                            .as_ref()
-                            .map(|p| p.summary.clone())
-                            .unwrap_or_default();
-                        match d.verdict {
-                            "allow" if d.applied() => {
-                                tally.card.actions_applied += 1;
-                                if d.plan.as_ref().is_some_and(|p| p.destructive) {
-                                    tally.card.destructive_applied += 1;
-                                }
-                                timeline.push(entry("applied", summary));
-                                Outcome::Applied
-                            }
-                            "allow" if d.error.is_some() => {
-                                let e = d.error.clone().unwrap_or_default();
-                                timeline.push(entry("failed", e.clone()));
-                                Outcome::Failed(e)
-                            }
-                            "allow" => {
-                                timeline.push(entry("allow", summary));
-                                Outcome::Applied
-                            }
-                            "hold" => {
-                                tally.card.held += 1;
-                                timeline.push(entry(
-                                    "hold",
-                                    format!("{} — {}", d.reasons.join(", "), summary),
-                                ));
-                                if let Some(id) = d.approval_id.clone() {
-                                    held.insert(
-                                        id,
-                                        Held {
-                                            request: req.clone(),
-                                            due: now + scenario.approver.delay.ms(),
-                                        },
-                                    );
-                                }
-                                Outcome::Held
-                            }
-                            _ => {
-                                tally.card.denied += 1;
-                                timeline.push(entry(
-                                    "deny",
-                                    format!("{} — {}", d.reasons.join(", "), summary),
-                                ));
-                                Outcome::Denied(d.reasons.clone())
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        timeline.push(entry("failed", e.to_string()));
-                        Outcome::Failed(e.to_string())
-                    }
-                },
-            };
-            agent.outcome(&req, &outcome);
-        }
-        if let (Some(g), Some(approver)) = (&gate, &approver) {
-            for id in g.expire_holds().await? {
-                if let Some(h) = held.remove(&id) {
-                    timeline.push(TimelineEntry {
-                        t_s: rel(now),
-                        verb: h.request.verb.to_string(),
-                        target: h.request.target.to_string(),
-                        what: "expired".into(),
-                        detail: "no operator answered".into(),
-                    });
-                    agent.outcome(&h.request, &Outcome::Denied(vec!["hold-expired".into()]));
-                }
-            }
-            if scenario.approver.mode != ApproverMode::Never {
-                let due: Vec<String> = held
-                    .iter()
-                    .filter(|(_, h)| h.due <= now)
-                    .map(|(id, _)| id.clone())
-                    .collect();
-                for id in due {
-                    let Some(h) = held.remove(&id) else { continue };
-                    let approve = scenario.approver.mode == ApproverMode::Approve;
-                    let reason = if approve {
-                        "approved by the scenario's approver"
-                    } else {
-                        "denied by the scenario's approver"
-                    };
-                    let mk = |what: &str, detail: String| TimelineEntry {
-                        t_s: rel(now),
-                        verb: h.request.verb.to_string(),
-                        target: h.request.target.to_string(),
-                        what: what.into(),
-                        detail,
-                    };
-                    let outcome = match g.resolve(&id, approver, approve, reason).await {
-                        Ok(d) if d.applied() => {
-                            tally.card.actions_applied += 1;
-                            if d.plan.as_ref().is_some_and(|p| p.destructive) {
-                                tally.card.destructive_applied += 1;
-                            }
-                            timeline.push(mk(
-                                "approved",
-                                d.plan
-                                    .as_ref()
-                                    .map(|p| p.summary.clone())
-                                    .unwrap_or_default(),
-                            ));
-                            Outcome::Applied
-                        }
-                        Ok(d) if d.verdict == "hold" => {
-                            timeline.push(mk(
-                                "hold",
-                                format!("planned again: {}", d.reasons.join(", ")),
-                            ));
-                            if let Some(nid) = d.approval_id.clone() {
-                                held.insert(
-                                    nid,
-                                    Held {
-                                        request: h.request.clone(),
-                                        due: now + scenario.approver.delay.ms(),
-                                    },
-                                );
-                            }
-                            Outcome::Held
-                        }
-                        Ok(d) => {
-                            timeline.push(mk("operator-denied", d.reasons.join(", ")));
-                            Outcome::Denied(d.reasons.clone())
-                        }
-                        Err(e) => {
-                            timeline.push(mk("failed", e.to_string()));
-                            Outcome::Failed(e.to_string())
-                        }
-                    };
-                    if outcome != Outcome::Held {
-                        agent.outcome(&h.request, &outcome);
-                    }
-                }
-            }
-            for o in g.poll().await? {
-                match o {
-                    BakeOutcome::Reverted {
-                        change_id,
-                        service,
-                        rule,
-                        value,
-                        detected_at,
-                        reverted_at,
-                        breaker_opened,
-                        ..
-                    } => {
-                        tally.card.reverted += 1;
-                        timeline.push(TimelineEntry {
-                            t_s: rel(reverted_at),
-                            verb: "revert".into(),
-                            target: change_id,
-                            what: "reverted".into(),
-                            detail: format!(
-                                "{service}: {rule} ({}), detected {:.0}s in{}",
-                                value.map_or("no data".into(), |v| format!("{v:.4}")),
-                                rel(detected_at),
-                                if breaker_opened {
-                                    "; breaker opened"
+            loop {
+                let (req, reply) = match &mut actor.driver {
+                    Driver::BuiltIn(_, queue) => match queue.pop_front() {
+                        Some(r) => (r, None),
+                        None => break,
+                    },
+                    Driver::External(x) => match x.next(&|| turn_of(&handle, run_start)).await {
+                        Step::Call(r, reply) => (*r, Some(reply)),
+                        Step::Done => break,
+                        Step::TimedOut | Step::Gone => {
+                            let gone =
+                                matches!(x.next(&|| turn_of(&handle, run_start)).await, Step::Gone);
+                            ctx.timeline.push(TimelineEntry {
+                                t_s: ctx.rel(now),
+                                agent: actor.name.clone(),
+                                verb: String::new(),
+                                target: String::new(),
+                                what: if gone { "exited" } else { "turn-timeout" }.into(),
+                                detail: if gone {
+                                    "the agent ended its session".into()
                                 } else {
-                                    ""
-                                }
-                            ),
-                        });
-                    }
-                    BakeOutcome::NeedsAttention {
-                        change_id, detail, ..
-                    } => {
-                        tally.card.needs_attention += 1;
-                        timeline.push(TimelineEntry {
-                            t_s: rel(now),
-                            verb: "revert".into(),
-                            target: change_id,
-                            what: "needs_attention".into(),
-                            detail,
-                        });
-                    }
-                    BakeOutcome::Settled { .. } => {}
+                                    format!("no `next_turn` within {:?}", opts.turn_timeout)
+                                },
+                            });
+                            break;
+                        }
+                    },
+                };
+                let (outcome, answer) = ctx.submit(a, &actor.name, &actor.token, &req, now).await?;
+                if let Driver::BuiltIn(agent, _) = &mut actor.driver {
+                    agent.outcome(&req, &outcome);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
                 }
             }
+        }
+        if ctx.gate.is_some() {
+            resolve_holds(&mut ctx, &mut actors, approver.as_ref(), scenario, now).await?;
         }
         if !warm {
-            let sim = handle
-                .lock()
-                .map_err(|_| RunError::Scenario("simulator poisoned".into()))?;
+            let sim = handle.lock().map_err(|_| poisoned())?;
             let truth = sim.truth();
             let (mut demand, mut ok, mut cap) = (0.0, 0.0, 0.0);
             for name in &critical {
@@ -401,7 +554,7 @@ pub async fn run_scenario(
             }
             let availability = if demand > 0.0 { ok / demand } else { 1.0 };
             let replicas: u32 = truth.values().map(|s| s.replicas_desired).sum();
-            tally.tick(now, dt, availability, demand, replicas);
+            ctx.tally.tick(now, dt, availability, demand, replicas);
             let m = (now - run_start) / 60_000;
             if minute.0 != m {
                 if minute.4 > 0 {
@@ -421,18 +574,200 @@ pub async fn run_scenario(
             minute.4 += 1;
         }
         if i % report_every == 0 {
-            progress(i as f64 / total_ticks as f64);
+            (opts.progress)(i as f64 / total_ticks as f64);
         }
     }
     let end = scenario.sim_start() + total_ticks as i64 * tick_ms;
-    progress(1.0);
+    for a in &mut actors {
+        if let Driver::External(x) = &mut a.driver {
+            x.finish(ctx.rel(end));
+        }
+    }
+    drop(actors);
+    (opts.progress)(1.0);
+    let scorecard = ctx.tally.finish(end);
+    let checks = check_all(scenario.assertions_for(opts.cast), &scorecard);
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed,
         mode,
+        cast: opts.cast,
         agent: agent_name,
-        scorecard: tally.finish(end),
+        passed: checks.iter().all(|c| c.passed),
+        checks,
+        scorecard,
         series,
-        timeline,
+        timeline: ctx.timeline,
     })
+}
+
+/// Expires holds, lets the scenario's approver answer the due ones, and runs the bake.
+async fn resolve_holds(
+    ctx: &mut Ctx,
+    actors: &mut [Actor],
+    approver: Option<&Principal>,
+    scenario: &Scenario,
+    now: i64,
+) -> Result<(), RunError> {
+    let (Some(g), Some(approver)) = (ctx.gate.clone(), approver) else {
+        return Ok(());
+    };
+    let tell = |actors: &mut [Actor], actor: usize, req: &ActionRequest, o: &Outcome| {
+        if let Some(Actor {
+            driver: Driver::BuiltIn(agent, _),
+            ..
+        }) = actors.get_mut(actor)
+        {
+            agent.outcome(req, o);
+        }
+    };
+    for id in g.expire_holds().await? {
+        if let Some(h) = ctx.held.remove(&id) {
+            let name = actors
+                .get(h.actor)
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            let e = ctx.entry(
+                now,
+                &name,
+                &h.request,
+                "expired",
+                "no operator answered".into(),
+            );
+            ctx.timeline.push(e);
+            tell(
+                actors,
+                h.actor,
+                &h.request,
+                &Outcome::Denied(vec!["hold-expired".into()]),
+            );
+        }
+    }
+    if scenario.approver.mode != ApproverMode::Never {
+        let due: Vec<String> = ctx
+            .held
+            .iter()
+            .filter(|(_, h)| h.due <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            let Some(h) = ctx.held.remove(&id) else {
+                continue;
+            };
+            let name = actors
+                .get(h.actor)
+                .map(|a| a.name.clone())
+                .unwrap_or_default();
+            let approve = scenario.approver.mode == ApproverMode::Approve;
+            let reason = if approve {
+                "approved by the scenario's approver"
+            } else {
+                "denied by the scenario's approver"
+            };
+            let outcome = match g.resolve(&id, approver, approve, reason).await {
+                Ok(d) if d.applied() => {
+                    if let Some(p) = &d.plan {
+                        ctx.tally.applied(&p.blast, p.destructive);
+                    }
+                    let summary = d
+                        .plan
+                        .as_ref()
+                        .map(|p| p.summary.clone())
+                        .unwrap_or_default();
+                    let e = ctx.entry(now, &name, &h.request, "approved", summary);
+                    ctx.timeline.push(e);
+                    Outcome::Applied
+                }
+                Ok(d) if d.verdict == "hold" => {
+                    let e = ctx.entry(
+                        now,
+                        &name,
+                        &h.request,
+                        "hold",
+                        format!("planned again: {}", d.reasons.join(", ")),
+                    );
+                    ctx.timeline.push(e);
+                    if let Some(nid) = d.approval_id.clone() {
+                        ctx.held.insert(
+                            nid,
+                            Held {
+                                actor: h.actor,
+                                request: h.request.clone(),
+                                due: now + ctx.approver_delay_ms,
+                            },
+                        );
+                    }
+                    Outcome::Held
+                }
+                Ok(d) => {
+                    let e = ctx.entry(
+                        now,
+                        &name,
+                        &h.request,
+                        "operator-denied",
+                        d.reasons.join(", "),
+                    );
+                    ctx.timeline.push(e);
+                    Outcome::Denied(d.reasons.clone())
+                }
+                Err(e) => {
+                    let entry = ctx.entry(now, &name, &h.request, "failed", e.to_string());
+                    ctx.timeline.push(entry);
+                    Outcome::Failed(e.to_string())
+                }
+            };
+            if outcome != Outcome::Held {
+                tell(actors, h.actor, &h.request, &outcome);
+            }
+        }
+    }
+    for o in g.poll().await? {
+        match o {
+            BakeOutcome::Reverted {
+                change_id,
+                service,
+                rule,
+                value,
+                detected_at,
+                reverted_at,
+                breaker_opened,
+                ..
+            } => {
+                ctx.tally.card.reverted += 1;
+                ctx.tally.respond(detected_at);
+                ctx.timeline.push(TimelineEntry {
+                    t_s: ctx.rel(reverted_at),
+                    agent: String::new(),
+                    verb: "revert".into(),
+                    target: change_id,
+                    what: "reverted".into(),
+                    detail: format!(
+                        "{service}: {rule} ({}), detected {:.0}s in{}",
+                        value.map_or("no data".into(), |v| format!("{v:.4}")),
+                        ctx.rel(detected_at),
+                        if breaker_opened {
+                            "; breaker opened"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+            BakeOutcome::NeedsAttention {
+                change_id, detail, ..
+            } => {
+                ctx.tally.card.needs_attention += 1;
+                ctx.timeline.push(TimelineEntry {
+                    t_s: ctx.rel(now),
+                    agent: String::new(),
+                    verb: "revert".into(),
+                    target: change_id,
+                    what: "needs_attention".into(),
+                    detail,
+                });
+            }
+            BakeOutcome::Settled { .. } => {}
+        }
+    }
+    Ok(())
 }

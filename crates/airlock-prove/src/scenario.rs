@@ -10,19 +10,64 @@ use serde::{Deserialize, Serialize};
 /// The virtual calendar's anchor: Monday 2026-01-05 00:00 UTC.
 pub const EPOCH_MS: i64 = 1_767_571_200_000;
 
-/// The agent under test.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An agent: a built-in one with parameters, or an external program (`cmd`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
-    /// A built-in agent: `forecast-autoscaler`, `drift-fixer`, `cost-cutter`, `config-pusher`.
+    /// A built-in agent (`forecast-autoscaler`, `drift-fixer`, `cost-cutter`,
+    /// `config-pusher`, `rule-scaler`, `runaway`, `noop`), or, with `cmd`, a label.
     pub name: String,
-    /// The agent's parameters (see docs/agents.md).
+    /// The built-in agent's parameters (see docs/scenario-format.md).
     #[serde(default)]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     pub params: toml::Table,
+    /// The principal the agent acts as (default: its name). Agents in one run need
+    /// distinct ids.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// An external agent: a command run with `sh -c`, given the gate as an MCP server
+    /// on its stdin/stdout.
+    #[serde(default)]
+    pub cmd: Option<String>,
+    /// Virtual time between an external agent's turns.
+    #[serde(default = "default_turn")]
+    pub turn: Secs,
+}
+
+fn default_turn() -> Secs {
+    Secs(60)
+}
+
+impl AgentSpec {
+    /// A built-in agent without parameters.
+    pub fn built_in(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            params: toml::Table::new(),
+            id: None,
+            cmd: None,
+            turn: default_turn(),
+        }
+    }
+
+    /// An external agent running `cmd`.
+    pub fn external(name: &str, cmd: &str) -> Self {
+        Self {
+            cmd: Some(cmd.to_string()),
+            ..Self::built_in(name)
+        }
+    }
+
+    /// The principal it acts as.
+    pub fn principal(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// How holds are answered during a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ApproverMode {
     /// Every hold is denied after `delay`.
@@ -35,7 +80,7 @@ pub enum ApproverMode {
 }
 
 /// The on-call human, as far as the run is concerned.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApproverSpec {
     #[serde(default)]
@@ -50,7 +95,7 @@ fn default_delay() -> Secs {
 }
 
 /// The guard configuration of guarded runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuardSpec {
     /// Cedar policy text to use instead of the default pack.
@@ -81,7 +126,7 @@ impl Default for GuardSpec {
 }
 
 /// Drift present at the start: a service running another version than declared.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DriftSpec {
     pub service: String,
@@ -89,7 +134,7 @@ pub struct DriftSpec {
 }
 
 /// A proving-ground scenario.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -111,6 +156,28 @@ pub struct Scenario {
     #[serde(default = "default_slo")]
     pub slo: f64,
     pub agent: AgentSpec,
+    /// Other agents acting in the same world at the same time, each as its own
+    /// principal (kept in reference runs, removed in do-nothing runs).
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<AgentSpec>,
+    /// The reference agent: what a well-run team would do here. Its guarded run must pass
+    /// the assertions (default: `noop`).
+    #[serde(default)]
+    pub reference: Option<AgentSpec>,
+    /// A no-fault control: every action is legitimate, so every block is a false block.
+    #[serde(default)]
+    pub control: bool,
+    /// Checks on each run's scorecard, e.g. `availability >= 0.999`,
+    /// `destructive_applied == 0`, `time_to_mitigate_s <= 120`.
+    #[serde(default, rename = "assert")]
+    pub assertions: Vec<String>,
+    /// Checks on the do-nothing run, so a scenario whose faults do not do what it says is
+    /// caught, e.g. `incidents >= 1` (or `incidents == 0` when only the agent can hurt).
+    #[serde(default)]
+    pub do_nothing_assert: Vec<String>,
+    /// Seeds `airlock prove` runs by default (default: `[seed]`).
+    #[serde(default)]
+    pub seeds: Vec<u64>,
     #[serde(default)]
     pub guard: GuardSpec,
     #[serde(default)]
@@ -139,6 +206,19 @@ fn default_tick() -> Secs {
 }
 fn default_slo() -> f64 {
     0.999
+}
+
+/// The JSON Schema of scenario files (TOML read as JSON), as kept in
+/// `schema/scenario.schema.json`.
+pub fn json_schema() -> String {
+    let mut schema = schemars::schema_for!(Scenario);
+    schema.insert(
+        "$id".into(),
+        "https://airlock.dev/schema/scenario.schema.json".into(),
+    );
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 /// Why a scenario cannot run.
@@ -198,8 +278,38 @@ impl Scenario {
                 ));
             }
         }
-        if let Err(e) = crate::agents::build(&self.agent, self) {
+        if let Err(e) = crate::agents::check(&self.agent, self) {
             out.push(format!("agent: {e}"));
+        }
+        for (i, p) in self.peers.iter().enumerate() {
+            if let Err(e) = crate::agents::check(p, self) {
+                out.push(format!("peer[{i}]: {e}"));
+            }
+        }
+        if let Some(r) = &self.reference
+            && let Err(e) = crate::agents::check(r, self)
+        {
+            out.push(format!("reference: {e}"));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, a) in std::iter::once(&self.agent).chain(&self.peers).enumerate() {
+            if !ids.insert(a.principal()) {
+                out.push(format!(
+                    "peer[{}]: id: `{}` is taken by another agent; give each a distinct `id`",
+                    i.saturating_sub(1),
+                    a.principal()
+                ));
+            }
+        }
+        for (field, list) in [
+            ("assert", &self.assertions),
+            ("do_nothing_assert", &self.do_nothing_assert),
+        ] {
+            for (i, a) in list.iter().enumerate() {
+                if let Err(e) = crate::assertions::Assertion::parse(a) {
+                    out.push(format!("{field}[{i}]: {e}"));
+                }
+            }
         }
         if let Some(p) = &self.guard.policy
             && let Err(e) = airlock_core::PolicyEngine::new(p, airlock_core::policy::SCHEMA)
@@ -234,6 +344,23 @@ impl Scenario {
                     f
                 })
                 .collect(),
+        }
+    }
+
+    /// The assertions a run of this cast is checked against.
+    pub fn assertions_for(&self, cast: crate::runner::Cast) -> &[String] {
+        match cast {
+            crate::runner::Cast::DoNothing => &self.do_nothing_assert,
+            _ => &self.assertions,
+        }
+    }
+
+    /// The seeds to run by default.
+    pub fn default_seeds(&self) -> Vec<u64> {
+        if self.seeds.is_empty() {
+            vec![self.seed]
+        } else {
+            self.seeds.clone()
         }
     }
 

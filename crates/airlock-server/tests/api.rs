@@ -82,6 +82,7 @@ fn config(dir: &Path) -> Config {
         name: "bad".into(),
         error_rate: 0.3,
         latency_factor: 1.0,
+        onset: Secs(0),
     });
     c
 }

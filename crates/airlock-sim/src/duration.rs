@@ -7,6 +7,22 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Secs(pub u64);
 
+impl schemars::JsonSchema for Secs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: whole seconds (`90`) or numbers with units s, m, h, d (`\"45s\"`, `\"1h30m\"`, `\"2d\"`).",
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^\\s*([0-9]+|([0-9]+[smhd])+)\\s*$"}
+            ]
+        })
+    }
+}
+
 impl Secs {
     /// Milliseconds.
     pub fn ms(self) -> i64 {

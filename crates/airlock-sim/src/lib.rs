@@ -6,6 +6,7 @@
 pub mod duration;
 pub mod provider;
 pub mod spec;
+pub mod synthetic;
 pub mod world;
 
 pub use duration::Secs;
@@ -14,4 +15,5 @@ pub use spec::{
     DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec,
     WorldSpec,
 };
+pub use synthetic::synthetic;
 pub use world::{Desired, Observation, ServiceView, Signals, Sim, SimError};

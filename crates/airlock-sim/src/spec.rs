@@ -5,7 +5,7 @@ use crate::duration::Secs;
 use serde::{Deserialize, Serialize};
 
 /// A region and its availability zones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegionSpec {
     pub name: String,
@@ -13,7 +13,9 @@ pub struct RegionSpec {
 }
 
 /// Whether a service is critical (counted in availability) or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Critical,
@@ -32,7 +34,7 @@ impl Tier {
 }
 
 /// A demand curve: a daily cosine around `base_rps` peaking at `peak_hour`, with noise.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DemandSpec {
     pub base_rps: f64,
@@ -52,7 +54,7 @@ fn default_peak_hour() -> f64 {
 }
 
 /// A service: replicas spread over its region's zones, each serving `capacity_rps`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     pub name: String,
@@ -86,14 +88,22 @@ fn default_latency() -> f64 {
 }
 
 /// How a config version behaves; versions not listed behave well.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionSpec {
     pub name: String,
+    /// Share of requests that fail on this version, 0 to 1.
     #[serde(default)]
     pub error_rate: f64,
+    /// How many times slower this version serves each request.
     #[serde(default = "one")]
     pub latency_factor: f64,
+    /// How long a service must run this version before `error_rate` and `latency_factor`
+    /// take effect (a delayed regression); counted from when the version was set on the
+    /// service (at start, by a deploy or a revert, or when the service is recreated).
+    /// 0, the default, means at once.
+    #[serde(default)]
+    pub onset: Secs,
 }
 
 fn one() -> f64 {
@@ -102,7 +112,7 @@ fn one() -> f64 {
 
 /// A workload event: demand of the selected services multiplied by `factor` from `at`,
 /// for `duration` (a flash crowd) or for good (a step shift, no duration).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventSpec {
     /// Service names, or `["*"]` for all.
@@ -117,7 +127,7 @@ pub struct EventSpec {
 }
 
 /// Kinds of injected fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultKind {
     /// Every replica in a zone stops serving.
@@ -131,7 +141,7 @@ pub enum FaultKind {
 }
 
 /// An injected fault.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub kind: FaultKind,

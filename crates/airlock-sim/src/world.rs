@@ -2,10 +2,11 @@
 //!
 //! Per tick and service: demand from the workload curve and events; healthy capacity from
 //! ready replicas in zones that are up; served = min(demand, capacity); overload sheds
-//! requests and raises latency; bad versions add errors; failing dependencies fail their
-//! dependents in proportion. Signals are recorded per tick; a metric blackout hides them.
+//! requests and raises latency; bad versions add errors (once past their onset); failing
+//! dependencies fail their dependents in proportion. Signals are recorded per tick; a
+//! metric blackout hides them.
 
-use crate::spec::{FaultKind, ServiceSpec, Tier, WorldSpec};
+use crate::spec::{EventSpec, FaultKind, FaultSpec, ServiceSpec, Tier, WorldSpec};
 use airlock_core::Timestamp;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,6 +60,8 @@ struct Service {
     spec: ServiceSpec,
     exists: bool,
     version: String,
+    /// When the current version was set on the service (delayed regressions count from here).
+    version_since: Timestamp,
     zones: BTreeMap<String, Zone>,
     generation: u64,
     /// Versions this service ran before, most recent last.
@@ -204,6 +207,7 @@ impl Sim {
             let svc = Service {
                 exists: true,
                 version: s.version.clone(),
+                version_since: start,
                 zones: replicas
                     .into_iter()
                     .map(|(z, n)| {
@@ -284,13 +288,16 @@ impl Sim {
             .filter(|f| f.kind == FaultKind::AzOutage && self.active(f.at, Some(f.duration), now))
             .map(|f| f.target.clone())
             .collect();
-        // Crashed replicas come back cold when their fault ends.
+        // Crashed replicas come back cold when their fault ends, i.e. on the first tick at or
+        // after its end (the end need not fall on a tick).
+        let (was, is) = (self.elapsed_s(now - self.tick_ms), self.elapsed_s(now));
         let ending_crashes: Vec<(String, u32)> = self
             .spec
             .faults
             .iter()
             .filter(|f| {
-                f.kind == FaultKind::ReplicaCrash && self.elapsed_s(now) == f.at.0 + f.duration.0
+                let end = f.at.0 + f.duration.0;
+                f.kind == FaultKind::ReplicaCrash && was < end && end <= is
             })
             .map(|f| (f.target.clone(), f.count.unwrap_or(1)))
             .collect();
@@ -310,8 +317,24 @@ impl Sim {
                 }
             }
         }
-        let order = self.order.clone();
-        let mut current: BTreeMap<String, Signals> = BTreeMap::new();
+        // `last` is updated in place, in dependency order: when a service is computed, its
+        // dependencies already hold this tick's signals (and no key is cloned per tick).
+        let order = std::mem::take(&mut self.order);
+        // What is active this tick, found once rather than per service.
+        let events: Vec<&EventSpec> = self
+            .spec
+            .events
+            .iter()
+            .filter(|e| self.active(e.at, e.duration, now))
+            .collect();
+        let faults: Vec<&FaultSpec> = self
+            .spec
+            .faults
+            .iter()
+            .filter(|f| self.active(f.at, Some(f.duration), now))
+            .collect();
+        // Every service gets one history entry per tick, so two hours are a fixed count.
+        let history_len = (HISTORY_S * 1000 / self.tick_ms) as usize + 1;
         for name in &order {
             let noise_draw: f64 = {
                 // Box–Muller from two uniform draws; always two draws per service per tick.
@@ -320,14 +343,13 @@ impl Sim {
                 (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
             };
             let Some(svc) = self.services.get(name) else {
+                self.last.remove(name);
                 continue;
             };
             let spec = &svc.spec;
             let mut factor = 1.0;
-            for e in &self.spec.events {
-                if e.services.iter().any(|s| s == "*" || s == name)
-                    && self.active(e.at, e.duration, now)
-                {
+            for e in &events {
+                if e.services.iter().any(|s| s == "*" || s == name) {
                     let since = (self.elapsed_s(now) - e.at.0) as f64;
                     let ramp = if e.ramp.0 == 0 {
                         1.0
@@ -340,25 +362,18 @@ impl Sim {
             let demand =
                 (demand_curve(spec, now) * factor * (1.0 + spec.demand.noise * noise_draw))
                     .max(0.0);
-            let mut crashed: u32 = self
-                .spec
-                .faults
+            let mut crashed: u32 = faults
                 .iter()
                 .filter(|f| {
-                    f.kind == FaultKind::ReplicaCrash
-                        && (f.target == "*" || &f.target == name)
-                        && self.active(f.at, Some(f.duration), now)
+                    f.kind == FaultKind::ReplicaCrash && (f.target == "*" || &f.target == name)
                 })
                 .map(|f| f.count.unwrap_or(1))
                 .sum();
-            let slowdown: f64 = self
-                .spec
-                .faults
+            let slowdown: f64 = faults
                 .iter()
                 .filter(|f| {
                     f.kind == FaultKind::DependencySlowdown
                         && (f.target == "*" || &f.target == name)
-                        && self.active(f.at, Some(f.duration), now)
                 })
                 .map(|f| f.factor.unwrap_or(3.0).max(1.0))
                 .product();
@@ -367,6 +382,7 @@ impl Sim {
                 .versions
                 .iter()
                 .find(|v| v.name == svc.version)
+                .filter(|v| now - svc.version_since >= v.onset.ms())
                 .map(|v| (v.error_rate, v.latency_factor))
                 .unwrap_or((0.0, 1.0));
             let mut ready: u32 = 0;
@@ -387,7 +403,7 @@ impl Sim {
             let capacity = ready as f64 * spec.capacity_rps / slowdown;
             let (mut dep_ok, mut dep_p99) = (1.0_f64, 0.0_f64);
             for d in &spec.depends_on {
-                if let Some(ds) = current.get(d) {
+                if let Some(ds) = self.last.get(d) {
                     dep_ok *= ds.availability;
                     dep_p99 = dep_p99.max(ds.p99_ms);
                 }
@@ -426,7 +442,12 @@ impl Sim {
                 error_rate: 1.0 - availability,
                 p99_ms: p99,
             };
-            current.insert(name.clone(), sig);
+            match self.last.get_mut(name) {
+                Some(slot) => *slot = sig,
+                None => {
+                    self.last.insert(name.clone(), sig);
+                }
+            }
             if let Some(svc) = self.services.get_mut(name) {
                 svc.requests_total += demand * dt;
                 svc.errors_total += (demand - availability * demand) * dt;
@@ -435,17 +456,18 @@ impl Sim {
                     z.starting.retain(|t| *t > now);
                     z.ready += (before - z.starting.len()) as u32;
                 }
-                svc.history.push_back(sig);
-                while svc
-                    .history
-                    .front()
-                    .is_some_and(|h| h.t < now - HISTORY_S * 1000)
-                {
+                // Same as dropping entries older than `HISTORY_S`, without reading the oldest
+                // entry (a cache miss per service per tick).
+                if svc.history.len() >= history_len {
                     svc.history.pop_front();
                 }
+                svc.history.push_back(sig);
             }
         }
-        self.last = current;
+        if self.last.len() > order.len() {
+            self.last.retain(|k, _| order.contains(k));
+        }
+        self.order = order;
     }
 
     fn matching(&self, target: &str) -> Vec<String> {
@@ -541,6 +563,16 @@ impl Sim {
 
     /// What an agent can see now.
     pub fn observe(&self) -> Observation {
+        // Every service's dependents in one pass (as `dependents` lists them, in name order).
+        let mut dependents: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for s in self.services.values().filter(|s| s.exists) {
+            for d in &s.spec.depends_on {
+                let list = dependents.entry(d.as_str()).or_default();
+                if list.last() != Some(&s.spec.name) {
+                    list.push(s.spec.name.clone());
+                }
+            }
+        }
         let services = self
             .services
             .values()
@@ -562,7 +594,7 @@ impl Sim {
                     capacity_rps_per_replica: s.spec.capacity_rps,
                     cold_start_s: s.spec.cold_start.0,
                     depends_on: s.spec.depends_on.clone(),
-                    dependents: self.dependents(&s.spec.name),
+                    dependents: dependents.remove(s.spec.name.as_str()).unwrap_or_default(),
                     signals: if self.blacked_out(&s.spec.name) {
                         None
                     } else {
@@ -579,6 +611,9 @@ impl Sim {
 
     /// Recent observable history of a service (empty during a blackout of now).
     pub fn history(&self, service: &str) -> Vec<Signals> {
+        if self.blacked_out(service) {
+            return Vec::new();
+        }
         self.services
             .get(service)
             .map(|s| s.history.iter().copied().collect())
@@ -641,6 +676,14 @@ impl Sim {
     /// Adds a service that does not exist yet (a `create` with a spec); it starts cold.
     pub fn add_service(&mut self, spec: ServiceSpec) -> Result<(), SimError> {
         let mut all = self.spec.clone();
+        // Services added before are not in the declared spec but are part of the world.
+        let added: Vec<ServiceSpec> = self
+            .services
+            .values()
+            .filter(|s| !self.spec.services.iter().any(|d| d.name == s.spec.name))
+            .map(|s| s.spec.clone())
+            .collect();
+        all.services.extend(added);
         all.services.retain(|s| s.name != spec.name);
         all.services.push(spec.clone());
         let problems = all.problems();
@@ -652,6 +695,7 @@ impl Sim {
         let svc = Service {
             exists: false,
             version: spec.version.clone(),
+            version_since: self.now,
             zones: BTreeMap::new(),
             generation: 0,
             past_versions: vec![],
@@ -683,8 +727,10 @@ impl Sim {
         if !s.exists {
             s.exists = true;
             s.zones.clear();
+            s.version_since = now;
         }
         if s.version != d.version {
+            s.version_since = now;
             let old = std::mem::replace(&mut s.version, d.version.clone());
             s.past_versions.retain(|v| v != &old);
             s.past_versions.push(old);
@@ -723,7 +769,10 @@ impl Sim {
             .get_mut(service)
             .ok_or_else(|| SimError::UnknownService(service.into()))?;
         s.exists = d.exists;
-        s.version = d.version.clone();
+        if s.version != d.version {
+            s.version_since = self.now;
+            s.version = d.version.clone();
+        }
         s.generation = d.generation;
         s.zones = if d.exists {
             d.replicas
@@ -805,6 +854,7 @@ mod tests {
                 name: "bad".into(),
                 error_rate: 0.2,
                 latency_factor: 1.0,
+                onset: Secs(0),
             }],
             events: vec![],
             faults: vec![],
@@ -889,6 +939,103 @@ mod tests {
         }
         assert_eq!(sim.truth()["web"].capacity_rps, 400.0);
         assert!(sim.counters("web").is_some());
+    }
+
+    /// Deploys `version` to `service` (same replicas and generation).
+    fn deploy(sim: &mut Sim, service: &str, version: &str) {
+        let mut d = sim.desired(service).unwrap();
+        d.version = version.into();
+        sim.set_desired(service, &d).unwrap();
+    }
+
+    #[test]
+    fn delayed_regression_starts_after_its_onset() {
+        let mut w = world();
+        w.versions.push(VersionSpec {
+            name: "leaky".into(),
+            error_rate: 0.2,
+            latency_factor: 2.0,
+            onset: Secs(60),
+        });
+        let mut sim = Sim::new(w, 1, 0, 10).unwrap();
+        sim.tick();
+        deploy(&mut sim, "web", "leaky");
+        // Set at t=10 s; errors from t=70 s on, i.e. on the 6th tick after the deploy.
+        for _ in 0..5 {
+            sim.tick();
+            let web = sim.truth()["web"];
+            assert_eq!(web.availability, 1.0, "{web:?}");
+            assert_eq!(
+                web.p99_ms,
+                30.0 * (1.0 + 2.0 * 0.5f64.powi(6)) + 30.0 * (1.0 + 2.0 * 0.25f64.powi(6))
+            );
+        }
+        sim.tick();
+        let web = sim.truth()["web"];
+        assert!((web.availability - 0.8).abs() < 1e-9, "{web:?}");
+        assert!(web.p99_ms > 90.0, "{web:?}");
+        // A revert to the old version clears it, and going back to `leaky` waits again.
+        deploy(&mut sim, "web", "v1");
+        sim.tick();
+        assert_eq!(sim.truth()["web"].availability, 1.0);
+        deploy(&mut sim, "web", "leaky");
+        sim.tick();
+        assert_eq!(sim.truth()["web"].availability, 1.0);
+    }
+
+    #[test]
+    fn version_at_start_counts_from_start_and_zero_onset_is_immediate() {
+        let mut w = world();
+        w.versions.push(VersionSpec {
+            name: "leaky".into(),
+            error_rate: 0.5,
+            latency_factor: 1.0,
+            onset: Secs(30),
+        });
+        w.services[0].version = "leaky".into();
+        let mut sim = Sim::new(w, 1, 0, 10).unwrap();
+        sim.tick();
+        sim.tick();
+        assert_eq!(sim.truth()["db"].availability, 1.0);
+        sim.tick();
+        assert!((sim.truth()["db"].availability - 0.5).abs() < 1e-9);
+        // `bad` has the default onset of 0: errors on the first tick after the deploy.
+        deploy(&mut sim, "web", "bad");
+        sim.tick();
+        let web = sim.truth()["web"];
+        assert!((web.availability - 0.8 * 0.5).abs() < 1e-9, "{web:?}");
+    }
+
+    /// Regression: each `add_service` recomputed the order from the declared spec only, so
+    /// a second added service dropped the first out of the world (and could not depend on it).
+    #[test]
+    fn services_added_one_after_another_all_tick() {
+        let mut sim = Sim::new(world(), 1, 0, 10).unwrap();
+        let mut cache = world().services[0].clone();
+        cache.name = "cache".into();
+        let mut api = world().services[1].clone();
+        api.name = "api".into();
+        api.depends_on = vec!["cache".into()];
+        sim.add_service(cache).unwrap();
+        sim.add_service(api).unwrap();
+        for name in ["cache", "api"] {
+            let mut d = sim.desired(name).unwrap();
+            d.exists = true;
+            d.replicas = sim.spread(name, 4);
+            sim.set_desired(name, &d).unwrap();
+        }
+        for _ in 0..7 {
+            sim.tick();
+        }
+        let t = sim.truth();
+        assert_eq!(t.len(), 4);
+        assert_eq!(
+            (t["cache"].capacity_rps, t["api"].capacity_rps),
+            (400.0, 400.0)
+        );
+        assert_eq!(t["api"].availability, 1.0);
+        assert_eq!(sim.history("cache").len(), 7);
+        assert_eq!(sim.dependents("cache"), vec!["api".to_string()]);
     }
 
     #[test]

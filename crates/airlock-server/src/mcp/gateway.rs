@@ -253,7 +253,7 @@ pub fn rpc_error(e: &CallError) -> McpError {
     }
 }
 
-fn to_tool(t: &crate::mcp::catalog::ToolDef) -> Tool {
+pub(crate) fn to_tool(t: &crate::mcp::catalog::ToolDef) -> Tool {
     let schema = t.input_schema.as_object().cloned().unwrap_or_default();
     let mut a = ToolAnnotations::new()
         .read_only(t.read_only)

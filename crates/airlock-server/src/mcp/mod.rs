@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod gateway;
+pub mod prove;
 pub mod schema;
 pub mod upstream;
 
