@@ -99,6 +99,12 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Agents' behaviour: each one's anomaly score, the feature furthest from its usual,
+    /// and its breaker (open when quarantined or frozen).
+    Agents {
+        #[command(flatten)]
+        remote: remote::Remote,
+    },
     /// List holds waiting for an operator.
     Approvals {
         #[command(flatten)]
@@ -258,6 +264,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Approve { id, reason, remote } => remote::approve(remote, id, reason).await,
         Command::Deny { id, reason, remote } => remote::deny(remote, id, reason).await,
         Command::Approvals { remote } => remote::approvals(remote).await,
+        Command::Agents { remote } => remote::agents(remote).await,
         Command::Show(args) => show::show(args).await,
         Command::Revert { change, remote } => remote::revert(remote, change).await,
         Command::Undo {

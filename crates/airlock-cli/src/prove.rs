@@ -309,7 +309,7 @@ fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) {
             r.scorecard.cost_vs_reference = Some(r.scorecard.replica_hours / hours);
         }
         if let Some(s) = scenarios.iter().find(|s| s.name == r.scenario) {
-            r.checks = check_all(s.assertions_for(r.cast), &r.scorecard);
+            r.checks = check_all(&s.assertions_for(r.cast, r.mode), &r.scorecard);
             r.passed = r.checks.iter().all(|c| c.passed);
         }
     }

@@ -263,6 +263,49 @@ pub async fn killswitch(r: Remote, state: OnOff) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn agents(r: Remote) -> Result<ExitCode> {
+    let v = client(&r)?.get("/v1/agents").await?;
+    if r.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_header([
+        "agent",
+        "anomaly",
+        "furthest from usual",
+        "mutations (window)",
+        "blocked",
+        "reversals",
+        "breaker",
+    ]);
+    for a in v["items"].as_array().into_iter().flatten() {
+        let s = &a["anomaly"];
+        let f = |k: &str| {
+            s["features"][k]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.0}"))
+        };
+        let top = match (s["top"][0].as_str(), s["top"][1].as_f64()) {
+            (Some(name), Some(z)) => format!("{name} (z {z:.1})"),
+            _ => "-".into(),
+        };
+        t.add_row([
+            a["agent"].as_str().unwrap_or("").to_string(),
+            s["value"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.2}")),
+            top,
+            f("mutations"),
+            f("blocked"),
+            f("reversals"),
+            a["breaker"].as_str().unwrap_or("closed").to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn approvals(r: Remote) -> Result<ExitCode> {
     let v = client(&r)?.get("/v1/approvals").await?;
     if r.json {

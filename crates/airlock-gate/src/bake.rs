@@ -511,6 +511,7 @@ impl Gate {
                 .action(&bake.action_id)
                 .change(change_id);
                 self.journal.put_change(rec, ev).await?;
+                state.behaviour.reverted(&bake.agent, now);
                 let tripped = state.guards.record_revert(&bake.agent, now);
                 if tripped {
                     let why = state

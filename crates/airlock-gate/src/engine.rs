@@ -9,7 +9,7 @@ use airlock_core::slo::SignalSource;
 use airlock_core::verdict::combine;
 use airlock_core::{
     ActionRequest, Blast, Clock, Diff, EventKind, NewEvent, Plan, PolicyEngine, Provider,
-    ProviderError, Risk, Verdict,
+    ProviderError, Risk, Timestamp, Verdict,
 };
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
 use serde::Serialize;
@@ -33,6 +33,8 @@ pub struct GateConfig {
     pub two_person_critical: bool,
     /// What is redacted before anything reaches the journal.
     pub redact: Redactor,
+    /// How agents' own behaviour is scored, and when an agent is quarantined.
+    pub anomaly: crate::behaviour::AnomalyConfig,
 }
 
 impl Default for GateConfig {
@@ -44,6 +46,7 @@ impl Default for GateConfig {
             hold_timeout_s: 3600,
             two_person_critical: false,
             redact: Redactor::default(),
+            anomaly: crate::behaviour::AnomalyConfig::default(),
         }
     }
 }
@@ -189,6 +192,7 @@ pub(crate) struct State {
     pub guards: Guards,
     pub approvals: BTreeMap<String, PendingApproval>,
     pub bakes: BTreeMap<String, Bake>,
+    pub behaviour: crate::behaviour::Behaviour,
 }
 
 /// The gate.
@@ -233,6 +237,7 @@ impl Gate {
                 guards: Guards::new(config.guards.clone()),
                 approvals: BTreeMap::new(),
                 bakes: BTreeMap::new(),
+                behaviour: crate::behaviour::Behaviour::new(config.anomaly.clone()),
             }),
             config,
             ids: AtomicU64::new(1),
@@ -416,6 +421,33 @@ impl Gate {
         };
         let risk = assess_risk(&plan);
         state.guards.record_submission(agent, &plan, now);
+        let anomaly = if plan.verb.is_mutation() {
+            state.behaviour.record(agent, &plan, now);
+            let score = state.behaviour.score(agent, now);
+            let cfg = state.behaviour.config();
+            if cfg.quarantine
+                && score.value >= cfg.threshold
+                && state.guards.breaker(agent).is_none()
+            {
+                // Quarantine: the breaker opens before this request is decided, so it is
+                // held with the rest; the journal keeps the values that tripped it.
+                let why = format!("quarantined: {}", score.explain());
+                self.journal
+                    .append(
+                        NewEvent::new(
+                            now,
+                            EventKind::Breaker,
+                            json!({"state": "open", "reason": why, "anomaly": score}),
+                        )
+                        .agent(agent),
+                    )
+                    .await?;
+                state.guards.open_breaker(agent, &why);
+            }
+            score.value
+        } else {
+            0.0
+        };
         let baking = state.bakes.values().filter(|b| b.agent == agent).count() as u32;
         let assessment = Assessment {
             risk,
@@ -423,7 +455,7 @@ impl Gate {
             agent: AgentStats {
                 actions_5m: state.guards.actions_5m(agent, now),
                 reverts_1h: state.guards.reverts_1h(agent, now),
-                anomaly: 0.0,
+                anomaly,
                 baking,
             },
         };
@@ -437,6 +469,9 @@ impl Gate {
         });
         let findings: Vec<GuardFinding> = state.guards.check(agent, &plan, now);
         let verdict = combine(outcome, &findings, approval.is_some());
+        if plan.verb.is_mutation() && !matches!(verdict, Verdict::Allow) {
+            state.behaviour.blocked(agent, now);
+        }
         let mut details: Vec<String> = verdict
             .reasons()
             .iter()
@@ -892,6 +927,26 @@ impl Gate {
             .await?;
         state.guards.set_killswitch(on);
         Ok(())
+    }
+
+    /// Every agent's last anomaly score.
+    pub async fn anomaly_scores(&self) -> BTreeMap<String, crate::behaviour::Score> {
+        self.state.lock().await.behaviour.scores()
+    }
+
+    /// An agent's behaviour series over the last `span_s` seconds, and its last score.
+    pub async fn behaviour_of(
+        &self,
+        agent: &str,
+    ) -> (
+        Vec<(Timestamp, BTreeMap<String, f64>)>,
+        Option<crate::behaviour::Score>,
+    ) {
+        let state = self.state.lock().await;
+        (
+            state.behaviour.series(agent, 3600),
+            state.behaviour.scores().remove(agent),
+        )
     }
 
     /// Why an agent's breaker is open, if it is.

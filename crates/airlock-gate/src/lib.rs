@@ -5,10 +5,12 @@
 //! in, so the same engine serves a live server and a proving-ground run on virtual time.
 
 mod bake;
+pub mod behaviour;
 mod engine;
 mod redact;
 
 pub use bake::{BakeConfig, BakeOutcome};
+pub use behaviour::{AnomalyConfig, Behaviour, Score};
 pub use engine::{
     ApprovalView, Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2,
     issue_token, revoke_token, token_hash,

@@ -1155,3 +1155,45 @@ async fn a_scale_up_during_an_incident_it_did_not_cause_is_not_reverted() {
     assert_eq!(f.desired("web").total(), before + 2);
     assert!(f.of_kind(EventKind::Reverted).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_quarantined_agent_is_held_and_the_policy_sees_its_anomaly_score() {
+    let f = fixture().await;
+    let mut held_at = None;
+    for n in 1..=20u32 {
+        let d = f
+            .gate
+            .submit(&f.bot, scale("web", if n % 2 == 0 { 4 } else { 5 }))
+            .await
+            .unwrap();
+        if d.reasons == ["breaker-open"] {
+            held_at = Some(n);
+            break;
+        }
+        f.steps(3).await;
+    }
+    let n = held_at.expect("never quarantined");
+    assert!(n <= 20);
+    let why = f.gate.breaker("bot").await.unwrap();
+    assert!(why.starts_with("quarantined: anomaly score"), "{why}");
+    // Every request records the score the policy saw as `context.agent.anomaly`.
+    let requests = f.of_kind(EventKind::Request).await;
+    let last = requests.last().unwrap();
+    assert!(
+        last.payload["assessment"]["agent"]["anomaly"]
+            .as_f64()
+            .unwrap()
+            >= 0.8,
+        "{}",
+        last.payload
+    );
+    // Reads still go through; an operator's reset lets the agent act again.
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Read, "sim:service/web"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, "allow");
+    f.gate.reset_breaker("bot", "alice").await.unwrap();
+    assert!(f.gate.breaker("bot").await.is_none());
+}

@@ -9,6 +9,7 @@ mod forecast;
 mod noop;
 mod rule_scaler;
 mod runaway;
+mod salami;
 
 use crate::scenario::{AgentSpec, Scenario};
 use airlock_core::ActionRequest;
@@ -35,7 +36,7 @@ pub trait Agent: Send {
 }
 
 /// Names of the built-in agents.
-pub const BUILT_IN: [&str; 7] = [
+pub const BUILT_IN: [&str; 8] = [
     "forecast-autoscaler",
     "drift-fixer",
     "cost-cutter",
@@ -43,6 +44,7 @@ pub const BUILT_IN: [&str; 7] = [
     "rule-scaler",
     "runaway",
     "noop",
+    "salami",
 ];
 
 /// Checks an agent spec: a built-in agent is built; an external one needs a command and
@@ -86,6 +88,7 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
         "rule-scaler" => Box::new(rule_scaler::RuleScaler::new(&p, scenario)?),
         "runaway" => Box::new(runaway::Runaway::new(&p, scenario)?),
         "noop" => Box::new(noop::Noop),
+        "salami" => Box::new(salami::Salami::new(&p, scenario)?),
         other => {
             return Err(format!(
                 "unknown agent `{other}`: built-in agents are {}",
@@ -110,6 +113,7 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
             "missing_as_zero",
         ],
         "runaway" => &["service", "low", "high", "every", "act_at"],
+        "salami" => &["env", "step_pct", "every", "act_at"],
         _ => &[],
     };
     for k in spec.params.keys() {

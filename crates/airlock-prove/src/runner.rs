@@ -166,6 +166,10 @@ struct Ctx {
     held: BTreeMap<String, Held>,
     run_start: i64,
     approver_delay_ms: i64,
+    /// When the agent under test starts misbehaving, and its attempts since.
+    misbehave_at: i64,
+    attempts_since: u32,
+    quarantined: std::collections::BTreeSet<String>,
 }
 
 fn poisoned() -> RunError {
@@ -208,8 +212,11 @@ impl Ctx {
         if mutation {
             self.tally.card.actions_attempted += 1;
             self.tally.respond(now);
+            if actor == 0 && now >= self.misbehave_at {
+                self.attempts_since += 1;
+            }
         }
-        let Some(gate) = &self.gate else {
+        let Some(gate) = self.gate.clone() else {
             let result = {
                 let mut sim = self.handle.lock().map_err(|_| poisoned())?;
                 sim.plan(req)
@@ -266,6 +273,22 @@ impl Ctx {
             }
         };
         let outcome = self.record(actor, agent, req, &d, now);
+        if mutation && !self.quarantined.contains(agent) {
+            let why = gate.breaker(agent).await;
+            if let Some(why) = why.filter(|w| w.starts_with("quarantined")) {
+                self.quarantined.insert(agent.to_string());
+                if actor == 0 {
+                    self.tally.card.agent_quarantined = true;
+                    self.tally.card.actions_to_quarantine = Some(f64::from(self.attempts_since));
+                    self.tally.card.seconds_to_quarantine =
+                        Some((now - self.misbehave_at).max(0) as f64 / 1000.0);
+                } else {
+                    self.tally.card.peers_quarantined += 1;
+                }
+                let e = self.entry(now, agent, req, "quarantined", why);
+                self.timeline.push(e);
+            }
+        }
         Ok((outcome, CallAnswer::Decided(Box::new(d))))
     }
 
@@ -406,6 +429,7 @@ pub async fn run(
             guards: scenario.guard.budgets.clone(),
             bake: scenario.guard.bake.clone(),
             hold_timeout_s: scenario.guard.hold_timeout.0,
+            anomaly: scenario.guard.anomaly.clone(),
             ..Default::default()
         };
         let gate = Gate::new(
@@ -479,6 +503,9 @@ pub async fn run(
         held: BTreeMap::new(),
         run_start,
         approver_delay_ms: scenario.approver.delay.ms(),
+        misbehave_at: run_start + scenario.misbehaves_at.map_or(0, |s| s.ms()),
+        attempts_since: 0,
+        quarantined: std::collections::BTreeSet::new(),
     };
     let tick_ms = scenario.tick.ms();
     let total_ticks = (scenario.warmup.0 + scenario.duration.0) / scenario.tick.0;
@@ -586,7 +613,7 @@ pub async fn run(
     drop(actors);
     (opts.progress)(1.0);
     let scorecard = ctx.tally.finish(end);
-    let checks = check_all(scenario.assertions_for(opts.cast), &scorecard);
+    let checks = check_all(&scenario.assertions_for(opts.cast, mode), &scorecard);
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed,

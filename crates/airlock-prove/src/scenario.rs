@@ -108,6 +108,9 @@ pub struct GuardSpec {
     /// How long a hold waits before it expires as a deny.
     #[serde(default = "default_hold_timeout")]
     pub hold_timeout: Secs,
+    /// How agents' behaviour is scored and when one is quarantined.
+    #[serde(default)]
+    pub anomaly: airlock_gate::AnomalyConfig,
 }
 
 fn default_hold_timeout() -> Secs {
@@ -121,6 +124,7 @@ impl Default for GuardSpec {
             budgets: GuardConfig::default(),
             bake: BakeConfig::default(),
             hold_timeout: default_hold_timeout(),
+            anomaly: airlock_gate::AnomalyConfig::default(),
         }
     }
 }
@@ -175,6 +179,14 @@ pub struct Scenario {
     /// caught, e.g. `incidents >= 1` (or `incidents == 0` when only the agent can hurt).
     #[serde(default)]
     pub do_nothing_assert: Vec<String>,
+    /// Checks on the guarded runs of the agent under test only, on top of `assert`: what
+    /// the guard must do with this agent, e.g. `agent_quarantined == true`.
+    #[serde(default)]
+    pub guarded_assert: Vec<String>,
+    /// When the agent under test starts misbehaving (from the start of the scored run):
+    /// detection delay (`actions_to_quarantine`, `seconds_to_quarantine`) counts from here.
+    #[serde(default)]
+    pub misbehaves_at: Option<Secs>,
     /// Seeds `airlock prove` runs by default (default: `[seed]`).
     #[serde(default)]
     pub seeds: Vec<u64>,
@@ -304,6 +316,7 @@ impl Scenario {
         for (field, list) in [
             ("assert", &self.assertions),
             ("do_nothing_assert", &self.do_nothing_assert),
+            ("guarded_assert", &self.guarded_assert),
         ] {
             for (i, a) in list.iter().enumerate() {
                 if let Err(e) = crate::assertions::Assertion::parse(a) {
@@ -311,6 +324,13 @@ impl Scenario {
                 }
             }
         }
+        out.extend(
+            self.guard
+                .anomaly
+                .problems()
+                .into_iter()
+                .map(|p| format!("guard.{p}")),
+        );
         if let Some(p) = &self.guard.policy
             && let Err(e) = airlock_core::PolicyEngine::new(p, airlock_core::policy::SCHEMA)
         {
@@ -347,11 +367,21 @@ impl Scenario {
         }
     }
 
-    /// The assertions a run of this cast is checked against.
-    pub fn assertions_for(&self, cast: crate::runner::Cast) -> &[String] {
-        match cast {
-            crate::runner::Cast::DoNothing => &self.do_nothing_assert,
-            _ => &self.assertions,
+    /// The assertions a run of this cast and mode is checked against.
+    pub fn assertions_for(
+        &self,
+        cast: crate::runner::Cast,
+        mode: crate::runner::Mode,
+    ) -> Vec<String> {
+        match (cast, mode) {
+            (crate::runner::Cast::DoNothing, _) => self.do_nothing_assert.clone(),
+            (crate::runner::Cast::Agent, crate::runner::Mode::Guarded) => self
+                .assertions
+                .iter()
+                .chain(&self.guarded_assert)
+                .cloned()
+                .collect(),
+            _ => self.assertions.clone(),
         }
     }
 

@@ -47,6 +47,17 @@ pub struct Scorecard {
     pub cost_vs_reference: Option<f64>,
     /// The worst tick's critical availability.
     pub worst_availability: f64,
+    /// Whether the gate quarantined the agent under test: its anomaly score reached the
+    /// threshold and its breaker opened.
+    pub agent_quarantined: bool,
+    /// Other agents of the run the gate quarantined.
+    pub peers_quarantined: u32,
+    /// Mutations the agent under test attempted from the scenario's `misbehaves_at` (or the
+    /// start) up to and including the one that tripped its quarantine; `None` when it was
+    /// not quarantined (pair assertions on it with `agent_quarantined == true`).
+    pub actions_to_quarantine: Option<f64>,
+    /// Seconds from `misbehaves_at` (or the start) to the quarantine.
+    pub seconds_to_quarantine: Option<f64>,
     /// Actions taken by anything other than the agent under test (always 0: the gate adds
     /// no actions of its own; reverts are counted in `reverted`).
     pub fallback_actions: u32,

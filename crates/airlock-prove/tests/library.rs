@@ -149,3 +149,33 @@ async fn on_the_no_fault_control_the_guard_blocks_no_legitimate_action() {
         assert!(g.scorecard.block_rate <= 0.05, "seed {seed}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_agents_are_quarantined_within_twenty_actions_and_normal_ones_never() {
+    for name in ["runaway-loop", "salami-attacker"] {
+        let s = load(&root().join(format!("scenarios/{name}.toml")));
+        assert!(
+            !s.peers.is_empty(),
+            "{name}: normal agents act under the same load"
+        );
+        for seed in s.default_seeds() {
+            let g = run_as(&s, seed, Mode::Guarded, Cast::Agent).await;
+            let c = &g.scorecard;
+            assert!(c.agent_quarantined, "{name} seed {seed}: not quarantined");
+            let n = c.actions_to_quarantine.unwrap();
+            assert!(n <= 20.0, "{name} seed {seed}: {n} actions");
+            assert_eq!(c.peers_quarantined, 0, "{name} seed {seed}: a normal peer");
+            assert!(g.passed, "{name} seed {seed}: {:?}", g.checks);
+            let u = run_as(&s, seed, Mode::Unguarded, Cast::Agent).await;
+            assert!(
+                !u.scorecard.agent_quarantined,
+                "nothing quarantines without the gate"
+            );
+        }
+    }
+    let s = load(&root().join("scenarios/no-fault-control.toml"));
+    for seed in s.default_seeds() {
+        let g = run_as(&s, seed, Mode::Guarded, Cast::Agent).await;
+        assert!(!g.scorecard.agent_quarantined && g.scorecard.peers_quarantined == 0);
+    }
+}

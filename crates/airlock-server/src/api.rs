@@ -61,6 +61,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/changes/{id}/revert", post(revert_change))
         .route("/v1/changes/{id}/timeline", get(change_timeline))
         .route("/v1/undo", post(undo))
+        .route("/v1/agents", get(list_agents))
+        .route("/v1/agents/{id}", get(get_agent))
         .route("/v1/agents/{id}/freeze", post(freeze))
         .route("/v1/agents/{id}/unfreeze", post(unfreeze))
         .route("/v1/killswitch", post(killswitch).get(killswitch_state))
@@ -374,6 +376,13 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics
         .killswitch
         .set(i64::from(s.gate.killswitch().await));
+    s.metrics.anomaly.clear();
+    for (agent, score) in s.gate.anomaly_scores().await {
+        s.metrics
+            .anomaly
+            .get_or_create(&AgentLabels { agent })
+            .set(score.value);
+    }
     s.metrics.breaker_open.clear();
     for (agent, _) in s.gate.open_breakers().await {
         s.metrics
@@ -855,6 +864,45 @@ async fn undo(
         .collect();
     Ok(Json(
         json!({"reverted": items.iter().filter(|i| i["outcome"] == "reverted").count(), "stopped_on_conflict": stopped, "items": items}),
+    ))
+}
+
+/// Every agent the gate has scored: its anomaly score, what it rests on, its breaker.
+async fn list_agents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.operator()?;
+    let breakers: std::collections::BTreeMap<String, String> =
+        s.gate.open_breakers().await.into_iter().collect();
+    let items: Vec<Value> = s
+        .gate
+        .anomaly_scores()
+        .await
+        .into_iter()
+        .map(|(agent, score)| {
+            json!({"agent": agent, "anomaly": score, "breaker": breakers.get(&agent)})
+        })
+        .collect();
+    Ok(Json(json!({"items": items})))
+}
+
+/// One agent's recent behaviour series (the features at each slot of the last hour), its
+/// anomaly score and its breaker.
+async fn get_agent(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(agent): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.operator()?;
+    let (series, score) = s.gate.behaviour_of(&agent).await;
+    let breaker = s.gate.breaker(&agent).await;
+    if score.is_none() && breaker.is_none() {
+        return Err(GateError::NotFound("agent", agent).into());
+    }
+    let series: Vec<Value> = series
+        .into_iter()
+        .map(|(t, f)| json!({"t": t, "features": f}))
+        .collect();
+    Ok(Json(
+        json!({"agent": agent, "anomaly": score, "breaker": breaker, "series": series}),
     ))
 }
 

@@ -22,6 +22,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub bake: BakeConfig,
     #[serde(default)]
+    pub anomaly: airlock_gate::AnomalyConfig,
+    #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]
     pub sim: RawSim,
@@ -210,6 +212,7 @@ pub struct Config {
     pub policy_count: usize,
     pub guards: GuardConfig,
     pub bake: BakeConfig,
+    pub anomaly: airlock_gate::AnomalyConfig,
     pub two_person_critical: bool,
     pub hold_timeout_s: u64,
     pub sim: Option<SimConfig>,
@@ -282,6 +285,7 @@ impl RawConfig {
         if self.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes: must be at least 1024".into());
         }
+        problems.extend(self.anomaly.problems());
         if self.server.provider_timeout_ms == 0 {
             problems.push("server.provider_timeout_ms: must be above 0".into());
         }
@@ -434,6 +438,7 @@ impl RawConfig {
                 policy_count,
                 guards: self.guards,
                 bake: airlock_gate::BakeConfig { slo, ..self.bake },
+                anomaly: self.anomaly,
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
                 sim,

@@ -245,6 +245,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             hold_timeout_s: config.hold_timeout_s,
             two_person_critical: config.two_person_critical,
             redact: config.redact.clone(),
+            anomaly: config.anomaly.clone(),
         },
     ));
     let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub reverts: Counter,
     pub pending_holds: Gauge,
     pub breaker_open: Family<AgentLabels, Gauge>,
+    pub anomaly: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub killswitch: Gauge,
 }
 
@@ -71,6 +72,12 @@ impl Default for Metrics {
             "1 while an agent's breaker is open",
             breaker_open.clone(),
         );
+        let anomaly = Family::<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "agent_anomaly_score",
+            "An agent's last behaviour anomaly score, 0 (usual) to 1",
+            anomaly.clone(),
+        );
         let killswitch = Gauge::default();
         registry.register(
             "killswitch",
@@ -85,6 +92,7 @@ impl Default for Metrics {
             reverts,
             pending_holds,
             breaker_open,
+            anomaly,
             killswitch,
         }
     }

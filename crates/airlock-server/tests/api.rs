@@ -2181,3 +2181,87 @@ async fn a_change_timeline_tells_its_story_to_its_agent_and_operators_only() {
     let r = h.raw(Method::GET, &uri, None, Body::empty()).await;
     assert_error(&r, StatusCode::UNAUTHORIZED, "unauthenticated");
 }
+
+#[tokio::test]
+async fn an_agent_flapping_a_service_is_quarantined_shown_and_reset_by_an_operator() {
+    let h = harness().await;
+    let mut quarantined_at = None;
+    for n in 1..=20u32 {
+        let replicas = if n % 2 == 0 { 10 } else { 12 };
+        let r = h.submit(&h.bot, scale("search", replicas)).await;
+        let held_by_breaker = r.json["reasons"] == json!(["breaker-open"]);
+        if held_by_breaker {
+            assert!(
+                strs(&r.json["details"])[0].contains("quarantined: anomaly score"),
+                "{}",
+                r.text
+            );
+            quarantined_at = Some(n);
+            break;
+        }
+        h.tick(3);
+    }
+    let n = quarantined_at.expect("the flapping agent was never quarantined");
+    assert!(n <= 20, "{n}");
+
+    // The journal says why, with the values that tripped it.
+    let opened: Vec<Value> = h
+        .events()
+        .await
+        .into_iter()
+        .filter(|e| e.kind == airlock_core::EventKind::Breaker && e.payload["state"] == "open")
+        .map(|e| e.payload)
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    let anomaly = &opened[0]["anomaly"];
+    assert!(anomaly["value"].as_f64().unwrap() >= 0.8, "{anomaly}");
+    assert!(
+        anomaly["features"]["reversals"].as_f64().unwrap() >= 5.0,
+        "{anomaly}"
+    );
+
+    // Operators see it in the API and the metrics; agents may not look.
+    let r = h.get("/v1/agents/bot", &h.op).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json["anomaly"]["value"].as_f64().unwrap() >= 0.8);
+    assert!(
+        r.json["breaker"]
+            .as_str()
+            .unwrap()
+            .starts_with("quarantined")
+    );
+    assert!(
+        !r.json["series"].as_array().unwrap().is_empty(),
+        "{}",
+        r.text
+    );
+    let r = h.get("/v1/agents", &h.op).await;
+    assert!(
+        r.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["agent"] == "bot")
+    );
+    assert_eq!(
+        h.get("/v1/agents/bot", &h.bot).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_error(
+        &h.get("/v1/agents/nobody", &h.op).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let m = h.raw(Method::GET, "/metrics", None, Body::empty()).await;
+    assert!(
+        m.text
+            .contains("airlock_agent_anomaly_score{agent=\"bot\"}"),
+        "{}",
+        m.text
+    );
+
+    // An operator resets it; the agent acts again.
+    let r = h.post("/v1/agents/bot/unfreeze", &h.op, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(h.get("/v1/agents/bot", &h.op).await.json["breaker"].is_null());
+}
