@@ -93,6 +93,13 @@ impl Plan {
         self.hash = self.compute_hash();
         self
     }
+    /// Whether the plan only adds capacity (a scale-up). It cannot cause an overload its
+    /// services were already in, so a bake does not blame it for a rule they were already
+    /// failing before it: taking the capacity away again would only deepen the incident.
+    pub fn only_adds_capacity(&self) -> bool {
+        self.verb == Verb::Scale && self.blast.capacity_delta_pct > 0.0
+    }
+
     /// Whether the plan changes nothing.
     pub fn is_noop(&self) -> bool {
         self.diffs.iter().all(|d| d.before == d.after)

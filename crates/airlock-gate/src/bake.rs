@@ -286,12 +286,9 @@ impl Gate {
                     cfg.missing,
                 );
                 let rules = cfg.rules();
-                // A scale-up cannot cause the overload a service was already in before it:
-                // taking that capacity away again would only deepen the incident. Such a
-                // breach is recorded as inherited, not reverted.
+                // A breach a scale-up inherited is recorded, not reverted.
                 let inherited = matches!(judgement, Judgement::Breach { .. })
-                    && bake.plan.verb == airlock_core::Verb::Scale
-                    && bake.plan.blast.capacity_delta_pct > 0.0
+                    && bake.plan.only_adds_capacity()
                     && bake
                         .baseline
                         .iter()
@@ -361,6 +358,10 @@ impl Gate {
                                     "insufficient"
                                 } else if rule.passes(v) || !rule.blamed(v, base) {
                                     "pass"
+                                } else if bake.plan.only_adds_capacity()
+                                    && base.is_some_and(|b| !rule.passes(b))
+                                {
+                                    "inherited"
                                 } else {
                                     "breach"
                                 }

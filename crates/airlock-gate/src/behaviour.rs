@@ -591,10 +591,24 @@ mod tests {
 
     #[test]
     fn a_burst_below_min_actions_is_never_past_the_threshold() {
-        let mut b = Behaviour::new(AnomalyConfig::default());
-        b.record("new", &plan(Verb::Delete, "a", -100.0), 0);
-        b.record("new", &plan(Verb::Delete, "b", -100.0), 1000);
-        assert!(b.score("new", 1000).value < 0.8);
+        let cfg = AnomalyConfig {
+            threshold: 0.3,
+            ..Default::default()
+        };
+        let burst = |b: &mut Behaviour, n: i64| {
+            for i in 0..n {
+                b.record(
+                    "new",
+                    &plan(Verb::Delete, &format!("s{i}"), -100.0),
+                    i * 1000,
+                );
+            }
+            b.score("new", (n - 1) * 1000).value
+        };
+        // Three deletes at once are far from usual, but too few to judge.
+        assert!(burst(&mut Behaviour::new(cfg.clone()), 3) < 0.3);
+        // A fourth makes it enough.
+        assert!(burst(&mut Behaviour::new(cfg), 4) >= 0.3);
     }
 
     #[test]

@@ -537,20 +537,22 @@ pub async fn run(
                     Driver::External(x) => match x.next(&|| turn_of(&handle, run_start)).await {
                         Step::Call(r, reply) => (*r, Some(reply)),
                         Step::Done => break,
-                        Step::TimedOut | Step::Gone => {
-                            let gone =
-                                matches!(x.next(&|| turn_of(&handle, run_start)).await, Step::Gone);
+                        step @ (Step::TimedOut | Step::Gone) => {
+                            let (what, detail) = if matches!(step, Step::Gone) {
+                                ("exited", "the agent ended its session".to_string())
+                            } else {
+                                (
+                                    "turn-timeout",
+                                    format!("no `next_turn` within {:?}", opts.turn_timeout),
+                                )
+                            };
                             ctx.timeline.push(TimelineEntry {
                                 t_s: ctx.rel(now),
                                 agent: actor.name.clone(),
                                 verb: String::new(),
                                 target: String::new(),
-                                what: if gone { "exited" } else { "turn-timeout" }.into(),
-                                detail: if gone {
-                                    "the agent ended its session".into()
-                                } else {
-                                    format!("no `next_turn` within {:?}", opts.turn_timeout)
-                                },
+                                what: what.into(),
+                                detail,
                             });
                             break;
                         }
@@ -565,9 +567,7 @@ pub async fn run(
                 }
             }
         }
-        if ctx.gate.is_some() {
-            resolve_holds(&mut ctx, &mut actors, approver.as_ref(), scenario, now).await?;
-        }
+        resolve_holds(&mut ctx, &mut actors, approver.as_ref(), scenario, now).await?;
         if !warm {
             let sim = handle.lock().map_err(|_| poisoned())?;
             let truth = sim.truth();

@@ -316,18 +316,23 @@ impl ServerHandler for Gateway {
                 Some(decision),
             ));
         }
-        let a = answer(&decision, &route);
-        let content: Vec<ContentBlock> = a
-            .content
-            .into_iter()
-            .filter_map(|c| serde_json::from_value(c).ok())
-            .collect();
-        let mut result = if a.is_error {
-            CallToolResult::error(content)
-        } else {
-            CallToolResult::success(content)
-        };
-        result.structured_content = a.structured;
-        Ok(result.into())
+        Ok(tool_result(&decision, &route).into())
     }
+}
+
+/// The MCP result of a decision: what [`answer`] says, as content blocks.
+pub(crate) fn tool_result(decision: &Value, route: &Route) -> CallToolResult {
+    let a = answer(decision, route);
+    let content: Vec<ContentBlock> = a
+        .content
+        .into_iter()
+        .filter_map(|c| serde_json::from_value(c).ok())
+        .collect();
+    let mut result = if a.is_error {
+        CallToolResult::error(content)
+    } else {
+        CallToolResult::success(content)
+    };
+    result.structured_content = a.structured;
+    result
 }

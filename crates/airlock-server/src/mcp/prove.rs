@@ -5,8 +5,8 @@
 //! over). The simulator waits while the agent thinks.
 
 use crate::api::decision_json;
-use crate::mcp::catalog::{Catalog, Route, ToolDef, answer};
-use crate::mcp::gateway::{rpc_error, to_tool};
+use crate::mcp::catalog::{Catalog, Route, ToolDef};
+use crate::mcp::gateway::{rpc_error, to_tool, tool_result};
 use airlock_core::{Provider, Verb};
 use airlock_prove::external::{CallAnswer, Launcher, Msg, Turn};
 use rmcp::model::{
@@ -151,19 +151,7 @@ impl ServerHandler for TurnGateway {
             .await
             .map_err(|_| gone())?;
         let decision = decision_of(&rx.await.map_err(|_| gone())?);
-        let a = answer(&decision, &route);
-        let content: Vec<ContentBlock> = a
-            .content
-            .into_iter()
-            .filter_map(|c| serde_json::from_value(c).ok())
-            .collect();
-        let mut result = if a.is_error {
-            CallToolResult::error(content)
-        } else {
-            CallToolResult::success(content)
-        };
-        result.structured_content = a.structured;
-        Ok(result.into())
+        Ok(tool_result(&decision, &route).into())
     }
 }
 
