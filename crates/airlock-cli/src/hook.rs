@@ -71,7 +71,7 @@ async fn run(args: HookArgs) -> Result<serde_json::Value> {
             // One decision needs no upstream MCP servers.
             config.upstreams.clear();
             let (state, _) = airlock_server::live::build(&config).await?;
-            let gate = HookGate::Local(state);
+            let gate = HookGate::Local(state.door.clone());
             Ok(decide(&raw, &config.hook, &gate, token.as_deref()).await)
         }
     }

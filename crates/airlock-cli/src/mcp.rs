@@ -40,7 +40,7 @@ pub async fn mcp(args: McpArgs) -> Result<ExitCode> {
             let started = airlock_server::live::start(&config)
                 .await
                 .context("cannot start the gate")?;
-            let backend: Arc<dyn Backend> = Arc::new(Local(started.state.clone()));
+            let backend: Arc<dyn Backend> = Arc::new(Local(started.state.door.clone()));
             let served = serve_stdio(backend, token).await;
             started.stop().await;
             served

@@ -258,6 +258,27 @@ impl Guards {
         }
     }
 
+    /// Gives back what [`Guards::record_applied`] counted for `plan` at `at`, when the
+    /// change it was spent on never landed (the journal or the provider failed).
+    pub fn release_applied(&mut self, agent: &str, plan: &Plan, at: Timestamp) {
+        let Some(a) = self.agents.get_mut(agent) else {
+            return;
+        };
+        if plan.destructive
+            && let Some(i) = a.destructive.iter().rposition(|t| *t == at)
+        {
+            a.destructive.remove(i);
+        }
+        let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+        if (factor - 1.0).abs() > 1e-9
+            && let Some(i) = a.capacity.iter().rposition(|(t, s, f)| {
+                *t == at && *s == plan.resource.service && (*f - factor.max(0.0)).abs() < 1e-12
+            })
+        {
+            a.capacity.remove(i);
+        }
+    }
+
     /// Counts a revert of the agent's change; returns true when this trips the breaker.
     pub fn record_revert(&mut self, agent: &str, now: Timestamp) -> bool {
         let window = (self.config.breaker_window_s as i64) * 1000;
@@ -326,6 +347,22 @@ mod tests {
         }
         // 0.85^4 = 0.52 remains after four steps; the fifth would leave 0.44 (56% cut).
         assert_eq!(held_at, Some(4));
+    }
+
+    #[test]
+    fn a_released_spend_is_given_back() {
+        let mut g = Guards::new(GuardConfig::default());
+        let mut p = scale(0.0);
+        p.verb = Verb::Delete;
+        p.destructive = true;
+        g.record_applied("a", &p, 1000);
+        let spent = g.check("a", &p, 2000);
+        assert_eq!(
+            spent[0].id, "blast-budget-destructive",
+            "the budget is spent"
+        );
+        g.release_applied("a", &p, 1000);
+        assert!(g.check("a", &p, 2000).is_empty(), "and given back");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod provider;
 pub mod risk;
 pub mod shell;
 pub mod slo;
+pub mod status;
 pub mod verdict;
 
 pub use action::{ActionRequest, Verb};
@@ -26,4 +27,5 @@ pub use plan::{Applied, Blast, Diff, Plan, Predicted, ResourceAttrs, Restored, S
 pub use policy::{PolicyEngine, PolicyError, PolicyInput, PolicyOutcome};
 pub use provider::{Provider, ProviderError, VerbSpec};
 pub use risk::{AgentStats, Assessment, HealthStatus, Risk};
+pub use status::{ActionStatus, ChangeStatus, VerdictKind};
 pub use verdict::Verdict;

@@ -22,6 +22,14 @@ impl Verdict {
             Verdict::Hold(_) => "hold",
         }
     }
+    /// The kind, without reasons.
+    pub fn kind(&self) -> crate::VerdictKind {
+        match self {
+            Verdict::Allow => crate::VerdictKind::Allow,
+            Verdict::Deny(_) => crate::VerdictKind::Deny,
+            Verdict::Hold(_) => crate::VerdictKind::Hold,
+        }
+    }
     /// The reasons (policy ids and guard ids); empty for allow.
     pub fn reasons(&self) -> &[String] {
         match self {

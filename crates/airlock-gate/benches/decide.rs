@@ -113,7 +113,7 @@ fn bench_submit(c: &mut Criterion, rt: &tokio::runtime::Runtime, s: &Setup) -> R
     // Check once that the cases are what they claim to be: decided, journaled, not applied.
     for (req, verdict) in [(&deny, "deny"), (&hold, "hold")] {
         let d = rt.block_on(submit(s, req.clone()))?;
-        if d.verdict != verdict
+        if d.verdict.as_str() != verdict
             || d.change_id.is_some()
             || d.reasons.iter().any(|r| r == "journal-unavailable")
         {

@@ -3,7 +3,7 @@
 //! rollback must never deadlock on its own guard) but never overwrites a resource that
 //! moved on since the change (that is `needs_attention`).
 
-use crate::engine::{Gate, GateError, State};
+use crate::engine::{BakeEntry, Gate, GateError, change_key, lock};
 use airlock_core::slo::{
     BaselineEntry, Counters, Judgement, MissingData, QueryRule, Sample, SloRule, judge, rule_value,
 };
@@ -241,156 +241,22 @@ pub(crate) async fn read_counters(
 impl Gate {
     /// One poll of every baking change: sample, judge, settle or revert. Also expires
     /// holds past their timeout. Call it every poll interval (every tick in a scenario).
+    ///
+    /// Each change is polled under its own slot, with no gate-wide lock: a signal source
+    /// that hangs delays this poll, never a decision.
     pub async fn poll(&self) -> Result<Vec<BakeOutcome>, GateError> {
+        let _one = self.polling.lock().await;
         self.expire_holds().await?;
         let now = self.clock.now();
         let cfg = self.config.bake.clone();
-        let mut state = self.state.lock().await;
-        let ids: Vec<String> = state.bakes.keys().cloned().collect();
+        let ids: Vec<String> = lock(&self.bakes).keys().cloned().collect();
         let mut outcomes = Vec::new();
         for id in ids {
-            let Some(bake) = state.bakes.get_mut(&id) else {
+            let _slot = self.slots.take(&change_key(&id)).await;
+            let Some(mut bake) = self.check_out(&id) else {
                 continue;
             };
-            bake.polls += 1;
-            let mut verdict: Option<(String, String, Option<f64>)> = None;
-            let mut holding = false;
-            for service in bake.plan.blast.watch.clone() {
-                let reading = self.signals.read(&service).await.ok().flatten();
-                let sample = match (reading, bake.last.get(&service).copied().flatten()) {
-                    (Some(now_c), Some(prev)) => now_c.since(&prev),
-                    (Some(_), None) => Sample {
-                        requests: Some(0.0),
-                        errors: Some(0.0),
-                        p99_ms: None,
-                    },
-                    (None, _) => Sample {
-                        requests: None,
-                        errors: None,
-                        p99_ms: None,
-                    },
-                };
-                if reading.is_some() {
-                    bake.last.insert(service.clone(), reading);
-                }
-                let list = bake.samples.entry(service.clone()).or_default();
-                list.push((now, sample));
-                let since = now - cfg.judge_window_s as i64 * 1000;
-                list.retain(|(t, _)| *t > since);
-                let window: Vec<Sample> = list.iter().map(|(_, s)| *s).collect();
-                let judgement = judge(
-                    &service,
-                    &bake.baseline,
-                    &window,
-                    cfg.min_requests,
-                    cfg.missing,
-                );
-                let rules = cfg.rules();
-                // A breach a scale-up inherited is recorded, not reverted.
-                let inherited = matches!(judgement, Judgement::Breach { .. })
-                    && bake.plan.only_adds_capacity()
-                    && bake
-                        .baseline
-                        .iter()
-                        .any(|b| b.service == service && !b.passing);
-                let (name, detail) = match &judgement {
-                    Judgement::Breach { rule, .. } if inherited => (
-                        "inherited",
-                        Some(format!(
-                            "{rule}: already failing before this capacity increase"
-                        )),
-                    ),
-                    Judgement::Pass => ("pass", None),
-                    Judgement::Insufficient { detail } => ("insufficient", Some(detail.clone())),
-                    Judgement::Breach { rule, .. } => ("breach", Some(rule.clone())),
-                    Judgement::Hold { .. } => ("hold", Some("missing data".to_string())),
-                };
-                bake.evaluations.push(json!({
-                    "t": now, "service": service, "judgement": name,
-                    "requests": window.iter().any(|s| s.requests.is_some()).then(|| airlock_core::slo::request_count(&window)),
-                    "availability": rules.first().and_then(|r| rule_value(r, &window)),
-                    "p99_ms": rules.get(1).and_then(|r| rule_value(r, &window)),
-                    "detail": detail,
-                }));
-                if bake.evaluations.len() > MAX_EVALUATIONS {
-                    bake.evaluations.remove(0);
-                }
-                match judgement {
-                    Judgement::Breach { .. } if inherited => {}
-                    Judgement::Breach {
-                        service,
-                        rule,
-                        value,
-                        ..
-                    } => {
-                        verdict = Some((service, rule, value));
-                        break;
-                    }
-                    Judgement::Hold { .. } => holding = true,
-                    Judgement::Pass | Judgement::Insufficient { .. } => {}
-                }
-            }
-            if verdict.is_none() {
-                'services: for service in bake.plan.blast.watch.clone() {
-                    for rule in cfg.slo.iter().filter(|r| r.applies(&service)) {
-                        let value = self
-                            .signals
-                            .query(&rule.query_for(&service))
-                            .await
-                            .ok()
-                            .flatten();
-                        let key = (service.clone(), rule.name.clone());
-                        let judgement = match value {
-                            None => match rule.missing {
-                                MissingData::Breach => "breach",
-                                MissingData::Hold => "hold",
-                                MissingData::Ignore => "insufficient",
-                            },
-                            Some(v) => {
-                                let seen = bake.query_seen.entry(key).or_insert(0);
-                                *seen += 1;
-                                let base = bake
-                                    .query_baseline
-                                    .iter()
-                                    .find(|b| b.service == service && b.rule == rule.name)
-                                    .and_then(|b| b.value);
-                                if *seen < rule.min_samples {
-                                    "insufficient"
-                                } else if rule.passes(v) || !rule.blamed(v, base) {
-                                    "pass"
-                                } else if bake.plan.only_adds_capacity()
-                                    && base.is_some_and(|b| !rule.passes(b))
-                                {
-                                    "inherited"
-                                } else {
-                                    "breach"
-                                }
-                            }
-                        };
-                        bake.evaluations.push(json!({
-                            "t": now, "service": service, "rule": rule.name,
-                            "value": value, "judgement": judgement,
-                        }));
-                        match judgement {
-                            "breach" => {
-                                let what = if value.is_none() {
-                                    format!("missing data: {}", rule.name)
-                                } else {
-                                    rule.describe()
-                                };
-                                verdict = Some((service.clone(), what, value));
-                                break 'services;
-                            }
-                            "hold" => holding = true,
-                            _ => {}
-                        }
-                    }
-                }
-                if bake.evaluations.len() > MAX_EVALUATIONS {
-                    let extra = bake.evaluations.len() - MAX_EVALUATIONS;
-                    bake.evaluations.drain(..extra);
-                }
-            }
+            let (verdict, holding) = self.judge_bake(&mut bake, now, &cfg).await;
             if let Some((service, rule, value)) = verdict {
                 let breach = NewEvent::new(
                     now,
@@ -400,14 +266,17 @@ impl Gate {
                 .agent(&bake.agent)
                 .action(&bake.action_id)
                 .change(&id);
-                self.journal.append(breach).await?;
+                if let Err(e) = self.journal.append(breach).await {
+                    self.check_in(&id, bake);
+                    return Err(e.into());
+                }
                 let reason = format!(
                     "bake breach on `{service}`: {rule} (value {})",
                     value.map_or("missing".into(), |v| format!("{v:.4}"))
                 );
                 outcomes.push(
-                    self.revert_locked(
-                        &mut state,
+                    self.revert_bake(
+                        bake,
                         &id,
                         &reason,
                         "airlock",
@@ -421,9 +290,6 @@ impl Gate {
             let window_over = elapsed >= cfg.window_s as i64 * 1000;
             let extension_over = elapsed >= (cfg.window_s + cfg.max_extension_s) as i64 * 1000;
             if window_over && (!holding || extension_over) {
-                let Some(bake) = state.bakes.remove(&id) else {
-                    continue;
-                };
                 let rec = change_record(&self.config.redact, &bake, "settled", now);
                 let ev = NewEvent::new(
                     now,
@@ -433,61 +299,225 @@ impl Gate {
                 .agent(&bake.agent)
                 .action(&bake.action_id)
                 .change(&id);
-                self.journal.put_change(rec, ev).await?;
+                if let Err(e) = self.journal.put_change(rec, ev).await {
+                    self.check_in(&id, bake);
+                    return Err(e.into());
+                }
+                lock(&self.bakes).remove(&id);
                 outcomes.push(BakeOutcome::Settled {
                     change_id: id,
                     agent: bake.agent,
                 });
+            } else {
+                self.check_in(&id, bake);
             }
         }
         Ok(outcomes)
     }
 
-    /// Reverts a change that is still baking (or settled but remembered), by an operator.
-    pub async fn revert(&self, change_id: &str, by: &str) -> Result<BakeOutcome, GateError> {
-        let mut state = self.state.lock().await;
-        if !state.bakes.contains_key(change_id) {
-            let rec = self
-                .journal
-                .change(change_id)
-                .await?
-                .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
-            if rec.status != "settled" && rec.status != "baking" {
-                return Err(GateError::Conflict(format!(
-                    "change `{change_id}` is {}; only applied changes can be reverted",
-                    rec.status
-                )));
-            }
-            let bake = Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?;
-            state.bakes.insert(rec.id, bake);
-        }
-        self.revert_locked(
-            &mut state,
-            change_id,
-            &format!("reverted by {by}"),
-            by,
-            None,
-        )
-        .await
+    /// Takes a baking change's bake out of the map (the caller holds its slot).
+    fn check_out(&self, id: &str) -> Option<Bake> {
+        lock(&self.bakes).get_mut(id).and_then(|e| e.bake.take())
     }
 
-    async fn revert_locked(
+    /// Puts a bake back after a poll that neither settled nor reverted it.
+    fn check_in(&self, id: &str, bake: Bake) {
+        if let Some(e) = lock(&self.bakes).get_mut(id) {
+            e.bake = Some(bake);
+        }
+    }
+
+    /// Samples and judges one change's watched services (signal I/O, no lock held).
+    /// Returns the breach, if any, and whether a missing-data rule is holding the bake.
+    async fn judge_bake(
         &self,
-        state: &mut State,
+        bake: &mut Bake,
+        now: i64,
+        cfg: &BakeConfig,
+    ) -> (Option<(String, String, Option<f64>)>, bool) {
+        bake.polls += 1;
+        let mut verdict: Option<(String, String, Option<f64>)> = None;
+        let mut holding = false;
+        for service in bake.plan.blast.watch.clone() {
+            let reading = self.signals.read(&service).await.ok().flatten();
+            let sample = match (reading, bake.last.get(&service).copied().flatten()) {
+                (Some(now_c), Some(prev)) => now_c.since(&prev),
+                (Some(_), None) => Sample {
+                    requests: Some(0.0),
+                    errors: Some(0.0),
+                    p99_ms: None,
+                },
+                (None, _) => Sample {
+                    requests: None,
+                    errors: None,
+                    p99_ms: None,
+                },
+            };
+            if reading.is_some() {
+                bake.last.insert(service.clone(), reading);
+            }
+            let list = bake.samples.entry(service.clone()).or_default();
+            list.push((now, sample));
+            let since = now - cfg.judge_window_s as i64 * 1000;
+            list.retain(|(t, _)| *t > since);
+            let window: Vec<Sample> = list.iter().map(|(_, s)| *s).collect();
+            let judgement = judge(
+                &service,
+                &bake.baseline,
+                &window,
+                cfg.min_requests,
+                cfg.missing,
+            );
+            let rules = cfg.rules();
+            // A breach a scale-up inherited is recorded, not reverted.
+            let inherited = matches!(judgement, Judgement::Breach { .. })
+                && bake.plan.only_adds_capacity()
+                && bake
+                    .baseline
+                    .iter()
+                    .any(|b| b.service == service && !b.passing);
+            let (name, detail) = match &judgement {
+                Judgement::Breach { rule, .. } if inherited => (
+                    "inherited",
+                    Some(format!(
+                        "{rule}: already failing before this capacity increase"
+                    )),
+                ),
+                Judgement::Pass => ("pass", None),
+                Judgement::Insufficient { detail } => ("insufficient", Some(detail.clone())),
+                Judgement::Breach { rule, .. } => ("breach", Some(rule.clone())),
+                Judgement::Hold { .. } => ("hold", Some("missing data".to_string())),
+            };
+            bake.evaluations.push(json!({
+                "t": now, "service": service, "judgement": name,
+                "requests": window.iter().any(|s| s.requests.is_some()).then(|| airlock_core::slo::request_count(&window)),
+                "availability": rules.first().and_then(|r| rule_value(r, &window)),
+                "p99_ms": rules.get(1).and_then(|r| rule_value(r, &window)),
+                "detail": detail,
+            }));
+            if bake.evaluations.len() > MAX_EVALUATIONS {
+                bake.evaluations.remove(0);
+            }
+            match judgement {
+                Judgement::Breach { .. } if inherited => {}
+                Judgement::Breach {
+                    service,
+                    rule,
+                    value,
+                    ..
+                } => {
+                    verdict = Some((service, rule, value));
+                    break;
+                }
+                Judgement::Hold { .. } => holding = true,
+                Judgement::Pass | Judgement::Insufficient { .. } => {}
+            }
+        }
+        if verdict.is_none() {
+            'services: for service in bake.plan.blast.watch.clone() {
+                for rule in cfg.slo.iter().filter(|r| r.applies(&service)) {
+                    let value = self
+                        .signals
+                        .query(&rule.query_for(&service))
+                        .await
+                        .ok()
+                        .flatten();
+                    let key = (service.clone(), rule.name.clone());
+                    let judgement = match value {
+                        None => match rule.missing {
+                            MissingData::Breach => "breach",
+                            MissingData::Hold => "hold",
+                            MissingData::Ignore => "insufficient",
+                        },
+                        Some(v) => {
+                            let seen = bake.query_seen.entry(key).or_insert(0);
+                            *seen += 1;
+                            let base = bake
+                                .query_baseline
+                                .iter()
+                                .find(|b| b.service == service && b.rule == rule.name)
+                                .and_then(|b| b.value);
+                            if *seen < rule.min_samples {
+                                "insufficient"
+                            } else if rule.passes(v) || !rule.blamed(v, base) {
+                                "pass"
+                            } else if bake.plan.only_adds_capacity()
+                                && base.is_some_and(|b| !rule.passes(b))
+                            {
+                                "inherited"
+                            } else {
+                                "breach"
+                            }
+                        }
+                    };
+                    bake.evaluations.push(json!({
+                        "t": now, "service": service, "rule": rule.name,
+                        "value": value, "judgement": judgement,
+                    }));
+                    match judgement {
+                        "breach" => {
+                            let what = if value.is_none() {
+                                format!("missing data: {}", rule.name)
+                            } else {
+                                rule.describe()
+                            };
+                            verdict = Some((service.clone(), what, value));
+                            break 'services;
+                        }
+                        "hold" => holding = true,
+                        _ => {}
+                    }
+                }
+            }
+            if bake.evaluations.len() > MAX_EVALUATIONS {
+                let extra = bake.evaluations.len() - MAX_EVALUATIONS;
+                bake.evaluations.drain(..extra);
+            }
+        }
+        (verdict, holding)
+    }
+
+    /// Reverts a change that is still baking (or settled but remembered), by an operator.
+    pub async fn revert(&self, change_id: &str, by: &str) -> Result<BakeOutcome, GateError> {
+        let _slot = self.slots.take(&change_key(change_id)).await;
+        let bake = match self.check_out(change_id) {
+            Some(b) => b,
+            None => {
+                let rec = self
+                    .journal
+                    .change(change_id)
+                    .await?
+                    .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
+                if rec.status != "settled" && rec.status != "baking" {
+                    return Err(GateError::Conflict(format!(
+                        "change `{change_id}` is {}; only applied changes can be reverted",
+                        rec.status
+                    )));
+                }
+                Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?
+            }
+        };
+        self.revert_bake(bake, change_id, &format!("reverted by {by}"), by, None)
+            .await
+    }
+
+    /// Restores a change's prior state and journals the outcome; the caller holds the
+    /// change's slot and has taken its bake out.
+    async fn revert_bake(
+        &self,
+        bake: Bake,
         change_id: &str,
         reason: &str,
         by: &str,
         breach: Option<(String, String, Option<f64>, i64)>,
     ) -> Result<BakeOutcome, GateError> {
-        let bake = state
-            .bakes
-            .remove(change_id)
-            .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
-        let provider = self
-            .providers
-            .get(&bake.plan.provider)
-            .cloned()
-            .ok_or_else(|| GateError::UnknownProvider(bake.plan.provider.clone()))?;
+        let Some(provider) = self.providers.get(&bake.plan.provider).cloned() else {
+            let name = bake.plan.provider.clone();
+            self.check_in(change_id, bake);
+            return Err(GateError::UnknownProvider(name));
+        };
+        // Whatever the journal says next, the change is no longer baking here.
+        lock(&self.bakes).remove(change_id);
         let result = match tokio::time::timeout(
             self.config.provider_timeout,
             provider.restore(&bake.snapshot, &bake.applied),
@@ -512,14 +542,16 @@ impl Gate {
                 .action(&bake.action_id)
                 .change(change_id);
                 self.journal.put_change(rec, ev).await?;
-                state.behaviour.reverted(&bake.agent, now);
-                let tripped = state.guards.record_revert(&bake.agent, now);
+                lock(&self.behaviour).reverted(&bake.agent, now);
+                let (tripped, why) = {
+                    let mut guards = lock(&self.guards);
+                    let tripped = guards.record_revert(&bake.agent, now);
+                    (
+                        tripped,
+                        guards.breaker(&bake.agent).unwrap_or("reverts").to_string(),
+                    )
+                };
                 if tripped {
-                    let why = state
-                        .guards
-                        .breaker(&bake.agent)
-                        .unwrap_or("reverts")
-                        .to_string();
                     self.journal
                         .append(
                             NewEvent::new(
@@ -611,10 +643,9 @@ impl Gate {
     /// before it was applied. Returns how many were resumed.
     pub async fn resume(&self) -> Result<usize, GateError> {
         let records = self.journal.changes_with_status("baking").await?;
-        let mut state = self.state.lock().await;
         let mut resumed = 0;
         for rec in records {
-            if state.bakes.contains_key(&rec.id) {
+            if lock(&self.bakes).contains_key(&rec.id) {
                 continue;
             }
             let Ok(mut bake) = Bake::from_record(&rec, BTreeMap::new()) else {
@@ -635,10 +666,21 @@ impl Gate {
                 continue;
             };
             bake.last = read_counters(self, &bake.plan.blast.watch).await;
-            state
-                .guards
-                .record_applied(&rec.agent, &bake.plan, rec.created_at);
-            state.bakes.insert(rec.id.clone(), bake);
+            let plan = bake.plan.clone();
+            {
+                let mut bakes = lock(&self.bakes);
+                if bakes.contains_key(&rec.id) {
+                    continue;
+                }
+                bakes.insert(
+                    rec.id.clone(),
+                    BakeEntry {
+                        agent: rec.agent.clone(),
+                        bake: Some(bake),
+                    },
+                );
+            }
+            lock(&self.guards).record_applied(&rec.agent, &plan, rec.created_at);
             resumed += 1;
         }
         Ok(resumed)
@@ -713,13 +755,15 @@ impl Gate {
                     .map(str::to_string)
             })
             .collect();
-        let mut state = self.state.lock().await;
-        state.guards.set_killswitch(switch_on);
         let mut reopened = 0;
-        for (agent, why) in open {
-            if let Some(why) = why {
-                state.guards.open_breaker(&agent, &why);
-                reopened += 1;
+        {
+            let mut guards = lock(&self.guards);
+            guards.set_killswitch(switch_on);
+            for (agent, why) in open {
+                if let Some(why) = why {
+                    guards.open_breaker(&agent, &why);
+                    reopened += 1;
+                }
             }
         }
         let mut expired = 0;
@@ -731,7 +775,7 @@ impl Gate {
             else {
                 continue;
             };
-            if answered.contains(aid) || state.approvals.contains_key(aid) {
+            if answered.contains(aid) || lock(&self.approvals).contains_key(aid) {
                 continue;
             }
             let mut ev = NewEvent::new(
@@ -749,7 +793,7 @@ impl Gate {
 
     /// Changes currently baking.
     pub async fn baking(&self) -> usize {
-        self.state.lock().await.bakes.len()
+        lock(&self.bakes).len()
     }
 }
 

@@ -8,8 +8,8 @@ use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
 use airlock_core::slo::SignalSource;
 use airlock_core::verdict::combine;
 use airlock_core::{
-    ActionRequest, Blast, Clock, Diff, EventKind, NewEvent, Plan, PolicyEngine, Provider,
-    ProviderError, Risk, Timestamp, Verdict,
+    ActionRequest, ActionStatus, Blast, Clock, Diff, EventKind, NewEvent, Plan, PolicyEngine,
+    Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
 };
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
 use serde::Serialize;
@@ -17,8 +17,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// Gate settings.
 #[derive(Debug, Clone)]
@@ -111,12 +111,12 @@ impl From<&Plan> for PlanView {
     }
 }
 
-/// The gate's answer to one submission (also the wire format of the API).
+/// The gate's answer to one submission.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     pub id: String,
     pub agent: String,
-    pub verdict: &'static str,
+    pub verdict: VerdictKind,
     pub reasons: Vec<String>,
     /// Human explanations of the reasons (hold texts, guard details).
     pub details: Vec<String>,
@@ -131,17 +131,27 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The verdict as the core type.
-    pub fn verdict(&self) -> Verdict {
+    /// The verdict with its reasons, as the core type.
+    pub fn full_verdict(&self) -> Verdict {
         match self.verdict {
-            "allow" => Verdict::Allow,
-            "hold" => Verdict::Hold(self.reasons.clone()),
-            _ => Verdict::Deny(self.reasons.clone()),
+            VerdictKind::Allow => Verdict::Allow,
+            VerdictKind::Hold => Verdict::Hold(self.reasons.clone()),
+            VerdictKind::Deny => Verdict::Deny(self.reasons.clone()),
         }
     }
     /// Whether a change was applied.
     pub fn applied(&self) -> bool {
         self.change_id.is_some()
+    }
+    /// Where the action stands right after this decision.
+    pub fn status(&self) -> ActionStatus {
+        match self.verdict {
+            VerdictKind::Deny => ActionStatus::Denied,
+            VerdictKind::Hold => ActionStatus::Held,
+            VerdictKind::Allow if self.applied() => ActionStatus::Baking,
+            VerdictKind::Allow if self.error.is_some() => ActionStatus::Failed,
+            VerdictKind::Allow => ActionStatus::Done,
+        }
     }
 }
 
@@ -186,13 +196,37 @@ pub(crate) struct Decided {
     verdict: Verdict,
     events: Vec<NewEvent>,
     pending: Option<PendingApproval>,
+    /// When the guards counted this allowed mutation against its budgets (given back if it
+    /// never lands).
+    spent_at: Option<Timestamp>,
 }
 
-pub(crate) struct State {
-    pub guards: Guards,
-    pub approvals: BTreeMap<String, PendingApproval>,
-    pub bakes: BTreeMap<String, Bake>,
-    pub behaviour: crate::behaviour::Behaviour,
+/// A baking change: its agent (for counting), and the bake itself, `None` while a poll or
+/// a revert has it out (they hold the change's slot meanwhile).
+pub(crate) struct BakeEntry {
+    pub agent: String,
+    pub bake: Option<Bake>,
+}
+
+/// Takes a short state lock. A panic elsewhere cannot leave these maps half-changed (every
+/// critical section is a few plain inserts and removes), so a poisoned lock is used as is.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The slot key of a resource: one change in flight per resource.
+pub(crate) fn resource_key(addr: &airlock_core::ResourceAddr) -> String {
+    format!("res:{addr}")
+}
+
+/// The slot key of a change: one poll or revert at a time.
+pub(crate) fn change_key(id: &str) -> String {
+    format!("chg:{id}")
+}
+
+/// The slot key of a pending approval: one resolution at a time.
+fn approval_key(id: &str) -> String {
+    format!("apr:{id}")
 }
 
 /// The gate.
@@ -203,7 +237,19 @@ pub struct Gate {
     pub(crate) policy: Arc<PolicyEngine>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) config: GateConfig,
-    pub(crate) state: Mutex<State>,
+    // The state, split by what must be exact together. Each part has its own short,
+    // synchronous lock, never held across an `.await`: no provider, signal or journal call
+    // ever runs under one, so a slow Prometheus or upstream stalls only its own caller.
+    /// Budgets, rate windows, breakers and the kill switch: checked and spent in one step.
+    pub(crate) guards: Mutex<Guards>,
+    pub(crate) approvals: Mutex<BTreeMap<String, PendingApproval>>,
+    pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
+    pub(crate) behaviour: Mutex<crate::behaviour::Behaviour>,
+    /// One change in flight per resource, one resolution per approval, one poll or revert
+    /// per change: waits that concern one key only.
+    pub(crate) slots: crate::slots::Slots,
+    /// One bake poll at a time.
+    pub(crate) polling: tokio::sync::Mutex<()>,
     ids: AtomicU64,
     id_prefix: String,
 }
@@ -233,12 +279,12 @@ impl Gate {
             signals,
             policy,
             clock,
-            state: Mutex::new(State {
-                guards: Guards::new(config.guards.clone()),
-                approvals: BTreeMap::new(),
-                bakes: BTreeMap::new(),
-                behaviour: crate::behaviour::Behaviour::new(config.anomaly.clone()),
-            }),
+            guards: Mutex::new(Guards::new(config.guards.clone())),
+            approvals: Mutex::new(BTreeMap::new()),
+            bakes: Mutex::new(BTreeMap::new()),
+            behaviour: Mutex::new(crate::behaviour::Behaviour::new(config.anomaly.clone())),
+            slots: crate::slots::Slots::default(),
+            polling: tokio::sync::Mutex::new(()),
             config,
             ids: AtomicU64::new(1),
             id_prefix,
@@ -327,17 +373,29 @@ impl Gate {
     /// Submits a request for an already authenticated agent.
     pub async fn submit_as(&self, agent: &str, req: ActionRequest) -> Result<Decision, GateError> {
         let id = self.new_id("act");
-        if req.verb.is_mutation() {
-            // Mutations decide and apply under the state lock, so budgets stay exact.
-            let mut state = self.state.lock().await;
-            return self.decide_and_run(&mut state, &id, agent, req, None).await;
-        }
-        // Reads change nothing: decide under the lock, journal and read without it.
-        let decided = {
-            let mut state = self.state.lock().await;
-            self.decide(&mut state, &id, agent, req, None).await?
+        // One change in flight per resource: a second mutation of the same target waits and
+        // is planned against the world the first one left. Other resources never wait.
+        let _slot = if req.verb.is_mutation() {
+            Some(self.slots.take(&resource_key(&req.target)).await)
+        } else {
+            None
         };
-        Ok(self.commit(None, decided).await)
+        self.decide_and_run(&id, agent, req, None).await
+    }
+
+    /// How many of the agent's changes are baking now.
+    fn baking_of(&self, agent: &str) -> u32 {
+        lock(&self.bakes)
+            .values()
+            .filter(|b| b.agent == agent)
+            .count() as u32
+    }
+
+    /// Gives back a budget spent on a change that never landed.
+    fn give_back(&self, agent: &str, plan: &Plan, spent_at: Option<Timestamp>) {
+        if let Some(at) = spent_at {
+            lock(&self.guards).release_applied(agent, plan, at);
+        }
     }
 
     async fn health_of(&self, plan: &Plan) -> HealthStatus {
@@ -372,23 +430,22 @@ impl Gate {
     }
 
     /// Plans, assesses, decides and journals; applies when allowed. `approval` is the id of
-    /// an approval an operator gave for this exact plan hash.
+    /// an approval an operator gave for this exact plan hash. A mutation's caller holds the
+    /// target's slot.
     pub(crate) async fn decide_and_run(
         &self,
-        state: &mut State,
         id: &str,
         agent: &str,
         req: ActionRequest,
         approval: Option<(&str, &str)>,
     ) -> Result<Decision, GateError> {
-        let decided = self.decide(state, id, agent, req, approval).await?;
-        Ok(self.commit(Some(state), decided).await)
+        let decided = self.decide(id, agent, req, approval).await?;
+        Ok(self.commit(decided).await)
     }
 
     /// Steps 2 to 4: plan, assess, decide. Nothing is journaled or applied yet.
     async fn decide(
         &self,
-        state: &mut State,
         id: &str,
         agent: &str,
         req: ActionRequest,
@@ -420,41 +477,55 @@ impl Gate {
             }
         };
         let risk = assess_risk(&plan);
-        state.guards.record_submission(agent, &plan, now);
-        let anomaly = if plan.verb.is_mutation() {
-            state.behaviour.record(agent, &plan, now);
-            let score = state.behaviour.score(agent, now);
-            let cfg = state.behaviour.config();
-            if cfg.quarantine
-                && score.value >= cfg.threshold
-                && state.guards.breaker(agent).is_none()
-            {
-                // Quarantine: the breaker opens before this request is decided, so it is
-                // held with the rest; the journal keeps the values that tripped it.
-                let why = format!("quarantined: {}", score.explain());
-                self.journal
-                    .append(
+        let mutation = plan.verb.is_mutation();
+        // Health is read before any lock is taken: a slow signal source delays only this
+        // request.
+        let health = self.health_of(&plan).await;
+        let baking = self.baking_of(agent);
+        let (anomaly, quarantine, actions_5m, reverts_1h) = {
+            let mut guards = lock(&self.guards);
+            let mut behaviour = lock(&self.behaviour);
+            guards.record_submission(agent, &plan, now);
+            let mut quarantine = None;
+            let anomaly = if mutation {
+                behaviour.record(agent, &plan, now);
+                let score = behaviour.score(agent, now);
+                let cfg = behaviour.config();
+                if cfg.quarantine && score.value >= cfg.threshold && guards.breaker(agent).is_none()
+                {
+                    // Quarantine: the breaker opens before this request is decided, so it is
+                    // held with the rest; the journal keeps the values that tripped it.
+                    let why = format!("quarantined: {}", score.explain());
+                    guards.open_breaker(agent, &why);
+                    quarantine = Some(
                         NewEvent::new(
                             now,
                             EventKind::Breaker,
                             json!({"state": "open", "reason": why, "anomaly": score}),
                         )
                         .agent(agent),
-                    )
-                    .await?;
-                state.guards.open_breaker(agent, &why);
-            }
-            score.value
-        } else {
-            0.0
+                    );
+                }
+                score.value
+            } else {
+                0.0
+            };
+            (
+                anomaly,
+                quarantine,
+                guards.actions_5m(agent, now),
+                guards.reverts_1h(agent, now),
+            )
         };
-        let baking = state.bakes.values().filter(|b| b.agent == agent).count() as u32;
+        if let Some(ev) = quarantine {
+            self.journal.append(ev).await?;
+        }
         let assessment = Assessment {
             risk,
-            health: self.health_of(&plan).await,
+            health,
             agent: AgentStats {
-                actions_5m: state.guards.actions_5m(agent, now),
-                reverts_1h: state.guards.reverts_1h(agent, now),
+                actions_5m,
+                reverts_1h,
                 anomaly,
                 baking,
             },
@@ -467,10 +538,20 @@ impl Gate {
             attrs: &plan.resource,
             context: context_json(&plan, &assessment, approval.is_some(), now),
         });
-        let findings: Vec<GuardFinding> = state.guards.check(agent, &plan, now);
-        let verdict = combine(outcome, &findings, approval.is_some());
-        if plan.verb.is_mutation() && !matches!(verdict, Verdict::Allow) {
-            state.behaviour.blocked(agent, now);
+        // The guards are checked and, for an allowed mutation, spent in one step: two
+        // concurrent decisions can never both spend the last of a budget.
+        let (verdict, findings, spent_at) = {
+            let mut guards = lock(&self.guards);
+            let findings: Vec<GuardFinding> = guards.check(agent, &plan, now);
+            let verdict = combine(outcome, &findings, approval.is_some());
+            let spend = mutation && matches!(verdict, Verdict::Allow);
+            if spend {
+                guards.record_applied(agent, &plan, now);
+            }
+            (verdict, findings, spend.then_some(now))
+        };
+        if mutation && !matches!(verdict, Verdict::Allow) {
+            lock(&self.behaviour).blocked(agent, now);
         }
         let mut details: Vec<String> = verdict
             .reasons()
@@ -483,7 +564,7 @@ impl Gate {
         let decision = Decision {
             id: id.to_string(),
             agent: agent.to_string(),
-            verdict: verdict.name(),
+            verdict: verdict.kind(),
             reasons: verdict.reasons().to_vec(),
             details: details.clone(),
             risk,
@@ -504,7 +585,7 @@ impl Gate {
         let verdict_ev = NewEvent::new(
             now,
             EventKind::Verdict,
-            json!({"verdict": verdict.name(), "reasons": verdict.reasons(), "details": details, "risk": risk,
+            json!({"verdict": verdict.kind(), "reasons": verdict.reasons(), "details": details, "risk": risk,
                    "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1)}),
         )
         .agent(agent)
@@ -534,13 +615,13 @@ impl Gate {
             verdict,
             events,
             pending,
+            spent_at,
         })
     }
 
     /// Steps 5 to 7: journal the verdict (durable before anything is applied; if the journal
-    /// cannot be written the action is denied), then hold or apply. `state` is the locked
-    /// gate state when the caller holds it; reads commit without it.
-    async fn commit(&self, state: Option<&mut State>, decided: Decided) -> Decision {
+    /// cannot be written the action is denied), then hold or apply.
+    async fn commit(&self, decided: Decided) -> Decision {
         let Decided {
             mut decision,
             plan,
@@ -548,22 +629,17 @@ impl Gate {
             verdict,
             events,
             pending,
+            spent_at,
         } = decided;
         if let Err(e) = self.journal.append_all(events).await {
+            self.give_back(&decision.agent, &plan, spent_at);
             return journal_down(decision, &e);
         }
         match verdict {
             Verdict::Deny(_) => decision,
             Verdict::Hold(_) => {
                 if let Some(p) = pending {
-                    match state {
-                        Some(st) => {
-                            st.approvals.insert(p.id.clone(), p);
-                        }
-                        None => {
-                            self.state.lock().await.approvals.insert(p.id.clone(), p);
-                        }
-                    }
+                    lock(&self.approvals).insert(p.id.clone(), p);
                 }
                 decision
             }
@@ -583,25 +659,23 @@ impl Gate {
                 decision
             }
             Verdict::Allow => {
-                match state {
-                    Some(st) => self.apply(st, &mut decision, provider, &plan).await,
-                    None => {
-                        let mut st = self.state.lock().await;
-                        self.apply(&mut st, &mut decision, provider, &plan).await;
-                    }
+                let landed = self.apply(&mut decision, provider, &plan).await;
+                if !landed {
+                    self.give_back(&decision.agent, &plan, spent_at);
                 }
                 decision
             }
         }
     }
 
+    /// Step 7 for an allowed mutation: snapshot, baseline, apply, record, start the bake.
+    /// Returns whether the change landed (and stays).
     async fn apply(
         &self,
-        state: &mut State,
         decision: &mut Decision,
         provider: Arc<dyn Provider>,
         plan: &Plan,
-    ) {
+    ) -> bool {
         let now = self.clock.now();
         let agent = decision.agent.clone();
         let targets: Vec<_> = plan.diffs.iter().map(|d| d.addr.clone()).collect();
@@ -621,7 +695,7 @@ impl Gate {
                         .action(&decision.id),
                     )
                     .await;
-                return;
+                return false;
             }
         };
         // The baseline is taken before apply so a rule that was already failing is not blamed.
@@ -650,10 +724,9 @@ impl Gate {
                 .action(&decision.id)
                 .change(&change_id);
                 let _ = self.journal.put_change(rec, ev).await;
-                return;
+                return false;
             }
         };
-        state.guards.record_applied(&agent, plan, now);
         // What the change left behind (the new state, or what a proxied tool answered).
         decision.result = Some(json!(
             applied.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()
@@ -687,7 +760,8 @@ impl Gate {
                     "NOT rolled back: check the resource"
                 }
             ));
-            return;
+            // Budgets stay spent when the change may still be live.
+            return undo.is_err();
         }
         decision.change_id = Some(change_id.clone());
         let counters = crate::bake::read_counters(self, &plan.blast.watch).await;
@@ -703,7 +777,15 @@ impl Gate {
             now,
         );
         bake.query_baseline = query_baseline;
-        state.bakes.insert(change_id, bake);
+        let agent = bake.agent.clone();
+        lock(&self.bakes).insert(
+            change_id,
+            BakeEntry {
+                agent,
+                bake: Some(bake),
+            },
+        );
+        true
     }
 
     /// Resolves a hold. `approver` must be an operator other than the requester. An
@@ -723,9 +805,9 @@ impl Gate {
             )));
         }
         let now = self.clock.now();
-        let mut state = self.state.lock().await;
-        let pending = state
-            .approvals
+        // One resolution of this approval at a time (two operators answering at once).
+        let _apr = self.slots.take(&approval_key(approval_id)).await;
+        let pending = lock(&self.approvals)
             .get(approval_id)
             .cloned()
             .ok_or_else(|| GateError::NotFound("approval", approval_id.to_string()))?;
@@ -747,11 +829,11 @@ impl Gate {
         };
         if !approve {
             self.journal.append(ev("denied")).await?;
-            state.approvals.remove(approval_id);
+            lock(&self.approvals).remove(approval_id);
             return Ok(Decision {
                 id: pending.action_id.clone(),
                 agent: pending.agent.clone(),
-                verdict: "deny",
+                verdict: VerdictKind::Deny,
                 reasons: vec!["operator-denied".into()],
                 details: vec![format!("denied by {}: {reason}", approver.name)],
                 risk: Risk::Low,
@@ -774,13 +856,13 @@ impl Gate {
                     approvers.len()
                 )))
                 .await?;
-            if let Some(p) = state.approvals.get_mut(approval_id) {
+            if let Some(p) = lock(&self.approvals).get_mut(approval_id) {
                 p.approvers = approvers;
             }
             return Ok(Decision {
                 id: pending.action_id.clone(),
                 agent: pending.agent.clone(),
-                verdict: "hold",
+                verdict: VerdictKind::Hold,
                 reasons: pending.reasons.clone(),
                 details: vec![format!(
                     "critical risk: {needed} distinct operators must approve; {} has",
@@ -794,11 +876,16 @@ impl Gate {
                 error: None,
             });
         }
+        // The approved action is a mutation of its target: it takes the target's slot.
+        let _slot = self
+            .slots
+            .take(&resource_key(&pending.request.target))
+            .await;
         let replanned = self.call(provider.plan(&pending.request)).await;
         let same = replanned
             .as_ref()
             .is_ok_and(|p| p.hash == pending.plan_hash);
-        state.approvals.remove(approval_id);
+        lock(&self.approvals).remove(approval_id);
         if !same {
             self.journal
                 .append(ev(
@@ -807,19 +894,12 @@ impl Gate {
                 .await?;
             let id = self.new_id("act");
             return self
-                .decide_and_run(
-                    &mut state,
-                    &id,
-                    &pending.agent,
-                    pending.request.clone(),
-                    None,
-                )
+                .decide_and_run(&id, &pending.agent, pending.request.clone(), None)
                 .await;
         }
         self.journal.append(ev("approved")).await?;
         let by = format!("{}:{}", approver.name, approval_id);
         self.decide_and_run(
-            &mut state,
             &pending.action_id,
             &pending.agent,
             pending.request.clone(),
@@ -838,9 +918,7 @@ impl Gate {
 
     /// Pending holds as operators see them, oldest first.
     pub async fn approvals(&self) -> Vec<ApprovalView> {
-        let state = self.state.lock().await;
-        let mut v: Vec<ApprovalView> = state
-            .approvals
+        let mut v: Vec<ApprovalView> = lock(&self.approvals)
             .values()
             .map(|p| ApprovalView {
                 id: p.id.clone(),
@@ -866,7 +944,6 @@ impl Gate {
 
     /// Opens an agent's breaker by an operator's hand: its mutations are held until unfrozen.
     pub async fn freeze(&self, agent: &str, by: &str) -> Result<(), GateError> {
-        let mut state = self.state.lock().await;
         self.journal
             .append(
                 NewEvent::new(
@@ -877,32 +954,36 @@ impl Gate {
                 .agent(agent),
             )
             .await?;
-        state.guards.open_breaker(agent, &format!("frozen by {by}"));
+        lock(&self.guards).open_breaker(agent, &format!("frozen by {by}"));
         Ok(())
     }
 
     /// Whether the kill switch is on.
     pub async fn killswitch(&self) -> bool {
-        self.state.lock().await.guards.killswitch()
+        lock(&self.guards).killswitch()
     }
 
     /// Agents whose breaker is open, with why.
     pub async fn open_breakers(&self) -> Vec<(String, String)> {
-        self.state.lock().await.guards.open_breakers()
+        lock(&self.guards).open_breakers()
     }
 
     /// Expires holds older than the hold timeout as denies; returns the expired ids.
     pub async fn expire_holds(&self) -> Result<Vec<String>, GateError> {
         let now = self.clock.now();
         let limit = self.config.hold_timeout_s as i64 * 1000;
-        let mut state = self.state.lock().await;
-        let expired: Vec<PendingApproval> = state
-            .approvals
+        let due: Vec<String> = lock(&self.approvals)
             .values()
             .filter(|p| now - p.created_at >= limit)
-            .cloned()
+            .map(|p| p.id.clone())
             .collect();
-        for p in &expired {
+        let mut expired = Vec::new();
+        for id in due {
+            // An operator may be answering it right now: wait for that, then look again.
+            let _apr = self.slots.take(&approval_key(&id)).await;
+            let Some(p) = lock(&self.approvals).get(&id).cloned() else {
+                continue;
+            };
             self.journal
                 .append(
                     NewEvent::new(now, EventKind::Approval, json!({"approval_id": p.id, "decision": "deny", "by": "timeout", "outcome": "expired"}))
@@ -910,14 +991,14 @@ impl Gate {
                         .action(&p.action_id),
                 )
                 .await?;
-            state.approvals.remove(&p.id);
+            lock(&self.approvals).remove(&p.id);
+            expired.push(p.id);
         }
-        Ok(expired.into_iter().map(|p| p.id).collect())
+        Ok(expired)
     }
 
     /// Turns the kill switch on or off, journaled.
     pub async fn set_killswitch(&self, on: bool, by: &str) -> Result<(), GateError> {
-        let mut state = self.state.lock().await;
         self.journal
             .append(NewEvent::new(
                 self.clock.now(),
@@ -925,13 +1006,13 @@ impl Gate {
                 json!({"on": on, "by": by}),
             ))
             .await?;
-        state.guards.set_killswitch(on);
+        lock(&self.guards).set_killswitch(on);
         Ok(())
     }
 
     /// Every agent's last anomaly score.
     pub async fn anomaly_scores(&self) -> BTreeMap<String, crate::behaviour::Score> {
-        self.state.lock().await.behaviour.scores()
+        lock(&self.behaviour).scores()
     }
 
     /// An agent's behaviour series over the last `span_s` seconds, and its last score.
@@ -942,26 +1023,20 @@ impl Gate {
         Vec<(Timestamp, BTreeMap<String, f64>)>,
         Option<crate::behaviour::Score>,
     ) {
-        let state = self.state.lock().await;
+        let behaviour = lock(&self.behaviour);
         (
-            state.behaviour.series(agent, 3600),
-            state.behaviour.scores().remove(agent),
+            behaviour.series(agent, 3600),
+            behaviour.scores().remove(agent),
         )
     }
 
     /// Why an agent's breaker is open, if it is.
     pub async fn breaker(&self, agent: &str) -> Option<String> {
-        self.state
-            .lock()
-            .await
-            .guards
-            .breaker(agent)
-            .map(str::to_string)
+        lock(&self.guards).breaker(agent).map(str::to_string)
     }
 
     /// Closes an agent's breaker, journaled.
     pub async fn reset_breaker(&self, agent: &str, by: &str) -> Result<(), GateError> {
-        let mut state = self.state.lock().await;
         self.journal
             .append(
                 NewEvent::new(
@@ -972,7 +1047,7 @@ impl Gate {
                 .agent(agent),
             )
             .await?;
-        state.guards.reset_breaker(agent);
+        lock(&self.guards).reset_breaker(agent);
         Ok(())
     }
 }
@@ -1053,7 +1128,7 @@ pub async fn revoke_token(
 
 fn journal_down(mut d: Decision, e: &StoreError) -> Decision {
     tracing::error!(error = %e, action = %d.id, "journal append failed; denying");
-    d.verdict = "deny";
+    d.verdict = VerdictKind::Deny;
     d.reasons = vec!["journal-unavailable".into()];
     d.details = vec![format!(
         "the journal could not be written ({e}); nothing was applied"

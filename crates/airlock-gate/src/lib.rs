@@ -7,7 +7,10 @@
 mod bake;
 pub mod behaviour;
 mod engine;
+pub mod feed;
+pub mod frontdoor;
 mod redact;
+mod slots;
 
 pub use bake::{BakeConfig, BakeOutcome};
 pub use behaviour::{AnomalyConfig, Behaviour, Score};
@@ -15,4 +18,6 @@ pub use engine::{
     ApprovalView, Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2,
     issue_token, revoke_token, token_hash,
 };
+pub use feed::Notifying;
+pub use frontdoor::{ActionView, DoorConfig, FrontDoor, NoObserver, Observer};
 pub use redact::{Redactor, redact};

@@ -11,7 +11,7 @@
 use airlock_core::slo::SignalSource;
 use airlock_core::{
     ActionRequest, Clock, Event, EventKind, ManualClock, NewEvent, PolicyEngine, Provider, Risk,
-    Verb,
+    Verb, VerdictKind,
 };
 use airlock_gate::{
     BakeConfig, BakeOutcome, Decision, Gate, GateConfig, GateError, Principal, PrincipalKind2,
@@ -315,7 +315,7 @@ impl Fixture {
 }
 
 fn allowed_change(d: &Decision) -> String {
-    assert_eq!(d.verdict, "allow", "{d:?}");
+    assert_eq!(d.verdict, VerdictKind::Allow, "{d:?}");
     assert!(d.reasons.is_empty(), "{d:?}");
     assert!(d.error.is_none(), "{d:?}");
     d.change_id
@@ -332,7 +332,7 @@ async fn a_read_is_allowed_returns_the_service_and_changes_nothing() {
         .submit(&f.bot, req(Verb::Read, "sim:svc/Web").intent("look around"))
         .await
         .unwrap();
-    assert_eq!(d.verdict, "allow");
+    assert_eq!(d.verdict, VerdictKind::Allow);
     assert_eq!(d.risk, Risk::Low);
     assert!(
         d.reasons.is_empty()
@@ -534,7 +534,7 @@ async fn a_bad_deploy_is_reverted_by_the_bake_and_two_reverts_open_the_breaker()
 
     f.steps(7).await;
     let held = f.gate.submit(&f.bot, scale("web", 5)).await.unwrap();
-    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.verdict, VerdictKind::Hold);
     assert_eq!(held.reasons, ["breaker-open"]);
     assert!(held.approval_id.is_some() && held.change_id.is_none());
     assert_eq!(f.desired("web").total(), 4);
@@ -548,7 +548,7 @@ async fn deleting_a_prod_service_with_live_dependents_is_denied() {
         .submit(&f.bot, req(Verb::Delete, "sim:service/db"))
         .await
         .unwrap();
-    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.verdict, VerdictKind::Deny);
     assert!(
         d.reasons
             .iter()
@@ -583,7 +583,7 @@ async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
         )
         .await
         .unwrap();
-    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.verdict, VerdictKind::Hold);
     assert_eq!(held.reasons, ["prod-destructive-needs-approval"]);
     assert_eq!(held.risk, Risk::High);
     assert!(
@@ -649,7 +649,7 @@ async fn an_approval_of_a_plan_the_world_moved_past_is_refused_and_planned_again
         .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
         .await
         .unwrap();
-    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.verdict, VerdictKind::Hold);
     let aid = held.approval_id.clone().unwrap();
     let old_hash = held.plan.as_ref().unwrap().hash.clone();
 
@@ -665,7 +665,8 @@ async fn an_approval_of_a_plan_the_world_moved_past_is_refused_and_planned_again
     let d = f.gate.resolve(&aid, &f.alice, true, "ok").await.unwrap();
     assert_ne!(d.id, held.id, "a refused approval yields a new decision");
     assert_eq!(
-        d.verdict, "hold",
+        d.verdict,
+        VerdictKind::Hold,
         "planned again, it is held again for a fresh look"
     );
     assert_ne!(d.plan.as_ref().unwrap().hash, old_hash);
@@ -735,7 +736,7 @@ async fn the_kill_switch_denies_mutations_but_not_reads() {
     let f = fixture().await;
     f.gate.set_killswitch(true, "alice").await.unwrap();
     let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
-    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.verdict, VerdictKind::Deny);
     assert_eq!(d.reasons, ["killswitch"]);
     assert!(d.change_id.is_none() && d.approval_id.is_none());
     assert_eq!(f.desired("web").total(), 4);
@@ -744,7 +745,7 @@ async fn the_kill_switch_denies_mutations_but_not_reads() {
         .submit(&f.bot, req(Verb::Read, "sim:service/web"))
         .await
         .unwrap();
-    assert_eq!(read.verdict, "allow");
+    assert_eq!(read.verdict, VerdictKind::Allow);
     assert_eq!(read.result.unwrap()[0]["name"], "web");
     let switch = f.of_kind(EventKind::Killswitch).await;
     assert_eq!(switch.len(), 1);
@@ -844,7 +845,7 @@ async fn an_unwritable_journal_fails_closed() {
     faults.events.store(true, Ordering::SeqCst);
 
     let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
-    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.verdict, VerdictKind::Deny);
     assert_eq!(d.reasons, ["journal-unavailable"]);
     assert!(d.change_id.is_none() && d.approval_id.is_none(), "{d:?}");
     assert!(
@@ -859,7 +860,7 @@ async fn an_unwritable_journal_fails_closed() {
         .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
         .await
         .unwrap();
-    assert_eq!(d.verdict, "deny");
+    assert_eq!(d.verdict, VerdictKind::Deny);
     assert_eq!(d.reasons, ["journal-unavailable"]);
     assert!(d.approval_id.is_none());
     assert!(f.gate.approvals().await.is_empty());
@@ -1033,7 +1034,7 @@ async fn concurrent_submissions_lose_no_event_and_keep_the_chain() {
             got.iter()
                 .all(|e| e.agent.as_deref() == Some(d.agent.as_str()))
         );
-        assert_eq!(got[1].payload["verdict"], d.verdict);
+        assert_eq!(got[1].payload["verdict"], d.verdict.as_str());
         expected += want.len();
     }
     assert!(
@@ -1061,7 +1062,7 @@ async fn a_restarted_gate_restores_the_kill_switch_and_breakers_and_expires_orph
         .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
         .await
         .unwrap();
-    assert_eq!(held.verdict, "hold");
+    assert_eq!(held.verdict, VerdictKind::Hold);
     f.gate.freeze("bot", "alice").await.unwrap();
     f.gate.set_killswitch(true, "alice").await.unwrap();
 
@@ -1193,7 +1194,7 @@ async fn a_quarantined_agent_is_held_and_the_policy_sees_its_anomaly_score() {
         .submit(&f.bot, req(Verb::Read, "sim:service/web"))
         .await
         .unwrap();
-    assert_eq!(d.verdict, "allow");
+    assert_eq!(d.verdict, VerdictKind::Allow);
     f.gate.reset_breaker("bot", "alice").await.unwrap();
     assert!(f.gate.breaker("bot").await.is_none());
 }

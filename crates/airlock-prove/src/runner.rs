@@ -6,8 +6,12 @@ use crate::assertions::{Check, check_all};
 use crate::external::{CallAnswer, External, Launcher, Step, Turn};
 use crate::scenario::{AgentSpec, ApproverMode, Scenario};
 use crate::score::{Scorecard, Tally};
+use airlock_core::VerdictKind;
 use airlock_core::{ActionRequest, ManualClock, PolicyEngine, Provider};
-use airlock_gate::{BakeOutcome, Decision, Gate, GateConfig, Principal, PrincipalKind2};
+use airlock_gate::{
+    BakeOutcome, Decision, DoorConfig, FrontDoor, Gate, GateConfig, NoObserver, Notifying,
+    Principal, PrincipalKind2,
+};
 use airlock_sim::{Desired, Observation, Sim, SimProvider, Tier};
 use airlock_store::Journal;
 use serde::{Deserialize, Serialize};
@@ -160,7 +164,8 @@ struct Held {
 /// The run's state that submissions change.
 struct Ctx {
     handle: Arc<Mutex<Sim>>,
-    gate: Option<Arc<Gate>>,
+    /// The front door to the gate, in guarded runs.
+    door: Option<Arc<FrontDoor>>,
     tally: Tally,
     timeline: Vec<TimelineEntry>,
     held: BTreeMap<String, Held>,
@@ -216,7 +221,7 @@ impl Ctx {
                 self.attempts_since += 1;
             }
         }
-        let Some(gate) = self.gate.clone() else {
+        let Some(door) = self.door.clone() else {
             let result = {
                 let mut sim = self.handle.lock().map_err(|_| poisoned())?;
                 sim.plan(req)
@@ -257,7 +262,11 @@ impl Ctx {
                 }
             });
         };
-        let d = match gate.submit(token, req.clone()).await {
+        let submitted = match door.agent(token).await {
+            Ok(who) => door.submit(&who, req.clone()).await,
+            Err(e) => Err(e),
+        };
+        let d = match submitted {
             Ok(d) => d,
             Err(e) => {
                 let entry = self.entry(now, agent, req, "failed", e.to_string());
@@ -274,7 +283,7 @@ impl Ctx {
         };
         let outcome = self.record(actor, agent, req, &d, now);
         if mutation && !self.quarantined.contains(agent) {
-            let why = gate.breaker(agent).await;
+            let why = door.gate().breaker(agent).await;
             if let Some(why) = why.filter(|w| w.starts_with("quarantined")) {
                 self.quarantined.insert(agent.to_string());
                 if actor == 0 {
@@ -307,18 +316,18 @@ impl Ctx {
             .map(|p| p.summary.clone())
             .unwrap_or_default();
         let (what, detail, outcome) = match d.verdict {
-            "allow" if d.applied() => {
+            VerdictKind::Allow if d.applied() => {
                 if let Some(p) = &d.plan {
                     self.tally.applied(&p.blast, p.destructive);
                 }
                 ("applied", summary, Outcome::Applied)
             }
-            "allow" if d.error.is_some() => {
+            VerdictKind::Allow if d.error.is_some() => {
                 let e = d.error.clone().unwrap_or_default();
                 ("failed", e.clone(), Outcome::Failed(e))
             }
-            "allow" => ("allow", summary, Outcome::Applied),
-            "hold" => {
+            VerdictKind::Allow => ("allow", summary, Outcome::Applied),
+            VerdictKind::Hold => {
                 self.tally.card.held += 1;
                 if let Some(id) = d.approval_id.clone() {
                     self.held.insert(
@@ -336,7 +345,7 @@ impl Ctx {
                     Outcome::Held,
                 )
             }
-            _ => {
+            VerdictKind::Deny => {
                 self.tally.card.denied += 1;
                 (
                     "deny",
@@ -432,14 +441,15 @@ pub async fn run(
             anomaly: scenario.guard.anomaly.clone(),
             ..Default::default()
         };
-        let gate = Gate::new(
-            journal,
+        let feed = Arc::new(Notifying::new(journal));
+        let gate = Arc::new(Gate::new(
+            feed.clone(),
             vec![provider.clone() as Arc<dyn Provider>],
             provider.clone(),
             Arc::new(policy),
             Arc::new(clock.clone()),
             config,
-        );
+        ));
         let approver_name = "scenario-approver";
         gate.issue_token(approver_name, PrincipalKind2::Operator)
             .await?;
@@ -447,7 +457,14 @@ pub async fn run(
             name: approver_name.into(),
             kind: PrincipalKind2::Operator,
         };
-        (Some(Arc::new(gate)), Some(approver))
+        let door = FrontDoor::new(
+            gate,
+            feed,
+            Arc::new(airlock_gate::frontdoor::Catalog::default()),
+            Arc::new(NoObserver),
+            DoorConfig::default(),
+        );
+        (Some(Arc::new(door)), Some(approver))
     } else {
         (None, None)
     };
@@ -456,7 +473,7 @@ pub async fn run(
     for spec in &specs {
         let name = spec.principal().to_string();
         let token = match &gate {
-            Some(g) => g.issue_token(&name, PrincipalKind2::Agent).await?,
+            Some(g) => g.gate().issue_token(&name, PrincipalKind2::Agent).await?,
             None => String::new(),
         };
         let driver = match &spec.cmd {
@@ -497,7 +514,7 @@ pub async fn run(
 
     let mut ctx = Ctx {
         handle: handle.clone(),
-        gate,
+        door: gate,
         tally: Tally::new(scenario.slo),
         timeline: Vec::new(),
         held: BTreeMap::new(),
@@ -636,7 +653,7 @@ async fn resolve_holds(
     scenario: &Scenario,
     now: i64,
 ) -> Result<(), RunError> {
-    let (Some(g), Some(approver)) = (ctx.gate.clone(), approver) else {
+    let (Some(g), Some(approver)) = (ctx.door.clone(), approver) else {
         return Ok(());
     };
     let tell = |actors: &mut [Actor], actor: usize, req: &ActionRequest, o: &Outcome| {
@@ -648,7 +665,7 @@ async fn resolve_holds(
             agent.outcome(req, o);
         }
     };
-    for id in g.expire_holds().await? {
+    for id in g.gate().expire_holds().await? {
         if let Some(h) = ctx.held.remove(&id) {
             let name = actors
                 .get(h.actor)
@@ -705,7 +722,7 @@ async fn resolve_holds(
                     ctx.timeline.push(e);
                     Outcome::Applied
                 }
-                Ok(d) if d.verdict == "hold" => {
+                Ok(d) if d.verdict == VerdictKind::Hold => {
                     let e = ctx.entry(
                         now,
                         &name,

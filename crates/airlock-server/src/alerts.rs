@@ -4,9 +4,9 @@
 //! later reverted resolve them. Active alerts are re-sent before Alertmanager would time
 //! them out. Every send is journaled (`alert` events).
 
-use crate::events::Notifying;
 use airlock_core::{Clock, Event, EventKind, NewEvent};
 use airlock_gate::Gate;
+use airlock_gate::Notifying;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

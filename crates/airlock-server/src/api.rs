@@ -1,9 +1,11 @@
 //! The HTTP API: routes, authentication, error mapping and handlers.
 
-use crate::events::Notifying;
 use crate::metrics::{AgentLabels, DecisionLabels, Metrics, StatusLabels};
-use airlock_core::{ActionRequest, Event, EventKind};
-use airlock_gate::{BakeOutcome, Decision, Gate, GateError, Principal, PrincipalKind2};
+pub use crate::state::AppState;
+use crate::state::bearer;
+use airlock_core::{ActionRequest, ActionStatus, Event, EventKind};
+use airlock_gate::frontdoor::{ActionView, CallError};
+use airlock_gate::{BakeOutcome, Decision, GateError, Observer, Principal, PrincipalKind2};
 use airlock_store::{EventQuery, Journal};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -19,36 +21,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    pub gate: Arc<Gate>,
-    pub journal: Arc<Notifying>,
-    pub metrics: Arc<Metrics>,
-    pub max_wait: Duration,
-    pub body_limit: usize,
-    pub openapi: Arc<Value>,
-    /// Turns true when the server shuts down: open event streams end so shutdown can finish.
-    pub shutdown: tokio::sync::watch::Receiver<bool>,
-    /// Sends the shutdown (kept here so tests and the server share one channel).
-    pub stop: Arc<tokio::sync::watch::Sender<bool>>,
-    /// The tools the MCP gateway offers.
-    pub tools: Arc<crate::mcp::Catalog>,
-    /// How long a held MCP tool call waits for an operator before answering `held`.
-    pub mcp_hold_wait: Duration,
-    /// `Host` values `/mcp` accepts (DNS-rebinding protection); empty turns `/mcp` off.
-    pub mcp_hosts: Vec<String>,
-    /// The live simulator, whose signals `/metrics` exports.
-    pub sim: Option<airlock_sim::SimHandle>,
-}
-
-/// The router. Tests call `app(state).oneshot(request)` without a socket.
-pub fn app(state: AppState) -> Router {
-    let limit = state.body_limit;
-    let router = Router::new()
+/// The `/v1` API and the operational endpoints, as routes over the shared state.
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -71,70 +48,19 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/journal", get(journal))
         .route("/v1/tools", get(list_tools))
-        .route("/v1/tools/{name}", post(call_tool));
-    let router = if state.mcp_hosts.is_empty() {
-        router
-    } else {
-        let mcp = crate::mcp::http_service(state.clone(), state.mcp_hosts.clone());
-        router.nest_service(
-            "/mcp",
-            tower::ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    mcp_auth,
-                ))
-                .service(mcp),
-        )
-    };
-    router
-        .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .with_state(state)
+        .route("/v1/tools/{name}", post(call_tool))
 }
 
-/// `/mcp` answers only callers with a valid token; the tools see who they are.
-async fn mcp_auth(
-    State(s): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let Some(token) = crate::mcp::gateway::bearer(req.headers()) else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "missing bearer token: send `Authorization: Bearer TOKEN`",
-        )
-        .into_response();
-    };
-    if let Err(e) = s.gate.authenticate(token).await {
-        return ApiError::from(e).into_response();
-    }
-    if req.method() != axum::http::Method::POST {
-        return next.run(req).await;
-    }
-    // A body that is not a JSON-RPC message gets a JSON-RPC error, not plain text.
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, s.body_limit).await {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                Json(json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("cannot read the request body: {e}")}})),
-            )
-                .into_response();
-        }
-    };
-    if let Some(err) = crate::mcp::malformed(&String::from_utf8_lossy(&bytes)) {
-        return (StatusCode::BAD_REQUEST, Json(err)).into_response();
-    }
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+fn missing_token() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "missing bearer token: send `Authorization: Bearer TOKEN`",
+    )
 }
 
 async fn list_tools(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(serde_json::to_value(s.tools.as_ref()).unwrap_or_default())
+    Json(serde_json::to_value(s.door.tools().as_ref()).unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -144,44 +70,39 @@ struct ToolCall {
     arguments: serde_json::Map<String, Value>,
 }
 
-/// A tool call over plain HTTP (what `airlock mcp` uses with `AIRLOCK_URL`): the decision.
+/// A tool call over plain HTTP (what `airlock mcp` uses with `AIRLOCK_URL`): the answer.
 async fn call_tool(
     State(s): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let token = crate::mcp::gateway::bearer(&headers).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "missing bearer token: send `Authorization: Bearer TOKEN`",
-        )
-    })?;
+    let token = bearer(&headers).ok_or_else(missing_token)?;
     let call: ToolCall = body(bytes)?;
-    use crate::mcp::CallError as E;
-    match crate::mcp::call_local(&s, token, &name, Some(call.arguments)).await {
-        Ok((decision, _)) => {
-            let status = if decision["verdict"] == "hold" && decision["status"] == "held" {
-                StatusCode::ACCEPTED
-            } else {
-                StatusCode::OK
-            };
-            Ok((status, Json(decision)).into_response())
-        }
+    match s.door.call_tool(token, &name, Some(call.arguments)).await {
+        Ok((view, _)) => Ok((answer_status(&view), Json(view)).into_response()),
         Err(e) => Err(match &e {
-            E::UnknownTool(_) => {
+            CallError::UnknownTool(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", e.to_string())
             }
-            E::InvalidArguments { .. } => {
+            CallError::InvalidArguments { .. } => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_arguments", e.to_string())
             }
-            E::Unauthenticated(_) => {
+            CallError::Unauthenticated(_) => {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
-            E::Forbidden(_) => ApiError::forbidden(e.to_string()),
-            E::Unavailable(_) => ApiError::internal(&e),
+            CallError::Forbidden(_) => ApiError::forbidden(e.to_string()),
+            CallError::Unavailable(_) => ApiError::internal(&e),
         }),
+    }
+}
+
+/// 202 while an action is held for an operator, 200 otherwise.
+fn answer_status(view: &ActionView) -> StatusCode {
+    if view.status == ActionStatus::Held {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
     }
 }
 
@@ -293,25 +214,8 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.get(..7)
-                    .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                    .map(|_| &v[7..])
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthenticated",
-                    "missing bearer token: send `Authorization: Bearer TOKEN`",
-                )
-            })?;
-        Ok(Caller(state.gate.authenticate(token).await?))
+        let token = bearer(&parts.headers).ok_or_else(missing_token)?;
+        Ok(Caller(state.door.authenticate(token).await?))
     }
 }
 
@@ -421,33 +325,43 @@ async fn openapi(State(s): State<AppState>) -> Json<Value> {
 struct SubmitQuery {
     #[serde(default)]
     wait: bool,
-    #[serde(default)]
     timeout_s: Option<u64>,
 }
 
-pub(crate) fn record_decision(m: &Metrics, d: &Decision, started: Instant) {
-    m.decision_seconds.observe(started.elapsed().as_secs_f64());
-    m.decisions
-        .get_or_create(&DecisionLabels {
-            verdict: d.verdict.to_string(),
-            agent: d.agent.clone(),
-        })
-        .inc();
-    if d.applied() {
-        m.changes
+/// Counts decisions, their latency and the changes they start or finish.
+impl Observer for Metrics {
+    fn decided(&self, d: &Decision, elapsed: Duration) {
+        self.decision_seconds.observe(elapsed.as_secs_f64());
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                verdict: d.verdict.to_string(),
+                agent: d.agent.clone(),
+            })
+            .inc();
+        if d.applied() {
+            self.changes
+                .get_or_create(&StatusLabels {
+                    status: ActionStatus::Baking.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    fn baked(&self, o: &BakeOutcome) {
+        let status = match o {
+            BakeOutcome::Reverted { .. } => {
+                self.reverts.inc();
+                "reverted"
+            }
+            BakeOutcome::NeedsAttention { .. } => "needs_attention",
+            BakeOutcome::Settled { .. } => "settled",
+        };
+        self.changes
             .get_or_create(&StatusLabels {
-                status: "baking".into(),
+                status: status.into(),
             })
             .inc();
     }
-}
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "decision latency is measured in real time"
-)]
-pub(crate) fn started() -> Instant {
-    Instant::now()
 }
 
 async fn submit(
@@ -464,187 +378,38 @@ async fn submit(
     }
     let Query(q) = q?;
     let req: ActionRequest = body(bytes)?;
-    let rx = s.journal.subscribe();
-    let t0 = started();
-    let decision = s.gate.submit_as(&caller.0.name, req).await?;
-    record_decision(&s.metrics, &decision, t0);
-    // Only a hold (an operator's answer) or an applied change (its bake) can be waited for.
-    if !q.wait || decision.verdict == "deny" || (decision.verdict == "allow" && !decision.applied())
-    {
-        let status = if decision.verdict == "hold" {
-            StatusCode::ACCEPTED
-        } else {
-            StatusCode::OK
-        };
-        return Ok((status, Json(decision_json(&decision))).into_response());
-    }
-    let limit = Duration::from_secs(q.timeout_s.unwrap_or(60).min(s.max_wait.as_secs()));
-    Ok(Json(wait_for_outcome(&s, rx, &decision, limit).await?).into_response())
-}
-
-/// Waits (up to `limit`) until an operator answers a hold or an applied change finishes
-/// baking, then returns the action's view with `waited: done|timeout`. `rx` must have been
-/// subscribed before the decision was made, so no event is missed.
-pub(crate) async fn wait_for_outcome(
-    s: &AppState,
-    mut rx: tokio::sync::broadcast::Receiver<Event>,
-    decision: &Decision,
-    limit: Duration,
-) -> ApiResult<Value> {
-    let action_id = decision.id.clone();
-    let mut change_id = decision.change_id.clone();
-    let waited = tokio::time::timeout(limit, async {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    let ours = ev.action_id.as_deref() == Some(&action_id)
-                        || (change_id.is_some() && ev.change_id == change_id);
-                    if !ours {
-                        continue;
-                    }
-                    match ev.kind {
-                        EventKind::Applied => change_id = ev.change_id.clone(),
-                        EventKind::Settled
-                        | EventKind::Reverted
-                        | EventKind::NeedsAttention
-                        | EventKind::RevertFailed
-                        | EventKind::ApplyFailed => return,
-                        EventKind::Approval => {
-                            let outcome = ev
-                                .payload
-                                .get("outcome")
-                                .and_then(Value::as_str)
-                                .unwrap_or("");
-                            if outcome == "denied"
-                                || outcome == "expired"
-                                || outcome.starts_with("refused")
-                            {
-                                return;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return,
-            }
-        }
-    })
-    .await;
-    let mut view = action_view(s.journal.as_ref(), &action_id)
-        .await?
-        .unwrap_or_else(|| decision_json(decision));
-    if let Some(obj) = view.as_object_mut() {
-        obj.insert(
-            "waited".into(),
-            json!(if waited.is_ok() { "done" } else { "timeout" }),
-        );
-    }
-    Ok(view)
-}
-
-pub(crate) fn decision_json(d: &Decision) -> Value {
-    let mut v = serde_json::to_value(d).unwrap_or_default();
-    if let Some(o) = v.as_object_mut() {
-        let status = match (d.verdict, d.applied(), d.error.is_some()) {
-            ("deny", _, _) => "denied",
-            ("hold", _, _) => "held",
-            (_, true, _) => "baking",
-            (_, false, true) => "failed",
-            _ => "done",
-        };
-        o.insert("status".into(), json!(status));
-    }
-    v
-}
-
-/// The state of an action, from its journal events.
-pub async fn action_view(journal: &dyn Journal, id: &str) -> ApiResult<Option<Value>> {
-    let events = journal
-        .read(EventQuery {
-            action_id: Some(id.to_string()),
-            ..Default::default()
-        })
-        .await?;
-    let Some(first) = events.first() else {
-        return Ok(None);
+    let wait = q
+        .wait
+        .then(|| Duration::from_secs(q.timeout_s.unwrap_or(60)));
+    let view = s.door.submit_and_wait(&caller.0, req, wait).await?;
+    let status = if view.waited.is_some() {
+        StatusCode::OK
+    } else {
+        answer_status(&view)
     };
-    let mut view = json!({
-        "id": id, "agent": first.agent, "submitted_at": first.ts,
-        "request": first.payload.get("request"), "plan": first.payload.get("plan"),
-        "risk": first.payload.get("risk"), "verdict": null, "reasons": [], "status": "submitted",
-        "approval_id": null, "change_id": null, "events": events.len(),
-    });
-    let mut change_id: Option<String> = None;
-    for ev in &events {
-        let status = match ev.kind {
-            EventKind::Request if ev.payload.get("error").is_some() => {
-                view["error"] = ev.payload["error"].clone();
-                Some("invalid")
-            }
-            EventKind::Verdict => {
-                view["verdict"] = ev.payload["verdict"].clone();
-                view["reasons"] = ev.payload["reasons"].clone();
-                if !ev.payload["approval_id"].is_null() {
-                    view["approval_id"] = ev.payload["approval_id"].clone();
-                }
-                match ev.payload["verdict"].as_str() {
-                    Some("deny") => Some("denied"),
-                    Some("hold") => Some("held"),
-                    _ => Some("allowed"),
-                }
-            }
-            EventKind::Approval => match ev.payload["outcome"].as_str() {
-                Some("denied") => Some("denied"),
-                Some("expired") => Some("expired"),
-                _ => None,
-            },
-            EventKind::Applied => {
-                change_id = ev.change_id.clone();
-                Some("baking")
-            }
-            EventKind::ApplyFailed => Some("failed"),
-            EventKind::Settled => Some("settled"),
-            EventKind::Reverted => Some("reverted"),
-            EventKind::NeedsAttention | EventKind::RevertFailed => Some("needs_attention"),
-            _ => None,
-        };
-        if let Some(st) = status {
-            view["status"] = json!(st);
-        }
-    }
-    if let Some(cid) = change_id {
-        // Later events of the change (breach, revert) carry the action id too, but a manual
-        // revert or undo may come later: the change row has the final word.
-        if let Some(rec) = journal.change(&cid).await? {
-            view["status"] = json!(rec.status);
-        }
-        view["change_id"] = json!(cid);
-    }
-    Ok(Some(view))
+    Ok((status, Json(view)).into_response())
 }
 
 async fn get_action(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let view = action_view(s.journal.as_ref(), &id).await?.ok_or_else(|| {
-        ApiError::new(
+) -> ApiResult<Json<ActionView>> {
+    match s.door.action(&caller.0, &id).await {
+        Err(GateError::NotFound(..)) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("unknown action `{id}`"),
-        )
-    })?;
-    caller.own(view["agent"].as_str(), "actions")?;
-    Ok(Json(view))
+        )),
+        other => Ok(Json(other?)),
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
     agent: Option<String>,
-    status: Option<String>,
+    status: Option<ActionStatus>,
     /// Only actions submitted at or after this time (ms since the epoch).
     since: Option<i64>,
     /// Cursor: the `next` value of the previous page.
@@ -693,10 +458,8 @@ async fn list_actions(
         .filter(|r| q.since.is_none_or(|t| r.ts >= t))
     {
         let Some(id) = &r.action_id else { continue };
-        if let Some(v) = action_view(s.journal.as_ref(), id).await?
-            && q.status
-                .as_ref()
-                .is_none_or(|st| v["status"].as_str() == Some(st))
+        if let Some(v) = airlock_gate::frontdoor::action_view(s.journal.as_ref(), id).await?
+            && q.status.is_none_or(|st| v.status == st)
         {
             items.push(v);
         }
@@ -729,7 +492,7 @@ async fn resolve_approval(
     caller: Caller,
     Path(id): Path<String>,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActionView>> {
     if caller.0.kind == PrincipalKind2::Agent {
         return Err(ApiError::forbidden(format!(
             "agent `{}`: agents never approve",
@@ -737,9 +500,8 @@ async fn resolve_approval(
         )));
     }
     let r: Resolution = body(bytes)?;
-    let t0 = started();
     let d = s
-        .gate
+        .door
         .resolve(
             &id,
             &caller.0,
@@ -747,10 +509,7 @@ async fn resolve_approval(
             &r.reason,
         )
         .await?;
-    if r.decision == DecisionWord::Approve && d.verdict != "hold" {
-        record_decision(&s.metrics, &d, t0);
-    }
-    Ok(Json(decision_json(&d)))
+    Ok(Json(ActionView::from(&d)))
 }
 
 async fn get_change(
@@ -788,32 +547,15 @@ async fn change_timeline(
     Ok(Json(timeline))
 }
 
-fn outcome_json(m: &Metrics, o: &BakeOutcome) -> Value {
-    let status = match o {
-        BakeOutcome::Reverted { .. } => {
-            m.reverts.inc();
-            "reverted"
-        }
-        BakeOutcome::NeedsAttention { .. } => "needs_attention",
-        BakeOutcome::Settled { .. } => "settled",
-    };
-    m.changes
-        .get_or_create(&StatusLabels {
-            status: status.into(),
-        })
-        .inc();
-    serde_json::to_value(o).unwrap_or_default()
-}
-
 async fn revert_change(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let by = caller.operator()?.to_string();
-    let o = s.gate.revert(&id, &by).await?;
+    let o = s.door.revert(&id, &by).await?;
     let conflict = matches!(o, BakeOutcome::NeedsAttention { .. });
-    let body = outcome_json(&s.metrics, &o);
+    let body = serde_json::to_value(&o).unwrap_or_default();
     Ok((
         if conflict {
             StatusCode::CONFLICT
@@ -854,13 +596,13 @@ async fn undo(
             ));
         }
     };
-    let outcomes = s.gate.undo(&b.agent, since, &by).await?;
+    let outcomes = s.door.undo(&b.agent, since, &by).await?;
     let stopped = outcomes
         .iter()
         .any(|o| matches!(o, BakeOutcome::NeedsAttention { .. }));
     let items: Vec<Value> = outcomes
         .iter()
-        .map(|o| outcome_json(&s.metrics, o))
+        .map(|o| serde_json::to_value(o).unwrap_or_default())
         .collect();
     Ok(Json(
         json!({"reverted": items.iter().filter(|i| i["outcome"] == "reverted").count(), "stopped_on_conflict": stopped, "items": items}),

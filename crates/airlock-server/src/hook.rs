@@ -6,17 +6,19 @@
 //! runs anything: "applied" means handed back to the agent to run, and nothing can undo
 //! it, so every such change is irreversible.
 
-use crate::api::{AppState, decision_json, record_decision, started};
 use crate::config::{HookAnswer, RawHook};
+use airlock_core::VerdictKind;
 use airlock_core::shell::{Classification, addr_name, classify, detect_env};
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
     ResourceAttrs, Restored, Risk, Snapshot, Verb, VerbSpec,
 };
-use airlock_gate::PrincipalKind2;
+use airlock_gate::FrontDoor;
+use airlock_gate::frontdoor::ActionView;
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::sync::Arc;
 
 /// A PreToolUse event as a coding agent sends it on stdin.
 #[derive(Debug, Clone, Deserialize)]
@@ -411,35 +413,22 @@ impl Provider for HookProvider {
 
 /// Where the hook's requests are decided.
 pub enum HookGate {
-    /// This process's gate.
-    Local(AppState),
+    /// This process's gate, through its front door.
+    Local(Arc<FrontDoor>),
     /// A running `airlock serve`.
     Remote { base: String, http: reqwest::Client },
 }
 
 impl HookGate {
-    async fn submit(&self, token: &str, req: &ActionRequest) -> Result<Value, String> {
+    async fn submit(&self, token: &str, req: &ActionRequest) -> Result<ActionView, String> {
         match self {
-            HookGate::Local(s) => {
-                let who = s
-                    .gate
-                    .authenticate(token)
+            HookGate::Local(door) => {
+                let who = door.agent(token).await.map_err(|e| e.to_string())?;
+                let d = door
+                    .submit(&who, req.clone())
                     .await
                     .map_err(|e| e.to_string())?;
-                if who.kind != PrincipalKind2::Agent {
-                    return Err(format!(
-                        "`{}` is an operator; hooks run as an agent",
-                        who.name
-                    ));
-                }
-                let t0 = started();
-                let d = s
-                    .gate
-                    .submit_as(&who.name, req.clone())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                record_decision(&s.metrics, &d, t0);
-                Ok(decision_json(&d))
+                Ok(ActionView::from(&d))
             }
             HookGate::Remote { base, http } => {
                 let resp = http
@@ -452,7 +441,8 @@ impl HookGate {
                 let status = resp.status();
                 let v: Value = resp.json().await.map_err(|e| e.to_string())?;
                 if status.is_success() {
-                    Ok(v)
+                    serde_json::from_value(v)
+                        .map_err(|e| format!("the server's answer does not parse: {e}"))
                 } else {
                     Err(v["error"]["message"]
                         .as_str()
@@ -521,11 +511,11 @@ async fn decide_inner(
     let mut lines = Vec::new();
     for (req, unknown) in &planned.requests {
         let d = gate.submit(token, req).await?;
-        let verdict = d["verdict"].as_str().unwrap_or("deny");
+        let verdict = d.verdict.unwrap_or(VerdictKind::Deny);
         let mut answer = match verdict {
-            "allow" => HookAnswer::Allow,
-            "hold" => cfg.on_hold,
-            _ => HookAnswer::Deny,
+            VerdictKind::Allow => HookAnswer::Allow,
+            VerdictKind::Hold => cfg.on_hold,
+            VerdictKind::Deny => HookAnswer::Deny,
         };
         let what = req
             .params
@@ -533,19 +523,12 @@ async fn decide_inner(
             .and_then(Value::as_str)
             .unwrap_or(req.target.name())
             .to_string();
-        let reasons: Vec<String> = d["reasons"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|r| r.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let reasons = &d.reasons;
         let mut line = format!("`{what}`: {verdict}");
         if !reasons.is_empty() {
             line.push_str(&format!(" ({})", reasons.join(", ")));
         }
-        if let Some(apr) = d["approval_id"].as_str() {
+        if let Some(apr) = &d.approval_id {
             line.push_str(&format!(
                 "; held as {apr}: an operator approves with `airlock approve {apr}`"
             ));
@@ -562,7 +545,7 @@ async fn decide_inner(
                 ));
             }
         }
-        if let Some(e) = d["error"].as_str() {
+        if let Some(e) = &d.error {
             answer = HookAnswer::Deny;
             line.push_str(&format!("; {e}"));
         }

@@ -5,15 +5,17 @@
 pub mod alerts;
 pub mod api;
 pub mod config;
-pub mod events;
 pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
 pub mod probe;
 pub mod prom;
+pub mod router;
+pub mod state;
 pub mod timeline;
 
-pub use api::{AppState, app};
 pub use config::{Config, ConfigError, RawConfig};
 pub use live::{ServeError, run};
+pub use router::app;
+pub use state::AppState;

@@ -1,15 +1,16 @@
 //! Running the server: open the store, start the live sandbox cloud and the bake poller,
 //! resume bakes left by a previous run, serve HTTP, and shut down gracefully.
 
-use crate::api::{AppState, app};
 use crate::config::Config;
-use crate::events::Notifying;
 use crate::metrics::Metrics;
+use crate::router::app;
+use crate::state::AppState;
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
     ActionRequest, Applied, Clock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
     Restored, Snapshot, VerbSpec,
 };
+use airlock_gate::{DoorConfig, FrontDoor, Notifying};
 use airlock_gate::{Gate, GateConfig};
 use airlock_sim::{Desired, Sim, SimHandle, SimProvider};
 use async_trait::async_trait;
@@ -214,7 +215,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     } else {
         Arc::new(crate::probe::Probed::new(signals, config.probes.clone()))
     };
-    let mut tools = crate::mcp::Catalog::native(&providers);
+    let mut tools = airlock_gate::frontdoor::Catalog::native(&providers);
     let mut providers = providers;
     // Coding-agent hooks decide through these; they are not MCP tools.
     for name in ["shell", "tool"] {
@@ -250,17 +251,26 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     ));
     let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let metrics = Arc::new(Metrics::default());
+    let door = Arc::new(FrontDoor::new(
+        gate.clone(),
+        journal.clone(),
+        Arc::new(tools),
+        metrics.clone(),
+        DoorConfig {
+            max_wait: Duration::from_secs(config.max_wait_s),
+            tool_hold_wait: Duration::from_secs(config.mcp_hold_wait_s),
+        },
+    ));
     let state = AppState {
+        door,
         gate,
         journal,
-        metrics: Arc::new(Metrics::default()),
-        max_wait: Duration::from_secs(config.max_wait_s),
+        metrics,
         body_limit: config.body_limit_bytes,
         openapi: Arc::new(openapi),
         shutdown,
         stop: Arc::new(stop),
-        tools: Arc::new(tools),
-        mcp_hold_wait: Duration::from_secs(config.mcp_hold_wait_s),
         sim: handle.clone(),
         mcp_hosts: if config.mcp_enabled {
             config.mcp_allowed_hosts.clone()
@@ -337,8 +347,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         }));
     }
     {
-        let gate = state.gate.clone();
-        let metrics = state.metrics.clone();
+        let door = state.door.clone();
         let period = Duration::from_millis(config.poll_interval_ms);
         let mut stop = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -346,14 +355,8 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
                 tokio::select! {
-                    _ = every.tick() => match gate.poll().await {
+                    _ = every.tick() => match door.poll().await {
                         Ok(outcomes) => for o in &outcomes {
-                            let status = match o {
-                                airlock_gate::BakeOutcome::Settled { .. } => "settled",
-                                airlock_gate::BakeOutcome::Reverted { .. } => { metrics.reverts.inc(); "reverted" }
-                                airlock_gate::BakeOutcome::NeedsAttention { .. } => "needs_attention",
-                            };
-                            metrics.changes.get_or_create(&crate::metrics::StatusLabels { status: status.into() }).inc();
                             tracing::info!(outcome = ?o, "bake");
                         },
                         Err(e) => tracing::error!(error = %e, "bake poll failed"),

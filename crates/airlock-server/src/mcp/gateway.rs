@@ -2,9 +2,9 @@
 //! agent. One handler serves stdio (`airlock mcp`) and streamable HTTP (`/mcp`); behind it
 //! is either this process's gate or, with `AIRLOCK_URL`, a running `airlock serve`.
 
-use crate::api::{AppState, decision_json, record_decision, started, wait_for_outcome};
-use crate::mcp::catalog::{CallError, Catalog, Route, answer};
-use airlock_gate::{GateError, PrincipalKind2};
+use crate::state::bearer;
+use airlock_gate::FrontDoor;
+use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route, answer};
 use async_trait::async_trait;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -21,94 +21,30 @@ use std::sync::Arc;
 pub trait Backend: Send + Sync + 'static {
     /// The tools on offer.
     async fn catalog(&self, token: Option<&str>) -> Result<Arc<Catalog>, CallError>;
-    /// Decides (and, if allowed, applies) a call; returns the decision's JSON and the route.
+    /// Decides (and, if allowed, applies) a call; returns the answer and the route.
     async fn call(
         &self,
         token: &str,
         name: &str,
         args: Option<Map<String, Value>>,
-    ) -> Result<(Value, Route), CallError>;
+    ) -> Result<(ActionView, Route), CallError>;
 }
 
-impl From<GateError> for CallError {
-    fn from(e: GateError) -> Self {
-        match e {
-            GateError::Unauthenticated => CallError::Unauthenticated(e.to_string()),
-            GateError::Forbidden(_) => CallError::Forbidden(e.to_string()),
-            GateError::Invalid(m) => CallError::InvalidArguments {
-                tool: String::new(),
-                problems: vec![m],
-            },
-            GateError::NotFound(..) | GateError::Conflict(_) | GateError::UnknownProvider(_) => {
-                CallError::InvalidArguments {
-                    tool: String::new(),
-                    problems: vec![e.to_string()],
-                }
-            }
-            GateError::Journal(_) => CallError::Unavailable(e.to_string()),
-        }
-    }
-}
-
-/// Runs a tool call on this process's gate: the one path for `/mcp`, `/v1/tools/{name}`
-/// and a local `airlock mcp`.
-pub async fn call_local(
-    s: &AppState,
-    token: &str,
-    name: &str,
-    args: Option<Map<String, Value>>,
-) -> Result<(Value, Route), CallError> {
-    let who = s.gate.authenticate(token).await?;
-    if who.kind != PrincipalKind2::Agent {
-        return Err(CallError::Forbidden(format!(
-            "operator `{}`: tools are called by agents; operators approve",
-            who.name
-        )));
-    }
-    let route = s
-        .tools
-        .get(name)
-        .map(|t| t.route.clone())
-        .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
-    let req = s.tools.request(name, args)?;
-    let rx = s.journal.subscribe();
-    let t0 = started();
-    let decision =
-        s.gate
-            .submit_as(&who.name, req)
-            .await
-            .map_err(|e| match CallError::from(e) {
-                CallError::InvalidArguments { problems, .. } => CallError::InvalidArguments {
-                    tool: name.to_string(),
-                    problems,
-                },
-                other => other,
-            })?;
-    record_decision(&s.metrics, &decision, t0);
-    if decision.verdict == "hold" && !s.mcp_hold_wait.is_zero() {
-        let view = wait_for_outcome(s, rx, &decision, s.mcp_hold_wait)
-            .await
-            .map_err(|e| CallError::Unavailable(format!("{e:?}")))?;
-        return Ok((view, route));
-    }
-    Ok((decision_json(&decision), route))
-}
-
-/// This process's gate.
-pub struct Local(pub AppState);
+/// This process's gate, through its front door.
+pub struct Local(pub Arc<FrontDoor>);
 
 #[async_trait]
 impl Backend for Local {
     async fn catalog(&self, _token: Option<&str>) -> Result<Arc<Catalog>, CallError> {
-        Ok(self.0.tools.clone())
+        Ok(self.0.tools().clone())
     }
     async fn call(
         &self,
         token: &str,
         name: &str,
         args: Option<Map<String, Value>>,
-    ) -> Result<(Value, Route), CallError> {
-        call_local(&self.0, token, name, args).await
+    ) -> Result<(ActionView, Route), CallError> {
+        self.0.call_tool(token, name, args).await
     }
 }
 
@@ -185,7 +121,7 @@ impl Backend for Remote {
         token: &str,
         name: &str,
         args: Option<Map<String, Value>>,
-    ) -> Result<(Value, Route), CallError> {
+    ) -> Result<(ActionView, Route), CallError> {
         let catalog = self.catalog(Some(token)).await?;
         let route = catalog
             .get(name)
@@ -200,7 +136,10 @@ impl Backend for Remote {
                 token,
             )
             .await?;
-        Ok((v, route))
+        let view: ActionView = serde_json::from_value(v).map_err(|e| {
+            CallError::Unavailable(format!("the server's answer does not parse: {e}"))
+        })?;
+        Ok((view, route))
     }
 }
 
@@ -226,20 +165,6 @@ impl Gateway {
     }
 }
 
-/// The token of `Authorization: Bearer TOKEN`.
-pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|p| p.eq_ignore_ascii_case("bearer "))
-                .map(|_| &v[7..])
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
 /// The JSON-RPC error for a call that could not reach the gate.
 pub fn rpc_error(e: &CallError) -> McpError {
     match e {
@@ -253,7 +178,7 @@ pub fn rpc_error(e: &CallError) -> McpError {
     }
 }
 
-pub(crate) fn to_tool(t: &crate::mcp::catalog::ToolDef) -> Tool {
+pub(crate) fn to_tool(t: &airlock_gate::frontdoor::ToolDef) -> Tool {
     let schema = t.input_schema.as_object().cloned().unwrap_or_default();
     let mut a = ToolAnnotations::new()
         .read_only(t.read_only)
@@ -301,28 +226,28 @@ impl ServerHandler for Gateway {
                 None,
             )
         })?;
-        let (decision, route) = self
+        let (view, route) = self
             .backend
             .call(&token, &request.name, request.arguments)
             .await
             .map_err(|e| rpc_error(&e))?;
         // An upstream that is gone (crashed, unreachable) is a server error, not a tool's.
-        if let Some(err) = decision.get("error").and_then(Value::as_str)
+        if let Some(err) = &view.error
             && matches!(route, Route::Upstream { .. })
             && err.contains("provider unavailable")
         {
             return Err(McpError::internal_error(
                 format!("{err}; the call did not complete and Airlock recorded it as failed"),
-                Some(decision),
+                serde_json::to_value(&view).ok(),
             ));
         }
-        Ok(tool_result(&decision, &route).into())
+        Ok(tool_result(&view, &route).into())
     }
 }
 
-/// The MCP result of a decision: what [`answer`] says, as content blocks.
-pub(crate) fn tool_result(decision: &Value, route: &Route) -> CallToolResult {
-    let a = answer(decision, route);
+/// The MCP result of an answer: what [`answer`] says, as content blocks.
+pub(crate) fn tool_result(view: &ActionView, route: &Route) -> CallToolResult {
+    let a = answer(view, route);
     let content: Vec<ContentBlock> = a
         .content
         .into_iter()

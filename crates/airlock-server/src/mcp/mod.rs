@@ -1,17 +1,19 @@
 //! The MCP gateway: Airlock as an MCP server whose every tool call goes through the gate,
 //! in front of Airlock's own providers and of upstream MCP servers it proxies.
 
-pub mod catalog;
 pub mod gateway;
 pub mod prove;
-pub mod schema;
 pub mod upstream;
 
-pub use catalog::{CallError, Catalog, Route, ToolDef};
-pub use gateway::{Backend, Gateway, Local, Remote, call_local};
+pub use airlock_gate::frontdoor::{CallError, Catalog, Route, ToolDef};
+pub use gateway::{Backend, Gateway, Local, Remote};
 pub use upstream::{UpstreamConfig, UpstreamProvider};
 
-use crate::api::AppState;
+use crate::state::{AppState, bearer};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -29,12 +31,71 @@ pub fn http_service(
         let _ = down.wait_for(|stopping| *stopping).await;
         ct.cancel();
     });
-    let backend: Arc<dyn Backend> = Arc::new(Local(state));
+    let backend: Arc<dyn Backend> = Arc::new(Local(state.door.clone()));
     StreamableHttpService::new(
         move || Ok(Gateway::new(backend.clone(), None)),
         Arc::new(LocalSessionManager::default()),
         config,
     )
+}
+
+/// `/mcp` answers only callers with a valid token; the tools see who they are. A body
+/// that is not a JSON-RPC message gets a JSON-RPC error, not plain text.
+pub async fn auth(
+    State(s): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let unauthenticated = |message: String| {
+        let mut resp = (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": {"code": "unauthenticated", "message": message}})),
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+        resp
+    };
+    let Some(token) = bearer(req.headers()) else {
+        return unauthenticated("missing bearer token: send `Authorization: Bearer TOKEN`".into());
+    };
+    if let Err(e) = s.door.authenticate(token).await {
+        return match e {
+            airlock_gate::GateError::Unauthenticated => unauthenticated(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "cannot authenticate an MCP caller");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(serde_json::json!({"error": {"code": "unavailable", "message": "the server cannot complete this now; see its log"}})),
+                )
+                    .into_response()
+            }
+        };
+    }
+    if req.method() != axum::http::Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, s.body_limit).await {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Json(serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32600, "message": format!("cannot read the request body: {e}")}})),
+            )
+                .into_response();
+        }
+    };
+    if let Some(err) = malformed(&String::from_utf8_lossy(&bytes)) {
+        return (StatusCode::BAD_REQUEST, Json(err)).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
+    .await
 }
 
 /// What to answer a line that is not a JSON-RPC message, if anything: a parse error for

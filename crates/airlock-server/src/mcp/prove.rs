@@ -4,10 +4,9 @@
 //! shows now) and `next_turn` (end this turn; returns at the next one, or says the run is
 //! over). The simulator waits while the agent thinks.
 
-use crate::api::decision_json;
-use crate::mcp::catalog::{Catalog, Route, ToolDef};
 use crate::mcp::gateway::{rpc_error, to_tool, tool_result};
-use airlock_core::{Provider, Verb};
+use airlock_core::{ActionStatus, Provider, Verb, VerdictKind};
+use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route, ToolDef};
 use airlock_prove::external::{CallAnswer, Launcher, Msg, Turn};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
@@ -15,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -77,21 +76,40 @@ fn gone() -> McpError {
     McpError::internal_error("the proving-ground run is over", None)
 }
 
-/// The decision JSON for an answer (the API's form).
-fn decision_of(a: &CallAnswer) -> Value {
+/// The answer's view (the gate's decision, or what an unguarded run applied directly).
+fn view_of(a: &CallAnswer) -> ActionView {
     match a {
-        CallAnswer::Decided(d) => decision_json(d),
+        CallAnswer::Decided(d) => ActionView::from(d.as_ref()),
         CallAnswer::Direct {
             summary,
             result,
             error,
-        } => json!({
-            "verdict": "allow",
-            "status": if error.is_some() { "failed" } else { "done" },
-            "plan": {"summary": summary},
-            "result": result.clone().unwrap_or_else(|| json!({"applied": summary})),
-            "error": error,
-        }),
+        } => ActionView {
+            id: String::new(),
+            agent: String::new(),
+            verdict: Some(VerdictKind::Allow),
+            reasons: Vec::new(),
+            details: Vec::new(),
+            risk: None,
+            plan: Some(json!({"summary": summary})),
+            approval_id: None,
+            change_id: None,
+            result: Some(
+                result
+                    .clone()
+                    .unwrap_or_else(|| json!({"applied": summary})),
+            ),
+            error: error.clone(),
+            status: if error.is_some() {
+                ActionStatus::Failed
+            } else {
+                ActionStatus::Done
+            },
+            request: None,
+            submitted_at: None,
+            events: None,
+            waited: None,
+        },
     }
 }
 
@@ -140,7 +158,7 @@ impl ServerHandler for TurnGateway {
             .catalog
             .get(name)
             .map(|t| t.route.clone())
-            .ok_or_else(|| rpc_error(&crate::mcp::CallError::UnknownTool(name.to_string())))?;
+            .ok_or_else(|| rpc_error(&CallError::UnknownTool(name.to_string())))?;
         let request = self
             .catalog
             .request(name, request.arguments)
@@ -150,8 +168,8 @@ impl ServerHandler for TurnGateway {
             .send(Msg::Call { request, reply })
             .await
             .map_err(|_| gone())?;
-        let decision = decision_of(&rx.await.map_err(|_| gone())?);
-        Ok(tool_result(&decision, &route).into())
+        let view = view_of(&rx.await.map_err(|_| gone())?);
+        Ok(tool_result(&view, &route).into())
     }
 }
 

@@ -3,12 +3,12 @@
 //! is planned (from the tool's annotations and the config's overrides), decided and
 //! journaled like any other action before it is forwarded.
 
-use crate::mcp::catalog::{Route, ToolDef};
 use airlock_core::shell::addr_name;
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
     ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
 };
+use airlock_gate::frontdoor::{Route, ToolDef};
 use async_trait::async_trait;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
@@ -461,7 +461,7 @@ impl Provider for UpstreamProvider {
                 tool.verb, req.verb
             )));
         }
-        let problems = crate::mcp::schema::check(
+        let problems = airlock_gate::frontdoor::schema::check(
             &Value::Object((*tool.def.input_schema).clone()),
             &Value::Object(args.clone()),
         );

@@ -1,5 +1,5 @@
 //! Fan-out of journal events: a journal decorator that publishes every event it stores,
-//! and the Server-Sent Events stream built on it (with `Last-Event-ID` resume).
+//! so waits and event streams (SSE) see each one as it lands.
 
 use airlock_core::{Event, NewEvent};
 use airlock_store::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError, VerifyReport};

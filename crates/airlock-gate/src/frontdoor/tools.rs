@@ -1,10 +1,14 @@
-//! The tools the gateway offers: one per verb of each native provider (`sim_scale`) and
-//! one per tool of each upstream MCP server (`notes_delete_note`), how a call maps onto an
-//! [`ActionRequest`], and how the gate's decision reads back as a tool result.
+//! The tools agents can call: one per verb of each native provider (`sim_scale`) and one
+//! per tool of each upstream MCP server (`notes_delete_note`), how a call maps onto an
+//! [`ActionRequest`], and how the gate's answer reads back as a tool result. Protocol
+//! neutral: the MCP gateway and `POST /v1/tools/{name}` both serve these.
 
-use crate::mcp::schema;
+use super::schema;
+use super::view::ActionView;
+use crate::engine::GateError;
 use airlock_core::shell::addr_name;
 use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb};
+use airlock_core::{ActionStatus, VerdictKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -210,19 +214,7 @@ impl Catalog {
     }
 }
 
-fn lines(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// What a tool call answers, from the gate's decision (the API's JSON form).
+/// What a tool call answers, from the gate's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ToolAnswer {
     pub is_error: bool,
@@ -235,68 +227,60 @@ fn text(t: String) -> Value {
     json!({"type": "text", "text": t})
 }
 
-/// Renders a decision for a language model: a deny is a tool error carrying the reasons,
+/// Renders an answer for a language model: a deny is a tool error carrying the reasons,
 /// a hold says it awaits approval and gives the approval id, an allow gives the result.
-pub fn answer(decision: &Value, route: &Route) -> ToolAnswer {
-    let verdict = decision
-        .get("verdict")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let reasons = lines(decision, "reasons");
-    let details = lines(decision, "details");
-    let risk = decision.get("risk").and_then(Value::as_str).unwrap_or("");
+pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
+    let structured = serde_json::to_value(view).ok();
     let explain = |head: String| {
         let mut t = head;
-        if !reasons.is_empty() {
-            t.push_str(&format!("\nReasons: {}.", reasons.join(", ")));
+        if !view.reasons.is_empty() {
+            t.push_str(&format!("\nReasons: {}.", view.reasons.join(", ")));
         }
-        for d in &details {
+        for d in &view.details {
             t.push_str(&format!("\n- {d}"));
         }
-        if !risk.is_empty() {
+        if let Some(risk) = view.risk {
             t.push_str(&format!("\nRisk: {risk}."));
         }
         t
     };
-    match verdict {
-        "deny" => ToolAnswer {
+    match view.verdict {
+        Some(VerdictKind::Deny) | None => ToolAnswer {
             is_error: true,
-            content: vec![text(explain(
-                "Airlock denied this action; nothing was applied. Choose a safer action (smaller step, non-prod target, reversible change) or ask an operator.".into(),
-            ))],
-            structured: Some(decision.clone()),
+            content: vec![text(explain(match &view.error {
+                Some(e) if view.verdict.is_none() => format!("Airlock could not plan this action; nothing was applied: {e}"),
+                _ => "Airlock denied this action; nothing was applied. Choose a safer action (smaller step, non-prod target, reversible change) or ask an operator.".into(),
+            }))],
+            structured,
         },
-        "hold" => {
-            let id = decision
-                .get("approval_id")
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            let status = decision.get("status").and_then(Value::as_str).unwrap_or("");
-            let head = match status {
-                "denied" => format!("An operator denied this action (approval {id}); nothing was applied."),
-                "expired" => format!("The hold {id} expired without an operator's answer; nothing was applied."),
+        Some(VerdictKind::Hold) => {
+            let id = view.approval_id.as_deref().unwrap_or("?");
+            let head = match view.status {
+                ActionStatus::Denied => format!("An operator denied this action (approval {id}); nothing was applied."),
+                ActionStatus::Expired => format!("The hold {id} expired without an operator's answer; nothing was applied."),
                 _ => format!(
                     "Airlock is holding this action for an operator's approval; nothing has been applied yet. Approval id: {id}. An operator can approve it with `airlock approve {id}` (or deny it with `airlock deny {id}`); once approved, Airlock applies it."
                 ),
             };
             ToolAnswer {
-                is_error: matches!(status, "denied" | "expired"),
+                is_error: matches!(view.status, ActionStatus::Denied | ActionStatus::Expired),
                 content: vec![text(explain(head))],
-                structured: Some(decision.clone()),
+                structured,
             }
         }
-        _ => {
-            if let Some(err) = decision.get("error").and_then(Value::as_str) {
+        Some(VerdictKind::Allow) => {
+            if let Some(err) = &view.error {
                 return ToolAnswer {
                     is_error: true,
                     content: vec![text(format!(
                         "Airlock allowed this action but it failed: {err}"
                     ))],
-                    structured: Some(decision.clone()),
+                    structured,
                 };
             }
-            let first = decision
-                .get("result")
+            let first = view
+                .result
+                .as_ref()
                 .and_then(Value::as_array)
                 .and_then(|a| a.first())
                 .cloned();
@@ -312,10 +296,10 @@ pub fn answer(decision: &Value, route: &Route) -> ToolAnswer {
                 },
                 _ => {
                     let mut t = serde_json::to_string_pretty(
-                        decision.get("result").unwrap_or(&Value::Null),
+                        view.result.as_ref().unwrap_or(&Value::Null),
                     )
                     .unwrap_or_default();
-                    if let Some(c) = decision.get("change_id").and_then(Value::as_str) {
+                    if let Some(c) = &view.change_id {
                         t = format!(
                             "Applied as change {c}. Airlock watches its health and reverts it automatically if it breaches the SLO.\n{t}"
                         );
@@ -323,10 +307,30 @@ pub fn answer(decision: &Value, route: &Route) -> ToolAnswer {
                     ToolAnswer {
                         is_error: false,
                         content: vec![text(t)],
-                        structured: Some(decision.clone()),
+                        structured,
                     }
                 }
             }
+        }
+    }
+}
+
+impl From<GateError> for CallError {
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Unauthenticated => CallError::Unauthenticated(e.to_string()),
+            GateError::Forbidden(_) => CallError::Forbidden(e.to_string()),
+            GateError::Invalid(m) => CallError::InvalidArguments {
+                tool: String::new(),
+                problems: vec![m],
+            },
+            GateError::NotFound(..) | GateError::Conflict(_) | GateError::UnknownProvider(_) => {
+                CallError::InvalidArguments {
+                    tool: String::new(),
+                    problems: vec![e.to_string()],
+                }
+            }
+            GateError::Journal(_) => CallError::Unavailable(e.to_string()),
         }
     }
 }
@@ -421,10 +425,21 @@ mod tests {
         assert!(e.to_string().contains("belongs to provider `other`"), "{e}");
     }
 
+    fn view(v: Value) -> ActionView {
+        let mut base = json!({"id": "act_1", "agent": "a", "verdict": null, "risk": null, "plan": null,
+            "approval_id": null, "change_id": null, "status": "done"});
+        for (k, x) in v.as_object().unwrap() {
+            base[k] = x.clone();
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
     #[test]
     fn decisions_read_back_as_tool_results() {
         let route = catalog().tools[0].route.clone();
-        let deny = json!({"verdict": "deny", "reasons": ["headroom-floor"], "details": [], "risk": "high"});
+        let deny = view(
+            json!({"verdict": "deny", "reasons": ["headroom-floor"], "details": [], "risk": "high", "status": "denied"}),
+        );
         let a = answer(&deny, &route);
         assert!(a.is_error);
         assert!(
@@ -433,7 +448,9 @@ mod tests {
                 .unwrap()
                 .contains("headroom-floor")
         );
-        let hold = json!({"verdict": "hold", "reasons": ["prod-destructive-needs-approval"], "details": ["prod-destructive-needs-approval: why"], "approval_id": "apr_1", "status": "held"});
+        let hold = view(
+            json!({"verdict": "hold", "reasons": ["prod-destructive-needs-approval"], "details": ["prod-destructive-needs-approval: why"], "approval_id": "apr_1", "status": "held"}),
+        );
         let a = answer(&hold, &route);
         assert!(!a.is_error);
         let t = a.content[0]["text"].as_str().unwrap();
@@ -442,7 +459,9 @@ mod tests {
             "{t}"
         );
         let up = catalog().tools[1].route.clone();
-        let allow = json!({"verdict": "allow", "result": [{"tool": "delete_note", "content": [{"type": "text", "text": "deleted x"}], "structured": null}]});
+        let allow = view(
+            json!({"verdict": "allow", "result": [{"tool": "delete_note", "content": [{"type": "text", "text": "deleted x"}], "structured": null}]}),
+        );
         let a = answer(&allow, &up);
         assert_eq!(
             a.content,

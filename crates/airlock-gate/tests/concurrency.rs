@@ -1,0 +1,259 @@
+//! Concurrent decisions with no gate-wide lock: budgets stay exact when mutations of
+//! distinct resources race (each allowed mutation spends its budget in the same step
+//! that checks it), a budget spent on a change that never lands is given back, and
+//! mutations of one resource run one at a time.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers fail loudly on setup errors"
+)]
+
+use airlock_core::slo::SignalSource;
+use airlock_core::{
+    ActionRequest, Applied, ManualClock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
+    Restored, Snapshot, Verb, VerbSpec, VerdictKind,
+};
+use airlock_gate::{Gate, GateConfig, PrincipalKind2};
+use airlock_sim::{
+    DemandSpec, RegionSpec, Secs, ServiceSpec, Sim, SimHandle, SimProvider, Tier, WorldSpec,
+};
+use airlock_store::SqliteJournal;
+use async_trait::async_trait;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// 2026-01-01T00:00:00Z.
+const START: i64 = 1_767_225_600_000;
+
+/// Eight idle, independent dev services.
+fn world() -> WorldSpec {
+    let svc = |name: String| ServiceSpec {
+        name,
+        env: "dev".into(),
+        region: "us-east".into(),
+        tier: Tier::Standard,
+        replicas: 2,
+        capacity_rps: 100.0,
+        cold_start: Secs(30),
+        version: "v1".into(),
+        depends_on: vec![],
+        base_latency_ms: 30.0,
+        tags: vec![],
+        demand: DemandSpec {
+            base_rps: 0.0,
+            diurnal_amplitude: 0.0,
+            peak_hour: 14.0,
+            noise: 0.0,
+        },
+    };
+    WorldSpec {
+        regions: vec![RegionSpec {
+            name: "us-east".into(),
+            azs: vec!["a".into(), "b".into()],
+        }],
+        services: (0..8).map(|i| svc(format!("svc-{i}"))).collect(),
+        versions: vec![],
+        events: vec![],
+        faults: vec![],
+    }
+}
+
+/// The sandbox provider, slowed down so decisions overlap, counting how many applies are
+/// in flight at once and failing applies to the targets in `fail`.
+struct Slow {
+    inner: SimProvider,
+    delay: Duration,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// (target, in flight while applying it) — for the one-at-a-time check.
+    per_target: Mutex<Vec<(String, usize)>>,
+    active_targets: Mutex<Vec<String>>,
+    fail: Mutex<BTreeSet<String>>,
+}
+
+#[async_trait]
+impl Provider for Slow {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn verbs(&self) -> &[VerbSpec] {
+        self.inner.verbs()
+    }
+    async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
+        self.inner.plan(req).await
+    }
+    async fn snapshot(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
+        self.inner.snapshot(targets).await
+    }
+    async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let target = plan.target.to_string();
+        let same = {
+            let mut active = self.active_targets.lock().unwrap();
+            active.push(target.clone());
+            active.iter().filter(|t| **t == target).count()
+        };
+        self.per_target.lock().unwrap().push((target.clone(), same));
+        tokio::time::sleep(self.delay).await;
+        let failing = self.fail.lock().unwrap().contains(&target);
+        let out = if failing {
+            Err(ProviderError::Unavailable("the provider failed".into()))
+        } else {
+            self.inner.apply(plan).await
+        };
+        {
+            let mut active = self.active_targets.lock().unwrap();
+            if let Some(i) = active.iter().position(|t| *t == target) {
+                active.remove(i);
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
+    async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
+        self.inner.restore(snap, expect).await
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    gate: Arc<Gate>,
+    provider: Arc<Slow>,
+    bot: String,
+}
+
+async fn setup(max_destructive: u32) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let journal = Arc::new(SqliteJournal::open(path.to_str().unwrap()).await.unwrap());
+    let mut sim = Sim::new(world(), 3, START, 10).unwrap();
+    sim.tick();
+    let clock = ManualClock::new(sim.now());
+    let sim: SimHandle = Arc::new(Mutex::new(sim));
+    let provider = Arc::new(Slow {
+        inner: SimProvider::new(sim.clone()),
+        delay: Duration::from_millis(40),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: AtomicUsize::new(0),
+        per_target: Mutex::new(Vec::new()),
+        active_targets: Mutex::new(Vec::new()),
+        fail: Mutex::new(BTreeSet::new()),
+    });
+    let signals = Arc::new(SimProvider::new(sim)) as Arc<dyn SignalSource>;
+    // Policy allows everything: only the guards decide here.
+    let policy = PolicyEngine::new(
+        "@id(\"all\")\npermit(principal, action, resource);",
+        airlock_core::policy::SCHEMA,
+    )
+    .unwrap();
+    let mut config = GateConfig::default();
+    config.guards.max_destructive = max_destructive;
+    config.guards.mutations_per_minute = 1000;
+    // Bursts of deletes are what quarantine is for; here only the budget is under test.
+    config.anomaly.quarantine = false;
+    let gate = Arc::new(Gate::new(
+        journal,
+        vec![provider.clone() as Arc<dyn Provider>],
+        signals,
+        Arc::new(policy),
+        Arc::new(clock),
+        config,
+    ));
+    let bot = gate
+        .issue_token("bot", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+    Setup {
+        _dir: dir,
+        gate,
+        provider,
+        bot,
+    }
+}
+
+fn delete(service: &str) -> ActionRequest {
+    ActionRequest::new(
+        Verb::Delete,
+        format!("sim:service/{service}").parse().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_mutations_on_distinct_resources_never_overspend_a_budget() {
+    let s = setup(2).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (gate, token) = (s.gate.clone(), s.bot.clone());
+        tasks.push(tokio::spawn(async move {
+            gate.submit(&token, delete(&format!("svc-{i}"))).await
+        }));
+    }
+    let mut applied = 0;
+    let mut over_budget = 0;
+    for t in tasks {
+        let d = t.await.unwrap().unwrap();
+        match d.verdict {
+            VerdictKind::Allow => {
+                assert!(d.change_id.is_some(), "{d:?}");
+                applied += 1;
+            }
+            VerdictKind::Deny => {
+                assert_eq!(d.reasons, vec!["blast-budget-destructive"], "{d:?}");
+                over_budget += 1;
+            }
+            VerdictKind::Hold => panic!("nothing here holds: {d:?}"),
+        }
+    }
+    assert_eq!(applied, 2, "exactly the destructive budget is spent");
+    assert_eq!(over_budget, 6);
+    assert!(
+        s.provider.max_in_flight.load(Ordering::SeqCst) >= 2,
+        "the allowed deletes were applied concurrently, so the budget was really raced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_budget_spent_on_a_change_that_failed_is_given_back() {
+    let s = setup(1).await;
+    s.provider
+        .fail
+        .lock()
+        .unwrap()
+        .insert("sim:service/svc-0".into());
+    let d = s.gate.submit(&s.bot, delete("svc-0")).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Allow);
+    assert!(d.change_id.is_none() && d.error.is_some(), "{d:?}");
+    let d = s.gate.submit(&s.bot, delete("svc-1")).await.unwrap();
+    assert_eq!(
+        d.verdict,
+        VerdictKind::Allow,
+        "the failed delete spent nothing: {d:?}"
+    );
+    assert!(d.change_id.is_some(), "{d:?}");
+    let d = s.gate.submit(&s.bot, delete("svc-2")).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Deny, "the landed delete did: {d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mutations_of_one_resource_run_one_at_a_time() {
+    let s = setup(100).await;
+    let mut tasks = Vec::new();
+    for replicas in [3u32, 4, 5, 6] {
+        let (gate, token) = (s.gate.clone(), s.bot.clone());
+        let req = ActionRequest::new(Verb::Scale, "sim:service/svc-0".parse().unwrap())
+            .param("replicas", replicas);
+        tasks.push(tokio::spawn(async move { gate.submit(&token, req).await }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let seen = s.provider.per_target.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|(_, same)| *same == 1),
+        "two applies of one resource overlapped: {seen:?}"
+    );
+}
