@@ -3,8 +3,7 @@
 //! [`ActionRequest`], and how the gate's decision reads back as a tool result.
 
 use crate::mcp::schema;
-use airlock_core::shell::addr_name;
-use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb};
+use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb, addr_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;

@@ -4,10 +4,9 @@
 //! journaled like any other action before it is forwarded.
 
 use crate::mcp::catalog::{Route, ToolDef};
-use airlock_core::shell::addr_name;
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
-    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
+    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec, addr_name,
 };
 use async_trait::async_trait;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
