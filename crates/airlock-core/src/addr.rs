@@ -60,6 +60,37 @@ impl ResourceAddr {
     }
 }
 
+/// Longest name part [`addr_name`] produces.
+const MAX_NAME: usize = 100;
+
+/// Turns free text (a path, a tool argument, a program name) into a valid address name
+/// part: lower-case, characters outside `[a-z0-9._-]` become `-`, repeats collapse, `-`
+/// is trimmed at both ends, at most 100 characters, and empty becomes `unnamed`.
+pub fn addr_name(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len().min(MAX_NAME));
+    for c in raw.chars() {
+        let c = c.to_ascii_lowercase();
+        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '-'
+        };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+        if out.len() >= MAX_NAME {
+            break;
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    if trimmed.is_empty() {
+        "unnamed".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 impl FromStr for ResourceAddr {
     type Err = AddrError;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {
@@ -147,12 +178,31 @@ mod tests {
         assert!(":service/x".parse::<ResourceAddr>().is_err());
     }
 
+    #[test]
+    fn addr_name_sanitizes() {
+        assert_eq!(addr_name("/tmp/build"), "tmp-build");
+        assert_eq!(addr_name("Users  Table!!"), "users-table");
+        assert_eq!(addr_name(""), "unnamed");
+        assert_eq!(addr_name("///"), "unnamed");
+        assert_eq!(addr_name("a.b_c-d"), "a.b_c-d");
+        assert_eq!(addr_name(&"x".repeat(300)).len(), 100);
+        assert_eq!(addr_name("é-über"), "ber");
+    }
+
     proptest! {
         #[test]
         fn parse_then_print_is_identity(p in "[a-z][a-z0-9]{0,6}", k in "[a-z]{1,8}", n in "[a-z0-9][a-z0-9._-]{0,12}") {
             let a: ResourceAddr = format!("{p}:{k}/{n}").parse().unwrap();
             let again: ResourceAddr = a.to_string().parse().unwrap();
             prop_assert_eq!(a, again);
+        }
+
+        #[test]
+        fn addr_name_always_gives_a_valid_name_part(raw in any::<String>()) {
+            let name = addr_name(&raw);
+            prop_assert!(valid_part(&name), "{:?} gave {:?}", raw, name);
+            prop_assert!(name.len() <= MAX_NAME);
+            prop_assert!(ResourceAddr::new("p", "k", &name).is_ok());
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The pure core of Airlock: domain types, risk assessment, Cedar policy evaluation,
-//! guards, the verdict rule, the bake judge and the provider contract.
+//! The pure core of Airlock: domain types and resource addresses, risk assessment, Cedar
+//! policy evaluation, guards, the verdict rule, the bake judge and the provider contract.
 //!
 //! Nothing in this crate opens a socket, a file or a database, and nothing reads the
 //! wall clock: time comes from a [`Clock`], and engines wire the core to the world.
@@ -13,13 +13,12 @@ pub mod plan;
 pub mod policy;
 pub mod provider;
 pub mod risk;
-pub mod shell;
 pub mod slo;
 pub mod status;
 pub mod verdict;
 
 pub use action::{ActionRequest, Verb};
-pub use addr::{AddrError, ResourceAddr};
+pub use addr::{AddrError, ResourceAddr, addr_name};
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use event::{Event, EventKind, NewEvent};
 pub use guard::{GuardConfig, Guards};

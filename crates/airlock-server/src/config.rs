@@ -36,13 +36,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub hook: RawHook,
     #[serde(default)]
-    pub watch: crate::prom::WatchConfig,
+    pub watch: airlock_watch::prometheus::WatchConfig,
     #[serde(default)]
-    pub alert: Vec<crate::alerts::AlertConfig>,
+    pub alert: Vec<airlock_watch::alerts::AlertConfig>,
     #[serde(default)]
     pub slo: Vec<airlock_core::slo::QueryRule>,
     #[serde(default)]
-    pub probe: Vec<crate::probe::ProbeConfig>,
+    pub probe: Vec<airlock_watch::probe::ProbeConfig>,
 }
 
 /// `[mcp]`
@@ -223,9 +223,9 @@ pub struct Config {
     pub redact: airlock_gate::Redactor,
     pub upstreams: Vec<crate::mcp::UpstreamConfig>,
     pub hook: RawHook,
-    pub watch: crate::prom::WatchConfig,
-    pub alerts: Vec<crate::alerts::AlertConfig>,
-    pub probes: Vec<crate::probe::ProbeConfig>,
+    pub watch: airlock_watch::prometheus::WatchConfig,
+    pub alerts: Vec<airlock_watch::alerts::AlertConfig>,
+    pub probes: Vec<airlock_watch::probe::ProbeConfig>,
 }
 
 /// The live sandbox cloud's settings.
@@ -397,7 +397,7 @@ impl RawConfig {
         // `[[slo]]` at the top, or `[[bake.slo]]`: the same rules.
         let mut slo = self.bake.slo.clone();
         slo.extend(self.slo.iter().cloned());
-        problems.extend(crate::prom::slo_problems(&slo, &self.watch));
+        problems.extend(airlock_watch::prometheus::slo_problems(&slo, &self.watch));
         for (i, a) in self.alert.iter().enumerate() {
             problems.extend(a.problems(i));
         }

@@ -8,13 +8,13 @@
 
 use crate::config::{HookAnswer, RawHook};
 use airlock_core::VerdictKind;
-use airlock_core::shell::{Classification, addr_name, classify, detect_env};
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
-    ResourceAttrs, Restored, Risk, Snapshot, Verb, VerbSpec,
+    ResourceAttrs, Restored, Risk, Snapshot, Verb, VerbSpec, addr_name,
 };
 use airlock_gate::FrontDoor;
 use airlock_gate::frontdoor::ActionView;
+use airlock_shell::{Classification, classify, detect_env};
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

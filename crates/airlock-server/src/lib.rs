@@ -2,15 +2,12 @@
 //! the journal (with event fan-out), metrics and the live sandbox cloud — plus the
 //! background tasks that tick the simulator and bake changes.
 
-pub mod alerts;
 pub mod api;
 pub mod config;
 pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
-pub mod probe;
-pub mod prom;
 pub mod router;
 pub mod state;
 pub mod timeline;

@@ -204,16 +204,19 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     };
     // With `[watch] source = "prometheus"`, changes are judged on what Prometheus scraped.
     let signals: Arc<dyn SignalSource> = match config.watch.source {
-        crate::prom::SourceKind::Prometheus => {
-            Arc::new(crate::prom::PromSignals::new(config.watch.clone()))
-        }
-        crate::prom::SourceKind::Sim => signals,
+        airlock_watch::prometheus::SourceKind::Prometheus => Arc::new(
+            airlock_watch::prometheus::PromSignals::new(config.watch.clone()),
+        ),
+        airlock_watch::prometheus::SourceKind::Sim => signals,
     };
     // Services with a `[[probe]]` are measured by probing them.
     let signals: Arc<dyn SignalSource> = if config.probes.is_empty() {
         signals
     } else {
-        Arc::new(crate::probe::Probed::new(signals, config.probes.clone()))
+        Arc::new(airlock_watch::probe::Probed::new(
+            signals,
+            config.probes.clone(),
+        ))
     };
     let mut tools = airlock_gate::frontdoor::Catalog::native(&providers);
     let mut providers = providers;
@@ -367,12 +370,12 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         }));
     }
     if !config.alerts.is_empty() {
-        let alerter = crate::alerts::Alerter::new(
+        let alerter = airlock_watch::alerts::Alerter::new(
             config.alerts.clone(),
             state.journal.clone(),
             Arc::new(SystemClock),
         );
-        tasks.push(tokio::spawn(crate::alerts::run(
+        tasks.push(tokio::spawn(airlock_watch::alerts::run(
             alerter,
             state.gate.clone(),
             state.journal.subscribe(),

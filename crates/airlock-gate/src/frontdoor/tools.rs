@@ -6,8 +6,7 @@
 use super::schema;
 use super::view::ActionView;
 use crate::engine::GateError;
-use airlock_core::shell::addr_name;
-use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb};
+use airlock_core::{ActionRequest, Provider, ResourceAddr, Verb, addr_name};
 use airlock_core::{ActionStatus, VerdictKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

@@ -3,10 +3,9 @@
 //! is planned (from the tool's annotations and the config's overrides), decided and
 //! journaled like any other action before it is forwarded.
 
-use airlock_core::shell::addr_name;
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
-    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
+    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec, addr_name,
 };
 use airlock_gate::frontdoor::{Route, ToolDef};
 use async_trait::async_trait;

@@ -1,12 +1,11 @@
 //! Rules for hosts and services: HTTP clients, `ssh`, containers, `systemctl`,
 //! shutdowns, signals, `crontab` and firewalls.
 
-use super::rules::{
+use crate::rules::{
     Cmd, Finding, Nested, Outcome, env_of, has, operand_index, operands, opt, short_flag,
 };
-use super::run::Arg;
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::run::Arg;
+use airlock_core::{Risk, Verb};
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     match cmd.program {

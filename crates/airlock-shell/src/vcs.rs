@@ -1,10 +1,9 @@
 //! Rules for `git`: force pushes and remote deletions, history rewrites, and the local
 //! commands that throw work away (`reset --hard`, `clean -f`, `checkout -- .`).
 
-use super::rules::{Cmd, Finding, Outcome, has, operand_index, operands, short_flag};
-use super::run::Arg;
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::rules::{Cmd, Finding, Outcome, has, operand_index, operands, short_flag};
+use crate::run::Arg;
+use airlock_core::{Risk, Verb};
 
 /// Global options of `git` that take a value.
 const GLOBAL_WITH_VALUE: [&str; 6] = [
@@ -196,7 +195,7 @@ fn push(args: &[Arg]) -> Option<Outcome> {
     let name = format!("branch.{}", branches.join("_"));
     let env = branches
         .iter()
-        .find_map(|b| super::detect_env(b))
+        .find_map(|b| crate::detect_env(b))
         .or_else(|| remote.and_then(Arg::env));
     let f = if force_flag || forced_ref {
         let risk = if main { Risk::Critical } else { Risk::High };

@@ -9,7 +9,9 @@
 //!
 //! Layout: `lex` turns text into words and operators, `run` models the shell (pipes,
 //! expansion, wrappers, nested scripts) and hands each simple command to `rules`, which
-//! dispatches to the per-domain rules (`kube`, `cloud`, `sql`, `files`, `vcs`).
+//! dispatches to the per-domain rules (`kube`, `cloud`, `sql`, `files`, `host`, `vcs`);
+//! `wrap` peels off the commands that run other commands. Verbs, risks and addresses
+//! are the core's ([`airlock_core`]).
 
 mod cloud;
 mod files;
@@ -22,9 +24,8 @@ mod sql;
 mod vcs;
 mod wrap;
 
-use crate::action::Verb;
-use crate::addr::ResourceAddr;
-use crate::risk::Risk;
+use airlock_core::addr::addr_name;
+use airlock_core::{ResourceAddr, Risk, Verb};
 use serde::Serialize;
 
 /// The name part used when a target comes from something only known at run time
@@ -88,37 +89,6 @@ pub fn classify(command: &str) -> Classification {
     out
 }
 
-/// Longest name part [`addr_name`] produces.
-const MAX_NAME: usize = 100;
-
-/// Turns free text into a valid address name part: lower-case, characters outside
-/// `[a-z0-9._-]` become `-`, repeats collapse, `-` is trimmed at both ends, at most
-/// 100 characters, and empty becomes `unnamed`.
-pub fn addr_name(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len().min(MAX_NAME));
-    for c in raw.chars() {
-        let c = c.to_ascii_lowercase();
-        let c = if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-') {
-            c
-        } else {
-            '-'
-        };
-        if c == '-' && (out.is_empty() || out.ends_with('-')) {
-            continue;
-        }
-        out.push(c);
-        if out.len() >= MAX_NAME {
-            break;
-        }
-    }
-    let trimmed = out.trim_matches('-');
-    if trimmed.is_empty() {
-        "unnamed".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
-
 /// Builds a `shell:` address, falling back to `shell:command/unnamed`.
 fn shell_addr(kind: &str, name: &str) -> ResourceAddr {
     ResourceAddr::new("shell", &addr_name(kind), &addr_name(name))
@@ -161,17 +131,6 @@ pub fn detect_env(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn addr_name_sanitizes() {
-        assert_eq!(addr_name("/tmp/build"), "tmp-build");
-        assert_eq!(addr_name("Users  Table!!"), "users-table");
-        assert_eq!(addr_name(""), "unnamed");
-        assert_eq!(addr_name("///"), "unnamed");
-        assert_eq!(addr_name("a.b_c-d"), "a.b_c-d");
-        assert_eq!(addr_name(&"x".repeat(300)).len(), 100);
-        assert_eq!(addr_name("é-über"), "ber");
-    }
 
     #[test]
     fn env_is_detected_by_token() {

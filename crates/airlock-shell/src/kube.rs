@@ -4,10 +4,9 @@
 //! `shell:kubectl/namespace.payments` or `shell:kubectl/deployment.payments.web`, and
 //! `shell:helm/release[.<namespace>].<name>`.
 
-use super::rules::{Change, Cmd, Finding, Nested, Outcome, env_of, has, operands, opt};
-use super::run::Arg;
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::rules::{Change, Cmd, Finding, Nested, Outcome, env_of, has, operands, opt};
+use crate::run::Arg;
+use airlock_core::{Risk, Verb};
 
 /// `kubectl` options that take a separate value.
 const KUBECTL_WITH_VALUE: &[&str] = &[

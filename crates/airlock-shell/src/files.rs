@@ -1,11 +1,10 @@
 //! Rules for local files and disks: `rm`, `find -delete`, `shred`, `dd`, `mkfs`,
 //! permission changes, moves and copies, `rsync`.
 
-use super::detect_env;
-use super::rules::{Cmd, Finding, Nested, Outcome, has, operands, short_flag};
-use super::run::{Arg, Taint, is_block_device};
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::detect_env;
+use crate::rules::{Cmd, Finding, Nested, Outcome, has, operands, short_flag};
+use crate::run::{Arg, Taint, is_block_device};
+use airlock_core::{Risk, Verb};
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     let p = cmd.program;
@@ -40,7 +39,7 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
         | "mke2fs" | "blkdiscard" => disk(cmd, "disk-format"),
         _ if p.starts_with("mkfs") => disk(cmd, "mkfs"),
         "truncate" => {
-            let size = super::rules::opt(cmd.args, &["-s", "--size"]);
+            let size = crate::rules::opt(cmd.args, &["-s", "--size"]);
             let target = operands(cmd.args, &["-s", "--size", "-r", "--reference"])
                 .into_iter()
                 .next();
@@ -85,7 +84,7 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
                 && ops.first().is_some_and(|a| {
                     a.text.chars().all(|c| c.is_ascii_alphabetic()) && a.text.contains('f')
                 });
-            let target = super::rules::opt(cmd.args, &["-f", "--file"])
+            let target = crate::rules::opt(cmd.args, &["-f", "--file"])
                 .or_else(|| ops.get(usize::from(bundled)).map(|a| (*a).clone()));
             let target = target.as_ref();
             Outcome::of(file_finding("archive", Verb::Create, Risk::Low, target))

@@ -3,10 +3,9 @@
 //! dispatcher and the rules for shell builtins, harmless reads and build tools; the
 //! other domains live in their own files.
 
-use super::run::{Arg, State, Stdin, Value};
-use super::{cloud, files, host, kube, sql, vcs};
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::run::{Arg, State, Stdin, Value};
+use crate::{cloud, files, host, kube, sql, vcs};
+use airlock_core::{Risk, Verb};
 
 /// One simple command, as the rules see it.
 pub(crate) struct Cmd<'a> {

@@ -3,8 +3,8 @@
 //! nobody can judge statically. Also measures precision and recall on "is this
 //! dangerous?" and checks that odd input never panics.
 
-use airlock_core::shell::{ShellAction, classify};
 use airlock_core::{Risk, Verb};
+use airlock_shell::{ShellAction, classify};
 
 /// What a row expects.
 #[derive(Debug, Clone, Copy)]

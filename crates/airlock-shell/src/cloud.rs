@@ -1,11 +1,10 @@
 //! Rules for infrastructure tools: `terraform`/`tofu`/`terragrunt`, the `aws` CLI, and
 //! a verb-based rule for `gcloud`, `az` and `doctl`.
 
-use super::rules::{Change, Cmd, Finding, Outcome, env_of, has, opt};
-use super::run::Arg;
-use super::{detect_env, sql};
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::rules::{Change, Cmd, Finding, Outcome, env_of, has, opt};
+use crate::run::Arg;
+use crate::{detect_env, sql};
+use airlock_core::{Risk, Verb};
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     match cmd.program {

@@ -2,12 +2,11 @@
 //! variables assigned so far, follows wrappers and nested scripts, feeds each command
 //! what its pipe gives it, and hands simple commands to the rules.
 
-use super::lex::{self, Op, Part, RedirKind, Token, Word};
-use super::rules::{self, Change, Cmd, Finding, Nested};
-use super::wrap::{self, INTERPRETERS, Wrapped};
-use super::{Classification, ShellAction, UNRESOLVED, detect_env, shell_addr};
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::lex::{self, Op, Part, RedirKind, Token, Word};
+use crate::rules::{self, Change, Cmd, Finding, Nested};
+use crate::wrap::{self, INTERPRETERS, Wrapped};
+use crate::{Classification, ShellAction, UNRESOLVED, detect_env, shell_addr};
+use airlock_core::{Risk, Verb};
 use std::collections::{HashMap, HashSet};
 
 /// How deep `sh -c`, `eval` and `$( … )` may nest before the rest counts as opaque.

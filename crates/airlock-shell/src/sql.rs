@@ -2,11 +2,10 @@
 //! option, an argument, or on stdin), each statement classified on its own; plus
 //! `redis-cli` and `mongosh`.
 
-use super::detect_env;
-use super::rules::{Cmd, Finding, Outcome, env_of, has, operands, opt};
-use super::run::{Arg, Stdin, Taint};
-use crate::action::Verb;
-use crate::risk::Risk;
+use crate::detect_env;
+use crate::rules::{Cmd, Finding, Outcome, env_of, has, operands, opt};
+use crate::run::{Arg, Stdin, Taint};
+use airlock_core::{Risk, Verb};
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     match cmd.program {

@@ -2,8 +2,8 @@
 //! `env`, `nohup`, `timeout` …), `xargs`, shells and `eval`. Each is peeled off so the
 //! rules see the command that actually runs.
 
-use super::rules::operand_index;
-use super::run::Arg;
+use crate::rules::operand_index;
+use crate::run::Arg;
 
 /// What a wrapper runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,7 +317,7 @@ fn joined(args: &[Arg]) -> Wrapped {
     let resolved = args.iter().all(|a| a.resolved);
     let taint = args
         .iter()
-        .fold(Default::default(), |t: super::run::Taint, a| {
+        .fold(Default::default(), |t: crate::run::Taint, a| {
             t.union(a.taint)
         });
     Wrapped::Script(Arg {
