@@ -117,6 +117,10 @@ impl Journal for FailingDisk {
         self.check(&self.faults.events)?;
         self.inner.append(ev).await
     }
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        self.check(&self.faults.events)?;
+        self.inner.append_all(evs).await
+    }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
     }
