@@ -7,6 +7,8 @@ pub mod duration;
 pub mod provider;
 pub mod spec;
 pub mod synthetic;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod world;
 
 pub use duration::Secs;
