@@ -7,6 +7,7 @@
 pub mod action;
 pub mod addr;
 pub mod clock;
+pub mod duration;
 pub mod event;
 pub mod guard;
 pub mod plan;
@@ -20,6 +21,7 @@ pub mod verdict;
 pub use action::{ActionRequest, Verb};
 pub use addr::{AddrError, ResourceAddr, addr_name};
 pub use clock::{Clock, ManualClock, Timestamp};
+pub use duration::Secs;
 pub use event::{Event, EventKind, NewEvent};
 pub use guard::{GuardConfig, Guards};
 pub use plan::{Applied, Blast, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot};

@@ -11,9 +11,7 @@ use airlock_core::{
     ActionRequest, Clock, ManualClock, PolicyEngine, PolicyOutcome, Provider, Verb,
 };
 use airlock_gate::{Gate, GateConfig, PrincipalKind2};
-use airlock_sim::{
-    DemandSpec, RegionSpec, Secs, ServiceSpec, Sim, SimHandle, SimProvider, Tier, WorldSpec,
-};
+use airlock_sim::{Sim, SimHandle, SimProvider, Tier, WorldSpec, testing};
 use airlock_store::SqliteJournal;
 use criterion::Criterion;
 use std::error::Error;
@@ -26,37 +24,14 @@ type Res<T> = Result<T, Box<dyn Error>>;
 
 /// `db` ← `web`, and an idle leaf `legacy`, all in prod.
 fn world() -> WorldSpec {
-    let svc = |name: &str, deps: &[&str], rps: f64| ServiceSpec {
-        name: name.into(),
-        env: "prod".into(),
-        region: "us-east".into(),
-        tier: Tier::Critical,
-        replicas: 4,
-        capacity_rps: 100.0,
-        cold_start: Secs(30),
-        version: "v1".into(),
-        depends_on: deps.iter().map(|s| s.to_string()).collect(),
-        base_latency_ms: 30.0,
-        tags: vec![],
-        demand: DemandSpec {
-            base_rps: rps,
-            diurnal_amplitude: 0.0,
-            peak_hour: 14.0,
-            noise: 0.0,
-        },
-    };
-    WorldSpec {
-        regions: vec![RegionSpec {
-            name: "us-east".into(),
-            azs: vec!["a".into(), "b".into()],
-        }],
-        services: vec![
-            svc("db", &[], 100.0),
-            svc("web", &["db"], 200.0),
-            svc("legacy", &[], 0.0),
-        ],
-        ..Default::default()
-    }
+    testing::world()
+        .region("us-east", ["a", "b"])
+        .service("db", |s| s.tier(Tier::Critical))
+        .service("web", |s| {
+            s.tier(Tier::Critical).depends_on(["db"]).rps(200.0)
+        })
+        .service("legacy", |s| s.tier(Tier::Critical).rps(0.0))
+        .build()
 }
 
 struct Setup {

@@ -17,10 +17,7 @@ use airlock_gate::{
     BakeConfig, BakeOutcome, Decision, Gate, GateConfig, GateError, Principal, PrincipalKind2,
 };
 use airlock_sim::world::Desired;
-use airlock_sim::{
-    DemandSpec, RegionSpec, Secs, ServiceSpec, Sim, SimHandle, SimProvider, Tier, VersionSpec,
-    WorldSpec,
-};
+use airlock_sim::{Sim, SimHandle, SimProvider, Tier, WorldSpec, testing};
 use airlock_store::{
     AgentRecord, ChangeRecord, EventQuery, Journal, SqliteJournal, StoreError, VerifyReport,
 };
@@ -33,52 +30,16 @@ const START: i64 = 1_767_225_600_000;
 
 /// `db` ← `web` (critical, 200 rps on 4×100) and an idle leaf, `legacy`, all in prod.
 fn world() -> WorldSpec {
-    let svc = |name: &str, tier: Tier, deps: &[&str], replicas: u32, rps: f64| ServiceSpec {
-        name: name.into(),
-        env: "prod".into(),
-        region: "us-east".into(),
-        tier,
-        replicas,
-        capacity_rps: 100.0,
-        cold_start: Secs(30),
-        version: "v1".into(),
-        depends_on: deps.iter().map(|s| s.to_string()).collect(),
-        base_latency_ms: 30.0,
-        tags: vec![],
-        demand: DemandSpec {
-            base_rps: rps,
-            diurnal_amplitude: 0.0,
-            peak_hour: 14.0,
-            noise: 0.0,
-        },
-    };
-    WorldSpec {
-        regions: vec![RegionSpec {
-            name: "us-east".into(),
-            azs: vec!["a".into(), "b".into()],
-        }],
-        services: vec![
-            svc("db", Tier::Standard, &[], 4, 100.0),
-            svc("web", Tier::Critical, &["db"], 4, 200.0),
-            svc("legacy", Tier::Standard, &[], 2, 0.0),
-        ],
-        versions: vec![
-            VersionSpec {
-                name: "bad".into(),
-                error_rate: 0.2,
-                latency_factor: 1.0,
-                onset: Secs(0),
-            },
-            VersionSpec {
-                name: "bad2".into(),
-                error_rate: 0.2,
-                latency_factor: 1.0,
-                onset: Secs(0),
-            },
-        ],
-        events: vec![],
-        faults: vec![],
-    }
+    testing::world()
+        .region("us-east", ["a", "b"])
+        .service("db", |s| s)
+        .service("web", |s| {
+            s.tier(Tier::Critical).depends_on(["db"]).rps(200.0)
+        })
+        .service("legacy", |s| s.replicas(2).rps(0.0))
+        .failing_version("bad", 0.2)
+        .failing_version("bad2", 0.2)
+        .build()
 }
 
 /// Which writes of the real store fail, as a full or failing disk makes them fail.
@@ -116,6 +77,10 @@ impl Journal for FailingDisk {
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
         self.check(&self.faults.events)?;
         self.inner.append(ev).await
+    }
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        self.check(&self.faults.events)?;
+        self.inner.append_all(evs).await
     }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await

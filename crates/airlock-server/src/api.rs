@@ -587,7 +587,7 @@ async fn undo(
             ApiError::bad_request("`since` must be an integer timestamp or a duration")
         })?,
         Value::String(d) => {
-            let secs = airlock_sim::Secs::parse(d).map_err(ApiError::bad_request)?;
+            let secs = airlock_core::Secs::parse(d).map_err(ApiError::bad_request)?;
             s.gate.now() - secs.ms()
         }
         _ => {

@@ -13,7 +13,7 @@ use airlock_core::EventKind;
 use airlock_gate::{BakeOutcome, PrincipalKind2};
 use airlock_server::config::Config;
 use airlock_server::{AppState, RawConfig, app};
-use airlock_sim::{DemandSpec, Secs, ServiceSpec, SimHandle, Tier, VersionSpec};
+use airlock_sim::{SimHandle, testing};
 use airlock_store::{EventQuery, Journal};
 use axum::Router;
 use axum::body::Body;
@@ -47,43 +47,22 @@ struct Resp {
     json: Value,
 }
 
-/// A prod service nobody calls and that serves no traffic: deleting it has no live
-/// dependents and no headroom to protect, so the default pack holds it for an operator.
-fn idle(name: &str, tier: Tier) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        env: "prod".into(),
-        region: "eu-west".into(),
-        tier,
-        replicas: 2,
-        capacity_rps: 100.0,
-        cold_start: Secs(30),
-        version: "v1".into(),
-        depends_on: vec![],
-        base_latency_ms: 30.0,
-        tags: vec![],
-        demand: DemandSpec {
-            base_rps: 0.0,
-            diurnal_amplitude: 0.0,
-            peak_hour: 14.0,
-            noise: 0.0,
-        },
-    }
-}
-
 /// The documented default config with its journal in `dir`, the built-in world plus an idle
 /// leaf `scratch` and a version `bad` that fails 30% of requests.
 fn config(dir: &Path) -> Config {
     let mut c = RawConfig::default().validate(Path::new(".")).unwrap();
     c.store = dir.join("j.db").display().to_string();
     let sim = c.sim.as_mut().unwrap();
-    sim.world.services.push(idle("scratch", Tier::Standard));
-    sim.world.versions.push(VersionSpec {
-        name: "bad".into(),
-        error_rate: 0.3,
-        latency_factor: 1.0,
-        onset: Secs(0),
-    });
+    // A prod service nobody calls and that serves no traffic: deleting it has no live
+    // dependents and no headroom to protect, so the default pack holds it for an operator.
+    let scratch = testing::service("scratch")
+        .region("eu-west")
+        .replicas(2)
+        .rps(0.0);
+    sim.world.services.push(scratch.build());
+    sim.world
+        .versions
+        .push(testing::failing_version("bad", 0.3));
     c
 }
 

@@ -3,13 +3,15 @@
 //!
 //! [`Sim`] is the world; [`SimProvider`] exposes it to the gate as the `sim` provider.
 
-pub mod duration;
 pub mod provider;
 pub mod spec;
 pub mod synthetic;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod world;
 
-pub use duration::Secs;
+/// Durations live in the core; re-exported so scenario code keeps writing `airlock_sim::Secs`.
+pub use airlock_core::Secs;
 pub use provider::{SimHandle, SimProvider};
 pub use spec::{
     DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec,

@@ -694,37 +694,16 @@ impl SignalSource for SimProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Secs;
     use crate::spec::*;
 
     fn world() -> Sim {
-        let svc = |name: &str, deps: &[&str]| ServiceSpec {
-            name: name.into(),
-            env: "prod".into(),
-            region: "r".into(),
-            tier: Tier::Critical,
-            replicas: 4,
-            capacity_rps: 100.0,
-            cold_start: Secs(30),
-            version: "v1".into(),
-            depends_on: deps.iter().map(|s| s.to_string()).collect(),
-            base_latency_ms: 30.0,
-            tags: vec![],
-            demand: DemandSpec {
-                base_rps: 100.0,
-                diurnal_amplitude: 0.0,
-                peak_hour: 0.0,
-                noise: 0.0,
-            },
-        };
-        let spec = WorldSpec {
-            regions: vec![RegionSpec {
-                name: "r".into(),
-                azs: vec!["a".into(), "b".into()],
-            }],
-            services: vec![svc("db", &[]), svc("web", &["db"])],
-            ..Default::default()
-        };
+        let spec = crate::testing::world()
+            .region("r", ["a", "b"])
+            .service("db", |s| s.tier(Tier::Critical).peak_hour(0.0))
+            .service("web", |s| {
+                s.tier(Tier::Critical).depends_on(["db"]).peak_hour(0.0)
+            })
+            .build();
         let mut sim = Sim::new(spec, 1, 0, 10).unwrap();
         for _ in 0..10 {
             sim.tick();

@@ -1,7 +1,7 @@
 //! The world as a scenario file declares it: regions, services, versions, workload
 //! events and faults. Every struct rejects unknown fields.
 
-use crate::duration::Secs;
+use airlock_core::Secs;
 use serde::{Deserialize, Serialize};
 
 /// A region and its availability zones.

@@ -2,11 +2,11 @@
 //! regions of three zones, services with daily demand curves and a dependency DAG, a few
 //! flash crowds and one fault of each kind over a day.
 
-use crate::duration::Secs;
 use crate::spec::{
     DemandSpec, EventSpec, FaultKind, FaultSpec, RegionSpec, ServiceSpec, Tier, VersionSpec,
     WorldSpec,
 };
+use airlock_core::Secs;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

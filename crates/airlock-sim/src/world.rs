@@ -822,43 +822,17 @@ mod tests {
     use crate::spec::*;
 
     pub(crate) fn world() -> WorldSpec {
-        let svc = |name: &str, tier: Tier, deps: &[&str], rps: f64| ServiceSpec {
-            name: name.into(),
-            env: "prod".into(),
-            region: "us-east".into(),
-            tier,
-            replicas: 4,
-            capacity_rps: 100.0,
-            cold_start: Secs(60),
-            version: "v1".into(),
-            depends_on: deps.iter().map(|s| s.to_string()).collect(),
-            base_latency_ms: 30.0,
-            tags: vec![],
-            demand: DemandSpec {
-                base_rps: rps,
-                diurnal_amplitude: 0.0,
-                peak_hour: 14.0,
-                noise: 0.0,
-            },
-        };
-        WorldSpec {
-            regions: vec![RegionSpec {
-                name: "us-east".into(),
-                azs: vec!["a".into(), "b".into()],
-            }],
-            services: vec![
-                svc("db", Tier::Standard, &[], 100.0),
-                svc("web", Tier::Critical, &["db"], 200.0),
-            ],
-            versions: vec![VersionSpec {
-                name: "bad".into(),
-                error_rate: 0.2,
-                latency_factor: 1.0,
-                onset: Secs(0),
-            }],
-            events: vec![],
-            faults: vec![],
-        }
+        crate::testing::world()
+            .region("us-east", ["a", "b"])
+            .service("db", |s| s.cold_start(60))
+            .service("web", |s| {
+                s.tier(Tier::Critical)
+                    .cold_start(60)
+                    .depends_on(["db"])
+                    .rps(200.0)
+            })
+            .failing_version("bad", 0.2)
+            .build()
     }
 
     #[test]

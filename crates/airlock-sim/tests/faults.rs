@@ -5,53 +5,31 @@
 #![cfg(test)]
 
 use airlock_sim::world::TIMEOUT_MS;
-use airlock_sim::{
-    DemandSpec, FaultKind, FaultSpec, RegionSpec, Secs, ServiceSpec, Signals, Sim, Tier, WorldSpec,
-};
+use airlock_sim::{FaultKind, FaultSpec, Secs, ServiceSpec, Signals, Sim, Tier, testing};
 
 const TICK_S: u64 = 10;
 
-/// A noise-free service of `replicas` × 100 rps with a flat demand of `rps`.
+/// A noise-free critical service of `replicas` × 100 rps with a flat demand of `rps`.
 fn svc(name: &str, region: &str, replicas: u32, rps: f64, deps: &[&str]) -> ServiceSpec {
-    ServiceSpec {
-        name: name.into(),
-        env: "prod".into(),
-        region: region.into(),
-        tier: Tier::Critical,
-        replicas,
-        capacity_rps: 100.0,
-        cold_start: Secs(60),
-        version: "v1".into(),
-        depends_on: deps.iter().map(|d| d.to_string()).collect(),
-        base_latency_ms: 20.0,
-        tags: vec![],
-        demand: DemandSpec {
-            base_rps: rps,
-            diurnal_amplitude: 0.0,
-            peak_hour: 14.0,
-            noise: 0.0,
-        },
-    }
+    testing::service(name)
+        .region(region)
+        .tier(Tier::Critical)
+        .replicas(replicas)
+        .cold_start(60)
+        .latency_ms(20.0)
+        .depends_on(deps)
+        .rps(rps)
+        .build()
 }
 
 /// Region `east` with zones `a`, `b`, `c`, and region `west` with zone `w`.
 fn world(services: Vec<ServiceSpec>, faults: Vec<FaultSpec>) -> Sim {
-    let w = WorldSpec {
-        regions: vec![
-            RegionSpec {
-                name: "east".into(),
-                azs: vec!["a".into(), "b".into(), "c".into()],
-            },
-            RegionSpec {
-                name: "west".into(),
-                azs: vec!["w".into()],
-            },
-        ],
-        services,
-        versions: vec![],
-        events: vec![],
-        faults,
-    };
+    let w = testing::world()
+        .region("east", ["a", "b", "c"])
+        .region("west", ["w"])
+        .services(services)
+        .faults(faults)
+        .build();
     Sim::new(w, 1, 0, TICK_S).unwrap()
 }
 

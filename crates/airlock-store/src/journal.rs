@@ -98,17 +98,19 @@ pub struct ChangeRecord {
 #[async_trait]
 pub trait Journal: Send + Sync {
     /// Appends one event to the hash chain; durable (fsynced) when it returns.
+    ///
+    /// An [`EventKind::Agent`] event is refused with [`StoreError::Invalid`]: it records a
+    /// principal, so it is written by [`Journal::put_principal`] together with the principal.
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError>;
 
-    /// Appends several events in order, contiguously and atomically: all are durable when it
-    /// returns, or none is stored.
-    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
-        let mut out = Vec::with_capacity(evs.len());
-        for ev in evs {
-            out.push(self.append(ev).await?);
-        }
-        Ok(out)
-    }
+    /// Appends several events in order, in one transaction: all of them are stored,
+    /// contiguous in the chain (no other event between them) and durable when it returns,
+    /// or none is.
+    ///
+    /// A refusal of any one event (as [`Journal::append`] would refuse it) refuses the whole
+    /// batch. There is deliberately no default built on `append`: appending one by one
+    /// would leave half a batch behind on failure and let other writers in between.
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError>;
 
     /// Reads events matching `q`, oldest first unless `q.descending`.
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError>;
@@ -247,6 +249,18 @@ impl ChainCheck {
             first_broken: self.broken,
         }
     }
+}
+
+/// Checks the parts of an event that every backend's `append` must refuse.
+pub(crate) fn validate_event(ev: &NewEvent) -> Result<(), StoreError> {
+    if ev.kind == EventKind::Agent {
+        return Err(StoreError::Invalid(
+            "an `agent` event is recorded only together with its principal: register, re-key \
+             or revoke the principal instead"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the parts of a principal that every backend must refuse.

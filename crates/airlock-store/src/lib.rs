@@ -4,11 +4,15 @@
 //! Every event links to the one before it by a BLAKE3 hash (see `airlock_core::event`), so
 //! [`Journal::verify`] finds any row that was altered, removed or reordered after the fact.
 //! Driver errors are mapped to [`StoreError`]; nothing from `sqlx` leaks out of this crate.
+//!
+//! With the `testing` feature, `testing` holds the conformance suite every backend runs.
 
 mod error;
 mod journal;
 mod location;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::StoreError;
 pub use journal::{AgentRecord, BrokenLink, ChangeRecord, EventQuery, Journal, VerifyReport};

@@ -8,7 +8,7 @@ use crate::StoreError;
 use crate::error::{from_migrate, from_sqlx};
 use crate::journal::{
     AgentRecord, ChainCheck, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
-    validate_change, validate_principal,
+    validate_change, validate_event, validate_principal,
 };
 use crate::location::Location;
 use airlock_core::event::{Event, GENESIS, NewEvent};
@@ -211,10 +211,15 @@ type PendingAppend = (
 );
 
 impl SqliteJournal {
-    /// Appends `evs` in order, contiguously, durable when it returns. Concurrent callers are
-    /// group-committed: one transaction and one fsync for everyone waiting.
+    /// Appends `evs` in order, contiguously and atomically, durable when it returns.
+    /// Concurrent callers are group-committed: one transaction and one fsync for everyone
+    /// waiting, so a failure of that transaction fails every caller in it and stores nothing.
+    ///
+    /// Refusals are checked for the whole batch before it joins a group, so one caller's bad
+    /// event never fails another caller's appends.
     pub async fn append_group(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
         self.writable()?;
+        evs.iter().try_for_each(validate_event)?;
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         self.pending
             .lock()

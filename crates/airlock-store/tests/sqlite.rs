@@ -3,11 +3,11 @@
 // Marks the whole file as test code, so helpers outside `#[test]` fns may unwrap too.
 #![cfg(test)]
 
-#[macro_use]
-mod conformance;
-
-use airlock_core::event::{EventKind, NewEvent};
-use airlock_store::{EventQuery, Journal, SqliteJournal, StoreError};
+use airlock_core::event::{Event, EventKind, NewEvent};
+use airlock_store::{
+    AgentRecord, ChangeRecord, EventQuery, Journal, SqliteJournal, StoreError, VerifyReport,
+    testing,
+};
 use serde_json::json;
 use sqlx::{Connection, SqliteConnection};
 use std::path::{Path, PathBuf};
@@ -29,11 +29,11 @@ async fn fresh_in_memory() -> (Arc<dyn Journal>, ()) {
     (airlock_store::open("sqlite::memory:").await.unwrap(), ())
 }
 
-conformance_tests!(fresh);
+airlock_store::journal_conformance!(fresh);
 
 mod in_memory {
     use super::*;
-    conformance_tests!(fresh_in_memory);
+    airlock_store::journal_conformance!(fresh_in_memory);
 }
 
 fn ev(i: i64) -> NewEvent {
@@ -331,4 +331,112 @@ async fn unsupported_store_urls_are_refused() {
         "{msg}"
     );
     assert!(!msg.contains("secret"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_inside_its_transaction_leaves_nothing_behind() {
+    // The store refuses bad events before writing; this failure comes from SQLite itself,
+    // mid-transaction, after the batch's first event was inserted.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.db");
+    let j = journal_with(&path, 2).await;
+    sqlx::query(
+        "CREATE TRIGGER events_no_boom BEFORE INSERT ON events \
+         WHEN NEW.payload LIKE '%boom%' BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
+    )
+    .execute(&mut raw(&path).await)
+    .await
+    .unwrap();
+
+    let batch = vec![
+        ev(3),
+        NewEvent::new(1_004, EventKind::Request, json!({"boom": true})),
+        ev(5),
+    ];
+    let err = j.append_all(batch).await.unwrap_err();
+    assert!(err.to_string().contains("boom refused"), "{err}");
+
+    let stored = j.read(EventQuery::default()).await.unwrap();
+    assert_eq!(
+        stored
+            .iter()
+            .map(|e| e.payload["n"].as_i64())
+            .collect::<Vec<_>>(),
+        vec![Some(1), Some(2)],
+        "the batch's first event was rolled back"
+    );
+    let report = j.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events, 2);
+    assert_eq!(j.append(ev(6)).await.unwrap().seq, 3);
+}
+
+/// A journal whose `append_all` appends one event at a time: what the trait's old default
+/// did. The conformance suite must reject it.
+struct OneByOne(SqliteJournal);
+
+#[async_trait::async_trait]
+impl Journal for OneByOne {
+    async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
+        self.0.append(ev).await
+    }
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::new();
+        for ev in evs {
+            out.push(self.0.append(ev).await?);
+        }
+        Ok(out)
+    }
+    async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.0.read(q).await
+    }
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.0.verify().await
+    }
+    async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        self.0.put_principal(rec, ev).await
+    }
+    async fn principal_by_token_hash(&self, hash: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.0.principal_by_token_hash(hash).await
+    }
+    async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.0.principal(name).await
+    }
+    async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        self.0.put_change(rec, ev).await
+    }
+    async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.0.change(id).await
+    }
+    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.0.changes_with_status(status).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_suite_fails_a_journal_that_appends_a_batch_one_by_one() {
+    let fresh = || async {
+        let j = SqliteJournal::open("sqlite::memory:").await.unwrap();
+        (Arc::new(OneByOne(j)) as Arc<dyn Journal>, ())
+    };
+    let case = testing::CASES
+        .iter()
+        .find(|c| c.name == "append_all_is_all_or_nothing")
+        .unwrap();
+    let outcome = tokio::spawn(async move { testing::run_case(case, fresh).await }).await;
+    let panic = outcome.unwrap_err().into_panic();
+    let msg = panic.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.starts_with("journal conformance case `append_all_is_all_or_nothing` failed: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("no event of the refused batch is stored"),
+        "{msg}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_all_passes_on_sqlite_in_memory() {
+    testing::run_all(fresh_in_memory).await;
 }

@@ -1,22 +1,130 @@
-//! The `Journal` conformance suite: every backend must pass each of these functions.
+//! The `Journal` conformance suite: the checks every backend must pass, exported (behind the
+//! `testing` feature) so each backend's tests run the very same cases.
 //!
-//! Each takes a fresh, empty journal. A backend's test file calls them all (see `sqlite.rs`).
+//! Each case is a `pub async fn` that takes a fresh, empty journal and panics when the
+//! backend breaks the contract. A backend's test file runs them through a factory that makes
+//! a fresh journal, plus a guard kept alive until the case ends (a temp dir, a throwaway
+//! database; `()` when there is nothing to clean up):
+//!
+//! ```ignore
+//! async fn fresh() -> (Arc<dyn Journal>, TempDir) { /* open a journal in a new temp dir */ }
+//!
+//! // One `#[tokio::test]` per case, named after it (needs `tokio` with `macros` and
+//! // `rt-multi-thread` among the dev-dependencies):
+//! airlock_store::journal_conformance!(fresh);
+//!
+//! // Or every case in one test; a failure names its case:
+//! #[tokio::test(flavor = "multi_thread")]
+//! async fn conformance() { airlock_store::testing::run_all(fresh).await }
+//! ```
+// A failed check is a panic with a message, as in any test.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "conformance cases are test code run by each backend's tests"
+)]
 
-use airlock_core::event::{EventKind, GENESIS, NewEvent};
-use airlock_store::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError};
+use crate::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError};
+use airlock_core::event::{Event, EventKind, GENESIS, NewEvent};
 use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-fn ev(ts: i64, kind: EventKind, payload: serde_json::Value) -> NewEvent {
-    NewEvent::new(ts, kind, payload)
+/// A case's check, run on a fresh, empty journal.
+pub type CaseFn = fn(Arc<dyn Journal>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One case of the suite.
+#[derive(Clone, Copy)]
+pub struct Case {
+    /// The name of the case's function, e.g. `append_all_is_all_or_nothing`.
+    pub name: &'static str,
+    /// The check.
+    pub run: CaseFn,
 }
 
-/// Runs every check in the suite, each on a journal from `fresh`.
-macro_rules! conformance_tests {
-    ($fresh:path) => {
-        conformance_tests!(@each $fresh;
+impl std::fmt::Debug for Case {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Case").field("name", &self.name).finish()
+    }
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        /// Every case, in the order [`run_all`] runs them.
+        pub const CASES: &[Case] = &[$(Case {
+            name: stringify!($name),
+            run: |j| Box::pin($name(j)),
+        }),*];
+    };
+}
+
+cases!(
+    empty_journal_verifies,
+    append_links_a_gapless_chain,
+    append_all_keeps_a_batch_contiguous,
+    append_all_is_all_or_nothing,
+    read_filters_by_subject_and_kind,
+    read_pages_forward_and_backward,
+    concurrent_appends_lose_nothing,
+    payloads_round_trip_exactly,
+    principals_register_rekey_and_revoke,
+    principal_writes_are_refused_whole,
+    changes_insert_and_update,
+);
+
+/// Runs every case, each on a journal from `fresh`, one after the other; the first failure
+/// panics with the case's name and its message.
+///
+/// `fresh` makes an empty journal and a guard that is dropped when the case ends. Call it
+/// from inside a tokio runtime (a multi-threaded one exercises concurrency best).
+pub async fn run_all<F, Fut, G>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Arc<dyn Journal>, G)>,
+{
+    for case in CASES {
+        run_case(case, &fresh).await;
+    }
+}
+
+/// Runs one case on a journal from `fresh`; a failure panics with the case's name.
+pub async fn run_case<F, Fut, G>(case: &Case, fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Arc<dyn Journal>, G)>,
+{
+    let (journal, guard) = fresh().await;
+    let outcome = tokio::spawn((case.run)(journal)).await;
+    drop(guard);
+    if let Err(e) = outcome {
+        let why = if e.is_panic() {
+            let payload = e.into_panic();
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it panicked".to_string())
+        } else {
+            e.to_string()
+        };
+        panic!("journal conformance case `{}` failed: {why}", case.name);
+    }
+}
+
+/// Runs every case as its own `#[tokio::test]`, named after the case, each on a journal from
+/// `$fresh` (an async fn returning `(Arc<dyn Journal>, guard)`), plus a test that the list
+/// here covers every case of [`testing::CASES`](crate::testing::CASES).
+///
+/// The calling crate needs `tokio` with the `macros` and `rt-multi-thread` features.
+#[macro_export]
+macro_rules! journal_conformance {
+    ($fresh:expr) => {
+        $crate::journal_conformance!(@each $fresh;
             empty_journal_verifies,
             append_links_a_gapless_chain,
+            append_all_keeps_a_batch_contiguous,
+            append_all_is_all_or_nothing,
             read_filters_by_subject_and_kind,
             read_pages_forward_and_backward,
             concurrent_appends_lose_nothing,
@@ -26,17 +134,30 @@ macro_rules! conformance_tests {
             changes_insert_and_update,
         );
     };
-    (@each $fresh:path; $($name:ident),* $(,)?) => {
+    (@each $fresh:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $name() {
-                let (journal, _guard) = $fresh().await;
-                conformance::$name(journal).await;
+                let (journal, _guard) = ($fresh)().await;
+                $crate::testing::$name(journal).await;
             }
         )*
+
+        #[test]
+        fn conformance_runs_every_case() {
+            let here = [$(stringify!($name)),*];
+            let all: ::std::vec::Vec<&str> =
+                $crate::testing::CASES.iter().map(|c| c.name).collect();
+            assert_eq!(here.as_slice(), all.as_slice(), "the macro's list of cases is stale");
+        }
     };
 }
 
+fn ev(ts: i64, kind: EventKind, payload: serde_json::Value) -> NewEvent {
+    NewEvent::new(ts, kind, payload)
+}
+
+/// An empty journal verifies, with the genesis hash as its head, and reads nothing.
 pub async fn empty_journal_verifies(j: Arc<dyn Journal>) {
     let report = j.verify().await.unwrap();
     assert!(report.ok());
@@ -45,6 +166,8 @@ pub async fn empty_journal_verifies(j: Arc<dyn Journal>) {
     assert!(j.read(EventQuery::default()).await.unwrap().is_empty());
 }
 
+/// Appends get seqs 1, 2, 3… and each links to the one before; what is read back is what
+/// `append` returned.
 pub async fn append_links_a_gapless_chain(j: Arc<dyn Journal>) {
     let mut appended = Vec::new();
     for i in 0..5 {
@@ -76,6 +199,123 @@ pub async fn append_links_a_gapless_chain(j: Arc<dyn Journal>) {
     assert_eq!(report.head, appended[4].hash);
 }
 
+/// A batch from `append_all` lands contiguous and in order even while other writers append
+/// concurrently; an empty batch stores nothing.
+pub async fn append_all_keeps_a_batch_contiguous(j: Arc<dyn Journal>) {
+    assert!(
+        j.append_all(Vec::new()).await.unwrap().is_empty(),
+        "an empty batch stores nothing"
+    );
+    // Batches of five race against single appends; no single append may land inside a batch.
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let j = Arc::clone(&j);
+        tasks.push(tokio::spawn(async move {
+            let mut batches = Vec::new();
+            for b in 0..10 {
+                let batch = (0..5)
+                    .map(|i| {
+                        ev(
+                            b,
+                            EventKind::Request,
+                            json!({"task": t, "batch": b, "i": i}),
+                        )
+                        .agent(&format!("batcher-{t}"))
+                    })
+                    .collect();
+                batches.push(j.append_all(batch).await.unwrap());
+            }
+            batches
+        }));
+    }
+    for t in 0..6 {
+        let j = Arc::clone(&j);
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                j.append(ev(i, EventKind::Verdict, json!({"single": t, "i": i})))
+                    .await
+                    .unwrap();
+            }
+            Vec::new()
+        }));
+    }
+    let mut batches: Vec<Vec<Event>> = Vec::new();
+    for task in tasks {
+        batches.extend(task.await.unwrap());
+    }
+    let all = j.read(EventQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 6 * 10 * 5 + 6 * 25);
+    for batch in &batches {
+        assert_eq!(batch.len(), 5);
+        let first = batch[0].seq;
+        assert_eq!(
+            batch.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            (first..first + 5).collect::<Vec<_>>(),
+            "a batch is contiguous in the chain: {:?}",
+            batch[0].payload
+        );
+        for (i, e) in batch.iter().enumerate() {
+            assert_eq!(e.payload["i"], json!(i), "a batch keeps its order");
+            assert_eq!(
+                &all[(e.seq - 1) as usize],
+                e,
+                "what is stored is what append_all returned"
+            );
+        }
+    }
+    let report = j.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events, all.len() as u64);
+}
+
+/// A batch that fails part-way (one event is refused) stores none of its events, leaves the
+/// chain verifying, and spends no seq.
+pub async fn append_all_is_all_or_nothing(j: Arc<dyn Journal>) {
+    let first = j
+        .append(ev(1, EventKind::Request, json!({"before": true})))
+        .await
+        .unwrap();
+    // An `agent` event is refused on its own (it belongs with its principal) ...
+    let err = j
+        .append(ev(2, EventKind::Agent, json!({"name": "ghost"})).agent("ghost"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    // ... so a batch holding one fails part-way: the events before it must not stay behind.
+    let batch = vec![
+        ev(3, EventKind::Request, json!({"n": 1})).action("act_1"),
+        ev(4, EventKind::Verdict, json!({"n": 2})).action("act_1"),
+        ev(5, EventKind::Agent, json!({"name": "ghost"})).agent("ghost"),
+        ev(6, EventKind::Applied, json!({"n": 4})).action("act_1"),
+    ];
+    let err = j.append_all(batch).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+
+    let stored = j.read(EventQuery::default()).await.unwrap();
+    assert_eq!(
+        stored,
+        vec![first.clone()],
+        "no event of the refused batch is stored"
+    );
+    let report = j.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events, 1);
+    assert_eq!(report.head, first.hash);
+
+    // The chain goes on from where it was: no seq was spent on the refused batch.
+    let next = j
+        .append_all(vec![
+            ev(7, EventKind::Request, json!({"n": 5})),
+            ev(8, EventKind::Verdict, json!({"n": 6})),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(next[0].prev_hash, first.hash);
+    assert!(j.verify().await.unwrap().ok());
+}
+
+/// Reads filter by agent, action, change and kind, combined with AND, in either order.
 pub async fn read_filters_by_subject_and_kind(j: Arc<dyn Journal>) {
     j.append(
         ev(1, EventKind::Request, json!({}))
@@ -110,9 +350,7 @@ pub async fn read_filters_by_subject_and_kind(j: Arc<dyn Journal>) {
         .await
         .unwrap();
 
-    let seqs = |events: Vec<airlock_core::event::Event>| {
-        events.into_iter().map(|e| e.seq).collect::<Vec<_>>()
-    };
+    let seqs = |events: Vec<Event>| events.into_iter().map(|e| e.seq).collect::<Vec<_>>();
     let q = |f: fn(&mut EventQuery)| {
         let mut q = EventQuery::default();
         f(&mut q);
@@ -172,6 +410,7 @@ pub async fn read_filters_by_subject_and_kind(j: Arc<dyn Journal>) {
     );
 }
 
+/// Paging by cursor walks every event once, forward and backward.
 pub async fn read_pages_forward_and_backward(j: Arc<dyn Journal>) {
     for i in 0..25 {
         j.append(ev(i, EventKind::Request, json!({"i": i})))
@@ -235,6 +474,7 @@ pub async fn read_pages_forward_and_backward(j: Arc<dyn Journal>) {
     );
 }
 
+/// Concurrent appends all land, gapless, each writer's events in its order.
 pub async fn concurrent_appends_lose_nothing(j: Arc<dyn Journal>) {
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -282,6 +522,7 @@ pub async fn concurrent_appends_lose_nothing(j: Arc<dyn Journal>) {
     assert_eq!(report.events, 400);
 }
 
+/// Payloads (tricky floats, key order, escapes) read back exactly and still hash the same.
 pub async fn payloads_round_trip_exactly(j: Arc<dyn Journal>) {
     // Floats whose shortest decimal form is tricky to parse back, plus a deterministic spray
     // of arbitrary bit patterns.
@@ -348,6 +589,8 @@ const TOKEN_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa
 const TOKEN_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
 const TOKEN_C: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
+/// A principal is registered, re-keyed and revoked, each with its event; the token hash
+/// never reaches the journal.
 pub async fn principals_register_rekey_and_revoke(j: Arc<dyn Journal>) {
     let e = j
         .put_principal(
@@ -437,6 +680,7 @@ pub async fn principals_register_rekey_and_revoke(j: Arc<dyn Journal>) {
     assert!(j.verify().await.unwrap().ok());
 }
 
+/// A refused principal write stores neither the principal nor its event.
 pub async fn principal_writes_are_refused_whole(j: Arc<dyn Journal>) {
     j.put_principal(
         agent("cost-bot", TOKEN_A, 1),
@@ -517,6 +761,7 @@ fn change(id: &str, status: &str, created_at: i64, updated_at: i64) -> ChangeRec
     }
 }
 
+/// Changes are inserted and updated with their events; refusals store nothing.
 pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
     let e1 = j
         .put_change(

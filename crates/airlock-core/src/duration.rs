@@ -1,4 +1,5 @@
-//! Durations written as `90`, `"45s"`, `"30m"`, `"2h"` or `"1d"` in scenario files.
+//! Durations written as `90`, `"45s"`, `"30m"`, `"2h"` or `"1d"`: in scenario files, configs
+//! and API parameters. Only parsing and printing; no clock.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
