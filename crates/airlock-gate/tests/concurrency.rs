@@ -14,9 +14,7 @@ use airlock_core::{
     Restored, Snapshot, Verb, VerbSpec, VerdictKind,
 };
 use airlock_gate::{Gate, GateConfig, PrincipalKind2};
-use airlock_sim::{
-    DemandSpec, RegionSpec, Secs, ServiceSpec, Sim, SimHandle, SimProvider, Tier, WorldSpec,
-};
+use airlock_sim::{Sim, SimHandle, SimProvider, WorldSpec, testing};
 use airlock_store::SqliteJournal;
 use async_trait::async_trait;
 use std::collections::BTreeSet;
@@ -29,35 +27,11 @@ const START: i64 = 1_767_225_600_000;
 
 /// Eight idle, independent dev services.
 fn world() -> WorldSpec {
-    let svc = |name: String| ServiceSpec {
-        name,
-        env: "dev".into(),
-        region: "us-east".into(),
-        tier: Tier::Standard,
-        replicas: 2,
-        capacity_rps: 100.0,
-        cold_start: Secs(30),
-        version: "v1".into(),
-        depends_on: vec![],
-        base_latency_ms: 30.0,
-        tags: vec![],
-        demand: DemandSpec {
-            base_rps: 0.0,
-            diurnal_amplitude: 0.0,
-            peak_hour: 14.0,
-            noise: 0.0,
-        },
-    };
-    WorldSpec {
-        regions: vec![RegionSpec {
-            name: "us-east".into(),
-            azs: vec!["a".into(), "b".into()],
-        }],
-        services: (0..8).map(|i| svc(format!("svc-{i}"))).collect(),
-        versions: vec![],
-        events: vec![],
-        faults: vec![],
+    let mut w = testing::world().region("us-east", ["a", "b"]);
+    for i in 0..8 {
+        w = w.service(&format!("svc-{i}"), |s| s.env("dev").replicas(2).rps(0.0));
     }
+    w.build()
 }
 
 /// The sandbox provider, slowed down so decisions overlap, counting how many applies are
