@@ -4,10 +4,10 @@
 
 use crate::BadInput;
 use crate::demo::{bar, fmt_ttm, load_scenario, mode_name, write_report};
+use airlock_prove::ChildLauncher;
 use airlock_prove::assertions::check_all;
 use airlock_prove::scenario::AgentSpec;
 use airlock_prove::{Cast, Mode, RunOptions, RunResult, Scenario};
-use airlock_server::mcp::prove::ChildLauncher;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};

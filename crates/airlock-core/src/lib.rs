@@ -13,6 +13,7 @@ pub mod guard;
 pub mod plan;
 pub mod policy;
 pub mod provider;
+pub mod registry;
 pub mod risk;
 pub mod slo;
 pub mod status;

@@ -44,6 +44,13 @@ pub trait Provider: Send + Sync {
     fn name(&self) -> &str;
     /// The verbs the provider supports.
     fn verbs(&self) -> &[VerbSpec];
+    /// The health series that watches `addr`, by the key signal sources know it by (a
+    /// service name), or `None` when no signal watches this provider's resources: the gate
+    /// reads health only for resources that have one.
+    fn signal_key(&self, addr: &ResourceAddr) -> Option<String> {
+        let _ = addr;
+        None
+    }
     /// Dry run: diffs, blast radius, predicted facts, reversibility. Changes nothing.
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError>;
     /// Records the prior state of `targets`.

@@ -398,12 +398,13 @@ impl Gate {
         }
     }
 
-    async fn health_of(&self, plan: &Plan) -> HealthStatus {
+    async fn health_of(&self, provider: &dyn Provider, plan: &Plan) -> HealthStatus {
+        // Only resources a signal watches have a health to read; the provider says which.
         let services: Vec<String> = plan
             .diffs
             .iter()
             .filter(|d| d.before != d.after)
-            .map(|d| d.addr.name().to_string())
+            .filter_map(|d| provider.signal_key(&d.addr))
             .collect();
         if services.is_empty() {
             return HealthStatus::Healthy;
@@ -480,7 +481,7 @@ impl Gate {
         let mutation = plan.verb.is_mutation();
         // Health is read before any lock is taken: a slow signal source delays only this
         // request.
-        let health = self.health_of(&plan).await;
+        let health = self.health_of(provider.as_ref(), &plan).await;
         let baking = self.baking_of(agent);
         let (anomaly, quarantine, actions_5m, reverts_1h) = {
             let mut guards = lock(&self.guards);

@@ -3,6 +3,8 @@
 //! authenticates, checks that the caller is an agent, submits, waits for an outcome, and
 //! answers in one typed form ([`ActionView`]). Adapters only parse their protocol.
 
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod schema;
 pub mod tools;
 mod view;

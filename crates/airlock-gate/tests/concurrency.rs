@@ -55,6 +55,9 @@ impl Provider for Slow {
     fn verbs(&self) -> &[VerbSpec] {
         self.inner.verbs()
     }
+    fn signal_key(&self, addr: &ResourceAddr) -> Option<String> {
+        self.inner.signal_key(addr)
+    }
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         self.inner.plan(req).await
     }

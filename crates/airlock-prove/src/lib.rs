@@ -7,11 +7,13 @@
 pub mod agents;
 pub mod assertions;
 pub mod external;
+pub mod launcher;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod score;
 
+pub use launcher::ChildLauncher;
 pub use runner::{Cast, Mode, RunError, RunOptions, RunResult, run, run_scenario};
 pub use scenario::{Scenario, ScenarioError};
 pub use score::Scorecard;

@@ -43,6 +43,9 @@ pub struct RawConfig {
     pub slo: Vec<airlock_core::slo::QueryRule>,
     #[serde(default)]
     pub probe: Vec<airlock_watch::probe::ProbeConfig>,
+    /// `[[provider]]`: providers built by their registered kind.
+    #[serde(default)]
+    pub provider: Vec<airlock_core::registry::ProviderTable>,
 }
 
 /// `[mcp]`
@@ -226,6 +229,11 @@ pub struct Config {
     pub watch: airlock_watch::prometheus::WatchConfig,
     pub alerts: Vec<airlock_watch::alerts::AlertConfig>,
     pub probes: Vec<airlock_watch::probe::ProbeConfig>,
+    /// Providers the registry builds: the `[[provider]]` tables, plus `shell` and `tool`
+    /// (the hook's) unless a table names them.
+    pub providers: Vec<airlock_core::registry::ProviderTable>,
+    /// The kinds the tables were checked against, which build them.
+    pub registry: airlock_core::registry::Registry,
 }
 
 /// The live sandbox cloud's settings.
@@ -269,8 +277,19 @@ impl RawConfig {
         Ok((Self::parse(&text, &path.display().to_string())?, base))
     }
 
-    /// Validates into a [`Config`], collecting every problem. `base` resolves relative paths.
+    /// Validates into a [`Config`] against the server's own provider kinds, collecting
+    /// every problem. `base` resolves relative paths.
     pub fn validate(self, base: &Path) -> Result<Config, ConfigError> {
+        self.validate_with(base, crate::registry())
+    }
+
+    /// Validates into a [`Config`] whose `[[provider]]` tables are checked against (and
+    /// will be built by) `registry`.
+    pub fn validate_with(
+        self,
+        base: &Path,
+        registry: airlock_core::registry::Registry,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let listen = match self.server.listen.parse::<SocketAddr>() {
             Ok(a) => Some(a),
@@ -410,6 +429,17 @@ impl RawConfig {
                 ));
             }
         }
+        let mut taken: Vec<&str> = self.upstream.iter().map(|u| u.name.as_str()).collect();
+        if self.sim.enabled {
+            taken.push("sim");
+        }
+        problems.extend(registry.check(&self.provider, &taken));
+        let mut providers = self.provider.clone();
+        for hook in ["shell", "tool"] {
+            if !providers.iter().any(|t| t.name() == hook) {
+                providers.push(airlock_core::registry::ProviderTable::of(hook));
+            }
+        }
         if self.hook.default_env.trim().is_empty() {
             problems.push("hook.default_env: must not be empty".into());
         }
@@ -451,6 +481,8 @@ impl RawConfig {
                 watch: self.watch,
                 alerts: self.alert,
                 probes: self.probe,
+                providers,
+                registry,
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -499,5 +531,43 @@ mod tests {
             err.0[0].starts_with("a.toml:3: unknown field `lisen`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn provider_tables_are_checked_against_the_registry() {
+        let text = "[[provider]]\nkind = \"cloud\"\n\n[[provider]]\nkind = \"shell\"\ncolour = \"red\"\n\n[[provider]]\nkind = \"tool\"\nname = \"sim\"\n";
+        let err = RawConfig::parse(text, "a.toml")
+            .unwrap()
+            .validate(Path::new("."))
+            .unwrap_err();
+        let all = err.0.join("\n");
+        assert!(
+            all.contains(
+                "provider[0].kind: unknown provider kind `cloud`; known kinds: shell, tool"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("provider[1].`colour`: unknown setting"),
+            "{all}"
+        );
+        assert!(
+            all.contains("provider[2].name: `sim` is used twice"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn the_hook_providers_come_from_the_registry_unless_a_table_names_them() {
+        let c = RawConfig::default().validate(Path::new(".")).unwrap();
+        let names: Vec<&str> = c.providers.iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["shell", "tool"]);
+        let text = "[[provider]]\nkind = \"shell\"\ndefault_env = \"prod\"\n";
+        let c = RawConfig::parse(text, "a.toml")
+            .unwrap()
+            .validate(Path::new("."))
+            .unwrap();
+        assert_eq!(c.providers.len(), 2);
+        assert_eq!(c.providers[0].settings["default_env"], "prod");
     }
 }

@@ -14,5 +14,13 @@ pub mod timeline;
 
 pub use config::{Config, ConfigError, RawConfig};
 pub use live::{ServeError, run};
+
+/// The provider kinds the server knows by itself: the coding-agent hook's `shell` and
+/// `tool`. The binary adds the kinds of other provider crates with `Registry::with`.
+pub fn registry() -> airlock_core::registry::Registry {
+    airlock_core::registry::Registry::default()
+        .with(airlock_shell::hook::HookKind("shell"))
+        .with(airlock_shell::hook::HookKind("tool"))
+}
 pub use router::app;
 pub use state::AppState;

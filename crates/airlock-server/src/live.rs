@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::app;
 use crate::state::AppState;
+use airlock_core::registry::BuildContext;
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
     ActionRequest, Applied, Clock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
@@ -34,6 +35,8 @@ pub enum ServeError {
     Sim(String),
     #[error("{0}")]
     Upstream(String),
+    #[error("{0}")]
+    Provider(String),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
@@ -105,6 +108,9 @@ impl Provider for PersistentSim {
     }
     fn verbs(&self) -> &[VerbSpec] {
         self.inner.verbs()
+    }
+    fn signal_key(&self, addr: &ResourceAddr) -> Option<String> {
+        self.inner.signal_key(addr)
     }
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         self.inner.plan(req).await
@@ -220,12 +226,25 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     };
     let mut tools = airlock_gate::frontdoor::Catalog::native(&providers);
     let mut providers = providers;
-    // Coding-agent hooks decide through these; they are not MCP tools.
-    for name in ["shell", "tool"] {
-        providers.push(Arc::new(crate::hook::HookProvider::new(
-            name,
-            &config.hook.default_env,
-        )));
+    // Providers built by their registered kind (the hook's `shell` and `tool` among them).
+    for table in &config.providers {
+        let kind = config.registry.get(&table.kind).ok_or_else(|| {
+            ServeError::Provider(format!("unknown provider kind `{}`", table.kind))
+        })?;
+        let provider = kind
+            .build(BuildContext {
+                name: table.name().to_string(),
+                settings: table.settings.clone(),
+                default_env: config.hook.default_env.clone(),
+            })
+            .await
+            .map_err(|e| ServeError::Provider(format!("provider `{}`: {e}", table.name())))?;
+        if kind.offers_tools() {
+            tools.extend(
+                airlock_gate::frontdoor::Catalog::native(std::slice::from_ref(&provider)).tools,
+            );
+        }
+        providers.push(provider);
     }
     for u in &config.upstreams {
         let up = crate::mcp::UpstreamProvider::connect(u.clone())

@@ -15,6 +15,7 @@
 
 mod cloud;
 mod files;
+pub mod hook;
 mod host;
 mod kube;
 mod lex;

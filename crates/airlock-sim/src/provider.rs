@@ -659,6 +659,10 @@ impl Provider for SimProvider {
     fn verbs(&self) -> &[VerbSpec] {
         &self.verbs
     }
+    /// Every sandbox resource is watched by its service's signals, by name.
+    fn signal_key(&self, addr: &ResourceAddr) -> Option<String> {
+        Some(addr.name().to_string())
+    }
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         self.lock()?.plan(req)
     }

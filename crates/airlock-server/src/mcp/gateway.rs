@@ -4,12 +4,12 @@
 
 use crate::state::bearer;
 use airlock_gate::FrontDoor;
-use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route, answer};
+use airlock_gate::frontdoor::mcp::{rpc_error, to_tool, tool_result};
+use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route};
 use async_trait::async_trait;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
-    ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -165,29 +165,6 @@ impl Gateway {
     }
 }
 
-/// The JSON-RPC error for a call that could not reach the gate.
-pub fn rpc_error(e: &CallError) -> McpError {
-    match e {
-        CallError::UnknownTool(_) | CallError::InvalidArguments { .. } => {
-            McpError::invalid_params(e.to_string(), None)
-        }
-        CallError::Unauthenticated(_) | CallError::Forbidden(_) => {
-            McpError::invalid_request(e.to_string(), None)
-        }
-        CallError::Unavailable(_) => McpError::internal_error(e.to_string(), None),
-    }
-}
-
-pub(crate) fn to_tool(t: &airlock_gate::frontdoor::ToolDef) -> Tool {
-    let schema = t.input_schema.as_object().cloned().unwrap_or_default();
-    let mut a = ToolAnnotations::new()
-        .read_only(t.read_only)
-        .destructive(t.destructive)
-        .idempotent(t.idempotent);
-    a.open_world_hint = Some(false);
-    Tool::new(t.name.clone(), t.description.clone(), Arc::new(schema)).with_annotations(a)
-}
-
 impl ServerHandler for Gateway {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -243,21 +220,4 @@ impl ServerHandler for Gateway {
         }
         Ok(tool_result(&view, &route).into())
     }
-}
-
-/// The MCP result of an answer: what [`answer`] says, as content blocks.
-pub(crate) fn tool_result(view: &ActionView, route: &Route) -> CallToolResult {
-    let a = answer(view, route);
-    let content: Vec<ContentBlock> = a
-        .content
-        .into_iter()
-        .filter_map(|c| serde_json::from_value(c).ok())
-        .collect();
-    let mut result = if a.is_error {
-        CallToolResult::error(content)
-    } else {
-        CallToolResult::success(content)
-    };
-    result.structured_content = a.structured;
-    result
 }

@@ -2,7 +2,6 @@
 //! in front of Airlock's own providers and of upstream MCP servers it proxies.
 
 pub mod gateway;
-pub mod prove;
 pub mod upstream;
 
 pub use airlock_gate::frontdoor::{CallError, Catalog, Route, ToolDef};

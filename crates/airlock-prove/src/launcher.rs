@@ -4,10 +4,10 @@
 //! shows now) and `next_turn` (end this turn; returns at the next one, or says the run is
 //! over). The simulator waits while the agent thinks.
 
-use crate::mcp::gateway::{rpc_error, to_tool, tool_result};
+use crate::external::{CallAnswer, Launcher, Msg, Turn};
 use airlock_core::{ActionStatus, Provider, Verb, VerdictKind};
+use airlock_gate::frontdoor::mcp::{rpc_error, to_tool, tool_result};
 use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route, ToolDef};
-use airlock_prove::external::{CallAnswer, Launcher, Msg, Turn};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
