@@ -7,7 +7,7 @@ use crate::engine::{BakeEntry, Gate, GateError, change_key, lock};
 use airlock_core::slo::{
     BaselineEntry, Counters, Judgement, MissingData, QueryRule, Sample, SloRule, judge, rule_value,
 };
-use airlock_core::{Applied, EventKind, NewEvent, Plan, ProviderError, Snapshot};
+use airlock_core::{Applied, ChangeStatus, EventKind, NewEvent, Plan, ProviderError, Snapshot};
 use airlock_store::ChangeRecord;
 use serde::Serialize;
 use serde_json::json;
@@ -290,7 +290,7 @@ impl Gate {
             let window_over = elapsed >= cfg.window_s as i64 * 1000;
             let extension_over = elapsed >= (cfg.window_s + cfg.max_extension_s) as i64 * 1000;
             if window_over && (!holding || extension_over) {
-                let rec = change_record(&self.config.redact, &bake, "settled", now);
+                let rec = change_record(&self.config.redact, &bake, ChangeStatus::Settled, now);
                 let ev = NewEvent::new(
                     now,
                     EventKind::Settled,
@@ -488,7 +488,7 @@ impl Gate {
                     .change(change_id)
                     .await?
                     .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
-                if rec.status != "settled" && rec.status != "baking" {
+                if !rec.status.revertible() {
                     return Err(GateError::Conflict(format!(
                         "change `{change_id}` is {}; only applied changes can be reverted",
                         rec.status
@@ -532,7 +532,7 @@ impl Gate {
         let now = self.clock.now();
         match result {
             Ok(restored) => {
-                let rec = change_record(&self.config.redact, &bake, "reverted", now);
+                let rec = change_record(&self.config.redact, &bake, ChangeStatus::Reverted, now);
                 let ev = NewEvent::new(
                     now,
                     EventKind::Reverted,
@@ -578,7 +578,12 @@ impl Gate {
             }
             Err(e) => {
                 let conflict = matches!(e, ProviderError::Conflict { .. });
-                let rec = change_record(&self.config.redact, &bake, "needs_attention", now);
+                let rec = change_record(
+                    &self.config.redact,
+                    &bake,
+                    ChangeStatus::NeedsAttention,
+                    now,
+                );
                 let kind = if conflict {
                     EventKind::NeedsAttention
                 } else {
@@ -619,13 +624,12 @@ impl Gate {
         let mut out = Vec::new();
         for ev in events.into_iter().filter(|e| e.ts >= since) {
             let Some(cid) = ev.change_id else { continue };
-            let status = self
+            let live = self
                 .journal
                 .change(&cid)
                 .await?
-                .map(|c| c.status)
-                .unwrap_or_default();
-            if status != "baking" && status != "settled" {
+                .is_some_and(|c| c.status.revertible());
+            if !live {
                 continue;
             }
             let outcome = self.revert(&cid, by).await?;
@@ -642,7 +646,10 @@ impl Gate {
     /// watched again from now until the end of its window, against the baseline recorded
     /// before it was applied. Returns how many were resumed.
     pub async fn resume(&self) -> Result<usize, GateError> {
-        let records = self.journal.changes_with_status("baking").await?;
+        let records = self
+            .journal
+            .changes_with_status(ChangeStatus::Baking)
+            .await?;
         let mut resumed = 0;
         for rec in records {
             if lock(&self.bakes).contains_key(&rec.id) {
@@ -652,7 +659,7 @@ impl Gate {
                 tracing::error!(change = %rec.id, "a baking change's record does not parse; marking it needs_attention");
                 let now = self.clock.now();
                 let mut failed = rec.clone();
-                failed.status = "needs_attention".into();
+                failed.status = ChangeStatus::NeedsAttention;
                 failed.updated_at = now;
                 let ev = NewEvent::new(
                     now,
@@ -797,12 +804,17 @@ impl Gate {
     }
 }
 
-fn change_record(redactor: &crate::Redactor, bake: &Bake, status: &str, now: i64) -> ChangeRecord {
+fn change_record(
+    redactor: &crate::Redactor,
+    bake: &Bake,
+    status: ChangeStatus,
+    now: i64,
+) -> ChangeRecord {
     ChangeRecord {
         id: bake.change_id.clone(),
         action_id: bake.action_id.clone(),
         agent: bake.agent.clone(),
-        status: status.to_string(),
+        status,
         record: redactor.redact(
             &json!({"plan": bake.plan, "snapshot": bake.snapshot, "applied": bake.applied, "baseline": bake.baseline,
                     "query_baseline": bake.query_baseline, "evaluations": bake.evaluations}),

@@ -8,8 +8,8 @@ use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
 use airlock_core::slo::SignalSource;
 use airlock_core::verdict::combine;
 use airlock_core::{
-    ActionRequest, ActionStatus, Blast, Clock, Diff, EventKind, NewEvent, Plan, PolicyEngine,
-    Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
+    ActionRequest, ActionStatus, Blast, ChangeStatus, Clock, Diff, EventKind, NewEvent, Plan,
+    PolicyEngine, Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
 };
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
 use serde::Serialize;
@@ -711,7 +711,7 @@ impl Gate {
                     id: change_id.clone(),
                     action_id: decision.id.clone(),
                     agent: agent.clone(),
-                    status: "failed".into(),
+                    status: ChangeStatus::Failed,
                     record: json!({"plan": plan, "snapshot": snapshot, "error": e.to_string()}),
                     created_at: now,
                     updated_at: now,
@@ -737,7 +737,7 @@ impl Gate {
             id: change_id.clone(),
             action_id: decision.id.clone(),
             agent: agent.clone(),
-            status: "baking".into(),
+            status: ChangeStatus::Baking,
             record: self.config.redact.redact(&record),
             created_at: now,
             updated_at: now,

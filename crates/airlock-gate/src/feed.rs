@@ -82,7 +82,10 @@ impl Journal for Notifying {
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await
     }
-    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         self.inner.changes_with_status(status).await
     }
 }

@@ -160,10 +160,10 @@ impl FrontDoor {
         wait: Option<Duration>,
     ) -> Result<ActionView, GateError> {
         // Subscribe before deciding, so no event of this action is missed.
-        let rx = self.feed.subscribe();
+        let rx = wait.map(|_| self.feed.subscribe());
         let d = self.submit(agent, req).await?;
-        match wait {
-            Some(limit) if waitable(&d) => {
+        match (wait, rx) {
+            (Some(limit), Some(rx)) if waitable(&d) => {
                 let limit = limit.min(self.config.max_wait);
                 Ok(self.wait_for_outcome(rx, &d, limit).await?)
             }
@@ -201,7 +201,7 @@ impl FrontDoor {
             .ok_or_else(|| CallError::UnknownTool(name.to_string()))?;
         let req = self.tools.request(name, args)?;
         let wait = (!self.config.tool_hold_wait.is_zero()).then_some(self.config.tool_hold_wait);
-        let rx = self.feed.subscribe();
+        let rx = wait.map(|_| self.feed.subscribe());
         let d = self
             .submit(&who, req)
             .await
@@ -212,8 +212,8 @@ impl FrontDoor {
                 },
                 other => other,
             })?;
-        let view = match wait {
-            Some(limit) if d.verdict == VerdictKind::Hold => self
+        let view = match (wait, rx) {
+            (Some(limit), Some(rx)) if d.verdict == VerdictKind::Hold => self
                 .wait_for_outcome(rx, &d, limit)
                 .await
                 .map_err(|e| CallError::Unavailable(e.to_string()))?,

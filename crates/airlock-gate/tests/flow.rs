@@ -109,7 +109,10 @@ impl Journal for FailingDisk {
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await
     }
-    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         self.inner.changes_with_status(status).await
     }
 }
@@ -343,7 +346,7 @@ async fn a_modest_scale_down_applies_bakes_and_settles() {
     assert_eq!(f.gate.baking().await, 1);
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
-        "baking"
+        airlock_core::ChangeStatus::Baking
     );
 
     let (outcome, polls) = f.until_outcome(10).await;
@@ -368,14 +371,18 @@ async fn a_modest_scale_down_applies_bakes_and_settles() {
     );
     assert_eq!(events[0].payload["plan_hash"], plan.hash);
     assert_eq!(events[1].payload["polls"], 6);
-    let settled = f.store.changes_with_status("settled").await.unwrap();
+    let settled = f
+        .store
+        .changes_with_status(airlock_core::ChangeStatus::Settled)
+        .await
+        .unwrap();
     assert_eq!(
         settled.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         [cid.as_str()]
     );
     assert!(
         f.store
-            .changes_with_status("baking")
+            .changes_with_status(airlock_core::ChangeStatus::Baking)
             .await
             .unwrap()
             .is_empty()
@@ -397,7 +404,7 @@ async fn a_modest_scale_down_applies_bakes_and_settles() {
     );
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
-        "reverted"
+        airlock_core::ChangeStatus::Reverted
     );
     let err = f.gate.revert(&cid, "alice").await.unwrap_err();
     assert!(
@@ -470,7 +477,7 @@ async fn a_bad_deploy_is_reverted_by_the_bake_and_two_reverts_open_the_breaker()
     assert_eq!(events[2].payload["reverted_at"], reverted_at);
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
-        "reverted"
+        airlock_core::ChangeStatus::Reverted
     );
     assert!(f.of_kind(EventKind::Breaker).await.is_empty());
 
@@ -902,11 +909,11 @@ async fn a_revert_after_someone_else_changed_the_resource_needs_attention() {
     );
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
-        "needs_attention"
+        airlock_core::ChangeStatus::NeedsAttention
     );
     assert_eq!(
         f.store.change(&cid2).await.unwrap().unwrap().status,
-        "baking"
+        airlock_core::ChangeStatus::Baking
     );
     assert_eq!(
         f.gate.baking().await,
@@ -951,10 +958,16 @@ async fn undo_reverts_an_agents_changes_since_a_time_newest_first() {
         .collect();
     assert_eq!(order, [Some(c2.clone()), Some(c1.clone())]);
     for c in [&c1, &c2] {
-        assert_eq!(f.store.change(c).await.unwrap().unwrap().status, "reverted");
+        assert_eq!(
+            f.store.change(c).await.unwrap().unwrap().status,
+            airlock_core::ChangeStatus::Reverted
+        );
     }
     for c in [&c0, &c3] {
-        assert_eq!(f.store.change(c).await.unwrap().unwrap().status, "baking");
+        assert_eq!(
+            f.store.change(c).await.unwrap().unwrap().status,
+            airlock_core::ChangeStatus::Baking
+        );
     }
 }
 

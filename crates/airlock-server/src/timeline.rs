@@ -320,17 +320,17 @@ mod tests {
         ])
         .await
         .unwrap();
-        let change = |status: &str, evaluations: Value| ChangeRecord {
+        let change = |status: airlock_core::ChangeStatus, evaluations: Value| ChangeRecord {
             id: "chg_1".into(),
             action_id: "act_1".into(),
             agent: "bot".into(),
-            status: status.into(),
+            status,
             record: json!({"plan": {}, "evaluations": evaluations}),
             created_at: 4_000,
             updated_at: 4_000,
         };
         j.put_change(
-            change("baking", json!([])),
+            change(airlock_core::ChangeStatus::Baking, json!([])),
             ev(4_000, EventKind::Applied, json!({"plan_hash": "h", "summary": "delete sim:service/scratch", "watch": ["scratch"], "bake_s": 300})),
         )
         .await
@@ -341,7 +341,7 @@ mod tests {
                 id: "chg_2".into(),
                 action_id: "act_2".into(),
                 agent: "other".into(),
-                status: "baking".into(),
+                status: airlock_core::ChangeStatus::Baking,
                 record: json!({}),
                 created_at: 4_500,
                 updated_at: 4_500,
@@ -364,7 +364,7 @@ mod tests {
             {"t": 4_400, "service": "scratch", "judgement": "pass", "requests": 532.0, "availability": 0.9991, "p99_ms": 120.0, "detail": null},
         ]);
         j.put_change(
-            change("reverted", evaluations),
+            change(airlock_core::ChangeStatus::Reverted, evaluations),
             ev(5_450, EventKind::Reverted, json!({"reason": "bake breach on `scratch`: availability >= 0.999 (value 0.7100)", "by": "airlock", "restored": [], "detected_at": 5_400, "reverted_at": 5_450})),
         )
         .await

@@ -81,8 +81,8 @@ pub struct ChangeRecord {
     pub action_id: String,
     /// The agent that asked for it.
     pub agent: String,
-    /// `baking`, `settled`, `reverted`, `failed`, `needs_attention`, …
-    pub status: String,
+    /// Where the change stands.
+    pub status: airlock_core::ChangeStatus,
     /// The full record (snapshot, applied state, bake window …) as the gate shapes it.
     pub record: serde_json::Value,
     /// When the change was first stored (kept on update).
@@ -144,7 +144,10 @@ pub trait Journal: Send + Sync {
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError>;
 
     /// Changes currently in `status`, oldest first.
-    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError>;
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError>;
 }
 
 /// An event row as stored, before its kind and payload are trusted.
@@ -311,12 +314,6 @@ pub(crate) fn validate_principal(rec: &AgentRecord, ev: &mut NewEvent) -> Result
 pub(crate) fn validate_change(rec: &ChangeRecord, ev: &mut NewEvent) -> Result<(), StoreError> {
     if rec.id.trim().is_empty() {
         return Err(StoreError::Invalid("a change needs an id".into()));
-    }
-    if rec.status.trim().is_empty() {
-        return Err(StoreError::Invalid(format!(
-            "change `{}` needs a status",
-            rec.id
-        )));
     }
     match &ev.change_id {
         None => ev.change_id = Some(rec.id.clone()),

@@ -419,6 +419,9 @@ fn change(row: ChangeRow) -> Result<ChangeRecord, StoreError> {
     let (id, action_id, agent, status, record, created_at, updated_at) = row;
     let record = serde_json::from_str(&record)
         .map_err(|e| StoreError::Corrupt(format!("change `{id}` has an unreadable record: {e}")))?;
+    let status = status
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("change `{id}`: {e}")))?;
     Ok(ChangeRecord {
         id,
         action_id,
@@ -628,7 +631,7 @@ impl Journal for SqliteJournal {
                 .bind(rec.id)
                 .bind(rec.action_id)
                 .bind(rec.agent)
-                .bind(rec.status)
+                .bind(rec.status.as_str())
                 .bind(rec.record.to_string())
                 .bind(rec.created_at)
                 .bind(rec.updated_at)
@@ -653,12 +656,15 @@ impl Journal for SqliteJournal {
         row.map(change).transpose()
     }
 
-    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         let rows: Vec<ChangeRow> = sqlx::query_as(
             "SELECT id, action_id, agent, status, record, created_at, updated_at FROM changes \
              WHERE status = ? ORDER BY created_at ASC, id ASC",
         )
-        .bind(status.to_string())
+        .bind(status.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(|e| from_sqlx(&self.doing("read changes from"), e))?;

@@ -25,6 +25,7 @@
 )]
 
 use crate::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError};
+use airlock_core::ChangeStatus;
 use airlock_core::event::{Event, EventKind, GENESIS, NewEvent};
 use serde_json::json;
 use std::future::Future;
@@ -749,12 +750,12 @@ pub async fn principal_writes_are_refused_whole(j: Arc<dyn Journal>) {
     );
 }
 
-fn change(id: &str, status: &str, created_at: i64, updated_at: i64) -> ChangeRecord {
+fn change(id: &str, status: ChangeStatus, created_at: i64, updated_at: i64) -> ChangeRecord {
     ChangeRecord {
         id: id.into(),
         action_id: format!("act_{id}"),
         agent: "cost-bot".into(),
-        status: status.into(),
+        status,
         record: json!({"target": "sim:service/checkout", "replicas": {"before": 4, "after": 2}}),
         created_at,
         updated_at,
@@ -765,7 +766,7 @@ fn change(id: &str, status: &str, created_at: i64, updated_at: i64) -> ChangeRec
 pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
     let e1 = j
         .put_change(
-            change("c1", "baking", 10, 10),
+            change("c1", ChangeStatus::Baking, 10, 10),
             ev(10, EventKind::Applied, json!({"change": "c1"})).agent("cost-bot"),
         )
         .await
@@ -776,19 +777,19 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
         "the event is filed under its change"
     );
     j.put_change(
-        change("c2", "baking", 20, 20),
+        change("c2", ChangeStatus::Baking, 20, 20),
         ev(20, EventKind::Applied, json!({})),
     )
     .await
     .unwrap();
     j.put_change(
-        change("c3", "baking", 5, 5),
+        change("c3", ChangeStatus::Baking, 5, 5),
         ev(30, EventKind::Applied, json!({})),
     )
     .await
     .unwrap();
 
-    let baking = j.changes_with_status("baking").await.unwrap();
+    let baking = j.changes_with_status(ChangeStatus::Baking).await.unwrap();
     assert_eq!(
         baking.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         vec!["c3", "c1", "c2"],
@@ -796,23 +797,23 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
     );
     assert_eq!(
         j.change("c1").await.unwrap(),
-        Some(change("c1", "baking", 10, 10))
+        Some(change("c1", ChangeStatus::Baking, 10, 10))
     );
     assert_eq!(j.change("nope").await.unwrap(), None);
 
     // Update: status and record move, the origin stays.
-    let mut settled = change("c1", "settled", 999, 50);
+    let mut settled = change("c1", ChangeStatus::Settled, 999, 50);
     settled.record = json!({"settled_at": 50});
     j.put_change(settled, ev(50, EventKind::Settled, json!({})).change("c1"))
         .await
         .unwrap();
     let c1 = j.change("c1").await.unwrap().unwrap();
-    assert_eq!(c1.status, "settled");
+    assert_eq!(c1.status, ChangeStatus::Settled);
     assert_eq!(c1.record, json!({"settled_at": 50}));
     assert_eq!(c1.created_at, 10);
     assert_eq!(c1.updated_at, 50);
     assert_eq!(
-        j.changes_with_status("baking")
+        j.changes_with_status(ChangeStatus::Baking)
             .await
             .unwrap()
             .iter()
@@ -820,8 +821,19 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
             .collect::<Vec<_>>(),
         vec!["c3", "c2"]
     );
-    assert_eq!(j.changes_with_status("settled").await.unwrap().len(), 1);
-    assert!(j.changes_with_status("reverted").await.unwrap().is_empty());
+    assert_eq!(
+        j.changes_with_status(ChangeStatus::Settled)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        j.changes_with_status(ChangeStatus::Reverted)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let history = j
         .read(EventQuery {
@@ -839,13 +851,13 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
     let before = j.read(EventQuery::default()).await.unwrap().len();
     let err = j
         .put_change(
-            change("c1", "reverted", 1, 60),
+            change("c1", ChangeStatus::Reverted, 1, 60),
             ev(60, EventKind::Reverted, json!({})).change("c2"),
         )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err}");
-    let mut hijack = change("c1", "reverted", 1, 60);
+    let mut hijack = change("c1", ChangeStatus::Reverted, 1, 60);
     hijack.action_id = "act_other".into();
     let err = j
         .put_change(hijack, ev(60, EventKind::Reverted, json!({})))
@@ -853,6 +865,9 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
         .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert_eq!(j.read(EventQuery::default()).await.unwrap().len(), before);
-    assert_eq!(j.change("c1").await.unwrap().unwrap().status, "settled");
+    assert_eq!(
+        j.change("c1").await.unwrap().unwrap().status,
+        ChangeStatus::Settled
+    );
     assert!(j.verify().await.unwrap().ok());
 }

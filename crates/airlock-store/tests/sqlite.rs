@@ -408,7 +408,10 @@ impl Journal for OneByOne {
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.0.change(id).await
     }
-    async fn changes_with_status(&self, status: &str) -> Result<Vec<ChangeRecord>, StoreError> {
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
         self.0.changes_with_status(status).await
     }
 }

@@ -2,7 +2,7 @@
 //! from the journal for a status query, so every door answers in one typed form.
 
 use crate::engine::Decision;
-use airlock_core::{ActionStatus, ChangeStatus, EventKind, Risk, VerdictKind};
+use airlock_core::{ActionStatus, EventKind, Risk, VerdictKind};
 use airlock_store::{EventQuery, Journal, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -177,10 +177,8 @@ pub async fn action_view(
     if let Some(cid) = view.change_id.clone() {
         // Later events of the change (breach, revert) carry the action id too, but a manual
         // revert or undo may come later: the change row has the final word.
-        if let Some(rec) = journal.change(&cid).await?
-            && let Ok(st) = rec.status.parse::<ChangeStatus>()
-        {
-            view.status = st.into();
+        if let Some(rec) = journal.change(&cid).await? {
+            view.status = rec.status.into();
         }
     }
     Ok(Some(view))
