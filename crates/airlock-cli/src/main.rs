@@ -76,6 +76,12 @@ enum Command {
     /// Check an `airlock.toml`.
     #[command(subcommand)]
     Config(serve::ConfigCmd),
+    /// List the provider kinds `[[provider]]` tables can name, with what each is.
+    Providers {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create and revoke agents' and operators' tokens.
     #[command(subcommand)]
     Token(serve::TokenCmd),
@@ -258,6 +264,25 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Journal(cmd) => journal::journal(cmd).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
+        Command::Providers { json } => {
+            let registry = airlock_server::registry();
+            let kinds: Vec<(&str, &str, bool)> = registry
+                .kinds()
+                .map(|k| (k.kind(), k.describe(), k.offers_tools()))
+                .collect();
+            if json {
+                let items: Vec<serde_json::Value> = kinds
+                    .iter()
+                    .map(|(k, d, t)| serde_json::json!({"kind": k, "description": d, "mcp_tools": t}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                for (k, d, _) in &kinds {
+                    println!("{k:<8} {d}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Mcp(args) => mcp::mcp(args).await,
         Command::Hook(cmd) => hook::hook(cmd).await,
         Command::Token(cmd) => serve::token(cmd).await,

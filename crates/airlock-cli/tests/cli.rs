@@ -809,3 +809,28 @@ fn an_external_agent_acts_in_turns_through_mcp() {
     }
     assert!(out.stderr.contains("[mcp_agent] the run is over"), "{out}");
 }
+
+#[test]
+fn providers_lists_the_registered_kinds_and_config_validate_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = airlock(dir.path(), &["providers", "--json"]).code(0).json();
+    let kinds: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["shell", "tool"]);
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        "[[provider]]\nkind = \"cloud\"\nname = \"aws\"\n",
+    )
+    .unwrap();
+    let out = airlock(dir.path(), &["config", "validate", "airlock.toml"]);
+    out.code(2);
+    assert!(
+        out.stderr
+            .contains("provider[0].kind: unknown provider kind `cloud`; known kinds: shell, tool"),
+        "{out}"
+    );
+}
