@@ -73,7 +73,7 @@ enum Command {
     /// classified into verbs, targets and risk; a file edit; an MCP tool) through the gate.
     #[command(subcommand)]
     Hook(hook::HookCmd),
-    /// Check an `airlock.toml`.
+    /// Check an `airlock.toml`, or print its JSON Schema.
     #[command(subcommand)]
     Config(serve::ConfigCmd),
     /// List the provider kinds `[[provider]]` tables can name, with what each is.
@@ -82,6 +82,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the OpenAPI document of the HTTP API (kept in `docs/openapi.json`), generated
+    /// from the handlers; `airlock serve` serves the same at `/openapi.json`.
+    Openapi,
     /// Create and revoke agents' and operators' tokens.
     #[command(subcommand)]
     Token(serve::TokenCmd),
@@ -303,6 +306,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
+        Command::Openapi => {
+            print!("{}", airlock_server::openapi::json()?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Scenario(ScenarioCmd::Schema) => {
             print!("{}", airlock_prove::scenario::json_schema());
             Ok(ExitCode::SUCCESS)

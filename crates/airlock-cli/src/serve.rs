@@ -38,6 +38,9 @@ pub enum ConfigCmd {
         /// The config file.
         file: PathBuf,
     },
+    /// Print the JSON Schema of `airlock.toml` (kept in `schema/airlock.schema.json`), for
+    /// editors and linters.
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -160,6 +163,10 @@ pub fn config(cmd: ConfigCmd) -> Result<ExitCode> {
                 c.store,
                 c.policy_count
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCmd::Schema => {
+            print!("{}", airlock_server::config_schema::json_schema());
             Ok(ExitCode::SUCCESS)
         }
     }

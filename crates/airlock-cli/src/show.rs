@@ -52,6 +52,8 @@ pub async fn show(args: ShowArgs) -> Result<ExitCode> {
                     })?;
             airlock_server::timeline::timeline(&journal, &args.change)
                 .await?
+                .map(serde_json::to_value)
+                .transpose()?
                 .ok_or_else(|| {
                     BadInput(format!(
                         "unknown change `{}` in the store `{}`",

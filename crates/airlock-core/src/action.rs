@@ -5,8 +5,21 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The verbs an agent may ask a provider for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// What the agent asks a provider to do. Every verb except `read` is a mutation.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Verb {
     Read,
@@ -73,15 +86,24 @@ impl FromStr for Verb {
     }
 }
 
-/// What an agent asks for. The agent's identity comes from its token, never from the body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What an agent asks for. The agent's identity comes from its bearer token, never from the
+/// body; unknown fields (such as `agent`) are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"provider": "sim", "verb": "scale", "target": "sim:service/checkout",
+    "params": {"replicas": 6}, "intent": "evening traffic is falling"}))]
 pub struct ActionRequest {
+    /// The provider to run the action, e.g. `sim`.
     pub provider: String,
     pub verb: Verb,
     pub target: ResourceAddr,
+    /// Verb parameters, checked by the provider (`sim`: `replicas` and `az` for `scale`,
+    /// `version` for `deploy`, `spec`/`services` for `create`). Values of keys that look
+    /// secret are redacted before they reach the journal.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// Free text: why the agent wants this.
     #[serde(default)]
     pub intent: String,
 }

@@ -91,6 +91,24 @@ pub fn addr_name(raw: &str) -> String {
     }
 }
 
+// On the wire an address is its canonical string.
+impl utoipa::PartialSchema for ResourceAddr {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "A resource address `provider:kind/name`, e.g. `sim:service/checkout`. Made \
+                 canonical before anything decides on it: lower case, surrounding space and a \
+                 trailing `/` dropped, kind aliases resolved (`svc` → `service`, `env` → \
+                 `environment`). Each part is a-z, 0-9, `-`, `_`, `.`.",
+            ))
+            .examples(["sim:service/checkout"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ResourceAddr {}
+
 impl FromStr for ResourceAddr {
     type Err = AddrError;
     fn from_str(raw: &str) -> Result<Self, Self::Err> {

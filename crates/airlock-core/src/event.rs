@@ -11,7 +11,7 @@ use std::fmt;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// An agent's request arrived (and was planned).
@@ -116,15 +116,21 @@ impl NewEvent {
     }
 }
 
-/// A stored event.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One journal event. `hash` covers the event's content and `prev_hash`, chaining every
+/// event to the one before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
+    /// Its place in the journal, from 1.
     pub seq: i64,
+    /// When it was stored, in ms since the Unix epoch.
+    #[schema(value_type = i64)]
     pub ts: Timestamp,
     pub kind: EventKind,
     pub agent: Option<String>,
     pub action_id: Option<String>,
     pub change_id: Option<String>,
+    /// Kind-specific content.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,

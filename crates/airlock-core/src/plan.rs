@@ -5,16 +5,20 @@ use crate::action::Verb;
 use crate::addr::ResourceAddr;
 use serde::{Deserialize, Serialize};
 
-/// One resource's state before and after; `None` means absent.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One resource's state before and after the action; `null` means absent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Diff {
     pub addr: ResourceAddr,
+    /// The resource's state before, or `null` when it does not exist.
+    #[schema(value_type = Value)]
     pub before: Option<serde_json::Value>,
+    /// The resource's state after, or `null` when it will not exist.
+    #[schema(value_type = Value)]
     pub after: Option<serde_json::Value>,
 }
 
 /// How far an action reaches.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Blast {
     /// Resources changed directly.
     pub resources: u32,

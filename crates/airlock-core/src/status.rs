@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The kind of a verdict, without its reasons: `allow`, `deny` or `hold`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VerdictKind {
     Allow,
@@ -32,7 +32,7 @@ impl fmt::Display for VerdictKind {
 }
 
 /// Where a change stands after it was applied (or failed to be).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeStatus {
     /// Applied and watched against its SLO rules.
@@ -91,7 +91,7 @@ impl FromStr for ChangeStatus {
 }
 
 /// Where an action stands, from submission to its change's last word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionStatus {
     /// Received; no verdict yet.

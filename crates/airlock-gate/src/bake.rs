@@ -60,8 +60,9 @@ impl BakeConfig {
     }
 }
 
-/// What happened to a change in one poll.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What happened to a change: its bake passed (`settled`), it was reverted from its
+/// snapshot (`reverted`), or the revert stopped and a person must look (`needs_attention`).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum BakeOutcome {
     Settled {
@@ -71,16 +72,25 @@ pub enum BakeOutcome {
     Reverted {
         change_id: String,
         agent: String,
+        /// The service whose rule broke; empty for an operator's revert.
         service: String,
+        /// The broken rule, e.g. `availability >= 0.999`; for an operator's revert,
+        /// `reverted by NAME`.
         rule: String,
+        /// The rule's value at the breach; `null` for missing data or an operator's revert.
         value: Option<f64>,
+        /// When the breach was found, in ms since the Unix epoch.
         detected_at: i64,
+        /// When the change was reverted, in ms since the Unix epoch.
         reverted_at: i64,
+        /// Whether this revert opened the agent's breaker.
         breaker_opened: bool,
     },
     NeedsAttention {
         change_id: String,
         agent: String,
+        /// Why the revert stopped: the resource moved on since the change (nothing was
+        /// overwritten), or the provider failed.
         detail: String,
     },
 }

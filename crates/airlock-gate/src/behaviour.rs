@@ -125,7 +125,7 @@ struct AgentTrack {
 }
 
 /// An agent's score and what it rests on.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Score {
     /// 0 (usual) to 1 (anomalous).
     pub value: f64,
@@ -139,6 +139,8 @@ pub struct Score {
     pub changepoint: bool,
     /// An outlier among the active agents right now.
     pub peer_outlier: bool,
+    /// When it was scored, in ms since the Unix epoch.
+    #[schema(value_type = i64)]
     pub at: Timestamp,
 }
 

@@ -85,15 +85,21 @@ pub enum PrincipalKind2 {
     Operator,
 }
 
-/// The part of a plan an agent or operator sees.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The part of the provider's dry-run plan agents and operators see.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PlanView {
+    /// One line for people.
     pub summary: String,
     pub diffs: Vec<Diff>,
     pub blast: Blast,
+    /// Predicted capacity divided by recent p95 demand; `null` when not applicable.
     pub headroom: Option<f64>,
+    /// Whether a snapshot can undo the change.
     pub reversible: bool,
+    /// Whether the verb destroys something.
     pub destructive: bool,
+    /// blake3 of the plan's content (provider, verb, target, params, diffs); approvals are
+    /// bound to it.
     pub hash: String,
 }
 
@@ -172,8 +178,9 @@ pub(crate) struct PendingApproval {
 }
 
 /// A pending hold as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
+    /// The approval id (`apr_…`).
     pub id: String,
     pub action_id: String,
     pub agent: String,
@@ -182,9 +189,11 @@ pub struct ApprovalView {
     pub reasons: Vec<String>,
     pub details: Vec<String>,
     pub plan: PlanView,
+    /// When the hold began, in ms since the Unix epoch.
     pub held_since: i64,
     /// Approvals still needed (2 under the two-person rule for critical risk).
     pub approvals_needed: u32,
+    /// Operators who approved so far.
     pub approved_by: Vec<String>,
 }
 

@@ -18,7 +18,7 @@ const SECRET_PREFIXES: [&str; 6] = ["sk-", "ghp_", "gho_", "xoxb-", "AKIA", "Bea
 
 /// What counts as a secret. Keys are matched case-insensitively by substring; string
 /// values are matched by prefix (a key `password` or a value `ghp_…` is redacted).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Redactor {
     /// Substrings of key names whose values are secrets.

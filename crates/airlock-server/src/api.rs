@@ -1,12 +1,21 @@
-//! The HTTP API: routes, authentication, error mapping and handlers.
+//! The HTTP API: routes, authentication, error mapping and handlers. Each handler carries
+//! its `#[utoipa::path]` and each body its schema: `crate::openapi` assembles the document
+//! from them.
 
 use crate::metrics::{AgentLabels, DecisionLabels, Metrics, StatusLabels};
+use crate::openapi::{
+    BadRequest, Forbidden, PayloadTooLarge, RevertConflict, Unauthorized, Unavailable,
+};
 pub use crate::state::AppState;
 use crate::state::bearer;
+use crate::timeline::Timeline;
 use airlock_core::{ActionRequest, ActionStatus, Event, EventKind};
-use airlock_gate::frontdoor::{ActionView, CallError};
-use airlock_gate::{BakeOutcome, Decision, GateError, Observer, Principal, PrincipalKind2};
-use airlock_store::{EventQuery, Journal};
+use airlock_gate::behaviour::Score;
+use airlock_gate::frontdoor::{ActionView, CallError, Catalog};
+use airlock_gate::{
+    ApprovalView, BakeOutcome, Decision, GateError, Observer, Principal, PrincipalKind2,
+};
+use airlock_store::{ChangeRecord, EventQuery, Journal};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
@@ -14,63 +23,112 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
 
-/// The `/v1` API and the operational endpoints, as routes over the shared state.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/actions", post(submit).get(list_actions))
-        .route("/v1/actions/{id}", get(get_action))
-        .route("/v1/approvals", get(list_approvals))
-        .route("/v1/approvals/{id}", post(resolve_approval))
-        .route("/v1/changes/{id}", get(get_change))
-        .route("/v1/changes/{id}/revert", post(revert_change))
-        .route("/v1/changes/{id}/timeline", get(change_timeline))
-        .route("/v1/undo", post(undo))
-        .route("/v1/agents", get(list_agents))
-        .route("/v1/agents/{id}", get(get_agent))
-        .route("/v1/agents/{id}/freeze", post(freeze))
-        .route("/v1/agents/{id}/unfreeze", post(unfreeze))
-        .route("/v1/killswitch", post(killswitch).get(killswitch_state))
-        .route("/v1/tokens", post(create_token))
-        .route("/v1/tokens/{name}/revoke", post(revoke_token))
-        .route("/v1/events", get(events))
-        .route("/v1/journal", get(journal))
-        .route("/v1/tools", get(list_tools))
-        .route("/v1/tools/{name}", post(call_tool))
+/// Declares the route table once: [`routes`] serves it and [`ROUTES`] lists it, so the
+/// OpenAPI test can check that every route is documented with its method.
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:ident,)*) => {
+        /// Every route [`routes`] serves, as (method, path).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path),)*];
+
+        /// The `/v1` API and the operational endpoints, as routes over the shared state.
+        pub fn routes() -> Router<AppState> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+route_table! {
+    get "/healthz" => healthz,
+    get "/readyz" => readyz,
+    get "/metrics" => metrics,
+    get "/openapi.json" => openapi,
+    post "/v1/actions" => submit,
+    get "/v1/actions" => list_actions,
+    get "/v1/actions/{id}" => get_action,
+    get "/v1/approvals" => list_approvals,
+    post "/v1/approvals/{id}" => resolve_approval,
+    get "/v1/changes/{id}" => get_change,
+    post "/v1/changes/{id}/revert" => revert_change,
+    get "/v1/changes/{id}/timeline" => change_timeline,
+    post "/v1/undo" => undo,
+    get "/v1/agents" => list_agents,
+    get "/v1/agents/{id}" => get_agent,
+    post "/v1/agents/{id}/freeze" => freeze,
+    post "/v1/agents/{id}/unfreeze" => unfreeze,
+    post "/v1/killswitch" => killswitch,
+    get "/v1/killswitch" => killswitch_state,
+    post "/v1/tokens" => create_token,
+    post "/v1/tokens/{name}/revoke" => revoke_token,
+    get "/v1/events" => events,
+    get "/v1/journal" => journal,
+    get "/v1/tools" => list_tools,
+    post "/v1/tools/{name}" => call_tool,
 }
 
 fn missing_token() -> ApiError {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthenticated",
+        ErrorCode::Unauthenticated,
         "missing bearer token: send `Authorization: Bearer TOKEN`",
     )
 }
 
-async fn list_tools(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(serde_json::to_value(s.door.tools().as_ref()).unwrap_or_default())
+/// The MCP gateway's tools
+///
+/// Any authenticated caller. What `tools/list` on `/mcp` shows, with each tool's route
+/// (`airlock mcp` with `AIRLOCK_URL` lists these).
+#[utoipa::path(get, path = "/v1/tools", tag = "mcp", operation_id = "listTools",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tools.", body = Catalog),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ))]
+async fn list_tools(State(s): State<AppState>, _caller: Caller) -> Json<Catalog> {
+    Json(s.door.tools().as_ref().clone())
 }
 
-#[derive(Deserialize)]
+/// A tool call over plain HTTP.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ToolCall {
+#[schema(example = json!({"arguments": {"target": "checkout", "replicas": 6}}))]
+pub struct ToolCall {
+    /// The tool's arguments, checked against its input schema.
     #[serde(default)]
+    #[schema(value_type = Object)]
     arguments: serde_json::Map<String, Value>,
 }
 
-/// A tool call over plain HTTP (what `airlock mcp` uses with `AIRLOCK_URL`): the answer.
+/// Call a tool through the gate
+///
+/// Agents only. The same path as `tools/call` on `/mcp`: the arguments are checked against
+/// the tool's schema, mapped onto an action request and submitted as the calling agent.
+/// `airlock mcp` with `AIRLOCK_URL` uses it.
+#[utoipa::path(post, path = "/v1/tools/{name}", tag = "mcp", operation_id = "callTool",
+    params(("name" = String, Path, description = "The tool's name.")),
+    request_body = ToolCall,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Decided: allowed (and applied), or denied.", body = ActionView),
+        (status = 202, description = "Held for an operator's approval.", body = ActionView),
+        (status = 400, description = "Bad input (`bad_request`), or arguments that do not fit \
+            the tool's schema (`invalid_arguments`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "No tool of that name (`unknown_tool`).", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn call_tool(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -83,14 +141,18 @@ async fn call_tool(
         Ok((view, _)) => Ok((answer_status(&view), Json(view)).into_response()),
         Err(e) => Err(match &e {
             CallError::UnknownTool(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", e.to_string())
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::UnknownTool, e.to_string())
             }
-            CallError::InvalidArguments { .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_arguments", e.to_string())
-            }
-            CallError::Unauthenticated(_) => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
-            }
+            CallError::InvalidArguments { .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidArguments,
+                e.to_string(),
+            ),
+            CallError::Unauthenticated(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                e.to_string(),
+            ),
             CallError::Forbidden(_) => ApiError::forbidden(e.to_string()),
             CallError::Unavailable(_) => ApiError::internal(&e),
         }),
@@ -106,16 +168,58 @@ fn answer_status(view: &ActionView) -> StatusCode {
     }
 }
 
+/// What kind of error an answer is; each has its own HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: bad input.
+    BadRequest,
+    /// 400: tool arguments that do not fit the tool's schema.
+    InvalidArguments,
+    /// 401: no token, or an unknown or revoked one.
+    Unauthenticated,
+    /// 403: the caller may not do this.
+    Forbidden,
+    /// 404: an unknown id or name.
+    NotFound,
+    /// 404: an unknown tool.
+    UnknownTool,
+    /// 409: the request conflicts with the current state.
+    Conflict,
+    /// 413: the body is over `server.body_limit_bytes`.
+    PayloadTooLarge,
+    /// 503: the journal cannot be read or written; the detail is in the server's log.
+    Unavailable,
+}
+
+/// Every error the API answers with. `code` follows the status: 400 `bad_request` or
+/// `invalid_arguments`, 401 `unauthenticated`, 403 `forbidden`, 404 `not_found` or
+/// `unknown_tool`, 409 `conflict`, 413 `payload_too_large`, 503 `unavailable`. Messages are
+/// safe to show; internal details go to the server's log only.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error, example = json!({"error": {"code": "forbidden",
+    "message": "agent `cost-bot`: agents never approve"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error's kind and a message naming the problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
 /// An API error: its status and a message safe to show.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ErrorCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -123,16 +227,19 @@ impl ApiError {
         }
     }
     fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
     fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
     fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "the server cannot complete this now; see its log",
         )
     }
@@ -141,15 +248,19 @@ impl ApiError {
 impl From<GateError> for ApiError {
     fn from(e: GateError) -> Self {
         match e {
-            GateError::Unauthenticated => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
-            }
-            GateError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            GateError::Unauthenticated => Self::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                e.to_string(),
+            ),
+            GateError::Forbidden(_) => Self::forbidden(e.to_string()),
             GateError::UnknownProvider(_) | GateError::Invalid(_) => {
                 Self::bad_request(e.to_string())
             }
-            GateError::NotFound(..) => Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string()),
-            GateError::Conflict(_) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            GateError::NotFound(..) => Self::not_found(e.to_string()),
+            GateError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+            }
             GateError::Journal(inner) => Self::internal(inner),
         }
     }
@@ -167,7 +278,7 @@ impl From<BytesRejection> for ApiError {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ErrorCode::PayloadTooLarge,
                 "the request body is over the limit set by `server.body_limit_bytes`",
             )
         } else {
@@ -188,11 +299,13 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (
-            self.status,
-            Json(json!({"error": {"code": self.code, "message": self.message}})),
-        )
-            .into_response();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -247,10 +360,39 @@ fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> ApiResult<
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Whether the process serves HTTP.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    pub status: &'static str,
 }
 
+/// Liveness
+///
+/// Answers while the process serves HTTP. No token needed.
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz",
+    responses((status = 200, description = "Alive.", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Whether the server can serve: `ready`, or `journal unavailable`.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+}
+
+/// Readiness
+///
+/// Ready when the journal can be read. No token needed.
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Ready),
+        (status = 503, description = "The journal cannot be read.", body = Ready,
+            example = json!({"status": "journal unavailable"})),
+    ))]
 async fn readyz(State(s): State<AppState>) -> Response {
     match s
         .journal
@@ -261,18 +403,30 @@ async fn readyz(State(s): State<AppState>) -> Response {
         })
         .await
     {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Ok(_) => Json(Ready { status: "ready" }).into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "not ready: journal unreadable");
+            tracing::warn!(error = %e, "not ready: journal unavailable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "journal unavailable"})),
+                Json(Ready {
+                    status: "journal unavailable",
+                }),
             )
                 .into_response()
         }
     }
 }
 
+/// Prometheus metrics
+///
+/// OpenMetrics text: `airlock_decisions_total{verdict,agent}`, `airlock_decision_seconds`
+/// (histogram), `airlock_changes_total{status}`, `airlock_reverts_total`,
+/// `airlock_pending_holds`, `airlock_breaker_open{agent}`,
+/// `airlock_agent_anomaly_score{agent}`, `airlock_killswitch`, and with the live sandbox
+/// cloud its services' `airlock_sim_*` signals. No token needed.
+#[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
+    responses((status = 200, description = "The exposition text.", body = String,
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics
         .pending_holds
@@ -316,15 +470,28 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi(State(s): State<AppState>) -> Json<Value> {
-    Json((*s.openapi).clone())
+/// This document
+///
+/// The OpenAPI document, generated from the handlers and their types when the server
+/// starts. No token needed.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object)))]
+async fn openapi(State(s): State<AppState>) -> Response {
+    Json(s.openapi.as_ref()).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SubmitQuery {
+    /// Block until the action reaches an end, or `timeout_s` passes. Must be `true` or
+    /// `false`.
     #[serde(default)]
+    #[param(default = false)]
     wait: bool,
+    /// Longest to wait with `wait=true`, in seconds; capped at `server.max_wait_s` (600 by
+    /// default).
+    #[param(default = 60)]
     timeout_s: Option<u64>,
 }
 
@@ -364,6 +531,40 @@ impl Observer for Metrics {
     }
 }
 
+/// Submit an action
+///
+/// Agents only. Plans the request with its provider, assesses risk and blast radius,
+/// evaluates policy and guards, journals the verdict and, when allowed, applies a mutation
+/// and starts baking it (or runs a read and returns its result).
+///
+/// Without `wait`: `200` for `allow` and `deny`, `202` for `hold` (an operator must approve
+/// `approval_id`).
+///
+/// With `wait=true`: a `deny`, a `read` and an allowed action that failed to apply answer at
+/// once as above, since there is nothing to wait for. A hold or an applied change blocks the
+/// call until the action reaches an end (its change settled, reverted or needs attention; the
+/// hold denied, expired or refused because the plan changed) or `timeout_s` runs out, and
+/// then answers `200` with `waited` set.
+#[utoipa::path(post, path = "/v1/actions", tag = "actions", operation_id = "submitAction",
+    params(SubmitQuery),
+    request_body = ActionRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Decided (`allow` or `deny`), or with `wait=true` for a \
+            hold or an applied change, where the action ended up, with `waited`.",
+            body = ActionView),
+        (status = 202, description = "Held for an operator: `approval_id` is set.",
+            body = ActionView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "The target resource does not exist (`not_found`).",
+            body = ErrorBody),
+        (status = 409, description = "The provider refused the plan as a conflict, e.g. \
+            scaling a deleted service (`conflict`).", body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn submit(
     State(s): State<AppState>,
     caller: Caller,
@@ -390,38 +591,77 @@ async fn submit(
     Ok((status, Json(view)).into_response())
 }
 
+/// Get an action
+///
+/// Operators see every action; an agent sees only its own.
+#[utoipa::path(get, path = "/v1/actions/{id}", tag = "actions", operation_id = "getAction",
+    params(("id" = String, Path, description = "The action id (`act_…`).")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The action.", body = ActionView),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "An agent asked for another agent's action \
+            (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "Unknown action (`not_found`).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn get_action(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ActionView>> {
     match s.door.action(&caller.0, &id).await {
-        Err(GateError::NotFound(..)) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("unknown action `{id}`"),
-        )),
+        Err(GateError::NotFound(..)) => Err(ApiError::not_found(format!("unknown action `{id}`"))),
         other => Ok(Json(other?)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this agent's actions (operators; an agent may name only itself).
     agent: Option<String>,
+    /// Only actions with this status.
     status: Option<ActionStatus>,
-    /// Only actions submitted at or after this time (ms since the epoch).
+    /// Only actions submitted at or after this time, in ms since the epoch.
     since: Option<i64>,
-    /// Cursor: the `next` value of the previous page.
+    /// Cursor: the `next` of the previous page.
     after: Option<i64>,
+    /// Page size, 1 to 500.
+    #[param(minimum = 1, maximum = 500, default = 50)]
     limit: Option<u32>,
 }
 
+/// A page of actions, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct ActionList {
+    pub items: Vec<ActionView>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next: Option<i64>,
+}
+
+/// List actions
+///
+/// Newest first, paged by the journal sequence of each action's request. Agents see only
+/// their own actions. `status` is filtered within the page, so a page may hold fewer than
+/// `limit` items while `next` is set.
+#[utoipa::path(get, path = "/v1/actions", tag = "actions", operation_id = "listActions",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of actions.", body = ActionList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "An agent asked for another agent's actions \
+            (`forbidden`).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn list_actions(
     State(s): State<AppState>,
     caller: Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ActionList>> {
     let Query(q) = q?;
     // Agents see their own actions only.
     let agent = match caller.0.kind {
@@ -464,29 +704,82 @@ async fn list_actions(
             items.push(v);
         }
     }
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(ActionList { items, next }))
 }
 
-async fn list_approvals(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+/// The pending holds, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct ApprovalList {
+    pub items: Vec<ApprovalView>,
+}
+
+/// List pending holds
+///
+/// Operators only. Oldest first.
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", operation_id = "listApprovals",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pending holds.", body = ApprovalList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
+async fn list_approvals(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ApprovalList>> {
     caller.operator()?;
-    Ok(Json(json!({"items": s.gate.approvals().await})))
+    Ok(Json(ApprovalList {
+        items: s.gate.approvals().await,
+    }))
 }
 
-#[derive(Deserialize)]
+/// An operator's answer to a hold.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Resolution {
+#[schema(example = json!({"decision": "approve", "reason": "checked with the owning team"}))]
+pub struct Resolution {
     decision: DecisionWord,
+    /// Why; journaled with the decision.
     #[serde(default)]
     reason: String,
 }
 
-#[derive(Deserialize, PartialEq, Eq)]
+/// Approve or deny.
+#[derive(Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum DecisionWord {
+pub enum DecisionWord {
     Approve,
     Deny,
 }
 
+/// Approve or deny a hold
+///
+/// Operators only; agents never approve, and nobody approves their own request. An approval
+/// is bound to the plan hash the operator saw: the request is planned again and, if the plan
+/// changed, the approval is refused and the request is decided afresh under a new action id
+/// (the answer is that new decision). With `approvals.two_person_critical`, a `critical` hold
+/// needs two distinct operators: the first approval answers `hold` with `approved_by`
+/// recorded. A denial answers `deny` with reason `operator-denied`. An approved action is
+/// decided again with the approval in hand: a guard's deny (such as the kill switch) still
+/// wins.
+#[utoipa::path(post, path = "/v1/approvals/{id}", tag = "approvals",
+    operation_id = "resolveApproval",
+    params(("id" = String, Path, description = "The approval id (`apr_…`).")),
+    request_body = Resolution,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The decision after this resolution.", body = ActionView),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Unknown or already resolved approval, or the re-planned \
+            target no longer exists (`not_found`).", body = ErrorBody),
+        (status = 409, description = "Re-planning the request hit a conflict (`conflict`).",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn resolve_approval(
     State(s): State<AppState>,
     caller: Caller,
@@ -512,41 +805,88 @@ async fn resolve_approval(
     Ok(Json(ActionView::from(&d)))
 }
 
+/// Get a change
+///
+/// Operators see every change; an agent sees only its own.
+#[utoipa::path(get, path = "/v1/changes/{id}", tag = "changes", operation_id = "getChange",
+    params(("id" = String, Path, description = "The change id (`chg_…`).")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The change.", body = ChangeRecord),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "An agent asked for another agent's change \
+            (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "Unknown change (`not_found`).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn get_change(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let rec = s.journal.change(&id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("unknown change `{id}`"),
-        )
-    })?;
+) -> ApiResult<Json<ChangeRecord>> {
+    let rec = s
+        .journal
+        .change(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("unknown change `{id}`")))?;
     caller.own(Some(&rec.agent), "changes")?;
-    Ok(Json(serde_json::to_value(rec).unwrap_or_default()))
+    Ok(Json(rec))
 }
 
-/// The change's story: its action's and its own events and the bake's evaluations.
+/// A change's timeline
+///
+/// The change's story in time order: the journal events of its action (request, verdict,
+/// approvals) and of the change (applied, breach, reverted, settled, needs_attention,
+/// revert_failed, apply_failed, alert), the breaker event its revert tripped, and the bake's
+/// per-poll evaluations its record holds. Operators see every change; an agent sees only its
+/// own.
+#[utoipa::path(get, path = "/v1/changes/{id}/timeline", tag = "changes",
+    operation_id = "getChangeTimeline",
+    params(("id" = String, Path, description = "The change id (`chg_…`).")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The timeline.", body = Timeline),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "An agent asked for another agent's change \
+            (`forbidden`).", body = ErrorBody),
+        (status = 404, description = "Unknown change (`not_found`).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn change_timeline(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Timeline>> {
     let timeline = crate::timeline::timeline(s.journal.as_ref(), &id)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("unknown change `{id}`"),
-            )
-        })?;
-    caller.own(timeline["agent"].as_str(), "changes")?;
+        .ok_or_else(|| ApiError::not_found(format!("unknown change `{id}`")))?;
+    caller.own(Some(&timeline.agent), "changes")?;
     Ok(Json(timeline))
 }
 
+/// Revert a change
+///
+/// Operators only. Restores the change's snapshot, skipping the policy gate (a rollback
+/// never deadlocks on its own guard), but never overwrites a resource that moved on since
+/// the change: that answers `409` with a `needs_attention` outcome and changes nothing.
+/// Counts towards the agent's breaker.
+#[utoipa::path(post, path = "/v1/changes/{id}/revert", tag = "changes",
+    operation_id = "revertChange",
+    params(("id" = String, Path, description = "The change id (`chg_…`).")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Reverted.", body = BakeOutcome),
+        (status = 400, description = "The change's provider is not configured, or its record \
+            cannot be read (`bad_request`).", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Unknown change (`not_found`).", body = ErrorBody),
+        (status = 409, description = "Either the revert stopped because the resource moved on \
+            or the provider failed (a `needs_attention` outcome; the change is now \
+            `needs_attention`), or the change is not `baking` or `settled` (an error, \
+            `conflict`).", body = RevertConflict),
+        (status = 503, response = Unavailable),
+    ))]
 async fn revert_change(
     State(s): State<AppState>,
     caller: Caller,
@@ -554,32 +894,69 @@ async fn revert_change(
 ) -> ApiResult<Response> {
     let by = caller.operator()?.to_string();
     let o = s.door.revert(&id, &by).await?;
-    let conflict = matches!(o, BakeOutcome::NeedsAttention { .. });
-    let body = serde_json::to_value(&o).unwrap_or_default();
-    Ok((
-        if conflict {
-            StatusCode::CONFLICT
-        } else {
-            StatusCode::OK
-        },
-        Json(body),
-    )
-        .into_response())
+    let status = if matches!(o, BakeOutcome::NeedsAttention { .. }) {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(o)).into_response())
 }
 
-#[derive(Deserialize)]
+/// Which agent's changes to undo, back to when.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UndoBody {
+#[schema(example = json!({"agent": "cost-bot", "since": "30m"}))]
+pub struct UndoBody {
+    /// Whose changes to revert.
     agent: String,
-    /// `30m`, `2h`, … before now, or a timestamp in ms since the epoch.
+    /// A duration before now (`30m`, `2h`, `1h30m`, `90s`, `1d`; a bare number in a string is
+    /// seconds) or a timestamp in ms since the epoch.
+    #[schema(value_type = Since)]
     since: Value,
 }
 
+/// A duration before now, or a timestamp in ms since the epoch.
+#[derive(ToSchema)]
+#[serde(untagged)]
+pub enum Since {
+    #[schema(example = "30m")]
+    Duration(String),
+    Timestamp(i64),
+}
+
+/// What an undo reverted.
+#[derive(Serialize, ToSchema)]
+pub struct UndoResult {
+    /// How many changes were reverted.
+    pub reverted: usize,
+    /// Whether the undo stopped at a change it could not revert (the last item,
+    /// `needs_attention`).
+    pub stopped_on_conflict: bool,
+    /// One per change tried, newest first.
+    pub items: Vec<BakeOutcome>,
+}
+
+/// Undo an agent's recent changes
+///
+/// Operators only. Reverts every `baking` or `settled` change the agent applied since
+/// `since`, newest first, and stops at the first one it cannot revert
+/// (`stopped_on_conflict`). Nothing is overwritten.
+#[utoipa::path(post, path = "/v1/undo", tag = "changes", operation_id = "undo",
+    request_body = UndoBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What was reverted.", body = UndoResult),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn undo(
     State(s): State<AppState>,
     caller: Caller,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UndoResult>> {
     let by = caller.operator()?.to_string();
     let b: UndoBody = body(bytes)?;
     let since = match &b.since {
@@ -596,164 +973,409 @@ async fn undo(
             ));
         }
     };
-    let outcomes = s.door.undo(&b.agent, since, &by).await?;
-    let stopped = outcomes
-        .iter()
-        .any(|o| matches!(o, BakeOutcome::NeedsAttention { .. }));
-    let items: Vec<Value> = outcomes
-        .iter()
-        .map(|o| serde_json::to_value(o).unwrap_or_default())
-        .collect();
-    Ok(Json(
-        json!({"reverted": items.iter().filter(|i| i["outcome"] == "reverted").count(), "stopped_on_conflict": stopped, "items": items}),
-    ))
+    let items = s.door.undo(&b.agent, since, &by).await?;
+    Ok(Json(UndoResult {
+        reverted: items
+            .iter()
+            .filter(|o| matches!(o, BakeOutcome::Reverted { .. }))
+            .count(),
+        stopped_on_conflict: items
+            .iter()
+            .any(|o| matches!(o, BakeOutcome::NeedsAttention { .. })),
+        items,
+    }))
 }
 
-/// Every agent the gate has scored: its anomaly score, what it rests on, its breaker.
-async fn list_agents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+/// One agent as the gate scores it.
+#[derive(Serialize, ToSchema)]
+pub struct AgentSummary {
+    pub agent: String,
+    /// Its last anomaly score.
+    pub anomaly: Score,
+    /// Why its breaker is open; `null` when it is closed.
+    pub breaker: Option<String>,
+}
+
+/// Every agent the gate has scored.
+#[derive(Serialize, ToSchema)]
+pub struct AgentList {
+    pub items: Vec<AgentSummary>,
+}
+
+/// Agents' behaviour
+///
+/// Operators only. Every agent the gate has scored: its last anomaly score (0 usual to 1
+/// anomalous) with the features of its current window, their usual values and the furthest
+/// one, and why its breaker is open (null when closed). See docs/anomaly.md.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", operation_id = "listAgents",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The agents.", body = AgentList),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
+async fn list_agents(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<AgentList>> {
     caller.operator()?;
-    let breakers: std::collections::BTreeMap<String, String> =
-        s.gate.open_breakers().await.into_iter().collect();
-    let items: Vec<Value> = s
+    let breakers: BTreeMap<String, String> = s.gate.open_breakers().await.into_iter().collect();
+    let items = s
         .gate
         .anomaly_scores()
         .await
         .into_iter()
-        .map(|(agent, score)| {
-            json!({"agent": agent, "anomaly": score, "breaker": breakers.get(&agent)})
+        .map(|(agent, anomaly)| AgentSummary {
+            breaker: breakers.get(&agent).cloned(),
+            agent,
+            anomaly,
         })
         .collect();
-    Ok(Json(json!({"items": items})))
+    Ok(Json(AgentList { items }))
 }
 
-/// One agent's recent behaviour series (the features at each slot of the last hour), its
-/// anomaly score and its breaker.
+/// The features of an agent's window ending at one slot.
+#[derive(Serialize, ToSchema)]
+pub struct BehaviourSlot {
+    /// The end of the window, in ms since the Unix epoch.
+    pub t: i64,
+    /// Each feature's value over the window.
+    pub features: BTreeMap<String, f64>,
+}
+
+/// One agent's behaviour.
+#[derive(Serialize, ToSchema)]
+pub struct AgentDetail {
+    pub agent: String,
+    /// Its last anomaly score; `null` before it is first scored.
+    pub anomaly: Option<Score>,
+    /// Why its breaker is open; `null` when it is closed.
+    pub breaker: Option<String>,
+    /// The last hour, oldest first, then the current window.
+    pub series: Vec<BehaviourSlot>,
+}
+
+/// One agent's behaviour
+///
+/// Operators only. The agent's behaviour series over the last hour (the features of the
+/// window ending at each slot, then its current window), its last anomaly score and its
+/// breaker. 404 for an agent the gate has not seen act.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", operation_id = "getAgent",
+    params(("id" = String, Path, description = "The agent's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The agent.", body = AgentDetail),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "The gate has not seen this agent act (`not_found`).",
+            body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn get_agent(
     State(s): State<AppState>,
     caller: Caller,
     Path(agent): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentDetail>> {
     caller.operator()?;
-    let (series, score) = s.gate.behaviour_of(&agent).await;
+    let (series, anomaly) = s.gate.behaviour_of(&agent).await;
     let breaker = s.gate.breaker(&agent).await;
-    if score.is_none() && breaker.is_none() {
+    if anomaly.is_none() && breaker.is_none() {
         return Err(GateError::NotFound("agent", agent).into());
     }
-    let series: Vec<Value> = series
+    let series = series
         .into_iter()
-        .map(|(t, f)| json!({"t": t, "features": f}))
+        .map(|(t, features)| BehaviourSlot { t, features })
         .collect();
-    Ok(Json(
-        json!({"agent": agent, "anomaly": score, "breaker": breaker, "series": series}),
-    ))
+    Ok(Json(AgentDetail {
+        agent,
+        anomaly,
+        breaker,
+        series,
+    }))
 }
 
+/// Whether an agent is frozen now.
+#[derive(Serialize, ToSchema)]
+pub struct FreezeState {
+    pub agent: String,
+    pub frozen: bool,
+}
+
+/// Freeze an agent
+///
+/// Operators only. Opens the agent's breaker by hand: every mutation it submits is held
+/// (`breaker-open`) until it is unfrozen. Journaled. No body.
+#[utoipa::path(post, path = "/v1/agents/{id}/freeze", tag = "agents",
+    operation_id = "freezeAgent",
+    params(("id" = String, Path, description = "The agent's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Frozen.", body = FreezeState,
+            example = json!({"agent": "cost-bot", "frozen": true})),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
 async fn freeze(
     State(s): State<AppState>,
     caller: Caller,
     Path(agent): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FreezeState>> {
     let by = caller.operator()?.to_string();
     s.gate.freeze(&agent, &by).await?;
-    Ok(Json(json!({"agent": agent, "frozen": true})))
+    Ok(Json(FreezeState {
+        agent,
+        frozen: true,
+    }))
 }
 
+/// Unfreeze an agent
+///
+/// Operators only. Closes the agent's breaker, whether a freeze or its reverts opened it,
+/// and forgets the reverts that opened it. Journaled. No body.
+#[utoipa::path(post, path = "/v1/agents/{id}/unfreeze", tag = "agents",
+    operation_id = "unfreezeAgent",
+    params(("id" = String, Path, description = "The agent's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Unfrozen.", body = FreezeState,
+            example = json!({"agent": "cost-bot", "frozen": false})),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
 async fn unfreeze(
     State(s): State<AppState>,
     caller: Caller,
     Path(agent): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FreezeState>> {
     let by = caller.operator()?.to_string();
     s.gate.reset_breaker(&agent, &by).await?;
-    Ok(Json(json!({"agent": agent, "frozen": false})))
+    Ok(Json(FreezeState {
+        agent,
+        frozen: false,
+    }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KillBody {
-    state: OnOff,
-}
-
-#[derive(Deserialize, PartialEq, Eq)]
+/// The kill switch's position.
+#[derive(Deserialize, Serialize, PartialEq, Eq, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum OnOff {
+pub enum OnOff {
     On,
     Off,
 }
 
+impl From<bool> for OnOff {
+    fn from(on: bool) -> Self {
+        if on { OnOff::On } else { OnOff::Off }
+    }
+}
+
+/// Where to put the kill switch.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"state": "on"}))]
+pub struct KillBody {
+    state: OnOff,
+}
+
+/// The kill switch's state.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"killswitch": "off"}))]
+pub struct KillswitchState {
+    pub killswitch: OnOff,
+}
+
+/// Turn the kill switch on or off
+///
+/// Operators only. While on, every mutation of every agent is denied (`killswitch`); reads,
+/// reverts and undo still work. Journaled.
+#[utoipa::path(post, path = "/v1/killswitch", tag = "killswitch",
+    operation_id = "setKillswitch",
+    request_body = KillBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The kill switch's new state.", body = KillswitchState),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn killswitch(
     State(s): State<AppState>,
     caller: Caller,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<KillswitchState>> {
     let by = caller.operator()?.to_string();
     let b: KillBody = body(bytes)?;
     s.gate.set_killswitch(b.state == OnOff::On, &by).await?;
-    Ok(Json(
-        json!({"killswitch": if b.state == OnOff::On { "on" } else { "off" }}),
-    ))
+    Ok(Json(KillswitchState {
+        killswitch: b.state,
+    }))
 }
 
-async fn killswitch_state(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(json!({"killswitch": if s.gate.killswitch().await { "on" } else { "off" }}))
+/// Kill switch state
+///
+/// Any authenticated caller.
+#[utoipa::path(get, path = "/v1/killswitch", tag = "killswitch",
+    operation_id = "getKillswitch",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The kill switch's state.", body = KillswitchState),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ))]
+async fn killswitch_state(State(s): State<AppState>, _caller: Caller) -> Json<KillswitchState> {
+    Json(KillswitchState {
+        killswitch: s.gate.killswitch().await.into(),
+    })
 }
 
-#[derive(Deserialize)]
+/// Who to issue a token for.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+#[schema(example = json!({"name": "cost-bot", "kind": "agent"}))]
+pub struct TokenBody {
+    /// The principal's name; an existing name of the same kind is re-keyed (its old token
+    /// stops working).
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     name: String,
     kind: TokenKind,
 }
 
-#[derive(Deserialize, PartialEq, Eq)]
+/// An agent acts; an operator approves, reverts, freezes and issues tokens.
+#[derive(Deserialize, Serialize, PartialEq, Eq, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum TokenKind {
+pub enum TokenKind {
     Agent,
     Operator,
 }
 
+/// A new bearer token.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"name": "cost-bot", "kind": "agent", "token": "alk_…"}))]
+pub struct TokenCreated {
+    pub name: String,
+    pub kind: TokenKind,
+    /// The bearer token (`alk_` and 64 hex digits). Shown only here: the server stores its
+    /// hash.
+    pub token: String,
+}
+
+/// A revoked token.
+#[derive(Serialize, ToSchema)]
+pub struct TokenRevoked {
+    pub name: String,
+    /// Always `true`.
+    pub revoked: bool,
+}
+
+/// Create or re-key a token
+///
+/// Operators only. Registers an agent or operator, or re-keys an existing one of the same
+/// kind (its old token stops working, a revoked one is restored). The token is shown once;
+/// the server stores only its hash.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "createToken",
+    request_body = TokenBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new token.", body = TokenCreated),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 409, description = "The name is registered as the other kind (`conflict`).",
+            body = ErrorBody),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
 async fn create_token(
     State(s): State<AppState>,
     caller: Caller,
     bytes: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TokenCreated>> {
     caller.operator()?;
     let b: TokenBody = body(bytes)?;
-    let kind = if b.kind == TokenKind::Agent {
-        PrincipalKind2::Agent
-    } else {
-        PrincipalKind2::Operator
+    let kind = match b.kind {
+        TokenKind::Agent => PrincipalKind2::Agent,
+        TokenKind::Operator => PrincipalKind2::Operator,
     };
     let token = s.gate.issue_token(&b.name, kind).await?;
-    Ok(Json(
-        json!({"name": b.name, "kind": if b.kind == TokenKind::Agent { "agent" } else { "operator" }, "token": token}),
-    ))
+    Ok(Json(TokenCreated {
+        name: b.name,
+        kind: b.kind,
+        token,
+    }))
 }
 
+/// Revoke a token
+///
+/// Operators only. The principal's token no longer authenticates. Journaled. No body.
+#[utoipa::path(post, path = "/v1/tokens/{name}/revoke", tag = "tokens",
+    operation_id = "revokeToken",
+    params(("name" = String, Path, description = "The agent's or operator's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Revoked.", body = TokenRevoked,
+            example = json!({"name": "cost-bot", "revoked": true})),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, description = "Unknown principal (`not_found`).", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    ))]
 async fn revoke_token(
     State(s): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TokenRevoked>> {
     let by = caller.operator()?.to_string();
     s.gate.revoke(&name, &by).await?;
-    Ok(Json(json!({"name": name, "revoked": true})))
+    Ok(Json(TokenRevoked {
+        name,
+        revoked: true,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct JournalQuery {
+    /// Only events with a greater `seq`: the `next` of the previous page.
     after: Option<i64>,
+    /// Page size, 1 to 1000.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// Only events about this agent.
     agent: Option<String>,
+    /// Only events of this kind; an unknown kind is a 400 `bad_request`.
+    #[param(value_type = Option<EventKind>)]
     kind: Option<String>,
 }
 
+/// A page of journal events, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    pub items: Vec<Event>,
+    /// Pass as `after` for the next page; `null` on the last page.
+    pub next: Option<i64>,
+}
+
+/// Read the journal
+///
+/// Operators only. Events oldest first, paged by `seq`.
+#[utoipa::path(get, path = "/v1/journal", tag = "journal", operation_id = "readJournal",
+    params(JournalQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of events.", body = EventList),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
 async fn journal(
     State(s): State<AppState>,
     caller: Caller,
     q: Result<Query<JournalQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventList>> {
     caller.operator()?;
     let Query(q) = q?;
     let kind = match &q.kind {
@@ -779,7 +1401,7 @@ async fn journal(
     } else {
         None
     };
-    Ok(Json(json!({"items": items, "next": next})))
+    Ok(Json(EventList { items, next }))
 }
 
 fn sse_event(e: &Event) -> SseEvent {
@@ -789,6 +1411,31 @@ fn sse_event(e: &Event) -> SseEvent {
         .data(serde_json::to_string(e).unwrap_or_default())
 }
 
+/// Stream journal events
+///
+/// Operators only. Server-Sent Events: one SSE event per journal event as it is stored, with
+/// `id` = the event's `seq`, `event` = its kind and `data` = the event as JSON (the `Event`
+/// schema). A keep-alive comment is sent every 15 s. Without `Last-Event-ID` the stream
+/// starts with the next event stored; with it, it first replays every event after that seq,
+/// then continues live with nothing lost or repeated in between. A client that falls more
+/// than 4,096 events behind skips events; a gap in `seq` shows it, and reconnecting with
+/// `Last-Event-ID` fills it.
+#[utoipa::path(get, path = "/v1/events", tag = "journal", operation_id = "streamEvents",
+    params(("Last-Event-ID" = Option<i64>, Header, minimum = 0,
+        description = "Resume after this event `seq`: the `id` of the last event the client \
+            saw. `0` replays from the start.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream` of SSE frames whose \
+            `data` is an `Event` as JSON.", body = String, content_type = "text/event-stream",
+            example = json!("id: 42\nevent: verdict\ndata: {\"seq\":42,\"ts\":1767618900000,\
+\"kind\":\"verdict\",\"agent\":\"cost-bot\",\"action_id\":\"act_1f2e3d4c000001\",\"change_id\":null,\
+\"payload\":{\"verdict\":\"hold\",\"reasons\":[\"capacity-step-budget\"]},\"prev_hash\":\"…\",\
+\"hash\":\"…\"}\n\n")),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 503, response = Unavailable),
+    ))]
 async fn events(
     State(s): State<AppState>,
     caller: Caller,

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// The config file as written. Every table and field is optional.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     #[serde(default)]
@@ -49,7 +49,7 @@ pub struct RawConfig {
 }
 
 /// `[mcp]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMcp {
     /// Serve the MCP gateway at `/mcp` on `airlock serve`.
@@ -71,7 +71,7 @@ impl Default for RawMcp {
 }
 
 /// What the hook does when the gate cannot say (`[hook]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HookAnswer {
     Allow,
@@ -80,7 +80,7 @@ pub enum HookAnswer {
 }
 
 /// `[hook]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHook {
     /// Environment assumed for commands that do not show one.
@@ -103,7 +103,7 @@ impl Default for RawHook {
 }
 
 /// `[server]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {
     /// Address to listen on.
@@ -131,7 +131,7 @@ impl Default for RawServer {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
     /// A path or `sqlite://PATH`.
@@ -147,7 +147,7 @@ impl Default for RawStore {
 }
 
 /// `[policy]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPolicy {
     /// Cedar policy files; empty means the default pack.
@@ -155,7 +155,7 @@ pub struct RawPolicy {
 }
 
 /// `[approvals]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawApprovals {
     /// Holds of `critical` risk need two distinct operators.
@@ -174,7 +174,7 @@ impl Default for RawApprovals {
 }
 
 /// `[sim]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSim {
     /// Run the sandbox cloud live as the `sim` provider.
@@ -186,6 +186,7 @@ pub struct RawSim {
     pub time_factor: f64,
     /// Seconds of simulated time per tick.
     pub tick_s: u64,
+    /// Seed of the simulated world's randomness.
     pub seed: u64,
 }
 

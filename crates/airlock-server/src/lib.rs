@@ -4,10 +4,12 @@
 
 pub mod api;
 pub mod config;
+pub mod config_schema;
 pub mod hook;
 pub mod live;
 pub mod mcp;
 pub mod metrics;
+pub mod openapi;
 pub mod router;
 pub mod state;
 pub mod timeline;

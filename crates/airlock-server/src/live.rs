@@ -162,9 +162,6 @@ type Wiring = (
     Option<SimHandle>,
 );
 
-/// The OpenAPI document, also kept in `docs/openapi.json`.
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
-
 /// Builds the state the router and the background tasks share (no socket, no tasks).
 pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), ServeError> {
     let store = airlock_store::open(&config.store).await?;
@@ -271,7 +268,6 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             anomaly: config.anomaly.clone(),
         },
     ));
-    let openapi = serde_json::from_str(OPENAPI).unwrap_or_default();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let metrics = Arc::new(Metrics::default());
     let door = Arc::new(FrontDoor::new(
@@ -290,7 +286,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         journal,
         metrics,
         body_limit: config.body_limit_bytes,
-        openapi: Arc::new(openapi),
+        openapi: Arc::new(crate::openapi::openapi()),
         shutdown,
         stop: Arc::new(stop),
         sim: handle.clone(),

@@ -3,7 +3,6 @@
 
 use crate::metrics::Metrics;
 use airlock_gate::{FrontDoor, Gate, Notifying};
-use serde_json::Value;
 use std::sync::Arc;
 
 /// What every handler shares.
@@ -17,7 +16,8 @@ pub struct AppState {
     pub journal: Arc<Notifying>,
     pub metrics: Arc<Metrics>,
     pub body_limit: usize,
-    pub openapi: Arc<Value>,
+    /// The OpenAPI document, built once at start.
+    pub openapi: Arc<utoipa::openapi::OpenApi>,
     /// Turns true when the server shuts down: open event streams end so shutdown can finish.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Sends the shutdown (kept here so tests and the server share one channel).

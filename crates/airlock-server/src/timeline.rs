@@ -4,18 +4,60 @@
 //!
 //! Reading the journal happens in [`timeline`]; shaping the answer is the pure [`build`].
 
-use airlock_core::{Event, EventKind};
+use airlock_core::{ChangeStatus, Event, EventKind};
 use airlock_store::{ChangeRecord, EventQuery, Journal, StoreError};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The longest summary line; longer ones (a long command line, a long intent) are cut.
 const MAX_SUMMARY: usize = 200;
 
-/// The timeline of change `change_id`, or `None` when there is no such change.
-///
-/// The answer is `{change_id, action_id, agent, status, applied_at, detected_at,
-/// reverted_at, settled_at, time_to_mitigate_ms, entries}`; see [`build`].
-pub async fn timeline(journal: &dyn Journal, change_id: &str) -> Result<Option<Value>, StoreError> {
+/// A change's story, entries sorted by `ts`, then `seq` (an evaluation after the events of
+/// the same millisecond).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Timeline {
+    /// The change id (`chg_…`).
+    pub change_id: String,
+    pub action_id: String,
+    pub agent: String,
+    pub status: ChangeStatus,
+    /// When the change was applied, in ms since the epoch; `null` if it never was.
+    pub applied_at: Option<i64>,
+    /// When its bake found a breach (the `breach` event's time), or `null`.
+    pub detected_at: Option<i64>,
+    /// When it was reverted, or `null`.
+    pub reverted_at: Option<i64>,
+    /// When its bake passed, or `null`.
+    pub settled_at: Option<i64>,
+    /// `reverted_at` − `applied_at`, or `null`.
+    pub time_to_mitigate_ms: Option<i64>,
+    pub entries: Vec<TimelineEntry>,
+}
+
+/// One moment of a change's story: a journal event, or one bake evaluation of one watched
+/// service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TimelineEntry {
+    /// In ms since the Unix epoch.
+    pub ts: i64,
+    /// The event's journal seq; `null` for an evaluation.
+    pub seq: Option<i64>,
+    /// The event's kind (see `EventKind`), or `evaluation`.
+    pub kind: String,
+    /// One line for people, e.g. `breach on web: availability >= 0.999 (value 0.71)`.
+    pub summary: String,
+    /// The event's payload, or the evaluation: `{t, service, judgement (pass, insufficient,
+    /// breach, hold), requests, availability, p99_ms, detail}`.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+/// The timeline of change `change_id`, or `None` when there is no such change; see
+/// [`build`].
+pub async fn timeline(
+    journal: &dyn Journal,
+    change_id: &str,
+) -> Result<Option<Timeline>, StoreError> {
     let Some(rec) = journal.change(change_id).await? else {
         return Ok(None);
     };
@@ -64,11 +106,11 @@ pub async fn timeline(journal: &dyn Journal, change_id: &str) -> Result<Option<V
 
 /// Shapes a change and its events into the timeline.
 ///
-/// Entries are `{ts, seq, kind, summary, detail}`: one per event (`detail` is its payload)
-/// and one per bake evaluation in the record's optional `evaluations` (kind `evaluation`,
-/// `seq` null, `detail` the evaluation). They are sorted by time, then by seq, an
-/// evaluation after the events of the same millisecond.
-pub fn build(rec: &ChangeRecord, events: &[Event]) -> Value {
+/// Entries are one per event (`detail` is its payload) and one per bake evaluation in the
+/// record's optional `evaluations` (kind `evaluation`, `seq` null, `detail` the evaluation).
+/// They are sorted by time, then by seq, an evaluation after the events of the same
+/// millisecond.
+pub fn build(rec: &ChangeRecord, events: &[Event]) -> Timeline {
     let first = |kind: EventKind| events.iter().find(|e| e.kind == kind).map(|e| e.ts);
     let last = |kind: EventKind| events.iter().rfind(|e| e.kind == kind).map(|e| e.ts);
     let applied_at = first(EventKind::Applied);
@@ -78,14 +120,16 @@ pub fn build(rec: &ChangeRecord, events: &[Event]) -> Value {
     let time_to_mitigate_ms = applied_at.zip(reverted_at).map(|(a, r)| r - a);
 
     // (ts, 0 for an event and 1 for an evaluation, seq, entry)
-    let mut entries: Vec<(i64, u8, i64, Value)> = events
+    let mut entries: Vec<(i64, u8, i64, TimelineEntry)> = events
         .iter()
         .map(|e| {
-            let entry = json!({
-                "ts": e.ts, "seq": e.seq, "kind": e.kind.as_str(),
-                "summary": summarize(e.kind.as_str(), e.agent.as_deref(), &e.payload),
-                "detail": e.payload,
-            });
+            let entry = TimelineEntry {
+                ts: e.ts,
+                seq: Some(e.seq),
+                kind: e.kind.as_str().to_string(),
+                summary: summarize(e.kind.as_str(), e.agent.as_deref(), &e.payload),
+                detail: e.payload.clone(),
+            };
             (e.ts, 0, e.seq, entry)
         })
         .collect();
@@ -99,27 +143,30 @@ pub fn build(rec: &ChangeRecord, events: &[Event]) -> Value {
         let Some(t) = ev.get("t").and_then(Value::as_i64) else {
             continue;
         };
-        let entry = json!({
-            "ts": t, "seq": null, "kind": "evaluation",
-            "summary": summarize_evaluation(ev), "detail": ev,
-        });
+        let entry = TimelineEntry {
+            ts: t,
+            seq: None,
+            kind: "evaluation".to_string(),
+            summary: summarize_evaluation(ev),
+            detail: ev.clone(),
+        };
         entries.push((t, 1, 0, entry));
     }
     // Stable: evaluations of the same millisecond keep the record's order.
     entries.sort_by_key(|(ts, rank, seq, _)| (*ts, *rank, *seq));
 
-    json!({
-        "change_id": rec.id,
-        "action_id": rec.action_id,
-        "agent": rec.agent,
-        "status": rec.status,
-        "applied_at": applied_at,
-        "detected_at": detected_at,
-        "reverted_at": reverted_at,
-        "settled_at": settled_at,
-        "time_to_mitigate_ms": time_to_mitigate_ms,
-        "entries": entries.into_iter().map(|(.., e)| e).collect::<Vec<_>>(),
-    })
+    Timeline {
+        change_id: rec.id.clone(),
+        action_id: rec.action_id.clone(),
+        agent: rec.agent.clone(),
+        status: rec.status,
+        applied_at,
+        detected_at,
+        reverted_at,
+        settled_at,
+        time_to_mitigate_ms,
+        entries: entries.into_iter().map(|(.., e)| e).collect(),
+    }
 }
 
 /// One line saying what an event of `kind` with this payload means.
@@ -385,7 +432,8 @@ mod tests {
     #[tokio::test]
     async fn a_reverted_change_tells_its_story_in_order() {
         let j = journal().await;
-        let t = timeline(j.as_ref(), "chg_1").await.unwrap().unwrap();
+        let t =
+            serde_json::to_value(timeline(j.as_ref(), "chg_1").await.unwrap().unwrap()).unwrap();
         assert_eq!(t["change_id"], "chg_1");
         assert_eq!(t["action_id"], "act_1");
         assert_eq!(t["agent"], "bot");
@@ -472,7 +520,8 @@ mod tests {
     #[tokio::test]
     async fn a_record_without_evaluations_and_a_change_still_baking() {
         let j = journal().await;
-        let t = timeline(j.as_ref(), "chg_2").await.unwrap().unwrap();
+        let t =
+            serde_json::to_value(timeline(j.as_ref(), "chg_2").await.unwrap().unwrap()).unwrap();
         assert_eq!(t["status"], "baking");
         assert_eq!(t["applied_at"], 4_500);
         assert_eq!(t["reverted_at"], Value::Null);

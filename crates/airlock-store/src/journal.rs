@@ -73,9 +73,9 @@ pub struct AgentRecord {
 }
 
 /// The current state of an applied change; its history is in the journal's events.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChangeRecord {
-    /// The change id.
+    /// The change id (`chg_…`).
     pub id: String,
     /// The action that produced it.
     pub action_id: String,
@@ -83,11 +83,15 @@ pub struct ChangeRecord {
     pub agent: String,
     /// Where the change stands.
     pub status: airlock_core::ChangeStatus,
-    /// The full record (snapshot, applied state, bake window …) as the gate shapes it.
+    /// The full record (plan, snapshot, applied state, baseline, bake window …) as the gate
+    /// shapes it, secrets redacted.
+    #[schema(value_type = Object)]
     pub record: serde_json::Value,
-    /// When the change was first stored (kept on update).
+    /// When the change was first stored (kept on update), in ms since the Unix epoch.
+    #[schema(value_type = i64)]
     pub created_at: Timestamp,
-    /// When the change was last stored.
+    /// When the change was last stored, in ms since the Unix epoch.
+    #[schema(value_type = i64)]
     pub updated_at: Timestamp,
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// A receiver's protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertKind {
     /// Alertmanager's `POST /api/v2/alerts`; `url` is its base URL.
@@ -24,14 +24,18 @@ pub enum AlertKind {
 }
 
 /// One `[[alert]]` receiver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertConfig {
+    /// The receiver's name, in journal `alert` events.
     pub name: String,
     pub kind: AlertKind,
+    /// Alertmanager's base URL, or the webhook's URL.
     pub url: String,
+    /// HTTP headers for every send (for example an `Authorization`).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Longest one send may take, in milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     /// How long a revert's alert stays firing (it is an event, not a condition), seconds.

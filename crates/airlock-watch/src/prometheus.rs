@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 /// `[watch]`: where the bake judge reads health signals.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
     /// `sim` (the live simulator in process) or `prometheus`.
@@ -28,7 +28,7 @@ pub struct WatchConfig {
 }
 
 /// Where signals come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Sim,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 /// Where a tool call goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Route {
     /// A verb of a provider Airlock runs itself.
@@ -31,11 +31,13 @@ pub enum Route {
 }
 
 /// One tool as the gateway lists it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ToolDef {
+    /// E.g. `sim_scale`, `notes_delete_note`.
     pub name: String,
     pub description: String,
     /// JSON Schema of the arguments (an object schema).
+    #[schema(value_type = Object)]
     pub input_schema: Value,
     pub read_only: bool,
     pub destructive: bool,
@@ -59,7 +61,7 @@ pub enum CallError {
 }
 
 /// The gateway's tools.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Catalog {
     pub tools: Vec<ToolDef>,
 }

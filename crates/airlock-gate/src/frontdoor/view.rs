@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Whether a wait for the action's outcome ended with the outcome or with the time limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Waited {
     Done,
@@ -17,11 +17,12 @@ pub enum Waited {
 
 /// An action: its verdict, reasons, plan and where it stands now. The wire format of
 /// every door's answer (HTTP body, MCP structured content, what the hook reads back).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionView {
+    /// The action id (`act_…`).
     pub id: String,
     pub agent: String,
-    /// `None` until a verdict is journaled (an invalid request never gets one).
+    /// `null` until a verdict is journaled (an invalid request never gets one).
     pub verdict: Option<VerdictKind>,
     #[serde(default)]
     pub reasons: Vec<String>,
@@ -29,12 +30,18 @@ pub struct ActionView {
     #[serde(default)]
     pub details: Vec<String>,
     pub risk: Option<Risk>,
-    /// The plan as decided (diffs, blast, headroom, reversible, destructive, hash).
+    /// The plan as decided (diffs, blast, headroom, reversible, destructive, hash);
+    /// `null` when the provider could not plan the request.
+    #[schema(value_type = Option<crate::engine::PlanView>)]
     pub plan: Option<Value>,
+    /// Set on a hold (`apr_…`): the id operators approve or deny.
     pub approval_id: Option<String>,
+    /// Set when a mutation was applied (`chg_…`).
     pub change_id: Option<String>,
-    /// What a read returned or what an applied change left behind.
+    /// What a read returned or what an applied change left behind (the new state, or a
+    /// proxied tool's answer).
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub result: Option<Value>,
     /// Why an allowed action failed, or why the request was invalid.
     #[serde(default)]
@@ -42,6 +49,7 @@ pub struct ActionView {
     pub status: ActionStatus,
     /// The request as journaled (redacted); in status views only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<airlock_core::ActionRequest>)]
     pub request: Option<Value>,
     /// When it was submitted (ms since the epoch); in status views only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

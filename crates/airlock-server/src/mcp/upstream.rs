@@ -23,16 +23,18 @@ use tokio::sync::Mutex;
 
 /// How a tool is undone: another tool of the same upstream, with arguments mapped from the
 /// original call's (`args = { inverse_arg = "original_arg" }`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Inverse {
+    /// The undoing tool, by the upstream's tool name.
     pub tool: String,
+    /// Its arguments: each names the original call's argument whose value it takes.
     #[serde(default)]
     pub args: BTreeMap<String, String>,
 }
 
 /// Per-tool overrides of what the annotations say.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolOverride {
     /// The verb the tool counts as (default: from its annotations).
@@ -53,7 +55,7 @@ pub struct ToolOverride {
 }
 
 /// One `[[upstream]]` table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
     /// Prefix of its tools and the provider name of its resources (`notes` ⇒ `notes_get_note`).
