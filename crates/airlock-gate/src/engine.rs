@@ -85,6 +85,20 @@ pub enum PrincipalKind2 {
     Operator,
 }
 
+impl Principal {
+    /// This principal, if it is an agent: operators approve, they never act. The one agent
+    /// check every door and the gate use.
+    pub fn require_agent(self) -> Result<Self, GateError> {
+        match self.kind {
+            PrincipalKind2::Agent => Ok(self),
+            PrincipalKind2::Operator => Err(GateError::Forbidden(format!(
+                "operator `{}`: actions are submitted by agents and tools are called by agents; operators approve",
+                self.name
+            ))),
+        }
+    }
+}
+
 /// The part of the provider's dry-run plan agents and operators see.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PlanView {
@@ -369,13 +383,7 @@ impl Gate {
 
     /// Submits an agent's request with its bearer token: the whole flow, steps 1 to 7.
     pub async fn submit(&self, token: &str, req: ActionRequest) -> Result<Decision, GateError> {
-        let who = self.authenticate(token).await?;
-        if who.kind != PrincipalKind2::Agent {
-            return Err(GateError::Forbidden(format!(
-                "operator {}: actions are submitted by agents",
-                who.name
-            )));
-        }
+        let who = self.authenticate(token).await?.require_agent()?;
         self.submit_as(&who.name, req).await
     }
 

@@ -129,14 +129,7 @@ impl FrontDoor {
 
     /// Who holds `token`, who must be an agent: operators approve, they never act.
     pub async fn agent(&self, token: &str) -> Result<Principal, GateError> {
-        let who = self.gate.authenticate(token).await?;
-        match who.kind {
-            PrincipalKind2::Agent => Ok(who),
-            PrincipalKind2::Operator => Err(GateError::Forbidden(format!(
-                "operator `{}`: actions are submitted and tools are called by agents; operators approve",
-                who.name
-            ))),
-        }
+        self.gate.authenticate(token).await?.require_agent()
     }
 
     /// Decides (and, when allowed, applies) an agent's request.

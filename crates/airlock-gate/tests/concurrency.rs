@@ -45,6 +45,8 @@ struct Slow {
     per_target: Mutex<Vec<(String, usize)>>,
     active_targets: Mutex<Vec<String>>,
     fail: Mutex<BTreeSet<String>>,
+    /// Targets whose plan never returns (an upstream that accepted the call and went quiet).
+    hang: Mutex<BTreeSet<String>>,
 }
 
 #[async_trait]
@@ -59,6 +61,9 @@ impl Provider for Slow {
         self.inner.signal_key(addr)
     }
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
+        if self.hang.lock().unwrap().contains(&req.target.to_string()) {
+            std::future::pending::<()>().await;
+        }
         self.inner.plan(req).await
     }
     async fn snapshot(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
@@ -118,6 +123,7 @@ async fn setup(max_destructive: u32) -> Setup {
         per_target: Mutex::new(Vec::new()),
         active_targets: Mutex::new(Vec::new()),
         fail: Mutex::new(BTreeSet::new()),
+        hang: Mutex::new(BTreeSet::new()),
     });
     let signals = Arc::new(SimProvider::new(sim)) as Arc<dyn SignalSource>;
     // Policy allows everything: only the guards decide here.
@@ -233,4 +239,49 @@ async fn mutations_of_one_resource_run_one_at_a_time() {
         seen.iter().all(|(_, same)| *same == 1),
         "two applies of one resource overlapped: {seen:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_provider_call_that_never_returns_stalls_only_its_own_resource() {
+    let s = setup(100).await;
+    s.provider
+        .hang
+        .lock()
+        .unwrap()
+        .insert("sim:service/svc-3".into());
+    let stuck = {
+        let (gate, token) = (s.gate.clone(), s.bot.clone());
+        tokio::spawn(async move { gate.submit(&token, delete("svc-3")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let other = s
+        .gate
+        .issue_token("other", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+    // Another agent's mutation and read on other resources, and an operator's view, go
+    // through while the provider sits on svc-3's plan (until the provider timeout, 10 s).
+    let others = async {
+        let scale = ActionRequest::new(Verb::Scale, "sim:service/svc-4".parse().unwrap())
+            .param("replicas", 3);
+        let a = s.gate.submit(&other, scale).await.unwrap();
+        let b = s
+            .gate
+            .submit(
+                &other,
+                ActionRequest::new(Verb::Read, "sim:service/svc-5".parse().unwrap()),
+            )
+            .await
+            .unwrap();
+        (a, b, s.gate.approvals().await, s.gate.killswitch().await)
+    };
+    let (a, b, holds, kill) = tokio::time::timeout(Duration::from_secs(5), others)
+        .await
+        .expect("other resources waited on the stalled provider");
+    assert_eq!(a.verdict, VerdictKind::Allow, "{a:?}");
+    assert!(a.change_id.is_some(), "{a:?}");
+    assert_eq!(b.verdict, VerdictKind::Allow, "{b:?}");
+    assert!(holds.is_empty() && !kill);
+    assert!(!stuck.is_finished(), "the stalled plan is still waiting");
+    stuck.abort();
 }

@@ -571,18 +571,13 @@ async fn submit(
     q: Result<Query<SubmitQuery>, QueryRejection>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    if caller.0.kind != PrincipalKind2::Agent {
-        return Err(ApiError::forbidden(format!(
-            "operator `{}`: actions are submitted by agents",
-            caller.0.name
-        )));
-    }
+    let agent = caller.0.require_agent()?;
     let Query(q) = q?;
     let req: ActionRequest = body(bytes)?;
     let wait = q
         .wait
         .then(|| Duration::from_secs(q.timeout_s.unwrap_or(60)));
-    let view = s.door.submit_and_wait(&caller.0, req, wait).await?;
+    let view = s.door.submit_and_wait(&agent, req, wait).await?;
     let status = if view.waited.is_some() {
         StatusCode::OK
     } else {
