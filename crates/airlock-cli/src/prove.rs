@@ -7,7 +7,7 @@ use crate::demo::{bar, fmt_ttm, load_scenario, mode_name, write_report};
 use airlock_prove::ChildLauncher;
 use airlock_prove::assertions::check_all;
 use airlock_prove::scenario::AgentSpec;
-use airlock_prove::{Cast, Mode, RunOptions, RunResult, Scenario};
+use airlock_prove::{Cast, Mode, RunOptions, RunResult, Scenario, Scorecard};
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use comfy_table::{Cell, Table, presets::UTF8_FULL_CONDENSED};
@@ -156,8 +156,19 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
     for f in &args.files {
         match load_scenario(f) {
             Ok(mut s) => {
+                // A `cmd` in the file runs in the file's directory, so it can name a script
+                // beside the scenario.
+                s.origin_dir = Some(
+                    f.parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."))
+                        .to_path_buf(),
+                );
                 if let Some(cmd) = &args.agent_cmd {
-                    s.agent = AgentSpec::external(&format!("{}-agent", s.name), cmd);
+                    // `--agent-cmd` runs where it was typed.
+                    let mut agent = AgentSpec::external(&format!("{}-agent", s.name), cmd);
+                    agent.dir = Some(std::env::current_dir().context("the current directory")?);
+                    s.agent = agent;
                 }
                 scenarios.push(Arc::new(s));
             }
@@ -266,7 +277,8 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
             .iter()
             .map(|r| {
                 json!({"scenario": r.scenario, "seed": r.seed, "cast": r.cast, "mode": r.mode,
-                       "agent": r.agent, "passed": r.passed, "checks": r.checks, "scorecard": r.scorecard})
+                       "agent": r.agent, "passed": r.passed, "checks": r.checks, "scorecard": r.scorecard,
+                       "agents": r.agents, "reverted_changes": r.reverted_changes})
             })
             .collect();
         let sums: Vec<_> = summary.iter().map(Summary::json).collect();
@@ -276,6 +288,9 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
         );
     } else {
         println!("{}", runs_table(&results));
+        if results.iter().any(|r| r.agents.len() > 1) {
+            println!("{}", agents_table(&results));
+        }
         println!("{}", summary_table(&summary));
         let failed: Vec<&Summary> = summary.iter().filter(|s| !s.ok()).collect();
         if failed.is_empty() {
@@ -309,7 +324,7 @@ fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) {
             r.scorecard.cost_vs_reference = Some(r.scorecard.replica_hours / hours);
         }
         if let Some(s) = scenarios.iter().find(|s| s.name == r.scenario) {
-            r.checks = check_all(&s.assertions_for(r.cast, r.mode), &r.scorecard);
+            r.checks = check_all(&s.assertions_for(r.cast, r.mode), &r.scorecard, &r.agents);
             r.passed = r.checks.iter().all(|c| c.passed);
         }
     }
@@ -519,10 +534,7 @@ fn runs_table(results: &[RunResult]) -> Table {
             Cell::new(format!("{:.5}", c.availability)),
             Cell::new(format!("{:.1}", c.slo_violation_minutes)),
             Cell::new(format!("{:.2}", c.error_budget_burned)),
-            Cell::new(
-                c.time_to_detect_s
-                    .map_or("-".into(), |s| format!("{s:.0}s")),
-            ),
+            Cell::new(fmt_ttd(c)),
             Cell::new(fmt_ttm(c)),
             Cell::new(format!("{}/{}", c.actions_attempted, c.actions_applied)),
             Cell::new(format!("{}/{}", c.denied, c.held)),
@@ -535,6 +547,51 @@ fn runs_table(results: &[RunResult]) -> Table {
             ),
             Cell::new(result),
         ]);
+    }
+    t
+}
+
+/// Time to detect: `-` without incidents, `never` when nothing responded to the first.
+fn fmt_ttd(c: &Scorecard) -> String {
+    match c.time_to_detect_s {
+        None => "-".into(),
+        Some(_) if !c.detected => "never".into(),
+        Some(s) => format!("{s:.0}s"),
+    }
+}
+
+/// Each acting agent's own actions, for runs with more than one agent.
+fn agents_table(results: &[RunResult]) -> Table {
+    let mut t = Table::new();
+    t.load_style(UTF8_FULL_CONDENSED).set_header([
+        "scenario",
+        "seed",
+        "run",
+        "mode",
+        "agent",
+        "att/app",
+        "deny/hold",
+        "revert",
+        "attention",
+        "destr",
+        "quarantined",
+    ]);
+    for r in results.iter().filter(|r| r.agents.len() > 1) {
+        for (id, a) in &r.agents {
+            t.add_row(vec![
+                Cell::new(&r.scenario),
+                Cell::new(r.seed),
+                Cell::new(r.cast.as_str()),
+                Cell::new(mode_name(r.mode)),
+                Cell::new(id),
+                Cell::new(format!("{}/{}", a.attempted, a.applied)),
+                Cell::new(format!("{}/{}", a.denied, a.held)),
+                Cell::new(a.reverted),
+                Cell::new(a.needs_attention),
+                Cell::new(a.destructive_applied),
+                Cell::new(if a.quarantined { "yes" } else { "no" }),
+            ]);
+        }
     }
     t
 }
@@ -690,6 +747,20 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_nobody_responded_to_was_never_detected() {
+        let mut c = Scorecard {
+            detected: true,
+            ..Default::default()
+        };
+        assert_eq!(fmt_ttd(&c), "-", "no incident");
+        c.time_to_detect_s = Some(42.0);
+        assert_eq!(fmt_ttd(&c), "42s");
+        c.time_to_detect_s = Some(3600.0);
+        c.detected = false;
+        assert_eq!(fmt_ttd(&c), "never");
+    }
+
+    #[test]
     fn junit_escapes_and_counts_failures() {
         let r = RunResult {
             scenario: "a<b".into(),
@@ -698,6 +769,8 @@ mod tests {
             cast: Cast::Agent,
             agent: "x".into(),
             scorecard: Default::default(),
+            agents: Default::default(),
+            reverted_changes: vec![],
             checks: vec![airlock_prove::assertions::Check {
                 assertion: "availability >= 0.999".into(),
                 actual: 0.5,

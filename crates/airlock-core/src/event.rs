@@ -42,6 +42,9 @@ pub enum EventKind {
     Agent,
     /// An alert was sent to a receiver (firing or resolved).
     Alert,
+    /// A watched service regressed after its changes settled: the changes that could
+    /// explain it, ranked.
+    Suspects,
 }
 
 impl EventKind {
@@ -62,6 +65,7 @@ impl EventKind {
             EventKind::Killswitch => "killswitch",
             EventKind::Agent => "agent",
             EventKind::Alert => "alert",
+            EventKind::Suspects => "suspects",
         }
     }
     /// Parses a stored name.

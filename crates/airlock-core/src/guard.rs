@@ -320,6 +320,7 @@ mod tests {
                 service: "web".into(),
                 ..Default::default()
             },
+            contained: vec![],
             reversible: true,
             destructive: false,
             rollback: false,

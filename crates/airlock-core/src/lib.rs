@@ -25,7 +25,9 @@ pub use clock::{Clock, ManualClock, Timestamp};
 pub use duration::Secs;
 pub use event::{Event, EventKind, NewEvent};
 pub use guard::{GuardConfig, Guards};
-pub use plan::{Applied, Blast, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot};
+pub use plan::{
+    Applied, Blast, Contained, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot,
+};
 pub use policy::{PolicyEngine, PolicyError, PolicyInput, PolicyOutcome};
 pub use provider::{Provider, ProviderError, VerbSpec};
 pub use risk::{AgentStats, Assessment, HealthStatus, Risk};

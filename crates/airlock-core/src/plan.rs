@@ -32,11 +32,41 @@ pub struct Blast {
     pub watch: Vec<String>,
 }
 
-/// Facts the provider predicts for the state after the action.
+/// Facts the provider predicts for the state after the action. Demand is what the signals
+/// show: the recent p95, or the demand expected over the coming hours (the same hours of
+/// the previous days) when that is higher. A fact the provider cannot know (no zones, no
+/// signals) is `None`, and policies see that it is missing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Predicted {
-    /// Predicted capacity divided by the recent p95 demand; `None` when not applicable.
+    /// Predicted capacity divided by the expected demand; `None` when not applicable or
+    /// when the signals show no demand to compare with.
     pub headroom: Option<f64>,
+    /// The demand the headroom is judged against, in requests per second.
+    pub expected_demand_rps: Option<f64>,
+    /// Capacity per availability zone after the change, in requests per second.
+    pub az_capacity_rps: std::collections::BTreeMap<String, f64>,
+    /// The largest share of the capacity in any one zone after the change, 0 to 1.
+    pub max_az_share: Option<f64>,
+    /// Capacity left after losing the worst zone, divided by the expected demand, after
+    /// the change.
+    pub headroom_after_az_loss: Option<f64>,
+    /// The same before the change: a change that does not lower it does not make the
+    /// service less able to survive a zone's loss.
+    pub headroom_after_az_loss_before: Option<f64>,
+}
+
+/// A resource the action reaches through its target: a service inside an environment
+/// that is deleted, a resource inside a stack. The gate decides each as if it were
+/// targeted directly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contained {
+    pub addr: ResourceAddr,
+    pub resource: ResourceAttrs,
+    /// Live resources depending on this one that the action does not change.
+    pub dependents: u32,
+    /// Change of this resource's serving capacity, in percent.
+    pub capacity_delta_pct: f64,
 }
 
 /// Attributes of the target resource, as policies see them.
@@ -49,6 +79,10 @@ pub struct ResourceAttrs {
     pub service: String,
     pub tags: Vec<String>,
     pub dependents: u32,
+    /// Resources that contain this one (its environment, stack or namespace), by
+    /// address: policies see them as the entity hierarchy (`resource in …`).
+    #[serde(default)]
+    pub parents: Vec<String>,
 }
 
 /// The provider's dry run of a request.
@@ -62,6 +96,10 @@ pub struct Plan {
     pub blast: Blast,
     pub predicted: Predicted,
     pub resource: ResourceAttrs,
+    /// Resources the action reaches through its target (empty when it reaches only the
+    /// target itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contained: Vec<Contained>,
     /// Whether a snapshot can undo the change.
     pub reversible: bool,
     /// Whether the verb destroys something (delete, exec).
@@ -102,6 +140,12 @@ impl Plan {
     /// failing before it: taking the capacity away again would only deepen the incident.
     pub fn only_adds_capacity(&self) -> bool {
         self.verb == Verb::Scale && self.blast.capacity_delta_pct > 0.0
+    }
+
+    /// Whether the plan rolls out something new (a deploy): what `one-rollout-at-a-time`
+    /// counts, unlike a scale.
+    pub fn is_rollout(&self) -> bool {
+        self.verb == Verb::Deploy
     }
 
     /// Whether the plan changes nothing.

@@ -7,7 +7,7 @@
 use crate::action::Verb;
 use crate::addr::ResourceAddr;
 use crate::clock::Timestamp;
-use crate::plan::{Plan, ResourceAttrs};
+use crate::plan::{Contained, Plan, ResourceAttrs};
 use crate::risk::Assessment;
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
@@ -155,13 +155,20 @@ impl PolicyEngine {
         let action = uid("Airlock::Action", input.verb.as_str())?;
         let resource = uid("Airlock::Resource", &input.resource.to_string())?;
         let a = input.attrs;
+        // The resource's containers are its parents in the entity hierarchy, so a policy
+        // on an environment (`resource in …`) applies to everything inside it.
+        let parents: Vec<serde_json::Value> = a
+            .parents
+            .iter()
+            .map(|p| json!({"type": "Airlock::Resource", "id": p}))
+            .collect();
         let mut entities = vec![json!({
             "uid": {"type": "Airlock::Resource", "id": input.resource.to_string()},
             "attrs": {
                 "env": a.env, "kind": a.kind, "tier": a.tier, "region": a.region,
                 "service": a.service, "tags": a.tags, "dependents": a.dependents,
             },
-            "parents": [],
+            "parents": parents,
         })];
         entities.push(match input.principal_kind {
             PrincipalKind::Agent => json!({
@@ -220,6 +227,73 @@ impl PolicyEngine {
             }
         })
     }
+}
+
+impl PolicyEngine {
+    /// Decides a plan: its target, and each resource it reaches through the target
+    /// (containment) as if that resource were targeted directly. The strictest outcome
+    /// wins (deny, then hold, then allow); a reason that comes from a contained resource
+    /// names it: `no-delete-with-live-dependents on sim:service/payments`.
+    pub fn evaluate_plan(
+        &self,
+        principal_kind: PrincipalKind,
+        principal: &str,
+        plan: &Plan,
+        assessment: &Assessment,
+        approved: bool,
+        now: Timestamp,
+    ) -> PolicyOutcome {
+        let mut outcome = self.evaluate(&PolicyInput {
+            principal_kind,
+            principal,
+            verb: plan.verb,
+            resource: &plan.target,
+            attrs: &plan.resource,
+            context: context_json(plan, assessment, approved, now),
+        });
+        for c in &plan.contained {
+            let inner = self.evaluate(&PolicyInput {
+                principal_kind,
+                principal,
+                verb: plan.verb,
+                resource: &c.addr,
+                attrs: &c.resource,
+                context: contained_context_json(plan, c, assessment, approved, now),
+            });
+            outcome = stricter(outcome, inner, &c.addr);
+        }
+        outcome
+    }
+}
+
+/// The stricter of two outcomes; the second one's reasons are named after `via`.
+fn stricter(a: PolicyOutcome, b: PolicyOutcome, via: &ResourceAddr) -> PolicyOutcome {
+    let named = |r: Vec<String>| -> Vec<String> {
+        r.into_iter().map(|r| format!("{r}{VIA}{via}")).collect()
+    };
+    match (a, b) {
+        (PolicyOutcome::Deny(mut x), PolicyOutcome::Deny(y)) => {
+            x.extend(named(y));
+            PolicyOutcome::Deny(x)
+        }
+        (a @ PolicyOutcome::Deny(_), _) => a,
+        (_, PolicyOutcome::Deny(y)) => PolicyOutcome::Deny(named(y)),
+        (PolicyOutcome::Hold(mut x), PolicyOutcome::Hold(y)) => {
+            x.extend(named(y));
+            PolicyOutcome::Hold(x)
+        }
+        (a @ PolicyOutcome::Hold(_), _) => a,
+        (_, PolicyOutcome::Hold(y)) => PolicyOutcome::Hold(named(y)),
+        (a, _) => a,
+    }
+}
+
+/// What separates a policy id from the contained resource that triggered it in a reason.
+pub const VIA: &str = " on ";
+
+/// The policy id of a reason (without the contained resource it names, if any).
+pub fn reason_policy(reason: &str) -> &str {
+    reason.split_once(VIA).map_or(reason, |(id, _)| id)
 }
 
 /// A context value as a Cedar restricted expression: booleans, integers, strings, sets,
@@ -309,19 +383,67 @@ pub fn context_json(
     approved: bool,
     now: Timestamp,
 ) -> serde_json::Value {
+    context_with(
+        plan,
+        plan.blast.dependents,
+        plan.blast.capacity_delta_pct,
+        assessment,
+        approved,
+        now,
+    )
+}
+
+/// The Cedar context record for a resource the plan reaches through its target: the
+/// plan's context with that resource's own dependents and capacity change.
+pub fn contained_context_json(
+    plan: &Plan,
+    c: &Contained,
+    assessment: &Assessment,
+    approved: bool,
+    now: Timestamp,
+) -> serde_json::Value {
+    context_with(
+        plan,
+        c.dependents,
+        c.capacity_delta_pct,
+        assessment,
+        approved,
+        now,
+    )
+}
+
+fn context_with(
+    plan: &Plan,
+    dependents: u32,
+    capacity_delta_pct: f64,
+    assessment: &Assessment,
+    approved: bool,
+    now: Timestamp,
+) -> serde_json::Value {
     let (hour, weekday) = hour_and_weekday(now);
     let b = &plan.blast;
+    let p = &plan.predicted;
+    let az_loss_after = p.headroom_after_az_loss;
     json!({
         "risk": assessment.risk.as_str(),
         "blast": {
             "resources": b.resources,
             "regions": b.regions,
-            "dependents": b.dependents,
-            "capacity_delta_pct": b.capacity_delta_pct.round() as i64,
+            "dependents": dependents,
+            "capacity_delta_pct": capacity_delta_pct.round() as i64,
         },
         "predicted": {
-            "has_headroom": plan.predicted.headroom.is_some(),
-            "headroom": decimal(plan.predicted.headroom.unwrap_or(1.0e6)),
+            "has_headroom": p.headroom.is_some(),
+            "headroom": decimal(p.headroom.unwrap_or(1.0e6)),
+            "has_az": az_loss_after.is_some(),
+            "max_az_share": decimal(p.max_az_share.unwrap_or(0.0)),
+            "headroom_after_az_loss": decimal(az_loss_after.unwrap_or(1.0e6)),
+            // Lower after than before: the change makes a zone's loss hurt more.
+            "az_loss_worse": match (az_loss_after, p.headroom_after_az_loss_before) {
+                (Some(after), Some(before)) => after < before - 1e-9,
+                (Some(_), None) => true,
+                _ => false,
+            },
         },
         "health": {"status": assessment.health.as_str()},
         "reversible": plan.reversible,
@@ -334,6 +456,7 @@ pub fn context_json(
             "reverts_1h": assessment.agent.reverts_1h,
             "anomaly": decimal(assessment.agent.anomaly),
             "baking": assessment.agent.baking,
+            "rollouts_baking": assessment.agent.rollouts_baking,
         },
     })
 }
@@ -359,7 +482,10 @@ mod tests {
                 capacity_delta_pct: delta,
                 watch: vec![],
             },
-            predicted: Predicted { headroom },
+            predicted: Predicted {
+                headroom,
+                ..Default::default()
+            },
             resource: ResourceAttrs {
                 env: env.into(),
                 kind: "service".into(),
@@ -367,6 +493,7 @@ mod tests {
                 dependents,
                 ..Default::default()
             },
+            contained: vec![],
             reversible: true,
             destructive: verb == Verb::Delete,
             rollback: false,
@@ -376,12 +503,19 @@ mod tests {
         }
     }
 
-    fn decide(engine: &PolicyEngine, p: &Plan, health: HealthStatus, baking: u32) -> PolicyOutcome {
+    /// `rollouts` of the agent's changes are baking, besides one scale-up.
+    fn decide(
+        engine: &PolicyEngine,
+        p: &Plan,
+        health: HealthStatus,
+        rollouts: u32,
+    ) -> PolicyOutcome {
         let assessment = Assessment {
             risk: Risk::Medium,
             health,
             agent: AgentStats {
-                baking,
+                baking: rollouts + 1,
+                rollouts_baking: rollouts,
                 ..Default::default()
             },
         };
@@ -444,6 +578,112 @@ mod tests {
         assert_eq!(
             decide(&e, &plan(Verb::Deploy, "staging", 0, 0.0, None), h, 1),
             PolicyOutcome::Deny(vec!["one-rollout-at-a-time".into()])
+        );
+        // A scale-up baking is not a rollout: a release during scaling goes through.
+        assert!(matches!(
+            decide(&e, &plan(Verb::Deploy, "staging", 0, 0.0, None), h, 0),
+            PolicyOutcome::Allow(_)
+        ));
+        // Missing signals: a capacity cut is held, an addition is not.
+        let unknown = HealthStatus::Unknown;
+        assert_eq!(
+            decide(&e, &plan(Verb::Scale, "prod", 0, -20.0, None), unknown, 0),
+            PolicyOutcome::Hold(vec!["blind-capacity-cut-needs-approval".into()])
+        );
+        assert!(matches!(
+            decide(&e, &plan(Verb::Scale, "prod", 0, 20.0, None), unknown, 0),
+            PolicyOutcome::Allow(_)
+        ));
+    }
+
+    fn zoned(p: &mut Plan, after: f64, before: f64) {
+        p.predicted.headroom_after_az_loss = Some(after);
+        p.predicted.headroom_after_az_loss_before = Some(before);
+        p.predicted.max_az_share = Some(0.8);
+    }
+
+    #[test]
+    fn a_critical_service_must_survive_a_zone_loss() {
+        let e = PolicyEngine::default_pack().unwrap();
+        let h = HealthStatus::Healthy;
+        // Capacity unchanged in total, concentrated in one zone: losing it would overload.
+        let mut p = plan(Verb::Scale, "prod", 0, -10.0, Some(2.0));
+        zoned(&mut p, 0.6, 1.3);
+        assert_eq!(
+            decide(&e, &p, h, 0),
+            PolicyOutcome::Deny(vec!["survive-zone-loss".into()])
+        );
+        // Already unable to survive it, but this change does not make it worse: allowed.
+        zoned(&mut p, 0.6, 0.6);
+        assert!(matches!(decide(&e, &p, h, 0), PolicyOutcome::Allow(_)));
+        // Worse but still survivable: allowed.
+        zoned(&mut p, 1.1, 1.3);
+        assert!(matches!(decide(&e, &p, h, 0), PolicyOutcome::Allow(_)));
+        // A standard-tier service is the owner's call.
+        zoned(&mut p, 0.6, 1.3);
+        p.resource.tier = "standard".into();
+        assert!(matches!(decide(&e, &p, h, 0), PolicyOutcome::Allow(_)));
+    }
+
+    #[test]
+    fn a_contained_resource_is_decided_as_if_targeted() {
+        // A rule written against one service applies when its environment is deleted,
+        // and a rule on the environment applies to the services inside it.
+        let text = format!(
+            "{DEFAULT_POLICIES}\n@id(\"keep-payments\")\nforbid (principal, action == Airlock::Action::\"delete\", resource == Airlock::Resource::\"sim:service/payments\");\n@id(\"staging-frozen\")\nforbid (principal, action in Airlock::Action::\"mutation\", resource in Airlock::Resource::\"sim:environment/frozen\");"
+        );
+        let e = PolicyEngine::new(&text, SCHEMA).unwrap();
+        let assessment = Assessment {
+            risk: Risk::High,
+            health: HealthStatus::Healthy,
+            agent: AgentStats::default(),
+        };
+        let mut env = plan(Verb::Delete, "staging", 0, -100.0, None);
+        env.target = "sim:environment/staging".parse().unwrap();
+        env.resource.kind = "environment".into();
+        let member = |name: &str, env: &str| Contained {
+            addr: format!("sim:service/{name}").parse().unwrap(),
+            resource: ResourceAttrs {
+                env: env.into(),
+                kind: "service".into(),
+                tier: "critical".into(),
+                service: name.into(),
+                parents: vec![format!("sim:environment/{env}")],
+                ..Default::default()
+            },
+            dependents: 0,
+            capacity_delta_pct: -100.0,
+        };
+        env.contained = vec![member("web", "staging")];
+        let decide =
+            |p: &Plan| e.evaluate_plan(PrincipalKind::Agent, "bot", p, &assessment, false, 0);
+        assert!(matches!(decide(&env), PolicyOutcome::Allow(_)));
+        env.contained.push(member("payments", "staging"));
+        assert_eq!(
+            decide(&env),
+            PolicyOutcome::Deny(vec!["keep-payments on sim:service/payments".into()])
+        );
+        // Through the hierarchy: a service of the frozen environment, targeted directly.
+        let mut svc = plan(Verb::Scale, "frozen", 0, 10.0, None);
+        svc.resource.parents = vec!["sim:environment/frozen".into()];
+        assert_eq!(
+            decide(&svc),
+            PolicyOutcome::Deny(vec!["staging-frozen".into()])
+        );
+        // A contained resource with live dependents outside the deletion is a deny too.
+        let mut env = plan(Verb::Delete, "staging", 0, -100.0, None);
+        let mut db = member("db", "staging");
+        db.dependents = 2;
+        env.contained = vec![db];
+        assert_eq!(
+            decide(&env),
+            PolicyOutcome::Deny(vec![
+                "no-delete-with-live-dependents on sim:service/db".into()
+            ])
+        );
+        assert_eq!(
+            reason_policy("keep-payments on sim:service/payments"),
+            "keep-payments"
         );
     }
 

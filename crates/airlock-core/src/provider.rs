@@ -51,6 +51,13 @@ pub trait Provider: Send + Sync {
         let _ = addr;
         None
     }
+    /// A resource's capacity now and the demand expected over the coming hours, both in
+    /// requests per second, or `None` when the provider cannot tell: what the gate's
+    /// capacity watch compares. Changes nothing.
+    async fn capacity(&self, addr: &ResourceAddr) -> Result<Option<(f64, f64)>, ProviderError> {
+        let _ = addr;
+        Ok(None)
+    }
     /// Dry run: diffs, blast radius, predicted facts, reversibility. Changes nothing.
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError>;
     /// Records the prior state of `targets`.

@@ -73,6 +73,10 @@ pub struct AgentStats {
     pub anomaly: f64,
     /// The agent's changes currently baking.
     pub baking: u32,
+    /// The agent's rollouts (deploys) currently baking: what `one-rollout-at-a-time`
+    /// counts. Its scale-ups baking are not rollouts.
+    #[serde(default)]
+    pub rollouts_baking: u32,
 }
 
 /// Facts computed from the plan and context, handed to policy and guards.

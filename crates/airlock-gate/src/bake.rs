@@ -7,11 +7,13 @@ use crate::engine::{BakeEntry, Gate, GateError, change_key, lock};
 use airlock_core::slo::{
     BaselineEntry, Counters, Judgement, MissingData, QueryRule, Sample, SloRule, judge, rule_value,
 };
-use airlock_core::{Applied, ChangeStatus, EventKind, NewEvent, Plan, ProviderError, Snapshot};
+use airlock_core::{
+    Applied, ChangeStatus, EventKind, NewEvent, Plan, ProviderError, Snapshot, Verb,
+};
 use airlock_store::ChangeRecord;
 use serde::Serialize;
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// How changes are baked.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -33,6 +35,22 @@ pub struct BakeConfig {
     pub max_extension_s: u64,
     /// Rules on query values (`[[slo]]`), judged besides the two above.
     pub slo: Vec<QueryRule>,
+    /// How long a change stays under watch after its bake settles, in seconds (0: not
+    /// at all). A breach on a watched service during that time ranks the changes that
+    /// could explain it.
+    pub watch_s: u64,
+    /// Revert the top suspect of a regression after settling automatically when the
+    /// evidence is unambiguous (the only change on the breaching service itself); off,
+    /// the suspects are journaled and alerted only.
+    pub watch_revert: bool,
+    /// After a change is reverted for a breach, how long the judge waits before it blames
+    /// another change for the same service, in seconds: it sees the revert's effect first.
+    pub blame_cooldown_s: u64,
+    /// How often the suspects of a regression that persists are reported again, in seconds.
+    pub watch_alert_every_s: u64,
+    /// Revert a capacity cut under watch when the demand expected over the coming hours
+    /// no longer fits the capacity it left (when the provider can tell).
+    pub capacity_watch: bool,
 }
 
 impl Default for BakeConfig {
@@ -46,6 +64,11 @@ impl Default for BakeConfig {
             missing: MissingData::Ignore,
             max_extension_s: 1800,
             slo: Vec::new(),
+            watch_s: 12 * 3600,
+            watch_revert: true,
+            blame_cooldown_s: 120,
+            watch_alert_every_s: 1800,
+            capacity_watch: true,
         }
     }
 }
@@ -249,8 +272,18 @@ pub(crate) async fn read_counters(
 }
 
 impl Gate {
-    /// One poll of every baking change: sample, judge, settle or revert. Also expires
-    /// holds past their timeout. Call it every poll interval (every tick in a scenario).
+    /// One poll of every baking and watched change: sample, judge, blame, settle or
+    /// revert. Also expires holds past their timeout. Call it every poll interval (every
+    /// tick in a scenario).
+    ///
+    /// Breaches are judged per service and blamed on evidence: of the changes that could
+    /// explain a breach (on the breaching service itself or upstream of it, baking or
+    /// still under watch after settling), only the most likely one is reverted, and the
+    /// service gets a cooldown so the judge sees the effect before touching the next one.
+    /// Changes that only add capacity are never blamed. A change whose revert met a
+    /// conflict is retried each poll until the conflict is gone or its watch ends. A
+    /// capacity cut under watch is reverted when the demand expected over the coming hours
+    /// no longer fits the capacity it left.
     ///
     /// Each change is polled under its own slot, with no gate-wide lock: a signal source
     /// that hangs delays this poll, never a decision.
@@ -260,51 +293,221 @@ impl Gate {
         let now = self.clock.now();
         let cfg = self.config.bake.clone();
         let ids: Vec<String> = lock(&self.bakes).keys().cloned().collect();
-        let mut outcomes = Vec::new();
+        // Every change under judgement, checked out under its slot.
+        let mut slots = Vec::new();
+        let mut polled: Vec<Polled> = Vec::new();
         for id in ids {
-            let _slot = self.slots.take(&change_key(&id)).await;
-            let Some(mut bake) = self.check_out(&id) else {
+            let slot = self.slots.take(&change_key(&id)).await;
+            let Some((bake, watching, retry)) = self.check_out_entry(&id) else {
                 continue;
             };
-            let (verdict, holding) = self.judge_bake(&mut bake, now, &cfg).await;
-            if let Some((service, rule, value)) = verdict {
-                let breach = NewEvent::new(
-                    now,
-                    EventKind::Breach,
-                    json!({"service": service, "rule": rule, "value": value, "detected_at": now}),
-                )
-                .agent(&bake.agent)
-                .action(&bake.action_id)
-                .change(&id);
-                if let Err(e) = self.journal.append(breach).await {
-                    self.check_in(&id, bake);
-                    return Err(e.into());
+            slots.push(slot);
+            polled.push(Polled {
+                id,
+                bake: Some(bake),
+                watching,
+                retry,
+                breach: None,
+                holding: false,
+            });
+        }
+        let mut outcomes = Vec::new();
+        // Judge: baking changes against their own baseline and samples; watched ones by
+        // their services' recent health (one read per service per poll).
+        let mut health: BTreeMap<String, Option<(String, Option<f64>)>> = BTreeMap::new();
+        for p in &mut polled {
+            let Some(bake) = p.bake.as_mut() else {
+                continue;
+            };
+            if p.watching.is_none() {
+                let (verdict, holding) = self.judge_bake(bake, now, &cfg).await;
+                p.breach = verdict;
+                p.holding = holding;
+            } else {
+                p.breach = self.watch_breach(bake, &mut health, &cfg).await;
+            }
+        }
+        // Retry reverts that met a conflict: the conflict may be gone.
+        for p in polled.iter_mut().filter(|p| p.retry) {
+            if let Some(bake) = p.bake.take() {
+                match self.retry_revert(bake, &p.id).await? {
+                    Ok(outcome) => outcomes.push(outcome),
+                    Err(bake) => p.bake = Some(bake),
                 }
-                let reason = format!(
-                    "bake breach on `{service}`: {rule} (value {})",
-                    value.map_or("missing".into(), |v| format!("{v:.4}"))
-                );
-                outcomes.push(
-                    self.revert_bake(
-                        bake,
-                        &id,
-                        &reason,
-                        "airlock",
-                        Some((service, rule, value, now)),
-                    )
-                    .await?,
-                );
+            }
+        }
+        // Blame: per breaching service, the most likely change only.
+        let mut breached: BTreeMap<String, (String, Option<f64>)> = BTreeMap::new();
+        for p in &polled {
+            if let (Some((service, rule, value)), Some(_)) = (&p.breach, &p.bake) {
+                breached
+                    .entry(service.clone())
+                    .or_insert((rule.clone(), *value));
+            }
+        }
+        // A breach explained upstream is not blamed on its own: when a change that reaches
+        // this service changed another service that is breaching too, the cause is there.
+        let explained: BTreeSet<String> = breached
+            .keys()
+            .filter(|service| {
+                polled.iter().filter_map(|p| p.bake.as_ref()).any(|b| {
+                    b.plan.blast.watch.contains(service)
+                        && self.distance(&b.plan, service) > 0
+                        && breached
+                            .keys()
+                            .any(|other| other != *service && self.distance(&b.plan, other) == 0)
+                })
+            })
+            .cloned()
+            .collect();
+        for (service, (rule, value)) in breached {
+            let cooling = lock(&self.blame_cooldown)
+                .get(&service)
+                .is_some_and(|until| now < *until);
+            if cooling || explained.contains(&service) {
+                continue;
+            }
+            // Rank: baking before settled; a change that only adds capacity last (it
+            // cannot cause errors or an overload, so it is blamed only when nothing else
+            // could explain the breach); the service itself before its dependencies; the
+            // most recent first.
+            let mut candidates: Vec<(bool, bool, u8, i64, usize)> = polled
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let b = p.bake.as_ref()?;
+                    let reaches = b.plan.blast.watch.contains(&service);
+                    (reaches && !p.retry).then(|| {
+                        (
+                            p.watching.is_some(),
+                            b.plan.only_adds_capacity() && value.is_some(),
+                            self.distance(&b.plan, &service),
+                            -b.started,
+                            i,
+                        )
+                    })
+                })
+                .collect();
+            candidates.sort();
+            let Some(&(watching, _, distance, _, top)) = candidates.first() else {
+                continue;
+            };
+            let cooldown = if watching {
+                cfg.watch_alert_every_s
+            } else {
+                cfg.blame_cooldown_s
+            };
+            lock(&self.blame_cooldown).insert(service.clone(), now + cooldown as i64 * 1000);
+            let ranked: Vec<serde_json::Value> = candidates
+                .iter()
+                .filter_map(|(w, _, d, _, i)| {
+                    let b = polled[*i].bake.as_ref()?;
+                    Some(json!({"change_id": b.change_id, "agent": b.agent, "summary": b.plan.summary,
+                                "applied_at": b.started, "same_resource": *d == 0, "settled": *w}))
+                })
+                .collect();
+            let unambiguous = distance == 0 && candidates.iter().filter(|c| c.2 == 0).count() == 1;
+            let Some(bake) = polled[top].bake.as_ref() else {
+                continue;
+            };
+            let (agent, action_id, change_id) = (
+                bake.agent.clone(),
+                bake.action_id.clone(),
+                bake.change_id.clone(),
+            );
+            if watching {
+                // A regression after the bake: name the suspects; revert only on
+                // unambiguous evidence, and only when configured to.
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::Suspects,
+                    json!({"service": service, "rule": rule, "value": value, "suspects": ranked,
+                           "unambiguous": unambiguous, "auto_revert": cfg.watch_revert && unambiguous}),
+                )
+                .agent(&agent)
+                .action(&action_id)
+                .change(&change_id);
+                self.journal.append(ev).await?;
+                if !(cfg.watch_revert && unambiguous) {
+                    continue;
+                }
+            }
+            let breach = NewEvent::new(
+                now,
+                EventKind::Breach,
+                json!({"service": service, "rule": rule, "value": value, "detected_at": now,
+                       "suspects": ranked, "after_settling": watching}),
+            )
+            .agent(&agent)
+            .action(&action_id)
+            .change(&change_id);
+            self.journal.append(breach).await?;
+            let reason = format!(
+                "{} on `{service}`: {rule} (value {})",
+                if watching {
+                    "regression after settling"
+                } else {
+                    "bake breach"
+                },
+                value.map_or("missing".into(), |v| format!("{v:.4}"))
+            );
+            let Some(bake) = polled[top].bake.take() else {
+                continue;
+            };
+            // Everything the reverted change reached waits too: its recovery shows there
+            // first, and must not be blamed on another change meanwhile.
+            {
+                let until = now + cfg.blame_cooldown_s as i64 * 1000;
+                let mut cooldown = lock(&self.blame_cooldown);
+                for w in &bake.plan.blast.watch {
+                    let e = cooldown.entry(w.clone()).or_insert(until);
+                    *e = (*e).max(until);
+                }
+            }
+            let id = polled[top].id.clone();
+            if let Some(outcome) = self
+                .revert_bake(
+                    bake,
+                    &id,
+                    &reason,
+                    "airlock",
+                    Some((service.clone(), rule.clone(), value, now)),
+                    OnConflict::Retry,
+                )
+                .await?
+            {
+                outcomes.push(outcome);
+            }
+        }
+        // Capacity cuts whose premise expired: the demand expected over the coming hours
+        // no longer fits. The newest cut of each resource goes first.
+        if cfg.capacity_watch {
+            outcomes.extend(self.capacity_watch(&mut polled, now).await?);
+        }
+        // Settle, keep watching, or let go.
+        for p in polled {
+            let Some(bake) = p.bake else { continue };
+            let id = p.id;
+            if let Some(until) = p.watching {
+                if now >= until {
+                    lock(&self.bakes).remove(&id);
+                } else {
+                    self.check_in(&id, bake);
+                }
                 continue;
             }
             let elapsed = now - bake.started;
             let window_over = elapsed >= cfg.window_s as i64 * 1000;
             let extension_over = elapsed >= (cfg.window_s + cfg.max_extension_s) as i64 * 1000;
+            // A breach blamed on another change still holds this one's bake open.
+            let holding = p.holding || p.breach.is_some();
             if window_over && (!holding || extension_over) {
                 let rec = change_record(&self.config.redact, &bake, ChangeStatus::Settled, now);
                 let ev = NewEvent::new(
                     now,
                     EventKind::Settled,
-                    json!({"polls": bake.polls, "held_for_missing_data": holding}),
+                    json!({"polls": bake.polls, "held_for_missing_data": p.holding,
+                           "watched_until": (cfg.watch_s > 0).then(|| now + cfg.watch_s as i64 * 1000)}),
                 )
                 .agent(&bake.agent)
                 .action(&bake.action_id)
@@ -313,16 +516,169 @@ impl Gate {
                     self.check_in(&id, bake);
                     return Err(e.into());
                 }
-                lock(&self.bakes).remove(&id);
+                let agent = bake.agent.clone();
+                if cfg.watch_s > 0 {
+                    self.watch(&id, bake, now + cfg.watch_s as i64 * 1000, false);
+                } else {
+                    lock(&self.bakes).remove(&id);
+                }
                 outcomes.push(BakeOutcome::Settled {
                     change_id: id,
-                    agent: bake.agent,
+                    agent,
                 });
             } else {
                 self.check_in(&id, bake);
             }
         }
+        drop(slots);
         Ok(outcomes)
+    }
+
+    /// How far a plan's change is from `service`: 0 when it changed the service itself,
+    /// 1 when the service is downstream of what it changed.
+    fn distance(&self, plan: &Plan, service: &str) -> u8 {
+        let provider = self.providers.get(&plan.provider);
+        let direct = plan
+            .diffs
+            .iter()
+            .filter(|d| d.before != d.after)
+            .any(|d| provider.and_then(|p| p.signal_key(&d.addr)).as_deref() == Some(service));
+        u8::from(!direct)
+    }
+
+    /// A watched (settled) change's breach: a watched service whose recent health fails a
+    /// rule it passed before the change.
+    async fn watch_breach(
+        &self,
+        bake: &Bake,
+        health: &mut BTreeMap<String, Option<(String, Option<f64>)>>,
+        cfg: &BakeConfig,
+    ) -> Option<(String, String, Option<f64>)> {
+        for service in &bake.plan.blast.watch {
+            if !health.contains_key(service) {
+                let sample = self
+                    .signals
+                    .recent(service, cfg.judge_window_s)
+                    .await
+                    .ok()
+                    .flatten();
+                let failing = sample
+                    .filter(|s| s.requests.is_some_and(|r| r >= cfg.min_requests))
+                    .and_then(|s| {
+                        cfg.rules().into_iter().find_map(|r| {
+                            let v = rule_value(&r, &[s])?;
+                            (!r.passes(v)).then(|| (r.describe(), Some(v)))
+                        })
+                    });
+                health.insert(service.clone(), failing);
+            }
+            let Some(Some((rule, value))) = health.get(service) else {
+                continue;
+            };
+            // A rule already failing before the change is not this change's doing.
+            let was_passing = bake
+                .baseline
+                .iter()
+                .filter(|b| &b.service == service && b.rule.describe() == *rule)
+                .all(|b| b.passing);
+            if was_passing {
+                return Some((service.clone(), rule.clone(), *value));
+            }
+        }
+        None
+    }
+
+    /// Reverts the newest capacity cut of each resource whose capacity no longer covers
+    /// the demand expected over the coming hours (the provider's own prediction). A cut
+    /// the resource has moved on from (a later change) is no longer watched.
+    async fn capacity_watch(
+        &self,
+        polled: &mut [Polled],
+        now: i64,
+    ) -> Result<Vec<BakeOutcome>, GateError> {
+        let mut newest: BTreeMap<String, (i64, usize)> = BTreeMap::new();
+        for (i, p) in polled.iter().enumerate() {
+            let Some(b) = p.bake.as_ref() else { continue };
+            if p.retry || b.plan.verb != Verb::Scale || b.plan.blast.capacity_delta_pct >= 0.0 {
+                continue;
+            }
+            let key = b.plan.target.to_string();
+            if newest.get(&key).is_none_or(|(t, _)| b.started > *t) {
+                newest.insert(key, (b.started, i));
+            }
+        }
+        let mut out = Vec::new();
+        for (_, (_, i)) in newest {
+            let Some(b) = polled[i].bake.as_ref() else {
+                continue;
+            };
+            let Some(provider) = self.providers.get(&b.plan.provider).cloned() else {
+                continue;
+            };
+            let Ok(Ok(Some((capacity, expected)))) = tokio::time::timeout(
+                self.config.provider_timeout,
+                provider.capacity(&b.plan.target),
+            )
+            .await
+            else {
+                continue;
+            };
+            if capacity >= expected {
+                continue;
+            }
+            let reason = format!(
+                "capacity watch: `{}` has {capacity:.0} rps of capacity for {expected:.0} rps of demand expected over the coming hours",
+                b.plan.target
+            );
+            let id = polled[i].id.clone();
+            let Some(bake) = polled[i].bake.take() else {
+                continue;
+            };
+            let target = bake.plan.target.to_string();
+            if let Some(o) = self
+                .revert_bake(
+                    bake,
+                    &id,
+                    &reason,
+                    "airlock",
+                    Some((
+                        target,
+                        "expected demand > capacity".into(),
+                        Some(expected),
+                        now,
+                    )),
+                    OnConflict::Superseded,
+                )
+                .await?
+            {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Puts a change back under watch (settled, or waiting to retry its revert).
+    fn watch(&self, id: &str, bake: Bake, until: i64, retry: bool) {
+        let agent = bake.agent.clone();
+        let rollout = bake.plan.is_rollout();
+        lock(&self.bakes).insert(
+            id.to_string(),
+            BakeEntry {
+                agent,
+                rollout,
+                bake: Some(bake),
+                watching: Some(until),
+                retry,
+            },
+        );
+    }
+
+    /// Takes a change's bake out of the map with its phase (the caller holds its slot).
+    fn check_out_entry(&self, id: &str) -> Option<(Bake, Option<i64>, bool)> {
+        let mut bakes = lock(&self.bakes);
+        let e = bakes.get_mut(id)?;
+        let bake = e.bake.take()?;
+        Some((bake, e.watching, e.retry))
     }
 
     /// Takes a baking change's bake out of the map (the caller holds its slot).
@@ -507,8 +863,16 @@ impl Gate {
                 Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?
             }
         };
-        self.revert_bake(bake, change_id, &format!("reverted by {by}"), by, None)
-            .await
+        self.revert_bake(
+            bake,
+            change_id,
+            &format!("reverted by {by}"),
+            by,
+            None,
+            OnConflict::NeedsAttention,
+        )
+        .await?
+        .ok_or_else(|| GateError::Conflict(format!("change `{change_id}` was superseded")))
     }
 
     /// Restores a change's prior state and journals the outcome; the caller holds the
@@ -520,14 +884,15 @@ impl Gate {
         reason: &str,
         by: &str,
         breach: Option<(String, String, Option<f64>, i64)>,
-    ) -> Result<BakeOutcome, GateError> {
+        on_conflict: OnConflict,
+    ) -> Result<Option<BakeOutcome>, GateError> {
         let Some(provider) = self.providers.get(&bake.plan.provider).cloned() else {
             let name = bake.plan.provider.clone();
             self.check_in(change_id, bake);
             return Err(GateError::UnknownProvider(name));
         };
         // Whatever the journal says next, the change is no longer baking here.
-        lock(&self.bakes).remove(change_id);
+        let watched_until = lock(&self.bakes).remove(change_id).and_then(|e| e.watching);
         let result = match tokio::time::timeout(
             self.config.provider_timeout,
             provider.restore(&bake.snapshot, &bake.applied),
@@ -575,7 +940,7 @@ impl Gate {
                 }
                 let (service, rule, value, detected_at) =
                     breach.unwrap_or((String::new(), reason.to_string(), None, now));
-                Ok(BakeOutcome::Reverted {
+                Ok(Some(BakeOutcome::Reverted {
                     change_id: change_id.to_string(),
                     agent: bake.agent,
                     service,
@@ -584,7 +949,12 @@ impl Gate {
                     detected_at,
                     reverted_at: now,
                     breaker_opened: tripped,
-                })
+                }))
+            }
+            Err(ProviderError::Conflict { .. }) if on_conflict == OnConflict::Superseded => {
+                // The resource moved on since this change: it is no longer the state to
+                // watch, and nothing was overwritten.
+                Ok(None)
             }
             Err(e) => {
                 let conflict = matches!(e, ProviderError::Conflict { .. });
@@ -605,13 +975,64 @@ impl Gate {
                         .action(&bake.action_id)
                         .change(change_id);
                 self.journal.put_change(rec, ev).await?;
-                Ok(BakeOutcome::NeedsAttention {
+                let agent = bake.agent.clone();
+                if conflict && on_conflict == OnConflict::Retry {
+                    // Retried each poll until the conflict is gone or the watch ends.
+                    let until = watched_until.unwrap_or(
+                        now + (self.config.bake.watch_s.max(self.config.bake.window_s)) as i64
+                            * 1000,
+                    );
+                    self.watch(change_id, bake, until, true);
+                }
+                Ok(Some(BakeOutcome::NeedsAttention {
                     change_id: change_id.to_string(),
-                    agent: bake.agent,
+                    agent,
                     detail: e.to_string(),
-                })
+                }))
             }
         }
+    }
+
+    /// Tries a conflicted revert again: `Ok(outcome)` when it landed now, `Err(bake)` when
+    /// the conflict is still there (nothing journaled again).
+    async fn retry_revert(
+        &self,
+        bake: Bake,
+        change_id: &str,
+    ) -> Result<Result<BakeOutcome, Bake>, GateError> {
+        let Some(provider) = self.providers.get(&bake.plan.provider).cloned() else {
+            return Ok(Err(bake));
+        };
+        let result = tokio::time::timeout(
+            self.config.provider_timeout,
+            provider.restore(&bake.snapshot, &bake.applied),
+        )
+        .await;
+        let Ok(Ok(restored)) = result else {
+            return Ok(Err(bake));
+        };
+        let now = self.clock.now();
+        lock(&self.bakes).remove(change_id);
+        let rec = change_record(&self.config.redact, &bake, ChangeStatus::Reverted, now);
+        let ev = NewEvent::new(
+            now,
+            EventKind::Reverted,
+            json!({"reason": "retried after its conflict cleared", "by": "airlock", "restored": restored, "reverted_at": now}),
+        )
+        .agent(&bake.agent)
+        .action(&bake.action_id)
+        .change(change_id);
+        self.journal.put_change(rec, ev).await?;
+        Ok(Ok(BakeOutcome::Reverted {
+            change_id: change_id.to_string(),
+            agent: bake.agent,
+            service: String::new(),
+            rule: "retried after its conflict cleared".into(),
+            value: None,
+            detected_at: now,
+            reverted_at: now,
+            breaker_opened: false,
+        }))
     }
 
     /// Reverts an agent's changes applied since `since`, newest first; stops at the first
@@ -693,7 +1114,10 @@ impl Gate {
                     rec.id.clone(),
                     BakeEntry {
                         agent: rec.agent.clone(),
+                        rollout: plan.is_rollout(),
                         bake: Some(bake),
+                        watching: None,
+                        retry: false,
                     },
                 );
             }
@@ -808,10 +1232,45 @@ impl Gate {
         Ok((reopened, expired))
     }
 
-    /// Changes currently baking.
+    /// Changes currently baking (not those settled and still under watch).
     pub async fn baking(&self) -> usize {
-        lock(&self.bakes).len()
+        lock(&self.bakes)
+            .values()
+            .filter(|e| e.watching.is_none())
+            .count()
     }
+
+    /// Changes settled and still under watch, or waiting to retry a conflicted revert.
+    pub async fn watched(&self) -> usize {
+        lock(&self.bakes)
+            .values()
+            .filter(|e| e.watching.is_some())
+            .count()
+    }
+}
+
+/// One change under judgement in a poll.
+struct Polled {
+    id: String,
+    /// `None` once reverted in this poll.
+    bake: Option<Bake>,
+    /// Until when a settled change stays under watch; `None` while it bakes.
+    watching: Option<i64>,
+    /// Its revert met a conflict and is retried.
+    retry: bool,
+    breach: Option<(String, String, Option<f64>)>,
+    holding: bool,
+}
+
+/// What a revert does when the resource moved on since the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnConflict {
+    /// Journal `needs_attention` and stop.
+    NeedsAttention,
+    /// Journal `needs_attention` and retry each poll until the conflict is gone.
+    Retry,
+    /// The change was superseded: stop watching it, journal nothing.
+    Superseded,
 }
 
 fn change_record(

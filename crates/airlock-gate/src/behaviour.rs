@@ -44,6 +44,17 @@ pub struct AnomalyConfig {
     pub min_actions: u32,
     /// How much history is kept per agent, in seconds.
     pub history_s: u64,
+    /// A change of direction on a resource counts as a reversal only within this many
+    /// seconds of the previous change to it: a scale-up in the morning after a scale-down
+    /// at night is following demand, not flapping.
+    pub reversal_window_s: u64,
+    /// Consecutive scored mutations at or above `threshold` before a quarantine: one
+    /// unusual step is not sustained evidence.
+    pub sustain: u32,
+    /// Own history an agent needs, in seconds, before it is judged against itself alone;
+    /// until then it is judged against every agent's history (the population), and with
+    /// no population yet, against the built-in prior of an ordinary operations agent.
+    pub min_own_history_s: u64,
 }
 
 impl Default for AnomalyConfig {
@@ -55,6 +66,9 @@ impl Default for AnomalyConfig {
             window_s: 1800,
             min_actions: 4,
             history_s: 24 * 3600,
+            reversal_window_s: 900,
+            sustain: 3,
+            min_own_history_s: 6 * 3600,
         }
     }
 }
@@ -71,6 +85,9 @@ impl AnomalyConfig {
         }
         if self.history_s < self.window_s * 2 {
             out.push("anomaly.history_s: must be at least twice window_s".into());
+        }
+        if self.sustain == 0 {
+            out.push("anomaly.sustain: must be at least 1".into());
         }
         out
     }
@@ -90,6 +107,11 @@ pub const FEATURES: [&str; 7] = [
 /// Per-feature floor of the deviation scale, so a flat history does not turn one extra
 /// action into an outlier.
 const FLOORS: [f64; 7] = [3.0, 0.5, 2.0, 3.0, 1.0, 30.0, 1.0];
+
+/// The built-in prior: the usual 30-minute window of an ordinary operations agent (an
+/// autoscaler or a release bot), used for a new agent while no population exists. A new
+/// agent is compared with what agents usually do, not with silence.
+const PRIOR: [f64; 7] = [4.0, 0.0, 2.0, 1.0, 1.0, 40.0, 0.0];
 
 /// One window's features.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
@@ -116,8 +138,14 @@ struct AgentTrack {
     actions: VecDeque<Action>,
     blocked: VecDeque<Timestamp>,
     reverts: VecDeque<Timestamp>,
-    /// Last direction per resource, for reversals.
-    last_direction: BTreeMap<String, i8>,
+    /// Last direction per resource and when, for reversals.
+    last_direction: BTreeMap<String, (i8, Timestamp)>,
+    /// When the agent was first seen.
+    born: Option<Timestamp>,
+    /// The last plan hash asked for per resource, and when (to tell retries).
+    last_plan: BTreeMap<String, (String, Timestamp)>,
+    /// Consecutive scored mutations at or above the threshold.
+    streak: u32,
     /// Features at the end of each past window slot (every `window_s / 10`).
     history: VecDeque<(Timestamp, Features)>,
     last_slot: Option<i64>,
@@ -139,6 +167,10 @@ pub struct Score {
     pub changepoint: bool,
     /// An outlier among the active agents right now.
     pub peer_outlier: bool,
+    /// Whether the score has been at or above the threshold for `sustain` scored
+    /// mutations in a row: what a quarantine needs.
+    #[serde(default)]
+    pub sustained: bool,
     /// When it was scored, in ms since the Unix epoch.
     #[schema(value_type = i64)]
     pub at: Timestamp,
@@ -215,21 +247,36 @@ impl Behaviour {
         (self.config.window_s as i64 * 1000 / 10).max(1000)
     }
 
-    /// Records a mutation the agent submitted (before its verdict).
-    pub fn record(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
+    /// Records a mutation the agent submitted (before its verdict). Returns whether it is
+    /// a retry: the same plan (by hash) as the agent's last request on that resource,
+    /// within the window. A retry is one attempt, not new evidence: a loop that asks again
+    /// every minute for what was denied is counted once.
+    pub fn record(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> bool {
         if !self.config.enabled || !plan.verb.is_mutation() || plan.is_noop() {
-            return;
+            return false;
         }
         self.roll(agent, now);
+        let window = self.config.window_s as i64 * 1000;
         let t = self.agents.entry(agent.to_string()).or_default();
         let resource = plan.target.to_string();
+        let retry = t
+            .last_plan
+            .get(&resource)
+            .is_some_and(|(hash, at)| *hash == plan.hash && now - at <= window);
+        t.last_plan
+            .insert(resource.clone(), (plan.hash.clone(), now));
+        if retry {
+            return true;
+        }
         let dir = direction(plan);
+        t.born.get_or_insert(now);
+        let within = self.config.reversal_window_s as i64 * 1000;
         let reversal = dir != 0
-            && t.last_direction
-                .get(&resource)
-                .is_some_and(|last| *last != 0 && (*last != dir || plan.verb == Verb::Restart));
+            && t.last_direction.get(&resource).is_some_and(|(last, at)| {
+                *last != 0 && now - at <= within && (*last != dir || plan.verb == Verb::Restart)
+            });
         if dir != 0 {
-            t.last_direction.insert(resource.clone(), dir);
+            t.last_direction.insert(resource.clone(), (dir, now));
         }
         t.actions.push_back(Action {
             t: now,
@@ -238,6 +285,7 @@ impl Behaviour {
             capacity_removed: (-plan.blast.capacity_delta_pct).max(0.0),
             reversal,
         });
+        false
     }
 
     /// Records that a request of the agent was denied or held.
@@ -342,17 +390,37 @@ impl Behaviour {
         };
         let window_ms = self.config.window_s as i64 * 1000;
         let current = self.features_at(track, now);
-        // Past windows that do not overlap the current one.
-        let past: Vec<&Features> = track
-            .history
-            .iter()
-            .filter(|(t, _)| *t <= now - window_ms)
-            .map(|(_, f)| f)
-            .collect();
+        // Past windows that do not overlap the current one: the agent's own once it has
+        // enough history, else every agent's (the population), else the built-in prior.
+        let own_enough = track
+            .born
+            .is_some_and(|b| now - b >= self.config.min_own_history_s as i64 * 1000);
+        let past: Vec<&Features> = if own_enough {
+            track
+                .history
+                .iter()
+                .filter(|(t, _)| *t <= now - window_ms)
+                .map(|(_, f)| f)
+                .collect()
+        } else {
+            self.agents
+                .iter()
+                .filter(|(name, t)| {
+                    name.as_str() != agent
+                        && t.born
+                            .is_some_and(|b| now - b >= self.config.min_own_history_s as i64 * 1000)
+                })
+                .flat_map(|(_, t)| t.history.iter().filter(|(x, _)| *x <= now - window_ms))
+                .map(|(_, f)| f)
+                .collect()
+        };
         let mut usual = [0.0; 7];
         let mut top: Option<(usize, f64)> = None;
         for k in 0..7 {
             let mut col: Vec<f64> = past.iter().map(|f| f.0[k]).collect();
+            if col.is_empty() {
+                col.push(PRIOR[k]);
+            }
             let med = median(&mut col);
             let mut dev: Vec<f64> = col.iter().map(|v| (v - med).abs()).collect();
             let mad = median(&mut dev);
@@ -377,8 +445,20 @@ impl Behaviour {
             // Too little activity to judge: never past the threshold.
             value = value.min(self.config.threshold * 0.99);
         }
+        let value = value.clamp(0.0, 1.0);
+        let sustained = if let Some(t) = self.agents.get_mut(agent) {
+            t.streak = if value >= self.config.threshold {
+                t.streak + 1
+            } else {
+                0
+            };
+            t.streak >= self.config.sustain
+        } else {
+            false
+        };
         let score = Score {
-            value: value.clamp(0.0, 1.0),
+            value,
+            sustained,
             features: FEATURES
                 .iter()
                 .map(|n| n.to_string())
@@ -495,7 +575,9 @@ mod tests {
             provider: "sim".into(),
             verb,
             target: addr.clone(),
-            params: Default::default(),
+            params: [("delta".to_string(), json!(delta_pct))]
+                .into_iter()
+                .collect(),
             diffs: vec![Diff {
                 addr,
                 before: Some(json!(1)),
@@ -508,6 +590,7 @@ mod tests {
             },
             predicted: Predicted::default(),
             resource: ResourceAttrs::default(),
+            contained: vec![],
             reversible: verb != Verb::Delete,
             destructive: verb == Verb::Delete,
             rollback: false,
@@ -515,6 +598,7 @@ mod tests {
             summary: String::new(),
             hash: String::new(),
         }
+        .seal()
     }
 
     const MIN: i64 = 60_000;
@@ -611,6 +695,67 @@ mod tests {
         assert!(burst(&mut Behaviour::new(cfg.clone()), 3) < 0.3);
         // A fourth makes it enough.
         assert!(burst(&mut Behaviour::new(cfg), 4) >= 0.3);
+    }
+
+    /// A scaler that cut at night and added in the morning was counted as flapping: any
+    /// change of direction was a reversal, however long ago the last change was.
+    #[test]
+    fn a_change_of_direction_hours_later_is_not_a_reversal() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        b.record("s", &plan(Verb::Scale, "web", -20.0), 0);
+        b.record("s", &plan(Verb::Scale, "web", 25.0), 3 * 60 * MIN);
+        assert_eq!(b.score("s", 3 * 60 * MIN).features["reversals"], 0.0);
+        b.record(
+            "s",
+            &plan(Verb::Scale, "web", -20.0),
+            3 * 60 * MIN + 2 * MIN,
+        );
+        assert_eq!(
+            b.score("s", 3 * 60 * MIN + 2 * MIN).features["reversals"],
+            1.0
+        );
+    }
+
+    #[test]
+    fn a_quarantine_needs_sustained_evidence_and_a_new_agent_meets_a_prior() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        // A new agent doing an ordinary autoscaler's work is judged against the prior of
+        // an ordinary agent, not against silence.
+        let mut worst: f64 = 0.0;
+        for i in 0..6 {
+            let t = i * 5 * MIN;
+            b.record("new", &plan(Verb::Scale, &format!("svc-{i}"), -25.0), t);
+            worst = worst.max(b.score("new", t).value);
+        }
+        assert!(worst < 0.8, "{worst}");
+        // A delete spree: anomalous at once, quarantined only once it is sustained.
+        let mut sustained_at = None;
+        for n in 1..=10 {
+            let t = 40 * MIN + n * MIN;
+            b.record("new", &plan(Verb::Delete, &format!("d{n}"), -100.0), t);
+            let s = b.score("new", t);
+            if s.sustained {
+                sustained_at = Some(n);
+                break;
+            }
+        }
+        let n = sustained_at.expect("never sustained");
+        assert!(n >= 3, "sustained after {n}");
+    }
+
+    #[test]
+    fn a_retry_of_the_same_plan_is_one_attempt() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        let p = plan(Verb::Scale, "web", -20.0);
+        assert!(!b.record("s", &p, 0));
+        for i in 1..10 {
+            assert!(b.record("s", &p, i * MIN), "asked again at minute {i}");
+        }
+        assert_eq!(b.score("s", 10 * MIN).features["mutations"], 1.0);
+        // Another plan on the same resource is a new attempt, and so is the first one
+        // asked again after it.
+        assert!(!b.record("s", &plan(Verb::Scale, "web", 10.0), 11 * MIN));
+        assert!(!b.record("s", &p, 12 * MIN));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::bake::{Bake, BakeConfig};
 use crate::redact::Redactor;
 use airlock_core::guard::{GuardConfig, GuardFinding, Guards};
-use airlock_core::policy::{PolicyInput, PrincipalKind, context_json};
+use airlock_core::policy::PrincipalKind;
 use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
 use airlock_core::slo::SignalSource;
 use airlock_core::verdict::combine;
@@ -228,6 +228,12 @@ pub(crate) struct Decided {
 /// a revert has it out (they hold the change's slot meanwhile).
 pub(crate) struct BakeEntry {
     pub agent: String,
+    /// Whether the change is a rollout (a deploy), which `one-rollout-at-a-time` counts.
+    pub rollout: bool,
+    /// Until when a settled change stays under watch; `None` while it bakes.
+    pub watching: Option<i64>,
+    /// Its revert met a conflict; retried each poll.
+    pub retry: bool,
     pub bake: Option<Bake>,
 }
 
@@ -268,6 +274,8 @@ pub struct Gate {
     pub(crate) approvals: Mutex<BTreeMap<String, PendingApproval>>,
     pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
     pub(crate) behaviour: Mutex<crate::behaviour::Behaviour>,
+    /// Per service, until when the judge blames no further change for its breach.
+    pub(crate) blame_cooldown: Mutex<BTreeMap<String, i64>>,
     /// One change in flight per resource, one resolution per approval, one poll or revert
     /// per change: waits that concern one key only.
     pub(crate) slots: crate::slots::Slots,
@@ -275,6 +283,17 @@ pub struct Gate {
     pub(crate) polling: tokio::sync::Mutex<()>,
     ids: AtomicU64,
     id_prefix: String,
+}
+
+/// How a quarantine's breaker reason begins (an operator's freeze says `frozen by`).
+pub const QUARANTINE: &str = "quarantined";
+
+/// Whether a service needs the capacity a plan adds: it is degraded, or its headroom
+/// before the change is under the floor the default pack keeps (1.2).
+fn needs_capacity(plan: &Plan, health: HealthStatus) -> bool {
+    let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+    let before = plan.predicted.headroom.map(|h| h / factor.max(1e-9));
+    health == HealthStatus::Degraded || before.is_some_and(|h| h < 1.2)
 }
 
 /// The stored hash of a bearer token.
@@ -306,6 +325,7 @@ impl Gate {
             approvals: Mutex::new(BTreeMap::new()),
             bakes: Mutex::new(BTreeMap::new()),
             behaviour: Mutex::new(crate::behaviour::Behaviour::new(config.anomaly.clone())),
+            blame_cooldown: Mutex::new(BTreeMap::new()),
             slots: crate::slots::Slots::default(),
             polling: tokio::sync::Mutex::new(()),
             config,
@@ -400,12 +420,18 @@ impl Gate {
         self.decide_and_run(&id, agent, req, None).await
     }
 
-    /// How many of the agent's changes are baking now.
-    fn baking_of(&self, agent: &str) -> u32 {
-        lock(&self.bakes)
+    /// How many of the agent's changes are baking now, and how many of them are rollouts.
+    fn baking_of(&self, agent: &str) -> (u32, u32) {
+        let bakes = lock(&self.bakes);
+        let mine = bakes
             .values()
-            .filter(|b| b.agent == agent)
-            .count() as u32
+            .filter(|b| b.agent == agent && b.watching.is_none());
+        let (mut all, mut rollouts) = (0, 0);
+        for b in mine {
+            all += 1;
+            rollouts += u32::from(b.rollout);
+        }
+        (all, rollouts)
     }
 
     /// Gives back a budget spent on a change that never landed.
@@ -499,21 +525,21 @@ impl Gate {
         // Health is read before any lock is taken: a slow signal source delays only this
         // request.
         let health = self.health_of(provider.as_ref(), &plan).await;
-        let baking = self.baking_of(agent);
+        let (baking, rollouts_baking) = self.baking_of(agent);
+        let mut retry = false;
         let (anomaly, quarantine, actions_5m, reverts_1h) = {
             let mut guards = lock(&self.guards);
             let mut behaviour = lock(&self.behaviour);
             guards.record_submission(agent, &plan, now);
             let mut quarantine = None;
             let anomaly = if mutation {
-                behaviour.record(agent, &plan, now);
+                retry = behaviour.record(agent, &plan, now);
                 let score = behaviour.score(agent, now);
                 let cfg = behaviour.config();
-                if cfg.quarantine && score.value >= cfg.threshold && guards.breaker(agent).is_none()
-                {
+                if cfg.quarantine && score.sustained && guards.breaker(agent).is_none() {
                     // Quarantine: the breaker opens before this request is decided, so it is
                     // held with the rest; the journal keeps the values that tripped it.
-                    let why = format!("quarantined: {}", score.explain());
+                    let why = format!("{QUARANTINE}: {}", score.explain());
                     guards.open_breaker(agent, &why);
                     quarantine = Some(
                         NewEvent::new(
@@ -546,21 +572,33 @@ impl Gate {
                 reverts_1h,
                 anomaly,
                 baking,
+                rollouts_baking,
             },
         };
-        let outcome = self.policy.evaluate(&PolicyInput {
-            principal_kind: PrincipalKind::Agent,
-            principal: agent,
-            verb: plan.verb,
-            resource: &plan.target,
-            attrs: &plan.resource,
-            context: context_json(&plan, &assessment, approval.is_some(), now),
-        });
+        // The target and everything it contains, each decided as if targeted directly.
+        let outcome = self.policy.evaluate_plan(
+            PrincipalKind::Agent,
+            agent,
+            &plan,
+            &assessment,
+            approval.is_some(),
+            now,
+        );
         // The guards are checked and, for an allowed mutation, spent in one step: two
         // concurrent decisions can never both spend the last of a budget.
         let (verdict, findings, spent_at) = {
             let mut guards = lock(&self.guards);
-            let findings: Vec<GuardFinding> = guards.check(agent, &plan, now);
+            let mut findings: Vec<GuardFinding> = guards.check(agent, &plan, now);
+            // A quarantined agent's pure capacity additions to a service that needs them
+            // go through: holding them during a demand ramp is a harm of its own.
+            if plan.only_adds_capacity()
+                && needs_capacity(&plan, health)
+                && guards
+                    .breaker(agent)
+                    .is_some_and(|why| why.starts_with(QUARANTINE))
+            {
+                findings.retain(|f| f.id != "breaker-open");
+            }
             let verdict = combine(outcome, &findings, approval.is_some());
             let spend = mutation && matches!(verdict, Verdict::Allow);
             if spend {
@@ -568,13 +606,17 @@ impl Gate {
             }
             (verdict, findings, spend.then_some(now))
         };
-        if mutation && !matches!(verdict, Verdict::Allow) {
+        if mutation && !retry && !matches!(verdict, Verdict::Allow) {
             lock(&self.behaviour).blocked(agent, now);
         }
         let mut details: Vec<String> = verdict
             .reasons()
             .iter()
-            .filter_map(|r| self.policy.hold_reason(r).map(|h| format!("{r}: {h}")))
+            .filter_map(|r| {
+                self.policy
+                    .hold_reason(airlock_core::policy::reason_policy(r))
+                    .map(|h| format!("{r}: {h}"))
+            })
             .collect();
         details.extend(findings.iter().map(|f| format!("{}: {}", f.id, f.detail)));
         let approval_id = matches!(verdict, Verdict::Hold(_)).then(|| self.new_id("apr"));
@@ -800,7 +842,10 @@ impl Gate {
             change_id,
             BakeEntry {
                 agent,
+                rollout: plan.is_rollout(),
                 bake: Some(bake),
+                watching: None,
+                retry: false,
             },
         );
         true

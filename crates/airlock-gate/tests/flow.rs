@@ -31,7 +31,7 @@ const START: i64 = 1_767_225_600_000;
 /// `db` ← `web` (critical, 200 rps on 4×100) and an idle leaf, `legacy`, all in prod.
 fn world() -> WorldSpec {
     testing::world()
-        .region("us-east", ["a", "b"])
+        .region("us-east", ["a", "b", "c"])
         .service("db", |s| s)
         .service("web", |s| {
             s.tier(Tier::Critical).depends_on(["db"]).rps(200.0)
@@ -1137,12 +1137,15 @@ async fn a_scale_up_during_an_incident_it_did_not_cause_is_not_reverted() {
 
 #[tokio::test]
 async fn a_quarantined_agent_is_held_and_the_policy_sees_its_anomaly_score() {
+    // What a quarantine does, not how soon it comes (the library's runaway and salami
+    // scenarios measure that, within twenty actions): a new agent is judged against the
+    // prior of an ordinary agent, and a loop the budgets already hold takes longer.
     let f = fixture().await;
     let mut held_at = None;
-    for n in 1..=20u32 {
+    for n in 1..=60u32 {
         let d = f
             .gate
-            .submit(&f.bot, scale("web", if n % 2 == 0 { 4 } else { 5 }))
+            .submit(&f.bot, scale("web", 3 + n % 4))
             .await
             .unwrap();
         if d.reasons == ["breaker-open"] {
@@ -1152,7 +1155,7 @@ async fn a_quarantined_agent_is_held_and_the_policy_sees_its_anomaly_score() {
         f.steps(3).await;
     }
     let n = held_at.expect("never quarantined");
-    assert!(n <= 20);
+    assert!(n <= 40, "quarantined after {n} actions");
     let why = f.gate.breaker("bot").await.unwrap();
     assert!(why.starts_with("quarantined: anomaly score"), "{why}");
     // Every request records the score the policy saw as `context.agent.anomaly`.

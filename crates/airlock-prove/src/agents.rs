@@ -10,6 +10,7 @@ mod noop;
 mod rule_scaler;
 mod runaway;
 mod salami;
+mod script;
 
 use crate::scenario::{AgentSpec, Scenario};
 use airlock_core::ActionRequest;
@@ -36,7 +37,7 @@ pub trait Agent: Send {
 }
 
 /// Names of the built-in agents.
-pub const BUILT_IN: [&str; 8] = [
+pub const BUILT_IN: [&str; 9] = [
     "forecast-autoscaler",
     "drift-fixer",
     "cost-cutter",
@@ -45,6 +46,7 @@ pub const BUILT_IN: [&str; 8] = [
     "runaway",
     "noop",
     "salami",
+    "script",
 ];
 
 /// Checks an agent spec: a built-in agent is built; an external one needs a command and
@@ -89,6 +91,7 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
         "runaway" => Box::new(runaway::Runaway::new(&p, scenario)?),
         "noop" => Box::new(noop::Noop),
         "salami" => Box::new(salami::Salami::new(&p, scenario)?),
+        "script" => Box::new(script::Script::new(&p, scenario)?),
         other => {
             return Err(format!(
                 "unknown agent `{other}`: built-in agents are {}",
@@ -114,6 +117,7 @@ pub fn build(spec: &AgentSpec, scenario: &Scenario) -> Result<Box<dyn Agent>, St
         ],
         "runaway" => &["service", "low", "high", "every", "act_at"],
         "salami" => &["env", "step_pct", "every", "act_at"],
+        "script" => &["steps", "intent"],
         _ => &[],
     };
     for k in spec.params.keys() {

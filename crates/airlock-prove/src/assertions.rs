@@ -4,9 +4,13 @@
 //! A metric is any numeric or boolean field of the scorecard. A metric that is absent
 //! because there was nothing to measure (`time_to_mitigate_s` when there was no incident)
 //! counts as 0.
+//!
+//! `agent.ID.FIELD` names a field of one acting agent's row (`agent.scaler.reverted == 0`,
+//! `agent.pusher.quarantined == true`); it is checked only in runs where that agent acts.
 
-use crate::score::Scorecard;
+use crate::score::{AgentCard, Scorecard};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A comparison.
@@ -44,10 +48,28 @@ impl Op {
     }
 }
 
+/// What an assertion measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Metric {
+    /// A field of the run's scorecard.
+    Card(String),
+    /// A field of one agent's row: `agent.ID.FIELD`.
+    Agent { id: String, field: String },
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Metric::Card(m) => f.write_str(m),
+            Metric::Agent { id, field } => write!(f, "agent.{id}.{field}"),
+        }
+    }
+}
+
 /// One parsed assertion.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assertion {
-    pub metric: String,
+    pub metric: Metric,
     pub op: Op,
     pub value: f64,
 }
@@ -96,15 +118,36 @@ impl Assertion {
                 "`{text}`: expected `METRIC OP VALUE` with OP one of <, <=, ==, !=, >=, >"
             ));
         };
-        let metric = text[..at].trim().to_string();
+        let name = text[..at].trim();
         let raw = text[at + len..].trim();
-        let known = metrics();
-        if !known.contains(&metric) {
-            return Err(format!(
-                "`{text}`: unknown metric `{metric}`; metrics are {}",
-                known.join(", ")
-            ));
-        }
+        let metric = if let Some(rest) = name.strip_prefix("agent.") {
+            // Principal ids may contain dots; the field is the last part.
+            let Some((id, field)) = rest.rsplit_once('.').filter(|(id, _)| !id.is_empty()) else {
+                return Err(format!(
+                    "`{text}`: expected `agent.ID.FIELD`, e.g. `agent.scaler.reverted`"
+                ));
+            };
+            let fields = AgentCard::fields();
+            if !fields.iter().any(|f| f == field) {
+                return Err(format!(
+                    "`{text}`: unknown agent field `{field}`; fields are {}",
+                    fields.join(", ")
+                ));
+            }
+            Metric::Agent {
+                id: id.to_string(),
+                field: field.to_string(),
+            }
+        } else {
+            let known = metrics();
+            if !known.iter().any(|m| m == name) {
+                return Err(format!(
+                    "`{text}`: unknown metric `{name}`; metrics are {}, or `agent.ID.FIELD`",
+                    known.join(", ")
+                ));
+            }
+            Metric::Card(name.to_string())
+        };
         let value = match raw {
             "true" => 1.0,
             "false" => 0.0,
@@ -117,32 +160,56 @@ impl Assertion {
         Ok(Self { metric, op, value })
     }
 
-    /// The metric's value in `card`.
-    pub fn actual(&self, card: &Scorecard) -> f64 {
-        let v = serde_json::to_value(card).unwrap_or_default();
-        match v.get(&self.metric) {
-            Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
-            Some(n) => n.as_f64().unwrap_or(0.0),
-            None => 0.0,
+    /// The agent an `agent.ID.FIELD` assertion names.
+    pub fn agent(&self) -> Option<&str> {
+        match &self.metric {
+            Metric::Agent { id, .. } => Some(id),
+            Metric::Card(_) => None,
         }
     }
 
-    /// Checks `card`.
-    pub fn check(&self, text: &str, card: &Scorecard) -> Check {
-        let actual = self.actual(card);
-        Check {
+    /// The metric's value in a run; `None` when it names an agent that does not act in
+    /// the run.
+    pub fn actual(&self, card: &Scorecard, agents: &BTreeMap<String, AgentCard>) -> Option<f64> {
+        match &self.metric {
+            Metric::Card(m) => {
+                let v = serde_json::to_value(card).unwrap_or_default();
+                Some(match v.get(m) {
+                    Some(serde_json::Value::Bool(b)) => f64::from(u8::from(*b)),
+                    Some(n) => n.as_f64().unwrap_or(0.0),
+                    None => 0.0,
+                })
+            }
+            Metric::Agent { id, field } => Some(agents.get(id)?.value(field).unwrap_or(0.0)),
+        }
+    }
+
+    /// Checks a run; `None` when the assertion names an agent that does not act in it.
+    pub fn check(
+        &self,
+        text: &str,
+        card: &Scorecard,
+        agents: &BTreeMap<String, AgentCard>,
+    ) -> Option<Check> {
+        let actual = self.actual(card, agents)?;
+        Some(Check {
             assertion: text.to_string(),
             actual,
             passed: self.op.holds(actual, self.value),
-        }
+        })
     }
 }
 
-/// Checks every assertion (unparsable ones were refused when the scenario loaded).
-pub fn check_all(assertions: &[String], card: &Scorecard) -> Vec<Check> {
+/// Checks every assertion that applies to a run: those on agents that do not act in it
+/// are left out (unparsable ones were refused when the scenario loaded).
+pub fn check_all(
+    assertions: &[String],
+    card: &Scorecard,
+    agents: &BTreeMap<String, AgentCard>,
+) -> Vec<Check> {
     assertions
         .iter()
-        .filter_map(|a| Assertion::parse(a).ok().map(|p| p.check(a, card)))
+        .filter_map(|a| Assertion::parse(a).ok()?.check(a, card, agents))
         .collect()
 }
 
@@ -158,7 +225,14 @@ mod tests {
             mitigated: true,
             ..Default::default()
         };
-        let ok = |t: &str| Assertion::parse(t).unwrap().check(t, &card).passed;
+        let none = BTreeMap::new();
+        let ok = |t: &str| {
+            Assertion::parse(t)
+                .unwrap()
+                .check(t, &card, &none)
+                .unwrap()
+                .passed
+        };
         assert!(ok("availability >= 0.999"));
         assert!(!ok("availability>0.9999"));
         assert!(!ok("destructive_applied == 0"));
@@ -177,5 +251,41 @@ mod tests {
         assert!(e.contains("`lots` is not a number"), "{e}");
         let e = Assertion::parse("availability").unwrap_err();
         assert!(e.contains("METRIC OP VALUE"), "{e}");
+        let e = Assertion::parse("agent.scaler.revertd == 0").unwrap_err();
+        assert!(e.contains("unknown agent field `revertd`"), "{e}");
+        assert!(e.contains("needs_attention"), "{e}");
+        let e = Assertion::parse("agent.scaler == 0").unwrap_err();
+        assert!(e.contains("agent.ID.FIELD"), "{e}");
+    }
+
+    #[test]
+    fn agent_assertions_check_that_agents_row_and_skip_runs_without_it() {
+        let card = Scorecard::default();
+        let mut agents = BTreeMap::new();
+        agents.insert(
+            "pusher.v2".to_string(),
+            AgentCard {
+                reverted: 2,
+                quarantined: true,
+                ..Default::default()
+            },
+        );
+        let check = |t: &str| Assertion::parse(t).unwrap().check(t, &card, &agents);
+        assert!(check("agent.pusher.v2.reverted >= 1").unwrap().passed);
+        assert!(!check("agent.pusher.v2.reverted == 0").unwrap().passed);
+        assert!(check("agent.pusher.v2.quarantined == true").unwrap().passed);
+        assert_eq!(check("agent.scaler.reverted == 0"), None, "not in this run");
+        let a = Assertion::parse("agent.pusher.v2.held < 3").unwrap();
+        assert_eq!(a.agent(), Some("pusher.v2"));
+        assert_eq!(a.to_string(), "agent.pusher.v2.held < 3");
+        let checks = check_all(
+            &[
+                "agent.scaler.reverted == 0".into(),
+                "availability >= 0".into(),
+            ],
+            &card,
+            &agents,
+        );
+        assert_eq!(checks.len(), 1);
     }
 }

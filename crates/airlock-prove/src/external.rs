@@ -11,6 +11,7 @@ use airlock_core::{ActionRequest, Provider};
 use airlock_gate::Decision;
 use airlock_sim::Observation;
 use serde::Serialize;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +27,9 @@ pub enum CallAnswer {
         result: Option<serde_json::Value>,
         error: Option<String>,
     },
+    /// The request could not be planned or decided (an unknown resource, bad
+    /// parameters): nothing was applied. The agent gets a tool error saying why.
+    Refused(String),
 }
 
 /// What `next_turn` answers: the new instant and what monitoring shows, or that the run is
@@ -51,15 +55,20 @@ pub enum Msg {
     Observe { reply: oneshot::Sender<Turn> },
     /// The agent is done for this turn; answer at the next one.
     EndTurn { reply: oneshot::Sender<Turn> },
+    /// The agent's process exited (how, e.g. `exit status: 1`): its participation ends
+    /// at once, without waiting out turn timeouts.
+    Exited(String),
 }
 
-/// Starts an external agent's process with an MCP server on its stdio that sends the
-/// session's calls to `session`. The returned guard stops the process when dropped.
+/// Starts an external agent's process, in `dir` when given, with an MCP server on its
+/// stdio that sends the session's calls to `session`, and [`Msg::Exited`] when the process
+/// ends. The returned guard stops the process when dropped.
 pub trait Launcher: Send + Sync {
     fn launch(
         &self,
         cmd: &str,
         agent: &str,
+        dir: Option<&Path>,
         provider: Arc<dyn Provider>,
         session: mpsc::Sender<Msg>,
     ) -> Result<Box<dyn Send>, String>;
@@ -78,6 +87,10 @@ pub(crate) struct External {
     in_turn: bool,
     /// Whether the agent has seen this turn's observation.
     announced: bool,
+    /// A turn timed out and the agent has not called `next_turn` since: it is still busy
+    /// with an old turn, or hung. Its turns do not wait for it until it catches up, so a
+    /// hung agent costs one turn timeout, not one per remaining turn.
+    behind: bool,
     _process: Box<dyn Send>,
 }
 
@@ -89,8 +102,8 @@ pub(crate) enum Step {
     Done,
     /// The agent did not end its turn in time.
     TimedOut,
-    /// The session ended.
-    Gone,
+    /// The session ended or the process exited (how).
+    Gone(String),
 }
 
 impl External {
@@ -110,6 +123,7 @@ impl External {
             gone: false,
             in_turn: false,
             announced: false,
+            behind: false,
             _process: process,
         }
     }
@@ -134,19 +148,39 @@ impl External {
             return Step::Done;
         }
         loop {
-            let msg = match tokio::time::timeout(self.timeout, self.rx.recv()).await {
+            let received = if self.behind {
+                // Only what it has already sent: a late agent is not waited for.
+                match self.rx.try_recv() {
+                    Ok(m) => Ok(Some(m)),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.in_turn = false;
+                        return Step::Done;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => Ok(None),
+                }
+            } else {
+                tokio::time::timeout(self.timeout, self.rx.recv()).await
+            };
+            let msg = match received {
                 Err(_) => {
                     self.in_turn = false;
+                    self.behind = true;
                     return Step::TimedOut;
                 }
                 Ok(None) => {
                     self.in_turn = false;
                     self.gone = true;
-                    return Step::Gone;
+                    return Step::Gone("the agent ended its session".into());
                 }
                 Ok(Some(m)) => m,
             };
             match msg {
+                Msg::Exited(how) => {
+                    self.in_turn = false;
+                    self.gone = true;
+                    self.waiting = None;
+                    return Step::Gone(format!("the agent's process exited ({how})"));
+                }
                 Msg::Call { request, reply } => return Step::Call(Box::new(request), reply),
                 Msg::Observe { reply } => {
                     self.announced |= reply.send(turn()).is_ok();
@@ -154,9 +188,11 @@ impl External {
                 // The agent has not seen this turn yet (its first `next_turn`, sent before
                 // the run reached a turn): this turn is the one it waits for.
                 Msg::EndTurn { reply } if !self.announced => {
+                    self.behind = false;
                     self.announced = reply.send(turn()).is_ok();
                 }
                 Msg::EndTurn { reply } => {
+                    self.behind = false;
                     self.waiting = Some(reply);
                     self.in_turn = false;
                     return Step::Done;
@@ -173,6 +209,80 @@ impl External {
                 done: true,
                 observation: None,
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn() -> Turn {
+        Turn {
+            t_s: 0.0,
+            done: false,
+            observation: None,
+        }
+    }
+
+    fn session(timeout: Duration) -> (External, mpsc::Sender<Msg>) {
+        let (tx, rx) = mpsc::channel(16);
+        (External::new(rx, Box::new(()), 60_000, 0, timeout), tx)
+    }
+
+    #[tokio::test]
+    async fn a_hung_agent_costs_one_turn_timeout_not_one_per_turn() {
+        let (mut x, _tx) = session(Duration::from_millis(50));
+        x.begin(0, turn);
+        assert!(matches!(x.next(&turn).await, Step::TimedOut));
+        // Hundreds of turns later it has still not called `next_turn`: none waits for it.
+        let waited = tokio::time::timeout(Duration::from_secs(5), async {
+            for k in 1..200 {
+                x.begin(k * 60_000, turn);
+                assert!(matches!(x.next(&turn).await, Step::Done), "turn {k}");
+            }
+        })
+        .await;
+        assert!(waited.is_ok(), "a late agent was waited for");
+    }
+
+    #[tokio::test]
+    async fn a_late_agent_that_catches_up_takes_its_turns_again() {
+        let (mut x, tx) = session(Duration::from_millis(50));
+        x.begin(0, turn);
+        assert!(matches!(x.next(&turn).await, Step::TimedOut));
+        // It ends its old turn during the next one: it sees this turn at once, and this
+        // turn waits for it again.
+        let (reply, seen) = oneshot::channel();
+        tx.send(Msg::EndTurn { reply }).await.unwrap();
+        x.begin(60_000, turn);
+        let next = x.next(&turn);
+        let (again, _later) = oneshot::channel();
+        let agent = async {
+            seen.await.unwrap();
+            tx.send(Msg::EndTurn { reply: again }).await.unwrap();
+        };
+        let (step, ()) = tokio::join!(next, agent);
+        assert!(matches!(step, Step::Done));
+        x.begin(120_000, turn);
+        assert!(
+            matches!(x.next(&turn).await, Step::TimedOut),
+            "caught up: waited for again"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_exited_process_ends_its_participation_at_once() {
+        let (mut x, tx) = session(Duration::from_secs(3600));
+        tx.send(Msg::Exited("exit status: 1".into())).await.unwrap();
+        x.begin(0, turn);
+        match x.next(&turn).await {
+            Step::Gone(how) => assert!(how.contains("exit status: 1"), "{how}"),
+            _ => panic!("expected the agent gone"),
+        }
+        for k in 1..100 {
+            x.begin(k * 60_000, turn);
+            assert!(matches!(x.next(&turn).await, Step::Done));
         }
     }
 }

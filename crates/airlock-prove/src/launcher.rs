@@ -15,6 +15,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, ServiceExt};
 use serde_json::json;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -110,6 +111,19 @@ fn view_of(a: &CallAnswer) -> ActionView {
             events: None,
             waited: None,
         },
+        // No verdict: the answer says Airlock could not plan it and nothing was applied.
+        CallAnswer::Refused(error) => ActionView {
+            verdict: None,
+            plan: None,
+            result: None,
+            error: Some(error.clone()),
+            status: ActionStatus::Failed,
+            ..view_of(&CallAnswer::Direct {
+                summary: String::new(),
+                result: None,
+                error: None,
+            })
+        },
     }
 }
 
@@ -159,10 +173,18 @@ impl ServerHandler for TurnGateway {
             .get(name)
             .map(|t| t.route.clone())
             .ok_or_else(|| rpc_error(&CallError::UnknownTool(name.to_string())))?;
-        let request = self
-            .catalog
-            .request(name, request.arguments)
-            .map_err(|e| rpc_error(&e))?;
+        // Bad arguments (a malformed target, a missing parameter) are the agent's to fix:
+        // a tool error it can read and act on, not a protocol error that SDKs raise.
+        let request = match self.catalog.request(name, request.arguments) {
+            Ok(r) => r,
+            Err(e @ CallError::InvalidArguments { .. }) => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "Airlock could not read this call; nothing was applied: {e}"
+                ))])
+                .into());
+            }
+            Err(e) => return Err(rpc_error(&e)),
+        };
         let (reply, rx) = oneshot::channel();
         self.run
             .send(Msg::Call { request, reply })
@@ -180,13 +202,15 @@ pub struct ChildLauncher;
 
 /// Stops the agent's process and session when the run drops it.
 struct Running {
-    _child: tokio::process::Child,
+    /// Owns the child (killed when dropped) and reports its exit to the run.
+    watch: tokio::task::JoinHandle<()>,
     session: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.session.abort();
+        self.watch.abort();
     }
 }
 
@@ -195,10 +219,15 @@ impl Launcher for ChildLauncher {
         &self,
         cmd: &str,
         agent: &str,
+        dir: Option<&Path>,
         provider: Arc<dyn Provider>,
         session: mpsc::Sender<Msg>,
     ) -> Result<Box<dyn Send>, String> {
-        let mut child = tokio::process::Command::new("sh")
+        let mut command = tokio::process::Command::new("sh");
+        if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .arg("-c")
             .arg(cmd)
             .env("AIRLOCK_AGENT", agent)
@@ -207,12 +236,24 @@ impl Launcher for ChildLauncher {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start `{cmd}`: {e}"))?;
+            .map_err(|e| match dir {
+                Some(d) => format!("cannot start `{cmd}` in `{}`: {e}", d.display()),
+                None => format!("cannot start `{cmd}`: {e}"),
+            })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(format!("`{cmd}`: no stdio"));
         };
         let mut catalog = Catalog::native(&[provider]);
         catalog.extend(turn_tools());
+        let exits = session.clone();
+        let watch = tokio::spawn(async move {
+            let how = match child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("cannot wait for it: {e}"),
+            };
+            // The run may be over already; then nobody needs to know.
+            let _ = exits.send(Msg::Exited(how)).await;
+        });
         let handler = TurnGateway {
             catalog: Arc::new(catalog),
             run: session,
@@ -225,9 +266,6 @@ impl Launcher for ChildLauncher {
                 Err(e) => tracing::warn!("external agent session failed to start: {e}"),
             }
         });
-        Ok(Box::new(Running {
-            _child: child,
-            session,
-        }))
+        Ok(Box::new(Running { watch, session }))
     }
 }

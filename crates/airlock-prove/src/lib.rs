@@ -12,6 +12,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod score;
+pub mod scripted;
 
 pub use launcher::ChildLauncher;
 pub use runner::{Cast, Mode, RunError, RunOptions, RunResult, run, run_scenario};

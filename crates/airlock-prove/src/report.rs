@@ -635,6 +635,8 @@ mod tests {
                 worst_availability: dip,
                 ..Default::default()
             },
+            agents: Default::default(),
+            reverted_changes: Vec::new(),
             series,
             timeline,
         }

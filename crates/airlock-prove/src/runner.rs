@@ -4,8 +4,8 @@
 use crate::agents::{self, Agent, Outcome};
 use crate::assertions::{Check, check_all};
 use crate::external::{CallAnswer, External, Launcher, Step, Turn};
-use crate::scenario::{AgentSpec, ApproverMode, Scenario};
-use crate::score::{Scorecard, Tally};
+use crate::scenario::{AgentSpec, ApproverMode, HUMAN, Scenario};
+use crate::score::{AgentCard, RevertedChange, Scorecard, Tally};
 use airlock_core::VerdictKind;
 use airlock_core::{ActionRequest, ManualClock, PolicyEngine, Provider};
 use airlock_gate::{
@@ -78,12 +78,14 @@ impl Cast {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     pub t_s: f64,
-    /// The agent that asked (empty for the gate's own reverts).
+    /// The agent that asked (`human` for `[[human]]` changes; empty for the gate's own
+    /// reverts, whose agents are in the run's `reverted_changes`).
     #[serde(default)]
     pub agent: String,
     pub verb: String,
     pub target: String,
-    /// `applied`, `allow`, `deny`, `hold`, `approved`, `operator-denied`, `expired`, `reverted`, `needs_attention`, `failed`.
+    /// `applied`, `allow`, `deny`, `hold`, `approved`, `operator-denied`, `expired`,
+    /// `reverted`, `needs_attention`, `failed`, `quarantined`, `exited`, `turn-timeout`.
     pub what: String,
     pub detail: String,
 }
@@ -97,7 +99,16 @@ pub struct RunResult {
     pub cast: Cast,
     /// The acting agent's name (`noop` in a do-nothing run).
     pub agent: String,
+    /// The world's measures, and the agent under test's own actions (in a reference run,
+    /// the reference agent's).
     pub scorecard: Scorecard,
+    /// Every acting agent's own actions, by principal (the agent under test included;
+    /// empty in a do-nothing run).
+    #[serde(default)]
+    pub agents: BTreeMap<String, AgentCard>,
+    /// The changes the gate reverted, each with the agent and request that made it.
+    #[serde(default)]
+    pub reverted_changes: Vec<RevertedChange>,
     /// The scenario's assertions on this run.
     pub checks: Vec<Check>,
     /// Every assertion passed.
@@ -174,7 +185,12 @@ struct Ctx {
     /// When the agent under test starts misbehaving, and its attempts since.
     misbehave_at: i64,
     attempts_since: u32,
-    quarantined: std::collections::BTreeSet<String>,
+    /// Each acting agent's own actions, by principal.
+    agents: BTreeMap<String, AgentCard>,
+    /// The request that made each applied change, by change id (whose it was, the bake
+    /// says when it reverts one).
+    changes: BTreeMap<String, ActionRequest>,
+    reverted: Vec<RevertedChange>,
 }
 
 fn poisoned() -> RunError {
@@ -204,6 +220,34 @@ impl Ctx {
         }
     }
 
+    fn card(&mut self, agent: &str) -> &mut AgentCard {
+        self.agents.entry(agent.to_string()).or_default()
+    }
+
+    /// Counts an applied change of `actor` (index 0 is the agent under test, whose actions
+    /// the scorecard counts), remembering whose it was by its change id.
+    fn applied(
+        &mut self,
+        actor: usize,
+        agent: &str,
+        req: &ActionRequest,
+        blast: &airlock_core::Blast,
+        destructive: bool,
+        change_id: Option<&String>,
+    ) {
+        if actor == 0 {
+            self.tally.applied(blast, destructive);
+        }
+        let card = self.card(agent);
+        card.applied += 1;
+        if destructive {
+            card.destructive_applied += 1;
+        }
+        if let Some(id) = change_id {
+            self.changes.insert(id.clone(), req.clone());
+        }
+    }
+
     /// Decides (guarded) or applies (unguarded) one request at `now`.
     async fn submit(
         &mut self,
@@ -215,22 +259,31 @@ impl Ctx {
     ) -> Result<(Outcome, CallAnswer), RunError> {
         let mutation = req.verb.is_mutation();
         if mutation {
-            self.tally.card.actions_attempted += 1;
+            self.card(agent).attempted += 1;
             self.tally.respond(now);
-            if actor == 0 && now >= self.misbehave_at {
-                self.attempts_since += 1;
+            if actor == 0 {
+                self.tally.card.actions_attempted += 1;
+                if now >= self.misbehave_at {
+                    self.attempts_since += 1;
+                }
             }
         }
         let Some(door) = self.door.clone() else {
+            // (whether it failed at planning, so nothing was tried, and why)
             let result = {
                 let mut sim = self.handle.lock().map_err(|_| poisoned())?;
-                sim.plan(req)
-                    .and_then(|p| sim.apply_plan(&p).map(|applied| (p, applied)))
+                match sim.plan(req) {
+                    Ok(p) => sim
+                        .apply_plan(&p)
+                        .map(|applied| (p, applied))
+                        .map_err(|e| (false, e)),
+                    Err(e) => Err((true, e)),
+                }
             };
             return Ok(match result {
                 Ok((plan, applied)) => {
                     if mutation && !plan.is_noop() {
-                        self.tally.applied(&plan.blast, plan.destructive);
+                        self.applied(actor, agent, req, &plan.blast, plan.destructive, None);
                     }
                     let e = self.entry(now, agent, req, "applied", plan.summary.clone());
                     self.timeline.push(e);
@@ -248,17 +301,19 @@ impl Ctx {
                         },
                     )
                 }
-                Err(e) => {
+                Err((planning, e)) => {
                     let entry = self.entry(now, agent, req, "failed", e.to_string());
                     self.timeline.push(entry);
-                    (
-                        Outcome::Failed(e.to_string()),
+                    let answer = if planning {
+                        CallAnswer::Refused(e.to_string())
+                    } else {
                         CallAnswer::Direct {
                             summary: String::new(),
                             result: None,
                             error: Some(e.to_string()),
-                        },
-                    )
+                        }
+                    };
+                    (Outcome::Failed(e.to_string()), answer)
                 }
             });
         };
@@ -271,21 +326,18 @@ impl Ctx {
             Err(e) => {
                 let entry = self.entry(now, agent, req, "failed", e.to_string());
                 self.timeline.push(entry);
+                // Not decided (an unknown resource, bad parameters): nothing was applied.
                 return Ok((
                     Outcome::Failed(e.to_string()),
-                    CallAnswer::Direct {
-                        summary: String::new(),
-                        result: None,
-                        error: Some(e.to_string()),
-                    },
+                    CallAnswer::Refused(e.to_string()),
                 ));
             }
         };
         let outcome = self.record(actor, agent, req, &d, now);
-        if mutation && !self.quarantined.contains(agent) {
+        if mutation && !self.card(agent).quarantined {
             let why = door.gate().breaker(agent).await;
             if let Some(why) = why.filter(|w| w.starts_with("quarantined")) {
-                self.quarantined.insert(agent.to_string());
+                self.card(agent).quarantined = true;
                 if actor == 0 {
                     self.tally.card.agent_quarantined = true;
                     self.tally.card.actions_to_quarantine = Some(f64::from(self.attempts_since));
@@ -318,7 +370,14 @@ impl Ctx {
         let (what, detail, outcome) = match d.verdict {
             VerdictKind::Allow if d.applied() => {
                 if let Some(p) = &d.plan {
-                    self.tally.applied(&p.blast, p.destructive);
+                    self.applied(
+                        actor,
+                        agent,
+                        req,
+                        &p.blast,
+                        p.destructive,
+                        d.change_id.as_ref(),
+                    );
                 }
                 ("applied", summary, Outcome::Applied)
             }
@@ -328,7 +387,10 @@ impl Ctx {
             }
             VerdictKind::Allow => ("allow", summary, Outcome::Applied),
             VerdictKind::Hold => {
-                self.tally.card.held += 1;
+                if actor == 0 {
+                    self.tally.card.held += 1;
+                }
+                self.card(agent).held += 1;
                 if let Some(id) = d.approval_id.clone() {
                     self.held.insert(
                         id,
@@ -346,7 +408,10 @@ impl Ctx {
                 )
             }
             VerdictKind::Deny => {
-                self.tally.card.denied += 1;
+                if actor == 0 {
+                    self.tally.card.denied += 1;
+                }
+                self.card(agent).denied += 1;
                 (
                     "deny",
                     format!("{} — {}", d.reasons.join(", "), summary),
@@ -366,14 +431,9 @@ fn cast_of(scenario: &Scenario, cast: Cast) -> Vec<AgentSpec> {
         Cast::Agent => std::iter::once(scenario.agent.clone())
             .chain(scenario.peers.iter().cloned())
             .collect(),
-        Cast::Reference => std::iter::once(
-            scenario
-                .reference
-                .clone()
-                .unwrap_or_else(|| AgentSpec::built_in("noop")),
-        )
-        .chain(scenario.peers.iter().cloned())
-        .collect(),
+        Cast::Reference => std::iter::once(scenario.reference_agent())
+            .chain(scenario.peers.iter().cloned())
+            .collect(),
         Cast::DoNothing => Vec::new(),
     }
 }
@@ -429,11 +489,8 @@ pub async fn run(
 
     let (gate, approver) = if mode == Mode::Guarded {
         let journal = opts.journal.clone().ok_or(RunError::NoJournal)?;
-        let policy = match &scenario.guard.policy {
-            Some(text) => PolicyEngine::new(text, airlock_core::policy::SCHEMA),
-            None => PolicyEngine::default_pack(),
-        }
-        .map_err(|e| RunError::Scenario(e.to_string()))?;
+        let policy = PolicyEngine::new(&scenario.guard.policy_text(), airlock_core::policy::SCHEMA)
+            .map_err(|e| RunError::Scenario(e.to_string()))?;
         let config = GateConfig {
             guards: scenario.guard.budgets.clone(),
             bake: scenario.guard.bake.clone(),
@@ -487,8 +544,10 @@ pub async fn run(
                     message: "external agents (`cmd`) need `airlock prove`".into(),
                 })?;
                 let (tx, rx) = tokio::sync::mpsc::channel(16);
+                // A command the scenario file gives runs in the file's directory.
+                let dir = spec.dir.as_deref().or(scenario.origin_dir.as_deref());
                 let process = launcher
-                    .launch(cmd, &name, provider.clone() as Arc<dyn Provider>, tx)
+                    .launch(cmd, &name, dir, provider.clone() as Arc<dyn Provider>, tx)
                     .map_err(|message| RunError::Agent {
                         agent: name.clone(),
                         message,
@@ -522,7 +581,12 @@ pub async fn run(
         approver_delay_ms: scenario.approver.delay.ms(),
         misbehave_at: run_start + scenario.misbehaves_at.map_or(0, |s| s.ms()),
         attempts_since: 0,
-        quarantined: std::collections::BTreeSet::new(),
+        agents: actors
+            .iter()
+            .map(|a| (a.name.clone(), AgentCard::default()))
+            .collect(),
+        changes: BTreeMap::new(),
+        reverted: Vec::new(),
     };
     let tick_ms = scenario.tick.ms();
     let total_ticks = (scenario.warmup.0 + scenario.duration.0) / scenario.tick.0;
@@ -530,13 +594,29 @@ pub async fn run(
     let mut series = Vec::new();
     let mut minute: (i64, f64, f64, f64, u32) = (i64::MIN, 0.0, 0.0, 0.0, 0);
     let report_every = (total_ticks / 200).max(1);
+    let humans = scenario.human_steps().map_err(RunError::Scenario)?;
+    let mut humans = humans.iter().peekable();
 
     for i in 0..total_ticks {
         let (obs, now): (Observation, i64) = {
             let mut sim = handle.lock().map_err(|_| poisoned())?;
             sim.tick();
             clock.set(sim.now());
-            (sim.observe(), sim.now())
+            let now = sim.now();
+            // Out-of-band changes by hand: on the sandbox directly, before anyone looks.
+            while let Some(h) = humans.next_if(|h| now > run_start && run_start + h.at.ms() <= now)
+            {
+                let (what, detail) = match sim
+                    .plan(&h.request)
+                    .and_then(|p| sim.apply_plan(&p).map(|_| p.summary))
+                {
+                    Ok(summary) => ("applied", summary),
+                    Err(e) => ("failed", e.to_string()),
+                };
+                let e = ctx.entry(now, HUMAN, &h.request, what, detail);
+                ctx.timeline.push(e);
+            }
+            (sim.observe(), now)
         };
         let warm = now <= run_start;
         for (a, actor) in actors.iter_mut().enumerate() {
@@ -554,14 +634,13 @@ pub async fn run(
                     Driver::External(x) => match x.next(&|| turn_of(&handle, run_start)).await {
                         Step::Call(r, reply) => (*r, Some(reply)),
                         Step::Done => break,
-                        step @ (Step::TimedOut | Step::Gone) => {
-                            let (what, detail) = if matches!(step, Step::Gone) {
-                                ("exited", "the agent ended its session".to_string())
-                            } else {
-                                (
+                        step @ (Step::TimedOut | Step::Gone(_)) => {
+                            let (what, detail) = match step {
+                                Step::Gone(how) => ("exited", how),
+                                _ => (
                                     "turn-timeout",
                                     format!("no `next_turn` within {:?}", opts.turn_timeout),
-                                )
+                                ),
                             };
                             ctx.timeline.push(TimelineEntry {
                                 t_s: ctx.rel(now),
@@ -630,7 +709,11 @@ pub async fn run(
     drop(actors);
     (opts.progress)(1.0);
     let scorecard = ctx.tally.finish(end);
-    let checks = check_all(&scenario.assertions_for(opts.cast, mode), &scorecard);
+    let checks = check_all(
+        &scenario.assertions_for(opts.cast, mode),
+        &scorecard,
+        &ctx.agents,
+    );
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed,
@@ -640,6 +723,8 @@ pub async fn run(
         passed: checks.iter().all(|c| c.passed),
         checks,
         scorecard,
+        agents: ctx.agents,
+        reverted_changes: ctx.reverted,
         series,
         timeline: ctx.timeline,
     })
@@ -711,7 +796,14 @@ async fn resolve_holds(
             let outcome = match g.resolve(&id, approver, approve, reason).await {
                 Ok(d) if d.applied() => {
                     if let Some(p) = &d.plan {
-                        ctx.tally.applied(&p.blast, p.destructive);
+                        ctx.applied(
+                            h.actor,
+                            &name,
+                            &h.request,
+                            &p.blast,
+                            p.destructive,
+                            d.change_id.as_ref(),
+                        );
                     }
                     let summary = d
                         .plan
@@ -765,20 +857,39 @@ async fn resolve_holds(
             }
         }
     }
+    // The agent under test's principal: its reverts are the scorecard's.
+    let first = actors.first().map(|a| a.name.clone());
     for o in g.poll().await? {
         match o {
             BakeOutcome::Reverted {
                 change_id,
+                agent,
                 service,
                 rule,
                 value,
                 detected_at,
                 reverted_at,
                 breaker_opened,
-                ..
             } => {
-                ctx.tally.card.reverted += 1;
+                if first.as_deref() == Some(agent.as_str()) {
+                    ctx.tally.card.reverted += 1;
+                }
+                ctx.card(&agent).reverted += 1;
                 ctx.tally.respond(detected_at);
+                let (verb, target) = ctx
+                    .changes
+                    .get(&change_id)
+                    .map(|r| (r.verb.to_string(), r.target.to_string()))
+                    .unwrap_or_default();
+                ctx.reverted.push(RevertedChange {
+                    t_s: ctx.rel(reverted_at),
+                    agent,
+                    verb,
+                    target,
+                    change_id: change_id.clone(),
+                    service: service.clone(),
+                    rule: rule.clone(),
+                });
                 ctx.timeline.push(TimelineEntry {
                     t_s: ctx.rel(reverted_at),
                     agent: String::new(),
@@ -798,9 +909,14 @@ async fn resolve_holds(
                 });
             }
             BakeOutcome::NeedsAttention {
-                change_id, detail, ..
+                change_id,
+                agent,
+                detail,
             } => {
-                ctx.tally.card.needs_attention += 1;
+                if first.as_deref() == Some(agent.as_str()) {
+                    ctx.tally.card.needs_attention += 1;
+                }
+                ctx.card(&agent).needs_attention += 1;
                 ctx.timeline.push(TimelineEntry {
                     t_s: ctx.rel(now),
                     agent: String::new(),

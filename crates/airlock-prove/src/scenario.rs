@@ -6,6 +6,11 @@ use airlock_core::GuardConfig;
 use airlock_gate::BakeConfig;
 use airlock_sim::{EventSpec, FaultSpec, RegionSpec, Secs, ServiceSpec, VersionSpec, WorldSpec};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The name `[[human]]` changes go by in timelines; no agent may take it.
+pub const HUMAN: &str = "human";
+const HUMAN_INTENT: &str = "a change made by hand, out of band";
 
 /// The virtual calendar's anchor: Monday 2026-01-05 00:00 UTC.
 pub const EPOCH_MS: i64 = 1_767_571_200_000;
@@ -32,6 +37,11 @@ pub struct AgentSpec {
     /// Virtual time between an external agent's turns.
     #[serde(default = "default_turn")]
     pub turn: Secs,
+    /// Where `cmd` runs, when not in the scenario file's directory
+    /// ([`Scenario::origin_dir`]): `airlock prove --agent-cmd` runs its command where it was
+    /// typed. Not part of the file.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 fn default_turn() -> Secs {
@@ -47,6 +57,7 @@ impl AgentSpec {
             id: None,
             cmd: None,
             turn: default_turn(),
+            dir: None,
         }
     }
 
@@ -101,6 +112,10 @@ pub struct GuardSpec {
     /// Cedar policy text to use instead of the default pack.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Cedar policy text added to the default pack (or to `policy` when given), instead of
+    /// replacing it.
+    #[serde(default)]
+    pub overlay: Option<String>,
     #[serde(default)]
     pub budgets: GuardConfig,
     #[serde(default)]
@@ -117,10 +132,25 @@ fn default_hold_timeout() -> Secs {
     Secs(3600)
 }
 
+impl GuardSpec {
+    /// The Cedar text of guarded runs: `policy` (or the default pack), then `overlay`.
+    pub fn policy_text(&self) -> String {
+        let base = self
+            .policy
+            .as_deref()
+            .unwrap_or(airlock_core::policy::DEFAULT_POLICIES);
+        match &self.overlay {
+            Some(extra) => format!("{base}\n{extra}\n"),
+            None => base.to_string(),
+        }
+    }
+}
+
 impl Default for GuardSpec {
     fn default() -> Self {
         Self {
             policy: None,
+            overlay: None,
             budgets: GuardConfig::default(),
             bake: BakeConfig::default(),
             hold_timeout: default_hold_timeout(),
@@ -208,6 +238,14 @@ pub struct Scenario {
     pub faults: Vec<FaultSpec>,
     #[serde(default)]
     pub drift: Vec<DriftSpec>,
+    /// Changes an operator makes by hand, out of band (on the sandbox directly, not
+    /// through the gate), in every run; `at` counts from the start of the scored run.
+    #[serde(default, rename = "human")]
+    pub humans: Vec<crate::scripted::StepSpec>,
+    /// The directory of the file the scenario was read from, set by whoever read it: an
+    /// external agent's `cmd` runs there. Not part of the file.
+    #[serde(skip)]
+    pub origin_dir: Option<PathBuf>,
 }
 
 fn default_seed() -> u64 {
@@ -313,15 +351,55 @@ impl Scenario {
                 ));
             }
         }
+        let reference = self.reference_agent();
+        if let Some(i) = self
+            .peers
+            .iter()
+            .position(|p| p.principal() == reference.principal())
+        {
+            out.push(format!(
+                "reference: id: `{}` is taken by peer[{i}]; give the reference a distinct `id`",
+                reference.principal()
+            ));
+        }
+        for (field, a) in std::iter::once(("agent".to_string(), &self.agent))
+            .chain(std::iter::once(("reference".to_string(), &reference)))
+            .chain(
+                self.peers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("peer[{i}]"), p)),
+            )
+        {
+            if a.principal() == HUMAN {
+                out.push(format!(
+                    "{field}: id: `{HUMAN}` names `[[human]]` changes; give the agent another `id`"
+                ));
+            }
+        }
+        let agent_ids: Vec<&str> = self.agent_ids();
         for (field, list) in [
             ("assert", &self.assertions),
             ("do_nothing_assert", &self.do_nothing_assert),
             ("guarded_assert", &self.guarded_assert),
         ] {
             for (i, a) in list.iter().enumerate() {
-                if let Err(e) = crate::assertions::Assertion::parse(a) {
-                    out.push(format!("{field}[{i}]: {e}"));
+                match crate::assertions::Assertion::parse(a) {
+                    Err(e) => out.push(format!("{field}[{i}]: {e}")),
+                    Ok(p) => {
+                        if let Some(id) = p.agent().filter(|id| !agent_ids.contains(id)) {
+                            out.push(format!(
+                                "{field}[{i}]: `{a}`: unknown agent `{id}`; agents are {}",
+                                agent_ids.join(", ")
+                            ));
+                        }
+                    }
                 }
+            }
+        }
+        for (i, h) in self.humans.iter().enumerate() {
+            if let Err(problems) = h.check(self, HUMAN_INTENT) {
+                out.extend(problems.into_iter().map(|p| format!("human[{i}]{p}")));
             }
         }
         out.extend(
@@ -336,7 +414,51 @@ impl Scenario {
         {
             out.push(format!("guard.policy: {e}"));
         }
+        // The overlay is checked on top of what it extends, so a duplicate `@id` or a
+        // clash with the pack is reported here, not when a run starts.
+        if self.guard.overlay.is_some()
+            && (self.guard.policy.is_none() || !out.iter().any(|p| p.starts_with("guard.policy")))
+            && let Err(e) = airlock_core::PolicyEngine::new(
+                &self.guard.policy_text(),
+                airlock_core::policy::SCHEMA,
+            )
+        {
+            out.push(format!("guard.overlay: {e}"));
+        }
         out
+    }
+
+    /// The reference agent (`noop` unless the scenario names one).
+    pub fn reference_agent(&self) -> AgentSpec {
+        self.reference
+            .clone()
+            .unwrap_or_else(|| AgentSpec::built_in("noop"))
+    }
+
+    /// Every principal that acts in some run of the scenario: the agent under test, the
+    /// reference agent and the peers.
+    pub fn agent_ids(&self) -> Vec<&str> {
+        let mut ids = vec![self.agent.principal()];
+        ids.push(match &self.reference {
+            Some(r) => r.principal(),
+            None => "noop",
+        });
+        ids.extend(self.peers.iter().map(AgentSpec::principal));
+        ids
+    }
+
+    /// The scripted human changes in time order (those due at the same time in the order
+    /// written); the problems of the first bad one otherwise.
+    pub fn human_steps(&self) -> Result<Vec<crate::scripted::Step>, String> {
+        let mut steps = Vec::new();
+        for (i, h) in self.humans.iter().enumerate() {
+            steps.push(
+                h.check(self, HUMAN_INTENT)
+                    .map_err(|p| format!("human[{i}]{}", p.join("; ")))?,
+            );
+        }
+        steps.sort_by_key(|s| s.at);
+        Ok(steps)
     }
 
     /// The simulator's world: events and faults shifted past the warm-up.

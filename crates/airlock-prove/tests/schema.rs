@@ -30,6 +30,7 @@ fn the_checked_in_scenario_schema_is_up_to_date() {
         "region",
         "service",
         "fault",
+        "human",
     ] {
         assert!(props.contains_key(field), "{field}");
     }
@@ -37,4 +38,10 @@ fn the_checked_in_scenario_schema_is_up_to_date() {
         v["additionalProperties"], false,
         "unknown fields are refused"
     );
+    // Set by whoever reads the file, never written in it.
+    assert!(!props.contains_key("origin_dir"));
+    let guard = &v["$defs"]["GuardSpec"]["properties"];
+    assert!(guard.get("overlay").is_some(), "{guard}");
+    let agent = &v["$defs"]["AgentSpec"]["properties"];
+    assert!(agent.get("dir").is_none(), "{agent}");
 }

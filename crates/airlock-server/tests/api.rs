@@ -1252,9 +1252,15 @@ async fn two_person_rule_a_critical_hold_needs_two_distinct_operators() {
     let held = h.submit(&h.bot, delete("sim:environment/prod")).await;
     assert_eq!(held.status, StatusCode::ACCEPTED, "{}", held.text);
     assert_eq!(held.json["risk"], "critical");
-    assert_eq!(
-        held.json["reasons"],
-        json!(["prod-destructive-needs-approval"])
+    // The environment's own reason first, then each service it contains, named.
+    let reasons = strs(&held.json["reasons"]);
+    assert_eq!(reasons[0], "prod-destructive-needs-approval");
+    assert!(reasons.len() > 1, "{reasons:?}");
+    assert!(
+        reasons[1..]
+            .iter()
+            .all(|r| r.starts_with("prod-destructive-needs-approval on sim:service/")),
+        "{reasons:?}"
     );
     let apr = held.json["approval_id"].as_str().unwrap().to_string();
     // A high-risk hold still needs one operator.
@@ -2165,8 +2171,10 @@ async fn a_change_timeline_tells_its_story_to_its_agent_and_operators_only() {
 async fn an_agent_flapping_a_service_is_quarantined_shown_and_reset_by_an_operator() {
     let h = harness().await;
     let mut quarantined_at = None;
+    // Flapping above the size the built-in `search` needs to survive a zone's loss (below
+    // it, `survive-zone-loss` denies the scale-downs before the anomaly could show).
     for n in 1..=20u32 {
-        let replicas = if n % 2 == 0 { 10 } else { 12 };
+        let replicas = if n % 2 == 0 { 14 } else { 16 };
         let r = h.submit(&h.bot, scale("search", replicas)).await;
         let held_by_breaker = r.json["reasons"] == json!(["breaker-open"]);
         if held_by_breaker {

@@ -366,6 +366,7 @@ impl Provider for HookProvider {
                 tags: vec![self.name.to_string(), rule.clone()],
                 ..ResourceAttrs::default()
             },
+            contained: vec![],
             reversible: req.verb == Verb::Read,
             destructive,
             rollback: false,

@@ -8,8 +8,8 @@ use crate::spec::ServiceSpec;
 use crate::world::{Desired, Sim};
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
-    ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
-    ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
+    ActionRequest, Applied, Blast, Contained, Diff, Plan, Predicted, Provider, ProviderError,
+    ResourceAddr, ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -21,6 +21,9 @@ pub type SimHandle = Arc<Mutex<Sim>>;
 
 /// Window over which the recent p95 demand is taken for headroom predictions.
 pub const HEADROOM_WINDOW_S: i64 = 1800;
+/// How far ahead the planner looks for demand: the same hours of the previous days, from
+/// now to this many seconds ahead, count as expected demand.
+pub const FORECAST_HORIZON_S: i64 = 3 * 3600;
 
 /// The `sim` provider over a shared world.
 pub struct SimProvider {
@@ -124,6 +127,49 @@ fn from_json(v: &Option<Value>) -> Result<Desired, ProviderError> {
         }),
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| ProviderError::InvalidParams(format!("bad state: {e}"))),
+    }
+}
+
+/// Zone facts of one service before (`b`) and after (`a`) a change: headroom against the
+/// `expected` demand (the coming hours), the largest zone's share, and the headroom left
+/// after losing the worst zone, before and after, against the `recent` demand: a zone's
+/// loss is an event of now, and the fleet can grow again within its cold start.
+fn zone_facts(
+    b: Option<&Desired>,
+    a: Option<&Desired>,
+    per: f64,
+    cap_after: f64,
+    expected: Option<f64>,
+    recent: Option<f64>,
+) -> Predicted {
+    let zones = |d: Option<&Desired>| -> std::collections::BTreeMap<String, f64> {
+        d.filter(|d| d.exists)
+            .map(|d| {
+                d.replicas
+                    .iter()
+                    .map(|(z, n)| (z.clone(), f64::from(*n) * per))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (zb, za) = (zones(b), zones(a));
+    let worst_loss = |z: &std::collections::BTreeMap<String, f64>| {
+        let total: f64 = z.values().sum();
+        total - z.values().copied().fold(0.0, f64::max)
+    };
+    // Zone facts mean something only for a service spread over more than one zone.
+    let multi_zone = za.len().max(zb.len()) > 1;
+    let total_after: f64 = za.values().sum();
+    Predicted {
+        headroom: expected.map(|d| cap_after / d),
+        expected_demand_rps: expected,
+        max_az_share: (multi_zone && total_after > 0.0)
+            .then(|| za.values().copied().fold(0.0, f64::max) / total_after),
+        headroom_after_az_loss: recent.filter(|_| multi_zone).map(|d| worst_loss(&za) / d),
+        headroom_after_az_loss_before: recent
+            .filter(|_| multi_zone && !zb.is_empty())
+            .map(|d| worst_loss(&zb) / d),
+        az_capacity_rps: za,
     }
 }
 
@@ -445,18 +491,23 @@ impl Sim {
         };
         let mut watch: BTreeSet<String> = changed.clone();
         watch.extend(self.downstream(&changed));
-        let headroom = if matches!(req.verb, Verb::Scale | Verb::Delete | Verb::Restart) && !is_env
-        {
-            let p95 = self
+        let capacity_change = matches!(req.verb, Verb::Scale | Verb::Delete | Verb::Restart);
+        let predicted = if capacity_change && !is_env {
+            let expected = self
+                .expected_demand(t.name(), HEADROOM_WINDOW_S, FORECAST_HORIZON_S)
+                .filter(|d| *d > 0.0);
+            let (b, a) = changes
+                .iter()
+                .find(|(n, _, _)| n == t.name())
+                .map(|(_, b, a)| (b.clone(), a.clone()))
+                .unzip();
+            let per = self.service_spec(t.name()).map_or(0.0, |s| s.capacity_rps);
+            let recent = self
                 .recent_p95_demand(t.name(), HEADROOM_WINDOW_S)
-                .unwrap_or(0.0);
-            if p95 > 0.0 {
-                Some(cap_after / p95)
-            } else {
-                None
-            }
+                .filter(|d| *d > 0.0);
+            zone_facts(b.as_ref(), a.as_ref(), per, cap_after, expected, recent)
         } else {
-            None
+            Predicted::default()
         };
         let (env, tier, region, tags) = if is_env {
             let crit = members.iter().any(|m| {
@@ -486,6 +537,47 @@ impl Sim {
                 s.map(|s| s.tags.clone()).unwrap_or_default(),
             )
         };
+        // An environment reaches its services: each is decided as if targeted directly.
+        let contained = if is_env {
+            changes
+                .iter()
+                .filter(|(n, _, _)| changed.contains(n))
+                .map(|(n, b, a)| {
+                    let spec = self
+                        .service_spec(n)
+                        .or_else(|| new_specs.iter().find(|s| &s.name == n));
+                    let dependents = self
+                        .dependents(n)
+                        .into_iter()
+                        .filter(|d| !changed.contains(d))
+                        .count() as u32;
+                    let delta = if req.verb == Verb::Create {
+                        0.0
+                    } else if b.total() > 0 {
+                        (f64::from(a.total()) - f64::from(b.total())) / f64::from(b.total()) * 100.0
+                    } else {
+                        0.0
+                    };
+                    Ok(Contained {
+                        addr: addr(n)?,
+                        resource: ResourceAttrs {
+                            env: spec.map(|s| s.env.clone()).unwrap_or_default(),
+                            kind: "service".into(),
+                            tier: spec.map_or("standard", |s| s.tier.as_str()).to_string(),
+                            region: spec.map(|s| s.region.clone()).unwrap_or_default(),
+                            service: n.clone(),
+                            tags: spec.map(|s| s.tags.clone()).unwrap_or_default(),
+                            dependents,
+                            parents: vec![t.to_string()],
+                        },
+                        dependents,
+                        capacity_delta_pct: delta,
+                    })
+                })
+                .collect::<Result<Vec<_>, ProviderError>>()?
+        } else {
+            Vec::new()
+        };
         let summary = match req.verb {
             Verb::Read => format!("describe {t}"),
             _ if changed.is_empty() => format!("{} {t}: no change", req.verb),
@@ -510,8 +602,13 @@ impl Sim {
                 capacity_delta_pct,
                 watch: watch.into_iter().collect(),
             },
-            predicted: Predicted { headroom },
+            predicted,
             resource: ResourceAttrs {
+                parents: if is_env || env.is_empty() {
+                    vec![]
+                } else {
+                    vec![format!("sim:environment/{env}")]
+                },
                 env,
                 kind: t.kind().to_string(),
                 tier: tier.to_string(),
@@ -524,6 +621,7 @@ impl Sim {
                 tags,
                 dependents: live_dependents,
             },
+            contained,
             reversible,
             destructive: req.verb == Verb::Delete,
             rollback,
@@ -666,6 +764,20 @@ impl Provider for SimProvider {
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         self.lock()?.plan(req)
     }
+    async fn capacity(&self, addr: &ResourceAddr) -> Result<Option<(f64, f64)>, ProviderError> {
+        let sim = self.lock()?;
+        if addr.kind() != "service" {
+            return Ok(None);
+        }
+        let Some(spec) = sim.service_spec(addr.name()) else {
+            return Ok(None);
+        };
+        let capacity =
+            f64::from(sim.desired(addr.name()).map_or(0, |d| d.total())) * spec.capacity_rps;
+        Ok(sim
+            .expected_demand(addr.name(), HEADROOM_WINDOW_S, FORECAST_HORIZON_S)
+            .map(|expected| (capacity, expected)))
+    }
     async fn snapshot(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
         self.lock()?.snapshot_of(targets)
     }
@@ -750,6 +862,60 @@ mod tests {
         assert_eq!(p.blast.resources, 2);
         assert_eq!(p.blast.dependents, 0);
         assert_eq!(p.resource.tier, "critical");
+    }
+
+    #[test]
+    fn plans_predict_zone_capacity_and_list_what_an_environment_contains() {
+        let spec = crate::testing::world()
+            .region("r", ["a", "b", "c"])
+            .service("web", |s| s.tier(Tier::Critical).replicas(6).rps(300.0))
+            .build();
+        let mut sim = Sim::new(spec, 1, 0, 10).unwrap();
+        for _ in 0..10 {
+            sim.tick();
+        }
+        // 2+2+2 replicas of 100 rps for 300 rps: a zone's loss leaves 400, headroom 1.33.
+        let up = sim
+            .plan(
+                &req(Verb::Scale, "sim:service/web")
+                    .param("replicas", 4)
+                    .param("az", "a"),
+            )
+            .unwrap();
+        let p = &up.predicted;
+        assert_eq!(p.az_capacity_rps["a"], 400.0);
+        assert!((p.max_az_share.unwrap() - 0.5).abs() < 1e-9);
+        assert!((p.headroom_after_az_loss_before.unwrap() - 400.0 / 300.0).abs() < 1e-9);
+        // Losing `a` now leaves 400 as before: not worse.
+        assert!((p.headroom_after_az_loss.unwrap() - 400.0 / 300.0).abs() < 1e-9);
+        sim.apply_plan(&up).unwrap();
+        let down = sim
+            .plan(
+                &req(Verb::Scale, "sim:service/web")
+                    .param("replicas", 0)
+                    .param("az", "b"),
+            )
+            .unwrap();
+        // 4+0+2: capacity 600 for 300 rps, but losing `a` leaves 200.
+        assert!((down.predicted.headroom.unwrap() - 2.0).abs() < 1e-9);
+        assert!((down.predicted.headroom_after_az_loss.unwrap() - 200.0 / 300.0).abs() < 1e-9);
+        assert_eq!(
+            down.resource.parents,
+            vec!["sim:environment/prod".to_string()]
+        );
+
+        let env = world()
+            .plan(&req(Verb::Delete, "sim:environment/prod"))
+            .unwrap();
+        let names: Vec<String> = env.contained.iter().map(|c| c.addr.to_string()).collect();
+        assert_eq!(names, vec!["sim:service/db", "sim:service/web"]);
+        let db = &env.contained[0];
+        assert_eq!((db.dependents, db.capacity_delta_pct), (0, -100.0));
+        assert_eq!(
+            db.resource.parents,
+            vec!["sim:environment/prod".to_string()]
+        );
+        assert_eq!(db.resource.tier, "critical");
     }
 
     #[test]

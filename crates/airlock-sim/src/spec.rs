@@ -63,6 +63,10 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub tier: Tier,
     pub replicas: u32,
+    /// Replicas per zone at the start (zone → count, summing to `replicas`); by default
+    /// they are spread evenly over the region's zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<std::collections::BTreeMap<String, u32>>,
     pub capacity_rps: f64,
     #[serde(default = "default_cold_start")]
     pub cold_start: Secs,
@@ -209,6 +213,29 @@ impl WorldSpec {
             }
             if !self.regions.iter().any(|r| r.name == s.region) {
                 out.push(format!("{at}: region: unknown region `{}`", s.region));
+            }
+            if let Some(place) = &s.placement {
+                let azs: Vec<&String> = self
+                    .regions
+                    .iter()
+                    .filter(|r| r.name == s.region)
+                    .flat_map(|r| r.azs.iter())
+                    .collect();
+                for z in place.keys() {
+                    if !azs.contains(&z) {
+                        out.push(format!(
+                            "{at}: placement: zone `{z}` is not in region `{}`",
+                            s.region
+                        ));
+                    }
+                }
+                if place.values().sum::<u32>() != s.replicas {
+                    out.push(format!(
+                        "{at}: placement: the zones hold {} replicas, `replicas` says {}",
+                        place.values().sum::<u32>(),
+                        s.replicas
+                    ));
+                }
             }
             if s.capacity_rps.is_nan() || s.capacity_rps <= 0.0 {
                 out.push(format!("{at}: capacity_rps: must be above 0"));

@@ -75,6 +75,7 @@ pub fn synthetic(services: usize, seed: u64) -> WorldSpec {
             region: REGIONS[r].into(),
             tier,
             replicas,
+            placement: None,
             capacity_rps,
             cold_start: Secs(rng.random_range(30..=300u64)),
             version: "v1".into(),

@@ -43,6 +43,7 @@ pub fn service(name: &str) -> ServiceBuilder {
             region: String::new(),
             tier: Tier::Standard,
             replicas: 4,
+            placement: None,
             capacity_rps: 100.0,
             cold_start: Secs(30),
             version: "v1".into(),
@@ -160,6 +161,14 @@ impl ServiceBuilder {
         self.spec.replicas = replicas;
         self
     }
+    /// Replicas per zone at the start (sets `replicas` to their sum).
+    pub fn placement<'a>(mut self, zones: impl IntoIterator<Item = (&'a str, u32)>) -> Self {
+        let place: std::collections::BTreeMap<String, u32> =
+            zones.into_iter().map(|(z, n)| (z.to_string(), n)).collect();
+        self.spec.replicas = place.values().sum();
+        self.spec.placement = Some(place);
+        self
+    }
     /// What one replica serves.
     pub fn capacity_rps(mut self, rps: f64) -> Self {
         self.spec.capacity_rps = rps;
@@ -193,6 +202,11 @@ impl ServiceBuilder {
     /// The (flat) demand, in requests per second.
     pub fn rps(mut self, rps: f64) -> Self {
         self.spec.demand.base_rps = rps;
+        self
+    }
+    /// The daily swing of demand around its base, 0 to 0.95.
+    pub fn diurnal(mut self, amplitude: f64) -> Self {
+        self.spec.demand.diurnal_amplitude = amplitude;
         self
     }
     /// The hour of the daily peak (no effect on a flat demand, but part of the spec).

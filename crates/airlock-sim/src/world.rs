@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 pub const TIMEOUT_MS: f64 = 5000.0;
 /// How much history each service keeps (for headroom and observation), in seconds.
 const HISTORY_S: i64 = 2 * 3600;
+/// Days of hourly demand peaks kept per service, for the demand expected at the same hours.
+const PROFILE_DAYS: i64 = 7;
+const HOUR_MS: i64 = 3_600_000;
 
 /// Why the world refused something.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -68,7 +71,11 @@ struct Service {
     past_versions: Vec<String>,
     requests_total: f64,
     errors_total: f64,
-    history: VecDeque<Signals>,
+    /// Each tick's true signals, and whether they were observable (not blacked out).
+    history: VecDeque<(Signals, bool)>,
+    /// The highest observed demand of each hour (hour index since the epoch), for the last
+    /// `PROFILE_DAYS` days: what "the same hours of the previous days" reads.
+    hourly: VecDeque<(i64, f64)>,
 }
 
 /// The desired state of one service: what snapshots hold and reverts put back.
@@ -106,6 +113,8 @@ pub struct ServiceView {
     pub cold_start_s: u64,
     pub depends_on: Vec<String>,
     pub dependents: Vec<String>,
+    /// Desired replicas per availability zone.
+    pub zones: BTreeMap<String, u32>,
     /// The last tick's signals; `None` during a metric blackout.
     pub signals: Option<Signals>,
 }
@@ -203,7 +212,13 @@ impl Sim {
         };
         for s in sim.spec.services.clone() {
             let zones = sim.zones_of(&s.region);
-            let replicas = spread(s.replicas, &zones);
+            let replicas = match &s.placement {
+                Some(place) => zones
+                    .iter()
+                    .map(|z| (z.clone(), place.get(z).copied().unwrap_or(0)))
+                    .collect(),
+                None => spread(s.replicas, &zones),
+            };
             let svc = Service {
                 exists: true,
                 version: s.version.clone(),
@@ -225,6 +240,7 @@ impl Sim {
                 requests_total: 0.0,
                 errors_total: 0.0,
                 history: VecDeque::new(),
+                hourly: VecDeque::new(),
                 spec: s,
             };
             sim.services.insert(svc.spec.name.clone(), svc);
@@ -333,6 +349,11 @@ impl Sim {
             .iter()
             .filter(|f| self.active(f.at, Some(f.duration), now))
             .collect();
+        let blackouts: Vec<&FaultSpec> = faults
+            .iter()
+            .copied()
+            .filter(|f| f.kind == FaultKind::MetricBlackout)
+            .collect();
         // Every service gets one history entry per tick, so two hours are a fixed count.
         let history_len = (HISTORY_S * 1000 / self.tick_ms) as usize + 1;
         for name in &order {
@@ -413,7 +434,9 @@ impl Sim {
             let availability = if !svc.exists {
                 0.0
             } else if demand <= 1e-9 {
-                1.0
+                // A pure backend (no demand of its own) serves its callers only while it
+                // has capacity: at zero replicas they fail through it.
+                if capacity > 0.0 { dep_ok } else { 0.0 }
             } else {
                 (success / demand).clamp(0.0, 1.0)
             };
@@ -461,7 +484,26 @@ impl Sim {
                 if svc.history.len() >= history_len {
                     svc.history.pop_front();
                 }
-                svc.history.push_back(sig);
+                let seen = !blackouts
+                    .iter()
+                    .any(|f| f.target == "*" || &f.target == name);
+                svc.history.push_back((sig, seen));
+                if seen {
+                    let hour = now.div_euclid(HOUR_MS);
+                    match svc.hourly.back_mut() {
+                        Some((h, peak)) if *h == hour => *peak = peak.max(demand),
+                        _ => {
+                            svc.hourly.push_back((hour, demand));
+                            while svc
+                                .hourly
+                                .front()
+                                .is_some_and(|(h, _)| *h < hour - PROFILE_DAYS * 24)
+                            {
+                                svc.hourly.pop_front();
+                            }
+                        }
+                    }
+                }
             }
         }
         if self.last.len() > order.len() {
@@ -505,7 +547,12 @@ impl Sim {
         let s = self.services.get(service)?;
         let dt = self.tick_ms as f64 / 1000.0;
         let since = self.now - (window_s as i64) * 1000;
-        let recent: Vec<&Signals> = s.history.iter().filter(|h| h.t > since).collect();
+        let recent: Vec<&Signals> = s
+            .history
+            .iter()
+            .filter(|(h, seen)| *seen && h.t > since)
+            .map(|(h, _)| h)
+            .collect();
         if recent.is_empty() {
             return None;
         }
@@ -521,14 +568,16 @@ impl Sim {
         })
     }
 
-    /// The 95th percentile of a service's demand over the last `window_s` seconds.
+    /// The 95th percentile of a service's observed demand over the last `window_s`
+    /// seconds; `None` when nothing was observed (a blackout hides demand from the planner
+    /// as from everyone else).
     pub fn recent_p95_demand(&self, service: &str, window_s: i64) -> Option<f64> {
         let s = self.services.get(service)?;
         let mut v: Vec<f64> = s
             .history
             .iter()
-            .filter(|h| h.t > self.now - window_s * 1000)
-            .map(|h| h.demand_rps)
+            .filter(|(h, seen)| *seen && h.t > self.now - window_s * 1000)
+            .map(|(h, _)| h.demand_rps)
             .collect();
         if v.is_empty() {
             return None;
@@ -536,6 +585,47 @@ impl Sim {
         v.sort_by(|a, b| a.total_cmp(b));
         let idx = ((v.len() as f64) * 0.95).ceil() as usize;
         v.get(idx.saturating_sub(1).min(v.len() - 1)).copied()
+    }
+
+    /// The highest demand observed at the same hours of the previous days, over the next
+    /// `horizon_s` seconds from now (the hour now included); `None` without such history.
+    pub fn same_hours_peak(&self, service: &str, horizon_s: i64) -> Option<f64> {
+        let s = self.services.get(service)?;
+        let (first, _) = *s.hourly.front()?;
+        let now_h = self.now.div_euclid(HOUR_MS);
+        let hours = (horizon_s * 1000).div_euclid(HOUR_MS).max(0);
+        let mut peak: Option<f64> = None;
+        for day in 1..=PROFILE_DAYS {
+            for h in now_h..=now_h + hours {
+                let past = h - day * 24;
+                let Ok(i) = usize::try_from(past - first) else {
+                    continue;
+                };
+                // Hours are contiguous unless a blackout left a gap: check the index.
+                let found = s
+                    .hourly
+                    .get(i)
+                    .filter(|(x, _)| *x == past)
+                    .or_else(|| s.hourly.iter().find(|(x, _)| *x == past));
+                if let Some((_, d)) = found {
+                    peak = Some(peak.map_or(*d, |p: f64| p.max(*d)));
+                }
+            }
+        }
+        peak
+    }
+
+    /// The demand a capacity change is judged against: the higher of the recent p95 (over
+    /// `recent_s`) and the peak of the same hours of the previous days over `horizon_s`.
+    /// Only observed demand counts.
+    pub fn expected_demand(&self, service: &str, recent_s: i64, horizon_s: i64) -> Option<f64> {
+        match (
+            self.recent_p95_demand(service, recent_s),
+            self.same_hours_peak(service, horizon_s),
+        ) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Live services that call `service` directly.
@@ -595,6 +685,7 @@ impl Sim {
                     cold_start_s: s.spec.cold_start.0,
                     depends_on: s.spec.depends_on.clone(),
                     dependents: dependents.remove(s.spec.name.as_str()).unwrap_or_default(),
+                    zones: d.replicas.clone(),
                     signals: if self.blacked_out(&s.spec.name) {
                         None
                     } else {
@@ -616,7 +707,13 @@ impl Sim {
         }
         self.services
             .get(service)
-            .map(|s| s.history.iter().copied().collect())
+            .map(|s| {
+                s.history
+                    .iter()
+                    .filter(|(_, seen)| *seen)
+                    .map(|(h, _)| *h)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -702,6 +799,7 @@ impl Sim {
             requests_total: 0.0,
             errors_total: 0.0,
             history: VecDeque::new(),
+            hourly: VecDeque::new(),
             spec,
         };
         self.services.entry(svc.spec.name.clone()).or_insert(svc);
@@ -1010,6 +1108,91 @@ mod tests {
         assert_eq!(t["api"].availability, 1.0);
         assert_eq!(sim.history("cache").len(), 7);
         assert_eq!(sim.dependents("cache"), vec!["api".to_string()]);
+    }
+
+    #[test]
+    fn placement_puts_replicas_where_the_scenario_says() {
+        let w = crate::testing::world()
+            .region("r", ["a", "b", "c"])
+            .service("web", |s| s.placement([("a", 4), ("c", 2)]))
+            .build();
+        let sim = Sim::new(w.clone(), 1, 0, 10).unwrap();
+        let obs = sim.observe();
+        let zones = &obs.service("web").unwrap().zones;
+        assert_eq!(
+            zones
+                .iter()
+                .map(|(z, n)| (z.as_str(), *n))
+                .collect::<Vec<_>>(),
+            vec![("a", 4), ("b", 0), ("c", 2)]
+        );
+        let mut bad = w;
+        bad.services[0].placement = Some([("x".to_string(), 6)].into());
+        let SimError::Invalid(p) = Sim::new(bad, 1, 0, 10).unwrap_err() else {
+            panic!()
+        };
+        assert!(p[0].contains("zone `x` is not in region `r`"), "{p:?}");
+    }
+
+    /// A backend with no demand of its own stayed available at 0 replicas, so deleting or
+    /// scaling it to zero never hurt its callers.
+    #[test]
+    fn a_pure_backend_without_capacity_fails_its_callers() {
+        let w = crate::testing::world()
+            .region("r", ["a"])
+            .service("store", |s| s.rps(0.0))
+            .service("web", |s| s.depends_on(["store"]).rps(100.0))
+            .build();
+        let mut sim = Sim::new(w, 1, 0, 10).unwrap();
+        sim.tick();
+        assert_eq!(sim.truth()["web"].availability, 1.0);
+        let mut d = sim.desired("store").unwrap();
+        d.replicas = sim.spread("store", 0);
+        sim.set_desired("store", &d).unwrap();
+        sim.tick();
+        assert_eq!(sim.truth()["store"].availability, 0.0);
+        assert_eq!(sim.truth()["web"].availability, 0.0);
+    }
+
+    #[test]
+    fn a_blackout_hides_demand_from_the_planner_too() {
+        let mut w = world();
+        w.faults = vec![FaultSpec {
+            kind: FaultKind::MetricBlackout,
+            target: "web".into(),
+            at: Secs(0),
+            duration: Secs(3600),
+            count: None,
+            factor: None,
+        }];
+        let mut sim = Sim::new(w, 1, 0, 10).unwrap();
+        for _ in 0..10 {
+            sim.tick();
+        }
+        assert_eq!(sim.recent_p95_demand("web", 1800), None);
+        assert_eq!(sim.expected_demand("web", 1800, 3 * 3600), None);
+        assert!(sim.recent_p95_demand("db", 1800).is_some());
+    }
+
+    #[test]
+    fn expected_demand_reads_the_same_hours_of_the_previous_days() {
+        let w = crate::testing::world()
+            .region("r", ["a"])
+            .service("web", |s| s.rps(100.0).diurnal(0.5).peak_hour(15.0))
+            .build();
+        // Two days at 10-minute ticks, ending at 03:00 on the third day.
+        let mut sim = Sim::new(w, 1, 0, 600).unwrap();
+        for _ in 0..(2 * 24 * 6 + 3 * 6) {
+            sim.tick();
+        }
+        let recent = sim.recent_p95_demand("web", 1800).unwrap();
+        let ahead = sim.same_hours_peak("web", 5 * 3600).unwrap();
+        // The trough is at 03:00 (50 rps); by 09:00 yesterday demand was back near 100.
+        assert!(recent < 60.0, "{recent}");
+        assert!(ahead > 90.0, "the next hours saw more yesterday: {ahead}");
+        assert_eq!(sim.expected_demand("web", 1800, 5 * 3600), Some(ahead));
+        // With an hour's horizon only, yesterday's 03:00–05:00 is what counts.
+        assert!(sim.same_hours_peak("web", 3600).unwrap() < 60.0);
     }
 
     #[test]

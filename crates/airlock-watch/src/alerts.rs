@@ -166,6 +166,23 @@ pub fn on_event(ev: &Event, now: i64) -> (Vec<Alert>, Vec<BTreeMap<String, Strin
             a.agent = Some(agent);
             (vec![a], vec![])
         }
+        EventKind::Suspects => {
+            let mut a = Alert::new(
+                "AirlockRegressionSuspects",
+                format!(
+                    "`{}` regressed after its changes settled ({}); top suspect: change {change} by {agent}",
+                    s("service"),
+                    s("rule")
+                ),
+                ev.ts,
+            )
+            .label("service", &s("service"))
+            .label("change_id", &change)
+            .label("severity", "warning");
+            a.change_id = Some(change);
+            a.agent = Some(agent);
+            (vec![a], vec![])
+        }
         EventKind::Breaker => {
             let a = Alert::new(
                 "AirlockBreakerOpen",

@@ -526,6 +526,7 @@ impl Provider for UpstreamProvider {
                 tags: vec!["mcp".into(), format!("upstream:{}", self.config.name)],
                 ..ResourceAttrs::default()
             },
+            contained: vec![],
             reversible: tool.over.inverse.is_some(),
             destructive: tool.destructive,
             rollback: false,
