@@ -327,13 +327,31 @@ impl Gate {
                 p.breach = self.watch_breach(bake, &mut health, &cfg).await;
             }
         }
+        // Services whose breach is already attributed: their guilty change waits for a
+        // conflict to clear, and the change in the way is not blamed for it.
+        let attributed: BTreeSet<String> = polled
+            .iter()
+            .filter(|p| p.retry)
+            .filter_map(|p| p.bake.as_ref())
+            .flat_map(|b| b.plan.blast.watch.iter().cloned())
+            .collect();
         // Retry reverts that met a conflict: the conflict may be gone.
         for p in polled.iter_mut().filter(|p| p.retry) {
-            if let Some(bake) = p.bake.take() {
-                match self.retry_revert(bake, &p.id).await? {
-                    Ok(outcome) => outcomes.push(outcome),
-                    Err(bake) => p.bake = Some(bake),
-                }
+            let Some(bake) = p.bake.take() else { continue };
+            let watch = bake.plan.blast.watch.clone();
+            if let Some(outcome) = self
+                .revert_bake(
+                    bake,
+                    &p.id,
+                    "retried after its conflict cleared",
+                    "airlock",
+                    None,
+                    OnConflict::StillWaiting,
+                )
+                .await?
+            {
+                self.cool_down(&watch, now + cfg.blame_cooldown_s as i64 * 1000);
+                outcomes.push(outcome);
             }
         }
         // Blame: per breaching service, the most likely change only.
@@ -364,7 +382,7 @@ impl Gate {
             let cooling = lock(&self.blame_cooldown)
                 .get(&service)
                 .is_some_and(|until| now < *until);
-            if cooling || explained.contains(&service) {
+            if cooling || attributed.contains(&service) || explained.contains(&service) {
                 continue;
             }
             // Rank: baking before settled; a change that only adds capacity last (it
@@ -397,7 +415,7 @@ impl Gate {
             } else {
                 cfg.blame_cooldown_s
             };
-            lock(&self.blame_cooldown).insert(service.clone(), now + cooldown as i64 * 1000);
+            self.cool_down(std::slice::from_ref(&service), now + cooldown as i64 * 1000);
             let ranked: Vec<serde_json::Value> = candidates
                 .iter()
                 .filter_map(|(w, _, d, _, i)| {
@@ -456,14 +474,10 @@ impl Gate {
             };
             // Everything the reverted change reached waits too: its recovery shows there
             // first, and must not be blamed on another change meanwhile.
-            {
-                let until = now + cfg.blame_cooldown_s as i64 * 1000;
-                let mut cooldown = lock(&self.blame_cooldown);
-                for w in &bake.plan.blast.watch {
-                    let e = cooldown.entry(w.clone()).or_insert(until);
-                    *e = (*e).max(until);
-                }
-            }
+            self.cool_down(
+                &bake.plan.blast.watch,
+                now + cfg.blame_cooldown_s as i64 * 1000,
+            );
             let id = polled[top].id.clone();
             if let Some(outcome) = self
                 .revert_bake(
@@ -532,6 +546,15 @@ impl Gate {
         }
         drop(slots);
         Ok(outcomes)
+    }
+
+    /// No change is blamed for a breach of `services` until `until`.
+    fn cool_down(&self, services: &[String], until: i64) {
+        let mut cooldown = lock(&self.blame_cooldown);
+        for s in services {
+            let e = cooldown.entry(s.clone()).or_insert(until);
+            *e = (*e).max(until);
+        }
     }
 
     /// How far a plan's change is from `service`: 0 when it changed the service itself,
@@ -951,6 +974,12 @@ impl Gate {
                     breaker_opened: tripped,
                 }))
             }
+            Err(_) if on_conflict == OnConflict::StillWaiting => {
+                // Still in the way: back under watch, nothing journaled again.
+                let until = watched_until.unwrap_or(now);
+                self.watch(change_id, bake, until, true);
+                Ok(None)
+            }
             Err(ProviderError::Conflict { .. }) if on_conflict == OnConflict::Superseded => {
                 // The resource moved on since this change: it is no longer the state to
                 // watch, and nothing was overwritten.
@@ -991,48 +1020,6 @@ impl Gate {
                 }))
             }
         }
-    }
-
-    /// Tries a conflicted revert again: `Ok(outcome)` when it landed now, `Err(bake)` when
-    /// the conflict is still there (nothing journaled again).
-    async fn retry_revert(
-        &self,
-        bake: Bake,
-        change_id: &str,
-    ) -> Result<Result<BakeOutcome, Bake>, GateError> {
-        let Some(provider) = self.providers.get(&bake.plan.provider).cloned() else {
-            return Ok(Err(bake));
-        };
-        let result = tokio::time::timeout(
-            self.config.provider_timeout,
-            provider.restore(&bake.snapshot, &bake.applied),
-        )
-        .await;
-        let Ok(Ok(restored)) = result else {
-            return Ok(Err(bake));
-        };
-        let now = self.clock.now();
-        lock(&self.bakes).remove(change_id);
-        let rec = change_record(&self.config.redact, &bake, ChangeStatus::Reverted, now);
-        let ev = NewEvent::new(
-            now,
-            EventKind::Reverted,
-            json!({"reason": "retried after its conflict cleared", "by": "airlock", "restored": restored, "reverted_at": now}),
-        )
-        .agent(&bake.agent)
-        .action(&bake.action_id)
-        .change(change_id);
-        self.journal.put_change(rec, ev).await?;
-        Ok(Ok(BakeOutcome::Reverted {
-            change_id: change_id.to_string(),
-            agent: bake.agent,
-            service: String::new(),
-            rule: "retried after its conflict cleared".into(),
-            value: None,
-            detected_at: now,
-            reverted_at: now,
-            breaker_opened: false,
-        }))
     }
 
     /// Reverts an agent's changes applied since `since`, newest first; stops at the first
@@ -1271,6 +1258,9 @@ enum OnConflict {
     Retry,
     /// The change was superseded: stop watching it, journal nothing.
     Superseded,
+    /// A retry of a revert that met a conflict before: if it still fails, keep waiting
+    /// quietly (its `needs_attention` is already journaled).
+    StillWaiting,
 }
 
 fn change_record(

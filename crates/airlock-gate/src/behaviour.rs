@@ -377,6 +377,10 @@ impl Behaviour {
         while t.reverts.front().is_some_and(|x| *x < keep_from) {
             t.reverts.pop_front();
         }
+        // What is older than the window can no longer make a retry or a reversal.
+        let recent = now - (self.config.window_s.max(self.config.reversal_window_s)) as i64 * 1000;
+        t.last_plan.retain(|_, (_, at)| *at >= recent);
+        t.last_direction.retain(|_, (_, at)| *at >= recent);
     }
 
     /// Scores the agent now (and remembers it).

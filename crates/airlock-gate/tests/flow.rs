@@ -871,6 +871,55 @@ async fn a_change_the_journal_cannot_record_is_rolled_back_at_once() {
     assert!(f.of_kind(EventKind::Applied).await.is_empty());
 }
 
+/// A breach whose guilty change could not be reverted (another agent had changed the
+/// resource since) was never retried, and the judge went on to blame the other change.
+#[tokio::test]
+async fn a_conflicted_revert_is_retried_once_the_conflict_clears_and_the_other_change_is_left_alone()
+ {
+    let f = fixture().await;
+    let bad = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Deploy, "sim:service/web").param("version", "bad"),
+        )
+        .await
+        .unwrap();
+    let bad_id = allowed_change(&bad);
+    let autoscaler = f.agent("autoscaler").await;
+    let more = f.gate.submit(&autoscaler, scale("web", 5)).await.unwrap();
+    let more_id = allowed_change(&more);
+    // The bad version fails requests; its revert meets the autoscaler's change.
+    let (outcome, _) = f.until_outcome(12).await;
+    assert!(
+        matches!(&outcome, BakeOutcome::NeedsAttention { change_id, .. } if *change_id == bad_id),
+        "{outcome:?}"
+    );
+    // The breach goes on; the autoscaler's change is not blamed for it.
+    for _ in 0..30 {
+        let outcomes = f.step().await;
+        assert!(
+            outcomes.is_empty(),
+            "nothing is reverted while the conflict stands: {outcomes:?}"
+        );
+    }
+    assert_eq!(f.desired("web").version, "bad");
+    // An operator takes the autoscaler's change back: the conflict is gone, and the next
+    // poll reverts the bad deploy.
+    f.gate.revert(&more_id, "alice").await.unwrap();
+    let (outcome, _) = f.until_outcome(3).await;
+    assert!(
+        matches!(&outcome, BakeOutcome::Reverted { change_id, .. } if *change_id == bad_id),
+        "{outcome:?}"
+    );
+    assert_eq!(f.desired("web").version, "v1");
+    assert_eq!(
+        f.store.change(&bad_id).await.unwrap().unwrap().status,
+        airlock_core::ChangeStatus::Reverted
+    );
+    assert_eq!(f.gate.breaker("autoscaler").await, None);
+}
+
 #[tokio::test]
 async fn a_revert_after_someone_else_changed_the_resource_needs_attention() {
     let f = fixture().await;

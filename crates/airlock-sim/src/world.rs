@@ -591,24 +591,16 @@ impl Sim {
     /// `horizon_s` seconds from now (the hour now included); `None` without such history.
     pub fn same_hours_peak(&self, service: &str, horizon_s: i64) -> Option<f64> {
         let s = self.services.get(service)?;
-        let (first, _) = *s.hourly.front()?;
         let now_h = self.now.div_euclid(HOUR_MS);
         let hours = (horizon_s * 1000).div_euclid(HOUR_MS).max(0);
         let mut peak: Option<f64> = None;
         for day in 1..=PROFILE_DAYS {
             for h in now_h..=now_h + hours {
+                // Hours are in order, with gaps where a blackout hid them.
                 let past = h - day * 24;
-                let Ok(i) = usize::try_from(past - first) else {
-                    continue;
-                };
-                // Hours are contiguous unless a blackout left a gap: check the index.
-                let found = s
-                    .hourly
-                    .get(i)
-                    .filter(|(x, _)| *x == past)
-                    .or_else(|| s.hourly.iter().find(|(x, _)| *x == past));
-                if let Some((_, d)) = found {
-                    peak = Some(peak.map_or(*d, |p: f64| p.max(*d)));
+                if let Ok(i) = s.hourly.binary_search_by_key(&past, |(x, _)| *x) {
+                    let d = s.hourly[i].1;
+                    peak = Some(peak.map_or(d, |p: f64| p.max(d)));
                 }
             }
         }
