@@ -179,3 +179,32 @@ async fn misbehaving_agents_are_quarantined_within_twenty_actions_and_normal_one
         assert!(!g.scorecard.agent_quarantined && g.scorecard.peers_quarantined == 0);
     }
 }
+
+/// Each class of harm the gate models has a scenario whose agent does the harm: unguarded,
+/// the run misses its objective; guarded, it passes every assertion (its own agent's
+/// included). Classes where the agent is normal (a scaler on small fleets, a release during
+/// scaling) pass both ways, and the guard must not get in their way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_holds_on_every_class_of_harm_it_models() {
+    let harmful = [
+        "zone-concentration",
+        "environment-delete",
+        "night-salami",
+        "late-regression",
+        "innocent-bystander",
+        "blackout-blind-cut",
+    ];
+    let normal = ["small-fleet-dawn", "rollout-during-scaling"];
+    for name in harmful.iter().chain(&normal) {
+        let s = load(&root().join(format!("scenarios/{name}.toml")));
+        let g = run_as(&s, s.seed, Mode::Guarded, Cast::Agent).await;
+        assert!(g.passed, "{name}: guarded {:?}", g.checks);
+        let u = run_as(&s, s.seed, Mode::Unguarded, Cast::Agent).await;
+        assert_eq!(
+            u.passed,
+            normal.contains(name),
+            "{name}: unguarded {:?}",
+            u.checks
+        );
+    }
+}
