@@ -58,6 +58,13 @@ pub trait Provider: Send + Sync {
         let _ = addr;
         Ok(None)
     }
+    /// Whether `apply` only hands the action back to its caller to carry out (a coding
+    /// agent's own commands and edits, decided by the hook): an operator's approval of such
+    /// an action is then a one-shot permit for the caller's next identical request, since
+    /// nobody but the caller can carry it out.
+    fn hands_off(&self) -> bool {
+        false
+    }
     /// Dry run: diffs, blast radius, predicted facts, reversibility. Changes nothing.
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError>;
     /// Records the prior state of `targets`.

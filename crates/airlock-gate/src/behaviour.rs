@@ -288,6 +288,24 @@ impl Behaviour {
         false
     }
 
+    /// Forgets the evidence of the current window (an operator released the agent): its
+    /// actions, blocks, reverts, reversals and streak, and the window slots they fell in.
+    /// What is older stays the agent's usual. Without this, an unfrozen agent would be
+    /// quarantined again on its next action by the very evidence an operator just reviewed.
+    pub fn forgive(&mut self, agent: &str, now: Timestamp) {
+        let window = self.config.window_s as i64 * 1000;
+        if let Some(t) = self.agents.get_mut(agent) {
+            t.actions.clear();
+            t.blocked.clear();
+            t.reverts.clear();
+            t.last_direction.clear();
+            t.last_plan.clear();
+            t.streak = 0;
+            t.history.retain(|(at, _)| *at <= now - window);
+            t.score = Score::default();
+        }
+    }
+
     /// Records that a request of the agent was denied or held.
     pub fn blocked(&mut self, agent: &str, now: Timestamp) {
         if self.config.enabled {

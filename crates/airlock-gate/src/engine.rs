@@ -29,6 +29,12 @@ pub struct GateConfig {
     pub provider_timeout: Duration,
     /// How long a hold waits for an operator before it expires as a deny, in seconds.
     pub hold_timeout_s: u64,
+    /// How long a hold of an action the caller carries out itself (a hook's, answered at the
+    /// agent's own prompt) stays in the operators' queue, in seconds.
+    pub handoff_hold_timeout_s: u64,
+    /// How long an approval of such an action stays usable as a one-shot permit for the
+    /// agent's next identical request, in seconds.
+    pub permit_ttl_s: u64,
     /// Whether holds of `critical` risk need two distinct operators' approvals.
     pub two_person_critical: bool,
     /// What is redacted before anything reaches the journal.
@@ -44,6 +50,8 @@ impl Default for GateConfig {
             bake: BakeConfig::default(),
             provider_timeout: Duration::from_secs(10),
             hold_timeout_s: 3600,
+            handoff_hold_timeout_s: 900,
+            permit_ttl_s: 600,
             two_person_critical: false,
             redact: Redactor::default(),
             anomaly: crate::behaviour::AnomalyConfig::default(),
@@ -191,6 +199,25 @@ pub(crate) struct PendingApproval {
     pub approvers: Vec<String>,
 }
 
+/// An operator's approval of a hands-off action: the agent's next request with the same
+/// plan hash, before `expires_at`, is allowed once, without spending budgets again or
+/// counting as anomalous.
+#[derive(Debug, Clone)]
+pub(crate) struct Permit {
+    pub approval_id: String,
+    /// `operator:apr_…`, as journaled.
+    pub by: String,
+    pub expires_at: i64,
+}
+
+/// The guards a permit lifts: those that count what an agent spends. The kill switch and
+/// policy denials still apply.
+const SPENDING_GUARDS: [&str; 3] = [
+    "rate-limit",
+    "blast-budget-destructive",
+    "blast-budget-capacity",
+];
+
 /// A pending hold as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
@@ -272,6 +299,8 @@ pub struct Gate {
     /// Budgets, rate windows, breakers and the kill switch: checked and spent in one step.
     pub(crate) guards: Mutex<Guards>,
     pub(crate) approvals: Mutex<BTreeMap<String, PendingApproval>>,
+    /// One-shot permits from approvals of hands-off actions, by (agent, plan hash).
+    pub(crate) permits: Mutex<BTreeMap<(String, String), Permit>>,
     pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
     pub(crate) behaviour: Mutex<crate::behaviour::Behaviour>,
     /// Per service, until when the judge blames no further change for its breach.
@@ -323,6 +352,7 @@ impl Gate {
             clock,
             guards: Mutex::new(Guards::new(config.guards.clone())),
             approvals: Mutex::new(BTreeMap::new()),
+            permits: Mutex::new(BTreeMap::new()),
             bakes: Mutex::new(BTreeMap::new()),
             behaviour: Mutex::new(crate::behaviour::Behaviour::new(config.anomaly.clone())),
             blame_cooldown: Mutex::new(BTreeMap::new()),
@@ -522,6 +552,15 @@ impl Gate {
         };
         let risk = assess_risk(&plan);
         let mutation = plan.verb.is_mutation();
+        // An operator approved this exact plan for this agent before: its retry goes through
+        // once (given back below if something else stops it).
+        let permit = if approval.is_none() && mutation {
+            self.take_permit(agent, &plan.hash, now)
+        } else {
+            None
+        };
+        let approval: Option<(&str, &str)> =
+            approval.or_else(|| permit.as_ref().map(|p| (p.approval_id.as_str(), p.by.as_str())));
         // Health is read before any lock is taken: a slow signal source delays only this
         // request.
         let health = self.health_of(provider.as_ref(), &plan).await;
@@ -530,9 +569,13 @@ impl Gate {
         let (anomaly, quarantine, actions_5m, reverts_1h) = {
             let mut guards = lock(&self.guards);
             let mut behaviour = lock(&self.behaviour);
-            guards.record_submission(agent, &plan, now);
+            // An approved retry is the operator's decision, not the agent's behaviour: it is
+            // neither counted against the rate limit nor scored.
+            if permit.is_none() {
+                guards.record_submission(agent, &plan, now);
+            }
             let mut quarantine = None;
-            let anomaly = if mutation {
+            let anomaly = if mutation && permit.is_none() {
                 retry = behaviour.record(agent, &plan, now);
                 let score = behaviour.score(agent, now);
                 let cfg = behaviour.config();
@@ -599,15 +642,21 @@ impl Gate {
             {
                 findings.retain(|f| f.id != "breaker-open");
             }
+            if permit.is_some() {
+                findings.retain(|f| !SPENDING_GUARDS.contains(&f.id));
+            }
             let verdict = combine(outcome, &findings, approval.is_some());
-            let spend = mutation && matches!(verdict, Verdict::Allow);
+            let spend = mutation && permit.is_none() && matches!(verdict, Verdict::Allow);
             if spend {
                 guards.record_applied(agent, &plan, now);
             }
             (verdict, findings, spend.then_some(now))
         };
-        if mutation && !retry && !matches!(verdict, Verdict::Allow) {
+        if mutation && !retry && permit.is_none() && !matches!(verdict, Verdict::Allow) {
             lock(&self.behaviour).blocked(agent, now);
+        }
+        if let Some(p) = permit.as_ref().filter(|_| !matches!(verdict, Verdict::Allow)) {
+            lock(&self.permits).insert((agent.to_string(), plan.hash.clone()), p.clone());
         }
         let mut details: Vec<String> = verdict
             .reasons()
@@ -646,11 +695,12 @@ impl Gate {
             now,
             EventKind::Verdict,
             json!({"verdict": verdict.kind(), "reasons": verdict.reasons(), "details": details, "risk": risk,
-                   "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1)}),
+                   "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1),
+                   "permit": permit.as_ref().map(|p| &p.approval_id)}),
         )
         .agent(agent)
         .action(id);
-        let events = if approval.is_none() {
+        let events = if approval.is_none() || permit.is_some() {
             vec![request_ev, verdict_ev]
         } else {
             vec![verdict_ev]
@@ -870,10 +920,10 @@ impl Gate {
         let now = self.clock.now();
         // One resolution of this approval at a time (two operators answering at once).
         let _apr = self.slots.take(&approval_key(approval_id)).await;
-        let pending = lock(&self.approvals)
-            .get(approval_id)
-            .cloned()
-            .ok_or_else(|| GateError::NotFound("approval", approval_id.to_string()))?;
+        let pending = lock(&self.approvals).get(approval_id).cloned();
+        let Some(pending) = pending else {
+            return Err(self.answered(approval_id).await);
+        };
         if pending.agent == approver.name {
             return Err(GateError::Forbidden(format!(
                 "{}: nobody approves their own request",
@@ -960,8 +1010,41 @@ impl Gate {
                 .decide_and_run(&id, &pending.agent, pending.request.clone(), None)
                 .await;
         }
-        self.journal.append(ev("approved")).await?;
         let by = format!("{}:{}", approver.name, approval_id);
+        if provider.hands_off() {
+            // Only the agent can carry this out: the approval is a permit for its retry.
+            let ttl = self.config.permit_ttl_s;
+            self.journal
+                .append(ev(&format!(
+                    "approved: the agent's next identical request within {ttl} s is allowed once"
+                )))
+                .await?;
+            lock(&self.permits).insert(
+                (pending.agent.clone(), pending.plan_hash.clone()),
+                Permit {
+                    approval_id: approval_id.to_string(),
+                    by,
+                    expires_at: now + ttl as i64 * 1000,
+                },
+            );
+            return Ok(Decision {
+                id: pending.action_id.clone(),
+                agent: pending.agent.clone(),
+                verdict: VerdictKind::Allow,
+                reasons: Vec::new(),
+                details: vec![format!(
+                    "approved by {}: {} runs it itself; its next identical request within {ttl} s is allowed once",
+                    approver.name, pending.agent
+                )],
+                risk: pending.risk,
+                plan: Some(pending.plan.clone()),
+                approval_id: Some(approval_id.to_string()),
+                change_id: None,
+                result: Some(json!({"permit": {"agent": pending.agent, "plan_hash": pending.plan_hash, "ttl_s": ttl}})),
+                error: None,
+            });
+        }
+        self.journal.append(ev("approved")).await?;
         self.decide_and_run(
             &pending.action_id,
             &pending.agent,
@@ -1031,13 +1114,67 @@ impl Gate {
         lock(&self.guards).open_breakers()
     }
 
-    /// Expires holds older than the hold timeout as denies; returns the expired ids.
+    /// Why an approval id is not pending: the journal's answer to it (approved, denied,
+    /// expired), or `NotFound` when it never was one.
+    async fn answered(&self, approval_id: &str) -> GateError {
+        let query = airlock_store::EventQuery {
+            kind: Some(EventKind::Approval),
+            descending: true,
+            limit: Some(5000),
+            ..Default::default()
+        };
+        let events = match self.journal.read(query).await {
+            Ok(events) => events,
+            Err(e) => return GateError::Journal(e),
+        };
+        let answer = events.iter().find(|e| {
+            e.payload["approval_id"] == approval_id
+                && !e.payload["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.starts_with("recorded"))
+        });
+        match answer {
+            Some(e) => GateError::Conflict(format!(
+                "approval `{approval_id}` was already answered: {} by {} ({})",
+                e.payload["decision"].as_str().unwrap_or("?"),
+                e.payload["by"].as_str().unwrap_or("?"),
+                e.payload["outcome"].as_str().unwrap_or("?"),
+            )),
+            None => GateError::NotFound("approval", approval_id.to_string()),
+        }
+    }
+
+    /// Takes the agent's unexpired permit for this plan hash, if there is one.
+    fn take_permit(&self, agent: &str, hash: &str, now: i64) -> Option<Permit> {
+        let mut permits = lock(&self.permits);
+        permits.retain(|_, p| p.expires_at > now);
+        permits.remove(&(agent.to_string(), hash.to_string()))
+    }
+
+    /// Whether a hold is of an action its caller carries out itself (a hook's).
+    fn handed_off(&self, p: &PendingApproval) -> bool {
+        self.providers
+            .get(&p.request.provider)
+            .is_some_and(|pr| pr.hands_off())
+    }
+
+    /// Expires holds older than their timeout as denies; returns the expired ids. A hold of
+    /// an action the agent carries out itself (a hook's) is answered at the agent's own
+    /// prompt, so it leaves the operators' queue sooner (`handoff_hold_timeout_s`).
     pub async fn expire_holds(&self) -> Result<Vec<String>, GateError> {
         let now = self.clock.now();
-        let limit = self.config.hold_timeout_s as i64 * 1000;
+        let limit = |p: &PendingApproval| {
+            let s = if self.handed_off(p) {
+                self.config.handoff_hold_timeout_s
+            } else {
+                self.config.hold_timeout_s
+            };
+            s as i64 * 1000
+        };
+        lock(&self.permits).retain(|_, p| p.expires_at > now);
         let due: Vec<String> = lock(&self.approvals)
             .values()
-            .filter(|p| now - p.created_at >= limit)
+            .filter(|p| now - p.created_at >= limit(p))
             .map(|p| p.id.clone())
             .collect();
         let mut expired = Vec::new();
@@ -1047,9 +1184,14 @@ impl Gate {
             let Some(p) = lock(&self.approvals).get(&id).cloned() else {
                 continue;
             };
+            let outcome = if self.handed_off(&p) {
+                "expired: nobody approved it here; the person at the agent's prompt answers a hook's hold"
+            } else {
+                "expired"
+            };
             self.journal
                 .append(
-                    NewEvent::new(now, EventKind::Approval, json!({"approval_id": p.id, "decision": "deny", "by": "timeout", "outcome": "expired"}))
+                    NewEvent::new(now, EventKind::Approval, json!({"approval_id": p.id, "decision": "deny", "by": "timeout", "outcome": outcome}))
                         .agent(&p.agent)
                         .action(&p.action_id),
                 )
@@ -1111,6 +1253,8 @@ impl Gate {
             )
             .await?;
         lock(&self.guards).reset_breaker(agent);
+        // The operator reviewed what tripped it: that evidence no longer counts.
+        lock(&self.behaviour).forgive(agent, self.clock.now());
         Ok(())
     }
 }

@@ -83,21 +83,26 @@ pub enum HookAnswer {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHook {
-    /// Environment assumed for commands that do not show one.
+    /// Environment assumed for commands and files that do not show one. `unknown` (the
+    /// default) is treated by the default policy pack like `prod`: destructive work is held.
     pub default_env: String,
     /// Answer for a command Airlock does not recognize (outside `prod`; in `prod` it is always `deny`).
     pub unknown: HookAnswer,
     /// Answer when the gate holds an action: `ask` hands it to the person at the agent's
     /// prompt, `deny` makes the agent stop until an operator approves it in Airlock.
     pub on_hold: HookAnswer,
+    /// Seconds a hook's hold stays in the operators' queue before it expires (with a
+    /// journal entry): the person at the agent's prompt usually answers it there.
+    pub hold_timeout_s: u64,
 }
 
 impl Default for RawHook {
     fn default() -> Self {
         Self {
-            default_env: "dev".into(),
+            default_env: "unknown".into(),
             unknown: HookAnswer::Ask,
             on_hold: HookAnswer::Ask,
+            hold_timeout_s: 900,
         }
     }
 }
@@ -162,6 +167,10 @@ pub struct RawApprovals {
     pub two_person_critical: bool,
     /// Seconds a hold waits before it expires as a deny.
     pub hold_timeout_s: u64,
+    /// Seconds an approval of an action the agent carries out itself (a hook's command or
+    /// edit) stays usable: the agent's next identical request (same plan hash) within it is
+    /// allowed once, without spending budgets again.
+    pub permit_ttl_s: u64,
 }
 
 impl Default for RawApprovals {
@@ -169,6 +178,7 @@ impl Default for RawApprovals {
         Self {
             two_person_critical: false,
             hold_timeout_s: 3600,
+            permit_ttl_s: 600,
         }
     }
 }
@@ -219,6 +229,7 @@ pub struct Config {
     pub anomaly: airlock_gate::AnomalyConfig,
     pub two_person_critical: bool,
     pub hold_timeout_s: u64,
+    pub permit_ttl_s: u64,
     pub sim: Option<SimConfig>,
     /// `/mcp` is served.
     pub mcp_enabled: bool,
@@ -360,6 +371,12 @@ impl RawConfig {
         if self.approvals.hold_timeout_s == 0 {
             problems.push("approvals.hold_timeout_s: must be above 0".into());
         }
+        if self.approvals.permit_ttl_s == 0 {
+            problems.push("approvals.permit_ttl_s: must be above 0".into());
+        }
+        if self.hook.hold_timeout_s == 0 {
+            problems.push("hook.hold_timeout_s: must be above 0".into());
+        }
         let sim = if self.sim.enabled {
             if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
                 problems.push("sim.time_factor: must be above 0 and at most 1000".into());
@@ -472,6 +489,7 @@ impl RawConfig {
                 anomaly: self.anomaly,
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
+                permit_ttl_s: self.approvals.permit_ttl_s,
                 sim,
                 mcp_enabled: self.mcp.enabled,
                 mcp_hold_wait_s: self.mcp.hold_wait_s,

@@ -263,6 +263,8 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             bake: config.bake.clone(),
             provider_timeout: Duration::from_millis(config.provider_timeout_ms),
             hold_timeout_s: config.hold_timeout_s,
+            handoff_hold_timeout_s: config.hook.hold_timeout_s,
+            permit_ttl_s: config.permit_ttl_s,
             two_person_critical: config.two_person_critical,
             redact: config.redact.clone(),
             anomaly: config.anomaly.clone(),
