@@ -57,10 +57,11 @@ async fn shell_commands_are_classified_decided_and_journaled() {
             "ask",
             "prod-destructive-needs-approval",
         ),
+        // No environment named: unknown, which counts as prod.
         (
             "bash -c 'C=\"rm -rf\"; $C /'",
             "ask",
-            "critical-risk-needs-approval",
+            "prod-destructive-needs-approval",
         ),
         (
             "echo 'DROP TABLE users' | psql -d prod_db",
@@ -131,7 +132,10 @@ async fn shell_commands_are_classified_decided_and_journaled() {
     assert!(text.contains("PGPASSWORD=[redacted] psql"), "{text}");
     assert!(events.iter().any(|e| e["kind"] == "verdict"
         && e["agent"] == "bot"
-        && e["payload"]["reasons"] == json!(["critical-risk-needs-approval"])));
+        && e["payload"]["reasons"] == json!(["prod-destructive-needs-approval"])
+        && e["payload"]["details"][0]
+            .as_str()
+            .is_some_and(|d| d.contains("environment `unknown`"))));
     env.airlock(&["journal", "verify", "--store", &env.store()])
         .await
         .code(0);
@@ -186,4 +190,130 @@ async fn with_airlock_url_holds_wait_in_the_running_server() {
     let (got, reason) = decision(&a);
     assert_eq!(got, "deny", "{reason}");
     assert!(reason.contains("cannot reach"), "{reason}");
+}
+
+/// The agent's answer to a PostToolUse event: it ran.
+fn ran(command: &str) -> String {
+    json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PostToolUse",
+           "tool_name": "Bash", "tool_input": {"command": command, "description": "test"},
+           "tool_response": {"stdout": "", "stderr": "", "interrupted": false}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_hold_lets_the_agents_retry_through_once_and_post_tool_use_closes_the_loop() {
+    let env = Env::new(WORLD, "", 3).await;
+    let server = env.serve(&[]).await;
+    let url = server.url.clone();
+    let vars = [
+        ("AIRLOCK_TOKEN", env.bot.as_str()),
+        ("AIRLOCK_URL", url.as_str()),
+    ];
+    // No environment named: the destroy is held, and the answer says why and what passes.
+    let destroy = "terraform destroy -auto-approve";
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "ask", "{reason}");
+    assert!(reason.contains("environment `unknown`"), "{reason}");
+    assert!(reason.contains("Would pass"), "{reason}");
+    let approvals = server.get("/v1/approvals", &env.op).await;
+    let apr = approvals["items"][0]["id"].as_str().unwrap().to_string();
+    env.operator(&server, &["approve", &apr]).await.code(0);
+    // Approving again says it was already answered, and by whom.
+    let again = env.operator(&server, &["approve", &apr]).await;
+    assert_ne!(again.code, Some(0));
+    assert!(
+        (again.stdout.clone() + &again.stderr).contains("already answered"),
+        "{} {}",
+        again.stdout,
+        again.stderr
+    );
+    // The retry goes through once; the one after is held again.
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "allow", "{reason}");
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "ask", "{reason}");
+    // The person at the prompt let that one run: PostToolUse says so, and the hold nobody
+    // here will answer leaves the queue.
+    let a = hook(&env, &ran(destroy), &vars).await;
+    assert_eq!(a, json!({}));
+    let approvals = server.get("/v1/approvals", &env.op).await;
+    assert_eq!(approvals["items"], json!([]), "{approvals}");
+    let events = env.journal().await;
+    let ran: Vec<&Value> = events.iter().filter(|e| e["kind"] == "ran").collect();
+    assert_eq!(ran.len(), 1, "{events:?}");
+    assert!(ran[0]["payload"]["answered_hold"].is_string(), "{:?}", ran[0]);
+    assert!(events.iter().any(|e| e["kind"] == "approval"
+        && e["payload"]["outcome"] == "answered at the agent's prompt: it ran"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_http_an_approved_tool_call_is_allowed_once_then_held_again() {
+    let env = Env::new(WORLD, "", 3).await;
+    let server = env.serve(&[]).await;
+    let call = json!({"provider": "tool", "verb": "delete", "target": "tool:mcp/github.delete_repo",
+        "params": {"tool_name": "mcp__github__delete_repo", "tool_input": {"repo": "web"}},
+        "intent": "remove the old repository"});
+    let (status, held) = server.post("/v1/actions", &env.bot, &call).await;
+    assert_eq!(status, 202, "{held}");
+    let apr = held["approval_id"].as_str().unwrap();
+    let (status, approved) = server
+        .post(
+            &format!("/v1/approvals/{apr}"),
+            &env.op,
+            &json!({"decision": "approve", "reason": "ok"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["result"]["permit"]["agent"], "bot", "{approved}");
+    let (status, retry) = server.post("/v1/actions", &env.bot, &call).await;
+    assert_eq!((status, retry["verdict"].as_str()), (200, Some("allow")), "{retry}");
+    let (status, again) = server.post("/v1/actions", &env.bot, &call).await;
+    assert_eq!((status, again["verdict"].as_str()), (202, Some("hold")), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coding_agent_edits_a_hundred_files_in_a_minute_unhindered_and_unfreeze_releases_it() {
+    let env = Env::new(WORLD, "", 3).await;
+    let store = env.store();
+    let coder = env
+        .airlock(&[
+            "token", "create", "--agent", "coder", "--profile", "coding", "--store", &store,
+        ])
+        .await
+        .code(0)
+        .stdout
+        .trim()
+        .to_string();
+    let server = env.serve(&[]).await;
+    let url = server.url.clone();
+    let vars = [("AIRLOCK_TOKEN", coder.as_str()), ("AIRLOCK_URL", url.as_str())];
+    for i in 0..100 {
+        let edit = json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PreToolUse",
+            "tool_name": "Edit", "tool_input": {"file_path": format!("/repo/src/m{i}.rs"),
+            "old_string": "a", "new_string": "b"}});
+        let (got, reason) = decision(&hook(&env, &edit.to_string(), &vars).await).to_owned_pair();
+        assert_eq!(got, "allow", "edit {i}: {reason}");
+    }
+    let agent = server.get("/v1/agents/coder", &env.op).await;
+    assert!(agent["breaker"].is_null(), "{agent}");
+    // An operator freezes it: held. Unfrozen, it works again at once.
+    env.operator(&server, &["freeze", "coder"]).await.code(0);
+    let edit = json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PreToolUse",
+        "tool_name": "Edit", "tool_input": {"file_path": "/repo/src/lib.rs"}});
+    let (got, reason) = decision(&hook(&env, &edit.to_string(), &vars).await).to_owned_pair();
+    assert_eq!(got, "ask", "{reason}");
+    assert!(reason.contains("breaker-open"), "{reason}");
+    env.operator(&server, &["unfreeze", "coder"]).await.code(0);
+    let (got, reason) = decision(&hook(&env, &edit.to_string(), &vars).await).to_owned_pair();
+    assert_eq!(got, "allow", "{reason}");
+}
+
+trait OwnedPair {
+    fn to_owned_pair(self) -> (String, String);
+}
+
+impl OwnedPair for (&str, &str) {
+    fn to_owned_pair(self) -> (String, String) {
+        (self.0.to_string(), self.1.to_string())
+    }
 }

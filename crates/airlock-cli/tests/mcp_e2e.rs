@@ -156,10 +156,11 @@ async fn over_stdio_a_python_agent_lists_reads_and_is_held_or_denied_with_reason
         "{}",
         r[3]
     );
-    // Arguments that fail the schema and an unknown tool are JSON-RPC errors.
-    assert_eq!(r[4]["error"]["code"], -32602, "{}", r[4]);
+    // Arguments that fail the schema are a tool error the model can read and correct
+    // (MCP's SEP-1303); an unknown tool is a JSON-RPC error.
+    assert_eq!(r[4]["isError"], true, "{}", r[4]);
     assert!(
-        r[4]["error"]["message"]
+        r[4]["text"]
             .as_str()
             .unwrap()
             .contains("arguments.replicas: expected integer"),
@@ -248,7 +249,7 @@ async fn over_stdio_lines_that_are_not_json_rpc_get_errors_and_the_session_goes_
     assert_eq!(by_error(-32700).unwrap()["id"], Value::Null, "{answers:?}");
     assert_eq!(by_error(-32600).unwrap()["id"], 5, "{answers:?}");
     let bad_args = answers.iter().find(|a| a["id"] == 6).unwrap();
-    assert_eq!(bad_args["error"]["code"], -32602, "{bad_args}");
+    assert_eq!(bad_args["result"]["isError"], true, "{bad_args}");
     let listed = answers.iter().find(|a| a["id"] == 7).unwrap();
     assert!(
         listed["result"]["tools"].as_array().unwrap().len() >= 6,
@@ -305,8 +306,8 @@ async fn over_http_an_upstream_python_server_is_proxied_gated_journaled_and_reve
     assert_eq!(state["q3"], "plan", "{state}");
     // The secret reached the upstream but not the journal.
     assert_eq!(r[4]["text"], "stored", "{}", r[4]);
-    // Bad arguments are refused before anything is forwarded.
-    assert_eq!(r[5]["error"]["code"], -32602, "{}", r[5]);
+    // Bad arguments are refused before anything is forwarded, as a tool error.
+    assert_eq!(r[5]["isError"], true, "{}", r[5]);
     // An upstream that crashes mid-call is a JSON-RPC error; the next call reconnects.
     assert_eq!(r[6]["error"]["code"], -32603, "{}", r[6]);
     assert!(
@@ -405,7 +406,7 @@ async fn http_mcp_needs_an_agent_token_and_stdio_can_go_through_a_running_server
     .await;
     tool(&r[0], "sim_restart");
     assert_eq!(r[1]["structured"]["verdict"], "hold", "{}", r[1]);
-    assert_eq!(r[2]["error"]["code"], -32602, "{}", r[2]);
+    assert_eq!(r[2]["isError"], true, "{}", r[2]);
     let approvals = server.get("/v1/approvals", &env.op).await;
     assert_eq!(approvals["items"][0]["agent"], "bot", "{approvals}");
 }
@@ -506,4 +507,50 @@ async fn an_upstream_over_streamable_http_is_proxied_as_well() {
     assert_eq!(r[1]["text"], "created a", "{}", r[1]);
     let state: Value = serde_json::from_str(&std::fs::read_to_string(&notes).unwrap()).unwrap();
     assert_eq!(state["a"], "b", "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_tool_call_answers_the_agents_retry_once_without_running_it_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.json");
+    let env = Env::new(WORLD, &upstream_config(&notes), 3).await;
+    let server = env.serve(&[]).await;
+    let create = json!({"op": "call", "name": "notes_create_note", "arguments": {"name": "q3", "text": "plan"}});
+    let delete = json!({"op": "call", "name": "notes_delete_note", "arguments": {"name": "q3"}});
+    let r = client(&env, http_conn(&server, &env.bot), json!([create, delete])).await;
+    assert_eq!(r[1]["structured"]["verdict"], "hold", "{}", r[1]);
+    let text = r[1]["text"].as_str().unwrap();
+    assert!(text.contains("Would pass"), "the hold explains itself: {text}");
+    let apr = r[1]["structured"]["approval_id"].as_str().unwrap().to_string();
+    env.operator(&server, &["approve", &apr]).await.code(0);
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(&notes).unwrap()).unwrap();
+    assert!(state.get("q3").is_none(), "approved and applied: {state}");
+    // The agent asks again: told it is done (once), not deleted a second time; the next
+    // identical call is a new question (here over the destructive budget the approved
+    // delete spent).
+    let r = client(
+        &env,
+        http_conn(&server, &env.bot),
+        json!([delete, delete]),
+    )
+    .await;
+    assert_eq!(r[0]["isError"], false, "{}", r[0]);
+    assert_eq!(r[0]["structured"]["verdict"], "allow", "{}", r[0]);
+    assert!(
+        r[0]["structured"]["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("already done"),
+        "{}",
+        r[0]
+    );
+    assert_ne!(r[1]["structured"]["verdict"], "allow", "{}", r[1]);
+    assert!(r[1]["structured"]["change_id"].is_null(), "{}", r[1]);
+    let calls = env
+        .journal()
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "applied")
+        .count();
+    assert_eq!(calls, 2, "the create and the one approved delete");
 }

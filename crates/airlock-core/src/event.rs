@@ -45,6 +45,9 @@ pub enum EventKind {
     /// A watched service regressed after its changes settled: the changes that could
     /// explain it, ranked.
     Suspects,
+    /// A coding agent reported that a tool call it was handed back actually ran (the
+    /// hook's PostToolUse), and whether it succeeded.
+    Ran,
 }
 
 impl EventKind {
@@ -66,6 +69,7 @@ impl EventKind {
             EventKind::Agent => "agent",
             EventKind::Alert => "alert",
             EventKind::Suspects => "suspects",
+            EventKind::Ran => "ran",
         }
     }
     /// Parses a stored name.

@@ -57,6 +57,9 @@ pub struct GuardFinding {
     pub id: &'static str,
     pub effect: GuardEffect,
     pub detail: String,
+    /// When the same request would pass this guard again, in seconds (rate limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,6 +76,9 @@ struct AgentState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Guards {
     pub config: GuardConfig,
+    /// Agents whose profile sets other limits than `config`.
+    #[serde(default)]
+    agent_config: BTreeMap<String, GuardConfig>,
     killswitch: bool,
     agents: BTreeMap<String, AgentState>,
 }
@@ -88,9 +94,23 @@ impl Guards {
     pub fn new(config: GuardConfig) -> Self {
         Self {
             config,
+            agent_config: BTreeMap::new(),
             killswitch: false,
             agents: BTreeMap::new(),
         }
+    }
+
+    /// Sets the limits of one agent (its profile's), or back to the common ones with `None`.
+    pub fn set_agent_config(&mut self, agent: &str, config: Option<GuardConfig>) {
+        match config {
+            Some(c) => self.agent_config.insert(agent.to_string(), c),
+            None => self.agent_config.remove(agent),
+        };
+    }
+
+    /// The limits that apply to an agent.
+    pub fn config_of(&self, agent: &str) -> &GuardConfig {
+        self.agent_config.get(agent).unwrap_or(&self.config)
     }
 
     /// Turns the kill switch on or off. While on, every mutation is denied.
@@ -143,7 +163,7 @@ impl Guards {
 
     /// Counts a submission against the rate limit. Call once per submission, before `check`.
     pub fn record_submission(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
-        if plan.verb.is_mutation() {
+        if plan.verb.is_mutation() && !plan.resource.workspace {
             let a = self.agents.entry(agent.to_string()).or_default();
             prune(&mut a.mutations, now - 300_000);
             a.mutations.push_back(now);
@@ -156,12 +176,13 @@ impl Guards {
         if !plan.verb.is_mutation() {
             return findings;
         }
-        let cfg = self.config.clone();
+        let cfg = self.config_of(agent).clone();
         if self.killswitch {
             findings.push(GuardFinding {
                 id: "killswitch",
                 effect: GuardEffect::Deny,
                 detail: "the kill switch is on: every mutation is denied".into(),
+                retry_after_s: None,
             });
         }
         let a = self.agents.entry(agent.to_string()).or_default();
@@ -172,17 +193,35 @@ impl Guards {
                 detail: format!(
                     "the agent's breaker is open ({why}): mutations wait for an operator"
                 ),
+                retry_after_s: None,
             });
         }
-        let last_minute = a.mutations.iter().filter(|t| **t > now - 60_000).count() as u32;
+        // A change inside the agent's own workspace spends no budget: only the kill switch
+        // and the breaker apply to it.
+        if plan.resource.workspace {
+            return findings;
+        }
+        let recent: Vec<Timestamp> = a
+            .mutations
+            .iter()
+            .copied()
+            .filter(|t| *t > now - 60_000)
+            .collect();
+        let last_minute = recent.len() as u32;
         if last_minute > cfg.mutations_per_minute {
+            // When enough of the last minute's submissions have aged out that one more
+            // fits under the limit.
+            let k = (last_minute - cfg.mutations_per_minute) as usize;
+            let free_at = recent.get(k).map_or(now, |t| t + 60_000);
+            let retry_after = ((free_at - now).max(0) as u64).div_ceil(1000).max(1);
             findings.push(GuardFinding {
                 id: "rate-limit",
                 effect: GuardEffect::Deny,
                 detail: format!(
-                    "{last_minute} mutations in the last minute; the limit is {}",
+                    "{last_minute} mutations in the last minute; the limit is {}: retry after {retry_after} s",
                     cfg.mutations_per_minute
                 ),
+                retry_after_s: Some(retry_after),
             });
         }
         let window_start = now - (cfg.budget_window_s as i64) * 1000;
@@ -196,6 +235,7 @@ impl Guards {
                     a.destructive.len(),
                     cfg.max_destructive
                 ),
+                retry_after_s: None,
             });
         }
         while a
@@ -239,6 +279,7 @@ impl Guards {
                         "steps in this window would cut {cut_pct:.0}% / add {add_pct:.0}% of `{service}` capacity; the budget is {:.0}% / {:.0}%",
                         cfg.max_capacity_cut_pct, cfg.max_capacity_add_pct
                     ),
+                    retry_after_s: None,
                 });
             }
         }
@@ -247,6 +288,9 @@ impl Guards {
 
     /// Counts an applied plan against the agent's budgets.
     pub fn record_applied(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
+        if plan.resource.workspace {
+            return;
+        }
         let a = self.agents.entry(agent.to_string()).or_default();
         if plan.destructive {
             a.destructive.push_back(now);
@@ -281,8 +325,9 @@ impl Guards {
 
     /// Counts a revert of the agent's change; returns true when this trips the breaker.
     pub fn record_revert(&mut self, agent: &str, now: Timestamp) -> bool {
-        let window = (self.config.breaker_window_s as i64) * 1000;
-        let threshold = self.config.breaker_reverts;
+        let cfg = self.config_of(agent);
+        let window = (cfg.breaker_window_s as i64) * 1000;
+        let threshold = cfg.breaker_reverts;
         let a = self.agents.entry(agent.to_string()).or_default();
         prune(&mut a.reverts, now - window);
         a.reverts.push_back(now);
@@ -348,6 +393,32 @@ mod tests {
         }
         // 0.85^4 = 0.52 remains after four steps; the fifth would leave 0.44 (56% cut).
         assert_eq!(held_at, Some(4));
+    }
+
+    #[test]
+    fn workspace_changes_spend_nothing_but_the_killswitch_still_stops_them() {
+        let mut g = Guards::new(GuardConfig::default());
+        let mut edit = scale(0.0);
+        edit.verb = Verb::Update;
+        edit.resource.workspace = true;
+        let mut wipe = edit.clone();
+        wipe.verb = Verb::Delete;
+        wipe.destructive = true;
+        // A hundred edits and a few deletes of build output in one minute.
+        for i in 0..100 {
+            let p = if i % 25 == 0 { &wipe } else { &edit };
+            g.record_submission("coder", p, i * 500);
+            assert!(g.check("coder", p, i * 500).is_empty(), "step {i}");
+            g.record_applied("coder", p, i * 500);
+        }
+        assert_eq!(g.actions_5m("coder", 50_000), 0);
+        // Infrastructure budgets are untouched: one destructive action is still allowed.
+        let mut delete = scale(0.0);
+        delete.verb = Verb::Delete;
+        delete.destructive = true;
+        assert!(g.check("coder", &delete, 50_000).is_empty());
+        g.set_killswitch(true);
+        assert_eq!(g.check("coder", &edit, 50_000)[0].id, "killswitch");
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub struct ResourceAttrs {
     /// address: policies see them as the entity hierarchy (`resource in …`).
     #[serde(default)]
     pub parents: Vec<String>,
+    /// The resource lives in the agent's own workspace (a file or build artifact of the
+    /// project a coding agent works in): changing it is not an infrastructure mutation, so
+    /// rate limits, blast budgets and the anomaly detector do not count it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub workspace: bool,
 }
 
 /// The provider's dry run of a request.

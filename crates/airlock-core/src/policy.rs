@@ -74,7 +74,17 @@ pub struct PolicyEngine {
     schema: Schema,
     policies: PolicySet,
     holds: BTreeMap<String, String>,
+    /// `@reason` and `@pass` of each policy, by id.
+    texts: BTreeMap<String, Texts>,
     authorizer: Authorizer,
+}
+
+/// What a policy says about itself: why it objects and what would pass, each a template
+/// whose `{path}` placeholders are filled from the decision's values.
+#[derive(Debug, Clone, Default)]
+struct Texts {
+    reason: Option<String>,
+    pass: Option<String>,
 }
 
 impl PolicyEngine {
@@ -92,6 +102,7 @@ impl PolicyEngine {
             .map_err(|e| PolicyError::Syntax(render_parse_errors(&e, policies)))?;
         let mut named: Vec<Policy> = Vec::new();
         let mut holds = BTreeMap::new();
+        let mut texts = BTreeMap::new();
         let mut seen = std::collections::BTreeSet::new();
         let mut ordered: Vec<&Policy> = parsed.policies().collect();
         ordered.sort_by_key(|p| p.id().to_string());
@@ -106,6 +117,13 @@ impl PolicyEngine {
             if let Some(why) = p.annotation("hold") {
                 holds.insert(id.clone(), why.to_string());
             }
+            texts.insert(
+                id.clone(),
+                Texts {
+                    reason: p.annotation("reason").map(str::to_string),
+                    pass: p.annotation("pass").map(str::to_string),
+                },
+            );
             named.push(p.new_id(PolicyId::new(id)));
         }
         let policies =
@@ -119,6 +137,7 @@ impl PolicyEngine {
             schema,
             policies,
             holds,
+            texts,
             authorizer: Authorizer::new(),
         })
     }
@@ -136,6 +155,64 @@ impl PolicyEngine {
     /// The `@hold` explanation of a policy, if it is a hold policy.
     pub fn hold_reason(&self, id: &str) -> Option<&str> {
         self.holds.get(id).map(String::as_str)
+    }
+
+    /// The policies without an `@reason` explanation (the default pack has none).
+    pub fn unexplained(&self) -> Vec<String> {
+        self.texts
+            .iter()
+            .filter(|(_, t)| t.reason.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// A reason of a verdict (`RULE` or `RULE on ADDR`) for people: the rule's `@reason`
+    /// with the values of this decision filled in, then what would pass (`@pass`). Falls
+    /// back to the `@hold` text; `None` for a reason that is not a policy here.
+    pub fn explain(
+        &self,
+        reason: &str,
+        plan: &Plan,
+        assessment: &Assessment,
+        approved: bool,
+        now: Timestamp,
+    ) -> Option<String> {
+        let id = reason_policy(reason);
+        let texts = self.texts.get(id)?;
+        let why = texts.reason.as_deref().or_else(|| self.hold_reason(id))?;
+        let via = reason.split_once(VIA).map(|(_, addr)| addr);
+        let contained = via.and_then(|a| plan.contained.iter().find(|c| c.addr.to_string() == a));
+        let (target, attrs, context) = match contained {
+            Some(c) => (
+                &c.addr,
+                &c.resource,
+                contained_context_json(plan, c, assessment, approved, now),
+            ),
+            None => (
+                &plan.target,
+                &plan.resource,
+                context_json(plan, assessment, approved, now),
+            ),
+        };
+        let dependents: Vec<&str> = plan
+            .blast
+            .watch
+            .iter()
+            .map(String::as_str)
+            .filter(|s| *s != attrs.service && !s.is_empty())
+            .collect();
+        let values = json!({
+            "target": target.to_string(),
+            "resource": attrs,
+            "context": context,
+            "dependent_names": if dependents.is_empty() { "none named".to_string() } else { dependents.join(", ") },
+        });
+        let mut out = render(why, &values);
+        if let Some(pass) = &texts.pass {
+            out.push_str(". Would pass: ");
+            out.push_str(&render(pass, &values));
+        }
+        Some(out)
     }
 
     /// Decides one request. Never panics and never errs: failures are a deny.
@@ -285,6 +362,62 @@ fn stricter(a: PolicyOutcome, b: PolicyOutcome, via: &ResourceAddr) -> PolicyOut
         (a @ PolicyOutcome::Hold(_), _) => a,
         (_, PolicyOutcome::Hold(y)) => PolicyOutcome::Hold(named(y)),
         (a, _) => a,
+    }
+}
+
+/// Fills `{a.b.c}` placeholders from `values`: decimals and fractions with two digits,
+/// lists joined by commas. A placeholder that names nothing stays as written.
+pub fn render(template: &str, values: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let path = &after[..end];
+        let value = path.split('.').try_fold(values, |v, k| v.get(k));
+        match value.and_then(show_value) {
+            Some(s) => out.push_str(&s),
+            None => {
+                out.push('{');
+                out.push_str(path);
+                out.push('}');
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as people read it.
+fn show_value(v: &serde_json::Value) -> Option<String> {
+    let trim = |x: f64| {
+        let s = format!("{x:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        serde_json::Value::Number(n) => Some(
+            n.as_i64()
+                .map_or_else(|| trim(n.as_f64().unwrap_or_default()), |i| i.to_string()),
+        ),
+        serde_json::Value::Array(items) => Some(
+            items
+                .iter()
+                .filter_map(show_value)
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        serde_json::Value::Object(m) => {
+            let arg = m.get("__extn")?.get("arg")?.as_str()?;
+            Some(arg.parse::<f64>().map_or_else(|_| arg.to_string(), trim))
+        }
+        serde_json::Value::Null => None,
     }
 }
 
@@ -527,6 +660,87 @@ mod tests {
             attrs: &p.resource,
             context: context_json(p, &assessment, false, 0),
         })
+    }
+
+    #[test]
+    fn every_default_policy_explains_itself_with_values_that_resolve() {
+        let e = PolicyEngine::default_pack().unwrap();
+        assert_eq!(e.unexplained(), Vec::<String>::new(), "policies without @reason");
+        let mut p = plan(Verb::Delete, "prod", 2, -60.0, Some(0.94));
+        p.blast.watch = vec!["checkout".into(), "search".into(), "cart".into()];
+        p.resource.service = "checkout".into();
+        let assessment = Assessment {
+            risk: Risk::Critical,
+            health: HealthStatus::Degraded,
+            agent: AgentStats::default(),
+        };
+        for id in e.texts.keys() {
+            let text = e.explain(id, &p, &assessment, false, 0).unwrap();
+            assert!(!text.contains('{'), "{id}: a placeholder names nothing: {text}");
+            if id != "default-permit" {
+                assert!(text.contains("Would pass: "), "{id}: no @pass: {text}");
+            }
+        }
+        let floor = e.explain("headroom-floor", &p, &assessment, false, 0).unwrap();
+        assert!(floor.contains("headroom 0.94"), "{floor}");
+        assert!(floor.contains("the floor is 1.2"), "{floor}");
+        let deps = e
+            .explain("no-delete-with-live-dependents", &p, &assessment, false, 0)
+            .unwrap();
+        assert!(deps.contains("2 live dependents"), "{deps}");
+        assert!(deps.contains("search, cart"), "{deps}");
+        // A reason about a contained resource is explained with that resource's values.
+        let c = Contained {
+            addr: "sim:service/payments".parse().unwrap(),
+            resource: ResourceAttrs {
+                env: "prod".into(),
+                service: "payments".into(),
+                ..Default::default()
+            },
+            dependents: 5,
+            capacity_delta_pct: -100.0,
+        };
+        p.contained = vec![c];
+        let via = e
+            .explain(
+                "no-delete-with-live-dependents on sim:service/payments",
+                &p,
+                &assessment,
+                false,
+                0,
+            )
+            .unwrap();
+        assert!(via.contains("`sim:service/payments` has 5 live dependents"), "{via}");
+        assert_eq!(e.explain("rate-limit", &p, &assessment, false, 0), None);
+    }
+
+    #[test]
+    fn a_pack_without_reasons_is_reported_and_falls_back_to_hold_texts() {
+        let e = PolicyEngine::new(
+            "@id(\"p\") permit (principal, action, resource);\n\
+             @id(\"h\") @hold(\"why\") forbid (principal, action, resource) when { context.destructive };",
+            SCHEMA,
+        )
+        .unwrap();
+        assert_eq!(e.unexplained(), ["h", "p"]);
+        let p = plan(Verb::Delete, "prod", 0, 0.0, None);
+        let a = Assessment {
+            risk: Risk::High,
+            health: HealthStatus::Healthy,
+            agent: AgentStats::default(),
+        };
+        assert_eq!(e.explain("h", &p, &a, false, 0).as_deref(), Some("why"));
+        assert_eq!(e.explain("p", &p, &a, false, 0), None);
+    }
+
+    #[test]
+    fn placeholders_render_numbers_decimals_and_lists() {
+        let v = json!({"a": {"n": 3, "f": 0.5, "d": {"__extn": {"fn": "decimal", "arg": "0.9400"}},
+                        "l": ["x", "y"], "s": "prod"}});
+        assert_eq!(
+            render("{a.n} {a.f} {a.d} {a.l} {a.s} {a.missing} {", &v),
+            "3 0.5 0.94 x, y prod {a.missing} {"
+        );
     }
 
     #[test]

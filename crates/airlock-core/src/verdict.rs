@@ -74,6 +74,7 @@ mod tests {
             id: "breaker-open",
             effect: GuardEffect::Hold,
             detail: String::new(),
+            retry_after_s: None,
         }];
         assert_eq!(
             combine(PolicyOutcome::Allow(vec![]), &g, false),

@@ -206,6 +206,9 @@ impl Score {
 #[derive(Debug, Clone, Default)]
 pub struct Behaviour {
     config: AnomalyConfig,
+    /// Agents whose profile judges them by other settings. The window's shape
+    /// (`window_s`, `history_s`) is always the common one, so agents stay comparable.
+    agent_config: BTreeMap<String, AnomalyConfig>,
     agents: BTreeMap<String, AgentTrack>,
 }
 
@@ -235,12 +238,27 @@ impl Behaviour {
     pub fn new(config: AnomalyConfig) -> Self {
         Self {
             config,
+            agent_config: BTreeMap::new(),
             agents: BTreeMap::new(),
         }
     }
 
     pub fn config(&self) -> &AnomalyConfig {
         &self.config
+    }
+
+    /// Sets how one agent is judged (its profile's settings), or back to the common ones.
+    pub fn set_agent_config(&mut self, agent: &str, config: Option<AnomalyConfig>) {
+        match config {
+            Some(c) => self.agent_config.insert(agent.to_string(), c),
+            None => self.agent_config.remove(agent),
+        };
+    }
+
+    /// How an agent is judged: `enabled`, `quarantine`, `threshold`, `sustain`,
+    /// `min_actions` and `reversal_window_s` of its profile, else the common settings.
+    pub fn config_of(&self, agent: &str) -> &AnomalyConfig {
+        self.agent_config.get(agent).unwrap_or(&self.config)
     }
 
     fn slot_ms(&self) -> i64 {
@@ -252,11 +270,16 @@ impl Behaviour {
     /// within the window. A retry is one attempt, not new evidence: a loop that asks again
     /// every minute for what was denied is counted once.
     pub fn record(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> bool {
-        if !self.config.enabled || !plan.verb.is_mutation() || plan.is_noop() {
+        if !self.config_of(agent).enabled
+            || !plan.verb.is_mutation()
+            || plan.is_noop()
+            || plan.resource.workspace
+        {
             return false;
         }
         self.roll(agent, now);
         let window = self.config.window_s as i64 * 1000;
+        let within = self.config_of(agent).reversal_window_s as i64 * 1000;
         let t = self.agents.entry(agent.to_string()).or_default();
         let resource = plan.target.to_string();
         let retry = t
@@ -270,7 +293,6 @@ impl Behaviour {
         }
         let dir = direction(plan);
         t.born.get_or_insert(now);
-        let within = self.config.reversal_window_s as i64 * 1000;
         let reversal = dir != 0
             && t.last_direction.get(&resource).is_some_and(|(last, at)| {
                 *last != 0 && now - at <= within && (*last != dir || plan.verb == Verb::Restart)
@@ -308,7 +330,7 @@ impl Behaviour {
 
     /// Records that a request of the agent was denied or held.
     pub fn blocked(&mut self, agent: &str, now: Timestamp) {
-        if self.config.enabled {
+        if self.config_of(agent).enabled {
             self.agents
                 .entry(agent.to_string())
                 .or_default()
@@ -319,7 +341,7 @@ impl Behaviour {
 
     /// Records that a change of the agent was reverted.
     pub fn reverted(&mut self, agent: &str, now: Timestamp) {
-        if self.config.enabled {
+        if self.config_of(agent).enabled {
             self.agents
                 .entry(agent.to_string())
                 .or_default()
@@ -403,7 +425,8 @@ impl Behaviour {
 
     /// Scores the agent now (and remembers it).
     pub fn score(&mut self, agent: &str, now: Timestamp) -> Score {
-        if !self.config.enabled {
+        let judge = self.config_of(agent).clone();
+        if !judge.enabled {
             return Score::default();
         }
         self.roll(agent, now);
@@ -463,18 +486,18 @@ impl Behaviour {
         if peer_outlier && value > 0.0 {
             value += 0.1;
         }
-        if current.0[0] < f64::from(self.config.min_actions) {
+        if current.0[0] < f64::from(judge.min_actions) {
             // Too little activity to judge: never past the threshold.
-            value = value.min(self.config.threshold * 0.99);
+            value = value.min(judge.threshold * 0.99);
         }
         let value = value.clamp(0.0, 1.0);
         let sustained = if let Some(t) = self.agents.get_mut(agent) {
-            t.streak = if value >= self.config.threshold {
+            t.streak = if value >= judge.threshold {
                 t.streak + 1
             } else {
                 0
             };
-            t.streak >= self.config.sustain
+            t.streak >= judge.sustain
         } else {
             false
         };
@@ -640,6 +663,42 @@ mod tests {
             i += 1;
         }
         worst
+    }
+
+    #[test]
+    fn forgiving_an_agent_drops_the_evidence_an_operator_reviewed() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        normal(&mut b, "bot", 0, 6);
+        let mut t = 6 * 60 * MIN;
+        let mut sustained = false;
+        for n in 0..40 {
+            let delta = if n % 2 == 0 { -60.0 } else { 150.0 };
+            b.record("bot", &plan(Verb::Scale, "payments", delta), t);
+            sustained = b.score("bot", t).sustained;
+            if sustained {
+                break;
+            }
+            t += MIN / 2;
+        }
+        assert!(sustained, "the loop never sustained a score");
+        b.forgive("bot", t);
+        // The next action after the release is judged on its own, not on the loop.
+        t += MIN / 2;
+        b.record("bot", &plan(Verb::Scale, "payments", 20.0), t);
+        let s = b.score("bot", t);
+        assert!(!s.sustained && s.value < 0.8, "{s:?}");
+    }
+
+    #[test]
+    fn workspace_changes_are_not_behaviour() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        let mut edit = plan(Verb::Update, "notes", 0.0);
+        edit.resource.workspace = true;
+        edit.diffs[0].after = Some(serde_json::json!({"edited": true}));
+        for i in 0..100 {
+            assert!(!b.record("coder", &edit, i * 600));
+        }
+        assert_eq!(b.score("coder", 60_000).features["resources"], 0.0);
     }
 
     #[test]

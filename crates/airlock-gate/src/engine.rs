@@ -41,6 +41,17 @@ pub struct GateConfig {
     pub redact: Redactor,
     /// How agents' own behaviour is scored, and when an agent is quarantined.
     pub anomaly: crate::behaviour::AnomalyConfig,
+    /// Guard profiles by name: the limits and anomaly settings of agents whose token was
+    /// created with that profile (`[profile.NAME]`).
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// One agent class's guards (`[profile.NAME]`): what `guards` and `anomaly` are for the
+/// agents created with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub guards: GuardConfig,
+    pub anomaly: crate::behaviour::AnomalyConfig,
 }
 
 impl Default for GateConfig {
@@ -55,6 +66,7 @@ impl Default for GateConfig {
             two_person_critical: false,
             redact: Redactor::default(),
             anomaly: crate::behaviour::AnomalyConfig::default(),
+            profiles: BTreeMap::new(),
         }
     }
 }
@@ -156,7 +168,38 @@ pub struct Decision {
     pub result: Option<serde_json::Value>,
     /// Set when an allowed action failed to apply.
     pub error: Option<String>,
+    /// For a denied or held request with numeric parameters: the nearest values the gate
+    /// would allow now, as a request the agent can send instead.
+    pub counter_offer: Option<CounterOffer>,
+    /// For a rate-limited request: when the same request would pass the limit again.
+    pub retry_after_s: Option<u64>,
 }
+
+/// The nearest version of a refused request that the gate would allow now.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CounterOffer {
+    /// The request's params with the changed value (send them instead).
+    #[schema(value_type = Object)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// One line for people: "`replicas` = 14 would be allowed; 10 would not".
+    pub summary: String,
+}
+
+/// How long an allowed hand-off is remembered for a report that it ran (an hour).
+const HANDOFF_MEMORY_MS: i64 = 3_600_000;
+
+/// What the gate made of an agent's report that a tool call ran.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct RanReport {
+    /// The action that allowed it, when the gate allowed it within the last hour.
+    pub action_id: Option<String>,
+    /// The hold it answered, when it was held and the person at the agent's prompt let it
+    /// run: that hold has left the operators' queue.
+    pub answered_hold: Option<String>,
+}
+
+/// How far from the asked value a counter-offer is searched, in each direction.
+const COUNTER_OFFER_REACH: u64 = 24;
 
 impl Decision {
     /// The verdict with its reasons, as the core type.
@@ -208,6 +251,9 @@ pub(crate) struct Permit {
     /// `operator:apr_…`, as journaled.
     pub by: String,
     pub expires_at: i64,
+    /// Set when the gate carried the approved action out itself: (action, change). The
+    /// agent's identical retry is then answered with that outcome, not applied again.
+    pub applied: Option<(String, String)>,
 }
 
 /// The guards a permit lifts: those that count what an agent spends. The kill switch and
@@ -301,6 +347,11 @@ pub struct Gate {
     pub(crate) approvals: Mutex<BTreeMap<String, PendingApproval>>,
     /// One-shot permits from approvals of hands-off actions, by (agent, plan hash).
     pub(crate) permits: Mutex<BTreeMap<(String, String), Permit>>,
+    /// Allowed hand-offs by (agent, plan hash): the action that allowed each and when, so a
+    /// report that it ran is journaled with that action.
+    handoffs: Mutex<BTreeMap<(String, String), (String, i64)>>,
+    /// The profile each authenticated agent's guards were last set from.
+    agent_profiles: Mutex<BTreeMap<String, Option<String>>>,
     pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
     pub(crate) behaviour: Mutex<crate::behaviour::Behaviour>,
     /// Per service, until when the judge blames no further change for its breach.
@@ -353,6 +404,8 @@ impl Gate {
             guards: Mutex::new(Guards::new(config.guards.clone())),
             approvals: Mutex::new(BTreeMap::new()),
             permits: Mutex::new(BTreeMap::new()),
+            agent_profiles: Mutex::new(BTreeMap::new()),
+            handoffs: Mutex::new(BTreeMap::new()),
             bakes: Mutex::new(BTreeMap::new()),
             behaviour: Mutex::new(crate::behaviour::Behaviour::new(config.anomaly.clone())),
             blame_cooldown: Mutex::new(BTreeMap::new()),
@@ -399,16 +452,61 @@ impl Gate {
             .principal_by_token_hash(&token_hash(token))
             .await?
         {
-            Some(p) if !p.revoked => Ok(Principal {
-                name: p.name,
-                kind: if p.kind == "operator" {
-                    PrincipalKind2::Operator
-                } else {
-                    PrincipalKind2::Agent
-                },
-            }),
+            Some(p) if !p.revoked => {
+                if p.kind != "operator" {
+                    self.use_profile(&p.name, p.profile.as_deref());
+                }
+                Ok(Principal {
+                    name: p.name,
+                    kind: if p.kind == "operator" {
+                        PrincipalKind2::Operator
+                    } else {
+                        PrincipalKind2::Agent
+                    },
+                })
+            }
             _ => Err(GateError::Unauthenticated),
         }
+    }
+
+    /// Applies an agent's profile to its guards and anomaly settings (the common ones when
+    /// it has none, or one the config no longer defines).
+    fn use_profile(&self, agent: &str, profile: Option<&str>) {
+        let wanted = profile.and_then(|p| self.config.profiles.get(p).map(|c| (p, c)));
+        let name = wanted.map(|(p, _)| p.to_string());
+        {
+            let mut current = lock(&self.agent_profiles);
+            if current.get(agent) == Some(&name) {
+                return;
+            }
+            current.insert(agent.to_string(), name);
+        }
+        let cfg = wanted.map(|(_, c)| c);
+        lock(&self.guards).set_agent_config(agent, cfg.map(|c| c.guards.clone()));
+        lock(&self.behaviour).set_agent_config(agent, cfg.map(|c| c.anomaly.clone()));
+    }
+
+    /// Registers (or re-keys) an agent with a guard profile and returns its new token.
+    pub async fn issue_token_with_profile(
+        &self,
+        name: &str,
+        kind: PrincipalKind2,
+        profile: Option<&str>,
+    ) -> Result<String, GateError> {
+        if let Some(p) = profile
+            && !self.config.profiles.contains_key(p)
+        {
+            return Err(GateError::Invalid(format!(
+                "unknown profile `{p}`; known: {}",
+                self.config
+                    .profiles
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        issue_token_with_profile(self.journal.as_ref(), self.clock.now(), name, kind, profile).await
     }
 
     async fn call<T>(
@@ -513,8 +611,89 @@ impl Gate {
         req: ActionRequest,
         approval: Option<(&str, &str)>,
     ) -> Result<Decision, GateError> {
+        if approval.is_none()
+            && req.verb.is_mutation()
+            && let Some(d) = self.replay_approved(id, agent, &req).await?
+        {
+            return Ok(d);
+        }
         let decided = self.decide(id, agent, req, approval).await?;
         Ok(self.commit(decided).await)
+    }
+
+    /// An agent asking again for an action an operator approved and the gate already
+    /// carried out: answered once with that outcome (journaled), never applied twice.
+    async fn replay_approved(
+        &self,
+        id: &str,
+        agent: &str,
+        req: &ActionRequest,
+    ) -> Result<Option<Decision>, GateError> {
+        let now = self.clock.now();
+        let any = lock(&self.permits)
+            .iter()
+            .any(|((a, _), p)| a == agent && p.applied.is_some() && p.expires_at > now);
+        if !any {
+            return Ok(None);
+        }
+        let provider = self.provider(&req.provider)?;
+        let Ok(plan) = self.call(provider.plan(req)).await else {
+            return Ok(None);
+        };
+        let key = (agent.to_string(), plan.hash.clone());
+        let permit = {
+            let mut permits = lock(&self.permits);
+            match permits.get(&key) {
+                Some(p) if p.applied.is_some() && p.expires_at > now => permits.remove(&key),
+                _ => None,
+            }
+        };
+        let Some(Permit {
+            approval_id,
+            by,
+            applied: Some((action_id, change_id)),
+            ..
+        }) = permit
+        else {
+            return Ok(None);
+        };
+        let details = vec![format!(
+            "already done: {approval_id} was approved ({by}) and applied as {change_id} by action {action_id}; this identical request is answered with that outcome, not carried out again"
+        )];
+        let req_json = self
+            .config
+            .redact
+            .redact(&serde_json::to_value(req).unwrap_or_default());
+        self.journal
+            .append_all(vec![
+                NewEvent::new(now, EventKind::Request, json!({"request": req_json}))
+                    .agent(agent)
+                    .action(id),
+                NewEvent::new(
+                    now,
+                    EventKind::Verdict,
+                    json!({"verdict": VerdictKind::Allow, "reasons": [], "details": details,
+                           "plan_hash": plan.hash, "replay_of": action_id, "change_id": change_id}),
+                )
+                .agent(agent)
+                .action(id),
+            ])
+            .await?;
+        Ok(Some(Decision {
+            id: id.to_string(),
+            agent: agent.to_string(),
+            verdict: VerdictKind::Allow,
+            reasons: Vec::new(),
+            details,
+            risk: assess_risk(&plan),
+            plan: Some(PlanView::from(&plan)),
+            approval_id: Some(approval_id),
+            change_id: Some(change_id),
+            result: None,
+            error: None,
+            counter_offer: None,
+            retry_after_s: None,
+        }))
     }
 
     /// Steps 2 to 4: plan, assess, decide. Nothing is journaled or applied yet.
@@ -559,8 +738,11 @@ impl Gate {
         } else {
             None
         };
-        let approval: Option<(&str, &str)> =
-            approval.or_else(|| permit.as_ref().map(|p| (p.approval_id.as_str(), p.by.as_str())));
+        let approval: Option<(&str, &str)> = approval.or_else(|| {
+            permit
+                .as_ref()
+                .map(|p| (p.approval_id.as_str(), p.by.as_str()))
+        });
         // Health is read before any lock is taken: a slow signal source delays only this
         // request.
         let health = self.health_of(provider.as_ref(), &plan).await;
@@ -578,7 +760,7 @@ impl Gate {
             let anomaly = if mutation && permit.is_none() {
                 retry = behaviour.record(agent, &plan, now);
                 let score = behaviour.score(agent, now);
-                let cfg = behaviour.config();
+                let cfg = behaviour.config_of(agent);
                 if cfg.quarantine && score.sustained && guards.breaker(agent).is_none() {
                     // Quarantine: the breaker opens before this request is decided, so it is
                     // held with the rest; the journal keeps the values that tripped it.
@@ -655,19 +837,50 @@ impl Gate {
         if mutation && !retry && permit.is_none() && !matches!(verdict, Verdict::Allow) {
             lock(&self.behaviour).blocked(agent, now);
         }
-        if let Some(p) = permit.as_ref().filter(|_| !matches!(verdict, Verdict::Allow)) {
+        if mutation && matches!(verdict, Verdict::Allow) && provider.hands_off() {
+            let mut handoffs = lock(&self.handoffs);
+            handoffs.retain(|_, (_, at)| now - *at <= HANDOFF_MEMORY_MS);
+            handoffs.insert((agent.to_string(), plan.hash.clone()), (id.to_string(), now));
+        }
+        if let Some(p) = permit
+            .as_ref()
+            .filter(|_| !matches!(verdict, Verdict::Allow))
+        {
             lock(&self.permits).insert((agent.to_string(), plan.hash.clone()), p.clone());
         }
+        // Each reason explained with this decision's values, and what would pass.
         let mut details: Vec<String> = verdict
             .reasons()
             .iter()
             .filter_map(|r| {
                 self.policy
-                    .hold_reason(airlock_core::policy::reason_policy(r))
+                    .explain(r, &plan, &assessment, approval.is_some(), now)
                     .map(|h| format!("{r}: {h}"))
             })
             .collect();
         details.extend(findings.iter().map(|f| format!("{}: {}", f.id, f.detail)));
+        // A refusal a different number would avoid comes with the nearest number that
+        // passes; one no number can avoid (kill switch, breaker, budgets of deletes) does not.
+        let numeric_fix_possible = findings.iter().all(|f| {
+            !matches!(
+                f.id,
+                "killswitch" | "breaker-open" | "rate-limit" | "blast-budget-destructive"
+            )
+        });
+        let counter_offer = if mutation
+            && approval.is_none()
+            && numeric_fix_possible
+            && !matches!(verdict, Verdict::Allow)
+        {
+            self.counter_offer(agent, provider.as_ref(), &req, &assessment, now)
+                .await
+        } else {
+            None
+        };
+        if let Some(c) = &counter_offer {
+            details.push(format!("counter-offer: {}", c.summary));
+        }
+        let retry_after_s = findings.iter().filter_map(|f| f.retry_after_s).max();
         let approval_id = matches!(verdict, Verdict::Hold(_)).then(|| self.new_id("apr"));
         let plan_view = PlanView::from(&plan);
         let decision = Decision {
@@ -682,6 +895,8 @@ impl Gate {
             change_id: None,
             result: None,
             error: None,
+            counter_offer: counter_offer.clone(),
+            retry_after_s,
         };
         // Step 5: the verdict is durable before anything is applied; if not, deny.
         let request_ev = NewEvent::new(
@@ -696,7 +911,8 @@ impl Gate {
             EventKind::Verdict,
             json!({"verdict": verdict.kind(), "reasons": verdict.reasons(), "details": details, "risk": risk,
                    "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1),
-                   "permit": permit.as_ref().map(|p| &p.approval_id)}),
+                   "permit": permit.as_ref().map(|p| &p.approval_id),
+                   "counter_offer": counter_offer, "retry_after_s": retry_after_s}),
         )
         .agent(agent)
         .action(id);
@@ -955,6 +1171,8 @@ impl Gate {
                 change_id: None,
                 result: None,
                 error: None,
+                counter_offer: None,
+                retry_after_s: None,
             });
         }
         let needed = self.approvals_needed(pending.risk);
@@ -987,6 +1205,8 @@ impl Gate {
                 change_id: None,
                 result: None,
                 error: None,
+                counter_offer: None,
+                retry_after_s: None,
             });
         }
         // The approved action is a mutation of its target: it takes the target's slot.
@@ -1025,6 +1245,7 @@ impl Gate {
                     approval_id: approval_id.to_string(),
                     by,
                     expires_at: now + ttl as i64 * 1000,
+                    applied: None,
                 },
             );
             return Ok(Decision {
@@ -1040,18 +1261,37 @@ impl Gate {
                 plan: Some(pending.plan.clone()),
                 approval_id: Some(approval_id.to_string()),
                 change_id: None,
-                result: Some(json!({"permit": {"agent": pending.agent, "plan_hash": pending.plan_hash, "ttl_s": ttl}})),
+                result: Some(
+                    json!({"permit": {"agent": pending.agent, "plan_hash": pending.plan_hash, "ttl_s": ttl}}),
+                ),
                 error: None,
+                counter_offer: None,
+                retry_after_s: None,
             });
         }
         self.journal.append(ev("approved")).await?;
-        self.decide_and_run(
-            &pending.action_id,
-            &pending.agent,
-            pending.request.clone(),
-            Some((approval_id, &by)),
-        )
-        .await
+        let d = self
+            .decide_and_run(
+                &pending.action_id,
+                &pending.agent,
+                pending.request.clone(),
+                Some((approval_id, &by)),
+            )
+            .await?;
+        // The agent may ask again for what it was told is held: that identical request is
+        // answered once with this outcome instead of being carried out a second time.
+        if let Some(change) = &d.change_id {
+            lock(&self.permits).insert(
+                (pending.agent.clone(), pending.plan_hash.clone()),
+                Permit {
+                    approval_id: approval_id.to_string(),
+                    by,
+                    expires_at: now + self.config.permit_ttl_s as i64 * 1000,
+                    applied: Some((pending.action_id.clone(), change.clone())),
+                },
+            );
+        }
+        Ok(d)
     }
 
     fn approvals_needed(&self, risk: Risk) -> u32 {
@@ -1144,11 +1384,155 @@ impl Gate {
         }
     }
 
+    /// The nearest version of `req` the gate would allow now: each integer parameter moved
+    /// one step at a time away from the asked value (both ways, nearest first, at most
+    /// `COUNTER_OFFER_REACH` steps), each candidate planned and decided by the same policy
+    /// and guards without spending anything. `None` when no such value exists.
+    async fn counter_offer(
+        &self,
+        agent: &str,
+        provider: &dyn Provider,
+        req: &ActionRequest,
+        assessment: &Assessment,
+        now: Timestamp,
+    ) -> Option<CounterOffer> {
+        let numeric: Vec<(String, i64)> = req
+            .params
+            .iter()
+            .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
+            .collect();
+        for (key, asked) in numeric {
+            for step in 1..=COUNTER_OFFER_REACH as i64 {
+                for candidate in [asked + step, asked - step] {
+                    if candidate < 0 {
+                        continue;
+                    }
+                    let mut alt = req.clone();
+                    alt.params.insert(key.clone(), json!(candidate));
+                    let Ok(plan) = self.call(provider.plan(&alt)).await else {
+                        continue;
+                    };
+                    if plan.is_noop() {
+                        continue;
+                    }
+                    let mut a = assessment.clone();
+                    a.risk = assess_risk(&plan);
+                    let outcome = self.policy.evaluate_plan(
+                        PrincipalKind::Agent,
+                        agent,
+                        &plan,
+                        &a,
+                        false,
+                        now,
+                    );
+                    let findings = lock(&self.guards).check(agent, &plan, now);
+                    if matches!(combine(outcome, &findings, false), Verdict::Allow) {
+                        return Some(CounterOffer {
+                            params: alt.params,
+                            summary: format!(
+                                "`{key}` = {candidate} would be allowed now; {asked} would not"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Records that an action the agent carries out itself (a hook's) actually ran, as the
+    /// agent reports after the fact: the journal then knows what happened, not only what
+    /// was asked. A hold of the same plan that nobody here answered is closed as answered
+    /// at the agent's prompt.
+    pub async fn ran(
+        &self,
+        agent: &str,
+        req: ActionRequest,
+        succeeded: Option<bool>,
+    ) -> Result<RanReport, GateError> {
+        let provider = self.provider(&req.provider)?;
+        if !provider.hands_off() {
+            return Err(GateError::Invalid(format!(
+                "`{}` actions are carried out by the gate; only what an agent runs itself is reported",
+                req.provider
+            )));
+        }
+        let plan = self
+            .call(provider.plan(&req))
+            .await
+            .map_err(|e| GateError::Invalid(e.to_string()))?;
+        let now = self.clock.now();
+        let key = (agent.to_string(), plan.hash.clone());
+        let allowed = lock(&self.handoffs)
+            .get(&key)
+            .filter(|(_, at)| now - *at <= HANDOFF_MEMORY_MS)
+            .map(|(id, _)| id.clone());
+        let held = lock(&self.approvals)
+            .values()
+            .filter(|p| p.agent == agent && p.plan_hash == plan.hash)
+            .map(|p| p.id.clone())
+            .next();
+        let mut answered = None;
+        if let Some(apr) = held {
+            let _slot = self.slots.take(&approval_key(&apr)).await;
+            if let Some(p) = lock(&self.approvals).remove(&apr) {
+                answered = Some(p);
+            }
+        }
+        let req_json = self
+            .config
+            .redact
+            .redact(&serde_json::to_value(&req).unwrap_or_default());
+        let mut events = Vec::new();
+        if let Some(p) = &answered {
+            events.push(
+                NewEvent::new(
+                    now,
+                    EventKind::Approval,
+                    json!({"approval_id": p.id, "decision": "ran", "by": "the agent's prompt",
+                           "outcome": "answered at the agent's prompt: it ran"}),
+                )
+                .agent(agent)
+                .action(&p.action_id),
+            );
+        }
+        let action = answered
+            .as_ref()
+            .map(|p| p.action_id.clone())
+            .or(allowed.clone());
+        let mut ran = NewEvent::new(
+            now,
+            EventKind::Ran,
+            json!({"request": req_json, "plan_hash": plan.hash, "succeeded": succeeded,
+                   "allowed_by": allowed, "answered_hold": answered.as_ref().map(|p| &p.id)}),
+        )
+        .agent(agent);
+        if let Some(a) = &action {
+            ran = ran.action(a);
+        }
+        events.push(ran);
+        if let Err(e) = self.journal.append_all(events).await {
+            // The hold stays open: nothing was recorded.
+            if let Some(p) = answered {
+                lock(&self.approvals).insert(p.id.clone(), p);
+            }
+            return Err(e.into());
+        }
+        Ok(RanReport {
+            action_id: action,
+            answered_hold: answered.map(|p| p.id),
+        })
+    }
+
     /// Takes the agent's unexpired permit for this plan hash, if there is one.
     fn take_permit(&self, agent: &str, hash: &str, now: i64) -> Option<Permit> {
         let mut permits = lock(&self.permits);
         permits.retain(|_, p| p.expires_at > now);
-        permits.remove(&(agent.to_string(), hash.to_string()))
+        let key = (agent.to_string(), hash.to_string());
+        match permits.get(&key) {
+            Some(p) if p.applied.is_none() => permits.remove(&key),
+            _ => None,
+        }
     }
 
     /// Whether a hold is of an action its caller carries out itself (a hook's).
@@ -1260,13 +1644,30 @@ impl Gate {
 }
 
 /// Registers (or re-keys) an agent or operator in a journal and returns its new bearer
-/// token, shown once; only its hash is stored.
+/// token, shown once; only its hash is stored. A re-keyed agent keeps its profile.
 pub async fn issue_token(
     journal: &dyn Journal,
     now: i64,
     name: &str,
     kind: PrincipalKind2,
 ) -> Result<String, GateError> {
+    issue_token_with_profile(journal, now, name, kind, None).await
+}
+
+/// [`issue_token`] that also sets an agent's guard profile (`[profile.NAME]`: its budgets,
+/// rate limits and anomaly settings). `None` keeps the profile it has.
+pub async fn issue_token_with_profile(
+    journal: &dyn Journal,
+    now: i64,
+    name: &str,
+    kind: PrincipalKind2,
+    profile: Option<&str>,
+) -> Result<String, GateError> {
+    if profile.is_some() && kind == PrincipalKind2::Operator {
+        return Err(GateError::Invalid(
+            "a profile sets an agent's guards; operators have none".into(),
+        ));
+    }
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -1282,7 +1683,8 @@ pub async fn issue_token(
         PrincipalKind2::Agent => "agent",
         PrincipalKind2::Operator => "operator",
     };
-    if let Some(existing) = journal.principal(name).await?
+    let existing = journal.principal(name).await?;
+    if let Some(existing) = &existing
         && existing.kind != kind_s
     {
         return Err(GateError::Conflict(format!(
@@ -1290,12 +1692,16 @@ pub async fn issue_token(
             existing.kind
         )));
     }
+    let profile = profile
+        .map(String::from)
+        .or_else(|| existing.and_then(|e| e.profile));
     let rec = AgentRecord {
         name: name.into(),
         kind: kind_s.into(),
         token_hash: token_hash(&token),
         created_at: now,
         revoked: false,
+        profile: profile.clone(),
     };
     journal
         .put_principal(
@@ -1303,7 +1709,7 @@ pub async fn issue_token(
             NewEvent::new(
                 now,
                 EventKind::Agent,
-                json!({"name": name, "kind": kind_s, "action": "token_issued"}),
+                json!({"name": name, "kind": kind_s, "action": "token_issued", "profile": profile}),
             )
             .agent(name),
         )

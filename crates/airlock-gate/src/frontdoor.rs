@@ -9,7 +9,7 @@ pub mod schema;
 pub mod tools;
 mod view;
 
-pub use tools::{CallError, Catalog, Route, ToolAnswer, ToolDef, answer};
+pub use tools::{CallError, Catalog, HoldNotice, Route, ToolAnswer, ToolDef, answer, answer_with};
 pub use view::{ActionView, Waited, action_view};
 
 use crate::bake::BakeOutcome;
@@ -142,6 +142,17 @@ impl FrontDoor {
         let d = self.gate.submit_as(&agent.name, req).await?;
         self.observer.decided(&d, t0.elapsed());
         Ok(d)
+    }
+
+    /// Records that an action the agent carried out itself (a hook's) ran: see
+    /// [`Gate::ran`](crate::Gate::ran).
+    pub async fn ran(
+        &self,
+        agent: &Principal,
+        req: ActionRequest,
+        succeeded: Option<bool>,
+    ) -> Result<crate::RanReport, GateError> {
+        self.gate.ran(&agent.name, req, succeeded).await
     }
 
     /// Submits, then waits up to `wait` (capped by `max_wait`) for what can be waited for:

@@ -667,7 +667,8 @@ async fn an_approval_of_a_plan_the_world_moved_past_is_refused_and_planned_again
         .resolve(&aid, &f.alice, true, "again")
         .await
         .unwrap_err();
-    assert!(matches!(err, GateError::NotFound("approval", _)), "{err}");
+    assert!(matches!(err, GateError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("already answered"), "{err}");
 }
 
 #[tokio::test]
@@ -699,7 +700,8 @@ async fn a_hold_nobody_answers_expires_as_a_deny() {
         .resolve(&aid, &f.alice, true, "too late")
         .await
         .unwrap_err();
-    assert!(matches!(err, GateError::NotFound("approval", _)), "{err}");
+    assert!(matches!(err, GateError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("expired"), "{err}");
     assert!(f.desired("legacy").exists);
 }
 
@@ -1228,3 +1230,64 @@ async fn a_quarantined_agent_is_held_and_the_policy_sees_its_anomaly_score() {
     f.gate.reset_breaker("bot", "alice").await.unwrap();
     assert!(f.gate.breaker("bot").await.is_none());
 }
+
+#[tokio::test]
+async fn a_refused_cut_explains_itself_and_offers_the_nearest_size_that_passes() {
+    let f = fixture().await;
+    // `web` carries 200 rps on 4 × 100: two replicas would leave headroom 1.0.
+    let d = f.gate.submit(&f.bot, scale("web", 2)).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Deny, "{d:?}");
+    let floor = d
+        .details
+        .iter()
+        .find(|x| x.starts_with("headroom-floor: "))
+        .unwrap_or_else(|| panic!("{:?}", d.details));
+    assert!(floor.contains("`sim:service/web` would have headroom"), "{floor}");
+    assert!(floor.contains("the floor is 1.2"), "{floor}");
+    assert!(floor.contains("Would pass: "), "{floor}");
+    let offer = d.counter_offer.clone().expect("a counter-offer");
+    let offered = offer.params["replicas"].as_u64().unwrap();
+    assert!(offered > 2 && offered < 4, "{offer:?}");
+    assert!(offer.summary.contains("would be allowed"), "{offer:?}");
+    assert!(
+        d.details.iter().any(|x| x.starts_with("counter-offer: ")),
+        "{:?}",
+        d.details
+    );
+    // Nothing was applied, and the offer itself goes through when sent.
+    assert_eq!(f.desired("web").total(), 4);
+    let mut take = scale("web", 2);
+    take.params = offer.params;
+    let d = f.gate.submit(&f.bot, take).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Allow, "{d:?}");
+    assert_eq!(f.desired("web").total() as u64, offered);
+}
+
+#[tokio::test]
+async fn a_rate_limited_agent_is_told_when_to_retry() {
+    let f = fixture().await;
+    let mut last = None;
+    for i in 0..14u32 {
+        let d = f
+            .gate
+            .submit(&f.bot, scale("legacy", 2 + i % 2))
+            .await
+            .unwrap();
+        if d.reasons.iter().any(|r| r == "rate-limit") {
+            last = Some(d);
+            break;
+        }
+    }
+    let d = last.expect("the rate limit never answered");
+    let after = d.retry_after_s.expect("a retry-after");
+    assert!((1..=60).contains(&after), "{after}");
+    assert!(
+        d.details
+            .iter()
+            .any(|x| x.contains(&format!("retry after {after} s"))),
+        "{:?}",
+        d.details
+    );
+    assert!(d.counter_offer.is_none(), "no number avoids a rate limit");
+}
+

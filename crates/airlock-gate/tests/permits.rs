@@ -27,11 +27,7 @@ impl airlock_core::slo::SignalSource for NoSignals {
     async fn read(&self, _: &str) -> Result<Option<airlock_core::slo::Counters>, String> {
         Ok(None)
     }
-    async fn recent(
-        &self,
-        _: &str,
-        _: u64,
-    ) -> Result<Option<airlock_core::slo::Sample>, String> {
+    async fn recent(&self, _: &str, _: u64) -> Result<Option<airlock_core::slo::Sample>, String> {
         Ok(None)
     }
 }
@@ -45,6 +41,10 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(GateConfig::default()).await
+}
+
+async fn fixture_with(config: GateConfig) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let journal: Arc<dyn Journal> =
@@ -60,10 +60,12 @@ async fn fixture() -> Fixture {
         Arc::new(NoSignals),
         Arc::new(PolicyEngine::default_pack().unwrap()),
         Arc::new(clock.clone()),
-        GateConfig::default(),
+        config,
     ));
     for agent in ["bot", "bot2"] {
-        gate.issue_token(agent, PrincipalKind2::Agent).await.unwrap();
+        gate.issue_token(agent, PrincipalKind2::Agent)
+            .await
+            .unwrap();
     }
     let alice = gate
         .issue_token("alice", PrincipalKind2::Operator)
@@ -209,7 +211,9 @@ async fn an_answered_approval_says_how_it_was_answered() {
 #[tokio::test]
 async fn a_hook_hold_nobody_answers_leaves_the_queue_with_a_journal_entry() {
     let f = fixture().await;
-    let held = f.submit("bot", &bash("terraform destroy -auto-approve")).await;
+    let held = f
+        .submit("bot", &bash("terraform destroy -auto-approve"))
+        .await;
     let apr = held.approval_id.unwrap();
     f.advance_s(899);
     assert!(f.gate.expire_holds().await.unwrap().is_empty());
@@ -226,4 +230,96 @@ async fn a_hook_hold_nobody_answers_leaves_the_queue_with_a_journal_entry() {
         .unwrap();
     let outcome = events[0].payload["outcome"].as_str().unwrap();
     assert!(outcome.contains("agent's prompt"), "{outcome}");
+}
+
+#[tokio::test]
+async fn a_report_that_a_command_ran_is_journaled_and_closes_the_hold_it_answered() {
+    let f = fixture().await;
+    // Allowed, then reported: the `ran` event is the allowing action's.
+    let build = bash("git push origin feature-x");
+    let allowed = f.submit("bot", &build).await;
+    assert_eq!(allowed.verdict, VerdictKind::Allow, "{allowed:?}");
+    let r = f.gate.ran("bot", build, Some(true)).await.unwrap();
+    assert_eq!(r.action_id.as_deref(), Some(allowed.id.as_str()));
+    assert_eq!(r.answered_hold, None);
+    // Held, and the person at the prompt let it run: the hold leaves the queue.
+    let reset = bash("git reset --hard HEAD~3");
+    let held = f.submit("bot", &reset).await;
+    let apr = held.approval_id.clone().unwrap();
+    let r = f.gate.ran("bot", reset, Some(true)).await.unwrap();
+    assert_eq!(r.answered_hold.as_deref(), Some(apr.as_str()));
+    assert_eq!(r.action_id.as_deref(), Some(held.id.as_str()));
+    assert!(f.gate.approvals().await.is_empty());
+    let ran = f
+        .journal
+        .read(EventQuery {
+            kind: Some(EventKind::Ran),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ran.len(), 2);
+    assert_eq!(ran[1].payload["answered_hold"], json!(apr));
+    assert_eq!(ran[1].payload["succeeded"], json!(true));
+    // Only what the agent runs itself can be reported.
+    let mut sim = bash("git status");
+    sim.provider = "sim".into();
+    assert!(f.gate.ran("bot", sim, None).await.is_err());
+}
+
+#[tokio::test]
+async fn a_profile_sets_an_agents_limits_and_a_rekey_keeps_it() {
+    let coding = airlock_gate::Profile {
+        guards: airlock_core::GuardConfig {
+            mutations_per_minute: 120,
+            ..Default::default()
+        },
+        anomaly: airlock_gate::AnomalyConfig::default(),
+    };
+    let f = fixture_with(GateConfig {
+        profiles: [("coding".to_string(), coding)].into(),
+        ..GateConfig::default()
+    })
+    .await;
+    let coder = f
+        .gate
+        .issue_token_with_profile("coder", PrincipalKind2::Agent, Some("coding"))
+        .await
+        .unwrap();
+    let plain = f
+        .gate
+        .issue_token("plain", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+    // Twenty pushes in a minute: over the common limit (12), under the profile's (120).
+    let limited = |agent: &'static str, token: String| {
+        let gate = f.gate.clone();
+        async move {
+            let mut limited = 0;
+            for i in 0..20 {
+                let d = gate
+                    .submit(&token, bash(&format!("git push origin feature-{i}")))
+                    .await
+                    .unwrap();
+                limited += usize::from(d.reasons.iter().any(|r| r == "rate-limit"));
+            }
+            (agent, limited)
+        }
+    };
+    assert_eq!(limited("coder", coder).await, ("coder", 0));
+    assert!(limited("plain", plain).await.1 > 0);
+    // Re-keyed without a profile, the agent keeps the one it has.
+    let again = f.gate.issue_token("coder", PrincipalKind2::Agent).await.unwrap();
+    assert_eq!(
+        f.journal.principal("coder").await.unwrap().unwrap().profile.as_deref(),
+        Some("coding")
+    );
+    assert!(f.gate.authenticate(&again).await.is_ok());
+    // An unknown profile is refused.
+    let e = f
+        .gate
+        .issue_token_with_profile("x", PrincipalKind2::Agent, Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown profile `nope`"), "{e}");
 }

@@ -101,6 +101,8 @@ fn view_of(a: &CallAnswer) -> ActionView {
                     .unwrap_or_else(|| json!({"applied": summary})),
             ),
             error: error.clone(),
+            counter_offer: None,
+            retry_after_s: None,
             status: if error.is_some() {
                 ActionStatus::Failed
             } else {

@@ -53,6 +53,7 @@ route_table! {
     get "/metrics" => metrics,
     get "/openapi.json" => openapi,
     post "/v1/actions" => submit,
+    post "/v1/actions/ran" => report_ran,
     get "/v1/actions" => list_actions,
     get "/v1/actions/{id}" => get_action,
     get "/v1/approvals" => list_approvals,
@@ -583,7 +584,52 @@ async fn submit(
     } else {
         answer_status(&view)
     };
-    Ok((status, Json(view)).into_response())
+    let mut resp = (status, Json(view.clone())).into_response();
+    // A rate-limited agent is told when the same request fits again.
+    if let Some(after) = view.retry_after_s
+        && let Ok(v) = axum::http::HeaderValue::from_str(&after.to_string())
+    {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    Ok(resp)
+}
+
+/// What a coding agent reports after running a tool call it was handed back.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RanBody {
+    /// The request as it was submitted (the hook maps the tool call the same way).
+    request: ActionRequest,
+    /// Whether it succeeded, when the agent knows.
+    #[serde(default)]
+    succeeded: Option<bool>,
+}
+
+/// Report that an action ran
+///
+/// Agents only, for actions they carry out themselves (the hook's `shell` and `tool`
+/// providers): the journal records that it ran (a `ran` event, linked to the action that
+/// allowed it). A hold of the same plan that no operator answered is closed as answered at
+/// the agent's prompt and leaves the queue.
+#[utoipa::path(post, path = "/v1/actions/ran", tag = "actions", operation_id = "reportRan",
+    request_body = RanBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Recorded.", body = airlock_gate::RanReport),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = Unavailable),
+    ))]
+async fn report_ran(
+    State(s): State<AppState>,
+    caller: Caller,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<airlock_gate::RanReport>> {
+    let agent = caller.0.require_agent()?;
+    let b: RanBody = body(bytes)?;
+    Ok(Json(s.door.ran(&agent, b.request, b.succeeded).await?))
 }
 
 /// Get an action
@@ -1235,6 +1281,11 @@ pub struct TokenBody {
     #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._@-]+$")]
     name: String,
     kind: TokenKind,
+    /// An agent's guard profile (`[profile.NAME]`: its budgets, rate limits and anomaly
+    /// settings), e.g. `coding` for a coding agent behind the hook. A re-keyed agent keeps
+    /// its profile unless one is given.
+    #[serde(default)]
+    profile: Option<String>,
 }
 
 /// An agent acts; an operator approves, reverts, freezes and issues tokens.
@@ -1293,7 +1344,10 @@ async fn create_token(
         TokenKind::Agent => PrincipalKind2::Agent,
         TokenKind::Operator => PrincipalKind2::Operator,
     };
-    let token = s.gate.issue_token(&b.name, kind).await?;
+    let token = s
+        .gate
+        .issue_token_with_profile(&b.name, kind, b.profile.as_deref())
+        .await?;
     Ok(Json(TokenCreated {
         name: b.name,
         kind: b.kind,

@@ -4,6 +4,7 @@
 use airlock_core::GuardConfig;
 use airlock_gate::BakeConfig;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,11 @@ pub struct RawConfig {
     pub bake: BakeConfig,
     #[serde(default)]
     pub anomaly: airlock_gate::AnomalyConfig,
+    /// `[profile.NAME]`: guards and anomaly settings for a class of agents (set when an
+    /// agent's token is created), each field over the top-level `[guards]` and `[anomaly]`.
+    /// `coding` and `infra` exist unless redefined.
+    #[serde(default)]
+    pub profile: BTreeMap<String, RawProfile>,
     #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]
@@ -46,6 +52,52 @@ pub struct RawConfig {
     /// `[[provider]]`: providers built by their registered kind.
     #[serde(default)]
     pub provider: Vec<airlock_core::registry::ProviderTable>,
+}
+
+/// `[profile.NAME]`: only the fields that differ from the top-level tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProfile {
+    /// Fields of `[guards]` (rate limits, budgets, breaker) for these agents.
+    pub guards: serde_json::Map<String, serde_json::Value>,
+    /// Fields of `[anomaly]` for these agents: `enabled`, `quarantine`, `threshold`,
+    /// `sustain`, `min_actions`, `reversal_window_s` (the window's shape is common).
+    pub anomaly: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The profiles every config has unless it redefines them: `coding` for coding agents
+/// behind the hook (many small commands; their edits and builds in the project are not
+/// counted at all) and `infra` for agents that operate infrastructure (the top-level
+/// settings as they are).
+fn builtin_profiles() -> BTreeMap<String, RawProfile> {
+    let coding = RawProfile {
+        guards: serde_json::json!({"mutations_per_minute": 120, "max_destructive": 3})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        anomaly: serde_json::json!({"min_actions": 40})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    };
+    BTreeMap::from([
+        ("coding".to_string(), coding),
+        ("infra".to_string(), RawProfile::default()),
+    ])
+}
+
+/// `base` with `over`'s fields on top, read back as `T` (unknown fields refused).
+fn overlay<T: Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    over: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, String> {
+    let mut v = serde_json::to_value(base).map_err(|e| e.to_string())?;
+    if let Some(m) = v.as_object_mut() {
+        for (k, x) in over {
+            m.insert(k.clone(), x.clone());
+        }
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 /// `[mcp]`
@@ -227,6 +279,8 @@ pub struct Config {
     pub guards: GuardConfig,
     pub bake: BakeConfig,
     pub anomaly: airlock_gate::AnomalyConfig,
+    /// Guard profiles by name, each resolved over the top-level settings.
+    pub profiles: BTreeMap<String, airlock_gate::Profile>,
     pub two_person_critical: bool,
     pub hold_timeout_s: u64,
     pub permit_ttl_s: u64,
@@ -317,6 +371,41 @@ impl RawConfig {
             problems.push("server.body_limit_bytes: must be at least 1024".into());
         }
         problems.extend(self.anomaly.problems());
+        let mut profiles = BTreeMap::new();
+        let mut raw_profiles = builtin_profiles();
+        raw_profiles.extend(self.profile.clone());
+        for (name, p) in &raw_profiles {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+            {
+                problems.push(format!(
+                    "profile.{name}: a profile name is letters, digits, `-` and `_`"
+                ));
+                continue;
+            }
+            let guards = overlay(&self.guards, &p.guards)
+                .map_err(|e| problems.push(format!("profile.{name}.guards: {e}")));
+            let anomaly = overlay(&self.anomaly, &p.anomaly)
+                .map_err(|e| problems.push(format!("profile.{name}.anomaly: {e}")));
+            for k in p.anomaly.keys() {
+                if ["window_s", "history_s", "slot_s"].contains(&k.as_str()) {
+                    problems.push(format!(
+                        "profile.{name}.anomaly.{k}: the window's shape is common to every agent; set it in [anomaly]"
+                    ));
+                }
+            }
+            if let (Ok(guards), Ok(anomaly)) = (guards, anomaly) {
+                problems.extend(
+                    anomaly
+                        .problems()
+                        .into_iter()
+                        .map(|e| format!("profile.{name}: {e}")),
+                );
+                profiles.insert(name.clone(), airlock_gate::Profile { guards, anomaly });
+            }
+        }
         if self.server.provider_timeout_ms == 0 {
             problems.push("server.provider_timeout_ms: must be above 0".into());
         }
@@ -487,6 +576,7 @@ impl RawConfig {
                 guards: self.guards,
                 bake: airlock_gate::BakeConfig { slo, ..self.bake },
                 anomaly: self.anomaly,
+                profiles,
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
                 permit_ttl_s: self.approvals.permit_ttl_s,

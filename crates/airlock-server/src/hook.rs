@@ -1,7 +1,9 @@
 //! Coding-agent hooks: the adapter that reads a PreToolUse event, asks the gate about each
 //! request it maps onto (the mapping and the `shell`/`tool` providers live in
 //! `airlock-shell`), and answers in the hook protocol: the most restrictive answer wins, and
-//! whatever goes wrong, the answer is `deny`.
+//! whatever goes wrong, the answer is `deny`. A PostToolUse event reports that the call
+//! ran, so the journal knows what happened and a hold answered at the agent's prompt
+//! leaves the operators' queue.
 
 use crate::config::{HookAnswer, RawHook};
 use airlock_core::{ActionRequest, VerdictKind};
@@ -21,6 +23,42 @@ pub enum HookGate {
 }
 
 impl HookGate {
+    /// Reports that a request the agent was handed back ran.
+    async fn ran(
+        &self,
+        token: &str,
+        req: &ActionRequest,
+        succeeded: Option<bool>,
+    ) -> Result<(), String> {
+        match self {
+            HookGate::Local(door) => {
+                let who = door.agent(token).await.map_err(|e| e.to_string())?;
+                door.ran(&who, req.clone(), succeeded)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            HookGate::Remote { base, http } => {
+                let resp = http
+                    .post(format!("{base}/v1/actions/ran"))
+                    .bearer_auth(token)
+                    .json(&json!({"request": req, "succeeded": succeeded}))
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach {base}: {e}"))?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    let v: Value = resp.json().await.unwrap_or_default();
+                    Err(v["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the server refused")
+                        .to_string())
+                }
+            }
+        }
+    }
+
     async fn submit(&self, token: &str, req: &ActionRequest) -> Result<ActionView, String> {
         match self {
             HookGate::Local(door) => {
@@ -100,6 +138,9 @@ async fn decide_inner(
 ) -> Result<Value, String> {
     let ev: HookEvent =
         serde_json::from_str(raw).map_err(|e| format!("the hook event does not parse: {e}"))?;
+    if ev.hook_event_name == "PostToolUse" {
+        return post_tool_use(raw, &ev, gate, token).await;
+    }
     if ev.hook_event_name != "PreToolUse" {
         return Ok(json!({}));
     }
@@ -129,9 +170,16 @@ async fn decide_inner(
         if !reasons.is_empty() {
             line.push_str(&format!(" ({})", reasons.join(", ")));
         }
+        // Why, with the values, and what would pass.
+        for detail in &d.details {
+            line.push_str(&format!("; {detail}"));
+        }
+        if let Some(after) = d.retry_after_s {
+            line.push_str(&format!("; retry after {after} s"));
+        }
         if let Some(apr) = &d.approval_id {
             line.push_str(&format!(
-                "; held as {apr}: an operator approves with `airlock approve {apr}`"
+                "; held as {apr}: an operator approves with `airlock approve {apr}`, then the same command is allowed once"
             ));
         }
         if *unknown {
@@ -156,4 +204,46 @@ async fn decide_inner(
         lines.push(line);
     }
     Ok(output(worst, &format!("Airlock: {}", lines.join(" | "))))
+}
+
+/// A PostToolUse event: the tool call ran. Each request it maps onto is reported, so the
+/// journal records what the agent actually did. The answer is empty (nothing to decide);
+/// a report that cannot be made is logged and never blocks the agent.
+async fn post_tool_use(
+    raw: &str,
+    ev: &HookEvent,
+    gate: &HookGate,
+    token: Option<&str>,
+) -> Result<Value, String> {
+    let Some(token) = token else {
+        return Ok(json!({}));
+    };
+    let planned = requests(ev)?;
+    let full: Value = serde_json::from_str(raw).unwrap_or_default();
+    let succeeded = tool_succeeded(&full["tool_response"]);
+    for (req, _) in planned.requests.iter().filter(|(r, _)| r.verb.is_mutation()) {
+        if let Err(e) = gate.ran(token, req, succeeded).await {
+            tracing::warn!(error = %e, target = %req.target, "could not record that a tool call ran");
+        }
+    }
+    Ok(json!({}))
+}
+
+/// Whether a tool's response says it succeeded: `success`, an `exit_code`/`exitCode` of 0,
+/// `interrupted`, or `None` when it does not say.
+fn tool_succeeded(response: &Value) -> Option<bool> {
+    if let Some(b) = response.get("success").and_then(Value::as_bool) {
+        return Some(b);
+    }
+    if let Some(code) = response
+        .get("exit_code")
+        .or_else(|| response.get("exitCode"))
+        .and_then(Value::as_i64)
+    {
+        return Some(code == 0);
+    }
+    if response.get("interrupted").and_then(Value::as_bool) == Some(true) {
+        return Some(false);
+    }
+    None
 }

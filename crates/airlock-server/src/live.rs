@@ -268,6 +268,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             two_person_critical: config.two_person_critical,
             redact: config.redact.clone(),
             anomaly: config.anomaly.clone(),
+            profiles: config.profiles.clone(),
         },
     ));
     let (stop, shutdown) = tokio::sync::watch::channel(false);

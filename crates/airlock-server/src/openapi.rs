@@ -63,7 +63,7 @@ unknown fields are a 400. Times are milliseconds since the Unix epoch. See docs/
     servers((url = "http://127.0.0.1:7070", description = "The default listen address.")),
     paths(
         api::healthz, api::readyz, api::metrics, api::openapi,
-        api::submit, api::list_actions, api::get_action,
+        api::submit, api::report_ran, api::list_actions, api::get_action,
         api::list_approvals, api::resolve_approval,
         api::get_change, api::revert_change, api::change_timeline, api::undo,
         api::list_agents, api::get_agent, api::freeze, api::unfreeze,

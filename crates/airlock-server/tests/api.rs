@@ -703,9 +703,10 @@ async fn deleting_an_idle_prod_leaf_is_held_with_202() {
     );
     assert!(d["change_id"].is_null());
     assert!(
-        strs(&d["details"])[0].contains("needs an operator's approval"),
+        strs(&d["details"])[0].contains("`sim:service/scratch` is in environment `prod`"),
         "{d}"
     );
+    assert!(strs(&d["details"])[0].contains("Would pass: "), "{d}");
     assert!(h.sim.lock().unwrap().desired("scratch").unwrap().exists);
 }
 
@@ -1187,17 +1188,16 @@ async fn an_operator_approves_a_hold_and_it_is_applied() {
         .json;
     assert_eq!(v["status"], "baking");
     assert_eq!(v["change_id"], r.json["change_id"]);
-    // Resolved holds are gone.
-    assert_error(
-        &h.post(
+    // A resolved hold is gone, and answering it again says how it was answered.
+    let again = h
+        .post(
             &format!("/v1/approvals/{apr}"),
             &h.op,
             json!({"decision": "approve"}),
         )
-        .await,
-        StatusCode::NOT_FOUND,
-        "not_found",
-    );
+        .await;
+    assert_error(&again, StatusCode::CONFLICT, "conflict");
+    assert!(again.text.contains("already answered: approve by op"), "{}", again.text);
     let approval = h
         .events()
         .await
@@ -2247,8 +2247,13 @@ async fn an_agent_flapping_a_service_is_quarantined_shown_and_reset_by_an_operat
         m.text
     );
 
-    // An operator resets it; the agent acts again.
+    // An operator resets it; the agent acts again, and the evidence the operator reviewed
+    // does not quarantine it again on its next action.
     let r = h.post("/v1/agents/bot/unfreeze", &h.op, json!({})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(h.get("/v1/agents/bot", &h.op).await.json["breaker"].is_null());
+    h.tick(3);
+    let r = h.submit(&h.bot, scale("search", 15)).await;
+    assert_ne!(r.json["reasons"], json!(["breaker-open"]), "{}", r.text);
     assert!(h.get("/v1/agents/bot", &h.op).await.json["breaker"].is_null());
 }

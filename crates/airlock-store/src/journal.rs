@@ -70,6 +70,10 @@ pub struct AgentRecord {
     pub created_at: Timestamp,
     /// Whether the token no longer authenticates.
     pub revoked: bool,
+    /// An agent's guard profile (`[profile.NAME]`): its budgets, rate limits and anomaly
+    /// settings; `None` for the top-level ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// The current state of an applied change; its history is in the journal's events.
@@ -137,6 +141,17 @@ pub trait Journal: Send + Sync {
 
     /// The principal with this name.
     async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError>;
+
+    /// Every principal, revoked or not, ordered by name. The records carry token hashes:
+    /// whoever shows them leaves those out.
+    ///
+    /// The default refuses with [`StoreError::Unavailable`] rather than answering an empty
+    /// list, so a backend or wrapper that does not list principals says so.
+    async fn principals(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        Err(StoreError::Unavailable(
+            "this journal cannot list principals".into(),
+        ))
+    }
 
     /// Inserts or updates a change row together with its event, in one transaction.
     ///
@@ -395,6 +410,7 @@ mod tests {
             token_hash: "abc123def456".into(),
             created_at: 0,
             revoked: false,
+            profile: None,
         };
         let mut ev = NewEvent::new(0, EventKind::Agent, json!({"token_hash": "abc123def456"}));
         let err = validate_principal(&rec, &mut ev).unwrap_err();

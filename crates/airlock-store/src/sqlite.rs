@@ -41,18 +41,27 @@ type EventRow = (
     String,
     String,
 );
-type PrincipalRow = (String, String, String, i64, bool);
+type PrincipalRow = (String, String, String, i64, bool, Option<String>);
 type ChangeRow = (String, String, String, String, String, i64, i64);
 
 /// The schema, embedded in the binary. File names follow sqlx-cli's `VERSION_DESCRIPTION.sql`.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "journal".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/0001_journal.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "journal".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0001_journal.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "principal profile".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0002_principal_profile.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 /// A journal in a SQLite file (or in memory, for tests).
@@ -405,13 +414,14 @@ fn stored(row: EventRow) -> StoredEvent {
 }
 
 fn principal(row: PrincipalRow) -> AgentRecord {
-    let (name, kind, token_hash, created_at, revoked) = row;
+    let (name, kind, token_hash, created_at, revoked, profile) = row;
     AgentRecord {
         name,
         kind,
         token_hash,
         created_at,
         revoked,
+        profile,
     }
 }
 
@@ -556,10 +566,11 @@ impl Journal for SqliteJournal {
                 }
                 let event = insert_event(conn, ev).await?;
                 sqlx::query(
-                    "INSERT INTO principals (name, kind, token_hash, created_at, revoked, event_seq) \
-                     VALUES (?, ?, ?, ?, ?, ?) \
+                    "INSERT INTO principals (name, kind, token_hash, created_at, revoked, event_seq, profile) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, \
-                     revoked = excluded.revoked, event_seq = excluded.event_seq",
+                     revoked = excluded.revoked, event_seq = excluded.event_seq, \
+                     profile = excluded.profile",
                 )
                 .bind(rec.name)
                 .bind(rec.kind)
@@ -567,6 +578,7 @@ impl Journal for SqliteJournal {
                 .bind(rec.created_at)
                 .bind(rec.revoked)
                 .bind(event.seq)
+                .bind(rec.profile)
                 .execute(&mut *conn)
                 .await?;
                 Ok(event)
@@ -580,7 +592,7 @@ impl Journal for SqliteJournal {
         token_hash: &str,
     ) -> Result<Option<AgentRecord>, StoreError> {
         let row: Option<PrincipalRow> = sqlx::query_as(
-            "SELECT name, kind, token_hash, created_at, revoked FROM principals \
+            "SELECT name, kind, token_hash, created_at, revoked, profile FROM principals \
              WHERE token_hash = ?",
         )
         .bind(token_hash.to_string())
@@ -592,13 +604,23 @@ impl Journal for SqliteJournal {
 
     async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
         let row: Option<PrincipalRow> = sqlx::query_as(
-            "SELECT name, kind, token_hash, created_at, revoked FROM principals WHERE name = ?",
+            "SELECT name, kind, token_hash, created_at, revoked, profile FROM principals WHERE name = ?",
         )
         .bind(name.to_string())
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| from_sqlx(&self.doing("read principals from"), e))?;
         Ok(row.map(principal))
+    }
+
+    async fn principals(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows: Vec<PrincipalRow> = sqlx::query_as(
+            "SELECT name, kind, token_hash, created_at, revoked, profile FROM principals ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&self.doing("read principals from"), e))?;
+        Ok(rows.into_iter().map(principal).collect())
     }
 
     async fn put_change(&self, rec: ChangeRecord, mut ev: NewEvent) -> Result<Event, StoreError> {

@@ -70,6 +70,7 @@ cases!(
     concurrent_appends_lose_nothing,
     payloads_round_trip_exactly,
     principals_register_rekey_and_revoke,
+    principals_are_listed_by_name,
     principal_writes_are_refused_whole,
     changes_insert_and_update,
 );
@@ -131,6 +132,7 @@ macro_rules! journal_conformance {
             concurrent_appends_lose_nothing,
             payloads_round_trip_exactly,
             principals_register_rekey_and_revoke,
+            principals_are_listed_by_name,
             principal_writes_are_refused_whole,
             changes_insert_and_update,
         );
@@ -583,6 +585,7 @@ fn agent(name: &str, token_hash: &str, created_at: i64) -> AgentRecord {
         token_hash: token_hash.into(),
         created_at,
         revoked: false,
+        profile: None,
     }
 }
 
@@ -679,6 +682,39 @@ pub async fn principals_register_rekey_and_revoke(j: Arc<dyn Journal>) {
         .unwrap();
     assert_eq!(events.len(), 4);
     assert!(j.verify().await.unwrap().ok());
+}
+
+/// Every principal is listed by name, revoked ones included, each as last written; a
+/// re-key keeps the registration time.
+pub async fn principals_are_listed_by_name(j: Arc<dyn Journal>) {
+    assert_eq!(j.principals().await.unwrap(), Vec::<AgentRecord>::new());
+    let put = |rec: AgentRecord, ts: i64| {
+        let j = j.clone();
+        async move {
+            let name = rec.name.clone();
+            j.put_principal(rec, ev(ts, EventKind::Agent, json!({"name": name})))
+                .await
+                .unwrap();
+        }
+    };
+    put(agent("zeta-bot", TOKEN_A, 100), 100).await;
+    let mut alice = agent("alice", TOKEN_B, 200);
+    alice.kind = "operator".into();
+    put(alice.clone(), 200).await;
+    put(agent("cost-bot", TOKEN_C, 300), 300).await;
+    // Re-key one, revoke another.
+    put(
+        agent("zeta-bot", "dddddddddddddddddddddddddddddddd", 400),
+        400,
+    )
+    .await;
+    let mut revoked = agent("cost-bot", TOKEN_C, 300);
+    revoked.revoked = true;
+    put(revoked.clone(), 500).await;
+
+    let listed = j.principals().await.unwrap();
+    let zeta = agent("zeta-bot", "dddddddddddddddddddddddddddddddd", 100);
+    assert_eq!(listed, vec![alice, revoked, zeta]);
 }
 
 /// A refused principal write stores neither the principal nor its event.

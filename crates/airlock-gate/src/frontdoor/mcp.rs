@@ -2,10 +2,11 @@
 //! annotations), answers as tool results, refusals as JSON-RPC errors. Shared by every MCP
 //! server Airlock runs (the gateway, the proving ground's sessions for external agents).
 
-use super::{ActionView, CallError, Route, ToolDef, answer};
+use super::{ActionView, CallError, HoldNotice, Route, ToolDef, answer_with};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, Tool, ToolAnnotations};
 use std::sync::Arc;
+use serde_json::json;
 
 /// The JSON-RPC error for a call that could not reach the gate.
 pub fn rpc_error(e: &CallError) -> McpError {
@@ -31,9 +32,31 @@ pub fn to_tool(t: &ToolDef) -> Tool {
     Tool::new(t.name.clone(), t.description.clone(), Arc::new(schema)).with_annotations(a)
 }
 
-/// The MCP result of an answer: what [`answer`] says, as content blocks.
+/// The MCP result of an answer: what [`answer`](super::answer) says, as content blocks.
 pub fn tool_result(view: &ActionView, route: &Route) -> CallToolResult {
-    let a = answer(view, route);
+    tool_result_with(view, route, HoldNotice::Operators)
+}
+
+/// A call whose arguments the tool or the gate refused (a schema violation, a target that
+/// does not exist, a plan the provider cannot make): a tool error the model can read and
+/// correct, not a protocol error (MCP's SEP-1303). Nothing was applied.
+pub fn refused_result(tool: &str, e: &CallError) -> CallToolResult {
+    let text = format!(
+        "Airlock could not run `{tool}` with these arguments, so nothing was applied: {e}. \
+         Check them against the tool's input schema (tools/list) and the resource's name \
+         (a describe tool lists what exists), then call it again."
+    );
+    let content = serde_json::from_value(json!({"type": "text", "text": text}))
+        .map(|c| vec![c])
+        .unwrap_or_default();
+    let mut result = CallToolResult::error(content);
+    result.structured_content = Some(json!({"error": e.to_string(), "tool": tool}));
+    result
+}
+
+/// [`tool_result`], telling a held call who can approve it.
+pub fn tool_result_with(view: &ActionView, route: &Route, notice: HoldNotice) -> CallToolResult {
+    let a = answer_with(view, route, notice);
     let content: Vec<ContentBlock> = a
         .content
         .into_iter()

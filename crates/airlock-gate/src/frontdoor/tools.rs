@@ -228,9 +228,26 @@ fn text(t: String) -> Value {
     json!({"type": "text", "text": t})
 }
 
+/// Who can answer a hold the door made; it changes only what the hold's text tells the
+/// agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldNotice {
+    /// Operators, with `airlock approve` against the server that made the hold.
+    #[default]
+    Operators,
+    /// Nobody: the gate runs inside the agent's own `airlock mcp` (no `AIRLOCK_URL`), which
+    /// no server and no operator can reach.
+    Unreachable,
+}
+
 /// Renders an answer for a language model: a deny is a tool error carrying the reasons,
 /// a hold says it awaits approval and gives the approval id, an allow gives the result.
 pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
+    answer_with(view, route, HoldNotice::Operators)
+}
+
+/// [`answer`], telling a held call who can approve it.
+pub fn answer_with(view: &ActionView, route: &Route, notice: HoldNotice) -> ToolAnswer {
     let structured = serde_json::to_value(view).ok();
     let explain = |head: String| {
         let mut t = head;
@@ -239,6 +256,17 @@ pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
         }
         for d in &view.details {
             t.push_str(&format!("\n- {d}"));
+        }
+        if let Some(c) = &view.counter_offer {
+            t.push_str(&format!(
+                "\nCounter-offer: {}. To take it, call the tool again with that value and the other arguments unchanged.",
+                c.summary
+            ));
+        }
+        if let Some(after) = view.retry_after_s {
+            t.push_str(&format!(
+                "\nRetry after {after} s: the same call fits the rate limit again then."
+            ));
         }
         if let Some(risk) = view.risk {
             t.push_str(&format!("\nRisk: {risk}."));
@@ -250,6 +278,8 @@ pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
             is_error: true,
             content: vec![text(explain(match &view.error {
                 Some(e) if view.verdict.is_none() => format!("Airlock could not plan this action; nothing was applied: {e}"),
+                // The details say why, with the values, and what would pass.
+                _ if !view.details.is_empty() => "Airlock denied this action; nothing was applied.".into(),
                 _ => "Airlock denied this action; nothing was applied. Choose a safer action (smaller step, non-prod target, reversible change) or ask an operator.".into(),
             }))],
             structured,
@@ -259,6 +289,9 @@ pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
             let head = match view.status {
                 ActionStatus::Denied => format!("An operator denied this action (approval {id}); nothing was applied."),
                 ActionStatus::Expired => format!("The hold {id} expired without an operator's answer; nothing was applied."),
+                _ if notice == HoldNotice::Unreachable => format!(
+                    "Airlock held this action for an operator's approval, and nobody can approve it: this `airlock mcp` runs its own gate (AIRLOCK_URL is not set), which no server and no operator can reach, so `airlock approve {id}` cannot find it. Nothing has been applied; the hold expires as a deny. For approvals, run `airlock serve` and start `airlock mcp` with AIRLOCK_URL set to it (for example http://127.0.0.1:7070); operators then approve there. Approval id: {id}."
+                ),
                 _ => format!(
                     "Airlock is holding this action for an operator's approval; nothing has been applied yet. Approval id: {id}. An operator can approve it with `airlock approve {id}` (or deny it with `airlock deny {id}`); once approved, Airlock applies it."
                 ),
@@ -296,10 +329,13 @@ pub fn answer(view: &ActionView, route: &Route) -> ToolAnswer {
                     structured: r.get("structured").cloned().filter(|v| !v.is_null()),
                 },
                 _ => {
-                    let mut t = serde_json::to_string_pretty(
-                        view.result.as_ref().unwrap_or(&Value::Null),
-                    )
-                    .unwrap_or_default();
+                    // Without a result (an answer replayed for an approved action), the
+                    // details say what happened.
+                    let mut t = match &view.result {
+                        None if !view.details.is_empty() => view.details.join("\n"),
+                        r => serde_json::to_string_pretty(r.as_ref().unwrap_or(&Value::Null))
+                            .unwrap_or_default(),
+                    };
                     if let Some(c) = &view.change_id {
                         t = format!(
                             "Applied as change {c}. Airlock watches its health and reverts it automatically if it breaches the SLO.\n{t}"
@@ -449,6 +485,26 @@ mod tests {
                 .unwrap()
                 .contains("headroom-floor")
         );
+        // A deny that says why carries the values, what would pass and the counter-offer.
+        let explained = view(json!({"verdict": "deny", "reasons": ["headroom-floor"],
+            "details": ["headroom-floor: after this change `sim:service/web` would have headroom 0.94; the floor is 1.2. Would pass: a smaller cut"],
+            "counter_offer": {"params": {"replicas": 14}, "summary": "`replicas` = 14 would be allowed now; 10 would not"},
+            "risk": "high", "status": "denied"}));
+        let t = answer(&explained, &route).content[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(t.contains("headroom 0.94") && t.contains("Would pass"), "{t}");
+        assert!(t.contains("Counter-offer: `replicas` = 14"), "{t}");
+        assert!(!t.contains("Choose a safer action"), "{t}");
+        let limited = view(json!({"verdict": "deny", "reasons": ["rate-limit"],
+            "details": ["rate-limit: 13 mutations in the last minute; the limit is 12: retry after 7 s"],
+            "retry_after_s": 7, "risk": "medium", "status": "denied"}));
+        let t = answer(&limited, &route).content[0]["text"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(t.contains("Retry after 7 s"), "{t}");
         let hold = view(
             json!({"verdict": "hold", "reasons": ["prod-destructive-needs-approval"], "details": ["prod-destructive-needs-approval: why"], "approval_id": "apr_1", "status": "held"}),
         );
@@ -459,6 +515,15 @@ mod tests {
             t.contains("apr_1") && t.contains("nothing has been applied"),
             "{t}"
         );
+        // A hold nobody can reach says so, and how to get approvals.
+        let a = answer_with(&hold, &route, HoldNotice::Unreachable);
+        assert!(!a.is_error);
+        let t = a.content[0]["text"].as_str().unwrap();
+        assert!(
+            t.contains("nobody can approve it") && t.contains("AIRLOCK_URL") && t.contains("apr_1"),
+            "{t}"
+        );
+        assert!(!t.contains("An operator can approve it"), "{t}");
         let up = catalog().tools[1].route.clone();
         let allow = view(
             json!({"verdict": "allow", "result": [{"tool": "delete_note", "content": [{"type": "text", "text": "deleted x"}], "structured": null}]}),

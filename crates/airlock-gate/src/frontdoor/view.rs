@@ -46,6 +46,13 @@ pub struct ActionView {
     /// Why an allowed action failed, or why the request was invalid.
     #[serde(default)]
     pub error: Option<String>,
+    /// For a refused request with numeric parameters: the nearest version the gate would
+    /// allow now (send its `params` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter_offer: Option<crate::engine::CounterOffer>,
+    /// For a rate-limited request: seconds until the same request fits the limit again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
     pub status: ActionStatus,
     /// The request as journaled (redacted); in status views only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +83,8 @@ impl From<&Decision> for ActionView {
             change_id: d.change_id.clone(),
             result: d.result.clone(),
             error: d.error.clone(),
+            counter_offer: d.counter_offer.clone(),
+            retry_after_s: d.retry_after_s,
             status: d.status(),
             request: None,
             submitted_at: None,
@@ -125,6 +134,8 @@ pub async fn action_view(
         change_id: None,
         result: None,
         error: None,
+        counter_offer: None,
+        retry_after_s: None,
         status: ActionStatus::Submitted,
         request: first.payload.get("request").cloned(),
         submitted_at: Some(first.ts),
@@ -148,6 +159,11 @@ pub async fn action_view(
                 if let Some(a) = ev.payload.get("approval_id").and_then(Value::as_str) {
                     view.approval_id = Some(a.to_string());
                 }
+                view.counter_offer = ev
+                    .payload
+                    .get("counter_offer")
+                    .and_then(|c| serde_json::from_value(c.clone()).ok());
+                view.retry_after_s = ev.payload.get("retry_after_s").and_then(Value::as_u64);
                 Some(match kind {
                     Some(VerdictKind::Deny) | None => ActionStatus::Denied,
                     Some(VerdictKind::Hold) => ActionStatus::Held,
@@ -156,7 +172,9 @@ pub async fn action_view(
             }
             EventKind::Approval => match ev.payload.get("outcome").and_then(Value::as_str) {
                 Some("denied") => Some(ActionStatus::Denied),
-                Some("expired") => Some(ActionStatus::Expired),
+                Some(o) if o.starts_with("expired") => Some(ActionStatus::Expired),
+                // An approval of what the agent carries out itself: a permit, nothing more.
+                Some(o) if o.starts_with("approved: ") => Some(ActionStatus::Done),
                 _ => None,
             },
             EventKind::Applied => {

@@ -4,8 +4,8 @@
 
 use crate::state::bearer;
 use airlock_gate::FrontDoor;
-use airlock_gate::frontdoor::mcp::{rpc_error, to_tool, tool_result};
-use airlock_gate::frontdoor::{ActionView, CallError, Catalog, Route};
+use airlock_gate::frontdoor::mcp::{refused_result, rpc_error, to_tool, tool_result_with};
+use airlock_gate::frontdoor::{ActionView, CallError, Catalog, HoldNotice, Route};
 use async_trait::async_trait;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
@@ -28,6 +28,10 @@ pub trait Backend: Send + Sync + 'static {
         name: &str,
         args: Option<Map<String, Value>>,
     ) -> Result<(ActionView, Route), CallError>;
+    /// Who can approve the holds behind this backend, as a held call's answer tells the agent.
+    fn hold_notice(&self) -> HoldNotice {
+        HoldNotice::Operators
+    }
 }
 
 /// This process's gate, through its front door.
@@ -203,11 +207,19 @@ impl ServerHandler for Gateway {
                 None,
             )
         })?;
-        let (view, route) = self
+        let name = request.name.to_string();
+        let (view, route) = match self
             .backend
             .call(&token, &request.name, request.arguments)
             .await
-            .map_err(|e| rpc_error(&e))?;
+        {
+            Ok(answer) => answer,
+            // Arguments the model can correct are a tool error it reads, not a protocol one.
+            Err(e @ CallError::InvalidArguments { .. }) => {
+                return Ok(refused_result(&name, &e).into());
+            }
+            Err(e) => return Err(rpc_error(&e)),
+        };
         // An upstream that is gone (crashed, unreachable) is a server error, not a tool's.
         if let Some(err) = &view.error
             && matches!(route, Route::Upstream { .. })
@@ -218,6 +230,6 @@ impl ServerHandler for Gateway {
                 serde_json::to_value(&view).ok(),
             ));
         }
-        Ok(tool_result(&view, &route).into())
+        Ok(tool_result_with(&view, &route, self.backend.hold_notice()).into())
     }
 }
