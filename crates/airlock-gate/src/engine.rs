@@ -872,7 +872,7 @@ impl Gate {
             && numeric_fix_possible
             && !matches!(verdict, Verdict::Allow)
         {
-            self.counter_offer(agent, provider.as_ref(), &req, &assessment, now)
+            self.counter_offer(agent, provider.as_ref(), &req, &plan, &assessment, now)
                 .await
         } else {
             None
@@ -1385,25 +1385,37 @@ impl Gate {
     }
 
     /// The nearest version of `req` the gate would allow now: each integer parameter moved
-    /// one step at a time away from the asked value (both ways, nearest first, at most
-    /// `COUNTER_OFFER_REACH` steps), each candidate planned and decided by the same policy
-    /// and guards without spending anything. `None` when no such value exists.
+    /// one step at a time away from the asked value, each candidate planned and decided by
+    /// the same policy and guards without spending anything. A capacity change is only
+    /// made smaller (a refused cut is offered a smaller cut, never an increase; the search
+    /// stops where the change would be none); other numbers are tried both ways, nearest
+    /// first. At most `COUNTER_OFFER_REACH` steps. `None` when no such value exists.
     async fn counter_offer(
         &self,
         agent: &str,
         provider: &dyn Provider,
         req: &ActionRequest,
+        plan: &Plan,
         assessment: &Assessment,
         now: Timestamp,
     ) -> Option<CounterOffer> {
+        let toward_none: Option<i64> = match plan.blast.capacity_delta_pct {
+            d if d < 0.0 => Some(1),
+            d if d > 0.0 => Some(-1),
+            _ => None,
+        };
         let numeric: Vec<(String, i64)> = req
             .params
             .iter()
             .filter_map(|(k, v)| v.as_i64().map(|n| (k.clone(), n)))
             .collect();
         for (key, asked) in numeric {
-            for step in 1..=COUNTER_OFFER_REACH as i64 {
-                for candidate in [asked + step, asked - step] {
+            'steps: for step in 1..=COUNTER_OFFER_REACH as i64 {
+                let candidates = match toward_none {
+                    Some(dir) => vec![asked + dir * step],
+                    None => vec![asked + step, asked - step],
+                };
+                for candidate in candidates {
                     if candidate < 0 {
                         continue;
                     }
@@ -1413,6 +1425,10 @@ impl Gate {
                         continue;
                     };
                     if plan.is_noop() {
+                        // Past here the change would turn the other way.
+                        if toward_none.is_some() {
+                            break 'steps;
+                        }
                         continue;
                     }
                     let mut a = assessment.clone();

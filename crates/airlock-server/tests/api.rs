@@ -689,6 +689,43 @@ async fn deleting_a_leaf_that_serves_traffic_is_denied_by_the_headroom_floor() {
 }
 
 #[tokio::test]
+async fn a_refused_scale_carries_a_counter_offer_that_is_allowed_when_sent() {
+    let h = harness().await;
+    // `search` sits at the size its zones need: no smaller cut passes, and a cut is never
+    // offered an increase.
+    let r = h.submit(&h.bot, scale("search", 2)).await;
+    assert_ne!(r.json["verdict"], "allow", "{}", r.text);
+    assert!(r.json["counter_offer"].is_null(), "{}", r.text);
+    let r = h.submit(&h.bot, scale("reports", 1)).await;
+    let d = &r.json;
+    assert_ne!(d["verdict"], "allow", "{d}");
+    assert!(
+        strs(&d["details"]).iter().any(|x| x.contains("Would pass: ")),
+        "{d}"
+    );
+    let offer = d["counter_offer"]["params"].clone();
+    let n = offer["replicas"].as_u64().unwrap_or_else(|| panic!("{d}"));
+    assert!(
+        d["counter_offer"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("would be allowed"),
+        "{d}"
+    );
+    let before = h.replicas("reports");
+    assert!(n > 1 && u64::from(before) > n, "{d}");
+    let r = h
+        .submit(
+            &h.bot,
+            json!({"provider": "sim", "verb": "scale", "target": "sim:service/reports",
+                   "params": offer, "intent": "the counter-offer"}),
+        )
+        .await;
+    assert_eq!(r.json["verdict"], "allow", "{}", r.text);
+    assert_eq!(u64::from(h.replicas("reports")), n);
+}
+
+#[tokio::test]
 async fn deleting_an_idle_prod_leaf_is_held_with_202() {
     let h = harness().await;
     let r = h.submit(&h.bot, delete("sim:service/scratch")).await;
