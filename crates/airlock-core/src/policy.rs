@@ -665,7 +665,11 @@ mod tests {
     #[test]
     fn every_default_policy_explains_itself_with_values_that_resolve() {
         let e = PolicyEngine::default_pack().unwrap();
-        assert_eq!(e.unexplained(), Vec::<String>::new(), "policies without @reason");
+        assert_eq!(
+            e.unexplained(),
+            Vec::<String>::new(),
+            "policies without @reason"
+        );
         let mut p = plan(Verb::Delete, "prod", 2, -60.0, Some(0.94));
         p.blast.watch = vec!["checkout".into(), "search".into(), "cart".into()];
         p.resource.service = "checkout".into();
@@ -676,12 +680,17 @@ mod tests {
         };
         for id in e.texts.keys() {
             let text = e.explain(id, &p, &assessment, false, 0).unwrap();
-            assert!(!text.contains('{'), "{id}: a placeholder names nothing: {text}");
+            assert!(
+                !text.contains('{'),
+                "{id}: a placeholder names nothing: {text}"
+            );
             if id != "default-permit" {
                 assert!(text.contains("Would pass: "), "{id}: no @pass: {text}");
             }
         }
-        let floor = e.explain("headroom-floor", &p, &assessment, false, 0).unwrap();
+        let floor = e
+            .explain("headroom-floor", &p, &assessment, false, 0)
+            .unwrap();
         assert!(floor.contains("headroom 0.94"), "{floor}");
         assert!(floor.contains("the floor is 1.2"), "{floor}");
         let deps = e
@@ -710,7 +719,10 @@ mod tests {
                 0,
             )
             .unwrap();
-        assert!(via.contains("`sim:service/payments` has 5 live dependents"), "{via}");
+        assert!(
+            via.contains("`sim:service/payments` has 5 live dependents"),
+            "{via}"
+        );
         assert_eq!(e.explain("rate-limit", &p, &assessment, false, 0), None);
     }
 

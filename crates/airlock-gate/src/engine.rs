@@ -840,7 +840,10 @@ impl Gate {
         if mutation && matches!(verdict, Verdict::Allow) && provider.hands_off() {
             let mut handoffs = lock(&self.handoffs);
             handoffs.retain(|_, (_, at)| now - *at <= HANDOFF_MEMORY_MS);
-            handoffs.insert((agent.to_string(), plan.hash.clone()), (id.to_string(), now));
+            handoffs.insert(
+                (agent.to_string(), plan.hash.clone()),
+                (id.to_string(), now),
+            );
         }
         if let Some(p) = permit
             .as_ref()

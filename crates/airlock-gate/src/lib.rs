@@ -15,8 +15,9 @@ mod slots;
 pub use bake::{BakeConfig, BakeOutcome};
 pub use behaviour::{AnomalyConfig, Behaviour, Score};
 pub use engine::{
-    ApprovalView, CounterOffer, Decision, Gate, GateConfig, GateError, PlanView, Principal, PrincipalKind2,
-    Profile, RanReport, issue_token, issue_token_with_profile, revoke_token, token_hash,
+    ApprovalView, CounterOffer, Decision, Gate, GateConfig, GateError, PlanView, Principal,
+    PrincipalKind2, Profile, RanReport, issue_token, issue_token_with_profile, revoke_token,
+    token_hash,
 };
 pub use feed::Notifying;
 pub use frontdoor::{ActionView, DoorConfig, FrontDoor, NoObserver, Observer};

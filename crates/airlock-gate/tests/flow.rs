@@ -1242,7 +1242,10 @@ async fn a_refused_cut_explains_itself_and_offers_the_nearest_size_that_passes()
         .iter()
         .find(|x| x.starts_with("headroom-floor: "))
         .unwrap_or_else(|| panic!("{:?}", d.details));
-    assert!(floor.contains("`sim:service/web` would have headroom"), "{floor}");
+    assert!(
+        floor.contains("`sim:service/web` would have headroom"),
+        "{floor}"
+    );
     assert!(floor.contains("the floor is 1.2"), "{floor}");
     assert!(floor.contains("Would pass: "), "{floor}");
     let offer = d.counter_offer.clone().expect("a counter-offer");
@@ -1290,4 +1293,3 @@ async fn a_rate_limited_agent_is_told_when_to_retry() {
     );
     assert!(d.counter_offer.is_none(), "no number avoids a rate limit");
 }
-

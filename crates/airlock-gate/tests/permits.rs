@@ -218,7 +218,7 @@ async fn a_hook_hold_nobody_answers_leaves_the_queue_with_a_journal_entry() {
     f.advance_s(899);
     assert!(f.gate.expire_holds().await.unwrap().is_empty());
     f.advance_s(2);
-    assert_eq!(f.gate.expire_holds().await.unwrap(), [apr.clone()]);
+    assert_eq!(f.gate.expire_holds().await.unwrap(), vec![apr]);
     assert!(f.gate.approvals().await.is_empty());
     let events = f
         .journal
@@ -309,9 +309,19 @@ async fn a_profile_sets_an_agents_limits_and_a_rekey_keeps_it() {
     assert_eq!(limited("coder", coder).await, ("coder", 0));
     assert!(limited("plain", plain).await.1 > 0);
     // Re-keyed without a profile, the agent keeps the one it has.
-    let again = f.gate.issue_token("coder", PrincipalKind2::Agent).await.unwrap();
+    let again = f
+        .gate
+        .issue_token("coder", PrincipalKind2::Agent)
+        .await
+        .unwrap();
     assert_eq!(
-        f.journal.principal("coder").await.unwrap().unwrap().profile.as_deref(),
+        f.journal
+            .principal("coder")
+            .await
+            .unwrap()
+            .unwrap()
+            .profile
+            .as_deref(),
         Some("coding")
     );
     assert!(f.gate.authenticate(&again).await.is_ok());

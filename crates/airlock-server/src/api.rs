@@ -589,7 +589,8 @@ async fn submit(
     if let Some(after) = view.retry_after_s
         && let Ok(v) = axum::http::HeaderValue::from_str(&after.to_string())
     {
-        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        resp.headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
     }
     Ok(resp)
 }

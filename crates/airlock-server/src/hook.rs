@@ -178,9 +178,15 @@ async fn decide_inner(
             line.push_str(&format!("; retry after {after} s"));
         }
         if let Some(apr) = &d.approval_id {
-            line.push_str(&format!(
-                "; held as {apr}: an operator approves with `airlock approve {apr}`, then the same command is allowed once"
-            ));
+            line.push_str(&match gate {
+                HookGate::Remote { .. } => format!(
+                    "; held as {apr}: an operator approves with `airlock approve {apr}`, then the same command is allowed once"
+                ),
+                // The hold lives only in this hook's process: no operator can reach it.
+                HookGate::Local(_) => format!(
+                    "; held as {apr}, which no operator can approve (no AIRLOCK_URL: this hook decided on its own); the person at this prompt decides, or set AIRLOCK_URL to a running `airlock serve` for approvals"
+                ),
+            });
         }
         if *unknown {
             let prod = cfg.default_env == "prod" || detect_env(&what).as_deref() == Some("prod");
@@ -221,7 +227,11 @@ async fn post_tool_use(
     let planned = requests(ev)?;
     let full: Value = serde_json::from_str(raw).unwrap_or_default();
     let succeeded = tool_succeeded(&full["tool_response"]);
-    for (req, _) in planned.requests.iter().filter(|(r, _)| r.verb.is_mutation()) {
+    for (req, _) in planned
+        .requests
+        .iter()
+        .filter(|(r, _)| r.verb.is_mutation())
+    {
         if let Err(e) = gate.ran(token, req, succeeded).await {
             tracing::warn!(error = %e, target = %req.target, "could not record that a tool call ran");
         }

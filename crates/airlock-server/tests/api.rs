@@ -700,7 +700,9 @@ async fn a_refused_scale_carries_a_counter_offer_that_is_allowed_when_sent() {
     let d = &r.json;
     assert_ne!(d["verdict"], "allow", "{d}");
     assert!(
-        strs(&d["details"]).iter().any(|x| x.contains("Would pass: ")),
+        strs(&d["details"])
+            .iter()
+            .any(|x| x.contains("Would pass: ")),
         "{d}"
     );
     let offer = d["counter_offer"]["params"].clone();
@@ -1234,7 +1236,11 @@ async fn an_operator_approves_a_hold_and_it_is_applied() {
         )
         .await;
     assert_error(&again, StatusCode::CONFLICT, "conflict");
-    assert!(again.text.contains("already answered: approve by op"), "{}", again.text);
+    assert!(
+        again.text.contains("already answered: approve by op"),
+        "{}",
+        again.text
+    );
     let approval = h
         .events()
         .await

@@ -1,15 +1,22 @@
 //! Rules for local files and disks: `rm`, `find -delete`, `shred`, `dd`, `mkfs`,
 //! permission changes, moves and copies, `rsync`.
+//!
+//! Where a path points decides how bad deleting it is (see `paths`): inside the workspace
+//! it is ordinary coding work (`rm -rf target`); elsewhere, somewhere only known at run
+//! time, or the workspace itself it is destructive; the root, the home directory or a
+//! top-level system directory is critical.
 
 use crate::detect_env;
-use crate::rules::{Cmd, Finding, Nested, Outcome, has, operands, short_flag};
+use crate::grants::sets_setuid;
+use crate::paths::{Place, is_privileged};
+use crate::rules::{Change, Cmd, Finding, Nested, Outcome, has, operands, short_flag};
 use crate::run::{Arg, Taint, is_block_device};
 use airlock_core::{Risk, Verb};
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     let p = cmd.program;
     match p {
-        "rm" | "unlink" => rm(cmd),
+        "rm" | "unlink" | "rimraf" => rm(cmd),
         "rmdir" => {
             let target = operands(cmd.args, &[]).into_iter().next();
             Outcome::of(file_finding("rmdir", Verb::Delete, Risk::Low, target))
@@ -44,7 +51,10 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
                 .into_iter()
                 .next();
             let shrink = size.is_some_and(|s| s.text.starts_with(['0', '-', '<', '/']));
-            let f = if shrink {
+            let inside = target.is_some_and(|t| cmd.state.place(t) == Place::Inside);
+            let f = if shrink && inside {
+                file_finding("truncate-file", Verb::Update, Risk::Low, target)
+            } else if shrink {
                 file_finding("truncate-file", Verb::Delete, Risk::Medium, target).destructive()
             } else {
                 file_finding("file-write", Verb::Update, Risk::Low, target)
@@ -64,6 +74,14 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
                 let f = file_finding("write-device", Verb::Delete, Risk::Critical, Some(d));
                 return Outcome::of(f.destructive());
             }
+            if let Some(d) = privileged(&ops) {
+                return Outcome::of(file_finding(
+                    "privileged-file-write",
+                    Verb::Update,
+                    Risk::Critical,
+                    Some(d),
+                ));
+            }
             let (rule, verb) = if p == "tee" {
                 ("file-write", Verb::Update)
             } else {
@@ -72,10 +90,25 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
             Outcome::of(file_finding(rule, verb, Risk::Low, dest))
         }
         "mkdir" | "touch" | "ln" | "mktemp" => {
-            let target = operands(cmd.args, &["-m", "--mode", "-t", "--context"])
-                .last()
-                .copied();
-            Outcome::of(file_finding("file-create", Verb::Create, Risk::Low, target))
+            let ops = operands(cmd.args, &["-m", "--mode", "-t", "--context"]);
+            if let Some(d) = privileged(&ops) {
+                return Outcome::of(file_finding(
+                    "privileged-file-write",
+                    Verb::Update,
+                    Risk::Critical,
+                    Some(d),
+                ));
+            }
+            let mut out = Outcome::from(file_finding(
+                "file-create",
+                Verb::Create,
+                Risk::Low,
+                ops.last().copied(),
+            ));
+            if p == "ln" {
+                out.changes.extend(link(&ops));
+            }
+            Some(out)
         }
         "tar" | "unzip" | "zip" | "gzip" | "gunzip" | "bzip2" | "xz" | "7z" => {
             let ops = operands(cmd.args, &["-f", "-C", "-d", "--file", "--directory"]);
@@ -101,33 +134,24 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
     }
 }
 
-/// How bad deleting or clobbering a path would be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Severity {
-    Normal,
-    /// Only known at run time: could be anything.
-    Unknown,
-    /// The root, the home directory, the working directory, or a top-level system directory.
-    Catastrophic,
+/// The first of `paths` that decides who may do what (`/etc/sudoers` …), if any.
+fn privileged<'a>(paths: &[&'a Arg]) -> Option<&'a Arg> {
+    paths
+        .iter()
+        .copied()
+        .find(|a| a.resolved && is_privileged(&a.text))
 }
 
-fn severity(a: &Arg) -> Severity {
-    if !a.resolved {
-        return if catastrophic(&a.text) {
-            Severity::Catastrophic
-        } else {
-            Severity::Unknown
-        };
-    }
-    if catastrophic(&a.text) {
-        Severity::Catastrophic
-    } else {
-        Severity::Normal
-    }
+/// The worst place among `paths`, and the path that is there.
+fn worst<'a>(cmd: &Cmd, paths: &[&'a Arg]) -> Option<(&'a Arg, Place)> {
+    paths
+        .iter()
+        .map(|a| (*a, cmd.state.place(a)))
+        .max_by_key(|(_, p)| *p)
 }
 
-/// `/`, `/*`, `~`, `*`, `.`, `..`, `/etc`, `/var/*`, `$HOME` …
-fn catastrophic(path: &str) -> bool {
+/// `/`, `/*`, `~`, `*`, `.`, `..`, `/etc`, `/var/*`, `$HOME` …, as text.
+pub(crate) fn catastrophic(path: &str) -> bool {
     let p = path.trim();
     if p.starts_with("$HOME") || p.starts_with("${HOME") {
         return p
@@ -153,24 +177,31 @@ fn path_name(a: &Arg) -> String {
     }
     let p = a.text.trim();
     match p.trim_end_matches(['/', '*']).trim_end_matches("/.") {
+        _ if p == "*" => "cwd".to_string(),
         "" => "root".to_string(),
         "~" => "home".to_string(),
-        "." | ".." | ".*" | "./.*" => "cwd".to_string(),
-        _ if p == "*" => "cwd".to_string(),
+        "." | ".*" | "./.*" => "cwd".to_string(),
+        ".." => "parent".to_string(),
         _ => p.to_string(),
     }
 }
 
-/// The environment a path names; device paths (`/dev/…`) name none.
+/// The environment a path names; device paths (`/dev/…`) name none, and neither does the
+/// user name of a home directory (`/home/dev/…` is not the `dev` environment).
 fn path_env(a: &Arg) -> Option<String> {
-    if a.text.starts_with("/dev/") {
-        None
-    } else {
-        a.env()
+    if a.text.starts_with("/dev/") || !a.resolved {
+        return None;
     }
+    crate::paths::path_env(&a.text)
 }
 
-fn file_finding(rule: &'static str, verb: Verb, risk: Risk, target: Option<&Arg>) -> Finding {
+/// A finding on a file (or a device, when the path is one).
+pub(crate) fn file_finding(
+    rule: &'static str,
+    verb: Verb,
+    risk: Risk,
+    target: Option<&Arg>,
+) -> Finding {
     let kind = if target.is_some_and(|t| is_block_device(&t.text)) {
         "device"
     } else {
@@ -202,20 +233,49 @@ fn rm(cmd: &Cmd) -> Option<Outcome> {
             }
         }
     }
-    let worst = targets.iter().copied().max_by_key(|a| severity(a));
-    let severe = worst.is_some_and(|a| severity(a) == Severity::Catastrophic) || no_preserve;
-    let (rule, risk) = match (recursive, force) {
-        (true, true) => ("rm-recursive-force", Risk::High),
-        (true, false) => ("rm-recursive", Risk::High),
-        _ => ("rm-file", Risk::Medium),
+    let recursive = recursive || cmd.program == "rimraf";
+    let force = force || cmd.program == "rimraf";
+    let (target, place) = worst(cmd, &targets).map_or((None, Place::Inside), |(a, p)| (Some(a), p));
+    let place = if no_preserve {
+        Place::Catastrophic
+    } else {
+        place
     };
-    let risk = match (severe, recursive) {
-        (true, true) => Risk::Critical,
-        (true, false) => Risk::High,
-        _ => risk,
+    let rule = match (recursive, force) {
+        (true, true) => "rm-recursive-force",
+        (true, false) => "rm-recursive",
+        _ => "rm-file",
     };
-    Outcome::of(file_finding(rule, Verb::Delete, risk, worst).destructive())
+    let f = match (place, recursive) {
+        (Place::Inside, false) => file_finding(rule, Verb::Delete, Risk::Low, target),
+        (Place::Inside, true) => file_finding(rule, Verb::Delete, Risk::Medium, target),
+        (Place::Outside | Place::Unknown, false) => {
+            file_finding(rule, Verb::Delete, Risk::Medium, target).destructive()
+        }
+        (Place::Outside | Place::Unknown, true) => {
+            file_finding(rule, Verb::Delete, Risk::High, target).destructive()
+        }
+        (Place::Workspace | Place::Catastrophic, false) => {
+            file_finding(rule, Verb::Delete, Risk::High, target).destructive()
+        }
+        (Place::Workspace | Place::Catastrophic, true) => {
+            file_finding(rule, Verb::Delete, Risk::Critical, target).destructive()
+        }
+    };
+    Outcome::of(f)
 }
+
+/// `find` tests that pick files by name; without one, `find DIR -delete` takes all of DIR.
+const NAME_TESTS: [&str; 8] = [
+    "-name",
+    "-iname",
+    "-path",
+    "-ipath",
+    "-wholename",
+    "-iwholename",
+    "-regex",
+    "-iregex",
+];
 
 fn find(cmd: &Cmd) -> Option<Outcome> {
     let args = cmd.args;
@@ -223,6 +283,23 @@ fn find(cmd: &Cmd) -> Option<Outcome> {
         .iter()
         .take_while(|a| !a.text.starts_with(['-', '(', '!']))
         .next();
+    let start_place = start.map_or(Place::Workspace, |s| cmd.state.place(s));
+    let by_name = args.iter().enumerate().any(|(i, a)| {
+        NAME_TESTS.contains(&a.text.as_str())
+            && args
+                .get(i + 1)
+                .is_some_and(|v| v.resolved && !matches!(v.text.as_str(), "*" | ".*" | "*/*"))
+    });
+    // The files found are below the start: `{}` of `find build -name '*.o' -exec rm {} +`
+    // is in `build`. Without a name test it could be every file there.
+    let found = |s: &Arg| {
+        if s.resolved && by_name {
+            Arg::lit(&format!("{}/{{}}", s.text.trim_end_matches('/')))
+        } else {
+            Arg::unresolved("{}", Taint::default())
+        }
+    };
+    let found = found(start.unwrap_or(&Arg::lit(".")));
     let mut out = Outcome::default();
     let mut i = 0;
     while let Some(a) = args.get(i) {
@@ -237,7 +314,7 @@ fn find(cmd: &Cmd) -> Option<Outcome> {
                 break;
             }
             argv.push(if b.text.contains("{}") {
-                Arg::unresolved("{}", Taint::default())
+                found.clone()
             } else {
                 b.clone()
             });
@@ -247,12 +324,15 @@ fn find(cmd: &Cmd) -> Option<Outcome> {
         }
     }
     let f = if has(args, &["-delete"]) {
-        let risk = if start.is_some_and(|s| severity(s) == Severity::Catastrophic) {
-            Risk::Critical
-        } else {
-            Risk::High
-        };
-        file_finding("find-delete", Verb::Delete, risk, start).destructive()
+        match start_place {
+            Place::Inside | Place::Workspace if by_name => {
+                file_finding("find-delete", Verb::Delete, Risk::Medium, start)
+            }
+            Place::Workspace | Place::Catastrophic => {
+                file_finding("find-delete", Verb::Delete, Risk::Critical, start).destructive()
+            }
+            _ => file_finding("find-delete", Verb::Delete, Risk::High, start).destructive(),
+        }
     } else {
         let name = start.map_or_else(|| ".".to_string(), path_name);
         Finding::read("read-only", "file", &name).env(start.and_then(path_env))
@@ -277,7 +357,20 @@ fn dd(cmd: &Cmd) -> Option<Outcome> {
             };
             file_finding("dd-device", Verb::Delete, risk, Some(o)).destructive()
         }
-        Some(o) => file_finding("file-write", Verb::Update, Risk::Medium, Some(o)),
+        Some(o) if is_privileged(&o.text) => file_finding(
+            "privileged-file-write",
+            Verb::Update,
+            Risk::Critical,
+            Some(o),
+        ),
+        Some(o)
+            if cmd.state.place(o) == Place::Inside
+                || cmd.state.site.is_scratch(o)
+                || o.text.starts_with("/dev/") =>
+        {
+            file_finding("file-write", Verb::Update, Risk::Medium, Some(o))
+        }
+        Some(o) => file_finding("file-overwrite", Verb::Update, Risk::High, Some(o)).destructive(),
         None => Finding::read("read-only", "command", "dd"),
     };
     Outcome::of(f)
@@ -297,12 +390,25 @@ fn perms(cmd: &Cmd) -> Option<Outcome> {
     let recursive = short_flag(cmd.args, 'R') || has(cmd.args, &["--recursive"]);
     let ops = operands(cmd.args, &["--reference", "--from"]);
     let paths = ops.get(1..).unwrap_or_default();
-    let worst = paths.iter().copied().max_by_key(|a| severity(a));
-    let f = match worst {
-        Some(w) if recursive && severity(w) == Severity::Catastrophic => {
-            file_finding("perm-recursive-root", Verb::Update, Risk::Critical, Some(w))
+    let bad = worst(cmd, paths);
+    let target = bad.map(|(a, _)| a);
+    let setuid = cmd.program == "chmod" && ops.first().is_some_and(|m| sets_setuid(&m.text));
+    let f = if setuid {
+        file_finding("setuid-grant", Verb::Update, Risk::Critical, target)
+    } else if let Some(p) = privileged(paths) {
+        file_finding(
+            "privileged-file-perm",
+            Verb::Update,
+            Risk::Critical,
+            Some(p),
+        )
+    } else {
+        match bad {
+            Some((w, Place::Catastrophic | Place::Workspace)) if recursive => {
+                file_finding("perm-recursive-root", Verb::Update, Risk::Critical, Some(w))
+            }
+            _ => file_finding("file-perm", Verb::Update, Risk::Low, target),
         }
-        _ => file_finding("file-perm", Verb::Update, Risk::Low, worst),
     };
     Outcome::of(f)
 }
@@ -313,15 +419,83 @@ fn mv(cmd: &Cmd) -> Option<Outcome> {
         Some((d, s)) => (Some(*d), s),
         None => (None, &[][..]),
     };
-    let worst = sources.iter().copied().max_by_key(|a| severity(a));
-    let f = if let Some(w) = worst.filter(|w| severity(w) == Severity::Catastrophic) {
+    let bad = worst(cmd, sources);
+    let f = if let Some((w, Place::Catastrophic | Place::Workspace)) = bad {
         file_finding("mv-critical", Verb::Delete, Risk::Critical, Some(w)).destructive()
     } else if dest.is_some_and(|d| d.text == "/dev/null") {
-        file_finding("mv-to-null", Verb::Delete, Risk::Medium, worst).destructive()
+        file_finding(
+            "mv-to-null",
+            Verb::Delete,
+            Risk::Medium,
+            bad.map(|(a, _)| a),
+        )
+        .destructive()
+    } else if let Some(d) = dest.filter(|d| d.resolved && is_privileged(&d.text)) {
+        file_finding(
+            "privileged-file-write",
+            Verb::Update,
+            Risk::Critical,
+            Some(d),
+        )
     } else {
         file_finding("file-move", Verb::Update, Risk::Low, dest)
     };
-    Outcome::of(f)
+    // What was moved in from outside is still that data: deleting it later is deleting it.
+    let mut out = Outcome::from(f);
+    if let Some(d) = dest.filter(|d| d.resolved) {
+        for s in sources.iter().filter(|s| s.resolved) {
+            if cmd.state.place(s) != Place::Inside {
+                let base = s
+                    .text
+                    .trim_end_matches('/')
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("");
+                let into = format!("{}/{base}", d.text.trim_end_matches('/'));
+                out.changes.push(Change::Link {
+                    path: d.text.clone(),
+                    target: s.text.clone(),
+                });
+                out.changes.push(Change::Link {
+                    path: into,
+                    target: s.text.clone(),
+                });
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `ln [-s] TARGET [LINK]`: the link leads to the target, which a relative target names
+/// from the link's directory.
+fn link(ops: &[&Arg]) -> Option<Change> {
+    let (target, link) = match ops {
+        [t] => (
+            *t,
+            t.text
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(""),
+        ),
+        [t, l] => (*t, l.text.as_str()),
+        _ => return None,
+    };
+    if !target.resolved || link.is_empty() {
+        return None;
+    }
+    let target_text = if target.text.starts_with(['/', '~']) {
+        target.text.clone()
+    } else {
+        match link.rsplit_once('/') {
+            Some((dir, _)) => format!("{dir}/{}", target.text),
+            None => target.text.clone(),
+        }
+    };
+    Some(Change::Link {
+        path: link.to_string(),
+        target: target_text,
+    })
 }
 
 fn rsync(cmd: &Cmd) -> Option<Outcome> {
@@ -335,7 +509,9 @@ fn rsync(cmd: &Cmd) -> Option<Outcome> {
         .args
         .iter()
         .any(|a| a.text.starts_with("--delete") || a.text == "--remove-source-files");
-    let f = if delete {
+    let f = if delete && dest.is_some_and(|d| cmd.state.place(d) == Place::Inside) {
+        file_finding("rsync-delete", Verb::Delete, Risk::Medium, dest)
+    } else if delete {
         file_finding("rsync-delete", Verb::Delete, Risk::High, dest).destructive()
     } else {
         file_finding("file-sync", Verb::Update, Risk::Medium, dest)

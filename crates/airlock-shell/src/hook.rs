@@ -4,7 +4,7 @@
 //! `tool` (the agent's other tools). Neither runs anything: "applied" means handed back to
 //! the agent to run, and nothing can undo it, so every such change is irreversible.
 
-use crate::{Classification, classify, detect_env};
+use crate::{Classification, classify_in, detect_env};
 use airlock_core::registry::{BuildContext, ProviderKind};
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
@@ -114,7 +114,7 @@ pub fn requests(ev: &HookEvent) -> Result<HookRequests, String> {
             .get("command")
             .and_then(Value::as_str)
             .ok_or("a Bash event without `tool_input.command`")?;
-        let c = classify(command);
+        let c = classify_in(command, ev.cwd.as_deref());
         let mut out = Vec::new();
         for a in &c.actions {
             let mut p = Map::new();
@@ -177,6 +177,37 @@ pub fn requests(ev: &HookEvent) -> Result<HookRequests, String> {
     })
 }
 
+/// Whether `path` lies inside the project at `cwd` (when `cwd` is a project and not a
+/// system or home directory): relative paths that do not climb out of it, absolute paths
+/// under it. The repository's own machinery (`.git/`) is not the agent's work.
+fn in_workspace(path: &str, cwd: Option<&str>) -> bool {
+    let Some(root) = crate::paths::Site::new(cwd).workspace else {
+        return false;
+    };
+    if path.is_empty() || path.starts_with(['~', '$']) {
+        return false;
+    }
+    let mut parts: Vec<&str> = if path.starts_with('/') {
+        Vec::new()
+    } else {
+        root.iter().map(String::as_str).collect()
+    };
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return false;
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.len() > root.len()
+        && parts.iter().zip(&root).all(|(a, b)| *a == b.as_str())
+        && parts[root.len()] != ".git"
+}
+
 fn unknown_target(segment: &str) -> Result<ResourceAddr, String> {
     let program = segment.split_whitespace().next().unwrap_or("");
     let program = program.rsplit('/').next().unwrap_or(program);
@@ -220,7 +251,9 @@ impl HookProvider {
             .and_then(Value::as_str)
             .ok_or_else(|| ProviderError::InvalidParams("`command` is required".into()))?;
         let segment = req.params.get("segment").and_then(Value::as_str);
-        let c: Classification = classify(command);
+        // The same workspace as when the request was made, so both readings agree.
+        let cwd = req.params.get("cwd").and_then(Value::as_str);
+        let c: Classification = classify_in(command, cwd);
         if req.params.get("unknown") == Some(&json!(true)) {
             let seg = c
                 .unknown
@@ -246,14 +279,16 @@ impl HookProvider {
                 seg.clone(),
             ));
         }
+        // When several actions match, the worst one speaks for them.
         let a = c
             .actions
             .iter()
-            .find(|a| {
+            .filter(|a| {
                 a.verb == req.verb
                     && a.target == req.target
                     && segment.is_none_or(|s| s == a.segment)
             })
+            .max_by_key(|a| (a.risk, a.destructive))
             .ok_or_else(|| {
                 ProviderError::InvalidParams(format!(
                     "the command does not contain a `{}` on `{}`: it classifies as {}",
@@ -328,6 +363,9 @@ impl Provider for HookProvider {
     fn verbs(&self) -> &[VerbSpec] {
         &self.verbs
     }
+    fn hands_off(&self) -> bool {
+        true
+    }
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         if req.target.provider() != self.name {
             return Err(ProviderError::InvalidParams(format!(
@@ -340,6 +378,16 @@ impl Provider for HookProvider {
         } else {
             self.tool_facts(req)?
         };
+        // An edit of a file in the project the agent works in is the agent's own work, not
+        // an infrastructure mutation: the guards and the anomaly detector do not count it.
+        let workspace = self.name == "tool"
+            && req.verb == Verb::Update
+            && req
+                .params
+                .get("tool_input")
+                .and_then(|i| i.get("file_path").or_else(|| i.get("notebook_path")))
+                .and_then(Value::as_str)
+                .is_some_and(|p| in_workspace(p, req.params.get("cwd").and_then(Value::as_str)));
         let after = match req.verb {
             Verb::Read => Some(json!("as is")),
             Verb::Delete => None,
@@ -364,6 +412,7 @@ impl Provider for HookProvider {
                 env: env.unwrap_or_else(|| self.default_env.clone()),
                 kind: req.target.kind().to_string(),
                 tags: vec![self.name.to_string(), rule.clone()],
+                workspace,
                 ..ResourceAttrs::default()
             },
             contained: vec![],
@@ -509,6 +558,65 @@ mod tests {
         assert!(requests(&ev("Bash", json!({}))).is_err());
     }
 
+    #[test]
+    fn edits_inside_the_project_are_workspace_changes() {
+        let cwd = Some("/home/dev/project");
+        for p in [
+            "src/main.rs",
+            "./a/b.txt",
+            "/home/dev/project/README.md",
+            "x/../y.rs",
+        ] {
+            assert!(in_workspace(p, cwd), "{p}");
+        }
+        for p in [
+            "../other/x.rs",
+            "/etc/hosts",
+            "/home/dev/project",
+            "~/.bashrc",
+            "$HOME/x",
+            ".git/hooks/pre-commit",
+            "/home/dev/project-other/a",
+        ] {
+            assert!(!in_workspace(p, cwd), "{p}");
+        }
+        // No project, or one too broad to be one: nothing is the workspace.
+        assert!(!in_workspace("src/main.rs", None));
+        assert!(!in_workspace("hosts", Some("/etc")));
+    }
+
+    #[tokio::test]
+    async fn a_project_edit_is_planned_as_a_workspace_change_and_others_are_not() {
+        let p = HookProvider::new("tool", "unknown");
+        let plan_of = |path: &str| {
+            let (q, _) = requests(&HookEvent {
+                session_id: None,
+                cwd: Some("/repo/app".into()),
+                hook_event_name: "PreToolUse".into(),
+                tool_name: "Edit".into(),
+                tool_input: json!({"file_path": path}),
+            })
+            .unwrap()
+            .requests
+            .remove(0);
+            q
+        };
+        assert!(
+            p.plan(&plan_of("/repo/app/src/lib.rs"))
+                .await
+                .unwrap()
+                .resource
+                .workspace
+        );
+        assert!(
+            !p.plan(&plan_of("/srv/prod/app.yaml"))
+                .await
+                .unwrap()
+                .resource
+                .workspace
+        );
+    }
+
     #[tokio::test]
     async fn the_shell_provider_refuses_an_understated_request() {
         let p = HookProvider::new("shell", "dev");
@@ -524,6 +632,21 @@ mod tests {
         lie.verb = Verb::Read;
         let e = p.plan(&lie).await.unwrap_err();
         assert!(e.to_string().contains("does not contain a `read`"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_workspace_travels_with_the_request_so_both_readings_agree() {
+        let p = HookProvider::new("shell", "unknown");
+        let mut e = ev("Bash", json!({"command": "rm -rf /repo/target"}));
+        let (q, _) = requests(&e).unwrap().requests.remove(0);
+        assert_eq!(q.params["cwd"], "/repo");
+        let plan = p.plan(&q).await.unwrap();
+        assert!(!plan.destructive, "inside the workspace");
+        e.cwd = Some("/elsewhere".into());
+        let (q, _) = requests(&e).unwrap().requests.remove(0);
+        let plan = p.plan(&q).await.unwrap();
+        assert!(plan.destructive, "outside the workspace");
+        assert_eq!(plan.resource.env, "unknown");
     }
 
     #[tokio::test]

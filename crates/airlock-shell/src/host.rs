@@ -12,6 +12,28 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
         "curl" | "wget" | "http" | "https" | "xh" => http(cmd),
         "ssh" => ssh(cmd),
         "docker" | "podman" | "nerdctl" => docker(cmd),
+        "docker-compose" | "podman-compose" => {
+            let args: Vec<Arg> = std::iter::once(Arg::lit("compose"))
+                .chain(cmd.args.iter().cloned())
+                .collect();
+            docker(&Cmd {
+                program: "docker",
+                args: &args,
+                ..*cmd
+            })
+        }
+        "nc" | "ncat" | "netcat" | "socat" | "telnet" => {
+            let listen_or_probe = short_flag(cmd.args, 'z') || short_flag(cmd.args, 'l');
+            let host = operands(cmd.args, &["-p", "-s", "-w", "-i", "-q"])
+                .first()
+                .map_or_else(|| "unnamed".to_string(), |a| a.name());
+            let f = if listen_or_probe {
+                Finding::read("network-probe", "host", &host)
+            } else {
+                Finding::new("network-send", Verb::Update, Risk::Medium, "host", &host)
+            };
+            Outcome::of(f.env(env_of(cmd.args.iter().map(Some))))
+        }
         "systemctl" | "service" => systemctl(cmd),
         "shutdown" | "reboot" | "halt" | "poweroff" => {
             let f = Finding::new(
@@ -157,6 +179,7 @@ fn ssh(cmd: &Cmd) -> Option<Outcome> {
         Outcome::from(Finding::new("ssh-exec", Verb::Exec, Risk::Low, "host", &name).env(env))
     };
     if !remote.is_empty() {
+        out.remote = true;
         if remote.iter().all(|a| a.resolved) {
             let script = remote
                 .iter()
@@ -189,6 +212,7 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
             | "compose"
             | "stack"
             | "service"
+            | "buildx"
     ) {
         let obj = sub.clone();
         let verb = rest.first().map_or("", |a| a.text.as_str()).to_string();
@@ -198,6 +222,8 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
             ("system" | "volume" | "image" | "container" | "builder" | "network", "prune") => {
                 format!("{obj}-prune")
             }
+            ("buildx", "prune") => "builder-prune".to_string(),
+            ("system", "reset") => "system-prune".to_string(),
             ("compose" | "stack", "down") if has(rest, &["-v", "--volumes"]) => {
                 "volume-rm".to_string()
             }
@@ -224,6 +250,34 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
             "--user",
             "--network",
             "--entrypoint",
+            "--mount",
+            "--platform",
+            "-m",
+            "--memory",
+            "--cpus",
+            "-l",
+            "--label",
+            "--env-file",
+            "--add-host",
+            "-h",
+            "--hostname",
+            "--restart",
+            "--cap-add",
+            "--cap-drop",
+            "--device",
+            "--pid",
+            "--ipc",
+            "--gpus",
+            "--shm-size",
+            "--ulimit",
+            "--tmpfs",
+            "--dns",
+            "--link",
+            "--log-driver",
+            "--health-cmd",
+            "--security-opt",
+            "--stop-signal",
+            "--pull",
         ],
         "build" => &["-t", "--tag", "-f", "--file", "--build-arg", "--target"],
         "rm" | "rmi" | "kill" | "stop" | "restart" | "start" | "pause" | "unpause" => {
@@ -243,7 +297,18 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
         "image-prune" | "container-prune" | "builder-prune" | "network-prune" => {
             mk("docker-prune", Verb::Delete, Risk::Medium).destructive()
         }
-        "rm" | "rmi" => mk("docker-rm", Verb::Delete, Risk::Medium).destructive(),
+        // Named containers and images are rebuilt at will; all of them, whatever a
+        // substitution lists, or their volumes are not.
+        "rm" | "rmi" => {
+            let ops = operands(rest, with_value);
+            let all = short_flag(rest, 'a') || has(rest, &["--all"]);
+            let volumes = sub == "rm" && (short_flag(rest, 'v') || has(rest, &["--volumes"]));
+            if all || volumes || ops.is_empty() || ops.iter().any(|a| !a.resolved) {
+                mk("docker-rm", Verb::Delete, Risk::High).destructive()
+            } else {
+                mk("docker-rm", Verb::Delete, Risk::Medium)
+            }
+        }
         "kill" | "stop" | "restart" | "start" | "pause" | "unpause" => {
             mk("docker-restart", Verb::Restart, Risk::Medium)
         }
@@ -252,10 +317,23 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
             let mut out = Outcome::from(mk("docker-exec", Verb::Exec, Risk::Medium));
             if let Some(inner) = rest.get(inner_at + 1..).filter(|r| !r.is_empty()) {
                 out.nested.push(Nested::Argv(inner.to_vec()));
+                out.remote = true;
             }
             return Some(out);
         }
-        "run" => mk("docker-run", Verb::Exec, Risk::Medium),
+        "run" | "create" if host_access(rest) => {
+            mk("container-host-access", Verb::Exec, Risk::Critical)
+        }
+        // The container's command runs elsewhere (in the container), on what it mounts.
+        "run" => {
+            let mut out = Outcome::from(mk("docker-run", Verb::Exec, Risk::Medium));
+            let image_at = operand_index(rest, with_value);
+            if let Some(inner) = rest.get(image_at + 1..).filter(|r| !r.is_empty()) {
+                out.nested.push(Nested::Argv(inner.to_vec()));
+                out.remote = true;
+            }
+            return Some(out);
+        }
         "push" | "deploy" => mk("docker-deploy", Verb::Deploy, Risk::Medium),
         "build" | "pull" | "tag" | "login" | "create" | "commit" | "cp" | "up" => {
             mk("docker-build", Verb::Create, Risk::Low)
@@ -263,6 +341,61 @@ fn docker(cmd: &Cmd) -> Option<Outcome> {
         _ => mk("docker-read", Verb::Read, Risk::Low),
     };
     Outcome::of(f)
+}
+
+/// A container given the host: privileged, the host's process namespace, all
+/// capabilities, or the host's root, `/etc` or Docker socket mounted. From inside, that
+/// is root on the host.
+fn host_access(args: &[Arg]) -> bool {
+    let texts: Vec<&str> = args.iter().map(|a| a.text.as_str()).collect();
+    let value_of = |i: usize, flags: &[&str]| -> Option<String> {
+        let t = texts[i];
+        flags.iter().find_map(|f| {
+            if t == *f {
+                texts.get(i + 1).map(|v| v.to_string())
+            } else {
+                t.strip_prefix(f)
+                    .and_then(|v| v.strip_prefix('='))
+                    .map(str::to_string)
+            }
+        })
+    };
+    let sensitive_source = |src: &str| {
+        let src = src.trim_end_matches('/');
+        src.is_empty()
+            || matches!(
+                src,
+                "/etc"
+                    | "/root"
+                    | "/var/run/docker.sock"
+                    | "/run/docker.sock"
+                    | "/boot"
+                    | "/proc"
+                    | "/sys"
+            )
+    };
+    let host_source = |src: &str| src.starts_with('/') && sensitive_source(src);
+    (0..texts.len()).any(|i| {
+        let t = texts[i];
+        let privileged = t == "--privileged" || t == "--privileged=true";
+        let host_namespace =
+            value_of(i, &["--pid", "--userns", "--uts"]).is_some_and(|v| v == "host");
+        let all_caps = value_of(i, &["--cap-add"]).is_some_and(|v| {
+            matches!(
+                v.to_ascii_uppercase().as_str(),
+                "ALL" | "SYS_ADMIN" | "CAP_SYS_ADMIN"
+            )
+        });
+        let bind = value_of(i, &["-v", "--volume"])
+            .is_some_and(|v| v.split(':').next().is_some_and(host_source));
+        let mount = value_of(i, &["--mount"]).is_some_and(|v| {
+            v.split(',').any(|kv| {
+                kv.split_once('=')
+                    .is_some_and(|(k, src)| matches!(k, "source" | "src") && host_source(src))
+            })
+        });
+        privileged || host_namespace || all_caps || bind || mount
+    })
 }
 
 fn systemctl(cmd: &Cmd) -> Option<Outcome> {

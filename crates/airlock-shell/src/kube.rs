@@ -60,6 +60,12 @@ const KUBECTL_WITH_VALUE: &[&str] = &[
     "--selector",
     "--patch-file",
     "--subresource",
+    "--clusterrole",
+    "--role",
+    "--serviceaccount",
+    "--group",
+    "--verb",
+    "--resource",
 ];
 
 /// Subcommands that only read.
@@ -211,6 +217,10 @@ fn kubectl(cmd: &Cmd) -> Option<Outcome> {
     });
 
     let rest = ops.get(1..).unwrap_or_default();
+    if let Some(f) = crate::grants::kube(&ops, args).filter(|_| !dry_run) {
+        let env = env_of([namespace.as_ref(), context.as_ref(), kubeconfig.as_ref()]);
+        return Outcome::of(f.env(env));
+    }
     let (rule, verb, risk, default_kind, rest) = match sub {
         "" => return Outcome::of(Finding::read("kubectl-read", "kubectl", "cluster")),
         s if KUBECTL_READS.contains(&s) => ("kubectl-read", Verb::Read, Risk::Low, "", rest),
@@ -284,8 +294,23 @@ fn kubectl(cmd: &Cmd) -> Option<Outcome> {
                     true,
                 )
             }
+            // Every pod it ran is terminated.
             "kubectl-scale" if replicas.as_ref().is_some_and(|r| r.text == "0") => {
-                ("kubectl-scale-to-zero", verb, Risk::High, false)
+                ("kubectl-scale-to-zero", verb, Risk::High, true)
+            }
+            // Pods without a controller, local data and disruption budgets are lost.
+            "kubectl-drain"
+                if has(
+                    args,
+                    &[
+                        "--force",
+                        "--delete-emptydir-data",
+                        "--delete-local-data",
+                        "--disable-eviction",
+                    ],
+                ) =>
+            {
+                ("kubectl-drain-force", verb, Risk::High, true)
             }
             "kubectl-apply" if has(args, &["--prune", "--force"]) => {
                 ("kubectl-apply-prune", verb, Risk::High, true)
@@ -297,12 +322,13 @@ fn kubectl(cmd: &Cmd) -> Option<Outcome> {
     let mut f = Finding::new(rule, verb, risk, "kubectl", &name).env(env);
     f.destructive = destructive;
     let mut out = Outcome::from(f);
-    if sub == "exec"
+    if matches!(sub, "exec" | "run" | "debug")
         && let Some(inner) = dashdash
             .and_then(|d| args.get(d + 1..))
             .filter(|a| !a.is_empty())
     {
         out.nested.push(Nested::Argv(inner.to_vec()));
+        out.remote = true;
     }
     Some(out)
 }
@@ -354,6 +380,10 @@ fn helm(cmd: &Cmd) -> Option<Outcome> {
     let (rule, verb, risk, destructive) = match sub {
         "uninstall" | "delete" | "del" | "un" => ("helm-uninstall", Verb::Delete, Risk::High, true),
         _ if dry_run => ("helm-dry-run", Verb::Read, Risk::Low, false),
+        // `--force` deletes and recreates what cannot be patched.
+        "upgrade" | "install" | "i" | "rollback" if has(args, &["--force", "--replace"]) => {
+            ("helm-force", Verb::Deploy, Risk::High, true)
+        }
         "upgrade" => ("helm-upgrade", Verb::Deploy, Risk::Medium, false),
         "install" | "i" => ("helm-install", Verb::Deploy, Risk::Medium, false),
         "rollback" => ("helm-rollback", Verb::Deploy, Risk::Medium, false),

@@ -7,18 +7,27 @@
 //! nothing and reads nothing: what it cannot resolve statically it rates as the worst
 //! it could be, so spelling a command differently never makes it look safer.
 //!
+//! [`classify_in`] also knows the workspace the command runs in (a coding agent's
+//! working directory), so that deleting `target` inside it is ordinary work while
+//! deleting `/var/lib/postgresql`, `~/data` or `../other` is destructive.
+//!
 //! Layout: `lex` turns text into words and operators, `run` models the shell (pipes,
-//! expansion, wrappers, nested scripts) and hands each simple command to `rules`, which
-//! dispatches to the per-domain rules (`kube`, `cloud`, `sql`, `files`, `host`, `vcs`);
-//! `wrap` peels off the commands that run other commands. Verbs, risks and addresses
-//! are the core's ([`airlock_core`]).
+//! expansion, wrappers, nested scripts, where data flows) and hands each simple command
+//! to `rules`, which dispatches to the per-domain rules (`kube`, `cloud`, `sql`, `files`,
+//! `host`, `vcs`, `grants`, `project`); `wrap` peels off the commands that run other
+//! commands; `paths` places paths against the workspace; `egress` follows secrets to
+//! the network. Verbs, risks and addresses are the core's ([`airlock_core`]).
 
 mod cloud;
+mod egress;
 mod files;
+mod grants;
 pub mod hook;
 mod host;
 mod kube;
 mod lex;
+mod paths;
+mod project;
 mod rules;
 mod run;
 mod sql;
@@ -84,9 +93,17 @@ impl Classification {
 
 /// Classifies a shell command line. Never fails: what is not understood ends up in
 /// [`Classification::unknown`], or as a high-risk `exec` when it could run anything.
+/// Relative paths count as inside the workspace, absolute ones as outside it.
 pub fn classify(command: &str) -> Classification {
+    classify_in(command, None)
+}
+
+/// Classifies a command line run in `cwd`, the workspace: an absolute path below it is
+/// inside, like a relative path that does not climb out with `..`. A `cwd` that is not
+/// absolute is ignored.
+pub fn classify_in(command: &str, cwd: Option<&str>) -> Classification {
     let mut out = Classification::default();
-    run::Runner::new(&mut out).run_script(command, 0, run::Stdin::Terminal);
+    run::Runner::new(&mut out, cwd).run_script(command, 0, run::Stdin::Terminal);
     out
 }
 

@@ -1,10 +1,10 @@
 //! The rules: given one simple command with wrappers peeled off, what it does. This
 //! file holds the shared vocabulary (command view, findings, option parsing), the
-//! dispatcher and the rules for shell builtins, harmless reads and build tools; the
-//! other domains live in their own files.
+//! dispatcher and the rules for shell builtins and harmless reads; the other domains
+//! live in their own files.
 
 use crate::run::{Arg, State, Stdin, Value};
-use crate::{cloud, files, host, kube, sql, vcs};
+use crate::{cloud, files, grants, host, kube, project, sql, vcs};
 use airlock_core::{Risk, Verb};
 
 /// One simple command, as the rules see it.
@@ -79,11 +79,17 @@ impl Finding {
 /// What an earlier command sets up for later ones.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Change {
-    Cwd(String),
+    /// `cd DIR`; `None` when the directory is only known at run time.
+    Cwd(Option<String>),
     TfWorkspace(String),
     KubeContext(String),
     Var(String, Value),
     Alias(String, String),
+    /// `path` now leads to `target`: a symbolic link, or data moved in from there.
+    Link {
+        path: String,
+        target: String,
+    },
 }
 
 /// A command run by the classified one (`find -exec`, `kubectl exec --`, `ssh host …`).
@@ -99,6 +105,8 @@ pub(crate) struct Outcome {
     pub findings: Vec<Finding>,
     pub changes: Vec<Change>,
     pub nested: Vec<Nested>,
+    /// The nested commands run on another host or in a container, not in the workspace.
+    pub remote: bool,
 }
 
 impl Outcome {
@@ -131,8 +139,9 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
         .or_else(|| files::classify(cmd))
         .or_else(|| vcs::classify(cmd))
         .or_else(|| host::classify(cmd))
+        .or_else(|| grants::classify(cmd))
         .or_else(|| builtin(cmd))
-        .or_else(|| dev_tool(cmd))
+        .or_else(|| project::classify(cmd))
         .or_else(|| read_only(cmd))
 }
 
@@ -239,13 +248,18 @@ fn builtin(cmd: &Cmd) -> Option<Outcome> {
     let read = || Outcome::from(Finding::read("shell-builtin", "command", cmd.program));
     match cmd.program {
         "cd" | "pushd" => {
-            let dir = cmd.args.iter().find(|a| !a.text.starts_with('-'));
-            let mut o = read();
-            if let Some(d) = dir.filter(|d| d.resolved) {
-                o = o.change(Change::Cwd(d.text.clone()));
-            }
-            Some(o)
+            let dir = cmd
+                .args
+                .iter()
+                .find(|a| !a.text.starts_with('-') || a.text == "-");
+            let target = match dir {
+                None => Some("~".to_string()),
+                Some(d) if d.resolved && d.text != "-" => Some(d.text.clone()),
+                Some(_) => None,
+            };
+            Some(read().change(Change::Cwd(target)))
         }
+        "popd" => Some(read().change(Change::Cwd(None))),
         "export" | "declare" | "typeset" | "local" | "readonly" => {
             let mut o = read();
             for a in cmd.args {
@@ -279,9 +293,9 @@ fn builtin(cmd: &Cmd) -> Option<Outcome> {
             }
             Some(o)
         }
-        "popd" | "set" | "shopt" | "ulimit" | "umask" | "hash" | "wait" | "trap" | "unalias"
-        | "true" | "false" | ":" | "exit" | "return" | "test" | "[" | "[[" | "jobs" | "fg"
-        | "bg" | "disown" | "history" | "type" | "break" | "continue" | "shift" | "getopts" => {
+        "set" | "shopt" | "ulimit" | "umask" | "hash" | "wait" | "trap" | "unalias" | "true"
+        | "false" | ":" | "exit" | "return" | "test" | "[" | "[[" | "jobs" | "fg" | "bg"
+        | "disown" | "history" | "type" | "break" | "continue" | "shift" | "getopts" => {
             Some(read())
         }
         _ => None,
@@ -436,8 +450,24 @@ fn read_only(cmd: &Cmd) -> Option<Outcome> {
             .into_iter()
             .nth(1);
         let name = file.map_or_else(|| "unnamed".to_string(), Arg::name);
-        let f = Finding::new("file-edit", Verb::Update, Risk::Low, "file", &name);
+        let privileged = operands(cmd.args, &["-e", "-f", "--expression", "--file"])
+            .iter()
+            .any(|a| a.resolved && crate::paths::is_privileged(&a.text));
+        let f = if privileged {
+            Finding::new(
+                "privileged-file-write",
+                Verb::Update,
+                Risk::Critical,
+                "file",
+                &name,
+            )
+        } else {
+            Finding::new("file-edit", Verb::Update, Risk::Low, "file", &name)
+        };
         return Outcome::of(f.env(env_of([file])));
+    }
+    if matches!(p, "awk" | "gawk" | "mawk" | "nawk") {
+        return awk(cmd);
     }
     if p == "sed" || READS.contains(&p) {
         return Outcome::of(Finding::read("read-only", "command", p));
@@ -445,77 +475,29 @@ fn read_only(cmd: &Cmd) -> Option<Outcome> {
     None
 }
 
-/// Build, test and package tools.
-fn dev_tool(cmd: &Cmd) -> Option<Outcome> {
-    let p = cmd.program;
-    let sub = operands(
-        cmd.args,
-        &["--manifest-path", "-p", "--package", "-C", "--prefix"],
-    )
-    .first()
-    .map(|a| a.text.clone())
-    .unwrap_or_default();
-    let build = || Outcome::of(Finding::read("dev-build", "command", p));
-    let install = || {
-        Outcome::of(Finding::new(
-            "package-install",
-            Verb::Update,
-            Risk::Low,
-            "package",
-            p,
-        ))
-    };
-    let publish = || {
-        let f = Finding::new("package-publish", Verb::Deploy, Risk::High, "package", p);
-        Outcome::of(f)
-    };
-    match p {
-        "cargo" => match sub.as_str() {
-            "build" | "b" | "test" | "t" | "check" | "c" | "fmt" | "clippy" | "doc" | "d"
-            | "tree" | "metadata" | "bench" | "nextest" | "search" | "version" | "update"
-            | "fetch" | "vendor" | "deny" | "audit" | "llvm-cov" | "miri" | "expand" | "" => {
-                build()
+/// `awk` reads, unless its program runs commands: `system("…")` runs its text as a
+/// script; a command it pipes to or reads from (`| "cmd"`, `"cmd" | getline`) or a
+/// `system` call on computed text is not judged here.
+fn awk(cmd: &Cmd) -> Option<Outcome> {
+    let mut out = Outcome::from(Finding::read("read-only", "command", cmd.program));
+    for a in cmd.args {
+        let program = a.text.as_str();
+        if program.contains("getline") || program.contains("| \"") || program.contains("|\"") {
+            return None;
+        }
+        let mut rest = program;
+        while let Some(at) = rest.find("system(") {
+            rest = &rest[at + "system(".len()..];
+            let literal = rest
+                .trim_start()
+                .strip_prefix('"')
+                .and_then(|r| r.split_once('"'))
+                .filter(|(_, after)| after.trim_start().starts_with(')'));
+            match literal {
+                Some((script, _)) => out.nested.push(Nested::Script(script.to_string())),
+                None => return None,
             }
-            "install" | "uninstall" | "add" | "remove" | "rm" => install(),
-            "publish" | "yank" | "owner" => publish(),
-            "clean" => Outcome::of(Finding::new(
-                "dev-clean",
-                Verb::Delete,
-                Risk::Low,
-                "file",
-                "target",
-            )),
-            _ => None,
-        },
-        "npm" | "pnpm" | "yarn" => match sub.as_str() {
-            "publish" | "unpublish" | "deprecate" => publish(),
-            "uninstall" | "remove" | "rm" | "un" | "add" | "link" => install(),
-            "exec" | "x" | "dlx" => None,
-            _ => build(),
-        },
-        "go" => match sub.as_str() {
-            "run" => None,
-            "install" | "get" => install(),
-            _ => build(),
-        },
-        "pip" | "pip3" | "uv" | "poetry" => match sub.as_str() {
-            "install" | "uninstall" | "add" | "remove" | "sync" => install(),
-            "run" => None,
-            _ => build(),
-        },
-        "pytest" | "tox" | "nox" | "jest" | "vitest" | "mocha" => build(),
-        "python" | "python3" if cmd.arg(0) == Some("-m") => match cmd.arg(1) {
-            Some("pytest" | "unittest" | "mypy" | "black" | "ruff" | "pip")
-                if cmd.arg(2) != Some("install") =>
-            {
-                build()
-            }
-            _ => None,
-        },
-        "mvn" | "gradle" | "./gradlew" | "gradlew" => match sub.as_str() {
-            "deploy" | "publish" => publish(),
-            _ => build(),
-        },
-        _ => None,
+        }
     }
+    Some(out)
 }

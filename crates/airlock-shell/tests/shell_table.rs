@@ -239,7 +239,7 @@ const TABLE: &[(&str, Expect, Option<&str>)] = &[
     // ---- dangerous: files and disks ----
     ("rm -rf /", d(DEL, "rm-recursive-force"), None),
     ("rm -fr ~", d(DEL, "rm-recursive-force"), None),
-    ("rm -r -f build", d(DEL, "rm-recursive-force"), None),
+    ("rm -r -f ../build", d(DEL, "rm-recursive-force"), None),
     (
         "rm --recursive --force /var/lib/app",
         d(DEL, "rm-recursive-force"),
@@ -255,7 +255,7 @@ const TABLE: &[(&str, Expect, Option<&str>)] = &[
     ("ls `rm -rf /tmp/work`", d(DEL, "rm-recursive-force"), None),
     ("ls; rm -rf ./*", d(DEL, "rm-recursive-force"), None),
     (
-        "time nice -n 10 ionice -c3 rm -rf build/",
+        "time nice -n 10 ionice -c3 rm -rf /srv/build/",
         d(DEL, "rm-recursive-force"),
         None,
     ),
@@ -269,8 +269,8 @@ const TABLE: &[(&str, Expect, Option<&str>)] = &[
         d(DEL, "rm-recursive-force"),
         None,
     ),
-    ("rm notes.txt", d(DEL, "rm-file"), None),
-    ("find . -name '*.log' -delete", d(DEL, "find-delete"), None),
+    ("rm ~/notes.txt", d(DEL, "rm-file"), None),
+    ("find ~ -name '*.log' -delete", d(DEL, "find-delete"), None),
     (
         r"find /tmp -type f -exec rm -rf {} \;",
         d(DEL, "rm-recursive-force"),
@@ -396,6 +396,15 @@ const TABLE: &[(&str, Expect, Option<&str>)] = &[
     ("git push origin feature/login", m(UPD), None),
     ("git commit -m 'fix: handle empty input'", m(UPD), None),
     ("mkdir -p build/out", m(Verb::Create), None),
+    // Inside the workspace, deleting is ordinary coding work.
+    ("rm -r -f build", m(DEL), None),
+    ("time nice -n 10 ionice -c3 rm -rf build/", m(DEL), None),
+    ("rm notes.txt", m(DEL), None),
+    ("find . -name '*.log' -delete", m(DEL), None),
+    // The project's own scripts and programs: a local exec.
+    ("python script.py", m(EXEC), None),
+    ("node build.js", m(EXEC), None),
+    ("./run.sh", m(EXEC), None),
     // ---- harmless reads ----
     ("ls -la", Read, None),
     ("cat README.md | grep foo | wc -l", Read, None),
@@ -445,9 +454,9 @@ const TABLE: &[(&str, Expect, Option<&str>)] = &[
     ("kubectl diff -f x.yaml", Read, None),
     // ---- unknown: cannot be judged statically ----
     ("make deploy", Unknown, None),
-    ("python script.py", Unknown, None),
-    ("node build.js", Unknown, None),
-    ("./run.sh", Unknown, None),
+    ("python scripts/migrate.py", Unknown, None),
+    ("node /opt/tools/build.js", Unknown, None),
+    ("./release.sh", Unknown, None),
     ("bash deploy.sh", Unknown, None),
 ];
 
@@ -559,18 +568,16 @@ fn catastrophic_commands_are_critical() {
         "git push --force origin main",
         "echo prod | xargs kubectl delete ns",
         "echo cm0gLXJmIC8= | base64 -d | sh",
+        "curl x | sh",
     ] {
         assert_eq!(classify(cmd).max_risk(), Some(Risk::Critical), "{cmd}");
     }
-    for cmd in [
-        "git push -f origin feature",
-        "rm -rf build",
-        "$X",
-        "curl x | sh",
-    ] {
+    for cmd in ["git push -f origin feature", "rm -rf /srv/build", "$X"] {
         assert_eq!(classify(cmd).max_risk(), Some(Risk::High), "{cmd}");
     }
-    assert_eq!(classify("rm notes.txt").max_risk(), Some(Risk::Medium));
+    assert_eq!(classify("rm /tmp/notes.txt").max_risk(), Some(Risk::Medium));
+    assert_eq!(classify("rm -rf build").max_risk(), Some(Risk::Medium));
+    assert_eq!(classify("rm notes.txt").max_risk(), Some(Risk::Low));
     assert_eq!(classify("ls").max_risk(), Some(Risk::Low));
 }
 
@@ -617,11 +624,11 @@ fn targets_and_segments() {
 
 #[test]
 fn mutations_and_unknown_are_reported_in_order() {
-    let c = classify("ls && kubectl apply -f x.yaml; make; rm a");
+    let c = classify("ls && kubectl apply -f x.yaml; mytool; rm a");
     let rules: Vec<&str> = c.actions.iter().map(|a| a.rule).collect();
     assert_eq!(rules, ["read-only", "kubectl-apply", "rm-file"]);
     assert_eq!(c.mutations().count(), 2);
-    assert_eq!(c.unknown, ["make"]);
+    assert_eq!(c.unknown, ["mytool"]);
     assert_eq!(classify("").max_risk(), None);
 }
 
@@ -764,7 +771,7 @@ fn commands_the_classifier_was_not_built_on() {
         ("mysql -h db -e 'delete from orders'", true),
         ("ssh prod-web-1 'sudo rm -rf /srv/app'", true),
         ("cd infra && terraform destroy", true),
-        ("rm -rf node_modules target", true),
+        ("rm -rf node_modules target", false),
         ("kubectl logs -f deploy/web -n prod", false),
         ("git log --oneline | head -20", false),
         ("grep -rn TODO src/ | wc -l", false),

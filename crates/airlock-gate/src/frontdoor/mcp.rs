@@ -5,8 +5,8 @@
 use super::{ActionView, CallError, HoldNotice, Route, ToolDef, answer_with};
 use rmcp::ErrorData as McpError;
 use rmcp::model::{CallToolResult, ContentBlock, Tool, ToolAnnotations};
-use std::sync::Arc;
 use serde_json::json;
+use std::sync::Arc;
 
 /// The JSON-RPC error for a call that could not reach the gate.
 pub fn rpc_error(e: &CallError) -> McpError {

@@ -494,7 +494,10 @@ mod tests {
             .as_str()
             .unwrap()
             .to_string();
-        assert!(t.contains("headroom 0.94") && t.contains("Would pass"), "{t}");
+        assert!(
+            t.contains("headroom 0.94") && t.contains("Would pass"),
+            "{t}"
+        );
         assert!(t.contains("Counter-offer: `replicas` = 14"), "{t}");
         assert!(!t.contains("Choose a safer action"), "{t}");
         let limited = view(json!({"verdict": "deny", "reasons": ["rate-limit"],
