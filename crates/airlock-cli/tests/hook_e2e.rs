@@ -105,6 +105,20 @@ async fn shell_commands_are_classified_decided_and_journaled() {
             &[("AIRLOCK_TOKEN", env.op.as_str())][..],
             "operator",
         ),
+        // A call that needs no decision is still answered only for an agent.
+        (
+            &bash("X=1"),
+            &[("AIRLOCK_TOKEN", "alk_wrong")][..],
+            "unknown or revoked token",
+        ),
+        (&bash("X=1"), &[][..], "no agent token"),
+        (
+            &json!({"hook_event_name": "PreToolUse", "tool_name": "mcp__airlock__sim_delete",
+                    "tool_input": {"target": "checkout"}})
+            .to_string(),
+            &[("AIRLOCK_TOKEN", env.op.as_str())][..],
+            "operator",
+        ),
     ] {
         let a = hook(&env, event, vars).await;
         let (got, reason) = decision(&a);

@@ -493,11 +493,13 @@ fn render_parse_errors(errors: &cedar_policy::ParseErrors, src: &str) -> String 
     lines.join("; ")
 }
 
+/// A Cedar decimal. A value that could not be computed (NaN) is 0: for headroom, the
+/// worst there is, so a broken prediction never reads as room to spare.
 fn decimal(v: f64) -> serde_json::Value {
-    let clamped = if v.is_finite() {
-        v.clamp(-1.0e6, 1.0e6)
+    let clamped = if v.is_nan() {
+        0.0
     } else {
-        1.0e6
+        v.clamp(-1.0e6, 1.0e6)
     };
     json!({"__extn": {"fn": "decimal", "arg": format!("{clamped:.4}")}})
 }
@@ -587,7 +589,8 @@ fn context_with(
         "agent": {
             "actions_5m": assessment.agent.actions_5m,
             "reverts_1h": assessment.agent.reverts_1h,
-            "anomaly": decimal(assessment.agent.anomaly),
+            // An anomaly score that could not be computed is the worst one.
+            "anomaly": decimal(if assessment.agent.anomaly.is_nan() { 1.0 } else { assessment.agent.anomaly }),
             "baking": assessment.agent.baking,
             "rollouts_baking": assessment.agent.rollouts_baking,
         },
@@ -743,6 +746,19 @@ mod tests {
         };
         assert_eq!(e.explain("h", &p, &a, false, 0).as_deref(), Some("why"));
         assert_eq!(e.explain("p", &p, &a, false, 0), None);
+    }
+
+    #[test]
+    fn a_headroom_that_could_not_be_computed_is_no_room_at_all() {
+        let e = PolicyEngine::default_pack().unwrap();
+        let h = HealthStatus::Healthy;
+        let nan = plan(Verb::Scale, "prod", 0, -20.0, Some(f64::NAN));
+        assert!(
+            matches!(decide(&e, &nan, h, 0), PolicyOutcome::Deny(r) if r == ["headroom-floor"]),
+            "a NaN headroom must not pass the floor"
+        );
+        let inf = plan(Verb::Scale, "prod", 0, -20.0, Some(f64::INFINITY));
+        assert!(matches!(decide(&e, &inf, h, 0), PolicyOutcome::Allow(_)));
     }
 
     #[test]

@@ -91,14 +91,14 @@ pub enum GateError {
 }
 
 /// An authenticated principal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     pub name: String,
     pub kind: PrincipalKind2,
 }
 
 /// Agent or operator (serializable mirror of the policy's principal kind).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PrincipalKind2 {
     Agent,

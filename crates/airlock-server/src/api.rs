@@ -73,6 +73,7 @@ route_table! {
     get "/v1/events" => events,
     get "/v1/journal" => journal,
     get "/v1/tools" => list_tools,
+    get "/v1/whoami" => whoami,
     post "/v1/tools/{name}" => call_tool,
 }
 
@@ -82,6 +83,22 @@ fn missing_token() -> ApiError {
         ErrorCode::Unauthenticated,
         "missing bearer token: send `Authorization: Bearer TOKEN`",
     )
+}
+
+/// Who a token is
+///
+/// Any authenticated caller: the principal its token names (`kind` `agent` or `operator`).
+/// Lets a client check its token without asking for anything.
+#[utoipa::path(get, path = "/v1/whoami", tag = "tokens", operation_id = "whoami",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller.", body = airlock_gate::Principal,
+            example = json!({"name": "coder", "kind": "agent"})),
+        (status = 401, response = Unauthorized),
+        (status = 503, response = Unavailable),
+    ))]
+async fn whoami(caller: Caller) -> Json<Principal> {
+    Json(caller.0)
 }
 
 /// The MCP gateway's tools

@@ -23,6 +23,36 @@ pub enum HookGate {
 }
 
 impl HookGate {
+    /// Checks that `token` is an agent's, before anything else is looked at.
+    async fn authenticate(&self, token: &str) -> Result<(), String> {
+        match self {
+            HookGate::Local(door) => door.agent(token).await.map(|_| ()).map_err(|e| e.to_string()),
+            HookGate::Remote { base, http } => {
+                let resp = http
+                    .get(format!("{base}/v1/whoami"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach {base}: {e}"))?;
+                let status = resp.status();
+                let v: Value = resp.json().await.unwrap_or_default();
+                if !status.is_success() {
+                    return Err(v["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the server refused the token")
+                        .to_string());
+                }
+                if v["kind"] != "agent" {
+                    return Err(format!(
+                        "`{}` is not an agent: hooks decide for agents; operators approve",
+                        v["name"].as_str().unwrap_or("?")
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Reports that a request the agent was handed back ran.
     async fn ran(
         &self,
@@ -145,10 +175,13 @@ async fn decide_inner(
         return Ok(json!({}));
     }
     let planned = requests(&ev)?;
+    let token = token.ok_or("no agent token: set AIRLOCK_TOKEN in the hook's environment")?;
+    // Who asks comes before any shortcut: even a call that needs no decision is answered
+    // only for an agent.
     if let Some(why) = planned.skip {
+        gate.authenticate(token).await?;
         return Ok(output(HookAnswer::Allow, &format!("Airlock: {why}")));
     }
-    let token = token.ok_or("no agent token: set AIRLOCK_TOKEN in the hook's environment")?;
     let mut worst = HookAnswer::Allow;
     let mut lines = Vec::new();
     for (req, unknown) in &planned.requests {

@@ -70,7 +70,7 @@ unknown fields are a 400. Times are milliseconds since the Unix epoch. See docs/
         api::killswitch, api::killswitch_state,
         api::create_token, api::revoke_token,
         api::events, api::journal,
-        api::list_tools, api::call_tool,
+        api::list_tools, api::call_tool, api::whoami,
     ),
     components(responses(
         BadRequest, Unauthorized, Forbidden, PayloadTooLarge, Unavailable
