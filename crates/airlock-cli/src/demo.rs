@@ -1,7 +1,11 @@
 //! `airlock demo` and `airlock run`: proving-ground runs with progress, a side-by-side
 //! table, JSON for machines and the HTML report.
+//!
+//! Their guarded runs journal simulated events on virtual time, so they keep a store of
+//! their own (`.airlock/demo.db`) and never read `AIRLOCK_STORE` or a config: the live
+//! journal of `airlock serve` stays free of them.
 
-use crate::{BadInput, DEFAULT_STORE};
+use crate::{BadInput, DEMO_STORE};
 use airlock_prove::report::{Pair, html};
 use airlock_prove::{FLAGSHIPS, Mode, RunResult, Scenario, Scorecard, run_scenario};
 use airlock_store::Journal;
@@ -26,8 +30,9 @@ pub struct DemoArgs {
     /// Where to write the HTML report.
     #[arg(long, default_value = "airlock-demo-report.html")]
     report: PathBuf,
-    /// The journal for guarded runs: a path or `sqlite://PATH`.
-    #[arg(long, env = "AIRLOCK_STORE", default_value = DEFAULT_STORE)]
+    /// The journal for guarded runs: a path or `sqlite://PATH`. The demo's own, apart
+    /// from the live store of `airlock serve`; AIRLOCK_STORE is not read here.
+    #[arg(long, value_name = "STORE", default_value = DEMO_STORE)]
     store: String,
     /// Run only the named flagship scenario (repeatable).
     #[arg(long)]
@@ -50,8 +55,9 @@ pub struct RunArgs {
     /// Also write an HTML report here.
     #[arg(long)]
     report: Option<PathBuf>,
-    /// The journal for guarded runs: a path or `sqlite://PATH`.
-    #[arg(long, env = "AIRLOCK_STORE", default_value = DEFAULT_STORE)]
+    /// The journal for guarded runs: a path or `sqlite://PATH`. The demo's own, apart
+    /// from the live store of `airlock serve`; AIRLOCK_STORE is not read here.
+    #[arg(long, value_name = "STORE", default_value = DEMO_STORE)]
     store: String,
 }
 

@@ -4,7 +4,7 @@
 use crate::serve::load_config;
 use airlock_server::config::RawHook;
 use airlock_server::hook::{HookGate, decide, output};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -70,9 +70,23 @@ async fn run(args: HookArgs) -> Result<serde_json::Value> {
             let mut config = load_config(args.config.as_deref())?;
             // One decision needs no upstream MCP servers.
             config.upstreams.clear();
-            let (state, _) = airlock_server::live::build(&config).await?;
+            let (state, _) = airlock_server::live::build(&config)
+                .await
+                .with_context(|| format!("cannot open the gate on the store `{}`", config.store))?;
             let gate = HookGate::Local(state.door.clone());
-            Ok(decide(&raw, &config.hook, &gate, token.as_deref()).await)
+            let mut answer = decide(&raw, &config.hook, &gate, token.as_deref()).await;
+            // An unknown token is only worth reporting with the store that did not know it.
+            let denied = answer["hookSpecificOutput"]["permissionDecision"] == "deny";
+            let reason = &mut answer["hookSpecificOutput"]["permissionDecisionReason"];
+            if let (true, Some(t), Some(text)) = (denied, &token, reason.as_str())
+                && matches!(
+                    state.door.authenticate(t).await,
+                    Err(airlock_gate::GateError::Unauthenticated)
+                )
+            {
+                *reason = format!("{text} (checked store `{}`)", config.store).into();
+            }
+            Ok(answer)
         }
     }
 }

@@ -1,26 +1,24 @@
-//! `airlock journal verify|show|export`.
+//! `airlock journal verify|show|export|backup`, and the one readable line per event that
+//! the journal table and `airlock tail` show.
 
-use crate::{BadInput, DEFAULT_STORE};
+use crate::BadInput;
+use crate::serve::StoreArgs;
+use airlock_core::EventKind;
 use airlock_store::{EventQuery, Journal, SqliteJournal, StoreError};
-use anyhow::Result;
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::{Context, Result};
+use clap::{Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use serde_json::Value;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-#[derive(Args)]
-pub struct StoreArg {
-    /// The journal: a path or `sqlite://PATH`.
-    #[arg(long, env = "AIRLOCK_STORE", default_value = DEFAULT_STORE)]
-    pub store: String,
-}
 
 #[derive(Subcommand)]
 pub enum JournalCmd {
     /// Recompute the hash chain and name the first broken link (exit code 1 if broken).
     Verify {
         #[command(flatten)]
-        store: StoreArg,
+        store: StoreArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -28,7 +26,7 @@ pub enum JournalCmd {
     /// Show events, newest last.
     Show {
         #[command(flatten)]
-        store: StoreArg,
+        store: StoreArgs,
         /// Show only the last N events.
         #[arg(long, default_value_t = 50)]
         limit: u32,
@@ -45,13 +43,27 @@ pub enum JournalCmd {
     /// Export every event.
     Export {
         #[command(flatten)]
-        store: StoreArg,
+        store: StoreArgs,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
         /// Write to this file instead of standard output.
         #[arg(long, short)]
         output: Option<std::path::PathBuf>,
+    },
+    /// Copy the journal to a new file while it is in use (a running server included), then
+    /// verify the copy's hash chain (exit code 1 if it is broken).
+    ///
+    /// Uses SQLite's `VACUUM INTO`: one consistent snapshot that includes what is still in
+    /// the write-ahead log, which copying the `.db` file alone would miss.
+    Backup {
+        /// The backup file; it must not exist yet.
+        file: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print `{"store", "backup", "ok", "events", "head", "first_broken"}`.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -73,7 +85,8 @@ async fn open(store: &str) -> Result<SqliteJournal> {
 pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
     match cmd {
         JournalCmd::Verify { store, json } => {
-            let j = open(&store.store).await?;
+            let store = store.location()?;
+            let j = open(&store).await?;
             let report = j.verify().await?;
             if json {
                 println!(
@@ -83,18 +96,15 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
                     }))?
                 );
             } else if let Some(b) = &report.first_broken {
-                println!(
-                    "journal `{}`: BROKEN at event {}: {}",
-                    store.store, b.seq, b.reason
-                );
+                println!("journal `{store}`: BROKEN at event {}: {}", b.seq, b.reason);
                 println!(
                     "{} events before it verify; head {}",
                     report.events, report.head
                 );
             } else {
                 println!(
-                    "journal `{}`: ok, {} events, head {}",
-                    store.store, report.events, report.head
+                    "journal `{store}`: ok, {} events, head {}",
+                    report.events, report.head
                 );
             }
             Ok(if report.ok() {
@@ -110,7 +120,7 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             agent,
             json,
         } => {
-            let j = open(&store.store).await?;
+            let j = open(&store.location()?).await?;
             let kind = match kind {
                 Some(k) => Some(
                     airlock_core::EventKind::parse(&k)
@@ -153,7 +163,7 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
                     e.agent.clone().unwrap_or_default(),
                     e.action_id.clone().unwrap_or_default(),
                     e.change_id.clone().unwrap_or_default(),
-                    summarize(&e.payload),
+                    summarize(e.kind, &e.payload),
                 ]);
             }
             println!("{t}");
@@ -164,7 +174,7 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             format: Format::Jsonl,
             output,
         } => {
-            let j = open(&store.store).await?;
+            let j = open(&store.location()?).await?;
             let mut sink: Box<dyn Write> = match &output {
                 Some(p) => Box::new(std::io::BufWriter::new(
                     std::fs::File::create(p)
@@ -190,7 +200,120 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             sink.flush()?;
             Ok(ExitCode::SUCCESS)
         }
+        JournalCmd::Backup { file, store, json } => {
+            let store = store.location()?;
+            let report = backup(&store, &file).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "store": store, "backup": file.display().to_string(), "ok": report.ok(),
+                        "events": report.events, "head": report.head, "first_broken": report.first_broken,
+                    }))?
+                );
+            } else if let Some(b) = &report.first_broken {
+                println!(
+                    "backup `{}` of `{store}`: written, but its chain is BROKEN at event {}: {} (the store's own chain is broken: run `airlock journal verify`)",
+                    file.display(),
+                    b.seq,
+                    b.reason
+                );
+            } else {
+                println!(
+                    "backup `{}` of `{store}`: ok, {} events, head {}",
+                    file.display(),
+                    report.events,
+                    report.head
+                );
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
     }
+}
+
+/// The file a `--store` location names (`PATH`, `sqlite://PATH`, `sqlite:PATH`).
+fn store_file(store: &str) -> &str {
+    let s = store.trim();
+    s.strip_prefix("sqlite://")
+        .or_else(|| s.strip_prefix("sqlite:"))
+        .unwrap_or(s)
+}
+
+/// Writes a consistent copy of the journal at `store` to `file` with SQLite's online
+/// `VACUUM INTO` (readers and the writer go on meanwhile), then verifies the copy.
+///
+/// The copy is written beside `file` under a `.partial` name and renamed when complete, so
+/// an interrupted backup never looks like a finished one.
+async fn backup(store: &str, file: &Path) -> Result<airlock_store::VerifyReport> {
+    use sqlx::{ConnectOptions, Connection};
+    // Opening it as the journal first gives the journal's own errors: no such file, not a
+    // journal, an in-memory store.
+    let source = open(store).await?;
+    drop(source);
+    if file.exists() {
+        return Err(BadInput(format!(
+            "`{}` exists: back up to a new file (a backup never overwrites one)",
+            file.display()
+        ))
+        .into());
+    }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}` for the backup", dir.display()))?;
+    }
+    let mut partial = file.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    if partial.is_file() {
+        // Left by an interrupted backup to the same file.
+        std::fs::remove_file(&partial)
+            .with_context(|| format!("cannot remove the stale `{}`", partial.display()))?;
+    }
+    let target = partial
+        .to_str()
+        .ok_or_else(|| BadInput(format!("`{}` is not a UTF-8 path", file.display())))?
+        .to_string();
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(store_file(store))
+        .read_only(true)
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .connect()
+        .await
+        .with_context(|| format!("cannot open the store `{store}` to back it up"))?;
+    let copied = sqlx::query("VACUUM INTO ?")
+        .bind(&target)
+        .execute(&mut conn)
+        .await;
+    let closed = conn.close().await;
+    if let Err(e) = copied {
+        // Nothing half-written is left behind.
+        if partial.is_file() {
+            std::fs::remove_file(&partial).ok();
+        }
+        return Err(anyhow::Error::new(e).context(format!(
+            "cannot back up the store `{store}` to `{}`",
+            file.display()
+        )));
+    }
+    closed.with_context(|| format!("cannot close the store `{store}`"))?;
+    let report = SqliteJournal::open_read_only(&target)
+        .await
+        .with_context(|| format!("cannot open the backup `{}`", partial.display()))?
+        .verify()
+        .await
+        .with_context(|| format!("cannot verify the backup `{}`", partial.display()))?;
+    std::fs::rename(&partial, file).with_context(|| {
+        format!(
+            "cannot rename `{}` to `{}`",
+            partial.display(),
+            file.display()
+        )
+    })?;
+    Ok(report)
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS`, UTC.
@@ -220,49 +343,342 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-pub fn summarize(p: &serde_json::Value) -> String {
-    let pick = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    let s = if let Some(v) = pick("verdict") {
-        let reasons: Vec<String> = p
-            .get("reasons")
-            .and_then(|r| r.as_array())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|x| x.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if reasons.is_empty() {
-            v
-        } else {
-            format!("{v}: {}", reasons.join(", "))
-        }
-    } else if let Some(plan) = p
-        .get("plan")
-        .and_then(|pl| pl.get("summary"))
-        .and_then(|s| s.as_str())
-    {
-        plan.to_string()
-    } else if let Some(e) = pick("error") {
-        format!("error: {e}")
-    } else {
-        pick("summary")
-            .or_else(|| pick("reason"))
-            .or_else(|| pick("rule"))
-            .unwrap_or_else(|| p.to_string())
+/// One readable line for an event of `kind`, at most 90 characters: what `journal show`
+/// and `airlock tail` print. Every kind has its own wording, so no event reads as raw JSON.
+pub fn summarize(kind: EventKind, p: &Value) -> String {
+    let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or_default();
+    let list = |k: &str| -> Vec<&str> {
+        p.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
     };
-    if s.chars().count() > 90 {
-        format!("{}…", s.chars().take(89).collect::<String>())
+    let value = |k: &str| {
+        p.get(k)
+            .and_then(Value::as_f64)
+            .map_or("missing".to_string(), |v| format!("{v:.4}"))
+    };
+    let with = |head: String, tail: &str| {
+        if tail.is_empty() {
+            head
+        } else {
+            format!("{head}: {tail}")
+        }
+    };
+    let line = match kind {
+        EventKind::Request => {
+            let req = p.get("request").unwrap_or(&Value::Null);
+            let field = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default();
+            let what = format!("{} {}", field("verb"), field("target"));
+            match p
+                .get("plan")
+                .and_then(|pl| pl.get("summary"))
+                .and_then(Value::as_str)
+            {
+                _ if !s("error").is_empty() => format!("{what}: refused: {}", s("error")),
+                Some(plan) => plan.to_string(),
+                None => what,
+            }
+        }
+        EventKind::Verdict => {
+            let mut line = with(s("verdict").to_string(), &list("reasons").join(", "));
+            if let Some(by) = p.get("approved_by").and_then(Value::as_str) {
+                // `operator:approval_id`; names never hold a colon.
+                line.push_str(&format!(
+                    " (approved by {})",
+                    by.split(':').next().unwrap_or(by)
+                ));
+            }
+            line
+        }
+        EventKind::Approval => {
+            let outcome = s("outcome");
+            let mut head = match (s("decision"), outcome) {
+                (_, "expired") => "expired: no operator answered in time".to_string(),
+                ("approve", _) => format!("approved by {}", s("by")),
+                ("deny", _) => format!("denied by {}", s("by")),
+                (_, o) if !o.is_empty() => o.to_string(),
+                (decision, _) => format!("{decision} by {}", s("by")),
+            };
+            if matches!(s("decision"), "approve" | "deny")
+                && !matches!(outcome, "" | "approved" | "denied" | "expired")
+            {
+                head.push_str(&format!(" ({outcome})"));
+            }
+            match s("reason") {
+                // The proving ground's approver says who it is in its reason.
+                r if r.starts_with("approved by") || r.starts_with("denied by") => r.to_string(),
+                r => with(head, r),
+            }
+        }
+        EventKind::Applied => {
+            let mut line = s("summary").to_string();
+            if let Some(bake) = p.get("bake_s").and_then(Value::as_u64) {
+                line.push_str(&format!("; baking {bake} s"));
+            }
+            line
+        }
+        EventKind::ApplyFailed => with(format!("apply failed at {}", s("stage")), s("error")),
+        EventKind::Settled => {
+            let mut line = format!(
+                "settled after {} polls",
+                p.get("polls").and_then(Value::as_u64).unwrap_or(0)
+            );
+            if p.get("held_for_missing_data").and_then(Value::as_bool) == Some(true) {
+                line.push_str(", held open for missing data");
+            }
+            line
+        }
+        EventKind::Breach => format!(
+            "{} on {} (value {})",
+            s("rule"),
+            s("service"),
+            value("value")
+        ),
+        EventKind::Reverted => match s("reason") {
+            "" => format!("reverted by {}", s("by")),
+            r => r.to_string(),
+        },
+        EventKind::NeedsAttention => with(format!("needs attention: {}", s("reason")), s("error")),
+        EventKind::RevertFailed => with(format!("revert failed: {}", s("reason")), s("error")),
+        EventKind::Breaker => match s("state") {
+            "open" => s("reason").to_string(),
+            "reset" => format!("breaker reset by {}", s("by")),
+            other => format!("breaker {other}"),
+        },
+        EventKind::Killswitch => {
+            let on = p.get("on").and_then(Value::as_bool) == Some(true);
+            format!(
+                "kill switch {} by {}",
+                if on { "on" } else { "off" },
+                s("by")
+            )
+        }
+        EventKind::Agent => {
+            let who = format!("{} `{}`", s("kind"), s("name"));
+            match s("action") {
+                "token_issued" => format!("{who}: token issued"),
+                "token_revoked" => format!("{who}: token revoked by {}", s("by")),
+                "" => format!("{who} registered"),
+                other => format!("{who}: {}", other.replace('_', " ")),
+            }
+        }
+        EventKind::Alert => {
+            let mut line = format!("alert {} {} → {}", s("alert"), s("status"), s("receiver"));
+            if p.get("ok").and_then(Value::as_bool) == Some(false) {
+                line.push_str(&format!(", not delivered: {}", s("error")));
+            }
+            line
+        }
+        EventKind::Ran => {
+            let req = p.get("request").unwrap_or(&Value::Null);
+            let field = |k: &str| req.get(k).and_then(Value::as_str).unwrap_or_default();
+            let mut line = format!(
+                "{} {} ran at the agent, {}",
+                field("verb"),
+                field("target"),
+                match p.get("succeeded").and_then(Value::as_bool) {
+                    Some(true) => "succeeded",
+                    Some(false) => "failed",
+                    None => "outcome unknown",
+                }
+            );
+            if let Some(apr) = p.get("answered_hold").and_then(Value::as_str) {
+                line.push_str(&format!("; answered hold {apr} at the prompt"));
+            }
+            line
+        }
+        EventKind::Suspects => {
+            let suspects: Vec<String> = p
+                .get("suspects")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            let f = |k: &str| x.get(k).and_then(Value::as_str).unwrap_or("?");
+                            format!("{} by {}", f("change_id"), f("agent"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!(
+                "{} regressed after settling, {} (value {}); suspects: {}",
+                s("service"),
+                s("rule"),
+                value("value"),
+                if suspects.is_empty() {
+                    "none".to_string()
+                } else {
+                    suspects.join(", ")
+                }
+            )
+        }
+    };
+    // Command lines may hold line breaks; a table cell and a tail line are one line.
+    let flat = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() > 90 {
+        format!("{}…", flat.chars().take(89).collect::<String>())
     } else {
-        s
+        flat
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
     #[test]
     fn timestamps_render_in_utc() {
         assert_eq!(super::format_ts(1_795_971_300_000), "2026-11-29 16:55:00");
         assert_eq!(super::format_ts(0), "1970-01-01 00:00:00");
+    }
+
+    /// Each kind with a payload shaped as the gate, the bake, the alerter and the proving
+    /// ground write it. `summarize` matches every kind without a fallback, so a new kind
+    /// does not compile until it has its own line.
+    #[test]
+    fn every_event_kind_reads_as_one_line_not_json() {
+        let cases = [
+            (
+                EventKind::Request,
+                json!({"request": {"verb": "scale", "target": "sim:service/search"}, "plan": {"summary": "scale sim:service/search 10 → 50"}, "risk": "medium"}),
+                "scale sim:service/search 10 → 50",
+            ),
+            (
+                EventKind::Request,
+                json!({"request": {"verb": "scale", "target": "sim:service/nope"}, "error": "unknown service `nope`"}),
+                "scale sim:service/nope: refused: unknown service `nope`",
+            ),
+            (
+                EventKind::Verdict,
+                json!({"verdict": "hold", "reasons": ["capacity-step-budget"], "details": []}),
+                "hold: capacity-step-budget",
+            ),
+            (
+                EventKind::Verdict,
+                json!({"verdict": "allow", "reasons": [], "approved_by": "alice:apr_1"}),
+                "allow (approved by alice)",
+            ),
+            (
+                EventKind::Approval,
+                json!({"approval_id": "apr_1", "decision": "approve", "by": "alice", "reason": "looks fine", "outcome": "approved"}),
+                "approved by alice: looks fine",
+            ),
+            (
+                EventKind::Approval,
+                json!({"approval_id": "apr_1", "decision": "deny", "by": "timeout", "outcome": "expired"}),
+                "expired: no operator answered in time",
+            ),
+            (
+                EventKind::Approval,
+                json!({"decision": "deny", "by": "approver", "reason": "denied by the scenario's approver", "outcome": "denied"}),
+                "denied by the scenario's approver",
+            ),
+            (
+                EventKind::Applied,
+                json!({"plan_hash": "h", "summary": "deploy sim:service/web", "watch": ["web"], "bake_s": 300}),
+                "deploy sim:service/web; baking 300 s",
+            ),
+            (
+                EventKind::ApplyFailed,
+                json!({"stage": "apply", "error": "provider unavailable"}),
+                "apply failed at apply: provider unavailable",
+            ),
+            (
+                EventKind::Settled,
+                json!({"polls": 12, "held_for_missing_data": true}),
+                "settled after 12 polls, held open for missing data",
+            ),
+            (
+                EventKind::Breach,
+                json!({"service": "web", "rule": "availability >= 0.999", "value": 0.92}),
+                "availability >= 0.999 on web (value 0.9200)",
+            ),
+            (
+                EventKind::Reverted,
+                json!({"reason": "bake breach on `web`", "by": "airlock"}),
+                "bake breach on `web`",
+            ),
+            (
+                EventKind::NeedsAttention,
+                json!({"reason": "reverted by op", "error": "conflict: replicas moved on"}),
+                "needs attention: reverted by op: conflict: replicas moved on",
+            ),
+            (
+                EventKind::RevertFailed,
+                json!({"reason": "bake breach", "error": "timeout"}),
+                "revert failed: bake breach: timeout",
+            ),
+            (
+                EventKind::Breaker,
+                json!({"state": "open", "reason": "2 reverts within 3600 s"}),
+                "2 reverts within 3600 s",
+            ),
+            (
+                EventKind::Breaker,
+                json!({"state": "reset", "by": "alice"}),
+                "breaker reset by alice",
+            ),
+            (
+                EventKind::Killswitch,
+                json!({"on": true, "by": "alice"}),
+                "kill switch on by alice",
+            ),
+            (
+                EventKind::Killswitch,
+                json!({"on": false, "by": "alice"}),
+                "kill switch off by alice",
+            ),
+            (
+                EventKind::Agent,
+                json!({"name": "bot", "kind": "agent", "action": "token_issued"}),
+                "agent `bot`: token issued",
+            ),
+            (
+                EventKind::Agent,
+                json!({"name": "bot", "kind": "agent", "action": "token_revoked", "by": "cli"}),
+                "agent `bot`: token revoked by cli",
+            ),
+            (
+                EventKind::Alert,
+                json!({"alert": "AirlockChangeReverted", "status": "firing", "receiver": "pager", "ok": false, "error": "refused"}),
+                "alert AirlockChangeReverted firing → pager, not delivered: refused",
+            ),
+            (
+                EventKind::Ran,
+                json!({"request": {"verb": "delete", "target": "shell:namespace/shop"}, "plan_hash": "h", "succeeded": true, "allowed_by": null, "answered_hold": "apr_2"}),
+                "delete shell:namespace/shop ran at the agent, succeeded; answered hold apr_2 at the prompt",
+            ),
+            (
+                EventKind::Approval,
+                json!({"approval_id": "apr_2", "decision": "ran", "by": "the agent's prompt", "outcome": "answered at the agent's prompt: it ran"}),
+                "answered at the agent's prompt: it ran",
+            ),
+            (
+                EventKind::Approval,
+                json!({"approval_id": "apr_3", "decision": "approve", "by": "alice", "reason": "", "outcome": "recorded: 1 of 2 approvals"}),
+                "approved by alice (recorded: 1 of 2 approvals)",
+            ),
+            (
+                EventKind::Suspects,
+                json!({"service": "web", "rule": "availability >= 0.999", "value": 0.9, "suspects": [{"change_id": "chg_1", "agent": "bot"}], "unambiguous": true}),
+                "web regressed after settling, availability >= 0.999 (value 0.9000); suspects: chg_1 by bot",
+            ),
+        ];
+        let mut kinds: Vec<&str> = cases.iter().map(|(k, ..)| k.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), 16, "a kind has no case here: {kinds:?}");
+        for (kind, payload, want) in &cases {
+            assert_eq!(summarize(*kind, payload), *want, "{kind}");
+        }
+        // Long lines are cut; line breaks fold.
+        let long = summarize(
+            EventKind::ApplyFailed,
+            &json!({"stage": "apply", "error": "x\n".repeat(200)}),
+        );
+        assert_eq!(long.chars().count(), 90);
+        assert!(!long.contains('\n'));
     }
 }

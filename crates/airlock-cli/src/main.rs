@@ -1,5 +1,6 @@
 //! `airlock`: the one binary — the proving-ground demo, scenario runs, validation of
-//! scenarios and policies, and the journal's verify, show and export.
+//! scenarios and policies, the journal, the server and its operator commands, the MCP
+//! gateway and the coding-agent hook, shell completions and the man page.
 //!
 //! Exit codes: 0 success; 1 a check failed or something broke at run time; 2 bad input
 //! (arguments, files that do not parse or validate).
@@ -15,12 +16,17 @@ mod serve;
 mod show;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// The default local store, shared by every command run in the same directory.
+/// The default local store, shared by every command run in the same directory (see
+/// [`serve::store_location`] for the rule that picks the store).
 pub const DEFAULT_STORE: &str = ".airlock/airlock.db";
+
+/// The store of `airlock demo` and `airlock run`: simulated runs on virtual time are kept
+/// apart from the live journal.
+pub const DEMO_STORE: &str = ".airlock/demo.db";
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +48,8 @@ enum Command {
     /// Run every flagship scenario unguarded and guarded from the same seed and compare.
     ///
     /// Prints a side-by-side table, writes a self-contained HTML report, and journals the
-    /// guarded runs in the local store.
+    /// guarded runs in the demo's own store, `.airlock/demo.db` (never the store of
+    /// `airlock serve`; `--store` picks another).
     Demo(demo::DemoArgs),
     /// Prove agents on scenario files: scenarios × modes × seeds in parallel, each with
     /// its reference and do-nothing runs; scorecards, the scenarios' assertions and pass^k
@@ -53,6 +60,9 @@ enum Command {
     /// sandbox's tools, `next_turn`); the simulator waits while it thinks.
     Prove(prove::ProveArgs),
     /// Run one scenario file, unguarded, guarded or both.
+    ///
+    /// Guarded runs are journaled in the demo's own store, `.airlock/demo.db` (never the
+    /// store of `airlock serve`; `--store` picks another).
     Run(demo::RunArgs),
     /// Check scenario files: every problem is reported with its line or field.
     #[command(subcommand)]
@@ -60,7 +70,10 @@ enum Command {
     /// Check Cedar policy files against the Airlock schema.
     #[command(subcommand)]
     Policy(PolicyCmd),
-    /// Verify, show and export the journal.
+    /// Verify, show, export and back up the journal.
+    ///
+    /// The store is `--store`, else AIRLOCK_STORE, else the config's `[store] url`, else
+    /// `.airlock/airlock.db`: the same rule `airlock serve` follows.
     #[command(subcommand)]
     Journal(journal::JournalCmd),
     /// Run the gate as an HTTP service (API, approvals, events, metrics, the live sandbox cloud).
@@ -85,7 +98,11 @@ enum Command {
     /// Print the OpenAPI document of the HTTP API (kept in `docs/openapi.json`), generated
     /// from the handlers; `airlock serve` serves the same at `/openapi.json`.
     Openapi,
-    /// Create and revoke agents' and operators' tokens.
+    /// Create, revoke and list agents' and operators' tokens.
+    ///
+    /// Without `--url` they live in the local store: `--store`, else AIRLOCK_STORE, else
+    /// the config's `[store] url`, else `.airlock/airlock.db` (the rule `airlock serve`
+    /// follows, so a token made here works against a server run in the same place).
     #[command(subcommand)]
     Token(serve::TokenCmd),
     /// Approve a held action (operator).
@@ -152,10 +169,11 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
-    /// Turn the kill switch on (every mutation denied, reads still work) or off.
+    /// Show the kill switch (no argument, or `status`), or turn it on (every mutation
+    /// denied, reads still work) or off.
     Killswitch {
         #[arg(value_enum)]
-        state: remote::OnOff,
+        state: Option<remote::Switch>,
         #[command(flatten)]
         remote: remote::Remote,
     },
@@ -170,6 +188,14 @@ enum Command {
         #[command(flatten)]
         remote: remote::Remote,
     },
+    /// Print a shell completion script: `airlock completions bash > /etc/bash_completion.d/airlock`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `airlock man > airlock.1 && man ./airlock.1`.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -259,6 +285,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a generated document to standard output; a reader that stops early
+/// (`airlock man | head`) is not an error.
+fn print_all(bytes: &[u8]) -> Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => demo::demo(args).await,
@@ -303,6 +340,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Freeze { agent, remote } => remote::freeze(remote, agent, true).await,
         Command::Unfreeze { agent, remote } => remote::freeze(remote, agent, false).await,
         Command::Killswitch { state, remote } => remote::killswitch(remote, state).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "airlock", &mut out);
+            print_all(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            print_all(&out)
+        }
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,

@@ -77,7 +77,13 @@ impl Client {
             .as_str()
             .unwrap_or("no detail")
             .to_string();
-        let err = format!("server answered {status}: {msg}");
+        let mut err = format!("the server at {} answered {status}: {msg}", self.base);
+        if status.as_u16() == 401 {
+            // Tokens belong to one store: the usual cause is a token made in another one.
+            err.push_str(
+                "; a token works only with the server whose store issued it (`airlock token create` writes to the store picked by --store, AIRLOCK_STORE or the config)",
+            );
+        }
         if status.is_client_error() {
             Err(BadInput(err).into())
         } else {
@@ -102,9 +108,10 @@ impl Client {
 
 fn client(r: &Remote) -> Result<Client> {
     if r.token.is_none() {
-        return Err(BadInput(
-            "no token: pass --token or set AIRLOCK_TOKEN to an operator token".into(),
-        )
+        return Err(BadInput(format!(
+            "no token for the server at {}: pass --token or set AIRLOCK_TOKEN to an operator token",
+            r.url
+        ))
         .into());
     }
     Client::new(&r.url, r.token.clone())
@@ -239,27 +246,43 @@ pub async fn freeze(r: Remote, agent: String, on: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `airlock killswitch` does.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OnOff {
+pub enum Switch {
+    /// Turn it on: every mutation of every agent is denied.
     On,
+    /// Turn it off.
     Off,
+    /// Show whether it is on (the same as no argument).
+    Status,
 }
 
-pub async fn killswitch(r: Remote, state: OnOff) -> Result<ExitCode> {
-    let word = if state == OnOff::On { "on" } else { "off" };
-    let v = client(&r)?
-        .post("/v1/killswitch", &json!({"state": word}))
-        .await?;
-    print(&r, &v, |_| {
-        format!(
-            "kill switch {word}{}",
-            if state == OnOff::On {
-                ": every mutation is denied"
-            } else {
-                ""
-            }
-        )
-    })?;
+fn killswitch_line(on: bool) -> String {
+    if on {
+        "kill switch on: every mutation is denied (reads, reverts and undo still work)".into()
+    } else {
+        "kill switch off".into()
+    }
+}
+
+pub async fn killswitch(r: Remote, state: Option<Switch>) -> Result<ExitCode> {
+    let c = client(&r)?;
+    let v = match state.unwrap_or(Switch::Status) {
+        Switch::Status => c.get("/v1/killswitch").await?,
+        Switch::On => c.post("/v1/killswitch", &json!({"state": "on"})).await?,
+        Switch::Off => c.post("/v1/killswitch", &json!({"state": "off"})).await?,
+    };
+    let on = match v["killswitch"].as_str() {
+        Some("on") => true,
+        Some("off") => false,
+        _ => {
+            return Err(anyhow::anyhow!(
+                "the server at {} answered without the kill switch's state: {v}",
+                r.url
+            ));
+        }
+    };
+    print(&r, &v, |_| killswitch_line(on))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -379,7 +402,8 @@ async fn follow(r: Remote, from: Option<i64>) -> Result<ExitCode> {
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         return Err(BadInput(format!(
-            "server answered {status}: {}",
+            "the server at {} answered {status}: {}",
+            r.url,
             body["error"]["message"].as_str().unwrap_or("")
         ))
         .into());
@@ -406,21 +430,48 @@ async fn follow(r: Remote, from: Option<i64>) -> Result<ExitCode> {
             if r.json {
                 writeln!(out, "{data}")?;
             } else {
-                writeln!(
-                    out,
-                    "#{:<6} {:<16} {:<20} {:<22} {}",
-                    ev["seq"],
-                    ev["kind"].as_str().unwrap_or(""),
-                    ev["agent"].as_str().unwrap_or("-"),
-                    ev["change_id"]
-                        .as_str()
-                        .or(ev["action_id"].as_str())
-                        .unwrap_or("-"),
-                    crate::journal::summarize(&ev["payload"])
-                )?;
+                writeln!(out, "{}", tail_line(&ev))?;
             }
             out.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One event as `airlock tail` prints it: seq, kind, agent, change or action, and what
+/// happened in words. A kind this build does not know (a newer server) shows its payload.
+fn tail_line(ev: &Value) -> String {
+    let kind = ev["kind"].as_str().unwrap_or("");
+    let summary = match airlock_core::EventKind::parse(kind) {
+        Some(k) => crate::journal::summarize(k, &ev["payload"]),
+        None => ev["payload"].to_string(),
+    };
+    format!(
+        "#{:<6} {:<16} {:<20} {:<22} {}",
+        ev["seq"].to_string(),
+        kind,
+        ev["agent"].as_str().unwrap_or("-"),
+        ev["change_id"]
+            .as_str()
+            .or(ev["action_id"].as_str())
+            .unwrap_or("-"),
+        summary
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_lines_are_words_for_known_kinds() {
+        let ev = serde_json::json!({"seq": 7, "kind": "killswitch", "agent": null,
+            "action_id": null, "change_id": null, "payload": {"on": true, "by": "alice"}});
+        let line = tail_line(&ev);
+        assert!(line.starts_with("#7 "), "{line}");
+        assert!(line.ends_with("kill switch on by alice"), "{line}");
+        let ev = serde_json::json!({"seq": 8, "kind": "agent", "agent": "bot",
+            "payload": {"name": "bot", "kind": "agent", "action": "token_issued"}});
+        assert!(tail_line(&ev).ends_with("agent `bot`: token issued"));
+    }
 }

@@ -1,11 +1,15 @@
-//! `airlock serve`, `airlock config validate` and `airlock token create|revoke`.
+//! `airlock serve`, `airlock config validate`, `airlock token create|revoke|list`, and the
+//! one rule for where the local store is, which every command that opens it follows.
 
 use crate::{BadInput, DEFAULT_STORE};
 use airlock_gate::PrincipalKind2;
 use airlock_server::{Config, RawConfig};
+use airlock_store::{Journal, SqliteJournal, StoreError};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,9 +21,14 @@ pub struct ServeArgs {
     /// The config file (default: `airlock.toml` in the current directory, if present).
     #[arg(long, env = "AIRLOCK_CONFIG")]
     config: Option<PathBuf>,
-    /// Listen on this address instead of the config's.
+    /// Listen on this address instead of the config's: `IP:PORT` or `HOST:PORT`
+    /// (`localhost:7070`; a host name is resolved, IPv4 first).
     #[arg(long)]
     listen: Option<String>,
+    /// The store (journal, tokens, approvals): a path or `sqlite://PATH` [default:
+    /// $AIRLOCK_STORE, else the config's `[store] url`, else `.airlock/airlock.db`].
+    #[arg(long, value_name = "STORE")]
+    store: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -57,6 +66,11 @@ pub enum TokenCmd {
         /// Create an operator's token.
         #[arg(long)]
         operator: Option<String>,
+        /// The agent's guard profile (`[profile.NAME]` in the config: its rate limits,
+        /// budgets and anomaly settings), e.g. `coding` for a coding agent behind the hook.
+        /// `coding` and `infra` always exist. A re-keyed agent keeps its profile.
+        #[arg(long, requires = "agent", value_name = "NAME")]
+        profile: Option<String>,
         #[command(flatten)]
         target: TokenTarget,
     },
@@ -66,6 +80,16 @@ pub enum TokenCmd {
         name: String,
         #[command(flatten)]
         target: TokenTarget,
+    },
+    /// List the agents and operators of the local store: name, kind, when created, whether
+    /// revoked. Tokens are never shown (only their hashes are stored).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON: `[{"name", "kind", "profile", "created_at", "revoked"}]` (`created_at` in ms
+        /// since the epoch).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -77,16 +101,83 @@ pub struct TokenTarget {
     /// Operator token for `--url`.
     #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// The local store (without `--url`): a path or `sqlite://PATH`.
-    #[arg(long, env = "AIRLOCK_STORE", default_value = DEFAULT_STORE)]
-    store: String,
+    /// Without `--url`: the local store.
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// Loads a config file, or the defaults when there is none.
-pub fn load_config(path: Option<&Path>) -> Result<Config> {
+/// The variable that names the local store.
+pub const STORE_ENV: &str = "AIRLOCK_STORE";
+
+/// Where the local store is, by the one rule every command that opens it follows (`serve`,
+/// `token`, `journal`, `show`, `hook`, and `mcp` without a server): `--store`, else
+/// `AIRLOCK_STORE`, else the config file's `[store] url`, else `.airlock/airlock.db`.
+///
+/// `configured` answers the config's `[store] url` (the default when there is no config);
+/// it is asked only when neither the flag nor the variable names a store, so a broken
+/// config file never stands in the way of an explicit store.
+pub fn store_location(
+    flag: Option<&str>,
+    configured: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let env = std::env::var(STORE_ENV).ok();
+    pick_store(flag, env.as_deref(), configured)
+}
+
+/// [`store_location`] with the variable's value passed in.
+fn pick_store(
+    flag: Option<&str>,
+    env: Option<&str>,
+    configured: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let named = |s: &&str| !s.trim().is_empty();
+    match flag.filter(named).or(env.filter(named)) {
+        Some(s) => Ok(s.to_string()),
+        None => configured(),
+    }
+}
+
+/// `--store` and `--config` for commands that open the local store without running the
+/// gate (`token`, `journal`, `show`).
+#[derive(Args, Clone, Debug, Default)]
+pub struct StoreArgs {
+    /// The store: a path or `sqlite://PATH` [default: $AIRLOCK_STORE, else the config's
+    /// `[store] url`, else `.airlock/airlock.db`].
+    #[arg(long, value_name = "STORE")]
+    pub store: Option<String>,
+    /// The config file whose `[store] url` names the store when neither `--store` nor
+    /// AIRLOCK_STORE does (default: `airlock.toml` in the current directory, if present).
+    #[arg(long, env = "AIRLOCK_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    /// The store these arguments name, by [`store_location`].
+    pub fn location(&self) -> Result<String> {
+        store_location(self.store.as_deref(), || {
+            configured_store(self.config.as_deref())
+        })
+    }
+}
+
+/// The `[store] url` of the config file (`path`, else `airlock.toml` if present), or the
+/// default store when there is no config file.
+fn configured_store(path: Option<&Path>) -> Result<String> {
+    let file = match path {
+        Some(p) => p,
+        None if Path::new(DEFAULT_CONFIG).exists() => Path::new(DEFAULT_CONFIG),
+        None => return Ok(DEFAULT_STORE.to_string()),
+    };
+    let (raw, _) = RawConfig::load(file).map_err(|e| BadInput(e.to_string()))?;
+    Ok(raw.store.url)
+}
+
+/// Reads and validates a config file (or the defaults when there is none) as written:
+/// the store is the file's.
+fn read_config(path: Option<&Path>) -> Result<Config> {
     let (raw, base) = match path {
         Some(p) => RawConfig::load(p).map_err(|e| BadInput(e.to_string()))?,
         None if Path::new(DEFAULT_CONFIG).exists() => {
@@ -98,14 +189,66 @@ pub fn load_config(path: Option<&Path>) -> Result<Config> {
         .map_err(|e| BadInput(e.to_string()).into())
 }
 
+/// Loads the config a command runs the gate with (or the defaults when there is none),
+/// its store chosen by [`store_location`] without a `--store` flag.
+pub fn load_config(path: Option<&Path>) -> Result<Config> {
+    load_config_with(path, None)
+}
+
+/// [`load_config`], with the command's `--store`.
+pub fn load_config_with(path: Option<&Path>, store: Option<&str>) -> Result<Config> {
+    let mut config = read_config(path)?;
+    let configured = config.store.clone();
+    config.store = store_location(store, || Ok(configured))?;
+    Ok(config)
+}
+
+/// An address to listen on: `IP:PORT`, or `HOST:PORT` with the host resolved (an IPv4
+/// address first, as `localhost` means 127.0.0.1 to most clients).
+pub fn resolve_listen(text: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let like = "an address like 127.0.0.1:7070 or localhost:7070";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` has no port: use {like}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(format!("`{text}` is not {like}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{text}`: `{port}` is not a port (0 to 65535)"))?;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}`: cannot resolve `{host}`: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}`: `{host}` resolves to no address"))
+}
+
 pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
-    let mut config = load_config(args.config.as_deref())?;
+    let mut config = load_config_with(args.config.as_deref(), args.store.as_deref())?;
     if let Some(l) = &args.listen {
-        config.listen = l.parse().map_err(|_| {
-            BadInput(format!(
-                "--listen: `{l}` is not an address like 127.0.0.1:7070"
-            ))
-        })?;
+        config.listen = resolve_listen(l).map_err(|e| BadInput(format!("--listen: {e}")))?;
+        // `/mcp` checks the Host header: the name typed here, and what it resolved to.
+        if let Some((host, _)) = l.rsplit_once(':') {
+            for h in [
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                config.listen.ip().to_string(),
+            ] {
+                if !config.mcp_allowed_hosts.contains(&h) {
+                    config.mcp_allowed_hosts.push(h);
+                }
+            }
+        }
     }
     eprintln!(
         "airlock: listening on http://{}  (journal `{}`, {} policies{})",
@@ -155,7 +298,7 @@ async fn shutdown_signal() {
 pub fn config(cmd: ConfigCmd) -> Result<ExitCode> {
     match cmd {
         ConfigCmd::Validate { file } => {
-            let c = load_config(Some(&file))?;
+            let c = read_config(Some(&file))?;
             println!(
                 "ok: {} (listen {}, store {}, {} policies)",
                 file.display(),
@@ -177,11 +320,33 @@ fn now_ms() -> i64 {
     airlock_core::Clock::now(&airlock_server::live::SystemClock)
 }
 
+/// Opens the local store to write tokens; every error names it.
+async fn open_for_tokens(store: &str) -> Result<std::sync::Arc<dyn Journal>> {
+    airlock_store::open(store)
+        .await
+        .with_context(|| format!("cannot open the store `{store}`"))
+}
+
+/// A gate error about tokens, naming the store it came from: the user's mistakes are bad
+/// input.
+fn token_error(e: airlock_gate::GateError, store: &str) -> anyhow::Error {
+    match e {
+        airlock_gate::GateError::Invalid(m) | airlock_gate::GateError::Conflict(m) => {
+            BadInput(format!("{m} (store `{store}`)")).into()
+        }
+        airlock_gate::GateError::NotFound(..) => {
+            BadInput(format!("{e} in the store `{store}`")).into()
+        }
+        other => anyhow::Error::new(other).context(format!("store `{store}`")),
+    }
+}
+
 pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
     match cmd {
         TokenCmd::Create {
             agent,
             operator,
+            profile,
             target,
         } => {
             let (name, kind) = match (agent, operator) {
@@ -199,27 +364,47 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
             } else {
                 "operator"
             };
-            let token = match &target.url {
+            let (token, held_by) = match &target.url {
                 Some(url) => {
                     let client = crate::remote::Client::new(url, target.token.clone())?;
-                    let v = client
-                        .post("/v1/tokens", &json!({"name": name, "kind": kind_s}))
-                        .await?;
-                    v["token"].as_str().unwrap_or_default().to_string()
+                    let mut body = json!({"name": name, "kind": kind_s});
+                    if let Some(p) = &profile {
+                        body["profile"] = json!(p);
+                    }
+                    let v = client.post("/v1/tokens", &body).await?;
+                    let token = v["token"]
+                        .as_str()
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("the server at {url} answered without a token")
+                        })?
+                        .to_string();
+                    (token, format!("the server at {url}"))
                 }
                 None => {
-                    let journal = airlock_store::open(&target.store)
-                        .await
-                        .with_context(|| format!("cannot open the store `{}`", target.store))?;
-                    airlock_gate::issue_token(journal.as_ref(), now_ms(), &name, kind)
-                        .await
-                        .map_err(|e| match e {
-                            airlock_gate::GateError::Invalid(m)
-                            | airlock_gate::GateError::Conflict(m) => {
-                                anyhow::Error::new(BadInput(m))
-                            }
-                            other => anyhow::Error::new(other),
-                        })?
+                    let store = target.store.location()?;
+                    if let Some(p) = &profile {
+                        // The profile must be one the config defines.
+                        let config = load_config(target.store.config.as_deref())?;
+                        if !config.profiles.contains_key(p) {
+                            return Err(BadInput(format!(
+                                "--profile: unknown profile `{p}`; the config defines {}",
+                                config.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ))
+                            .into());
+                        }
+                    }
+                    let journal = open_for_tokens(&store).await?;
+                    let token = airlock_gate::issue_token_with_profile(
+                        journal.as_ref(),
+                        now_ms(),
+                        &name,
+                        kind,
+                        profile.as_deref(),
+                    )
+                    .await
+                    .map_err(|e| token_error(e, &store))?;
+                    (token, format!("the store `{store}`"))
                 }
             };
             if target.json {
@@ -227,7 +412,7 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
             } else {
                 println!("{token}");
                 eprintln!(
-                    "{kind_s} `{name}`: token above, shown once (stored hashed). Use it as `Authorization: Bearer TOKEN`."
+                    "{kind_s} `{name}`: token above, shown once (stored hashed in {held_by}). Use it as `Authorization: Bearer TOKEN` with a server on that store."
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -241,17 +426,11 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
                         .await?;
                 }
                 None => {
-                    let journal = airlock_store::open(&target.store)
-                        .await
-                        .with_context(|| format!("cannot open the store `{}`", target.store))?;
+                    let store = target.store.location()?;
+                    let journal = open_for_tokens(&store).await?;
                     airlock_gate::revoke_token(journal.as_ref(), now_ms(), &name, "cli")
                         .await
-                        .map_err(|e| match e {
-                            airlock_gate::GateError::NotFound(..) => {
-                                anyhow::Error::new(BadInput(e.to_string()))
-                            }
-                            other => anyhow::Error::new(other),
-                        })?;
+                        .map_err(|e| token_error(e, &store))?;
                 }
             }
             if target.json {
@@ -261,5 +440,100 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        TokenCmd::List { store, json } => {
+            let store = store.location()?;
+            // Read-only: it works beside a running server and never creates a store.
+            let journal = SqliteJournal::open_read_only(&store)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) | StoreError::Invalid(_) => {
+                        anyhow::Error::new(BadInput(e.to_string()))
+                    }
+                    other => anyhow::Error::new(other),
+                })?;
+            let principals = journal
+                .principals()
+                .await
+                .with_context(|| format!("store `{store}`"))?;
+            if json {
+                // Never the token hash: a listing is for reading, not for authenticating.
+                let items: Vec<serde_json::Value> = principals
+                    .iter()
+                    .map(|p| {
+                        json!({"name": p.name, "kind": p.kind, "profile": p.profile, "created_at": p.created_at, "revoked": p.revoked})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&items)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if principals.is_empty() {
+                println!(
+                    "no agents or operators in the store `{store}`: create one with `airlock token create`"
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut t = Table::new();
+            t.load_style(UTF8_FULL_CONDENSED).set_header([
+                "name",
+                "kind",
+                "profile",
+                "created (UTC)",
+                "revoked",
+            ]);
+            for p in &principals {
+                t.add_row([
+                    p.name.clone(),
+                    p.kind.clone(),
+                    p.profile.clone().unwrap_or_else(|| "-".into()),
+                    crate::journal::format_ts(p.created_at),
+                    if p.revoked { "yes" } else { "no" }.to_string(),
+                ]);
+            }
+            println!("{t}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_wins_then_the_variable_then_the_config() {
+        let config = || Ok("from-config.db".to_string());
+        let pick = |flag, env| pick_store(flag, env, config).unwrap();
+        assert_eq!(pick(Some("flag.db"), Some("env.db")), "flag.db");
+        assert_eq!(pick(None, Some("env.db")), "env.db");
+        assert_eq!(pick(None, None), "from-config.db");
+        // An empty value names nothing.
+        assert_eq!(pick(Some(""), Some("  ")), "from-config.db");
+        // The config is not even read when a store is named.
+        let broken = || Err(anyhow::anyhow!("broken config"));
+        assert_eq!(pick_store(None, Some("env.db"), broken).unwrap(), "env.db");
+        assert!(pick_store(None, None, broken).is_err());
+    }
+
+    #[test]
+    fn listen_takes_addresses_and_host_names_and_refuses_garbage() {
+        assert_eq!(
+            resolve_listen("127.0.0.1:7070").unwrap().to_string(),
+            "127.0.0.1:7070"
+        );
+        assert_eq!(
+            resolve_listen("[::1]:7070").unwrap().to_string(),
+            "[::1]:7070"
+        );
+        let local = resolve_listen("localhost:7071").unwrap();
+        assert!(local.ip().is_loopback(), "{local}");
+        assert_eq!(local.port(), 7071);
+        let err = resolve_listen("localhost").unwrap_err();
+        assert!(err.contains("has no port"), "{err}");
+        let err = resolve_listen("localhost:http").unwrap_err();
+        assert!(err.contains("`http` is not a port"), "{err}");
+        let err = resolve_listen("not an address:80").unwrap_err();
+        assert!(err.contains("is not an address like"), "{err}");
+        let err = resolve_listen(":7070").unwrap_err();
+        assert!(err.contains("is not an address like"), "{err}");
     }
 }

@@ -1,7 +1,8 @@
 //! `airlock show CHANGE`: a change's timeline, from a running server (`--url`) or from the
 //! local store, as a headline and a table of what happened, relative to the apply.
 
-use crate::{BadInput, DEFAULT_STORE};
+use crate::BadInput;
+use crate::serve::StoreArgs;
 use airlock_store::{SqliteJournal, StoreError};
 use anyhow::Result;
 use clap::Args;
@@ -19,9 +20,9 @@ pub struct ShowArgs {
     /// A bearer token for `--url`: an operator's, or that of the agent that made the change.
     #[arg(long, env = "AIRLOCK_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// The local store (without `--url`): a path or `sqlite://PATH`, opened read-only.
-    #[arg(long, env = "AIRLOCK_STORE", default_value = DEFAULT_STORE)]
-    store: String,
+    /// Without `--url`: the local store, opened read-only.
+    #[command(flatten)]
+    store: StoreArgs,
     /// Print the timeline as JSON.
     #[arg(long)]
     json: bool,
@@ -41,23 +42,23 @@ pub async fn show(args: ShowArgs) -> Result<ExitCode> {
                 .await?
         }
         None => {
-            let journal =
-                SqliteJournal::open_read_only(&args.store)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(_) | StoreError::Invalid(_) => {
-                            BadInput(e.to_string()).into()
-                        }
-                        other => anyhow::Error::new(other),
-                    })?;
+            let store = args.store.location()?;
+            let journal = SqliteJournal::open_read_only(&store)
+                .await
+                .map_err(|e| match e {
+                    StoreError::NotFound(_) | StoreError::Invalid(_) => {
+                        BadInput(e.to_string()).into()
+                    }
+                    other => anyhow::Error::new(other),
+                })?;
             airlock_server::timeline::timeline(&journal, &args.change)
                 .await?
                 .map(serde_json::to_value)
                 .transpose()?
                 .ok_or_else(|| {
                     BadInput(format!(
-                        "unknown change `{}` in the store `{}`",
-                        args.change, args.store
+                        "unknown change `{}` in the store `{store}`",
+                        args.change
                     ))
                 })?
         }

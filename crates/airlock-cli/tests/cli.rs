@@ -1,6 +1,6 @@
 //! The `airlock` binary end to end: each test runs the real executable in a directory of its
-//! own (the default journal is `.airlock/airlock.db` under the working directory) and checks
-//! exit codes, what is printed and what is left on disk.
+//! own (the default journal is `.airlock/airlock.db` under the working directory, the demo's
+//! `.airlock/demo.db`) and checks exit codes, what is printed and what is left on disk.
 // Marks the whole file as test code, so helpers outside `#[test]` fns may unwrap too.
 #![cfg(test)]
 
@@ -13,6 +13,9 @@ use tempfile::TempDir;
 
 /// The journal every command uses when `--store` is not given.
 const DEFAULT_STORE: &str = ".airlock/airlock.db";
+
+/// The journal `airlock demo` and `airlock run` use when `--store` is not given.
+const DEMO_STORE: &str = ".airlock/demo.db";
 
 /// The two flagships the journal tests seed their store with: quick, and between them they
 /// write well over five events.
@@ -50,11 +53,20 @@ impl Out {
 
 /// Runs `airlock ARGS` in `cwd`, with nothing inherited that would pick another journal.
 fn airlock(cwd: &Path, args: &[&str]) -> Out {
+    airlock_env(cwd, args, &[])
+}
+
+/// [`airlock`] with these environment variables set.
+fn airlock_env(cwd: &Path, args: &[&str], vars: &[(&str, &str)]) -> Out {
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
         .current_dir(cwd)
         .env_remove("AIRLOCK_STORE")
+        .env_remove("AIRLOCK_CONFIG")
+        .env_remove("AIRLOCK_URL")
+        .env_remove("AIRLOCK_TOKEN")
         .env_remove("AIRLOCK_LOG")
+        .envs(vars.iter().copied())
         .output()
         .unwrap();
     Out {
@@ -105,7 +117,7 @@ fn names(snap: &[(PathBuf, Vec<u8>)]) -> Vec<String> {
     snap.iter().map(|(p, _)| p.display().to_string()).collect()
 }
 
-/// A fresh directory whose default journal holds the guarded runs of two flagships.
+/// A fresh directory whose demo journal holds the guarded runs of two flagships.
 fn seeded() -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec!["demo", "--json"];
@@ -116,9 +128,9 @@ fn seeded() -> TempDir {
     dir
 }
 
-/// The verify report of the default journal in `dir`, as JSON.
+/// The verify report of the demo journal in `dir`, as JSON.
 fn verify_json(dir: &Path) -> Value {
-    airlock(dir, &["journal", "verify", "--json"])
+    airlock(dir, &["journal", "verify", "--json", "--store", DEMO_STORE])
         .code(0)
         .json()
 }
@@ -207,14 +219,19 @@ fn demo_json_shows_the_guard_winning_and_the_journal_verifies() {
     assert!(report.is_file(), "no report at {}", report.display());
     assert!(text(&report).contains("<svg"), "the report has no chart");
     assert!(
-        dir.path().join(DEFAULT_STORE).is_file(),
-        "no journal in the default place"
+        dir.path().join(DEMO_STORE).is_file(),
+        "no journal in the demo's place"
     );
+    assert!(
+        !dir.path().join(DEFAULT_STORE).exists(),
+        "the demo wrote into the live store"
+    );
+    assert_eq!(doc["journal"]["store"], DEMO_STORE, "{out}");
     assert_eq!(doc["journal"]["verified"], true, "{out}");
     let events = doc["journal"]["events"].as_u64().unwrap();
     assert!(events > 0, "the guarded runs journaled nothing");
 
-    let plain = airlock(dir.path(), &["journal", "verify"]);
+    let plain = airlock(dir.path(), &["journal", "verify", "--store", DEMO_STORE]);
     plain.code(0);
     assert!(plain.stdout.contains(": ok, "), "{plain}");
     assert!(
@@ -231,7 +248,7 @@ fn demo_json_shows_the_guard_winning_and_the_journal_verifies() {
 #[tokio::test]
 async fn an_edited_event_is_named_by_journal_verify() {
     let dir = seeded();
-    let db = dir.path().join(DEFAULT_STORE);
+    let db = dir.path().join(DEMO_STORE);
     assert!(events_in(dir.path()) > 5);
 
     // What a tamperer with write access to the file does: drop the guard rails, rewrite history.
@@ -249,11 +266,14 @@ async fn an_edited_event_is_named_by_journal_verify() {
     assert_eq!(edited.rows_affected(), 1);
     conn.close().await.unwrap();
 
-    let out = airlock(dir.path(), &["journal", "verify"]);
+    let out = airlock(dir.path(), &["journal", "verify", "--store", DEMO_STORE]);
     out.code(1);
     assert!(out.stdout.contains("BROKEN at event 5"), "{out}");
 
-    let out = airlock(dir.path(), &["journal", "verify", "--json"]);
+    let out = airlock(
+        dir.path(),
+        &["journal", "verify", "--json", "--store", DEMO_STORE],
+    );
     let report = out.code(1).json();
     assert_eq!(report["ok"], false, "{out}");
     assert_eq!(report["first_broken"]["seq"], 5, "{out}");
@@ -270,7 +290,10 @@ fn journal_show_and_export_list_the_events() {
     assert!(total > 5);
     let last_five: Vec<u64> = (total - 4..=total).collect();
 
-    let out = airlock(dir.path(), &["journal", "show", "--limit", "5"]);
+    let out = airlock(
+        dir.path(),
+        &["journal", "show", "--limit", "5", "--store", DEMO_STORE],
+    );
     out.code(0);
     // Data rows are the table lines whose first cell is a number; the header's is `seq`.
     let rows: Vec<u64> = out
@@ -282,7 +305,12 @@ fn journal_show_and_export_list_the_events() {
     assert_eq!(rows, last_five, "{out}");
     assert!(out.stdout.contains("kind"), "no header: {out}");
 
-    let out = airlock(dir.path(), &["journal", "show", "--limit", "5", "--json"]);
+    let out = airlock(
+        dir.path(),
+        &[
+            "journal", "show", "--limit", "5", "--json", "--store", DEMO_STORE,
+        ],
+    );
     out.code(0);
     let lines: Vec<Value> = out
         .stdout
@@ -304,7 +332,16 @@ fn journal_show_and_export_list_the_events() {
 
     let out = airlock(
         dir.path(),
-        &["journal", "export", "--format", "jsonl", "-o", "out.jsonl"],
+        &[
+            "journal",
+            "export",
+            "--format",
+            "jsonl",
+            "-o",
+            "out.jsonl",
+            "--store",
+            DEMO_STORE,
+        ],
     );
     out.code(0);
     assert!(out.stdout.is_empty(), "export to a file printed: {out}");
@@ -326,7 +363,7 @@ fn journal_show_and_export_list_the_events() {
         );
     }
 
-    let to_stdout = airlock(dir.path(), &["journal", "export"]);
+    let to_stdout = airlock(dir.path(), &["journal", "export", "--store", DEMO_STORE]);
     to_stdout.code(0);
     assert_eq!(to_stdout.stdout, exported, "stdout and file exports differ");
 }
@@ -472,12 +509,17 @@ fn verifying_a_journal_that_does_not_exist_does_not_create_it() {
 fn an_unknown_event_kind_is_bad_input() {
     let dir = seeded();
     let events = events_in(dir.path());
-    let export = airlock(dir.path(), &["journal", "export"])
+    let export = airlock(dir.path(), &["journal", "export", "--store", DEMO_STORE])
         .code(0)
         .stdout
         .clone();
 
-    let out = airlock(dir.path(), &["journal", "show", "--kind", "nonsense"]);
+    let out = airlock(
+        dir.path(),
+        &[
+            "journal", "show", "--kind", "nonsense", "--store", DEMO_STORE,
+        ],
+    );
     out.code(2);
     assert!(
         out.stderr.contains("unknown event kind `nonsense`"),
@@ -486,7 +528,10 @@ fn an_unknown_event_kind_is_bad_input() {
     assert!(out.stdout.is_empty(), "{out}");
 
     assert_eq!(events_in(dir.path()), events);
-    assert_eq!(airlock(dir.path(), &["journal", "export"]).stdout, export);
+    assert_eq!(
+        airlock(dir.path(), &["journal", "export", "--store", DEMO_STORE]).stdout,
+        export
+    );
 }
 
 #[test]
@@ -616,6 +661,22 @@ fn every_example_config_validates() {
     for c in &configs {
         let out = airlock(dir.path(), &["config", "validate", c.to_str().unwrap()]);
         out.code(0);
+        // An upstream's command runs where `airlock serve` is started: the repository root
+        // for the examples. Every script it names must be in the repository.
+        let raw = airlock_server::RawConfig::parse(&text(c), &c.display().to_string()).unwrap();
+        for u in &raw.upstream {
+            for arg in u.command.iter().skip(1) {
+                let script = [".py", ".js", ".mjs", ".ts", ".sh"]
+                    .iter()
+                    .any(|ext| arg.ends_with(ext));
+                assert!(
+                    !script || repo().join(arg).is_file(),
+                    "{}: upstream `{}` runs `{arg}`, which is not in the repository",
+                    c.display(),
+                    u.name
+                );
+            }
+        }
     }
     // A broken upstream entry is reported with its field.
     let bad = dir.path().join("bad.toml");
@@ -833,4 +894,408 @@ fn providers_lists_the_registered_kinds_and_config_validate_refuses_an_unknown_o
             .contains("provider[0].kind: unknown provider kind `cloud`; known kinds: shell, tool"),
         "{out}"
     );
+}
+
+/// Regression: `airlock demo` and `airlock run` wrote their simulated events, on virtual
+/// time, into `.airlock/airlock.db`, the live journal of `airlock serve`, even when
+/// AIRLOCK_STORE named the live store elsewhere.
+#[test]
+fn the_demo_and_run_keep_a_store_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.db");
+    let env = [("AIRLOCK_STORE", live.to_str().unwrap())];
+    let out = airlock_env(
+        dir.path(),
+        &["demo", "--only", "cost-cutter-cascade", "--json"],
+        &env,
+    );
+    let doc = out.code(0).json();
+    assert_eq!(doc["journal"]["store"], DEMO_STORE, "{out}");
+    let after_demo = events_in(dir.path());
+    assert!(after_demo > 0);
+
+    let scenario = scenario_file("cost-cutter-cascade");
+    airlock_env(dir.path(), &["run", &scenario, "--mode", "guarded"], &env).code(0);
+    assert!(
+        events_in(dir.path()) > after_demo,
+        "the run journaled elsewhere"
+    );
+    assert!(!live.exists(), "the demo wrote into AIRLOCK_STORE");
+    assert!(
+        !dir.path().join(DEFAULT_STORE).exists(),
+        "the demo wrote into the live store"
+    );
+
+    // Told otherwise, it writes where it is told.
+    let mine = dir.path().join("mine.db");
+    airlock(
+        dir.path(),
+        &[
+            "run",
+            &scenario,
+            "--mode",
+            "guarded",
+            "--store",
+            mine.to_str().unwrap(),
+        ],
+    )
+    .code(0);
+    assert!(mine.is_file());
+
+    let help = airlock(dir.path(), &["demo", "--help"]);
+    assert!(help.code(0).stdout.contains(".airlock/demo.db"), "{help}");
+}
+
+/// Regression: `airlock token create` honoured AIRLOCK_STORE and `airlock serve` did not, so
+/// every request with the new token was refused. One rule now: `--store`, else
+/// AIRLOCK_STORE, else the config's `[store] url`, else `.airlock/airlock.db`.
+#[test]
+fn every_local_command_finds_the_store_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tokens = |vars: &[(&str, &str)], extra: &[&str]| {
+        let mut args = vec!["token", "list", "--json"];
+        args.extend_from_slice(extra);
+        let out = airlock_env(d, &args, vars);
+        out.code(0)
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+
+    // No config, no variable, no flag: the default store.
+    airlock(d, &["token", "create", "--agent", "in-default"]).code(0);
+    assert!(d.join(DEFAULT_STORE).is_file());
+    assert_eq!(tokens(&[], &[]), ["in-default"]);
+
+    // A config file's `[store] url` wins over the default.
+    std::fs::write(d.join("airlock.toml"), "[store]\nurl = 'cfg/airlock.db'\n").unwrap();
+    airlock(d, &["token", "create", "--agent", "in-config"]).code(0);
+    assert_eq!(tokens(&[], &[]), ["in-config"]);
+    // `--config` names another file (and AIRLOCK_CONFIG does too).
+    std::fs::write(d.join("other.toml"), "[store]\nurl = 'other.db'\n").unwrap();
+    airlock(
+        d,
+        &[
+            "token",
+            "create",
+            "--agent",
+            "in-other",
+            "--config",
+            "other.toml",
+        ],
+    )
+    .code(0);
+    assert_eq!(
+        tokens(&[("AIRLOCK_CONFIG", "other.toml")], &[]),
+        ["in-other"]
+    );
+
+    // The variable wins over the config.
+    let env = [("AIRLOCK_STORE", "env.db")];
+    airlock_env(d, &["token", "create", "--agent", "in-env"], &env).code(0);
+    assert_eq!(tokens(&env, &[]), ["in-env"]);
+    let verify = airlock_env(d, &["journal", "verify"], &env);
+    assert!(
+        verify
+            .code(0)
+            .stdout
+            .contains("journal `env.db`: ok, 1 events"),
+        "{verify}"
+    );
+
+    // The flag wins over both.
+    airlock_env(
+        d,
+        &[
+            "token", "create", "--agent", "in-flag", "--store", "flag.db",
+        ],
+        &env,
+    )
+    .code(0);
+    assert_eq!(tokens(&env, &["--store", "flag.db"]), ["in-flag"]);
+
+    // With a store named, a broken config is never read.
+    std::fs::write(d.join("airlock.toml"), "this is not toml [").unwrap();
+    assert_eq!(tokens(&env, &[]), ["in-env"]);
+    let out = airlock(d, &["journal", "verify"]);
+    out.code(2);
+    assert!(out.stderr.contains("airlock.toml"), "{out}");
+
+    // Errors name the store they looked in.
+    let out = airlock_env(d, &["show", "chg_nope"], &env);
+    out.code(2);
+    assert!(out.stderr.contains("the store `env.db`"), "{out}");
+    let out = airlock_env(d, &["token", "revoke", "nobody"], &env);
+    out.code(2);
+    assert!(out.stderr.contains("env.db"), "{out}");
+}
+
+/// Regression: copying `airlock.db` while a server runs gives an empty journal, because the
+/// newest events are still in the write-ahead log. `journal backup` takes them too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_taken_while_the_store_is_open_holds_every_event() {
+    use airlock_core::event::{EventKind, NewEvent};
+    use airlock_store::Journal;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    let db = d.join("live.db");
+    // Another connection holds the store open with writes in its WAL, as a server would.
+    let live = airlock_store::SqliteJournal::open(db.to_str().unwrap())
+        .await
+        .unwrap();
+    for i in 0..40 {
+        live.append(NewEvent::new(
+            1_000 + i,
+            EventKind::Request,
+            serde_json::json!({"n": i}),
+        ))
+        .await
+        .unwrap();
+    }
+    let wal = d.join("live.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0) > 0,
+        "the events are not in the write-ahead log; the test shows nothing"
+    );
+
+    // What a plain file copy gets: not the 40 events.
+    std::fs::copy(&db, d.join("copied.db")).unwrap();
+    let copied = airlock(&d, &["journal", "verify", "--json", "--store", "copied.db"]);
+    assert!(
+        copied.code != Some(0) || copied.json()["events"] != 40,
+        "a plain copy held every event; the regression is not reproduced: {copied}"
+    );
+
+    let run = |args: Vec<String>| {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            airlock(&d, &args)
+        })
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let out = run(args(&[
+        "journal",
+        "backup",
+        "backups/b.db",
+        "--store",
+        "live.db",
+        "--json",
+    ]))
+    .await
+    .unwrap();
+    let report = out.code(0).json();
+    assert_eq!(report["ok"], true, "{out}");
+    assert_eq!(report["events"], 40, "{out}");
+    assert!(!d.join("backups/b.db.partial").exists());
+
+    // The journal's own verify agrees, with the same head as the live store.
+    let verified = run(args(&[
+        "journal",
+        "verify",
+        "--json",
+        "--store",
+        "backups/b.db",
+    ]))
+    .await
+    .unwrap();
+    let verified = verified.code(0).json();
+    assert_eq!(verified["events"], 40);
+    assert_eq!(verified["head"], live.verify().await.unwrap().head);
+
+    // The store goes on being written while backups are taken; a backup never overwrites.
+    live.append(NewEvent::new(
+        2_000,
+        EventKind::Request,
+        serde_json::json!({}),
+    ))
+    .await
+    .unwrap();
+    let again = run(args(&[
+        "journal",
+        "backup",
+        "backups/b.db",
+        "--store",
+        "live.db",
+    ]))
+    .await
+    .unwrap();
+    again.code(2);
+    assert!(again.stderr.contains("exists"), "{again}");
+    let second = run(args(&["journal", "backup", "b2.db", "--store", "live.db"]))
+        .await
+        .unwrap();
+    assert!(second.code(0).stdout.contains("ok, 41 events"), "{second}");
+
+    // No store, no backup (and nothing created).
+    let out = run(args(&[
+        "journal",
+        "backup",
+        "x.db",
+        "--store",
+        "missing.db",
+    ]))
+    .await
+    .unwrap();
+    out.code(2);
+    assert!(!d.join("x.db").exists() && !d.join("missing.db").exists());
+}
+
+#[test]
+fn token_list_shows_names_kinds_and_revocations_never_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Listing an empty place is bad input and creates nothing.
+    airlock(d, &["token", "list"]).code(2);
+    assert_eq!(names(&snapshot(d)), Vec::<String>::new());
+
+    let bot = airlock(d, &["token", "create", "--agent", "bot", "--profile", "coding"])
+        .code(0)
+        .stdout
+        .trim()
+        .to_string();
+    airlock(d, &["token", "create", "--operator", "alice"]).code(0);
+    airlock(d, &["token", "revoke", "bot"]).code(0);
+
+    let out = airlock(d, &["token", "list"]);
+    out.code(0);
+    assert!(!out.stdout.contains(&bot), "the token is shown: {out}");
+    let rows: Vec<Vec<String>> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix('│'))
+        .map(|l| {
+            l.trim_end_matches('│')
+                .split('┆')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "a header and two principals: {out}");
+    assert_eq!(rows[0], ["name", "kind", "profile", "created (UTC)", "revoked"]);
+    assert_eq!(
+        (
+            rows[1][0].as_str(),
+            rows[1][1].as_str(),
+            rows[1][2].as_str(),
+            rows[1][4].as_str()
+        ),
+        ("alice", "operator", "-", "no")
+    );
+    assert_eq!(
+        (
+            rows[2][0].as_str(),
+            rows[2][1].as_str(),
+            rows[2][2].as_str(),
+            rows[2][4].as_str()
+        ),
+        ("bot", "agent", "coding", "yes")
+    );
+    // A profile the config does not define is bad input; an operator has none.
+    airlock(d, &["token", "create", "--agent", "x", "--profile", "nope"]).code(2);
+    airlock(d, &["token", "create", "--operator", "y", "--profile", "coding"]).code(2);
+
+    let out = airlock(d, &["token", "list", "--json"]);
+    let doc = out.code(0).json();
+    assert_eq!(doc[1]["name"], "bot");
+    assert_eq!(doc[1]["revoked"], true);
+    assert_eq!(doc[1]["profile"], "coding");
+    assert!(
+        doc[1]["created_at"].as_i64().unwrap() > 1_600_000_000_000,
+        "{doc}"
+    );
+    for p in doc.as_array().unwrap() {
+        let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            ["name", "kind", "profile", "created_at", "revoked"],
+            "{p}"
+        );
+    }
+    assert!(!out.stdout.contains(&bot));
+}
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = airlock(dir.path(), &["completions", "bash"]);
+    bash.code(0);
+    for sub in [
+        "demo",
+        "run",
+        "prove",
+        "serve",
+        "journal",
+        "backup",
+        "token",
+        "list",
+        "killswitch",
+        "tail",
+        "mcp",
+        "hook",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            bash.stdout.contains(sub),
+            "`{sub}` is not completed:\n{bash}"
+        );
+    }
+    airlock(dir.path(), &["completions", "zsh"]).code(0);
+    airlock(dir.path(), &["completions", "fish"]).code(0);
+    airlock(dir.path(), &["completions", "tcsh"]).code(2);
+
+    let man = airlock(dir.path(), &["man"]);
+    man.code(0);
+    assert!(man.stdout.contains(".TH airlock 1"), "{man}");
+    assert!(man.stdout.contains("killswitch"), "{man}");
+    assert_eq!(names(&snapshot(dir.path())), Vec::<String>::new());
+}
+
+/// The docs name every built-in agent the code has, and the error that lists them lists
+/// them all.
+#[test]
+fn the_docs_list_every_built_in_agent() {
+    let agents = airlock_prove::agents::BUILT_IN;
+    let guide = text(&repo().join("docs/proving-ground.md"));
+    let section = guide
+        .split("\n## Built-in agents")
+        .nth(1)
+        .expect("docs/proving-ground.md has no `## Built-in agents` section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    for a in agents {
+        assert!(
+            section.contains(&format!("| `{a}` |")),
+            "docs/proving-ground.md does not list the built-in agent `{a}`"
+        );
+    }
+    let rows = section.lines().filter(|l| l.starts_with("| `")).count();
+    assert_eq!(
+        rows,
+        agents.len(),
+        "the section lists agents the code does not have"
+    );
+
+    let listed = format!("built-in agents are {}", agents.join(", "));
+    for doc in ["docs/cli.md", "docs/proving-ground.md", "README.md"] {
+        for line in text(&repo().join(doc)).lines() {
+            if line.contains("built-in agents are") {
+                assert!(line.contains(&listed), "{doc}: a stale list: {line}");
+            }
+        }
+    }
+    // And the error says the same.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("typo.toml"),
+        "name = \"x\"\nduration = \"1h\"\n[agent]\nname = \"cost-cutterz\"\n",
+    )
+    .unwrap();
+    let out = airlock(dir.path(), &["scenario", "validate", "typo.toml"]);
+    out.code(2);
+    assert!(out.stderr.contains(&listed), "{out}");
 }

@@ -144,12 +144,14 @@ async fn shell_commands_are_classified_decided_and_journaled() {
     assert_eq!(shell_requests, 9, "{text}");
     assert!(!text.contains("hunter2"), "a secret reached the journal");
     assert!(text.contains("PGPASSWORD=[redacted] psql"), "{text}");
-    assert!(events.iter().any(|e| e["kind"] == "verdict"
-        && e["agent"] == "bot"
-        && e["payload"]["reasons"] == json!(["prod-destructive-needs-approval"])
-        && e["payload"]["details"][0]
-            .as_str()
-            .is_some_and(|d| d.contains("environment `unknown`"))));
+    assert!(events.iter().any(|e| {
+        e["kind"] == "verdict"
+            && e["agent"] == "bot"
+            && e["payload"]["reasons"] == json!(["prod-destructive-needs-approval"])
+            && e["payload"]["details"][0]
+                .as_str()
+                .is_some_and(|d| d.contains("environment `unknown`"))
+    }));
     env.airlock(&["journal", "verify", "--store", &env.store()])
         .await
         .code(0);
@@ -255,7 +257,11 @@ async fn an_approved_hold_lets_the_agents_retry_through_once_and_post_tool_use_c
     let events = env.journal().await;
     let ran: Vec<&Value> = events.iter().filter(|e| e["kind"] == "ran").collect();
     assert_eq!(ran.len(), 1, "{events:?}");
-    assert!(ran[0]["payload"]["answered_hold"].is_string(), "{:?}", ran[0]);
+    assert!(
+        ran[0]["payload"]["answered_hold"].is_string(),
+        "{:?}",
+        ran[0]
+    );
     assert!(events.iter().any(|e| e["kind"] == "approval"
         && e["payload"]["outcome"] == "answered at the agent's prompt: it ran"));
 }
@@ -280,9 +286,17 @@ async fn over_http_an_approved_tool_call_is_allowed_once_then_held_again() {
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["result"]["permit"]["agent"], "bot", "{approved}");
     let (status, retry) = server.post("/v1/actions", &env.bot, &call).await;
-    assert_eq!((status, retry["verdict"].as_str()), (200, Some("allow")), "{retry}");
+    assert_eq!(
+        (status, retry["verdict"].as_str()),
+        (200, Some("allow")),
+        "{retry}"
+    );
     let (status, again) = server.post("/v1/actions", &env.bot, &call).await;
-    assert_eq!((status, again["verdict"].as_str()), (202, Some("hold")), "{again}");
+    assert_eq!(
+        (status, again["verdict"].as_str()),
+        (202, Some("hold")),
+        "{again}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -291,7 +305,14 @@ async fn a_coding_agent_edits_a_hundred_files_in_a_minute_unhindered_and_unfreez
     let store = env.store();
     let coder = env
         .airlock(&[
-            "token", "create", "--agent", "coder", "--profile", "coding", "--store", &store,
+            "token",
+            "create",
+            "--agent",
+            "coder",
+            "--profile",
+            "coding",
+            "--store",
+            &store,
         ])
         .await
         .code(0)
@@ -300,7 +321,10 @@ async fn a_coding_agent_edits_a_hundred_files_in_a_minute_unhindered_and_unfreez
         .to_string();
     let server = env.serve(&[]).await;
     let url = server.url.clone();
-    let vars = [("AIRLOCK_TOKEN", coder.as_str()), ("AIRLOCK_URL", url.as_str())];
+    let vars = [
+        ("AIRLOCK_TOKEN", coder.as_str()),
+        ("AIRLOCK_URL", url.as_str()),
+    ];
     for i in 0..100 {
         let edit = json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PreToolUse",
             "tool_name": "Edit", "tool_input": {"file_path": format!("/repo/src/m{i}.rs"),

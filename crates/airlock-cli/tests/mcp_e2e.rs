@@ -520,20 +520,21 @@ async fn an_approved_tool_call_answers_the_agents_retry_once_without_running_it_
     let r = client(&env, http_conn(&server, &env.bot), json!([create, delete])).await;
     assert_eq!(r[1]["structured"]["verdict"], "hold", "{}", r[1]);
     let text = r[1]["text"].as_str().unwrap();
-    assert!(text.contains("Would pass"), "the hold explains itself: {text}");
-    let apr = r[1]["structured"]["approval_id"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("Would pass"),
+        "the hold explains itself: {text}"
+    );
+    let apr = r[1]["structured"]["approval_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     env.operator(&server, &["approve", &apr]).await.code(0);
     let state: Value = serde_json::from_str(&std::fs::read_to_string(&notes).unwrap()).unwrap();
     assert!(state.get("q3").is_none(), "approved and applied: {state}");
     // The agent asks again: told it is done (once), not deleted a second time; the next
     // identical call is a new question (here over the destructive budget the approved
     // delete spent).
-    let r = client(
-        &env,
-        http_conn(&server, &env.bot),
-        json!([delete, delete]),
-    )
-    .await;
+    let r = client(&env, http_conn(&server, &env.bot), json!([delete, delete])).await;
     assert_eq!(r[0]["isError"], false, "{}", r[0]);
     assert_eq!(r[0]["structured"]["verdict"], "allow", "{}", r[0]);
     assert!(

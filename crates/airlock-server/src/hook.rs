@@ -26,7 +26,11 @@ impl HookGate {
     /// Checks that `token` is an agent's, before anything else is looked at.
     async fn authenticate(&self, token: &str) -> Result<(), String> {
         match self {
-            HookGate::Local(door) => door.agent(token).await.map(|_| ()).map_err(|e| e.to_string()),
+            HookGate::Local(door) => door
+                .agent(token)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
             HookGate::Remote { base, http } => {
                 let resp = http
                     .get(format!("{base}/v1/whoami"))
