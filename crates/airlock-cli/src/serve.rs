@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -203,34 +202,7 @@ pub fn load_config_with(path: Option<&Path>, store: Option<&str>) -> Result<Conf
     Ok(config)
 }
 
-/// An address to listen on: `IP:PORT`, or `HOST:PORT` with the host resolved (an IPv4
-/// address first, as `localhost` means 127.0.0.1 to most clients).
-pub fn resolve_listen(text: &str) -> std::result::Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse::<SocketAddr>() {
-        return Ok(addr);
-    }
-    let like = "an address like 127.0.0.1:7070 or localhost:7070";
-    let Some((host, port)) = text.rsplit_once(':') else {
-        return Err(format!("`{text}` has no port: use {like}"));
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.chars().any(char::is_whitespace) {
-        return Err(format!("`{text}` is not {like}"));
-    }
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("`{text}`: `{port}` is not a port (0 to 65535)"))?;
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("`{text}`: cannot resolve `{host}`: {e}"))?
-        .collect();
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or(addrs.first())
-        .copied()
-        .ok_or_else(|| format!("`{text}`: `{host}` resolves to no address"))
-}
+pub use airlock_server::config::resolve_listen;
 
 pub async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut config = load_config_with(args.config.as_deref(), args.store.as_deref())?;
@@ -389,7 +361,12 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
                         if !config.profiles.contains_key(p) {
                             return Err(BadInput(format!(
                                 "--profile: unknown profile `{p}`; the config defines {}",
-                                config.profiles.keys().cloned().collect::<Vec<_>>().join(", ")
+                                config
+                                    .profiles
+                                    .keys()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ))
                             .into());
                         }

@@ -5,7 +5,7 @@ use airlock_core::GuardConfig;
 use airlock_gate::BakeConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 /// The config file as written. Every table and field is optional.
@@ -357,13 +357,10 @@ impl RawConfig {
         registry: airlock_core::registry::Registry,
     ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
-        let listen = match self.server.listen.parse::<SocketAddr>() {
+        let listen = match resolve_listen(&self.server.listen) {
             Ok(a) => Some(a),
-            Err(_) => {
-                problems.push(format!(
-                    "server.listen: `{}` is not an address like 127.0.0.1:7070",
-                    self.server.listen
-                ));
+            Err(e) => {
+                problems.push(format!("server.listen: {e}"));
                 None
             }
         };
@@ -598,6 +595,35 @@ impl RawConfig {
     }
 }
 
+/// An address to listen on: `IP:PORT`, or `HOST:PORT` with the host resolved (an IPv4
+/// address first, as `localhost` means 127.0.0.1 to most clients).
+pub fn resolve_listen(text: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let like = "an address like 127.0.0.1:7070 or localhost:7070";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("`{text}` has no port: use {like}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.chars().any(char::is_whitespace) {
+        return Err(format!("`{text}` is not {like}"));
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{text}`: `{port}` is not a port (0 to 65535)"))?;
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("`{text}`: cannot resolve `{host}`: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{text}`: `{host}` resolves to no address"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +635,17 @@ mod tests {
         assert_eq!(c.store, ".airlock/airlock.db");
         assert!(c.sim.is_some());
         assert!(c.policy_count >= 5);
+    }
+
+    #[test]
+    fn a_host_name_listen_address_is_resolved() {
+        let raw = RawConfig::parse("[server]\nlisten = \"localhost:7071\"\n", "a.toml").unwrap();
+        let c = raw.validate(Path::new(".")).unwrap();
+        assert!(
+            c.listen.ip().is_loopback() && c.listen.port() == 7071,
+            "{}",
+            c.listen
+        );
     }
 
     #[test]
