@@ -292,7 +292,7 @@ pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
         serde_json::from_str(&args.arguments)
             .map_err(|e| crate::BadInput(format!("--arguments: not a JSON object: {e}")))?;
     let gate = InProcess::start(&format!(
-        "[sim]\nenabled = false\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\n",
+        "[sim]\nenabled = false\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\ntrust_read_only_hints = true\n",
         args.upstream_url
     ))
     .await?;

@@ -36,6 +36,10 @@ resource_arg = "name"
 
 [upstream.tools.get_note]
 resource_arg = "name"
+verb = "read"
+
+[upstream.tools.list_notes]
+verb = "read"
 
 [upstream.tools.set_secret]
 resource_arg = "name"
@@ -490,6 +494,7 @@ async fn an_upstream_over_streamable_http_is_proxied_as_well() {
     assert!(up, "the upstream did not listen on {url} in 30 s");
     let extra = format!(
         "[[upstream]]\nname = \"notes\"\nurl = \"{url}\"\nenv = \"dev\"\nkind = \"note\"\n\
+         trust_read_only_hints = true\n\
          [upstream.tools.create_note]\nresource_arg = \"name\"\n"
     );
     let env = Env::new(WORLD, &extra, 2).await;

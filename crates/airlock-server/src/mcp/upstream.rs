@@ -83,6 +83,11 @@ pub struct UpstreamConfig {
     /// Per-tool overrides, by the upstream's tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolOverride>,
+    /// Take the upstream's `readOnlyHint` at its word. MCP annotations are untrusted hints,
+    /// so by default a tool is a read only when `tools.NAME.verb = "read"` says so; set this
+    /// for an upstream you run yourself.
+    #[serde(default)]
+    pub trust_read_only_hints: bool,
 }
 
 fn default_env() -> String {
@@ -216,8 +221,9 @@ async fn connect(cfg: &UpstreamConfig) -> Result<Client, String> {
     }
 }
 
-fn default_verb(name: &str, a: Option<&rmcp::model::ToolAnnotations>) -> Verb {
-    let read_only = a.and_then(|a| a.read_only_hint).unwrap_or(false);
+fn default_verb(name: &str, a: Option<&rmcp::model::ToolAnnotations>, trust: bool) -> Verb {
+    // A server's word that a tool only reads is a hint (MCP): it counts only when trusted.
+    let read_only = trust && a.and_then(|a| a.read_only_hint).unwrap_or(false);
     // The protocol's default for a tool that is not read-only is destructive.
     let destructive = a.and_then(|a| a.destructive_hint).unwrap_or(true);
     if read_only {
@@ -259,9 +265,13 @@ impl UpstreamProvider {
             if over.hidden {
                 continue;
             }
-            let verb = over
-                .verb
-                .unwrap_or_else(|| default_verb(&def.name, def.annotations.as_ref()));
+            let verb = over.verb.unwrap_or_else(|| {
+                default_verb(
+                    &def.name,
+                    def.annotations.as_ref(),
+                    config.trust_read_only_hints,
+                )
+            });
             let destructive = match over.verb {
                 Some(v) => matches!(v, Verb::Delete | Verb::Exec),
                 None => {
@@ -588,5 +598,29 @@ impl Provider for UpstreamProvider {
             provider: self.config.name.clone(),
             entries: vec![(addr, Some(out))],
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_only_hint_is_a_read_only_when_the_upstream_is_trusted() {
+        let mut hints = rmcp::model::ToolAnnotations::default();
+        hints.read_only_hint = Some(true);
+        // Untrusted: the hint is ignored, and a tool with no destructive hint counts as one
+        // that may destroy (the protocol's default).
+        assert_eq!(
+            default_verb("list_notes", Some(&hints), false),
+            Verb::Delete
+        );
+        assert_eq!(default_verb("list_notes", Some(&hints), true), Verb::Read);
+        hints.destructive_hint = Some(false);
+        assert_eq!(default_verb("get_note", Some(&hints), false), Verb::Update);
+        assert_eq!(
+            default_verb("create_note", Some(&hints), false),
+            Verb::Create
+        );
     }
 }
