@@ -58,13 +58,17 @@ pub enum TokenCmd {
         /// Create an agent's token.
         #[arg(
             long,
-            conflicts_with = "operator",
-            required_unless_present = "operator"
+            conflicts_with_all = ["operator", "admin"],
+            required_unless_present_any = ["operator", "admin"]
         )]
         agent: Option<String>,
-        /// Create an operator's token.
-        #[arg(long)]
+        /// Create an operator's token (over `--url`, only an admin may).
+        #[arg(long, conflicts_with = "admin")]
         operator: Option<String>,
+        /// Create an admin's token: an operator who also issues and revokes operators' and
+        /// admins' tokens. The first one is made locally, on the store.
+        #[arg(long)]
+        admin: Option<String>,
         /// The agent's guard profile (`[profile.NAME]` in the config: its rate limits,
         /// budgets and anomaly settings), e.g. `coding` for a coding agent behind the hook.
         /// `coding` and `infra` always exist. A re-keyed agent keeps its profile.
@@ -318,24 +322,22 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
         TokenCmd::Create {
             agent,
             operator,
+            admin,
             profile,
             target,
         } => {
-            let (name, kind) = match (agent, operator) {
-                (Some(a), None) => (a, PrincipalKind2::Agent),
-                (None, Some(o)) => (o, PrincipalKind2::Operator),
+            let (name, kind) = match (agent, operator, admin) {
+                (Some(a), None, None) => (a, PrincipalKind2::Agent),
+                (None, Some(o), None) => (o, PrincipalKind2::Operator),
+                (None, None, Some(a)) => (a, PrincipalKind2::Admin),
                 _ => {
                     return Err(BadInput(
-                        "give exactly one of --agent NAME or --operator NAME".into(),
+                        "give exactly one of --agent NAME, --operator NAME or --admin NAME".into(),
                     )
                     .into());
                 }
             };
-            let kind_s = if kind == PrincipalKind2::Agent {
-                "agent"
-            } else {
-                "operator"
-            };
+            let kind_s = kind.as_str();
             let (token, held_by) = match &target.url {
                 Some(url) => {
                     let client = crate::remote::Client::new(url, target.token.clone())?;

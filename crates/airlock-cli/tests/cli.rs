@@ -1153,11 +1153,14 @@ fn token_list_shows_names_kinds_and_revocations_never_tokens() {
     airlock(d, &["token", "list"]).code(2);
     assert_eq!(names(&snapshot(d)), Vec::<String>::new());
 
-    let bot = airlock(d, &["token", "create", "--agent", "bot", "--profile", "coding"])
-        .code(0)
-        .stdout
-        .trim()
-        .to_string();
+    let bot = airlock(
+        d,
+        &["token", "create", "--agent", "bot", "--profile", "coding"],
+    )
+    .code(0)
+    .stdout
+    .trim()
+    .to_string();
     airlock(d, &["token", "create", "--operator", "alice"]).code(0);
     airlock(d, &["token", "revoke", "bot"]).code(0);
 
@@ -1176,7 +1179,10 @@ fn token_list_shows_names_kinds_and_revocations_never_tokens() {
         })
         .collect();
     assert_eq!(rows.len(), 3, "a header and two principals: {out}");
-    assert_eq!(rows[0], ["name", "kind", "profile", "created (UTC)", "revoked"]);
+    assert_eq!(
+        rows[0],
+        ["name", "kind", "profile", "created (UTC)", "revoked"]
+    );
     assert_eq!(
         (
             rows[1][0].as_str(),
@@ -1197,10 +1203,18 @@ fn token_list_shows_names_kinds_and_revocations_never_tokens() {
     );
     // A profile the config does not define is bad input; an operator has none.
     airlock(d, &["token", "create", "--agent", "x", "--profile", "nope"]).code(2);
-    airlock(d, &["token", "create", "--operator", "y", "--profile", "coding"]).code(2);
+    airlock(
+        d,
+        &["token", "create", "--operator", "y", "--profile", "coding"],
+    )
+    .code(2);
 
+    airlock(d, &["token", "create", "--admin", "root"]).code(0);
+    airlock(d, &["token", "create", "--admin", "r2", "--operator", "o2"]).code(2);
     let out = airlock(d, &["token", "list", "--json"]);
     let doc = out.code(0).json();
+    assert_eq!(doc[2]["name"], "root");
+    assert_eq!(doc[2]["kind"], "admin");
     assert_eq!(doc[1]["name"], "bot");
     assert_eq!(doc[1]["revoked"], true);
     assert_eq!(doc[1]["profile"], "coding");

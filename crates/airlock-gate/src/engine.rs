@@ -103,6 +103,32 @@ pub struct Principal {
 pub enum PrincipalKind2 {
     Agent,
     Operator,
+    /// An operator who also issues and revokes operators' and admins' tokens: one operator
+    /// can never mint a second identity to satisfy the two-person rule alone.
+    Admin,
+}
+
+impl PrincipalKind2 {
+    /// `agent`, `operator` or `admin`, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind2::Agent => "agent",
+            PrincipalKind2::Operator => "operator",
+            PrincipalKind2::Admin => "admin",
+        }
+    }
+    /// Whether it approves, reverts and freezes (an operator or an admin).
+    pub fn is_operator(self) -> bool {
+        matches!(self, PrincipalKind2::Operator | PrincipalKind2::Admin)
+    }
+    /// The stored kind read back; anything unknown is an agent, the least powerful.
+    fn parse(s: &str) -> Self {
+        match s {
+            "operator" => PrincipalKind2::Operator,
+            "admin" => PrincipalKind2::Admin,
+            _ => PrincipalKind2::Agent,
+        }
+    }
 }
 
 impl Principal {
@@ -111,8 +137,9 @@ impl Principal {
     pub fn require_agent(self) -> Result<Self, GateError> {
         match self.kind {
             PrincipalKind2::Agent => Ok(self),
-            PrincipalKind2::Operator => Err(GateError::Forbidden(format!(
-                "operator `{}`: actions are submitted by agents and tools are called by agents; operators approve",
+            PrincipalKind2::Operator | PrincipalKind2::Admin => Err(GateError::Forbidden(format!(
+                "{} `{}`: actions are submitted by agents and tools are called by agents; operators approve",
+                self.kind.as_str(),
                 self.name
             ))),
         }
@@ -453,17 +480,11 @@ impl Gate {
             .await?
         {
             Some(p) if !p.revoked => {
-                if p.kind != "operator" {
+                let kind = PrincipalKind2::parse(&p.kind);
+                if kind == PrincipalKind2::Agent {
                     self.use_profile(&p.name, p.profile.as_deref());
                 }
-                Ok(Principal {
-                    name: p.name,
-                    kind: if p.kind == "operator" {
-                        PrincipalKind2::Operator
-                    } else {
-                        PrincipalKind2::Agent
-                    },
-                })
+                Ok(Principal { name: p.name, kind })
             }
             _ => Err(GateError::Unauthenticated),
         }
@@ -507,6 +528,44 @@ impl Gate {
             )));
         }
         issue_token_with_profile(self.journal.as_ref(), self.clock.now(), name, kind, profile).await
+    }
+
+    /// Issues a token on behalf of `by`, who must be allowed to: an admin issues any token,
+    /// an operator only agents' (so nobody mints a second operator to approve alone).
+    /// Journaled with the issuer.
+    pub async fn issue_token_by(
+        &self,
+        name: &str,
+        kind: PrincipalKind2,
+        profile: Option<&str>,
+        by: &Principal,
+    ) -> Result<String, GateError> {
+        may_manage(by, kind)?;
+        if let Some(p) = profile
+            && !self.config.profiles.contains_key(p)
+        {
+            return Err(GateError::Invalid(format!("unknown profile `{p}`")));
+        }
+        issue_token_by(
+            self.journal.as_ref(),
+            self.clock.now(),
+            name,
+            kind,
+            profile,
+            &by.name,
+        )
+        .await
+    }
+
+    /// Revokes a token on behalf of `by`, under the same rule as issuing it.
+    pub async fn revoke_by(&self, name: &str, by: &Principal) -> Result<(), GateError> {
+        let target = self
+            .journal
+            .principal(name)
+            .await?
+            .ok_or_else(|| GateError::NotFound("principal", name.to_string()))?;
+        may_manage(by, PrincipalKind2::parse(&target.kind))?;
+        revoke_token(self.journal.as_ref(), self.clock.now(), name, &by.name).await
     }
 
     async fn call<T>(
@@ -1130,7 +1189,7 @@ impl Gate {
         approve: bool,
         reason: &str,
     ) -> Result<Decision, GateError> {
-        if approver.kind != PrincipalKind2::Operator {
+        if !approver.kind.is_operator() {
             return Err(GateError::Forbidden(format!(
                 "agent {}: agents never approve",
                 approver.name
@@ -1179,7 +1238,13 @@ impl Gate {
             });
         }
         let needed = self.approvals_needed(pending.risk);
-        let mut approvers = pending.approvers.clone();
+        // An approval from an operator whose token was revoked since no longer counts.
+        let mut approvers = Vec::new();
+        for a in &pending.approvers {
+            if self.journal.principal(a).await?.is_some_and(|p| !p.revoked) {
+                approvers.push(a.clone());
+            }
+        }
         if !approvers.contains(&approver.name) {
             approvers.push(approver.name.clone());
         }
@@ -1662,6 +1727,23 @@ impl Gate {
     }
 }
 
+/// Whether `by` may issue or revoke a token of `kind`: an admin any, an operator only an
+/// agent's, an agent none.
+fn may_manage(by: &Principal, kind: PrincipalKind2) -> Result<(), GateError> {
+    match (by.kind, kind) {
+        (PrincipalKind2::Admin, _) | (PrincipalKind2::Operator, PrincipalKind2::Agent) => Ok(()),
+        (PrincipalKind2::Operator, _) => Err(GateError::Forbidden(format!(
+            "operator `{}`: only an admin issues or revokes {} tokens (one operator must never be able to make a second approver)",
+            by.name,
+            kind.as_str()
+        ))),
+        (PrincipalKind2::Agent, _) => Err(GateError::Forbidden(format!(
+            "agent `{}`: agents never manage tokens",
+            by.name
+        ))),
+    }
+}
+
 /// Registers (or re-keys) an agent or operator in a journal and returns its new bearer
 /// token, shown once; only its hash is stored. A re-keyed agent keeps its profile.
 pub async fn issue_token(
@@ -1682,7 +1764,19 @@ pub async fn issue_token_with_profile(
     kind: PrincipalKind2,
     profile: Option<&str>,
 ) -> Result<String, GateError> {
-    if profile.is_some() && kind == PrincipalKind2::Operator {
+    issue_token_by(journal, now, name, kind, profile, "the local store").await
+}
+
+/// [`issue_token_with_profile`], journaling who issued it (`by`).
+pub async fn issue_token_by(
+    journal: &dyn Journal,
+    now: i64,
+    name: &str,
+    kind: PrincipalKind2,
+    profile: Option<&str>,
+    issued_by: &str,
+) -> Result<String, GateError> {
+    if profile.is_some() && kind != PrincipalKind2::Agent {
         return Err(GateError::Invalid(
             "a profile sets an agent's guards; operators have none".into(),
         ));
@@ -1698,10 +1792,7 @@ pub async fn issue_token_with_profile(
         )));
     }
     let token = format!("alk_{}", blake3::hash(&rand::random::<[u8; 32]>()).to_hex());
-    let kind_s = match kind {
-        PrincipalKind2::Agent => "agent",
-        PrincipalKind2::Operator => "operator",
-    };
+    let kind_s = kind.as_str();
     let existing = journal.principal(name).await?;
     if let Some(existing) = &existing
         && existing.kind != kind_s
@@ -1728,7 +1819,7 @@ pub async fn issue_token_with_profile(
             NewEvent::new(
                 now,
                 EventKind::Agent,
-                json!({"name": name, "kind": kind_s, "action": "token_issued", "profile": profile}),
+                json!({"name": name, "kind": kind_s, "action": "token_issued", "profile": profile, "by": issued_by}),
             )
             .agent(name),
         )

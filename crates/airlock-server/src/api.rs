@@ -363,7 +363,7 @@ impl Caller {
 
     fn operator(&self) -> ApiResult<&str> {
         match self.0.kind {
-            PrincipalKind2::Operator => Ok(&self.0.name),
+            PrincipalKind2::Operator | PrincipalKind2::Admin => Ok(&self.0.name),
             PrincipalKind2::Agent => Err(ApiError::forbidden(format!(
                 "agent `{}` cannot use operator endpoints",
                 self.0.name
@@ -732,7 +732,7 @@ async fn list_actions(
             }
             Some(caller.0.name.clone())
         }
-        PrincipalKind2::Operator => q.agent.clone(),
+        PrincipalKind2::Operator | PrincipalKind2::Admin => q.agent.clone(),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let requests = s
@@ -1306,12 +1306,14 @@ pub struct TokenBody {
     profile: Option<String>,
 }
 
-/// An agent acts; an operator approves, reverts, freezes and issues tokens.
+/// An agent acts; an operator approves, reverts, freezes and issues agents' tokens; an
+/// admin is an operator who also issues and revokes operators' and admins' tokens.
 #[derive(Deserialize, Serialize, PartialEq, Eq, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TokenKind {
     Agent,
     Operator,
+    Admin,
 }
 
 /// A new bearer token.
@@ -1335,9 +1337,11 @@ pub struct TokenRevoked {
 
 /// Create or re-key a token
 ///
-/// Operators only. Registers an agent or operator, or re-keys an existing one of the same
-/// kind (its old token stops working, a revoked one is restored). The token is shown once;
-/// the server stores only its hash.
+/// Operators issue agents' tokens; only an admin issues operators' and admins' (`403`
+/// otherwise), so one operator can never make a second approver. Registers a principal, or
+/// re-keys an existing one of the same kind (its old token stops working, a revoked one is
+/// restored). Journaled with the issuer. The token is shown once; the server stores only
+/// its hash.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "createToken",
     request_body = TokenBody,
     security(("bearer" = [])),
@@ -1361,10 +1365,11 @@ async fn create_token(
     let kind = match b.kind {
         TokenKind::Agent => PrincipalKind2::Agent,
         TokenKind::Operator => PrincipalKind2::Operator,
+        TokenKind::Admin => PrincipalKind2::Admin,
     };
     let token = s
         .gate
-        .issue_token_with_profile(&b.name, kind, b.profile.as_deref())
+        .issue_token_by(&b.name, kind, b.profile.as_deref(), &caller.0)
         .await?;
     Ok(Json(TokenCreated {
         name: b.name,
@@ -1375,7 +1380,9 @@ async fn create_token(
 
 /// Revoke a token
 ///
-/// Operators only. The principal's token no longer authenticates. Journaled. No body.
+/// Operators revoke agents' tokens; only an admin revokes operators' and admins'. The
+/// principal's token no longer authenticates, and its earlier approvals of pending holds no
+/// longer count. Journaled with who revoked it. No body.
 #[utoipa::path(post, path = "/v1/tokens/{name}/revoke", tag = "tokens",
     operation_id = "revokeToken",
     params(("name" = String, Path, description = "The agent's or operator's name.")),
@@ -1393,8 +1400,8 @@ async fn revoke_token(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<TokenRevoked>> {
-    let by = caller.operator()?.to_string();
-    s.gate.revoke(&name, &by).await?;
+    caller.operator()?;
+    s.gate.revoke_by(&name, &caller.0).await?;
     Ok(Json(TokenRevoked {
         name,
         revoked: true,

@@ -488,16 +488,44 @@ async fn tokens_are_created_by_operators_and_stop_working_when_revoked() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["agent"], "bot2");
 
-    // A new operator's token works on operator endpoints.
+    // An operator cannot make another operator (or an admin): one person could then give
+    // both approvals of the two-person rule. An admin can, and the journal names who did.
+    for kind in ["operator", "admin"] {
+        let r = h
+            .post("/v1/tokens", &h.op, json!({"name": "alice", "kind": kind}))
+            .await;
+        assert_error(&r, StatusCode::FORBIDDEN, "forbidden");
+        assert!(r.text.contains("only an admin"), "{}", r.text);
+    }
+    let root = h
+        .state
+        .gate
+        .issue_token("root", PrincipalKind2::Admin)
+        .await
+        .unwrap();
     let r = h
         .post(
             "/v1/tokens",
-            &h.op,
+            &root,
             json!({"name": "alice", "kind": "operator"}),
         )
         .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let alice = r.json["token"].as_str().unwrap().to_string();
     assert_eq!(h.get("/v1/approvals", &alice).await.status, StatusCode::OK);
+    let issued = h
+        .events()
+        .await
+        .into_iter()
+        .find(|e| e.kind == EventKind::Agent && e.agent.as_deref() == Some("alice"))
+        .unwrap();
+    assert_eq!(issued.payload["by"], "root", "{:?}", issued.payload);
+    // Nor can an operator revoke one.
+    assert_error(
+        &h.post("/v1/tokens/alice/revoke", &h.op, json!({})).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
 
     // Bad bodies and names, and a kind that contradicts the registration.
     assert_error(
@@ -524,7 +552,7 @@ async fn tokens_are_created_by_operators_and_stop_working_when_revoked() {
     let r = h
         .post(
             "/v1/tokens",
-            &h.op,
+            &root,
             json!({"name": "bot2", "kind": "operator"}),
         )
         .await;
@@ -1357,6 +1385,36 @@ async fn two_person_rule_a_critical_hold_needs_two_distinct_operators() {
         .cloned()
         .unwrap();
     assert_eq!(a["approved_by"], json!(["op"]));
+    // An approval from an operator revoked since no longer counts: revoke op, and op2's
+    // approval is again only one of two.
+    let root = h
+        .state
+        .gate
+        .issue_token("root", PrincipalKind2::Admin)
+        .await
+        .unwrap();
+    let r = h.post("/v1/tokens/op/revoke", &root, json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let after_revoke = h
+        .post(
+            &uri,
+            &h.op2,
+            json!({"decision": "approve", "reason": "agreed"}),
+        )
+        .await;
+    assert_eq!(
+        after_revoke.json["verdict"], "hold",
+        "{}",
+        after_revoke.text
+    );
+    let restored = h
+        .post(
+            "/v1/tokens",
+            &root,
+            json!({"name": "op", "kind": "operator"}),
+        )
+        .await;
+    let op = restored.json["token"].as_str().unwrap().to_string();
     let outcomes: Vec<String> = h
         .events()
         .await
@@ -1366,17 +1424,22 @@ async fn two_person_rule_a_critical_hold_needs_two_distinct_operators() {
         .collect();
     assert_eq!(
         outcomes,
-        ["recorded: 1 of 2 approvals", "recorded: 1 of 2 approvals"]
+        [
+            "recorded: 1 of 2 approvals",
+            "recorded: 1 of 2 approvals",
+            "recorded: 1 of 2 approvals"
+        ]
     );
     assert!(
         h.sim.lock().unwrap().desired("checkout").unwrap().exists,
         "nothing applied on one approval"
     );
 
+    // Re-keyed, op approves again: now two distinct operators in good standing.
     let second = h
         .post(
             &uri,
-            &h.op2,
+            &op,
             json!({"decision": "approve", "reason": "agreed"}),
         )
         .await;

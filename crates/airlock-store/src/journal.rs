@@ -290,9 +290,9 @@ pub(crate) fn validate_principal(rec: &AgentRecord, ev: &mut NewEvent) -> Result
     if rec.name.trim().is_empty() {
         return Err(StoreError::Invalid("a principal needs a name".into()));
     }
-    if rec.kind != "agent" && rec.kind != "operator" {
+    if !["agent", "operator", "admin"].contains(&rec.kind.as_str()) {
         return Err(StoreError::Invalid(format!(
-            "unknown principal kind `{}`: use `agent` or `operator`",
+            "unknown principal kind `{}`: use `agent`, `operator` or `admin`",
             rec.kind
         )));
     }

@@ -56,9 +56,9 @@ fn migrator() -> Migrator {
         ),
         Migration::new(
             2,
-            "principal profile".into(),
+            "principals".into(),
             MigrationType::Simple,
-            include_str!("../migrations/0002_principal_profile.sql").into_sql_str(),
+            include_str!("../migrations/0002_principals.sql").into_sql_str(),
             false,
         ),
     ])
