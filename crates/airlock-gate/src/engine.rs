@@ -361,6 +361,8 @@ fn approval_key(id: &str) -> String {
 /// The gate.
 pub struct Gate {
     pub(crate) journal: Arc<dyn Journal>,
+    /// The same journal, with its write failures remembered (for readiness).
+    tracked: Arc<crate::tracked::Tracked>,
     pub(crate) providers: BTreeMap<String, Arc<dyn Provider>>,
     pub(crate) signals: Arc<dyn SignalSource>,
     pub(crate) policy: Arc<PolicyEngine>,
@@ -419,8 +421,10 @@ impl Gate {
         config: GateConfig,
     ) -> Self {
         let id_prefix = format!("{:08x}", rand::random::<u32>());
+        let tracked = Arc::new(crate::tracked::Tracked::new(journal));
         Self {
-            journal,
+            journal: tracked.clone(),
+            tracked,
             providers: providers
                 .into_iter()
                 .map(|p| (p.name().to_string(), p))
@@ -455,6 +459,17 @@ impl Gate {
     /// The journal.
     pub fn journal(&self) -> &Arc<dyn Journal> {
         &self.journal
+    }
+
+    /// `Err(why)` while the journal cannot be written (the last write failed); `Ok` once a
+    /// write succeeds again.
+    pub fn journal_health(&self) -> Result<(), String> {
+        self.tracked.write_health()
+    }
+
+    /// Journal writes that failed since start.
+    pub fn journal_write_failures(&self) -> u64 {
+        self.tracked.write_failures()
     }
 
     /// The clock.

@@ -73,6 +73,9 @@ impl Journal for Notifying {
     async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
         self.inner.principal(name).await
     }
+    async fn principals(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.inner.principals().await
+    }
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
         let _order = self.order.lock().await;
         let e = self.inner.put_change(rec, ev).await?;

@@ -11,6 +11,7 @@ pub mod feed;
 pub mod frontdoor;
 mod redact;
 mod slots;
+pub mod tracked;
 
 pub use bake::{BakeConfig, BakeOutcome};
 pub use behaviour::{AnomalyConfig, Behaviour, Score};

@@ -1293,3 +1293,25 @@ async fn a_rate_limited_agent_is_told_when_to_retry() {
     );
     assert!(d.counter_offer.is_none(), "no number avoids a rate limit");
 }
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_is_reported_until_a_write_succeeds_again() {
+    let faults = Arc::new(DiskFaults::default());
+    let f = build(config(), Some(faults.clone())).await;
+    assert_eq!(f.gate.journal_health(), Ok(()));
+    faults.events.store(true, Ordering::SeqCst);
+    let d = f.gate.submit(&f.bot, scale("web", 5)).await.unwrap();
+    assert_eq!(d.reasons, ["journal-unavailable"]);
+    let why = f.gate.journal_health().unwrap_err();
+    assert!(why.contains("disk I/O error"), "{why}");
+    assert!(f.gate.journal_write_failures() >= 1);
+    // The disk works again: the next write clears it.
+    faults.events.store(false, Ordering::SeqCst);
+    let d = f.gate.submit(&f.bot, scale("web", 5)).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Allow, "{d:?}");
+    assert_eq!(
+        f.gate.journal_health(),
+        Ok(()),
+        "recovered with the next write"
+    );
+}

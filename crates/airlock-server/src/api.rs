@@ -408,10 +408,21 @@ pub struct Ready {
 #[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz",
     responses(
         (status = 200, description = "Ready.", body = Ready),
-        (status = 503, description = "The journal cannot be read.", body = Ready,
+        (status = 503, description = "The journal cannot be read, or its last write failed \
+            (until a write succeeds again).", body = Ready,
             example = json!({"status": "journal unavailable"})),
     ))]
 async fn readyz(State(s): State<AppState>) -> Response {
+    if let Err(e) = s.gate.journal_health() {
+        tracing::warn!(error = %e, "not ready: journal writes fail");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Ready {
+                status: "journal writes fail",
+            }),
+        )
+            .into_response();
+    }
     match s
         .journal
         .read(EventQuery {

@@ -1,0 +1,111 @@
+//! A journal decorator that remembers whether writes succeed: every failed write is logged
+//! loudly (also the ones written on a failure path, where the caller has nothing better to
+//! do than go on), counted, and reported by [`Tracked::write_health`] until a write
+//! succeeds again, so readiness can say "not ready" while the journal cannot be written.
+
+use airlock_core::{Event, NewEvent};
+use airlock_store::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError, VerifyReport};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A journal whose write failures are remembered.
+pub struct Tracked {
+    inner: Arc<dyn Journal>,
+    /// The last write error, until a write succeeds.
+    failing: Mutex<Option<String>>,
+    failures: AtomicU64,
+}
+
+impl Tracked {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Journal>) -> Self {
+        Self {
+            inner,
+            failing: Mutex::new(None),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// `Err(why)` while the last write failed; `Ok` once one succeeds again.
+    pub fn write_health(&self) -> Result<(), String> {
+        match &*self.failing.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes that failed since start.
+    pub fn write_failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn note<T>(&self, what: &str, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        let mut failing = self.failing.lock().unwrap_or_else(PoisonError::into_inner);
+        match &r {
+            Ok(_) => {
+                if failing.take().is_some() {
+                    tracing::warn!("journal writes succeed again");
+                }
+            }
+            // The store could not write (disk, permissions, locks, corruption): loud.
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Corrupt(_))) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, what, "journal write failed");
+                *failing = Some(e.to_string());
+            }
+            // A write refused for what it says (a conflict, bad input) was not a failure to
+            // write: the journal works.
+            Err(_) => {}
+        }
+        r
+    }
+}
+
+#[async_trait]
+impl Journal for Tracked {
+    async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
+        let kind = ev.kind;
+        let r = self.inner.append(ev).await;
+        self.note(kind.as_str(), r)
+    }
+    async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        let r = self.inner.append_all(evs).await;
+        self.note("events", r)
+    }
+    async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.read(q).await
+    }
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner.verify().await
+    }
+    async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let r = self.inner.put_principal(rec, ev).await;
+        self.note("principal", r)
+    }
+    async fn principal_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal_by_token_hash(token_hash).await
+    }
+    async fn principal(&self, name: &str) -> Result<Option<AgentRecord>, StoreError> {
+        self.inner.principal(name).await
+    }
+    async fn principals(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.inner.principals().await
+    }
+    async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        let r = self.inner.put_change(rec, ev).await;
+        self.note("change", r)
+    }
+    async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
+        self.inner.change(id).await
+    }
+    async fn changes_with_status(
+        &self,
+        status: airlock_core::ChangeStatus,
+    ) -> Result<Vec<ChangeRecord>, StoreError> {
+        self.inner.changes_with_status(status).await
+    }
+}
