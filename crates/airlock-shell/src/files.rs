@@ -82,6 +82,23 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
                     Some(d),
                 ));
             }
+            // `tee FILE` and `cp /dev/null FILE` overwrite FILE, as `> FILE` does.
+            let append = p == "tee" && (short_flag(cmd.args, 'a') || has(cmd.args, &["--append"]));
+            let empties = p != "tee"
+                && ops.len() == 2
+                && ops
+                    .first()
+                    .is_some_and(|a| matches!(a.text.as_str(), "/dev/null" | "/dev/zero"));
+            if p == "tee" || empties {
+                let worst = ops
+                    .iter()
+                    .skip(usize::from(empties))
+                    .filter_map(|d| cmd.state.write_finding(d, append))
+                    .max_by_key(|f| (f.risk, f.destructive));
+                if let Some(f) = worst {
+                    return Outcome::of(f);
+                }
+            }
             let (rule, verb) = if p == "tee" {
                 ("file-write", Verb::Update)
             } else {
@@ -120,7 +137,13 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
             let target = crate::rules::opt(cmd.args, &["-f", "--file"])
                 .or_else(|| ops.get(usize::from(bundled)).map(|a| (*a).clone()));
             let target = target.as_ref();
-            Outcome::of(file_finding("archive", Verb::Create, Risk::Low, target))
+            let mut out = Outcome::from(file_finding("archive", Verb::Create, Risk::Low, target));
+            out.nested.extend(
+                archive_commands(p, cmd.args)
+                    .into_iter()
+                    .map(Nested::Script),
+            );
+            Some(out)
         }
         "rsync" => rsync(cmd),
         "scp" | "sftp" => {
@@ -132,6 +155,52 @@ pub(crate) fn classify(cmd: &Cmd) -> Option<Outcome> {
         }
         _ => None,
     }
+}
+
+/// Commands an archiver runs: `tar --to-command=CMD`, `--checkpoint-action=exec=CMD`,
+/// `--use-compress-program=CMD` (`-I CMD`), volume scripts, `zip -TT CMD`.
+fn archive_commands(program: &str, args: &[Arg]) -> Vec<String> {
+    let names: &[&str] = match program {
+        "tar" => &[
+            "--to-command",
+            "--checkpoint-action",
+            "--use-compress-program",
+            "-I",
+            "--info-script",
+            "--new-volume-script",
+            "-F",
+            "--rsh-command",
+            "--rmt-command",
+        ],
+        "zip" => &["-TT", "--unzip-command"],
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for (i, a) in args.iter().enumerate() {
+        let t = a.text.as_str();
+        for n in names {
+            let value = if t == *n {
+                args.get(i + 1).map(|v| v.text.as_str())
+            } else {
+                t.strip_prefix(n).and_then(|v| v.strip_prefix('='))
+            };
+            let Some(v) = value else { continue };
+            let v = if *n == "--checkpoint-action" {
+                match v.strip_prefix("exec=") {
+                    Some(c) => c,
+                    None => continue,
+                }
+            } else {
+                v
+            };
+            out.push(if a.resolved {
+                v.to_string()
+            } else {
+                format!("${{{}}}", crate::UNRESOLVED)
+            });
+        }
+    }
+    out
 }
 
 /// The first of `paths` that decides who may do what (`/etc/sudoers` …), if any.

@@ -4,7 +4,7 @@
 //! `tool` (the agent's other tools). Neither runs anything: "applied" means handed back to
 //! the agent to run, and nothing can undo it, so every such change is irreversible.
 
-use crate::{Classification, classify_in, detect_env};
+use crate::{Classification, ShellAction, classify_in, detect_env};
 use airlock_core::registry::{BuildContext, ProviderKind};
 use airlock_core::{
     ActionRequest, Applied, Blast, Diff, Plan, Predicted, Provider, ProviderError, ResourceAddr,
@@ -13,6 +13,7 @@ use airlock_core::{
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A PreToolUse event as a coding agent sends it on stdin.
@@ -115,19 +116,32 @@ pub fn requests(ev: &HookEvent) -> Result<HookRequests, String> {
             .and_then(Value::as_str)
             .ok_or("a Bash event without `tool_input.command`")?;
         let c = classify_in(command, ev.cwd.as_deref());
+        let (parts, overflow) = parts(&c)?;
         let mut out = Vec::new();
-        for a in &c.actions {
+        for part in parts {
             let mut p = Map::new();
             p.insert("command".into(), json!(command));
-            p.insert("segment".into(), json!(a.segment));
-            out.push((req("shell", a.verb, a.target.clone(), p), false));
+            p.insert("segment".into(), json!(part.segment));
+            if part.count > 1 {
+                p.insert("parts".into(), json!(part.count));
+            }
+            if part.unknown {
+                p.insert("unknown".into(), json!(true));
+            }
+            out.push((req("shell", part.verb, part.target, p), part.unknown));
         }
-        for seg in &c.unknown {
+        if overflow > 0 {
             let mut p = Map::new();
             p.insert("command".into(), json!(command));
-            p.insert("segment".into(), json!(seg));
-            p.insert("unknown".into(), json!(true));
-            out.push((req("shell", Verb::Exec, unknown_target(seg)?, p), true));
+            p.insert(
+                "segment".into(),
+                json!(format!("{overflow} more parts of the command")),
+            );
+            p.insert("overflow".into(), json!(overflow));
+            let target =
+                ResourceAddr::new("shell", "command", OVERFLOW_NAME).map_err(|e| e.to_string())?;
+            // Too many different changes to ask about one by one: a person looks.
+            out.push((req("shell", Verb::Exec, target, p), true));
         }
         let skip = out
             .is_empty()
@@ -175,6 +189,113 @@ pub fn requests(ev: &HookEvent) -> Result<HookRequests, String> {
         requests: vec![(req("tool", verb, target, p), unknown)],
         skip: None,
     })
+}
+
+/// How many parts of one command line are asked about one by one; past that, the rest
+/// is one request held for a person (a line of thousands of different changes is not
+/// ordinary work, and a bounded number of requests keeps the journal and the time to
+/// decide in proportion).
+pub const MAX_PARTS: usize = 64;
+
+/// The name of the request that stands for the parts past [`MAX_PARTS`].
+const OVERFLOW_NAME: &str = "more-parts";
+
+/// One request's worth of a classification: every action with this verb and target (or
+/// every plain read, or every unrecognized command of one program), spoken for by the
+/// worst of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub verb: Verb,
+    pub target: ResourceAddr,
+    /// The worst action's simple command.
+    pub segment: String,
+    /// How many simple commands it stands for.
+    pub count: usize,
+    /// Unrecognized commands.
+    pub unknown: bool,
+}
+
+/// How bad an action is, to pick the one that speaks for its part: risk, then
+/// destructiveness, then how sensitive its environment is (none named counts as the
+/// default, which may be prod).
+fn severity(a: &ShellAction) -> (Risk, bool, u8) {
+    let env = match a.env.as_deref() {
+        Some("prod") => 3,
+        Some("staging") => 1,
+        Some("dev") => 0,
+        _ => 2,
+    };
+    (a.risk, a.destructive, env)
+}
+
+/// Whether an action is a plain read, folded with the others into one part.
+fn plain_read(a: &ShellAction) -> bool {
+    a.verb == Verb::Read && a.risk == Risk::Low && !a.destructive
+}
+
+/// Groups a classification into parts, in order of first appearance: identical (verb,
+/// target) actions together, all plain reads together, unrecognized commands by program.
+/// Returns at most [`MAX_PARTS`] - 1 parts when there are more, with how many were left.
+pub fn parts(c: &Classification) -> Result<(Vec<Part>, usize), String> {
+    let mut out: Vec<Part> = Vec::new();
+    let mut worst: Vec<(Risk, bool, u8)> = Vec::new();
+    let mut index: HashMap<(Verb, ResourceAddr, bool), usize> = HashMap::new();
+    let mut reads: Option<usize> = None;
+    for a in &c.actions {
+        let slot = if plain_read(a) {
+            reads
+        } else {
+            index.get(&(a.verb, a.target.clone(), false)).copied()
+        };
+        match slot {
+            Some(i) => {
+                out[i].count += 1;
+                if severity(a) > worst[i] {
+                    worst[i] = severity(a);
+                    out[i].segment.clone_from(&a.segment);
+                }
+            }
+            None => {
+                if plain_read(a) {
+                    reads = Some(out.len());
+                } else {
+                    index.insert((a.verb, a.target.clone(), false), out.len());
+                }
+                worst.push(severity(a));
+                out.push(Part {
+                    verb: a.verb,
+                    target: a.target.clone(),
+                    segment: a.segment.clone(),
+                    count: 1,
+                    unknown: false,
+                });
+            }
+        }
+    }
+    for seg in &c.unknown {
+        let target = unknown_target(seg)?;
+        let key = (Verb::Exec, target.clone(), true);
+        match index.get(&key) {
+            Some(&i) => out[i].count += 1,
+            None => {
+                index.insert(key, out.len());
+                out.push(Part {
+                    verb: Verb::Exec,
+                    target,
+                    segment: seg.clone(),
+                    count: 1,
+                    unknown: true,
+                });
+            }
+        }
+    }
+    if out.len() > MAX_PARTS {
+        let kept = MAX_PARTS - 1;
+        let left: usize = out[kept..].iter().map(|p| p.count).sum();
+        out.truncate(kept);
+        return Ok((out, left));
+    }
+    Ok((out, 0))
 }
 
 /// Whether `path` lies inside the project at `cwd` (when `cwd` is a project and not a
@@ -254,6 +375,23 @@ impl HookProvider {
         // The same workspace as when the request was made, so both readings agree.
         let cwd = req.params.get("cwd").and_then(Value::as_str);
         let c: Classification = classify_in(command, cwd);
+        if req.params.get("overflow").is_some() {
+            let (_, left) = parts(&c).map_err(ProviderError::InvalidParams)?;
+            let expected = ResourceAddr::new("shell", "command", OVERFLOW_NAME)
+                .map_err(|e| ProviderError::InvalidParams(e.to_string()))?;
+            if left == 0 || req.verb != Verb::Exec || req.target != expected {
+                return Err(ProviderError::InvalidParams(format!(
+                    "the command has no more than {MAX_PARTS} parts to ask about"
+                )));
+            }
+            return Ok((
+                None,
+                true,
+                Risk::High,
+                "too-many-parts".into(),
+                format!("{left} more parts of the command"),
+            ));
+        }
         if req.params.get("unknown") == Some(&json!(true)) {
             let seg = c
                 .unknown
@@ -279,16 +417,13 @@ impl HookProvider {
                 seg.clone(),
             ));
         }
-        // When several actions match, the worst one speaks for them.
+        // Every action with the request's verb and target is judged by the worst of
+        // them (`requests` merges them into one part), whichever segment is named.
         let a = c
             .actions
             .iter()
-            .filter(|a| {
-                a.verb == req.verb
-                    && a.target == req.target
-                    && segment.is_none_or(|s| s == a.segment)
-            })
-            .max_by_key(|a| (a.risk, a.destructive))
+            .filter(|a| a.verb == req.verb && a.target == req.target)
+            .max_by_key(|a| severity(a))
             .ok_or_else(|| {
                 ProviderError::InvalidParams(format!(
                     "the command does not contain a `{}` on `{}`: it classifies as {}",
@@ -556,6 +691,89 @@ mod tests {
                 .is_some()
         );
         assert!(requests(&ev("Bash", json!({}))).is_err());
+    }
+
+    /// A line of `n` simple commands, cycling through everyday ones.
+    fn long_line(n: usize) -> String {
+        const CMDS: [&str; 8] = [
+            "ls -la",
+            "git status",
+            "cargo build",
+            "rm -rf target/tmp",
+            "kubectl get pods -n web",
+            "grep -rn TODO src",
+            "echo done >> build/log.txt",
+            "cat README.md",
+        ];
+        (0..n)
+            .map(|i| CMDS[i % CMDS.len()])
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_a_bounded_number_of_requests_each_of_which_plans() {
+        let command = long_line(4000);
+        let r = requests(&ev("Bash", json!({"command": command}))).unwrap();
+        assert!(
+            r.requests.len() <= 8,
+            "{} requests for 4000 commands",
+            r.requests.len()
+        );
+        let reads = r
+            .requests
+            .iter()
+            .filter(|(q, _)| q.verb == Verb::Read)
+            .count();
+        assert_eq!(reads, 1, "plain reads fold into one request");
+        let p = HookProvider::new("shell", "unknown");
+        for (q, _) in &r.requests {
+            p.plan(q).await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_parts_merge_and_keep_the_worst() {
+        let command = "rm -rf target/x; rm -rf target/x; ssh prod-1 rm -rf target/x";
+        let r = requests(&ev("Bash", json!({"command": command}))).unwrap();
+        let deletes: Vec<_> = r
+            .requests
+            .iter()
+            .filter(|(q, _)| q.verb == Verb::Delete)
+            .collect();
+        assert_eq!(deletes.len(), 1, "{:?}", r.requests);
+        let (q, _) = deletes[0];
+        assert_eq!(q.params["parts"], 3);
+        let plan = HookProvider::new("shell", "dev").plan(q).await.unwrap();
+        assert!(plan.destructive, "the remote one, outside any workspace");
+        assert_eq!(plan.resource.env, "prod");
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_the_rest_is_one_request_held_for_a_person() {
+        let command = (0..200)
+            .map(|i| format!("kubectl delete ns team-{i}"))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        let r = requests(&ev("Bash", json!({"command": command}))).unwrap();
+        assert_eq!(r.requests.len(), MAX_PARTS);
+        let (last, held) = r.requests.last().unwrap();
+        assert!(held, "the overflow is held like an unrecognized command");
+        assert_eq!(last.params["overflow"], 200 - (MAX_PARTS - 1));
+        let p = HookProvider::new("shell", "unknown");
+        let plan = p.plan(last).await.unwrap();
+        assert!(plan.destructive);
+        assert_eq!(plan.min_risk, Some(Risk::High));
+        // A short line has no overflow to claim.
+        let (mut fake, _) = requests(&ev("Bash", json!({"command": "ls"})))
+            .unwrap()
+            .requests
+            .remove(0);
+        fake.params = last.params.clone();
+        fake.params.insert("command".into(), json!("ls"));
+        fake.verb = Verb::Exec;
+        fake.target = last.target.clone();
+        assert!(p.plan(&fake).await.is_err());
     }
 
     #[test]

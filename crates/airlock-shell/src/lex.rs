@@ -13,6 +13,11 @@ pub(crate) enum Part {
         name: String,
         quoted: bool,
         default: Option<String>,
+        /// Scripts the expansion may run: command substitutions in an operand
+        /// (`${X:-$(cmd)}`, `${X/a/`cmd`}`) or in arithmetic (`$(( $(cmd) ))`).
+        scripts: Vec<String>,
+        /// The text of `$(( … ))`, whose variables are evaluated as arithmetic.
+        arith: Option<String>,
     },
     /// `$( … )`, backticks, `<( … )` or `>( … )`: a nested script whose output is unknown.
     Subst { script: String, quoted: bool },
@@ -105,9 +110,97 @@ pub(crate) enum Token {
     Redir(Redir),
 }
 
+/// For every `(` in `chars`, where it closes (`usize::MAX` when it does not); quotes and
+/// escapes are skipped the way `paren_body` skips them.
+fn pair_table(chars: &[(usize, char)]) -> Vec<usize> {
+    let mut closes = vec![usize::MAX; chars.len()];
+    let mut stack = Vec::new();
+    let mut i = 0;
+    while let Some(&(_, c)) = chars.get(i) {
+        match c {
+            '\\' => i += 1,
+            '\'' => {
+                i += 1;
+                while chars.get(i).is_some_and(|&(_, c)| c != '\'') {
+                    i += 1;
+                }
+            }
+            '"' => {
+                i += 1;
+                while let Some(&(_, c)) = chars.get(i) {
+                    if c == '\\' {
+                        i += 1;
+                    } else if c == '"' {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            '(' => stack.push(i),
+            ')' => {
+                if let Some(o) = stack.pop() {
+                    closes[o] = i;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    closes
+}
+
+/// The scripts of the command substitutions in a piece of text (an expansion's operand,
+/// an arithmetic expression, a prompt string), nested ones included; `quoted` reads it
+/// as inside double quotes, where single quotes do not protect.
+pub(crate) fn substitutions(text: &str, quoted: bool) -> Vec<String> {
+    substitutions_at(text, quoted, 0)
+}
+
+/// How deep expansions may nest inside expansions before the rest counts as opaque.
+const MAX_NEST: usize = 8;
+
+fn substitutions_at(text: &str, quoted: bool, nest: usize) -> Vec<String> {
+    if !text.contains(['$', '`']) {
+        return Vec::new();
+    }
+    if nest > MAX_NEST {
+        // Nested deeper than anyone writes by hand: whatever it runs is not known.
+        return vec![format!("${{{}}}", crate::UNRESOLVED)];
+    }
+    let src = if quoted {
+        format!("\"{}\"", text.replace('"', ""))
+    } else {
+        text.to_string()
+    };
+    let mut out = Vec::new();
+    for t in tokenize_at(&src, nest) {
+        let word = match t {
+            Token::Word(w) => w,
+            Token::Redir(Redir {
+                target: Some(w), ..
+            }) => w,
+            _ => continue,
+        };
+        for p in word.parts {
+            match p {
+                Part::Subst { script, .. } => out.push(script),
+                Part::Var { scripts, .. } => out.extend(scripts),
+                Part::Lit { .. } => {}
+            }
+        }
+    }
+    out
+}
+
 /// Splits a command line into tokens.
 pub(crate) fn tokenize(src: &str) -> Vec<Token> {
+    tokenize_at(src, 0)
+}
+
+fn tokenize_at(src: &str, nest: usize) -> Vec<Token> {
     let mut lx = Lexer {
+        nest,
+        closes: None,
         src,
         chars: src.char_indices().collect(),
         pos: 0,
@@ -128,6 +221,10 @@ struct PendingHeredoc {
 }
 
 struct Lexer<'a> {
+    /// How deep inside other expansions this text is.
+    nest: usize,
+    /// Where each parenthesis closes, built on first need (see `close_of`).
+    closes: Option<Vec<usize>>,
     src: &'a str,
     chars: Vec<(usize, char)>,
     pos: usize,
@@ -274,6 +371,9 @@ impl Lexer<'_> {
                     });
                     self.pos = after;
                 }
+                '(' if next == Some('(') && self.word.is_none() && self.command_start() => {
+                    self.arith_command();
+                }
                 '&' | '|' | ';' | '(' | ')' | '<' | '>' => self.operator(c, next),
                 _ => {
                     self.push_str(&c.to_string(), false);
@@ -284,6 +384,84 @@ impl Lexer<'_> {
         self.finish_word();
         self.flush_pending();
         self.read_heredocs();
+    }
+
+    /// Where the parenthesis at `open` closes, from a table of every pair built in one
+    /// pass (quotes and escapes skipped), so that many `((` cost no rescans.
+    fn close_of(&mut self, open: usize) -> Option<usize> {
+        let chars = &self.chars;
+        let closes = self.closes.get_or_insert_with(|| pair_table(chars));
+        closes.get(open).copied().filter(|&c| c != usize::MAX)
+    }
+
+    /// Whether the next word would start a command.
+    fn command_start(&self) -> bool {
+        match self.tokens.last() {
+            None | Some(Token::Op(_)) => self.pending.is_none(),
+            Some(Token::Word(w)) => matches!(
+                w.parts.as_slice(),
+                [Part::Lit { text, quoted: false }]
+                    if matches!(text.as_str(), "if" | "elif" | "while" | "until" | "then" | "do" | "else" | "!" | "{" | "time")
+            ),
+            Some(Token::Redir(_)) => false,
+        }
+    }
+
+    /// `(( expr ))`: the word `((` and the expression read as inside double quotes, so
+    /// its substitutions are parts; a nested subshell `((a); b)` stays two parentheses.
+    fn arith_command(&mut self) {
+        let (outer, inner) = (self.close_of(self.pos), self.close_of(self.pos + 1));
+        let (Some(outer), Some(inner)) = (outer, inner) else {
+            self.push_op(Op::Open, 1);
+            return;
+        };
+        if inner + 1 != outer {
+            self.push_op(Op::Open, 1);
+            return;
+        }
+        let expr = self.text(self.pos + 2, inner);
+        let after = outer + 1;
+        self.tokens.push(Token::Word(Word {
+            parts: vec![Part::Lit {
+                text: "((".to_string(),
+                quoted: false,
+            }],
+            raw: "((".to_string(),
+        }));
+        let inner = format!("\"{}\"", expr.replace('"', ""));
+        if self.nest > MAX_NEST {
+            self.tokens.push(Token::Word(Word {
+                parts: vec![Part::Var {
+                    name: "{((…))}".to_string(),
+                    quoted: true,
+                    default: None,
+                    scripts: vec![format!("${{{}}}", crate::UNRESOLVED)],
+                    arith: None,
+                }],
+                raw: expr.to_string(),
+            }));
+            self.pos = after;
+            return;
+        }
+        let mut lx = Lexer {
+            nest: self.nest + 1,
+            closes: None,
+            src: &inner,
+            chars: inner.char_indices().collect(),
+            pos: 0,
+            tokens: Vec::new(),
+            word: None,
+            word_start: 0,
+            pending: None,
+            heredocs: Vec::new(),
+        };
+        lx.run();
+        self.tokens.extend(
+            lx.tokens
+                .into_iter()
+                .filter(|t| matches!(t, Token::Word(_))),
+        );
+        self.pos = after;
     }
 
     fn operator(&mut self, c: char, next: Option<char>) {
@@ -363,11 +541,13 @@ impl Lexer<'_> {
         let next = self.peek_at(self.pos + 1);
         match next {
             Some('(') if self.peek_at(self.pos + 2) == Some('(') => {
-                let (_, after) = self.paren_body(self.pos + 2);
+                let (body, after) = self.paren_body(self.pos + 2);
                 self.push_part(Part::Var {
                     name: String::new(),
                     quoted,
                     default: None,
+                    scripts: substitutions_at(&body, true, self.nest + 1),
+                    arith: Some(body),
                 });
                 self.pos = after;
             }
@@ -396,6 +576,8 @@ impl Lexer<'_> {
                     name,
                     quoted,
                     default: None,
+                    scripts: Vec::new(),
+                    arith: None,
                 });
                 self.pos = end;
             }
@@ -404,6 +586,8 @@ impl Lexer<'_> {
                     name: c.to_string(),
                     quoted,
                     default: None,
+                    scripts: Vec::new(),
+                    arith: None,
                 });
                 self.pos += 2;
             }
@@ -443,18 +627,28 @@ impl Lexer<'_> {
             .rev()
             .find_map(|op| rest.strip_prefix(op))
             .map(|d| d.trim_matches(|c| c == '"' || c == '\'').to_string());
-        let part = if starts_ok && (rest.is_empty() || default.is_some()) {
+        // Whatever the operator, substitutions in the operand may run.
+        let scripts = if inner.contains(['$', '`']) {
+            substitutions_at(rest, quoted, self.nest + 1)
+        } else {
+            Vec::new()
+        };
+        let part = if starts_ok && (rest.is_empty() || default.is_some()) && scripts.is_empty() {
             Part::Var {
                 name: name.to_string(),
                 quoted,
                 default,
+                scripts,
+                arith: None,
             }
         } else {
-            // `${#X}`, `${X%/}`, `${!X}` and friends: computed at run time.
+            // `${#X}`, `${X%/}`, `${!X}`, `${X:-$(cmd)}` and friends: computed at run time.
             Part::Var {
                 name: format!("{{{inner}}}"),
                 quoted,
                 default: None,
+                scripts,
+                arith: None,
             }
         };
         self.push_part(part);
@@ -692,7 +886,7 @@ mod tests {
             .collect();
         assert!(matches!(parts[3], Part::Var { name, .. } if name == "NS"));
         assert!(
-            matches!(parts[4], Part::Var { name, default: Some(d), quoted: true } if name == "X" && d == "prod")
+            matches!(parts[4], Part::Var { name, default: Some(d), quoted: true, .. } if name == "X" && d == "prod")
         );
         assert!(matches!(parts[5], Part::Subst { script, .. } if script == "date"));
         assert!(matches!(parts[6], Part::Subst { script, .. } if script == "id"));
@@ -740,6 +934,32 @@ mod tests {
         };
         assert_eq!(r.body.as_deref(), Some("\trm -rf /\n"));
         assert_eq!(toks[2], Token::Op(Op::Pipe));
+    }
+
+    #[test]
+    fn arithmetic_and_expansion_operands_keep_their_substitutions() {
+        assert_eq!(show("(( i++ )); x"), ["((", " i++ ", "Semi", "x"]);
+        assert_eq!(show("((a); b)")[..2], ["Open", "Open"]);
+        assert_eq!(
+            show("echo ((x))"),
+            ["echo", "Open", "Open", "x", "Close", "Close"]
+        );
+        assert_eq!(substitutions("a[$(date)]", false), ["date"]);
+        assert_eq!(substitutions("${A:-${B:-`id`}}", false), ["id"]);
+        assert_eq!(substitutions("'$(date)'", true), ["date"]);
+        assert!(substitutions("'$(date)'", false).is_empty());
+        let toks = tokenize("echo ${X:-$(date)} $(( $(id) + 1 ))");
+        let scripts: Vec<Vec<String>> = toks
+            .iter()
+            .filter_map(|t| match t {
+                Token::Word(w) => match w.parts.first() {
+                    Some(Part::Var { scripts, .. }) => Some(scripts.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect();
+        assert_eq!(scripts, [vec!["date".to_string()], vec!["id".to_string()]]);
     }
 
     #[test]

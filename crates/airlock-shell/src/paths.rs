@@ -5,6 +5,7 @@
 //! Paths are names here, never opened: `..` and `cd` are followed on the text alone.
 
 use crate::run::Arg;
+use std::collections::HashMap;
 
 /// Where a path points, from the least to the most serious.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -39,6 +40,9 @@ pub(crate) enum Dir {
     Unknown,
 }
 
+/// How deep a current directory is followed before it counts as unknown.
+const MAX_DIR_DEPTH: usize = 64;
+
 /// Where commands run: the workspace root (absolute, when known) and the current directory.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Site {
@@ -46,7 +50,8 @@ pub(crate) struct Site {
     pub dir: Dir,
     /// Paths that now lead somewhere else, with where: symbolic links made on the line
     /// (`ln -s /var/lib/pg data`) and what was moved in (`mv /srv/data junk`).
-    links: Vec<(String, String)>,
+    /// Keyed by path, with the order it was made in (the latest one wins).
+    links: HashMap<String, (usize, String)>,
 }
 
 impl Site {
@@ -62,20 +67,20 @@ impl Site {
             return Site {
                 workspace: None,
                 dir: Dir::Project(Vec::new()),
-                links: Vec::new(),
+                links: HashMap::new(),
             };
         };
         if broad(&parts) {
             return Site {
                 workspace: None,
                 dir: Dir::Abs(parts),
-                links: Vec::new(),
+                links: HashMap::new(),
             };
         }
         Site {
             workspace: Some(parts.clone()),
             dir: Dir::Abs(parts),
-            links: Vec::new(),
+            links: HashMap::new(),
         }
     }
 
@@ -84,7 +89,7 @@ impl Site {
         Site {
             workspace: None,
             dir: Dir::Elsewhere,
-            links: Vec::new(),
+            links: HashMap::new(),
         }
     }
 
@@ -93,6 +98,11 @@ impl Site {
         self.dir = match target {
             None | Some("-") => Dir::Unknown,
             Some(t) => match self.locate(t) {
+                // Deeper than any real tree (`cd a` thousands of times): not followed,
+                // so each step costs the same.
+                Loc::Project(p) | Loc::Abs(p) | Loc::Home(p) if p.len() > MAX_DIR_DEPTH => {
+                    Dir::Unknown
+                }
                 Loc::Project(p) => Dir::Project(p),
                 Loc::Abs(p) => Dir::Abs(p),
                 Loc::Home(p) => Dir::Home(p),
@@ -118,7 +128,8 @@ impl Site {
     pub fn link(&mut self, path: &str, target: &str) {
         let key = link_key(path);
         if !key.is_empty() {
-            self.links.push((key, target.to_string()));
+            let order = self.links.len();
+            self.links.insert(key, (order, target.to_string()));
         }
     }
 
@@ -140,19 +151,23 @@ impl Site {
 
     /// The path a link or a move made `text` stand for, if any.
     fn through_links(&self, text: &str) -> String {
-        let key = link_key(text);
-        for (link, target) in self.links.iter().rev() {
-            if key == *link {
-                return target.clone();
-            }
-            if let Some(rest) = key
-                .strip_prefix(link.as_str())
-                .and_then(|r| r.strip_prefix('/'))
-            {
-                return format!("{}/{rest}", target.trim_end_matches('/'));
-            }
+        if self.links.is_empty() {
+            return text.to_string();
         }
-        text.to_string()
+        let key = link_key(text);
+        // The path itself and each directory above it, by the link made last.
+        let cuts = key.match_indices('/').map(|(i, _)| i).chain([key.len()]);
+        let best = cuts
+            .filter_map(|i| {
+                let (order, target) = self.links.get(&key[..i])?;
+                Some((*order, i, target))
+            })
+            .max_by_key(|(order, _, _)| *order);
+        match best {
+            Some((_, i, target)) if i == key.len() => target.clone(),
+            Some((_, i, target)) => format!("{}/{}", target.trim_end_matches('/'), &key[i + 1..]),
+            None => text.to_string(),
+        }
     }
 
     /// Whether a resolved path is scratch space (`/tmp/…`), where writing harms nothing.

@@ -406,6 +406,53 @@ pub(crate) fn reads_secrets(code: &str) -> bool {
     SECRET_READS.iter().any(|w| c.contains(w))
 }
 
+/// The shell commands inline code spells out as one string literal: `system("…")`,
+/// `os.system('…')`, `execSync("…")`, `popen("…")`, `qx(…)`, `%x(…)`, and with
+/// `backticks` (Perl, Ruby, PHP) `` `…` ``.
+pub(crate) fn inline_commands(code: &str, backticks: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for call in [
+        "system(",
+        "system ",
+        "execSync(",
+        ".exec(",
+        "popen(",
+        "exec ",
+        "spawnSync(",
+        "check_output(",
+        "check_call(",
+        "getoutput(",
+        "getstatusoutput(",
+        ".run(",
+        ".call(",
+    ] {
+        let mut rest = code;
+        while let Some(at) = rest.find(call) {
+            rest = &rest[at + call.len()..];
+            let arg = rest.trim_start();
+            let q = arg.chars().next();
+            if let Some(q @ ('"' | '\'')) = q
+                && let Some(end) = arg[1..].find(q)
+            {
+                out.push(arg[1..=end].to_string());
+            }
+        }
+    }
+    for (open, close) in [("qx(", ')'), ("%x(", ')'), ("qx{", '}')] {
+        let mut rest = code;
+        while let Some(at) = rest.find(open) {
+            rest = &rest[at + open.len()..];
+            if let Some(end) = rest.find(close) {
+                out.push(rest[..end].to_string());
+            }
+        }
+    }
+    if backticks {
+        out.extend(code.split('`').skip(1).step_by(2).map(str::to_string));
+    }
+    out
+}
+
 /// Judges inline code by the calls it makes, in any of the usual scripting languages.
 pub(crate) fn inline(code: &str) -> Inline {
     let c = code.to_ascii_lowercase();
@@ -469,6 +516,11 @@ pub(crate) fn inline(code: &str) -> Inline {
         "exec(",
         "eval(",
         "import pty",
+        "exec \"",
+        "exec '",
+        "system \"",
+        "system '",
+        "exec {",
     ]);
     if network && secrets {
         Inline::Exfiltrates

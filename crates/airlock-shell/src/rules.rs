@@ -245,6 +245,55 @@ pub(crate) fn env_of<'a>(values: impl IntoIterator<Item = Option<&'a Arg>>) -> O
 
 /// Builtins that change what later commands see.
 fn builtin(cmd: &Cmd) -> Option<Outcome> {
+    let mut out = builtin_effects(cmd)?;
+    // Arithmetic and variable names expand array subscripts, which run substitutions
+    // (`let 'a[$(cmd)]=1'`, `[[ $x -eq 0 ]]` with `x='a[$(cmd)]'`).
+    if matches!(
+        cmd.program,
+        "((" | "let"
+            | "[["
+            | "test"
+            | "["
+            | "declare"
+            | "typeset"
+            | "local"
+            | "readonly"
+            | "export"
+            | "unset"
+            | "read"
+            | "mapfile"
+            | "readarray"
+            | "printf"
+            | "shift"
+            | "return"
+            | "exit"
+    ) {
+        for a in cmd.args.iter().filter(|a| a.resolved) {
+            let scripts = crate::run::arith_scripts(&a.text, cmd.state, true);
+            out.nested.extend(scripts.into_iter().map(Nested::Script));
+        }
+    }
+    if cmd.program == "trap" {
+        out.nested.extend(trap_script(cmd.args).map(Nested::Script));
+    }
+    Some(out)
+}
+
+/// The command `trap CMD SIGNAL…` installs; it runs when the signal comes (or the shell
+/// exits), so it counts as run. `trap - SIG`, `trap -p`, `trap -l` install nothing.
+fn trap_script(args: &[Arg]) -> Option<String> {
+    let ops = match args.first().map(|a| a.text.as_str()) {
+        Some("--") => args.get(1..).unwrap_or_default(),
+        Some("-p" | "-l" | "-P") => return None,
+        _ => args,
+    };
+    match ops {
+        [cmd, _, ..] if cmd.text != "-" && !cmd.text.is_empty() => Some(cmd.text.clone()),
+        _ => None,
+    }
+}
+
+fn builtin_effects(cmd: &Cmd) -> Option<Outcome> {
     let read = || Outcome::from(Finding::read("shell-builtin", "command", cmd.program));
     match cmd.program {
         "cd" | "pushd" => {
@@ -294,10 +343,9 @@ fn builtin(cmd: &Cmd) -> Option<Outcome> {
             Some(o)
         }
         "set" | "shopt" | "ulimit" | "umask" | "hash" | "wait" | "trap" | "unalias" | "true"
-        | "false" | ":" | "exit" | "return" | "test" | "[" | "[[" | "jobs" | "fg" | "bg"
-        | "disown" | "history" | "type" | "break" | "continue" | "shift" | "getopts" => {
-            Some(read())
-        }
+        | "((" | "let" | "false" | ":" | "exit" | "return" | "test" | "[" | "[[" | "jobs"
+        | "fg" | "bg" | "disown" | "history" | "type" | "break" | "continue" | "shift"
+        | "getopts" => Some(read()),
         _ => None,
     }
 }
@@ -464,40 +512,416 @@ fn read_only(cmd: &Cmd) -> Option<Outcome> {
         } else {
             Finding::new("file-edit", Verb::Update, Risk::Low, "file", &name)
         };
-        return Outcome::of(f.env(env_of([file])));
+        let mut out = Outcome::from(f.env(env_of([file])));
+        sed_run(cmd, &mut out);
+        return Some(out);
     }
     if matches!(p, "awk" | "gawk" | "mawk" | "nawk") {
         return awk(cmd);
     }
-    if p == "sed" || READS.contains(&p) {
+    if p == "sed" {
+        let mut out = Outcome::from(Finding::read("read-only", "command", p));
+        sed_run(cmd, &mut out);
+        return Some(out);
+    }
+    if let Some(out) = pager(cmd) {
+        return Some(out);
+    }
+    if READS.contains(&p) {
         return Outcome::of(Finding::read("read-only", "command", p));
     }
     None
 }
 
-/// `awk` reads, unless its program runs commands: `system("…")` runs its text as a
-/// script; a command it pipes to or reads from (`| "cmd"`, `"cmd" | getline`) or a
-/// `system` call on computed text is not judged here.
-fn awk(cmd: &Cmd) -> Option<Outcome> {
-    let mut out = Outcome::from(Finding::read("read-only", "command", cmd.program));
-    for a in cmd.args {
-        let program = a.text.as_str();
-        if program.contains("getline") || program.contains("| \"") || program.contains("|\"") {
-            return None;
-        }
-        let mut rest = program;
-        while let Some(at) = rest.find("system(") {
-            rest = &rest[at + "system(".len()..];
-            let literal = rest
-                .trim_start()
-                .strip_prefix('"')
-                .and_then(|r| r.split_once('"'))
-                .filter(|(_, after)| after.trim_start().starts_with(')'));
-            match literal {
-                Some((script, _)) => out.nested.push(Nested::Script(script.to_string())),
-                None => return None,
-            }
+/// A command run on text nobody can see (`awk '{system($0)}'`, `sed 's/x/y/e'`): it
+/// could be anything, so it is rated as the worst.
+fn opaque_run(program: &str) -> Finding {
+    Finding::new(
+        "opaque-command",
+        Verb::Exec,
+        Risk::High,
+        "command",
+        &format!("{program}-{}", crate::UNRESOLVED),
+    )
+    .destructive()
+}
+
+/// The text of a string literal starting at `s` (after optional blanks), and the rest.
+fn string_literal(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start();
+    let q = s.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+    let body = &s[1..];
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == q {
+            return Some((&body[..i], &body[i + 1..]));
         }
     }
+    None
+}
+
+/// `awk` reads, unless its program runs commands: `system("…")`, printing into a
+/// command (`print | "sort"`) and reading from one (`"date" | getline`) run their text
+/// as a script; a command on computed text (`system($0)`, `print | cmd`) or a shell fed
+/// the program's output (`print | "sh"`) could be anything.
+fn awk(cmd: &Cmd) -> Option<Outcome> {
+    let mut out = Outcome::from(Finding::read("read-only", "command", cmd.program));
+    let mut opaque = false;
+    let program = operands(
+        cmd.args,
+        &["-F", "-v", "-f", "--field-separator", "--assign"],
+    )
+    .into_iter()
+    .next();
+    let Some(program) = program.map(|a| a.text.as_str()) else {
+        return Some(out);
+    };
+    let mut rest = program;
+    while let Some(at) = rest.find("system(") {
+        rest = &rest[at + "system(".len()..];
+        match string_literal(rest).filter(|(_, after)| after.trim_start().starts_with(')')) {
+            Some((script, _)) => out.nested.push(Nested::Script(script.to_string())),
+            None => opaque = true,
+        }
+    }
+    let bytes: Vec<char> = program.chars().collect();
+    for (i, c) in bytes.iter().enumerate() {
+        if *c != '|' || bytes.get(i + 1) == Some(&'|') || (i > 0 && bytes[i - 1] == '|') {
+            continue;
+        }
+        let after: String = bytes[i + 1..].iter().collect();
+        let after = after.trim_start_matches('&');
+        if after.trim_start().starts_with("getline") {
+            // `"cmd" | getline`: the command is the literal before the bar.
+            let before: String = bytes[..i].iter().collect();
+            let before = before.trim_end();
+            match before
+                .strip_suffix('"')
+                .and_then(|b| b.rfind('"').map(|q| &b[q + 1..]))
+            {
+                Some(script) => out.nested.push(Nested::Script(script.to_string())),
+                None => opaque = true,
+            }
+            continue;
+        }
+        let before: String = bytes[..i].iter().collect();
+        let statement = before.rsplit([';', '{', '}', '\n']).next().unwrap_or("");
+        if !statement.contains("print") {
+            // A bar in a regular expression (`/a|b/`).
+            continue;
+        }
+        match string_literal(after) {
+            Some((script, _)) => {
+                let first = script.split_whitespace().next().unwrap_or("");
+                let first = first.rsplit('/').next().unwrap_or(first);
+                // What reads its commands from the printed text.
+                if crate::wrap::unwrap(first, &[]).is_some() {
+                    opaque = true;
+                } else {
+                    out.nested.push(Nested::Script(script.to_string()));
+                }
+            }
+            None => opaque = true,
+        }
+    }
+    if opaque {
+        out.findings.push(opaque_run(cmd.program));
+    }
     Some(out)
+}
+
+/// What a `sed` script does besides printing: commands it runs (`e cmd`, and `e` or the
+/// `s///e` flag on the pattern space) and files it writes (`w file`, `s///w file`).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct SedEffects {
+    pub scripts: Vec<String>,
+    pub opaque: bool,
+    pub writes: Vec<String>,
+}
+
+/// Reads a `sed` script far enough to find `e`, `s///e` and `w`.
+pub(crate) fn sed_effects(script: &str) -> SedEffects {
+    let mut fx = SedEffects::default();
+    let chars: Vec<char> = script.chars().collect();
+    let mut i = 0;
+    let line_rest = |i: usize| -> (String, usize) {
+        let mut j = i;
+        while chars.get(j).is_some_and(|c| *c != '\n') {
+            j += 1;
+        }
+        (chars[i.min(j)..j].iter().collect(), j)
+    };
+    // Skips a delimited field (`/re/`), honouring escapes; returns the index after it.
+    let field = |mut i: usize, delim: char| -> usize {
+        while let Some(c) = chars.get(i) {
+            if *c == '\\' {
+                i += 2;
+                continue;
+            }
+            if *c == delim {
+                return i + 1;
+            }
+            i += 1;
+        }
+        i
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() || matches!(c, ';' | '{' | '}' | '!') {
+            i += 1;
+            continue;
+        }
+        // Addresses: numbers, `$`, `/re/`, `\cREc`, ranges and steps.
+        if c.is_ascii_digit() || matches!(c, '$' | ',' | '~' | '+') {
+            i += 1;
+            continue;
+        }
+        if c == '/' {
+            i = field(i + 1, '/');
+            continue;
+        }
+        if c == '\\' {
+            if let Some(d) = chars.get(i + 1) {
+                i = field(i + 2, *d);
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        match c {
+            's' | 'y' => {
+                let Some(&d) = chars.get(i + 1) else {
+                    break;
+                };
+                i = field(i + 2, d);
+                i = field(i, d);
+                if c == 'y' {
+                    continue;
+                }
+                while let Some(&f) = chars.get(i) {
+                    match f {
+                        'e' => {
+                            fx.opaque = true;
+                            i += 1;
+                        }
+                        'w' => {
+                            let (file, j) = line_rest(i + 1);
+                            fx.writes.push(file.trim().to_string());
+                            i = j;
+                            break;
+                        }
+                        'g' | 'p' | 'i' | 'I' | 'm' | 'M' => i += 1,
+                        _ if f.is_ascii_digit() => i += 1,
+                        _ => break,
+                    }
+                }
+            }
+            'e' => {
+                let (cmd, j) = line_rest(i + 1);
+                let cmd = cmd.trim();
+                if cmd.is_empty() {
+                    fx.opaque = true;
+                } else {
+                    fx.scripts.push(cmd.to_string());
+                }
+                i = j;
+            }
+            'w' | 'W' => {
+                let (file, j) = line_rest(i + 1);
+                fx.writes.push(file.trim().to_string());
+                i = j;
+            }
+            'a' | 'i' | 'c' | 'r' | 'R' | ':' | 'b' | 't' | 'T' | 'q' | 'Q' | 'l' | 'L' => {
+                // Text, file names and labels run to the end of the line (labels and
+                // branch targets also end at `;`); text continues past a line that
+                // ends with a backslash (`a\` then the text on the next line).
+                let stop_at_semi = matches!(c, ':' | 'b' | 't' | 'T' | 'q' | 'Q' | 'l' | 'L');
+                i += 1;
+                while let Some(&n) = chars.get(i) {
+                    if n == '\\' && !stop_at_semi {
+                        i += 2;
+                        continue;
+                    }
+                    if n == '\n' || (stop_at_semi && matches!(n, ';' | '}')) {
+                        break;
+                    }
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    fx
+}
+
+/// `sed`'s scripts: every `-e`/`--expression`, or the first operand when there is none.
+fn sed_scripts(args: &[Arg]) -> Vec<Arg> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut file = false;
+    while let Some(a) = args.get(i) {
+        let t = a.text.as_str();
+        if t == "--" {
+            break;
+        }
+        let attached = t.strip_prefix("--expression=").or_else(|| {
+            t.strip_prefix("-e")
+                .filter(|v| !v.is_empty() && !t.starts_with("--"))
+        });
+        match t {
+            "-e" | "--expression" => {
+                out.extend(args.get(i + 1).cloned());
+                i += 2;
+                continue;
+            }
+            "-f" | "--file" => file = true,
+            _ if attached.is_some() => out.extend(attached.map(|v| Arg {
+                text: v.to_string(),
+                ..a.clone()
+            })),
+            _ => {}
+        }
+        i += 1;
+    }
+    if out.is_empty() && !file {
+        out.extend(
+            operands(
+                args,
+                &["-e", "-f", "--expression", "--file", "-l", "--line-length"],
+            )
+            .into_iter()
+            .next()
+            .cloned(),
+        );
+    }
+    out
+}
+
+/// What a `sed` script runs and writes, as findings and nested scripts.
+fn sed_run(cmd: &Cmd, out: &mut Outcome) {
+    for s in sed_scripts(cmd.args) {
+        let fx = sed_effects(&s.text);
+        out.nested
+            .extend(fx.scripts.into_iter().map(Nested::Script));
+        if fx.opaque {
+            out.findings.push(opaque_run("sed"));
+        }
+        for w in fx.writes {
+            let target = Arg {
+                text: w,
+                ..s.clone()
+            };
+            out.findings.extend(cmd.state.write_finding(&target, false));
+        }
+    }
+}
+
+/// Pagers and editors given a command to run: `less '+!cmd'`, `man -P CMD`, `vim -c
+/// '!cmd'`. Editors are not recognized otherwise (what they edit is not known).
+fn pager(cmd: &Cmd) -> Option<Outcome> {
+    let p = cmd.program;
+    let mut out = Outcome::from(Finding::read("read-only", "command", p));
+    match p {
+        "less" | "more" => {
+            for a in cmd.args.iter().filter(|a| a.text.starts_with('+')) {
+                if let Some((_, script)) = a.text.split_once('!') {
+                    out.nested.push(Nested::Script(script.to_string()));
+                }
+            }
+        }
+        "man" => {
+            if let Some(v) = opt(cmd.args, &["-P", "--pager", "-H", "--html"]) {
+                out.nested.push(Nested::Script(v.text));
+            }
+        }
+        "vim" | "vi" | "nvim" | "ex" | "view" | "vimdiff" | "gvim" | "rvim" => {
+            let mut any = false;
+            let mut i = 0;
+            while let Some(a) = cmd.args.get(i) {
+                let command = match a.text.as_str() {
+                    "-c" | "--cmd" | "-S" => {
+                        i += 1;
+                        cmd.args.get(i).map(|v| v.text.clone())
+                    }
+                    t if t.starts_with('+') => Some(t[1..].to_string()),
+                    _ => None,
+                };
+                i += 1;
+                let Some(command) = command else { continue };
+                let c = command.trim_start_matches([':', ' ']);
+                let c = c
+                    .strip_prefix("silent!")
+                    .or_else(|| c.strip_prefix("silent"))
+                    .unwrap_or(c)
+                    .trim_start();
+                if let Some((_, script)) = c.split_once('!').filter(|(head, _)| {
+                    matches!(
+                        head.trim(),
+                        "" | "r" | "read" | "w" | "write" | "%" | "%w" | "."
+                    )
+                }) {
+                    out.nested.push(Nested::Script(script.to_string()));
+                    any = true;
+                } else if [
+                    "system(", "term", "py", "lua", "perl", "ruby", "call", "exe", "so",
+                ]
+                .iter()
+                .any(|k| c.contains(k))
+                {
+                    out.findings.push(opaque_run(p));
+                    any = true;
+                }
+            }
+            if !any {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sed_scripts_are_read_for_what_they_run_and_write() {
+        let fx = sed_effects("1e echo hi");
+        assert_eq!(fx.scripts, ["echo hi"]);
+        assert!(sed_effects("s/a/b/e").opaque);
+        assert!(sed_effects("/x/{s|a|b|ge}").opaque);
+        assert_eq!(sed_effects("s/a/b/w out.txt").writes, ["out.txt"]);
+        assert_eq!(sed_effects("$w /tmp/x").writes, ["/tmp/x"]);
+        for plain in [
+            "5p",
+            "s/e/E/g",
+            "/^#/d; s/exec/run/",
+            "s|/usr/bin|/opt/bin|",
+            "/start/,/end/p",
+            "y/abc/xyz/",
+            ":a;N;$!ba;s/\\n/ /g",
+            "1i\\\nheader",
+        ] {
+            assert_eq!(sed_effects(plain), SedEffects::default(), "{plain:?}");
+        }
+    }
+
+    #[test]
+    fn string_literals_and_traps() {
+        assert_eq!(
+            string_literal(r#" "a \" b" rest"#),
+            Some((r#"a \" b"#, " rest"))
+        );
+        assert_eq!(string_literal("x"), None);
+        let args = |s: &str| s.split_whitespace().map(Arg::lit).collect::<Vec<_>>();
+        assert_eq!(trap_script(&args("ls EXIT")).as_deref(), Some("ls"));
+        assert_eq!(trap_script(&args("-- ls INT TERM")).as_deref(), Some("ls"));
+        assert_eq!(trap_script(&args("- EXIT")), None);
+        assert_eq!(trap_script(&args("-p")), None);
+    }
 }

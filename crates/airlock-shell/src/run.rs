@@ -15,6 +15,17 @@ use std::collections::{HashMap, HashSet};
 const MAX_DEPTH: usize = 8;
 /// Wrapper, alias and keyword layers followed on one command before giving up.
 const MAX_UNWRAP: usize = 32;
+/// The text standing for what `xargs` (or `find -exec`) reads at run time.
+pub(crate) const XARGS_INPUT: &str = "{}";
+
+/// How a simple command was reached: its nesting depth, whether a tool runner ran it
+/// (`npx`), whether `xargs` feeds its arguments.
+#[derive(Debug, Clone, Copy)]
+struct How {
+    depth: usize,
+    tool: bool,
+    fed: bool,
+}
 
 /// Where unresolved data came from, which decides how bad running it is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -180,6 +191,32 @@ impl State {
     pub fn place(&self, a: &Arg) -> Place {
         self.site.place(a)
     }
+    /// What writing a command's output to `t` does (`>` when not `append`): nothing worth
+    /// a finding inside the workspace, in scratch space or to `/dev/null`; critical on a
+    /// file that decides who may do what; elsewhere, overwriting destroys what was there.
+    pub fn write_finding(&self, t: &Arg, append: bool) -> Option<Finding> {
+        if t.resolved && (t.text.starts_with("/dev/") || t.text == "-") {
+            return None;
+        }
+        if t.resolved && paths::is_privileged(&t.text) {
+            let f = files::file_finding(
+                "privileged-file-write",
+                Verb::Update,
+                Risk::Critical,
+                Some(t),
+            );
+            return Some(if append { f } else { f.destructive() });
+        }
+        if self.place(t) == Place::Inside || self.site.is_scratch(t) {
+            return None;
+        }
+        Some(if append {
+            files::file_finding("file-append", Verb::Update, Risk::Medium, Some(t))
+        } else {
+            files::file_finding("file-overwrite", Verb::Update, Risk::High, Some(t)).destructive()
+        })
+    }
+
     /// A variable's text when it is set and known.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars.get(name).and_then(|v| v.text.as_deref())
@@ -413,6 +450,9 @@ impl<'o> Runner<'o> {
             assigns.push((name, v));
             words.next();
         }
+        for (name, value) in &assigns {
+            self.hook_var(name, value, depth);
+        }
         let mut argv = Vec::new();
         for w in words {
             argv.extend(self.expand(w, depth, true));
@@ -467,7 +507,7 @@ impl<'o> Runner<'o> {
                 }
                 (kind @ (RedirKind::Out | RedirKind::Append), Some(t)) => {
                     let append = kind == RedirKind::Append;
-                    if let Some(f) = self.write_finding(&t, append) {
+                    if let Some(f) = self.state.write_finding(&t, append) {
                         let op = if append { ">>" } else { ">" };
                         let seg = format!("{} {op} {}", segment(&assigns, "", &argv), t.text);
                         self.push(f, seg.trim().to_string());
@@ -493,32 +533,6 @@ impl<'o> Runner<'o> {
             }
         }
         out
-    }
-
-    /// What writing a command's output to `t` does (`>` when not `append`): nothing worth
-    /// a finding inside the workspace, in scratch space or to `/dev/null`; critical on a
-    /// file that decides who may do what; elsewhere, overwriting destroys what was there.
-    fn write_finding(&self, t: &Arg, append: bool) -> Option<Finding> {
-        if t.resolved && (t.text.starts_with("/dev/") || t.text == "-") {
-            return None;
-        }
-        if t.resolved && paths::is_privileged(&t.text) {
-            let f = files::file_finding(
-                "privileged-file-write",
-                Verb::Update,
-                Risk::Critical,
-                Some(t),
-            );
-            return Some(if append { f } else { f.destructive() });
-        }
-        if self.state.place(t) == Place::Inside || self.state.site.is_scratch(t) {
-            return None;
-        }
-        Some(if append {
-            files::file_finding("file-append", Verb::Update, Risk::Medium, Some(t))
-        } else {
-            files::file_finding("file-overwrite", Verb::Update, Risk::High, Some(t)).destructive()
-        })
     }
 
     /// Expands a word without field splitting (assignment values, redirect targets).
@@ -547,6 +561,8 @@ impl<'o> Runner<'o> {
                     name,
                     quoted,
                     default,
+                    scripts,
+                    arith,
                 } => {
                     let mut v = match (self.state.vars.get(name), default) {
                         (Some(v), _) => v.clone(),
@@ -561,6 +577,15 @@ impl<'o> Runner<'o> {
                     };
                     if v.text.is_none() && egress::is_secret_var(name.trim_start_matches('{')) {
                         v.taint.secret_var = true;
+                    }
+                    // What the expansion may run, whichever branch the shell takes.
+                    let mut run: Vec<String> = scripts.clone();
+                    if let Some(body) = arith {
+                        run.extend(arith_scripts(body, &self.state, false));
+                    }
+                    for s in run {
+                        let out = self.run_script(&s, depth + 1, Stdin::Terminal);
+                        v.taint = v.taint.union(out.taint());
                     }
                     let raw = if name.is_empty() {
                         "$((…))".to_string()
@@ -635,6 +660,8 @@ impl<'o> Runner<'o> {
         // Set once a tool runner (`npx`, `uv run` …) was peeled off: a program no rule
         // knows is then the project's own tooling.
         let mut tool = false;
+        // Set once `xargs` was peeled off: the arguments are data read at run time.
+        let mut fed = false;
         for _ in 0..MAX_UNWRAP {
             let Some(first) = argv.first() else {
                 return Stdin::Opaque(stdin.taint());
@@ -698,6 +725,9 @@ impl<'o> Runner<'o> {
                     argv: inner,
                     assigns: more,
                 }) => {
+                    for (n, v) in &more {
+                        self.hook_var(n, v, depth);
+                    }
                     assigns.extend(more);
                     argv = inner;
                 }
@@ -705,13 +735,21 @@ impl<'o> Runner<'o> {
                     argv: inner,
                     replace,
                 }) => {
-                    let input = Arg::unresolved("{}", stdin.taint());
+                    let input = Arg::unresolved(XARGS_INPUT, stdin.taint());
+                    fed = true;
                     argv = match replace {
                         Some(r) => inner
                             .into_iter()
                             .map(|a| {
-                                if a.text.contains(&r) {
+                                if a.text == r {
                                     input.clone()
+                                } else if !r.is_empty() && a.text.contains(&r) {
+                                    // `sh -c 'echo {}; rm …'`: the rest of the text stays.
+                                    Arg {
+                                        text: a.text.replace(&r, XARGS_INPUT),
+                                        resolved: false,
+                                        taint: a.taint.union(input.taint),
+                                    }
                                 } else {
                                     a
                                 }
@@ -726,7 +764,13 @@ impl<'o> Runner<'o> {
                 }
                 Some(Wrapped::Script(script)) => {
                     // A script with unknown parts is still read, its unknown parts left
-                    // unresolved; only downloaded or decoded text is opaque.
+                    // unresolved; only downloaded or decoded text, or text that is
+                    // nothing but data read at run time (`xargs sh -c`), is opaque.
+                    let data = !script.resolved && script.text.trim() == XARGS_INPUT;
+                    if data {
+                        self.push(exec_of(script.taint, &name), seg);
+                        return Stdin::Opaque(script.taint);
+                    }
                     if script.resolved || !script.taint.untrusted() {
                         return self.run_script(&script.text, depth + 1, stdin);
                     }
@@ -750,7 +794,7 @@ impl<'o> Runner<'o> {
                             return self.run_script(&t, depth + 1, Stdin::Terminal);
                         }
                         Stdin::Text(t) => {
-                            self.inline_code(&name, &Arg::lit(&t), &Stdin::Terminal, seg);
+                            self.inline_code(&name, &Arg::lit(&t), &Stdin::Terminal, seg, depth);
                             return Stdin::Opaque(Taint {
                                 secret: project::reads_secrets(&t),
                                 ..Taint::default()
@@ -779,7 +823,7 @@ impl<'o> Runner<'o> {
                     }
                 }
                 Some(Wrapped::Inline(code)) => {
-                    self.inline_code(&name, &code, &stdin, seg);
+                    self.inline_code(&name, &code, &stdin, seg, depth);
                     // Code that reads the environment or a credential file may print it.
                     let mut out = code.taint.union(stdin.taint());
                     out.secret |= code.resolved && project::reads_secrets(&code.text);
@@ -801,7 +845,8 @@ impl<'o> Runner<'o> {
                 }
                 None => {
                     let path = first.text.clone();
-                    return self.run_rules(&name, &path, &argv[1..], &assigns, stdin, depth, tool);
+                    let how = How { depth, tool, fed };
+                    return self.run_rules(&name, &path, &argv[1..], &assigns, stdin, how);
                 }
             }
         }
@@ -809,6 +854,85 @@ impl<'o> Runner<'o> {
         let seg = segment(&assigns, "", &argv);
         self.push(f, seg.trim().to_string());
         Stdin::Opaque(stdin.taint())
+    }
+
+    /// Variables whose value the shell or a program runs: a command (`PROMPT_COMMAND`,
+    /// `PAGER`, `GIT_SSH_COMMAND` …), a prompt expanded with its substitutions (`PS1`,
+    /// `PS4`), or a startup file a shell sources (`BASH_ENV`, `ENV`). Classified as run.
+    fn hook_var(&mut self, name: &str, value: &Arg, depth: usize) {
+        let seg = format!("{name}={}", display_word(value));
+        if matches!(
+            name,
+            "PS0" | "PS1" | "PS2" | "PS3" | "PS4" | "BASH_ENV" | "ENV"
+        ) {
+            for s in lex::substitutions(&value.text, true) {
+                self.run_script(&s, depth + 1, Stdin::Terminal);
+            }
+        }
+        // `ENV=prod` names an environment; as a startup file it is a path.
+        let startup = name == "BASH_ENV" || (name == "ENV" && value.text.contains('/'));
+        if startup && !value.text.is_empty() {
+            let inside = value.resolved && self.state.place(value) == Place::Inside;
+            match inside
+                .then(|| project::local_exec(&value.text, &[]))
+                .flatten()
+            {
+                Some(f) => self.push(f, seg),
+                None => {
+                    let f = Finding::new(
+                        "startup-file",
+                        Verb::Exec,
+                        Risk::High,
+                        "command",
+                        &value.name(),
+                    )
+                    .destructive();
+                    self.push(f, seg);
+                }
+            }
+            return;
+        }
+        const COMMAND_VARS: [&str; 21] = [
+            "PROMPT_COMMAND",
+            "PAGER",
+            "MANPAGER",
+            "GIT_PAGER",
+            "SYSTEMD_PAGER",
+            "EDITOR",
+            "VISUAL",
+            "GIT_EDITOR",
+            "GIT_SEQUENCE_EDITOR",
+            "GIT_SSH_COMMAND",
+            "GIT_SSH",
+            "GIT_EXTERNAL_DIFF",
+            "GIT_ASKPASS",
+            "SSH_ASKPASS",
+            "SUDO_ASKPASS",
+            "LESSOPEN",
+            "LESSCLOSE",
+            "BROWSER",
+            "RSYNC_RSH",
+            "FZF_DEFAULT_COMMAND",
+            "GIT_PROXY_COMMAND",
+        ];
+        if !COMMAND_VARS.contains(&name) {
+            return;
+        }
+        let script = value.text.trim_start_matches(['|', '-']).trim();
+        // A program found on the PATH by its bare name (`PAGER=cat`, `EDITOR=vim`) runs
+        // the usual way; anything else is read as the command line it is.
+        let bare = script
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let shell = wrap::unwrap(script, &[]).is_some();
+        if script.is_empty() || (value.resolved && bare && !shell) {
+            return;
+        }
+        if !value.resolved {
+            self.push(exec_of(value.taint, UNRESOLVED), seg);
+            return;
+        }
+        self.run_script(script, depth + 1, Stdin::Opaque(Taint::default()));
     }
 
     /// The value a loop variable takes: the item that is worst as a path when every item
@@ -862,12 +986,15 @@ impl<'o> Runner<'o> {
     }
 
     /// `python3 -c CODE`, `node -e CODE`, code piped into an interpreter.
-    fn inline_code(&mut self, name: &str, code: &Arg, stdin: &Stdin, seg: String) {
+    fn inline_code(&mut self, name: &str, code: &Arg, stdin: &Stdin, seg: String, depth: usize) {
         if code.taint.untrusted() || !code.resolved {
             self.push(exec_of(code.taint, name), seg);
             return;
         }
         let verdict = project::inline(&code.text);
+        // Backticks run a command in Perl, Ruby and PHP (in JavaScript they quote).
+        let backticks = matches!(name, "perl" | "ruby" | "php") && code.text.contains('`');
+        let spells_commands = backticks || verdict != Inline::Plain;
         let leaks_stdin = stdin.taint().secret && project::uses_network(&code.text);
         let f = match verdict {
             Inline::Exfiltrates => Finding::new(
@@ -887,19 +1014,37 @@ impl<'o> Runner<'o> {
             Inline::RunsHidden => {
                 Finding::new("opaque-exec", Verb::Exec, Risk::Critical, "command", name)
             }
-            Inline::Unclear => {
-                self.out.unknown.push(seg);
-                return;
-            }
+            // Side effects the code's text does not spell out: the worst they could be.
+            Inline::Unclear => Finding::new(
+                "inline-side-effects",
+                Verb::Exec,
+                Risk::High,
+                "command",
+                name,
+            )
+            .destructive(),
+            _ if backticks => Finding::new(
+                "inline-side-effects",
+                Verb::Exec,
+                Risk::High,
+                "command",
+                name,
+            )
+            .destructive(),
             Inline::Plain => Finding::new("local-exec", Verb::Exec, Risk::Low, "command", name),
         };
         self.push(f, seg);
+        // The commands it spells out are classified as run.
+        let scripts = if spells_commands {
+            project::inline_commands(&code.text, backticks)
+        } else {
+            Vec::new()
+        };
+        for script in scripts {
+            self.run_script(&script, depth + 1, Stdin::Terminal);
+        }
     }
 
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the runner's view of one simple command"
-    )]
     fn run_rules(
         &mut self,
         name: &str,
@@ -907,9 +1052,9 @@ impl<'o> Runner<'o> {
         args: &[Arg],
         assigns: &[(String, Arg)],
         stdin: Stdin,
-        depth: usize,
-        tool: bool,
+        how: How,
     ) -> Stdin {
+        let How { depth, tool, fed } = how;
         let seg = segment(assigns, name, args);
         let secret_path = |p: &str| self.state.is_secret(p);
         if let Some(f) = egress::check(name, args, &stdin, &secret_path) {
@@ -951,7 +1096,13 @@ impl<'o> Runner<'o> {
             }
             return stdout;
         };
-        for f in outcome.findings {
+        for mut f in outcome.findings {
+            // Arguments read at run time could name anything: a change to them is
+            // rated as the worst it could be.
+            if fed && f.verb.is_mutation() {
+                f.risk = f.risk.max(Risk::High);
+                f.destructive = true;
+            }
             self.push(f, seg.clone());
         }
         for c in outcome.changes {
@@ -966,6 +1117,15 @@ impl<'o> Runner<'o> {
                 Change::TfWorkspace(w) => self.state.tf_workspace = Some(w),
                 Change::KubeContext(c) => self.state.kube_context = Some(c),
                 Change::Var(n, v) => {
+                    let arg = match &v.text {
+                        Some(t) => Arg {
+                            text: t.clone(),
+                            resolved: true,
+                            taint: v.taint,
+                        },
+                        None => Arg::unresolved(&format!("${{{n}}}"), v.taint),
+                    };
+                    self.hook_var(&n, &arg, depth);
                     self.state.vars.insert(n, v);
                 }
                 Change::Alias(n, v) => {
@@ -1002,6 +1162,42 @@ impl<'o> Runner<'o> {
         }
         stdout
     }
+}
+
+/// The scripts arithmetic on `text` runs: an array subscript's substitutions, in the
+/// text itself when `literal` (`let 'a[$(cmd)]=1'`) or in the value of a variable it
+/// names (`x='a[$(cmd)]'; echo $((x))`), followed through variables naming variables.
+pub(crate) fn arith_scripts(text: &str, state: &State, literal: bool) -> Vec<String> {
+    let subscripted = |t: &str| {
+        t.find('[')
+            .is_some_and(|i| t[i..].contains("$(") || t[i..].contains('`'))
+    };
+    let mut out = Vec::new();
+    if literal && subscripted(text) {
+        out.extend(lex::substitutions(text, false));
+    }
+    let mut names: Vec<&str> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        .collect();
+    let mut seen = HashSet::new();
+    while let Some(n) = names.pop() {
+        if seen.len() > 64 || !seen.insert(n) {
+            continue;
+        }
+        let Some(value) = state.var(n) else {
+            continue;
+        };
+        if subscripted(value) {
+            out.extend(lex::substitutions(value, false));
+        }
+        names.extend(
+            value
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')),
+        );
+    }
+    out
 }
 
 /// An `exec` of something unknown: critical when downloaded or decoded (code nobody has

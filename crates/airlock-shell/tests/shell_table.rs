@@ -790,3 +790,152 @@ fn commands_the_classifier_was_not_built_on() {
         .collect();
     assert!(wrong.is_empty(), "misclassified: {wrong:?}");
 }
+
+/// The reported bypasses (an issue about trust): constructs that look inert but run
+/// text. Each is classified by what the text does, so the deletion it hides is found
+/// with its target; what cannot be read is rated as the worst it could be.
+#[test]
+fn constructs_that_look_inert_are_classified_by_what_they_run() {
+    let finds = |cmd: &str, verb: Verb, target: &str| {
+        let c = classify(cmd);
+        assert!(
+            c.actions
+                .iter()
+                .any(|a| a.verb == verb && a.target.to_string() == target && a.is_dangerous()),
+            "{cmd:?} should {verb} {target}: {:?}",
+            c.actions
+        );
+    };
+    let file_delete = |cmd: &str, target: &str| finds(cmd, DEL, target);
+    // 1. The operand of a parameter expansion.
+    file_delete("echo ${X:-$(rm -rf ~/data)}", "shell:file/data");
+    file_delete(": ${X:=`rm -rf /srv/app`}", "shell:file/srv-app");
+    file_delete("echo \"${HOME:+$(rm -rf /srv/app)}\"", "shell:file/srv-app");
+    file_delete("echo ${X/a/$(rm -rf /srv/app)}", "shell:file/srv-app");
+    // 2. Arithmetic, and array subscripts evaluated as arithmetic.
+    file_delete("echo $(( $(rm -rf /srv/app) ))", "shell:file/srv-app");
+    file_delete(
+        "x='a[$(rm -rf /srv/app)]'; echo $((x))",
+        "shell:file/srv-app",
+    );
+    file_delete("let 'a[$(rm -rf /srv/app)]=1'", "shell:file/srv-app");
+    file_delete("(( a[$(rm -rf /srv/app)] ))", "shell:file/srv-app");
+    // 3. Functions defined and called on the line.
+    file_delete("f(){ rm -rf /srv/app; }; f", "shell:file/srv-app");
+    file_delete("function f { rm -rf /srv/app; }; f", "shell:file/srv-app");
+    // 4. Traps and variables whose value runs.
+    file_delete("trap 'rm -rf /srv/app' EXIT", "shell:file/srv-app");
+    file_delete("PROMPT_COMMAND='rm -rf /srv/app'", "shell:file/srv-app");
+    file_delete(
+        "PS4='$(rm -rf /srv/app)' bash -xc true",
+        "shell:file/srv-app",
+    );
+    file_delete("GIT_PAGER='rm -rf /srv/app' git log", "shell:file/srv-app");
+    // 5. Interpreters that run commands from their program text.
+    file_delete(
+        "awk 'BEGIN { system(\"rm -rf /srv/app\") }'",
+        "shell:file/srv-app",
+    );
+    file_delete(
+        "awk 'BEGIN { \"rm -rf /srv/app\" | getline }'",
+        "shell:file/srv-app",
+    );
+    file_delete("sed 'e rm -rf /srv/app' f", "shell:file/srv-app");
+    file_delete(
+        "tar cf x.tar src --checkpoint-action=exec='rm -rf /srv/app'",
+        "shell:file/srv-app",
+    );
+    file_delete("git -c alias.x='!rm -rf /srv/app' x", "shell:file/srv-app");
+    file_delete("perl -e '`rm -rf /srv/app`'", "shell:file/srv-app");
+    file_delete("vim -c '!rm -rf /srv/app' -c q", "shell:file/srv-app");
+    file_delete("man -P 'rm -rf /srv/app' ls", "shell:file/srv-app");
+    // 7. Truncation outside the project.
+    finds(": > /srv/app/db", UPD, "shell:file/srv-app-db");
+    finds("cp /dev/null /srv/app/db", UPD, "shell:file/srv-app-db");
+    // Text nobody can read that runs: the worst it could be.
+    for opaque in [
+        "awk '{ system($0) }' cmds.txt",
+        "awk '{ print | \"sh\" }' cmds.txt",
+        "sed 's/.*/&/e' cmds.txt",
+        "cat cmds | xargs -I{} sh -c '{}'",
+        "cat cmds | xargs eval",
+        "BASH_ENV=/tmp/x.sh bash -c true",
+        "python3 -c 'import os; os.system(input())'",
+    ] {
+        let c = classify(opaque);
+        assert!(
+            c.actions
+                .iter()
+                .any(|a| a.destructive && a.risk >= Risk::High),
+            "{opaque:?}: {:?}",
+            c.actions
+        );
+    }
+    // 6. A change to what xargs reads is the worst it could be.
+    let c = classify("cat list | xargs chmod 644");
+    assert!(c.actions.iter().any(|a| a.destructive), "{:?}", c.actions);
+    // Their harmless look-alikes stay harmless.
+    for harmless in [
+        "awk '{print $1}' f",
+        "awk '/a|b/ { print }' f",
+        "sed -n 5p f",
+        "sed 's/e/E/g' f",
+        "tar czf out.tgz src",
+        "git -c core.pager=cat log",
+        "f(){ echo hi; }; f",
+        "echo ${X:-default}",
+        "echo $((1+2))",
+        "(( i++ ))",
+        "trap 'echo bye' EXIT",
+        "PAGER=cat git log",
+        "ENV=production node app.js",
+        ": > build/log.txt",
+    ] {
+        let c = classify(harmless);
+        assert!(
+            !c.is_dangerous() && c.unknown.is_empty(),
+            "{harmless:?}: {:?} {:?}",
+            c.actions,
+            c.unknown
+        );
+    }
+}
+
+/// Classification is linear in the line's length: a 64 KB line of everyday commands
+/// classifies (timing is the `classify` bench's business), with one action per simple
+/// command at most, and lines built to make a naive reader rescan stay whole.
+#[test]
+fn a_64_kb_line_classifies_with_actions_in_proportion() {
+    let cmds = [
+        "ls -la",
+        "git status",
+        "cd src",
+        "ln -s a b",
+        "echo ${X:-$(date)}",
+        "cat f | grep x",
+        "rm -rf target/x",
+    ];
+    let mut line = String::new();
+    let mut simple = 0;
+    while line.len() < 64 * 1024 {
+        line.push_str(cmds[simple % cmds.len()]);
+        line.push_str("; ");
+        simple += 1;
+    }
+    // `cat f | grep x` and `echo $(date)` are two simple commands each.
+    let most = simple + simple.div_ceil(cmds.len()) * 2;
+    let c = classify(&line);
+    assert!(
+        c.actions.len() + c.unknown.len() >= simple && c.actions.len() <= most,
+        "{} actions for {simple} commands",
+        c.actions.len()
+    );
+    for odd in [
+        "((".repeat(20_000),
+        "cd a; ".repeat(10_000),
+        format!("echo {}x{}", "${X:-".repeat(2_000), "}".repeat(2_000)),
+        format!("echo {}1{}", "$((".repeat(2_000), "))".repeat(2_000)),
+    ] {
+        let _ = classify(&odd);
+    }
+}
