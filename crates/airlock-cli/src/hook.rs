@@ -2,7 +2,6 @@
 //! the gate and answers in the hook protocol.
 
 use crate::serve::load_config;
-use airlock_server::config::RawHook;
 use airlock_server::hook::{HookGate, decide, output};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -53,13 +52,10 @@ async fn run(args: HookArgs) -> Result<serde_json::Value> {
     let token = args.token.filter(|t| !t.trim().is_empty());
     match args.url {
         Some(url) => {
-            // The hook's own answers (unknown commands, holds) still come from the local config.
-            let cfg = match &args.config {
-                Some(_) => load_config(args.config.as_deref())?.hook,
-                None => load_config(None)
-                    .map(|c| c.hook)
-                    .unwrap_or_else(|_| RawHook::default()),
-            };
+            // The hook's own answers (unknown commands, holds) still come from the local config:
+            // none at all means the defaults, but one that does not load is a deny, never a
+            // silent fall back to defaults the operator did not choose.
+            let cfg = load_config(args.config.as_deref())?.hook;
             let gate = HookGate::Remote {
                 base: url.trim_end_matches('/').to_string(),
                 http: reqwest::Client::new(),

@@ -356,3 +356,26 @@ impl OwnedPair for (&str, &str) {
         (self.0.to_string(), self.1.to_string())
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_airlock_url_a_config_that_does_not_load_is_a_deny_not_the_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    // `on_hold = "allow"` is refused: silently using the defaults instead would hide that.
+    std::fs::write(
+        dir.path().join("airlock.toml"),
+        "[hook]\non_hold = \"allow\"\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["hook", "claude-code"])
+        .current_dir(dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AIRLOCK_URL", "http://127.0.0.1:9")
+        .env("AIRLOCK_TOKEN", "alk_any");
+    let out = run_with_stdin(cmd, bash("ls")).await;
+    assert_eq!(out.status.code(), Some(0));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (got, reason) = decision(&answer);
+    assert_eq!(got, "deny", "{reason}");
+    assert!(reason.contains("hook.on_hold"), "{reason}");
+}

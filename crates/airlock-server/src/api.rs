@@ -451,7 +451,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// OpenMetrics text: `airlock_decisions_total{verdict,agent}`, `airlock_decision_seconds`
 /// (histogram), `airlock_changes_total{status}`, `airlock_reverts_total`,
 /// `airlock_pending_holds`, `airlock_breaker_open{agent}`,
-/// `airlock_agent_anomaly_score{agent}`, `airlock_killswitch`, and with the live sandbox
+/// `airlock_agent_anomaly_score{agent}`, `airlock_killswitch`, `airlock_journal_writable`,
+/// `airlock_journal_write_failures`, and with the live sandbox
 /// cloud its services' `airlock_sim_*` signals. No token needed.
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
     responses((status = 200, description = "The exposition text.", body = String,
@@ -463,6 +464,12 @@ async fn metrics(State(s): State<AppState>) -> Response {
     s.metrics
         .killswitch
         .set(i64::from(s.gate.killswitch().await));
+    s.metrics
+        .journal_writable
+        .set(i64::from(s.gate.journal_health().is_ok()));
+    s.metrics
+        .journal_write_failures
+        .set(i64::try_from(s.gate.journal_write_failures()).unwrap_or(i64::MAX));
     s.metrics.anomaly.clear();
     for (agent, score) in s.gate.anomaly_scores().await {
         s.metrics

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub breaker_open: Family<AgentLabels, Gauge>,
     pub anomaly: Family<AgentLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub killswitch: Gauge,
+    pub journal_writable: Gauge,
+    pub journal_write_failures: Gauge,
 }
 
 impl Default for Metrics {
@@ -84,8 +86,22 @@ impl Default for Metrics {
             "1 while the kill switch is on",
             killswitch.clone(),
         );
+        let journal_writable = Gauge::default();
+        registry.register(
+            "journal_writable",
+            "1 while the journal's last write succeeded, 0 until one succeeds again",
+            journal_writable.clone(),
+        );
+        let journal_write_failures = Gauge::default();
+        registry.register(
+            "journal_write_failures",
+            "Journal writes that failed since the server started",
+            journal_write_failures.clone(),
+        );
         Self {
             registry,
+            journal_writable,
+            journal_write_failures,
             decisions,
             decision_seconds,
             changes,

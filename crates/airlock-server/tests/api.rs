@@ -242,6 +242,12 @@ async fn metrics_are_openmetrics_with_decisions_holds_breakers_and_the_killswitc
     assert!(r.text.trim_end().ends_with("# EOF"), "{}", r.text);
     assert!(r.text.contains("airlock_pending_holds 0"), "{}", r.text);
     assert!(r.text.contains("airlock_killswitch 0"), "{}", r.text);
+    assert!(r.text.contains("airlock_journal_writable 1"), "{}", r.text);
+    assert!(
+        r.text.contains("airlock_journal_write_failures 0"),
+        "{}",
+        r.text
+    );
 
     assert_eq!(
         h.submit(&h.bot, read("checkout")).await.json["verdict"],
