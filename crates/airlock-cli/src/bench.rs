@@ -73,12 +73,16 @@ async fn drive(
             (ok, t0.elapsed().as_secs_f64() * 1000.0)
         }));
     }
+    // Only answered requests have a latency worth reporting: a failure's time (a refused
+    // connection returns at once) would flatter the percentiles.
     let mut lat = Vec::with_capacity(total);
     let mut ok = 0;
     for t in tasks {
         let (good, ms) = t.await?;
-        ok += usize::from(good);
-        lat.push(ms);
+        if good {
+            ok += 1;
+            lat.push(ms);
+        }
     }
     let elapsed_s = start.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
@@ -171,7 +175,32 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
             if report.ok() { "verified" } else { "BROKEN" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict(
+        &report,
+        &[
+            ("airlock", airlock.sent - airlock.ok),
+            ("no-op", baseline.sent - baseline.ok),
+        ],
+    ))
+}
+
+/// A benchmark whose journal chain is broken or whose requests failed measured nothing
+/// trustworthy: exit code 1, with why on stderr (the figures are still printed).
+fn verdict(report: &airlock_store::VerifyReport, failed: &[(&str, usize)]) -> ExitCode {
+    let mut bad = false;
+    if !report.ok() {
+        eprintln!("airlock bench: the journal's chain does not verify: the run is not valid");
+        bad = true;
+    }
+    for (name, n) in failed.iter().filter(|(_, n)| *n > 0) {
+        eprintln!("airlock bench: {n} {name} requests failed: the run is not valid");
+        bad = true;
+    }
+    if bad {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn free_port() -> Result<u16> {
@@ -386,5 +415,33 @@ pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
             if report.ok() { "verified" } else { "BROKEN" }
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(verdict(&report, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_store::{BrokenLink, VerifyReport};
+
+    fn intact() -> VerifyReport {
+        VerifyReport {
+            events: 3,
+            head: "h".into(),
+            first_broken: None,
+        }
+    }
+
+    #[test]
+    fn a_run_with_failed_requests_or_a_broken_chain_is_not_valid() {
+        assert_eq!(verdict(&intact(), &[("airlock", 0)]), ExitCode::SUCCESS);
+        assert_eq!(verdict(&intact(), &[("airlock", 2)]), ExitCode::FAILURE);
+        let broken = VerifyReport {
+            first_broken: Some(BrokenLink {
+                seq: 2,
+                reason: "hash mismatch".into(),
+            }),
+            ..intact()
+        };
+        assert_eq!(verdict(&broken, &[]), ExitCode::FAILURE);
+    }
 }
