@@ -198,10 +198,17 @@ impl Bake {
             serde_json::from_value(field("snapshot")).map_err(|e| format!("snapshot: {e}"))?;
         let applied: Applied =
             serde_json::from_value(field("applied")).map_err(|e| format!("applied: {e}"))?;
+        // A baseline that is not there was never recorded (no signals): nothing to judge
+        // against. One that is there but does not parse would silently judge nothing and
+        // settle the change: that is an error, and the change needs a person.
+        let list = |k: &str| match rec.record.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(serde_json::Value::Array(Vec::new())),
+            Some(v) => Ok::<_, String>(v.clone()),
+        };
         let baseline: Vec<BaselineEntry> =
-            serde_json::from_value(field("baseline")).unwrap_or_default();
-        let query_baseline: Vec<QueryBaseline> =
-            serde_json::from_value(field("query_baseline")).unwrap_or_default();
+            serde_json::from_value(list("baseline")?).map_err(|e| format!("baseline: {e}"))?;
+        let query_baseline: Vec<QueryBaseline> = serde_json::from_value(list("query_baseline")?)
+            .map_err(|e| format!("query_baseline: {e}"))?;
         let mut bake = Bake::new(
             rec.id.clone(),
             rec.action_id.clone(),
@@ -1073,22 +1080,25 @@ impl Gate {
             if lock(&self.bakes).contains_key(&rec.id) {
                 continue;
             }
-            let Ok(mut bake) = Bake::from_record(&rec, BTreeMap::new()) else {
-                tracing::error!(change = %rec.id, "a baking change's record does not parse; marking it needs_attention");
-                let now = self.clock.now();
-                let mut failed = rec.clone();
-                failed.status = ChangeStatus::NeedsAttention;
-                failed.updated_at = now;
-                let ev = NewEvent::new(
+            let mut bake = match Bake::from_record(&rec, BTreeMap::new()) {
+                Ok(b) => b,
+                Err(why) => {
+                    tracing::error!(change = %rec.id, error = %why, "a baking change's record does not parse; marking it needs_attention");
+                    let now = self.clock.now();
+                    let mut failed = rec.clone();
+                    failed.status = ChangeStatus::NeedsAttention;
+                    failed.updated_at = now;
+                    let ev = NewEvent::new(
                     now,
                     EventKind::NeedsAttention,
-                    json!({"reason": "the change's record could not be read after a restart"}),
+                    json!({"reason": format!("the change's record could not be read after a restart ({why}): it was never judged")}),
                 )
                 .agent(&rec.agent)
                 .action(&rec.action_id)
                 .change(&rec.id);
-                self.journal.put_change(failed, ev).await?;
-                continue;
+                    self.journal.put_change(failed, ev).await?;
+                    continue;
+                }
             };
             bake.last = read_counters(self, &bake.plan.blast.watch).await;
             let plan = bake.plan.clone();

@@ -1315,3 +1315,47 @@ async fn a_journal_that_cannot_be_written_is_reported_until_a_write_succeeds_aga
         "recovered with the next write"
     );
 }
+
+#[tokio::test]
+async fn a_resumed_bake_whose_baseline_cannot_be_read_needs_attention_instead_of_settling() {
+    let f = fixture().await;
+    let d = f.gate.submit(&f.bot, scale("web", 5)).await.unwrap();
+    let id = d.change_id.expect("applied and baking");
+    // The stored baseline is damaged (a disk, an edit, an older format).
+    let mut rec = f.store.change(&id).await.unwrap().unwrap();
+    rec.record["baseline"] = serde_json::json!({"not": "a list"});
+    f.store
+        .put_change(
+            rec,
+            NewEvent::new(f.clock.now(), EventKind::Applied, serde_json::json!({})).change(&id),
+        )
+        .await
+        .unwrap();
+    // A restarted gate picks it up: it is not judged against nothing and settled.
+    let provider = Arc::new(SimProvider::new(f.sim.clone()));
+    let restarted = Gate::new(
+        f.store.clone(),
+        vec![provider.clone() as Arc<dyn Provider>],
+        provider as Arc<dyn SignalSource>,
+        Arc::new(PolicyEngine::default_pack().unwrap()),
+        Arc::new(f.clock.clone()),
+        config(),
+    );
+    assert_eq!(restarted.resume().await.unwrap(), 0);
+    let rec = f.store.change(&id).await.unwrap().unwrap();
+    assert_eq!(rec.status, airlock_core::ChangeStatus::NeedsAttention);
+    let why = f
+        .store
+        .read(EventQuery {
+            change_id: Some(id.clone()),
+            kind: Some(EventKind::NeedsAttention),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reason = why[0].payload["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("baseline") && reason.contains("never judged"),
+        "{reason}"
+    );
+}
