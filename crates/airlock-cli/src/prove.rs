@@ -5,7 +5,6 @@
 use crate::BadInput;
 use crate::demo::{bar, fmt_ttm, load_scenario, mode_name, write_report};
 use airlock_prove::ChildLauncher;
-use airlock_prove::assertions::check_all;
 use airlock_prove::scenario::AgentSpec;
 use airlock_prove::{Cast, Mode, RunOptions, RunResult, Scenario, Scorecard};
 use anyhow::{Context, Result};
@@ -250,7 +249,7 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
         results.push(h.await.context("a run panicked")??);
     }
     pb.finish_and_clear();
-    settle(&scenarios, &mut results);
+    settle(&scenarios, &mut results).map_err(BadInput)?;
 
     let summary = summarize(&scenarios, &units, &results);
     let ok = summary.iter().all(|s| s.ok());
@@ -308,8 +307,9 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
     })
 }
 
-/// Sets each run's cost against its reference run and re-checks the assertions.
-fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) {
+/// Sets each run's cost against its reference run and re-checks the assertions; an
+/// assertion that does not parse is an error naming it.
+fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), String> {
     let refs: Vec<(String, u64, f64)> = results
         .iter()
         .filter(|r| r.cast == Cast::Reference)
@@ -324,10 +324,11 @@ fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) {
             r.scorecard.cost_vs_reference = Some(r.scorecard.replica_hours / hours);
         }
         if let Some(s) = scenarios.iter().find(|s| s.name == r.scenario) {
-            r.checks = check_all(&s.assertions_for(r.cast, r.mode), &r.scorecard, &r.agents);
+            r.checks = s.check_run(r.cast, r.mode, &r.scorecard, &r.agents)?;
             r.passed = r.checks.iter().all(|c| c.passed);
         }
     }
+    Ok(())
 }
 
 /// One scenario's verdict over its seeds, per mode.
@@ -641,8 +642,8 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// JUnit XML: a suite per scenario; a case per agent or reference run (do-nothing runs
-/// show what the faults do and assert nothing).
+/// JUnit XML: a suite per scenario; a case per run the exit code counts — agent,
+/// reference and do-nothing — so a CI dashboard fails exactly when `prove` does.
 fn junit(results: &[RunResult]) -> String {
     let mut names: Vec<&str> = Vec::new();
     for r in results {
@@ -650,12 +651,8 @@ fn junit(results: &[RunResult]) -> String {
             names.push(&r.scenario);
         }
     }
-    let cases = |name: &str| -> Vec<&RunResult> {
-        results
-            .iter()
-            .filter(|r| r.scenario == name && r.cast != Cast::DoNothing)
-            .collect()
-    };
+    let cases =
+        |name: &str| -> Vec<&RunResult> { results.iter().filter(|r| r.scenario == name).collect() };
     let total: usize = names.iter().map(|n| cases(n).len()).sum();
     let failures: usize = names
         .iter()
@@ -676,16 +673,7 @@ fn junit(results: &[RunResult]) -> String {
             runs.len()
         );
         for r in runs {
-            let case = format!(
-                "{} {} seed {}",
-                if r.cast == Cast::Reference {
-                    "reference"
-                } else {
-                    "agent"
-                },
-                mode_name(r.mode),
-                r.seed
-            );
+            let case = format!("{} {} seed {}", r.cast.as_str(), mode_name(r.mode), r.seed);
             let _ = write!(
                 out,
                 "    <testcase classname=\"airlock.prove.{}\" name=\"{}\"",

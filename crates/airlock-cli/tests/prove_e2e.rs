@@ -197,3 +197,48 @@ params = {{ steps = [ {{ at = "1m", verb = "scale", target = "service/web", para
         );
     }
 }
+
+/// A do-nothing run whose assertion fails fails `prove`, and the JUnit file says so too:
+/// it once left do-nothing runs out, so CI dashboards showed green on exit code 1.
+#[test]
+fn junit_has_a_failing_case_for_a_failing_do_nothing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        r#"name = "toothless"
+duration = "20m"
+assert = ["availability >= 0"]
+do_nothing_assert = ["incidents >= 1"]
+
+[agent]
+name = "noop"
+{WORLD}"#
+    );
+    std::fs::write(dir.path().join("toothless.toml"), text).unwrap();
+    let out = airlock(
+        dir.path(),
+        &[
+            "prove",
+            "toothless.toml",
+            "--mode",
+            "guarded",
+            "--junit",
+            "junit.xml",
+        ],
+    );
+    // Nothing breaks, so `incidents >= 1` fails in the do-nothing run only.
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    // The guarded agent run, the reference run and the do-nothing run.
+    assert_eq!(xml.matches("<testcase").count(), 3, "{xml}");
+    assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    assert!(xml.contains("tests=\"3\" failures=\"1\""), "{xml}");
+    let case = xml
+        .split("<testcase")
+        .find(|c| c.contains("<failure"))
+        .unwrap();
+    assert!(
+        case.contains("name=\"do-nothing unguarded seed 1\""),
+        "{xml}"
+    );
+    assert!(case.contains("incidents &gt;= 1"), "{xml}");
+}

@@ -200,17 +200,22 @@ impl Assertion {
     }
 }
 
-/// Checks every assertion that applies to a run: those on agents that do not act in it
-/// are left out (unparsable ones were refused when the scenario loaded).
+/// Checks every assertion of the list `field` (`assert`, `guarded_assert`, …) that applies
+/// to a run: those on agents that do not act in it are left out. An entry that does not
+/// parse is an error naming it (`assert[1]: …`), never left out: a check that cannot be
+/// read must not pass by going missing.
 pub fn check_all(
+    field: &str,
     assertions: &[String],
     card: &Scorecard,
     agents: &BTreeMap<String, AgentCard>,
-) -> Vec<Check> {
-    assertions
-        .iter()
-        .filter_map(|a| Assertion::parse(a).ok()?.check(a, card, agents))
-        .collect()
+) -> Result<Vec<Check>, String> {
+    let mut out = Vec::new();
+    for (i, a) in assertions.iter().enumerate() {
+        let parsed = Assertion::parse(a).map_err(|e| format!("{field}[{i}]: {e}"))?;
+        out.extend(parsed.check(a, card, agents));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -279,13 +284,30 @@ mod tests {
         assert_eq!(a.agent(), Some("pusher.v2"));
         assert_eq!(a.to_string(), "agent.pusher.v2.held < 3");
         let checks = check_all(
+            "assert",
             &[
                 "agent.scaler.reverted == 0".into(),
                 "availability >= 0".into(),
             ],
             &card,
             &agents,
-        );
+        )
+        .unwrap();
         assert_eq!(checks.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_assertion_is_an_error_naming_it_not_a_pass() {
+        let e = check_all(
+            "do_nothing_assert",
+            &["incidents >= 1".into(), "incidnets >= 1".into()],
+            &Scorecard::default(),
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("do_nothing_assert[1]: `incidnets >= 1`: unknown metric"),
+            "{e}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! (through the gate, with the scenario's policies, guards, bake and approver).
 
 use crate::agents::{self, Agent, Outcome};
-use crate::assertions::{Check, check_all};
+use crate::assertions::Check;
 use crate::external::{CallAnswer, External, Launcher, Step, Turn};
 use crate::scenario::{AgentSpec, ApproverMode, HUMAN, Scenario};
 use crate::score::{AgentCard, RevertedChange, Scorecard, Tally};
@@ -156,7 +156,9 @@ pub async fn run_scenario(
 }
 
 enum Driver {
-    BuiltIn(Box<dyn Agent>, VecDeque<ActionRequest>),
+    /// A built-in agent and the requests it has made, each with how many refusals it knew
+    /// of when it made it.
+    BuiltIn(Box<dyn Agent>, VecDeque<(ActionRequest, usize)>),
     External(External),
 }
 
@@ -191,6 +193,9 @@ struct Ctx {
     /// says when it reverts one).
     changes: BTreeMap<String, ActionRequest>,
     reverted: Vec<RevertedChange>,
+    /// The agent under test's requests the gate or the approver refused: a later request
+    /// that repeats none of them is a fallback.
+    refused: Vec<ActionRequest>,
 }
 
 fn poisoned() -> RunError {
@@ -224,6 +229,14 @@ impl Ctx {
         self.agents.entry(agent.to_string()).or_default()
     }
 
+    /// `actor`'s request was refused: denied at submission, denied by the approver, or
+    /// its hold expired. Only the agent under test's refusals are remembered.
+    fn note_refusal(&mut self, actor: usize, req: &ActionRequest) {
+        if actor == 0 && !self.refused.iter().any(|r| same_request(r, req)) {
+            self.refused.push(req.clone());
+        }
+    }
+
     /// Counts an applied change of `actor` (index 0 is the agent under test, whose actions
     /// the scorecard counts), remembering whose it was by its change id.
     fn applied(
@@ -248,13 +261,16 @@ impl Ctx {
         }
     }
 
-    /// Decides (guarded) or applies (unguarded) one request at `now`.
+    /// Decides (guarded) or applies (unguarded) one request at `now`, made by an agent that
+    /// knew of the first `known` refusals (a request made before a refusal was known is no
+    /// fallback from it).
     async fn submit(
         &mut self,
         actor: usize,
         agent: &str,
         token: &str,
         req: &ActionRequest,
+        known: usize,
         now: i64,
     ) -> Result<(Outcome, CallAnswer), RunError> {
         let mutation = req.verb.is_mutation();
@@ -265,6 +281,11 @@ impl Ctx {
                 self.tally.card.actions_attempted += 1;
                 if now >= self.misbehave_at {
                     self.attempts_since += 1;
+                }
+                // Something else than what it knew was refused: what it does instead.
+                let known = &self.refused[..known.min(self.refused.len())];
+                if !known.is_empty() && !known.iter().any(|r| same_request(r, req)) {
+                    self.tally.card.fallback_actions += 1;
                 }
             }
         }
@@ -411,6 +432,7 @@ impl Ctx {
                 if actor == 0 {
                     self.tally.card.denied += 1;
                 }
+                self.note_refusal(actor, req);
                 self.card(agent).denied += 1;
                 (
                     "deny",
@@ -423,6 +445,12 @@ impl Ctx {
         self.timeline.push(e);
         outcome
     }
+}
+
+/// Whether two requests ask for the same thing (the intent aside): a retry, not a
+/// fallback.
+fn same_request(a: &ActionRequest, b: &ActionRequest) -> bool {
+    a.verb == b.verb && a.target == b.target && a.params == b.params
 }
 
 /// The agents acting in a run of this cast.
@@ -460,6 +488,11 @@ pub async fn run(
     mode: Mode,
     opts: RunOptions<'_>,
 ) -> Result<RunResult, RunError> {
+    // An assertion nobody can read would pass by being left out: refuse before running.
+    let unreadable = scenario.unreadable_assertions();
+    if !unreadable.is_empty() {
+        return Err(RunError::Scenario(unreadable.join("; ")));
+    }
     let mut sim = Sim::new(
         scenario.world(),
         seed,
@@ -587,6 +620,7 @@ pub async fn run(
             .collect(),
         changes: BTreeMap::new(),
         reverted: Vec::new(),
+        refused: Vec::new(),
     };
     let tick_ms = scenario.tick.ms();
     let total_ticks = (scenario.warmup.0 + scenario.duration.0) / scenario.tick.0;
@@ -621,18 +655,22 @@ pub async fn run(
         let warm = now <= run_start;
         for (a, actor) in actors.iter_mut().enumerate() {
             match &mut actor.driver {
-                Driver::BuiltIn(agent, queue) => queue.extend(agent.step(&obs, warm)),
+                Driver::BuiltIn(agent, queue) => {
+                    let known = ctx.refused.len();
+                    queue.extend(agent.step(&obs, warm).into_iter().map(|r| (r, known)));
+                }
                 Driver::External(x) if !warm => x.begin(now, || turn_of(&handle, run_start)),
                 Driver::External(_) => {}
             }
             loop {
-                let (req, reply) = match &mut actor.driver {
+                // An external agent has had every answer before its next call.
+                let (req, known, reply) = match &mut actor.driver {
                     Driver::BuiltIn(_, queue) => match queue.pop_front() {
-                        Some(r) => (r, None),
+                        Some((r, known)) => (r, known, None),
                         None => break,
                     },
                     Driver::External(x) => match x.next(&|| turn_of(&handle, run_start)).await {
-                        Step::Call(r, reply) => (*r, Some(reply)),
+                        Step::Call(r, reply) => (*r, ctx.refused.len(), Some(reply)),
                         Step::Done => break,
                         step @ (Step::TimedOut | Step::Gone(_)) => {
                             let (what, detail) = match step {
@@ -654,7 +692,9 @@ pub async fn run(
                         }
                     },
                 };
-                let (outcome, answer) = ctx.submit(a, &actor.name, &actor.token, &req, now).await?;
+                let (outcome, answer) = ctx
+                    .submit(a, &actor.name, &actor.token, &req, known, now)
+                    .await?;
                 if let Driver::BuiltIn(agent, _) = &mut actor.driver {
                     agent.outcome(&req, &outcome);
                 }
@@ -709,11 +749,9 @@ pub async fn run(
     drop(actors);
     (opts.progress)(1.0);
     let scorecard = ctx.tally.finish(end);
-    let checks = check_all(
-        &scenario.assertions_for(opts.cast, mode),
-        &scorecard,
-        &ctx.agents,
-    );
+    let checks = scenario
+        .check_run(opts.cast, mode, &scorecard, &ctx.agents)
+        .map_err(RunError::Scenario)?;
     Ok(RunResult {
         scenario: scenario.name.clone(),
         seed,
@@ -764,6 +802,7 @@ async fn resolve_holds(
                 "no operator answered".into(),
             );
             ctx.timeline.push(e);
+            ctx.note_refusal(h.actor, &h.request);
             tell(
                 actors,
                 h.actor,
@@ -844,6 +883,7 @@ async fn resolve_holds(
                         d.reasons.join(", "),
                     );
                     ctx.timeline.push(e);
+                    ctx.note_refusal(h.actor, &h.request);
                     Outcome::Denied(d.reasons.clone())
                 }
                 Err(e) => {

@@ -378,11 +378,7 @@ impl Scenario {
             }
         }
         let agent_ids: Vec<&str> = self.agent_ids();
-        for (field, list) in [
-            ("assert", &self.assertions),
-            ("do_nothing_assert", &self.do_nothing_assert),
-            ("guarded_assert", &self.guarded_assert),
-        ] {
+        for (field, list) in self.assertion_lists() {
             for (i, a) in list.iter().enumerate() {
                 match crate::assertions::Assertion::parse(a) {
                     Err(e) => out.push(format!("{field}[{i}]: {e}")),
@@ -489,22 +485,60 @@ impl Scenario {
         }
     }
 
-    /// The assertions a run of this cast and mode is checked against.
+    /// Every list of assertions, by its field.
+    fn assertion_lists(&self) -> [(&'static str, &[String]); 3] {
+        [
+            ("assert", &self.assertions),
+            ("do_nothing_assert", &self.do_nothing_assert),
+            ("guarded_assert", &self.guarded_assert),
+        ]
+    }
+
+    /// The assertions a run of this cast and mode is checked against, by field.
     pub fn assertions_for(
         &self,
         cast: crate::runner::Cast,
         mode: crate::runner::Mode,
-    ) -> Vec<String> {
+    ) -> Vec<(&'static str, &[String])> {
+        use crate::runner::{Cast, Mode};
         match (cast, mode) {
-            (crate::runner::Cast::DoNothing, _) => self.do_nothing_assert.clone(),
-            (crate::runner::Cast::Agent, crate::runner::Mode::Guarded) => self
-                .assertions
-                .iter()
-                .chain(&self.guarded_assert)
-                .cloned()
-                .collect(),
-            _ => self.assertions.clone(),
+            (Cast::DoNothing, _) => vec![("do_nothing_assert", &self.do_nothing_assert)],
+            (Cast::Agent, Mode::Guarded) => vec![
+                ("assert", &self.assertions),
+                ("guarded_assert", &self.guarded_assert),
+            ],
+            _ => vec![("assert", &self.assertions)],
         }
+    }
+
+    /// Checks a run of this cast and mode against its assertions; an entry that does not
+    /// parse is an error naming it (`guarded_assert[0]: …`).
+    pub fn check_run(
+        &self,
+        cast: crate::runner::Cast,
+        mode: crate::runner::Mode,
+        card: &crate::score::Scorecard,
+        agents: &std::collections::BTreeMap<String, crate::score::AgentCard>,
+    ) -> Result<Vec<crate::assertions::Check>, String> {
+        let mut out = Vec::new();
+        for (field, list) in self.assertions_for(cast, mode) {
+            out.extend(crate::assertions::check_all(field, list, card, agents)?);
+        }
+        Ok(out)
+    }
+
+    /// Every assertion entry that does not parse, each naming its entry. Loading refuses
+    /// them; a scenario changed after loading is checked again before it runs.
+    pub fn unreadable_assertions(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (field, list) in self.assertion_lists() {
+            for (i, a) in list.iter().enumerate() {
+                if let Err(e) = crate::assertions::Assertion::parse(a) {
+                    out.push(format!("{field}[{i}]: {e}"));
+                }
+            }
+        }
+        out
     }
 
     /// The seeds to run by default.

@@ -49,10 +49,16 @@ async fn guarded_runs_hold_the_slo_where_unguarded_runs_break_it() {
             g.availability
         );
         assert!(u.slo_violation_minutes > g.slo_violation_minutes, "{name}");
-        assert_eq!(
-            g.fallback_actions, 0,
-            "{name}: the gate must not act on its own"
-        );
+        assert_eq!(u.fallback_actions, 0, "{name}: nothing refuses unguarded");
+        // What the agent did instead of what the gate refused: the cost cutter shrinks the
+        // service it may not delete, the drift fixer redeploys the one drifted service, the
+        // forecaster asks for other replica counts; the release agent only retries.
+        let fallbacks = match name {
+            "cost-cutter-cascade" | "drift-fixer-recreate" => 1,
+            "forecast-flash-crowd" => 15,
+            _ => 0,
+        };
+        assert_eq!(g.fallback_actions, fallbacks, "{name}: {g:?}");
         assert_eq!(
             u.denied + u.held + u.reverted,
             0,

@@ -320,3 +320,75 @@ fn bad_steps_overlays_and_agent_assertions_are_refused_naming_the_field() {
         "{e}"
     );
 }
+
+/// The agent under test: a delete the overlay forbids, a retry of it, then two other
+/// requests — what it does instead.
+const FALLBACK: &str = r#"
+name = "fallback"
+seed = 3
+tick = "10s"
+duration = "30m"
+
+[agent]
+name = "script"
+id = "cutter"
+params = { steps = [
+  { at = "1m", verb = "scale", target = "service/web", params = { replicas = 5 } },
+  { at = "5m", verb = "delete", target = "service/web" },
+  { at = "6m", verb = "delete", target = "service/web", intent = "try again" },
+  { at = "7m", verb = "scale", target = "service/web", params = { replicas = 4 } },
+  { at = "8m", verb = "restart", target = "service/web" },
+  { at = "9m", verb = "delete", target = "service/web" },
+] }
+
+[guard]
+overlay = """
+@id("no-deletes")
+forbid (principal, action == Airlock::Action::"delete", resource);
+"""
+
+[[region]]
+name = "us-east"
+azs = ["us-east-a", "us-east-b"]
+
+[[service]]
+name = "web"
+env = "prod"
+region = "us-east"
+tier = "critical"
+replicas = 4
+capacity_rps = 100
+demand = { base_rps = 100 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_actions_count_what_the_agent_did_instead_of_what_was_refused() {
+    let s = Scenario::from_toml(FALLBACK, "fallback.toml").unwrap();
+    let g = run_as(&s, Mode::Guarded, Cast::Agent).await;
+    let c = &g.scorecard;
+    // Every delete and the restart are denied (`headroom-floor` as well as `no-deletes`).
+    assert_eq!((c.actions_attempted, c.denied), (6, 4), "{:?}", g.timeline);
+    // The scale and the restart after the first refused delete (a refused fallback is
+    // still one); not the scale before it, nor the retries of the delete.
+    assert_eq!(c.fallback_actions, 2, "{:?}", g.timeline);
+    // Unguarded, nothing is refused: the delete goes through and nothing falls back.
+    let u = run_as(&s, Mode::Unguarded, Cast::Agent).await;
+    assert_eq!(u.scorecard.fallback_actions, 0, "{:?}", u.timeline);
+}
+
+/// An assertion that does not parse, put on a scenario after it loaded, once was left
+/// out of the run's checks, so the run passed without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_assertion_fails_the_run_naming_it_instead_of_being_left_out() {
+    let mut s = scenario();
+    s.do_nothing_assert.push("incidnets >= 1".into());
+    let journal = None;
+    let mut opts = RunOptions::new(journal, &|_| {});
+    opts.cast = Cast::DoNothing;
+    let e = run(&s, s.seed, Mode::Unguarded, opts).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("do_nothing_assert[2]: `incidnets >= 1`: unknown metric `incidnets`"),
+        "{e}"
+    );
+}
