@@ -206,6 +206,19 @@ fn kinds(events: &[Event]) -> Vec<EventKind> {
 }
 
 impl Fixture {
+    /// A new gate over the same journal and world: what a restarted server builds.
+    fn restarted(&self) -> Gate {
+        let provider = Arc::new(SimProvider::new(self.sim.clone()));
+        Gate::new(
+            self.store.clone(),
+            vec![provider.clone() as Arc<dyn Provider>],
+            provider as Arc<dyn SignalSource>,
+            Arc::new(PolicyEngine::default_pack().unwrap()),
+            Arc::new(self.clock.clone()),
+            config(),
+        )
+    }
+
     /// One tick of the world, the clock moved to it, and one poll of the gate.
     async fn step(&self) -> Vec<BakeOutcome> {
         let now = {
@@ -1096,15 +1109,7 @@ async fn a_restarted_gate_restores_the_kill_switch_and_breakers_and_expires_orph
     f.gate.set_killswitch(true, "alice").await.unwrap();
 
     // A new gate over the same journal and world: what a restarted server builds.
-    let provider = Arc::new(SimProvider::new(f.sim.clone()));
-    let restarted = Gate::new(
-        f.store.clone(),
-        vec![provider.clone() as Arc<dyn Provider>],
-        provider as Arc<dyn SignalSource>,
-        Arc::new(PolicyEngine::default_pack().unwrap()),
-        Arc::new(f.clock.clone()),
-        config(),
-    );
+    let restarted = f.restarted();
     assert!(!restarted.killswitch().await);
     let (reopened, expired) = restarted.restore_controls().await.unwrap();
     assert_eq!((reopened, expired), (1, 1));
@@ -1332,15 +1337,7 @@ async fn a_resumed_bake_whose_baseline_cannot_be_read_needs_attention_instead_of
         .await
         .unwrap();
     // A restarted gate picks it up: it is not judged against nothing and settled.
-    let provider = Arc::new(SimProvider::new(f.sim.clone()));
-    let restarted = Gate::new(
-        f.store.clone(),
-        vec![provider.clone() as Arc<dyn Provider>],
-        provider as Arc<dyn SignalSource>,
-        Arc::new(PolicyEngine::default_pack().unwrap()),
-        Arc::new(f.clock.clone()),
-        config(),
-    );
+    let restarted = f.restarted();
     assert_eq!(restarted.resume().await.unwrap(), 0);
     let rec = f.store.change(&id).await.unwrap().unwrap();
     assert_eq!(rec.status, airlock_core::ChangeStatus::NeedsAttention);
