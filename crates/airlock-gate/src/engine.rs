@@ -529,10 +529,14 @@ impl Gate {
         kind: PrincipalKind2,
         profile: Option<&str>,
     ) -> Result<String, GateError> {
-        if let Some(p) = profile
-            && !self.config.profiles.contains_key(p)
-        {
-            return Err(GateError::Invalid(format!(
+        self.check_profile(profile)?;
+        issue_token_with_profile(self.journal.as_ref(), self.clock.now(), name, kind, profile).await
+    }
+
+    /// A profile the config defines (or none).
+    fn check_profile(&self, profile: Option<&str>) -> Result<(), GateError> {
+        match profile {
+            Some(p) if !self.config.profiles.contains_key(p) => Err(GateError::Invalid(format!(
                 "unknown profile `{p}`; known: {}",
                 self.config
                     .profiles
@@ -540,9 +544,9 @@ impl Gate {
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
-            )));
+            ))),
+            _ => Ok(()),
         }
-        issue_token_with_profile(self.journal.as_ref(), self.clock.now(), name, kind, profile).await
     }
 
     /// Issues a token on behalf of `by`, who must be allowed to: an admin issues any token,
@@ -556,11 +560,7 @@ impl Gate {
         by: &Principal,
     ) -> Result<String, GateError> {
         may_manage(by, kind)?;
-        if let Some(p) = profile
-            && !self.config.profiles.contains_key(p)
-        {
-            return Err(GateError::Invalid(format!("unknown profile `{p}`")));
-        }
+        self.check_profile(profile)?;
         issue_token_by(
             self.journal.as_ref(),
             self.clock.now(),
