@@ -18,8 +18,8 @@ if ! python3 -c "import mcp.server.mcpserver" >/dev/null 2>&1; then
   if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq python3 python3-pip
   fi
-  python3 -m pip install --quiet --root-user-action=ignore -r crates/airlock-server/tests/mcp/requirements.txt \
-    || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt
+  python3 -m pip install --quiet --root-user-action=ignore -r crates/airlock-server/tests/mcp/requirements.txt -r examples/mcp/requirements.txt \
+    || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt -r examples/mcp/requirements.txt
 fi
 
 # The watch and alert tests start a real Prometheus and Alertmanager (Debian's packages) on
