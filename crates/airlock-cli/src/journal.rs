@@ -418,7 +418,14 @@ pub fn summarize(kind: EventKind, p: &Value) -> String {
             }
             line
         }
+        EventKind::Applying => format!("applying: {}", s("summary")),
         EventKind::ApplyFailed => with(format!("apply failed at {}", s("stage")), s("error")),
+        EventKind::Unjudged => with("bake ended unjudged".to_string(), s("reason")),
+        EventKind::Reverting => with("reverting".to_string(), s("reason")),
+        EventKind::Checkpoint => format!(
+            "checkpoint signed at seq {}",
+            p.get("head_seq").and_then(Value::as_i64).unwrap_or(0)
+        ),
         EventKind::Settled => {
             let mut line = format!(
                 "settled after {} polls",

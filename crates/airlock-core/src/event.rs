@@ -20,14 +20,22 @@ pub enum EventKind {
     Verdict,
     /// An operator (or a scenario's approver) approved or denied a hold.
     Approval,
+    /// A change is about to be applied: the write-ahead intent, journaled before the
+    /// provider is called (its outcome follows as `applied` or `apply_failed`, or is
+    /// reconciled after a crash).
+    Applying,
     /// A change was applied.
     Applied,
     /// Applying failed; nothing was changed or the provider reported a partial failure.
     ApplyFailed,
     /// A change's bake passed.
     Settled,
+    /// A change's bake window passed without any rule judged on data: not settled.
+    Unjudged,
     /// A change's bake found a breach.
     Breach,
+    /// A change is about to be restored from its snapshot: the write-ahead intent of a revert.
+    Reverting,
     /// A change was reverted from its snapshot.
     Reverted,
     /// A revert stopped because the resource moved on; a human must look.
@@ -48,6 +56,8 @@ pub enum EventKind {
     /// A coding agent reported that a tool call it was handed back actually ran (the
     /// hook's PostToolUse), and whether it succeeded.
     Ran,
+    /// The journal's head, signed with the operator's key (a signed checkpoint).
+    Checkpoint,
 }
 
 impl EventKind {
@@ -57,10 +67,13 @@ impl EventKind {
             EventKind::Request => "request",
             EventKind::Verdict => "verdict",
             EventKind::Approval => "approval",
+            EventKind::Applying => "applying",
             EventKind::Applied => "applied",
             EventKind::ApplyFailed => "apply_failed",
             EventKind::Settled => "settled",
+            EventKind::Unjudged => "unjudged",
             EventKind::Breach => "breach",
+            EventKind::Reverting => "reverting",
             EventKind::Reverted => "reverted",
             EventKind::NeedsAttention => "needs_attention",
             EventKind::RevertFailed => "revert_failed",
@@ -70,6 +83,7 @@ impl EventKind {
             EventKind::Alert => "alert",
             EventKind::Suspects => "suspects",
             EventKind::Ran => "ran",
+            EventKind::Checkpoint => "checkpoint",
         }
     }
     /// Parses a stored name.

@@ -35,10 +35,19 @@ impl fmt::Display for VerdictKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeStatus {
+    /// Journaled as about to be applied (a write-ahead intent): the provider has been or is
+    /// being called, and the outcome is not known yet. After a crash, the gate reads the
+    /// resource back and journals what actually happened.
+    Applying,
     /// Applied and watched against its SLO rules.
     Baking,
-    /// The bake window passed without a breach.
+    /// The bake window passed and its rules were judged on data without a breach.
     Settled,
+    /// The bake window passed but no rule could be judged (no signal watches the resource,
+    /// or every series was missing): live, never looked at, not `settled`.
+    Unjudged,
+    /// Journaled as about to be restored (a write-ahead intent); the outcome is not known yet.
+    Reverting,
     /// Restored to its prior state (a breach, an operator, an undo).
     Reverted,
     /// The provider failed to apply it.
@@ -49,9 +58,12 @@ pub enum ChangeStatus {
 
 impl ChangeStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [ChangeStatus; 5] = [
+    pub const ALL: [ChangeStatus; 8] = [
+        ChangeStatus::Applying,
         ChangeStatus::Baking,
         ChangeStatus::Settled,
+        ChangeStatus::Unjudged,
+        ChangeStatus::Reverting,
         ChangeStatus::Reverted,
         ChangeStatus::Failed,
         ChangeStatus::NeedsAttention,
@@ -60,8 +72,11 @@ impl ChangeStatus {
     /// The snake-case word stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
+            ChangeStatus::Applying => "applying",
             ChangeStatus::Baking => "baking",
             ChangeStatus::Settled => "settled",
+            ChangeStatus::Unjudged => "unjudged",
+            ChangeStatus::Reverting => "reverting",
             ChangeStatus::Reverted => "reverted",
             ChangeStatus::Failed => "failed",
             ChangeStatus::NeedsAttention => "needs_attention",
@@ -70,7 +85,16 @@ impl ChangeStatus {
 
     /// Whether the change is live in the world and may still be reverted.
     pub fn revertible(self) -> bool {
-        matches!(self, ChangeStatus::Baking | ChangeStatus::Settled)
+        matches!(
+            self,
+            ChangeStatus::Baking | ChangeStatus::Settled | ChangeStatus::Unjudged
+        )
+    }
+
+    /// Whether the change's outcome is not journaled yet: a write-ahead intent the gate
+    /// reconciles on start by reading the resource back.
+    pub fn in_flight(self) -> bool {
+        matches!(self, ChangeStatus::Applying | ChangeStatus::Reverting)
     }
 }
 
@@ -108,12 +132,18 @@ pub enum ActionStatus {
     Held,
     /// The hold timed out without an operator's answer.
     Expired,
+    /// Allowed, and being applied right now: the journal has the intent, not the outcome yet.
+    Applying,
     /// Applied and being watched.
     Baking,
     /// Allowed, but applying it failed.
     Failed,
     /// The bake passed.
     Settled,
+    /// The bake window passed without any rule judged on data.
+    Unjudged,
+    /// Being reverted right now: the journal has the intent, not the outcome yet.
+    Reverting,
     /// Reverted.
     Reverted,
     /// A revert could not finish: a person must look.
@@ -122,7 +152,7 @@ pub enum ActionStatus {
 
 impl ActionStatus {
     /// Every status.
-    pub const ALL: [ActionStatus; 12] = [
+    pub const ALL: [ActionStatus; 15] = [
         ActionStatus::Submitted,
         ActionStatus::Invalid,
         ActionStatus::Allowed,
@@ -130,9 +160,12 @@ impl ActionStatus {
         ActionStatus::Denied,
         ActionStatus::Held,
         ActionStatus::Expired,
+        ActionStatus::Applying,
         ActionStatus::Baking,
         ActionStatus::Failed,
         ActionStatus::Settled,
+        ActionStatus::Unjudged,
+        ActionStatus::Reverting,
         ActionStatus::Reverted,
         ActionStatus::NeedsAttention,
     ];
@@ -147,9 +180,12 @@ impl ActionStatus {
             ActionStatus::Denied => "denied",
             ActionStatus::Held => "held",
             ActionStatus::Expired => "expired",
+            ActionStatus::Applying => "applying",
             ActionStatus::Baking => "baking",
             ActionStatus::Failed => "failed",
             ActionStatus::Settled => "settled",
+            ActionStatus::Unjudged => "unjudged",
+            ActionStatus::Reverting => "reverting",
             ActionStatus::Reverted => "reverted",
             ActionStatus::NeedsAttention => "needs_attention",
         }
@@ -159,7 +195,11 @@ impl ActionStatus {
     pub fn is_final(self) -> bool {
         !matches!(
             self,
-            ActionStatus::Submitted | ActionStatus::Held | ActionStatus::Baking
+            ActionStatus::Submitted
+                | ActionStatus::Held
+                | ActionStatus::Applying
+                | ActionStatus::Baking
+                | ActionStatus::Reverting
         )
     }
 }
@@ -167,8 +207,11 @@ impl ActionStatus {
 impl From<ChangeStatus> for ActionStatus {
     fn from(c: ChangeStatus) -> Self {
         match c {
+            ChangeStatus::Applying => ActionStatus::Applying,
+            ChangeStatus::Reverting => ActionStatus::Reverting,
             ChangeStatus::Baking => ActionStatus::Baking,
             ChangeStatus::Settled => ActionStatus::Settled,
+            ChangeStatus::Unjudged => ActionStatus::Unjudged,
             ChangeStatus::Reverted => ActionStatus::Reverted,
             ChangeStatus::Failed => ActionStatus::Failed,
             ChangeStatus::NeedsAttention => ActionStatus::NeedsAttention,
