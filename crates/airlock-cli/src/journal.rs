@@ -4,7 +4,10 @@
 use crate::BadInput;
 use crate::serve::StoreArgs;
 use airlock_core::EventKind;
-use airlock_store::{EventQuery, Journal, SqliteJournal, StoreError};
+use airlock_store::{
+    AuditOptions, CheckpointSigner, EventQuery, Journal, PublicKey, SqliteJournal, StoreError,
+    audit_export, checkpoints_in_export,
+};
 use anyhow::{Context, Result};
 use clap::{Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -15,13 +18,28 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum JournalCmd {
-    /// Recompute the hash chain and name the first broken link (exit code 1 if broken).
+    /// Recompute the hash chain over the exact stored bytes, check every principal and
+    /// change row against it and every checkpoint; name the first broken link (exit code 1
+    /// if anything fails).
     Verify {
         #[command(flatten)]
         store: StoreArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Check every checkpoint's signature with this public key (`PATH.pub` from
+        /// `airlock keygen`; repeat it for keys used before). Fails unless at least one
+        /// checkpoint verifies and every one does.
+        #[arg(long = "public-key", value_name = "PATH")]
+        public_key: Vec<PathBuf>,
+        /// Verify an export (`airlock journal export`) instead of the store.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
+        /// Compare with the checkpoints of an earlier export: each must be signed by the
+        /// key and match this journal at the head it signed, so a journal cut short or
+        /// rewritten since shows.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        checkpoints: Option<PathBuf>,
     },
     /// Show events, newest last.
     Show {
@@ -40,7 +58,8 @@ pub enum JournalCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Export every event.
+    /// Export every event row exactly as stored (checkpoints included), one JSON object per
+    /// line; `airlock journal verify --export FILE --public-key KEY.pub` checks it offline.
     Export {
         #[command(flatten)]
         store: StoreArgs,
@@ -84,35 +103,13 @@ async fn open(store: &str) -> Result<SqliteJournal> {
 
 pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
     match cmd {
-        JournalCmd::Verify { store, json } => {
-            let store = store.location()?;
-            let j = open(&store).await?;
-            let report = j.verify().await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({
-                        "ok": report.ok(), "events": report.events, "head": report.head, "first_broken": report.first_broken,
-                    }))?
-                );
-            } else if let Some(b) = &report.first_broken {
-                println!("journal `{store}`: BROKEN at event {}: {}", b.seq, b.reason);
-                println!(
-                    "{} events before it verify; head {}",
-                    report.events, report.head
-                );
-            } else {
-                println!(
-                    "journal `{store}`: ok, {} events, head {}",
-                    report.events, report.head
-                );
-            }
-            Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        JournalCmd::Verify {
+            store,
+            json,
+            public_key,
+            export,
+            checkpoints,
+        } => verify(store, json, public_key, export, checkpoints).await,
         JournalCmd::Show {
             store,
             limit,
@@ -182,17 +179,11 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
                 )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let mut after = None;
+            let mut after = 0;
             loop {
-                let page = j
-                    .read(EventQuery {
-                        after_seq: after,
-                        limit: Some(1000),
-                        ..Default::default()
-                    })
-                    .await?;
+                let page = j.export_rows(after, 1000).await?;
                 let Some(last) = page.last() else { break };
-                after = Some(last.seq);
+                after = last.seq;
                 for e in &page {
                     writeln!(sink, "{}", serde_json::to_string(e)?)?;
                 }
@@ -233,6 +224,186 @@ pub async fn journal(cmd: JournalCmd) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `airlock journal verify`: a store or an export, with or without keys.
+async fn verify(
+    store: StoreArgs,
+    json: bool,
+    public_keys: Vec<PathBuf>,
+    export: Option<PathBuf>,
+    checkpoints: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let mut opts = AuditOptions::default();
+    for p in &public_keys {
+        opts.keys
+            .push(PublicKey::from_file(p).map_err(|e| BadInput(e.to_string()))?);
+    }
+    if let Some(f) = &checkpoints {
+        let file = std::fs::File::open(f)
+            .map_err(|e| BadInput(format!("cannot read `{}`: {e}", f.display())))?;
+        opts.external = checkpoints_in_export(std::io::BufReader::new(file))
+            .map_err(|e| BadInput(format!("`{}`: {e}", f.display())))?;
+    }
+    let (what, audit) = match &export {
+        Some(f) => {
+            let file = std::fs::File::open(f)
+                .map_err(|e| BadInput(format!("cannot read `{}`: {e}", f.display())))?;
+            let audit = audit_export(std::io::BufReader::new(file), opts)?;
+            (format!("export `{}`", f.display()), audit)
+        }
+        None => {
+            let store = store.location()?;
+            let j = open(&store).await?;
+            (format!("journal `{store}`"), j.audit(opts).await?)
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": audit.ok(), "events": audit.chain.events, "head": audit.chain.head,
+                "first_broken": audit.chain.first_broken, "legacy_events": audit.legacy_events,
+                "rows_checked": if export.is_some() { None } else { Some(audit.rows_checked) },
+                "rows_unproven": audit.rows_unproven, "checkpoints": audit.checkpoints,
+                "signed": audit.signed, "last_signed": audit.last_signed,
+                "problems": audit.problems,
+            }))?
+        );
+    } else {
+        print!("{}", verify_text(&what, &audit, export.is_some()));
+    }
+    Ok(if audit.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The readable report of `journal verify`.
+fn verify_text(what: &str, a: &airlock_store::Audit, is_export: bool) -> String {
+    let mut out = String::new();
+    let c = &a.chain;
+    match &c.first_broken {
+        Some(b) => {
+            out.push_str(&format!(
+                "{what}: BROKEN at event {}: {}
+",
+                b.seq, b.reason
+            ));
+            out.push_str(&format!(
+                "{} events before it verify; head {}
+",
+                c.events, c.head
+            ));
+        }
+        None if a.problems.is_empty() => out.push_str(&format!(
+            "{what}: ok, {} events, head {}
+",
+            c.events, c.head
+        )),
+        None => out.push_str(&format!(
+            "{what}: FAILED: the chain holds ({} events, head {}), but:
+",
+            c.events, c.head
+        )),
+    }
+    for p in &a.problems {
+        match p.seq {
+            Some(s) => out.push_str(&format!("  - event {s}: {}\n", p.reason)),
+            None => out.push_str(&format!("  - {}\n", p.reason)),
+        }
+    }
+    if a.legacy_events > 0 {
+        out.push_str(&format!(
+            "  {} events predate format 2: their payloads are proven by meaning, not byte for byte\n",
+            a.legacy_events
+        ));
+    }
+    if is_export {
+        out.push_str("  principals and changes are not in an export: verify the store for them\n");
+    } else {
+        out.push_str(&format!(
+            "  {} principal and change rows checked against the chain",
+            a.rows_checked
+        ));
+        if a.rows_unproven > 0 {
+            out.push_str(&format!(
+                "; {} last written before row digests cannot be proven (re-key or update them)",
+                a.rows_unproven
+            ));
+        }
+        out.push('\n');
+    }
+    if !a.keys_given {
+        out.push_str(&format!(
+            "  {} checkpoints; signatures not checked: pass --public-key to prove nobody rewrote the chain\n",
+            a.checkpoints
+        ));
+    } else if let Some(l) = &a.last_signed {
+        let after = (c.events as i64 - l.head_seq - 1).max(0);
+        out.push_str(&format!(
+            "  {} signed checkpoints verify under key {}; the newest covers event {} (signed {} UTC); {after} events after it are not signed yet\n",
+            a.signed,
+            l.key_id,
+            l.head_seq,
+            format_ts(l.signed_at)
+        ));
+    }
+    out
+}
+
+/// `airlock keygen --out PATH`: a new ed25519 key pair for signing checkpoints, from the
+/// OS's random source. The private key goes to `PATH` (mode 0600), the public key to
+/// `PATH.pub`; neither is ever overwritten.
+pub fn keygen(out: &Path) -> Result<ExitCode> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut public = out.as_os_str().to_owned();
+    public.push(".pub");
+    let public = PathBuf::from(public);
+    for p in [out, public.as_path()] {
+        if p.exists() {
+            return Err(BadInput(format!(
+                "`{}` exists: a key is never overwritten (move it away or pick another path)",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| anyhow::anyhow!("cannot read the system's random source: {e}"))?;
+    let signer = CheckpointSigner::from_seed(&seed);
+    seed.fill(0);
+    let write = |path: &Path, mode: u32, text: &str| -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| BadInput(format!("cannot write `{}`: {e}", path.display())))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write `{}`", path.display()))
+    };
+    write(out, 0o600, &signer.secret_text())?;
+    let key = signer.public_key();
+    if let Err(e) = write(&public, 0o644, &format!("{}\n", key.text())) {
+        std::fs::remove_file(out).ok();
+        return Err(e);
+    }
+    println!("{}", key.text());
+    eprintln!(
+        "wrote the private key to `{}` (mode 0600; keep it outside the store) and the public \
+         key to `{}`; key id {}\nsign checkpoints with `[journal] signing_key = \"{}\"`; verify \
+         with `airlock journal verify --public-key {}`",
+        out.display(),
+        public.display(),
+        key.key_id(),
+        out.display(),
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The file a `--store` location names (`PATH`, `sqlite://PATH`, `sqlite:PATH`).
@@ -471,11 +642,26 @@ pub fn summarize(kind: EventKind, p: &Value) -> String {
             }
         }
         EventKind::Alert => {
-            let mut line = format!("alert {} {} → {}", s("alert"), s("status"), s("receiver"));
-            if p.get("ok").and_then(Value::as_bool) == Some(false) {
-                line.push_str(&format!(", not delivered: {}", s("error")));
+            let head = format!("alert {} {} → {}", s("alert"), s("status"), s("receiver"));
+            let attempts = p.get("attempts").and_then(Value::as_u64).unwrap_or(0);
+            match s("delivery") {
+                "queued" => format!("{head}: queued"),
+                "delivered" => format!("{head}: delivered after {attempts} attempt(s)"),
+                "retrying" => with(
+                    format!("{head}: attempt {attempts} failed, retrying"),
+                    s("error"),
+                ),
+                "given_up" => with(
+                    format!("{head}: NOT DELIVERED, given up after {attempts} attempt(s)"),
+                    s("error"),
+                ),
+                "superseded" => format!("{head}: superseded, not sent"),
+                // Journals from before the outbox: one event per attempt.
+                _ if p.get("ok").and_then(Value::as_bool) == Some(false) => {
+                    format!("{head}, not delivered: {}", s("error"))
+                }
+                _ => head,
             }
-            line
         }
         EventKind::Ran => {
             let req = p.get("request").unwrap_or(&Value::Null);

@@ -76,6 +76,15 @@ enum Command {
     /// `.airlock/airlock.db`: the same rule `airlock serve` follows.
     #[command(subcommand)]
     Journal(journal::JournalCmd),
+    /// Make an ed25519 key pair for signing journal checkpoints: the private key in `--out`
+    /// (mode 0600, never overwritten; keep it outside the store), the public key in
+    /// `OUT.pub`, printed too. Point `[journal] signing_key` at the private key and verify
+    /// with `airlock journal verify --public-key OUT.pub`.
+    Keygen {
+        /// Where to write the private key.
+        #[arg(long, value_name = "PATH")]
+        out: PathBuf,
+    },
     /// Run the gate as an HTTP service (API, approvals, events, metrics, the live sandbox cloud).
     Serve(serve::ServeArgs),
     /// Serve the MCP gateway on stdin/stdout: every tool call is decided by the gate as the
@@ -302,6 +311,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => demo::run(args).await,
         Command::Prove(args) => prove::prove(args).await,
         Command::Journal(cmd) => journal::journal(cmd).await,
+        Command::Keygen { out } => journal::keygen(&out),
         Command::Serve(args) => serve::serve(args).await,
         Command::Config(cmd) => serve::config(cmd),
         Command::Providers { json } => {

@@ -99,6 +99,7 @@ fn render(t: &Value) -> String {
         ("detected_at", "detected"),
         ("reverted_at", "reverted"),
         ("settled_at", "settled"),
+        ("unjudged_at", "ended unjudged (never judged on data)"),
     ] {
         if let Some(ms) = t[key].as_i64() {
             when.push(format!("{word} {}", relative(ms - origin)));
@@ -214,6 +215,21 @@ mod tests {
         assert_eq!(relative(0), "+0.000s");
         assert_eq!(relative(-250), "-0.250s");
         assert_eq!(utc(1_795_971_300_042), "2026-11-29 16:55:00.042");
+    }
+
+    #[test]
+    fn an_unjudged_change_says_so_in_its_headline() {
+        let t = json!({"change_id": "chg_u", "action_id": "act_u", "agent": "bot",
+                       "status": "unjudged", "applied_at": 0, "settled_at": null,
+                       "unjudged_at": 60_000, "entries": []});
+        let out = render(&t);
+        let head: Vec<&str> = out.lines().take(2).collect();
+        assert_eq!(head[0], "change chg_u (act_u) by bot: unjudged");
+        assert!(
+            head[1].ends_with(", ended unjudged (never judged on data) +60.000s"),
+            "{out}"
+        );
+        assert!(!head[1].contains("settled"), "{out}");
     }
 
     #[test]

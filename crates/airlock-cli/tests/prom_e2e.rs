@@ -314,6 +314,40 @@ async fn prometheus_down_mid_bake_is_missing_data_and_the_rule_applies() {
     assert!(health.status().is_success());
 }
 
+/// Regression test for "the Prometheus adapter turns a missing error or latency series into
+/// 0" (an outside review): a service whose error counter has no series is missing data, so
+/// with `missing = "breach"` a harmless change is reverted for missing data instead of
+/// settling on errors nobody counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_error_series_is_missing_data_and_the_rule_applies() {
+    let prom_port = free_port();
+    let env = setup(prom_port, "breach").await;
+    // The error counter points at a metric nobody exports; requests and latency are real.
+    let cfg = std::fs::read_to_string(&env.config).unwrap().replace(
+        "source = \"prometheus\"\n",
+        "source = \"prometheus\"\nerrors = 'airlock_sim_unexported_errors_total{service=\"$service\"}'\n",
+    );
+    assert!(cfg.contains("unexported"), "{cfg}");
+    std::fs::write(&env.config, cfg).unwrap();
+    let server = env.serve(&[]).await;
+    let target = server.url.trim_start_matches("http://").to_string();
+    let prom = Prometheus::start(env.dir.path(), prom_port, &target).await;
+    prom.wait_for_series("airlock_sim_requests_total", 10).await;
+    prom.wait_for_series("airlock_sim_latency_p99_ms", 10).await;
+    let v = server
+        .applied(&env.bot, &action("scale", "s2", json!({"replicas": 5})))
+        .await;
+    let change = text(&v["change_id"]).to_string();
+    let done = server
+        .wait_for(&env.bot, text(&v["id"]), &["reverted", "settled"], 200)
+        .await;
+    assert_eq!(done["status"], "reverted", "{done}\n{}", server.log());
+    let breach = &server.events(&env.op, "breach", &change).await[0];
+    assert_eq!(breach["payload"]["rule"], "missing data", "{breach}");
+    assert!(server.events(&env.op, "settled", &change).await.is_empty());
+    drop(prom);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_invalid_promql_query_is_a_clear_config_error() {
     let env = Env::new(&world(), "", 3).await;
@@ -373,17 +407,40 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
         "{alert}"
     );
     assert_eq!(alert["labels"]["agent"], "bot", "{alert}");
-    // The sends are journaled on the change, one per receiver (they go one after the other).
+    // The outbox is journaled on the change: queued for each receiver before any attempt,
+    // then delivered to each.
     let mut sent = Vec::new();
+    let delivered = |sent: &[Value]| {
+        sent.iter()
+            .filter(|e| e["payload"]["delivery"] == "delivered")
+            .count()
+    };
     for _ in 0..100 {
         sent = server.events(&env.op, "alert", &change).await;
-        if sent.len() >= 2 {
+        if delivered(&sent) >= 2 {
             break;
         }
         tokio::time::sleep(POLL).await;
     }
-    assert_eq!(sent.len(), 2, "one per receiver: {sent:?}");
-    assert!(sent.iter().all(|e| e["payload"]["ok"] == true), "{sent:?}");
+    assert_eq!(delivered(&sent), 2, "one per receiver: {sent:?}");
+    let queued: Vec<&Value> = sent
+        .iter()
+        .filter(|e| e["payload"]["delivery"] == "queued")
+        .collect();
+    assert_eq!(queued.len(), 2, "{sent:?}");
+    for d in sent
+        .iter()
+        .filter(|e| e["payload"]["delivery"] == "delivered")
+    {
+        assert_eq!(d["payload"]["ok"], true, "{d}");
+        let q = d["payload"]["queued_seq"].as_i64().unwrap();
+        assert!(
+            queued
+                .iter()
+                .any(|e| e["seq"] == q && e["payload"]["receiver"] == d["payload"]["receiver"]),
+            "queued before delivered: {sent:?}"
+        );
+    }
     // The change's timeline has the detection, the revert and the alerts, in order.
     let tl = server
         .get(&format!("/v1/changes/{change}/timeline"), &env.op)

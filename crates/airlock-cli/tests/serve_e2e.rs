@@ -18,7 +18,7 @@ async fn env(window_s: u64) -> Env {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_held_delete_is_approved_then_applied_and_baked_to_settled() {
+async fn a_held_delete_is_approved_then_applied_and_ends_unjudged() {
     let env = env(3).await;
     let server = env.serve(&[]).await;
 
@@ -66,12 +66,19 @@ async fn a_held_delete_is_approved_then_applied_and_baked_to_settled() {
     let change = text(&approved["change_id"]);
     assert_eq!(server.describe(&env.bot, "scratch").await["exists"], false);
 
-    // A 3 s bake, polled every 200 ms: settled well within 15 s.
+    // A 3 s bake, polled every 200 ms: over well within 15 s. `scratch` serves no traffic,
+    // so no rule could be judged on data: the change ends `unjudged`, never `settled`.
     let done = server.wait_for(&env.bot, action_id, &FINAL, 150).await;
-    assert_eq!(done["status"], "settled", "{done}");
+    assert_eq!(done["status"], "unjudged", "{done}");
     assert_eq!(done["change_id"], change, "{done}");
     assert_eq!(done["approval_id"], approval, "{done}");
-    assert_eq!(server.events(&env.op, "settled", change).await.len(), 1);
+    let unjudged = server.events(&env.op, "unjudged", change).await;
+    assert_eq!(unjudged.len(), 1);
+    assert!(
+        text(&unjudged[0]["payload"]["reason"]).contains("`scratch`"),
+        "{unjudged:?}"
+    );
+    assert!(server.events(&env.op, "settled", change).await.is_empty());
     assert_eq!(server.describe(&env.bot, "scratch").await["exists"], false);
 }
 

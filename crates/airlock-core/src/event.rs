@@ -2,6 +2,12 @@
 //!
 //! Each event's hash covers its sequence number, time, kind, subject ids, payload and the
 //! previous event's hash, so altering or removing any row breaks every link after it.
+//!
+//! Two rules exist. Format 2 ([`row_hash`], what every new event is hashed with) covers the
+//! exact bytes of each stored column, so any one-byte edit of a row is found. Format 1
+//! ([`chain_hash`]) is the rule of journals written before it: it hashes the payload's
+//! canonical JSON, so an edit that keeps the JSON's meaning (added whitespace, a duplicate
+//! key) goes unnoticed in those old rows.
 
 use crate::clock::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -158,7 +164,63 @@ pub struct Event {
     pub hash: String,
 }
 
-/// The hash of an event at `seq` linking to `prev_hash`.
+/// The format every new event is stored and hashed in (see [`row_hash`]).
+pub const FORMAT: i64 = 2;
+
+/// An event row exactly as stored: every column's text or number, byte for byte.
+#[derive(Debug, Clone, Copy)]
+pub struct RowBytes<'a> {
+    pub seq: i64,
+    pub ts: i64,
+    pub kind: &'a str,
+    pub agent: Option<&'a str>,
+    pub action_id: Option<&'a str>,
+    pub change_id: Option<&'a str>,
+    /// The digest of the `principals` or `changes` row written in the same transaction,
+    /// as `principal:HEX` or `change:HEX`; `None` for an event that wrote no such row.
+    pub row_digest: Option<&'a str>,
+    /// The payload's JSON text as stored (not re-serialized).
+    pub payload: &'a str,
+    pub prev_hash: &'a str,
+}
+
+/// The format-2 hash of a stored row: BLAKE3 over a domain tag and every column, each text
+/// length-prefixed (u64 LE), each optional one `0x00` when absent or `0x01` and the text.
+///
+/// ```text
+/// hash = blake3("airlock-journal-event-v2\0" || text(prev_hash) || seq i64 LE || ts i64 LE
+///               || text(kind) || opt(agent) || opt(action_id) || opt(change_id)
+///               || opt(row_digest) || text(payload))
+/// ```
+pub fn row_hash(row: &RowBytes<'_>) -> String {
+    fn text(h: &mut blake3::Hasher, s: &str) {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(b"airlock-journal-event-v2\0");
+    text(&mut h, row.prev_hash);
+    h.update(&row.seq.to_le_bytes());
+    h.update(&row.ts.to_le_bytes());
+    text(&mut h, row.kind);
+    for part in [row.agent, row.action_id, row.change_id, row.row_digest] {
+        match part {
+            Some(s) => {
+                h.update(&[1]);
+                text(&mut h, s);
+            }
+            None => {
+                h.update(&[0]);
+            }
+        }
+    }
+    text(&mut h, row.payload);
+    h.finalize().to_hex().to_string()
+}
+
+/// The format-1 hash of an event at `seq` linking to `prev_hash`: the rule of journals
+/// written before format 2, kept to verify their old rows. It hashes the payload's
+/// canonical JSON, not the stored text.
 pub fn chain_hash(prev_hash: &str, seq: i64, ev: &NewEvent) -> String {
     let mut h = blake3::Hasher::new();
     h.update(prev_hash.as_bytes());
@@ -182,9 +244,26 @@ pub fn chain_hash(prev_hash: &str, seq: i64, ev: &NewEvent) -> String {
 }
 
 impl Event {
-    /// Builds the stored form of `ev` at `seq` after `prev_hash`.
+    /// Builds the stored form of `ev` at `seq` after `prev_hash`, hashed by the current
+    /// rule ([`row_hash`]) with the payload stored as `ev.payload.to_string()` and no row
+    /// digest.
     pub fn link(prev_hash: &str, seq: i64, ev: NewEvent) -> Self {
-        let hash = chain_hash(prev_hash, seq, &ev);
+        Self::link_with(prev_hash, seq, ev, None)
+    }
+    /// As [`Event::link`], for an event that records the digest of the row written with it.
+    pub fn link_with(prev_hash: &str, seq: i64, ev: NewEvent, row_digest: Option<&str>) -> Self {
+        let payload = ev.payload.to_string();
+        let hash = row_hash(&RowBytes {
+            seq,
+            ts: ev.ts,
+            kind: ev.kind.as_str(),
+            agent: ev.agent.as_deref(),
+            action_id: ev.action_id.as_deref(),
+            change_id: ev.change_id.as_deref(),
+            row_digest,
+            payload: &payload,
+            prev_hash,
+        });
         Self {
             seq,
             ts: ev.ts,
@@ -197,16 +276,21 @@ impl Event {
             hash,
         }
     }
-    /// Recomputes this event's hash from its content and `prev_hash`.
+    /// Recomputes this event's hash by the current rule, for an event stored with its
+    /// payload as `payload.to_string()` and no row digest (the stored row, not this value,
+    /// is what `verify` hashes).
     pub fn recompute(&self) -> String {
-        let ev = NewEvent {
+        let payload = self.payload.to_string();
+        row_hash(&RowBytes {
+            seq: self.seq,
             ts: self.ts,
-            kind: self.kind,
-            agent: self.agent.clone(),
-            action_id: self.action_id.clone(),
-            change_id: self.change_id.clone(),
-            payload: self.payload.clone(),
-        };
-        chain_hash(&self.prev_hash, self.seq, &ev)
+            kind: self.kind.as_str(),
+            agent: self.agent.as_deref(),
+            action_id: self.action_id.as_deref(),
+            change_id: self.change_id.as_deref(),
+            row_digest: None,
+            payload: &payload,
+            prev_hash: &self.prev_hash,
+        })
     }
 }

@@ -7,8 +7,10 @@
 pub mod action;
 pub mod addr;
 pub mod clock;
+pub mod conformance;
 pub mod duration;
 pub mod event;
+pub mod failpoint;
 pub mod guard;
 pub mod plan;
 pub mod policy;
@@ -29,7 +31,7 @@ pub use plan::{
     Applied, Blast, Contained, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot,
 };
 pub use policy::{PolicyEngine, PolicyError, PolicyInput, PolicyOutcome};
-pub use provider::{Provider, ProviderError, VerbSpec};
+pub use provider::{Landing, Provider, ProviderError, VerbSpec};
 pub use risk::{AgentStats, Assessment, HealthStatus, Risk};
 pub use status::{ActionStatus, ChangeStatus, VerdictKind};
 pub use verdict::Verdict;

@@ -504,6 +504,13 @@ fn decimal(v: f64) -> serde_json::Value {
     json!({"__extn": {"fn": "decimal", "arg": format!("{clamped:.4}")}})
 }
 
+/// A capacity change in whole percent. A change that could not be computed (NaN) counts
+/// as a full cut, the one every capacity rule looks at, so a broken prediction never reads
+/// as no change at all.
+fn capacity_pct(v: f64) -> i64 {
+    if v.is_nan() { -100 } else { v.round() as i64 }
+}
+
 /// Hour of day and weekday (0 = Sunday) of a timestamp, in UTC.
 pub fn hour_and_weekday(ts: Timestamp) -> (i64, i64) {
     let secs = ts.div_euclid(1000);
@@ -565,7 +572,7 @@ fn context_with(
             "resources": b.resources,
             "regions": b.regions,
             "dependents": dependents,
-            "capacity_delta_pct": capacity_delta_pct.round() as i64,
+            "capacity_delta_pct": capacity_pct(capacity_delta_pct),
         },
         "predicted": {
             "has_headroom": p.headroom.is_some(),
@@ -573,9 +580,12 @@ fn context_with(
             "has_az": az_loss_after.is_some(),
             "max_az_share": decimal(p.max_az_share.unwrap_or(0.0)),
             "headroom_after_az_loss": decimal(az_loss_after.unwrap_or(1.0e6)),
-            // Lower after than before: the change makes a zone's loss hurt more.
+            // Lower after than before: the change makes a zone's loss hurt more. Either
+            // side not computed (NaN) counts as worse.
             "az_loss_worse": match (az_loss_after, p.headroom_after_az_loss_before) {
-                (Some(after), Some(before)) => after < before - 1e-9,
+                (Some(after), Some(before)) => {
+                    after.is_nan() || before.is_nan() || after < before - 1e-9
+                }
                 (Some(_), None) => true,
                 _ => false,
             },
@@ -663,6 +673,56 @@ mod tests {
             attrs: &p.resource,
             context: context_json(p, &assessment, false, 0),
         })
+    }
+
+    /// Found by `tests/fuzz.rs` (`a_number_that_could_not_be_computed_is_never_judged_more_leniently`):
+    /// a NaN capacity change read as 0% and slipped past every rule about cuts.
+    #[test]
+    fn r_fuzz_nan_capacity_change_is_judged_as_a_full_cut() {
+        let e = PolicyEngine::default_pack().unwrap();
+        let cut = plan(Verb::Scale, "prod", 0, -40.0, Some(1.0));
+        let unknown = plan(Verb::Scale, "prod", 0, f64::NAN, Some(1.0));
+        let healthy = HealthStatus::Healthy;
+        assert_eq!(
+            decide(&e, &cut, healthy, 0),
+            PolicyOutcome::Deny(vec!["headroom-floor".into()])
+        );
+        assert_eq!(
+            decide(&e, &unknown, healthy, 0),
+            PolicyOutcome::Deny(vec!["headroom-floor".into()])
+        );
+    }
+
+    /// Found by `tests/fuzz.rs`: a NaN zone-loss headroom (after or before the change)
+    /// made the change look no worse for a zone's loss, so `survive-zone-loss` never fired.
+    #[test]
+    fn r_fuzz_nan_zone_loss_headroom_counts_as_worse() {
+        let e = PolicyEngine::default_pack().unwrap();
+        for (after, before) in [(f64::NAN, 1.5), (0.5, f64::NAN)] {
+            let mut p = plan(Verb::Scale, "staging", 0, 10.0, None);
+            p.predicted.headroom_after_az_loss = Some(after);
+            p.predicted.headroom_after_az_loss_before = Some(before);
+            let c = context_json(
+                &p,
+                &Assessment {
+                    risk: Risk::Low,
+                    health: HealthStatus::Healthy,
+                    agent: AgentStats::default(),
+                },
+                false,
+                0,
+            );
+            assert_eq!(
+                c["predicted"]["az_loss_worse"],
+                json!(true),
+                "{after} after, {before} before"
+            );
+            assert_eq!(
+                decide(&e, &p, HealthStatus::Healthy, 0),
+                PolicyOutcome::Deny(vec!["survive-zone-loss".into()]),
+                "{after} after, {before} before"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,21 @@ use crate::plan::{Applied, Plan, Restored, Snapshot};
 use async_trait::async_trait;
 use serde::Serialize;
 
+/// What the world shows for a change or a revert whose outcome the journal does not know:
+/// the gate journaled its intent, called the provider, and then crashed, timed out or got an
+/// error that does not prove nothing changed. The provider reads the resources back and
+/// compares them with the state before and the state asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Landing {
+    /// It is in the world: the resources are as it left them (their state now).
+    Landed(Vec<(ResourceAddr, Option<serde_json::Value>)>),
+    /// None of it is in the world: the resources are as they were before.
+    NotLanded,
+    /// The resources match neither (partly applied, or changed by someone since): a
+    /// person must look.
+    Unknown(String),
+}
+
 /// What a provider says about one of its verbs.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerbSpec {
@@ -73,4 +88,38 @@ pub trait Provider: Send + Sync {
     async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError>;
     /// Puts a snapshot back; fails with `Conflict` if the state moved on since `expect`.
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError>;
+    /// Whether `plan`, applied over the state recorded in `before`, is in the world now.
+    /// Changes nothing. This is how the gate recovers a change whose outcome it could not
+    /// journal; a provider that cannot read its resources back fails with `Unsupported`,
+    /// and such a change is journaled `needs_attention` rather than guessed.
+    async fn reconcile_apply(
+        &self,
+        plan: &Plan,
+        before: &Snapshot,
+    ) -> Result<Landing, ProviderError> {
+        let _ = before;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            verb: "reconcile".into(),
+            target: plan.target.to_string(),
+        })
+    }
+    /// Whether restoring `snap` over the state `applied` left is in the world now
+    /// (`Landed`), not yet (`NotLanded`: the resources are as the change left them), or
+    /// neither. Changes nothing; `Unsupported` when the provider cannot tell.
+    async fn reconcile_restore(
+        &self,
+        snap: &Snapshot,
+        applied: &Applied,
+    ) -> Result<Landing, ProviderError> {
+        let _ = applied;
+        Err(ProviderError::Unsupported {
+            provider: self.name().to_string(),
+            verb: "reconcile".into(),
+            target: snap
+                .entries
+                .first()
+                .map_or_else(String::new, |(a, _)| a.to_string()),
+        })
+    }
 }

@@ -8,7 +8,7 @@ use airlock_core::slo::{
     BaselineEntry, Counters, Judgement, MissingData, QueryRule, Sample, SloRule, judge, rule_value,
 };
 use airlock_core::{
-    Applied, ChangeStatus, EventKind, NewEvent, Plan, ProviderError, Snapshot, Verb,
+    Applied, ChangeStatus, EventKind, Landing, NewEvent, Plan, ProviderError, Snapshot, Verb,
 };
 use airlock_store::ChangeRecord;
 use serde::Serialize;
@@ -83,7 +83,8 @@ impl BakeConfig {
     }
 }
 
-/// What happened to a change: its bake passed (`settled`), it was reverted from its
+/// What happened to a change: its bake passed on data (`settled`), its window ended without
+/// any rule judged on data (`unjudged`: live, never looked at), it was reverted from its
 /// snapshot (`reverted`), or the revert stopped and a person must look (`needs_attention`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -91,6 +92,13 @@ pub enum BakeOutcome {
     Settled {
         change_id: String,
         agent: String,
+    },
+    Unjudged {
+        change_id: String,
+        agent: String,
+        /// Why nothing was judged: no signal watches the resource, or every series was
+        /// missing (or too thin to judge), naming the services and rules.
+        reason: String,
     },
     Reverted {
         change_id: String,
@@ -137,6 +145,21 @@ pub(crate) struct Bake {
     pub query_baseline: Vec<QueryBaseline>,
     /// Polls with data so far, per service and `[[slo]]` rule.
     pub query_seen: BTreeMap<(String, String), u32>,
+    /// The rules judged on data so far, as (service, rule) pairs: a bake that ends with
+    /// none is `unjudged`, never `settled`.
+    pub judged: BTreeSet<(String, String)>,
+    /// Per service, why its rules were not judged in the polls that did not judge them.
+    pub unjudged: BTreeMap<String, NotJudged>,
+}
+
+/// Why a service's rules were not judged, counted over a bake's polls.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct NotJudged {
+    /// Polls with every series of the service missing.
+    pub missing: u32,
+    /// Polls with data but fewer requests than `min_requests`; the most seen in one.
+    pub too_few: u32,
+    pub most_requests: f64,
 }
 
 /// One `[[slo]]` rule's value on one service just before a change.
@@ -181,14 +204,79 @@ impl Bake {
             evaluations: Vec::new(),
             query_baseline: Vec::new(),
             query_seen: BTreeMap::new(),
+            judged: BTreeSet::new(),
+            unjudged: BTreeMap::new(),
         }
+    }
+
+    /// Why no rule of this bake was judged on data, naming the services and rules; `None`
+    /// when some rule was.
+    fn unjudged_reason(&self, cfg: &BakeConfig) -> Option<String> {
+        if !self.judged.is_empty() {
+            return None;
+        }
+        Some(match self.not_judged(cfg).as_slice() {
+            [] => {
+                let mut targets: Vec<String> = self
+                    .plan
+                    .diffs
+                    .iter()
+                    .map(|d| format!("`{}`", d.addr))
+                    .collect();
+                targets.dedup();
+                if targets.is_empty() {
+                    targets.push(format!("`{}`", self.plan.target));
+                }
+                format!(
+                    "no signal watches {}: nothing could be judged",
+                    targets.join(", ")
+                )
+            }
+            services => format!(
+                "no rule was judged on data in {} polls: {}",
+                self.polls,
+                services.join("; ")
+            ),
+        })
+    }
+
+    /// One line per watched service none of whose rules was judged on data.
+    fn not_judged(&self, cfg: &BakeConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        for service in &self.plan.blast.watch {
+            if self.judged.iter().any(|(s, _)| s == service) {
+                continue;
+            }
+            let mut rules: Vec<String> = cfg.rules().iter().map(SloRule::describe).collect();
+            rules.extend(
+                cfg.slo
+                    .iter()
+                    .filter(|r| r.applies(service))
+                    .map(|r| r.name.clone()),
+            );
+            let n = self.unjudged.get(service).cloned().unwrap_or_default();
+            let why = match (n.missing, n.too_few) {
+                (0, 0) => "not polled".to_string(),
+                (_, 0) => "every series missing".to_string(),
+                (0, _) => format!(
+                    "too few requests (at most {:.0} in a poll's window, judging from {:.0})",
+                    n.most_requests, cfg.min_requests
+                ),
+                (m, t) => format!(
+                    "series missing in {m} polls, too few requests (at most {:.0}, judging from {:.0}) in {t}",
+                    n.most_requests, cfg.min_requests
+                ),
+            };
+            out.push(format!("`{service}` ({}): {why}", rules.join(", ")));
+        }
+        out
     }
 }
 
 impl Bake {
     /// Rebuilds a bake from a stored change record (plan, snapshot, applied state and the
     /// baseline recorded before apply); `counters` are the signals' readings from now on.
-    fn from_record(
+    pub(crate) fn from_record(
         rec: &ChangeRecord,
         counters: BTreeMap<String, Option<Counters>>,
     ) -> Result<Self, String> {
@@ -297,6 +385,17 @@ impl Gate {
     pub async fn poll(&self) -> Result<Vec<BakeOutcome>, GateError> {
         let _one = self.polling.lock().await;
         self.expire_holds().await?;
+        // Intents an apply or a revert left without an outcome (a failed write, a caller
+        // that went away): what landed is baked from now on.
+        match self.reconcile_if_needed().await {
+            Ok(done) if !done.is_empty() => {
+                self.resume().await?;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reconciling open intents failed; trying again next poll")
+            }
+        }
         let now = self.clock.now();
         let cfg = self.config.bake.clone();
         let ids: Vec<String> = lock(&self.bakes).keys().cloned().collect();
@@ -523,16 +622,39 @@ impl Gate {
             // A breach blamed on another change still holds this one's bake open.
             let holding = p.holding || p.breach.is_some();
             if window_over && (!holding || extension_over) {
-                let rec = change_record(&self.config.redact, &bake, ChangeStatus::Settled, now);
-                let ev = NewEvent::new(
-                    now,
-                    EventKind::Settled,
-                    json!({"polls": bake.polls, "held_for_missing_data": p.holding,
-                           "watched_until": (cfg.watch_s > 0).then(|| now + cfg.watch_s as i64 * 1000)}),
-                )
-                .agent(&bake.agent)
-                .action(&bake.action_id)
-                .change(&id);
+                // Settled means judged on data and found healthy; a window that passed
+                // without any rule judged is said as such, never as settled.
+                let unjudged = bake.unjudged_reason(&cfg);
+                let watched_until = (cfg.watch_s > 0).then(|| now + cfg.watch_s as i64 * 1000);
+                let (status, ev) = match &unjudged {
+                    Some(reason) => {
+                        tracing::warn!(change = %id, agent = %bake.agent, %reason, "bake ended unjudged");
+                        (
+                            ChangeStatus::Unjudged,
+                            NewEvent::new(
+                                now,
+                                EventKind::Unjudged,
+                                json!({"polls": bake.polls, "reason": reason,
+                                       "held_for_missing_data": p.holding, "watched_until": watched_until}),
+                            ),
+                        )
+                    }
+                    None => {
+                        let not_judged = bake.not_judged(&cfg);
+                        (
+                            ChangeStatus::Settled,
+                            NewEvent::new(
+                                now,
+                                EventKind::Settled,
+                                json!({"polls": bake.polls, "held_for_missing_data": p.holding,
+                                       "watched_until": watched_until,
+                                       "not_judged": (!not_judged.is_empty()).then_some(not_judged)}),
+                            ),
+                        )
+                    }
+                };
+                let rec = change_record(&self.config.redact, &bake, status, now);
+                let ev = ev.agent(&bake.agent).action(&bake.action_id).change(&id);
                 if let Err(e) = self.journal.put_change(rec, ev).await {
                     self.check_in(&id, bake);
                     return Err(e.into());
@@ -543,9 +665,16 @@ impl Gate {
                 } else {
                     lock(&self.bakes).remove(&id);
                 }
-                outcomes.push(BakeOutcome::Settled {
-                    change_id: id,
-                    agent,
+                outcomes.push(match unjudged {
+                    Some(reason) => BakeOutcome::Unjudged {
+                        change_id: id,
+                        agent,
+                        reason,
+                    },
+                    None => BakeOutcome::Settled {
+                        change_id: id,
+                        agent,
+                    },
                 });
             } else {
                 self.check_in(&id, bake);
@@ -794,6 +923,27 @@ impl Gate {
             if bake.evaluations.len() > MAX_EVALUATIONS {
                 bake.evaluations.remove(0);
             }
+            // What this poll judged on data, and why it judged nothing when it did not.
+            match &judgement {
+                Judgement::Pass | Judgement::Breach { .. } => {
+                    for r in &rules {
+                        if rule_value(r, &window).is_some() {
+                            bake.judged.insert((service.clone(), r.describe()));
+                        }
+                    }
+                }
+                Judgement::Insufficient { .. } | Judgement::Hold { .. } => {
+                    let n = bake.unjudged.entry(service.clone()).or_default();
+                    if window.iter().any(|s| s.requests.is_some()) {
+                        n.too_few += 1;
+                        n.most_requests = n
+                            .most_requests
+                            .max(airlock_core::slo::request_count(&window));
+                    } else {
+                        n.missing += 1;
+                    }
+                }
+            }
             match judgement {
                 Judgement::Breach { .. } if inherited => {}
                 Judgement::Breach {
@@ -850,6 +1000,9 @@ impl Gate {
                         "t": now, "service": service, "rule": rule.name,
                         "value": value, "judgement": judgement,
                     }));
+                    if value.is_some() && matches!(judgement, "pass" | "inherited" | "breach") {
+                        bake.judged.insert((service.clone(), rule.name.clone()));
+                    }
                     match judgement {
                         "breach" => {
                             let what = if value.is_none() {
@@ -907,7 +1060,7 @@ impl Gate {
 
     /// Restores a change's prior state and journals the outcome; the caller holds the
     /// change's slot and has taken its bake out.
-    async fn revert_bake(
+    pub(crate) async fn revert_bake(
         &self,
         bake: Bake,
         change_id: &str,
@@ -922,18 +1075,116 @@ impl Gate {
             return Err(GateError::UnknownProvider(name));
         };
         // Whatever the journal says next, the change is no longer baking here.
-        let watched_until = lock(&self.bakes).remove(change_id).and_then(|e| e.watching);
-        let result = match tokio::time::timeout(
+        let entry = lock(&self.bakes).remove(change_id);
+        let watched_until = entry.as_ref().and_then(|e| e.watching);
+        let retrying = entry.as_ref().is_some_and(|e| e.retry);
+        // A retry, or a change a later one may have superseded, reverts only if the world is
+        // still as the change left it: read first, so a change that stays in the way
+        // journals nothing on each poll.
+        if matches!(
+            on_conflict,
+            OnConflict::StillWaiting | OnConflict::Superseded
+        ) && let Ok(Ok(Landing::Unknown(_))) = tokio::time::timeout(
             self.config.provider_timeout,
-            provider.restore(&bake.snapshot, &bake.applied),
+            provider.reconcile_restore(&bake.snapshot, &bake.applied),
         )
         .await
         {
-            Ok(r) => r,
-            Err(_) => Err(ProviderError::Unavailable(
-                "the provider did not answer in time".into(),
-            )),
+            if on_conflict == OnConflict::StillWaiting {
+                let until = watched_until.unwrap_or_else(|| self.clock.now());
+                self.watch(change_id, bake, until, true);
+            }
+            return Ok(None);
+        }
+        // The intent, durable before the provider is called: a crash from here on leaves a
+        // `reverting` change that is reconciled on start. Claimed first, so the reconciler
+        // never takes it for one a crash left behind.
+        let _in_flight = self.in_flight(change_id);
+        let started = self.clock.now();
+        let was = match self.journal.change(change_id).await {
+            // A revert carried out after a restart: where it stood before that one began.
+            Ok(Some(rec)) if rec.status.in_flight() => rec
+                .record
+                .get("reverting_from")
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or(ChangeStatus::Baking),
+            Ok(Some(rec)) => rec.status,
+            _ => ChangeStatus::Baking,
         };
+        let mut intent =
+            change_record(&self.config.redact, &bake, ChangeStatus::Reverting, started);
+        intent.record["reverting_from"] = json!(was);
+        let ev = NewEvent::new(
+            started,
+            EventKind::Reverting,
+            json!({"reason": reason, "by": by, "from": was}),
+        )
+        .agent(&bake.agent)
+        .action(&bake.action_id)
+        .change(change_id);
+        if let Err(e) = self.journal.put_change(intent, ev).await {
+            // Nothing was restored: the change stays as it was, under watch, and the revert
+            // is tried again once the journal can be written.
+            let until = watched_until.unwrap_or(started);
+            match entry {
+                Some(BakeEntry { watching: None, .. }) | None => {
+                    let agent = bake.agent.clone();
+                    let rollout = bake.plan.is_rollout();
+                    lock(&self.bakes).insert(
+                        change_id.to_string(),
+                        BakeEntry {
+                            agent,
+                            rollout,
+                            bake: Some(bake),
+                            watching: None,
+                            retry: false,
+                        },
+                    );
+                }
+                Some(_) => self.watch(change_id, bake, until, retrying),
+            }
+            return Err(e.into());
+        }
+        let mut result = match crate::engine::fault("gate.before_restore") {
+            Some(e) => Err(e),
+            None => match tokio::time::timeout(
+                self.config.provider_timeout,
+                provider.restore(&bake.snapshot, &bake.applied),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ProviderError::Unavailable(
+                    "the provider did not answer in time".into(),
+                )),
+            },
+        };
+        if let Some(e) = crate::engine::fault("gate.after_restore") {
+            result = Err(e);
+        }
+        if let Err(e) = &result
+            && !crate::engine::nothing_changed(e)
+        {
+            // The restore may have landed anyway: the world says.
+            result = match tokio::time::timeout(
+                self.config.provider_timeout,
+                provider.reconcile_restore(&bake.snapshot, &bake.applied),
+            )
+            .await
+            {
+                Ok(Ok(Landing::Landed(entries))) => Ok(airlock_core::Restored {
+                    provider: bake.plan.provider.clone(),
+                    entries,
+                }),
+                Ok(Ok(Landing::Unknown(why))) => Err(ProviderError::Conflict {
+                    addr: bake.plan.target.to_string(),
+                    detail: format!(
+                        "the restore failed ({e}) and the resource matches neither the change nor the state before it: {why}"
+                    ),
+                }),
+                _ => result,
+            };
+        }
         let now = self.clock.now();
         match result {
             Ok(restored) => {
@@ -981,17 +1232,6 @@ impl Gate {
                     breaker_opened: tripped,
                 }))
             }
-            Err(_) if on_conflict == OnConflict::StillWaiting => {
-                // Still in the way: back under watch, nothing journaled again.
-                let until = watched_until.unwrap_or(now);
-                self.watch(change_id, bake, until, true);
-                Ok(None)
-            }
-            Err(ProviderError::Conflict { .. }) if on_conflict == OnConflict::Superseded => {
-                // The resource moved on since this change: it is no longer the state to
-                // watch, and nothing was overwritten.
-                Ok(None)
-            }
             Err(e) => {
                 let conflict = matches!(e, ProviderError::Conflict { .. });
                 let rec = change_record(
@@ -1012,7 +1252,7 @@ impl Gate {
                         .change(change_id);
                 self.journal.put_change(rec, ev).await?;
                 let agent = bake.agent.clone();
-                if conflict && on_conflict == OnConflict::Retry {
+                if conflict && matches!(on_conflict, OnConflict::Retry | OnConflict::StillWaiting) {
                     // Retried each poll until the conflict is gone or the watch ends.
                     let until = watched_until.unwrap_or(
                         now + (self.config.bake.watch_s.max(self.config.bake.window_s)) as i64
@@ -1071,6 +1311,8 @@ impl Gate {
     /// watched again from now until the end of its window, against the baseline recorded
     /// before it was applied. Returns how many were resumed.
     pub async fn resume(&self) -> Result<usize, GateError> {
+        // Intents a crash left without an outcome first: what landed is baked below.
+        self.reconcile().await?;
         let records = self
             .journal
             .changes_with_status(ChangeStatus::Baking)
@@ -1261,7 +1503,7 @@ struct Polled {
 
 /// What a revert does when the resource moved on since the change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnConflict {
+pub(crate) enum OnConflict {
     /// Journal `needs_attention` and stop.
     NeedsAttention,
     /// Journal `needs_attention` and retry each poll until the conflict is gone.

@@ -8,8 +8,8 @@ use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
 use airlock_core::slo::SignalSource;
 use airlock_core::verdict::combine;
 use airlock_core::{
-    ActionRequest, ActionStatus, Blast, ChangeStatus, Clock, Diff, EventKind, NewEvent, Plan,
-    PolicyEngine, Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
+    ActionRequest, ActionStatus, Blast, ChangeStatus, Clock, Diff, EventKind, Landing, NewEvent,
+    Plan, PolicyEngine, Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
 };
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
 use serde::Serialize;
@@ -246,6 +246,10 @@ impl Decision {
         match self.verdict {
             VerdictKind::Deny => ActionStatus::Denied,
             VerdictKind::Hold => ActionStatus::Held,
+            // Applied, or possibly applied and left to a person (an error with a change).
+            VerdictKind::Allow if self.applied() && self.error.is_some() => {
+                ActionStatus::NeedsAttention
+            }
             VerdictKind::Allow if self.applied() => ActionStatus::Baking,
             VerdictKind::Allow if self.error.is_some() => ActionStatus::Failed,
             VerdictKind::Allow => ActionStatus::Done,
@@ -382,6 +386,12 @@ pub struct Gate {
     /// The profile each authenticated agent's guards were last set from.
     agent_profiles: Mutex<BTreeMap<String, Option<String>>>,
     pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
+    /// Changes this process is applying or reverting right now: their intents are not
+    /// open for the reconciler.
+    pub(crate) in_flight: Mutex<std::collections::BTreeSet<String>>,
+    /// Set whenever an apply or a revert ends (normally, with an error, or cancelled with
+    /// its caller): the next poll looks for intents left without an outcome.
+    pub(crate) intents_to_check: std::sync::atomic::AtomicBool,
     pub(crate) behaviour: Mutex<crate::behaviour::Behaviour>,
     /// Per service, until when the judge blames no further change for its breach.
     pub(crate) blame_cooldown: Mutex<BTreeMap<String, i64>>,
@@ -438,6 +448,9 @@ impl Gate {
             agent_profiles: Mutex::new(BTreeMap::new()),
             handoffs: Mutex::new(BTreeMap::new()),
             bakes: Mutex::new(BTreeMap::new()),
+            in_flight: Mutex::new(std::collections::BTreeSet::new()),
+            // A previous process may have left some: `resume` looks first.
+            intents_to_check: std::sync::atomic::AtomicBool::new(true),
             behaviour: Mutex::new(crate::behaviour::Behaviour::new(config.anomaly.clone())),
             blame_cooldown: Mutex::new(BTreeMap::new()),
             slots: crate::slots::Slots::default(),
@@ -795,7 +808,7 @@ impl Gate {
                 .agent(agent)
                 .action(id);
                 // Invalid requests are recorded, but the answer is the error either way.
-                let _ = self.journal.append(ev).await;
+                self.record_failure(ev).await;
                 return Err(match e {
                     ProviderError::NotFound(what) => GateError::NotFound("resource", what),
                     ProviderError::Conflict { .. } => GateError::Conflict(e.to_string()),
@@ -1071,8 +1084,12 @@ impl Gate {
         }
     }
 
-    /// Step 7 for an allowed mutation: snapshot, baseline, apply, record, start the bake.
-    /// Returns whether the change landed (and stays).
+    /// Step 7 for an allowed mutation: snapshot, baseline, journal the intent, apply,
+    /// journal the outcome, start the bake. Returns whether the change landed (and stays).
+    ///
+    /// The intent (`applying`) is durable before the provider is called, so a crash at any
+    /// point leaves a change the journal knows: on start, `reconcile` reads the resource
+    /// back and journals what actually happened.
     async fn apply(
         &self,
         decision: &mut Decision,
@@ -1086,18 +1103,16 @@ impl Gate {
             Ok(s) => s,
             Err(e) => {
                 decision.error = Some(format!("snapshot failed, nothing applied: {e}"));
-                let _ = self
-                    .journal
-                    .append(
-                        NewEvent::new(
-                            now,
-                            EventKind::ApplyFailed,
-                            json!({"stage": "snapshot", "error": e.to_string()}),
-                        )
-                        .agent(&agent)
-                        .action(&decision.id),
+                self.record_failure(
+                    NewEvent::new(
+                        now,
+                        EventKind::ApplyFailed,
+                        json!({"stage": "snapshot", "error": e.to_string()}),
                     )
-                    .await;
+                    .agent(&agent)
+                    .action(&decision.id),
+                )
+                .await;
                 return false;
             }
         };
@@ -1105,36 +1120,61 @@ impl Gate {
         let baseline = crate::bake::baseline(self, &plan.blast.watch).await;
         let query_baseline = crate::bake::query_baseline(self, &plan.blast.watch).await;
         let change_id = self.new_id("chg");
-        let applied = match self.call(provider.apply(plan)).await {
+        let mut record = json!({"plan": plan, "snapshot": snapshot, "baseline": baseline, "query_baseline": query_baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
+        let intent = ChangeRecord {
+            id: change_id.clone(),
+            action_id: decision.id.clone(),
+            agent: agent.clone(),
+            status: ChangeStatus::Applying,
+            record: self.config.redact.redact(&record),
+            created_at: now,
+            updated_at: now,
+        };
+        let ev = NewEvent::new(
+            now,
+            EventKind::Applying,
+            json!({"plan_hash": plan.hash, "summary": plan.summary}),
+        )
+        .agent(&agent)
+        .action(&decision.id)
+        .change(&change_id);
+        // Claimed before the intent is written, so the reconciler never takes it for one a
+        // crash left behind.
+        let _in_flight = self.in_flight(&change_id);
+        // A hands-off provider's apply changes nothing in the world (the caller carries the
+        // action out after the answer, which is sent only once the outcome is journaled):
+        // there is nothing for an intent to protect.
+        if !provider.hands_off()
+            && let Err(e) = self.journal.put_change(intent, ev).await
+        {
+            *decision = journal_down(decision.clone(), &e);
+            return false;
+        }
+        let mut applied = match fault("gate.before_apply") {
+            Some(e) => Err(e),
+            None => self.call(provider.apply(plan)).await,
+        };
+        if let Some(e) = fault("gate.after_apply") {
+            // The provider acted but its answer is lost: as after a timeout.
+            applied = Err(e);
+        }
+        let applied = match applied {
             Ok(a) => a,
             Err(e) => {
-                decision.error = Some(format!("apply failed: {e}"));
-                let rec = ChangeRecord {
-                    id: change_id.clone(),
-                    action_id: decision.id.clone(),
-                    agent: agent.clone(),
-                    status: ChangeStatus::Failed,
-                    record: json!({"plan": plan, "snapshot": snapshot, "error": e.to_string()}),
-                    created_at: now,
-                    updated_at: now,
-                };
-                let ev = NewEvent::new(
-                    now,
-                    EventKind::ApplyFailed,
-                    json!({"stage": "apply", "error": e.to_string()}),
-                )
-                .agent(&agent)
-                .action(&decision.id)
-                .change(&change_id);
-                let _ = self.journal.put_change(rec, ev).await;
-                return false;
+                match self
+                    .apply_failed(decision, &provider, plan, &change_id, &snapshot, e)
+                    .await
+                {
+                    Some(landed) => landed,
+                    None => return decision.change_id.is_some(),
+                }
             }
         };
         // What the change left behind (the new state, or what a proxied tool answered).
         decision.result = Some(json!(
             applied.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()
         ));
-        let record = json!({"plan": plan, "snapshot": snapshot, "applied": applied, "baseline": baseline, "query_baseline": query_baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
+        record["applied"] = json!(applied);
         let rec = ChangeRecord {
             id: change_id.clone(),
             action_id: decision.id.clone(),
@@ -1142,7 +1182,7 @@ impl Gate {
             status: ChangeStatus::Baking,
             record: self.config.redact.redact(&record),
             created_at: now,
-            updated_at: now,
+            updated_at: self.clock.now(),
         };
         let ev = NewEvent::new(
             now,
@@ -1153,7 +1193,9 @@ impl Gate {
         .action(&decision.id)
         .change(&change_id);
         if let Err(e) = self.journal.put_change(rec, ev).await {
-            // Applied but not recorded: undo at once rather than leave an unrecorded change.
+            // Applied but the outcome not recorded: undo at once rather than leave a change
+            // the journal only knows as an intent. Whatever happens, the intent stays open
+            // and is reconciled against the world once the journal can be written again.
             let undo = self.call(provider.restore(&snapshot, &applied)).await;
             decision.error = Some(format!(
                 "the journal failed after apply ({e}); the change was {}",
@@ -1192,6 +1234,109 @@ impl Gate {
             },
         );
         true
+    }
+
+    /// The provider's apply failed. An error that proves nothing changed (a conflict, bad
+    /// parameters, an unknown resource) is journaled as `apply_failed`; any other (a
+    /// timeout, an unavailable provider, a lost answer) may have left the change done or
+    /// half-done, so the resource is read back and the journal says what actually happened:
+    /// `Some(state)` when the change is in the world after all (the caller records it as
+    /// applied and bakes it), `None` when the failure is journaled (`apply_failed`, or
+    /// `needs_attention` with the change id set when the world cannot be told).
+    async fn apply_failed(
+        &self,
+        decision: &mut Decision,
+        provider: &Arc<dyn Provider>,
+        plan: &Plan,
+        change_id: &str,
+        snapshot: &airlock_core::Snapshot,
+        e: ProviderError,
+    ) -> Option<airlock_core::Applied> {
+        let now = self.clock.now();
+        let landing = if nothing_changed(&e) {
+            Ok(Landing::NotLanded)
+        } else {
+            self.call(provider.reconcile_apply(plan, snapshot)).await
+        };
+        let (status, kind, payload) = match landing {
+            Ok(Landing::Landed(entries)) => {
+                tracing::warn!(change = %change_id, error = %e, "the provider reported an error but the change landed; recording it as applied");
+                return Some(airlock_core::Applied {
+                    provider: plan.provider.clone(),
+                    entries,
+                });
+            }
+            Ok(Landing::NotLanded) => (
+                ChangeStatus::Failed,
+                EventKind::ApplyFailed,
+                json!({"stage": "apply", "error": e.to_string()}),
+            ),
+            Ok(Landing::Unknown(why)) => (
+                ChangeStatus::NeedsAttention,
+                EventKind::NeedsAttention,
+                json!({"reason": format!("apply failed and the resource matches neither the state before nor the change: {why}"), "error": e.to_string()}),
+            ),
+            Err(re) => (
+                ChangeStatus::NeedsAttention,
+                EventKind::NeedsAttention,
+                json!({"reason": format!("apply failed and whether it landed cannot be read back ({re})"), "error": e.to_string()}),
+            ),
+        };
+        decision.error = Some(match status {
+            ChangeStatus::Failed => format!("apply failed: {e}"),
+            _ => format!(
+                "apply failed ({e}) and the change may be partly in the world: it needs a person (change {change_id})"
+            ),
+        });
+        let rec = ChangeRecord {
+            id: change_id.to_string(),
+            action_id: decision.id.clone(),
+            agent: decision.agent.clone(),
+            status,
+            record: self
+                .config
+                .redact
+                .redact(&json!({"plan": plan, "snapshot": snapshot, "error": e.to_string()})),
+            created_at: now,
+            updated_at: now,
+        };
+        let ev = NewEvent::new(now, kind, payload)
+            .agent(&decision.agent)
+            .action(&decision.id)
+            .change(change_id);
+        if status == ChangeStatus::NeedsAttention {
+            decision.change_id = Some(change_id.to_string());
+        }
+        self.record_change_failure(rec, ev).await;
+        None
+    }
+
+    /// Journals a failure; a failure to journal it is loud (logged here, counted and
+    /// reported not-ready by the journal's tracker).
+    pub(crate) async fn record_failure(&self, ev: NewEvent) {
+        if let Err(e) = self.journal.append(ev.clone()).await {
+            tracing::error!(error = %e, kind = %ev.kind, action = ?ev.action_id, "could not journal a failure");
+        }
+    }
+
+    /// Journals a change's failure with its record; loud when that fails (an open intent
+    /// stays behind and is reconciled once the journal can be written again).
+    pub(crate) async fn record_change_failure(&self, rec: ChangeRecord, ev: NewEvent) {
+        let id = rec.id.clone();
+        if let Err(e) = self.journal.put_change(rec, ev).await {
+            tracing::error!(error = %e, change = %id, "could not journal a change's failure; its intent stays open until it is reconciled");
+        }
+    }
+
+    /// Marks a change as being applied or reverted by this process until the guard drops:
+    /// the reconciler leaves such intents alone.
+    pub(crate) fn in_flight(&self, change_id: &str) -> InFlight<'_> {
+        lock(&self.in_flight).insert(change_id.to_string());
+        InFlight {
+            set: &self.in_flight,
+            check: &self.intents_to_check,
+            id: change_id.to_string(),
+        }
     }
 
     /// Resolves a hold. `approver` must be an operator other than the requester. An
@@ -1862,6 +2007,38 @@ pub async fn revoke_token(
     .agent(name);
     journal.put_principal(rec, ev).await?;
     Ok(())
+}
+
+/// A change this process is applying or reverting right now (see `Gate::in_flight`).
+pub(crate) struct InFlight<'a> {
+    set: &'a Mutex<std::collections::BTreeSet<String>>,
+    check: &'a std::sync::atomic::AtomicBool,
+    id: String,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.id);
+        // Its outcome may not be journaled (a failed write, a cancelled caller).
+        self.check.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether a provider's error proves the world was not changed: it refused before acting.
+pub(crate) fn nothing_changed(e: &ProviderError) -> bool {
+    matches!(
+        e,
+        ProviderError::Conflict { .. }
+            | ProviderError::InvalidParams(_)
+            | ProviderError::NotFound(_)
+            | ProviderError::Unsupported { .. }
+    )
+}
+
+/// A configured failpoint as a provider's failure (see `airlock_core::failpoint`).
+pub(crate) fn fault(name: &str) -> Option<ProviderError> {
+    airlock_core::failpoint::hit(name)
+        .map(|_| ProviderError::Unavailable(format!("failpoint `{name}` fired")))
 }
 
 fn journal_down(mut d: Decision, e: &StoreError) -> Decision {

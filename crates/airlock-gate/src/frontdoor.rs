@@ -329,6 +329,7 @@ fn ends(ev: &Event, change_id: &mut Option<String>) -> bool {
             false
         }
         EventKind::Settled
+        | EventKind::Unjudged
         | EventKind::Reverted
         | EventKind::NeedsAttention
         | EventKind::RevertFailed

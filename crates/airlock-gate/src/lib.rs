@@ -9,6 +9,7 @@ pub mod behaviour;
 mod engine;
 pub mod feed;
 pub mod frontdoor;
+mod reconcile;
 mod redact;
 mod slots;
 pub mod tracked;
@@ -22,4 +23,5 @@ pub use engine::{
 };
 pub use feed::Notifying;
 pub use frontdoor::{ActionView, DoorConfig, FrontDoor, NoObserver, Observer};
+pub use reconcile::Reconciled;
 pub use redact::{Redactor, redact};

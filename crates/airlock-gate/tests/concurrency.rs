@@ -10,8 +10,8 @@
 
 use airlock_core::slo::SignalSource;
 use airlock_core::{
-    ActionRequest, Applied, ManualClock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
-    Restored, Snapshot, Verb, VerbSpec, VerdictKind,
+    ActionRequest, Applied, Landing, ManualClock, Plan, PolicyEngine, Provider, ProviderError,
+    ResourceAddr, Restored, Snapshot, Verb, VerbSpec, VerdictKind,
 };
 use airlock_gate::{Gate, GateConfig, PrincipalKind2};
 use airlock_sim::{Sim, SimHandle, SimProvider, WorldSpec, testing};
@@ -97,6 +97,13 @@ impl Provider for Slow {
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
         self.inner.restore(snap, expect).await
+    }
+    async fn reconcile_apply(
+        &self,
+        plan: &Plan,
+        before: &Snapshot,
+    ) -> Result<Landing, ProviderError> {
+        self.inner.reconcile_apply(plan, before).await
     }
 }
 

@@ -43,12 +43,24 @@ fn world() -> WorldSpec {
 }
 
 /// Which writes of the real store fail, as a full or failing disk makes them fail.
-#[derive(Default)]
 struct DiskFaults {
     /// Appending events and registering principals fails.
     events: AtomicBool,
     /// Storing change records (with their event) fails.
     changes: AtomicBool,
+    /// How many change records may still be stored before every further one fails
+    /// (`usize::MAX`, the default, never fails).
+    changes_after: std::sync::atomic::AtomicUsize,
+}
+
+impl Default for DiskFaults {
+    fn default() -> Self {
+        Self {
+            events: AtomicBool::new(false),
+            changes: AtomicBool::new(false),
+            changes_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
 }
 
 fn unavailable() -> StoreError {
@@ -104,6 +116,17 @@ impl Journal for FailingDisk {
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
         self.check(&self.faults.events)?;
         self.check(&self.faults.changes)?;
+        let left = &self.faults.changes_after;
+        if left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| match n {
+                usize::MAX => Some(n),
+                0 => None,
+                n => Some(n - 1),
+            })
+            .is_err()
+        {
+            return Err(unavailable());
+        }
         self.inner.put_change(rec, ev).await
     }
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
@@ -376,14 +399,18 @@ async fn a_modest_scale_down_applies_bakes_and_settles() {
     );
 
     let events = f.of_change(&cid).await;
-    assert_eq!(kinds(&events), [EventKind::Applied, EventKind::Settled]);
+    assert_eq!(
+        kinds(&events),
+        [EventKind::Applying, EventKind::Applied, EventKind::Settled]
+    );
     assert!(
         events
             .iter()
             .all(|e| e.action_id.as_deref() == Some(d.id.as_str()))
     );
     assert_eq!(events[0].payload["plan_hash"], plan.hash);
-    assert_eq!(events[1].payload["polls"], 6);
+    assert_eq!(events[1].payload["plan_hash"], plan.hash);
+    assert_eq!(events[2].payload["polls"], 6);
     let settled = f
         .store
         .changes_with_status(airlock_core::ChangeStatus::Settled)
@@ -413,7 +440,13 @@ async fn a_modest_scale_down_applies_bakes_and_settles() {
     assert_eq!(f.desired("web").total(), 4);
     assert_eq!(
         kinds(&f.of_change(&cid).await),
-        [EventKind::Applied, EventKind::Settled, EventKind::Reverted]
+        [
+            EventKind::Applying,
+            EventKind::Applied,
+            EventKind::Settled,
+            EventKind::Reverting,
+            EventKind::Reverted
+        ]
     );
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
@@ -477,17 +510,23 @@ async fn a_bad_deploy_is_reverted_by_the_bake_and_two_reverts_open_the_breaker()
     let events = f.of_change(&cid).await;
     assert_eq!(
         kinds(&events),
-        [EventKind::Applied, EventKind::Breach, EventKind::Reverted]
+        [
+            EventKind::Applying,
+            EventKind::Applied,
+            EventKind::Breach,
+            EventKind::Reverting,
+            EventKind::Reverted
+        ]
     );
     assert!(
         events
             .iter()
             .all(|e| e.action_id.as_deref() == Some(d.id.as_str()))
     );
-    assert_eq!(events[1].payload["service"], "web");
-    assert_eq!(events[1].payload["detected_at"], detected_at);
+    assert_eq!(events[2].payload["service"], "web");
     assert_eq!(events[2].payload["detected_at"], detected_at);
-    assert_eq!(events[2].payload["reverted_at"], reverted_at);
+    assert_eq!(events[4].payload["detected_at"], detected_at);
+    assert_eq!(events[4].payload["reverted_at"], reverted_at);
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
         airlock_core::ChangeStatus::Reverted
@@ -623,7 +662,10 @@ async fn deleting_a_prod_leaf_is_held_and_an_operator_approval_applies_it() {
     assert_eq!(verdicts[0].payload["verdict"], "hold");
     assert_eq!(verdicts[1].payload["verdict"], "allow");
     assert_eq!(verdicts[1].payload["approved_by"], format!("alice:{aid}"));
-    assert_eq!(kinds(&f.of_change(&cid).await), [EventKind::Applied]);
+    assert_eq!(
+        kinds(&f.of_change(&cid).await),
+        [EventKind::Applying, EventKind::Applied]
+    );
 }
 
 #[tokio::test]
@@ -868,11 +910,29 @@ async fn an_unwritable_journal_fails_closed() {
 }
 
 #[tokio::test]
-async fn a_change_the_journal_cannot_record_is_rolled_back_at_once() {
+async fn a_change_whose_intent_cannot_be_journaled_is_never_applied() {
     let faults = Arc::new(DiskFaults::default());
     let f = build(config(), Some(faults.clone())).await;
     let before = f.all_desired();
     faults.changes.store(true, Ordering::SeqCst);
+
+    let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
+    assert_eq!(d.verdict, VerdictKind::Deny, "{d:?}");
+    assert_eq!(d.reasons, ["journal-unavailable"]);
+    assert!(d.change_id.is_none(), "{d:?}");
+    assert_eq!(f.all_desired(), before, "the provider was never called");
+    assert_eq!(f.gate.baking().await, 0);
+    assert!(f.of_kind(EventKind::Applying).await.is_empty());
+    assert!(f.of_kind(EventKind::Applied).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_change_whose_outcome_cannot_be_journaled_is_rolled_back_and_reconciled_later() {
+    let faults = Arc::new(DiskFaults::default());
+    let f = build(config(), Some(faults.clone())).await;
+    let before = f.all_desired();
+    // The intent is written; every change record after it fails.
+    faults.changes_after.store(1, Ordering::SeqCst);
 
     let d = f.gate.submit(&f.bot, scale("web", 3)).await.unwrap();
     assert!(d.change_id.is_none(), "{d:?}");
@@ -884,6 +944,26 @@ async fn a_change_the_journal_cannot_record_is_rolled_back_at_once() {
     assert_eq!(f.all_desired(), before, "the unrecorded change was undone");
     assert_eq!(f.gate.baking().await, 0);
     assert!(f.of_kind(EventKind::Applied).await.is_empty());
+    let open = f.of_kind(EventKind::Applying).await;
+    assert_eq!(open.len(), 1, "the intent stays until it is reconciled");
+    let cid = open[0].change_id.clone().unwrap();
+
+    // While the journal fails, reconciling cannot close it either, and changes nothing.
+    assert!(f.gate.reconcile().await.is_err());
+    assert_eq!(f.all_desired(), before);
+
+    // The disk recovers: the intent is closed as what the world shows, nothing landed.
+    faults.changes_after.store(usize::MAX, Ordering::SeqCst);
+    let done = f.gate.reconcile().await.unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].change_id, cid);
+    assert_eq!(done[0].status, airlock_core::ChangeStatus::Failed);
+    assert_eq!(
+        kinds(&f.of_change(&cid).await),
+        [EventKind::Applying, EventKind::ApplyFailed]
+    );
+    assert!(f.gate.reconcile().await.unwrap().is_empty(), "closed once");
+    assert!(f.store.verify().await.unwrap().ok());
 }
 
 /// A breach whose guilty change could not be reverted (another agent had changed the
@@ -969,7 +1049,12 @@ async fn a_revert_after_someone_else_changed_the_resource_needs_attention() {
     let events = f.of_change(&cid).await;
     assert_eq!(
         kinds(&events),
-        [EventKind::Applied, EventKind::NeedsAttention]
+        [
+            EventKind::Applying,
+            EventKind::Applied,
+            EventKind::Reverting,
+            EventKind::NeedsAttention
+        ]
     );
     assert_eq!(
         f.store.change(&cid).await.unwrap().unwrap().status,
@@ -1068,7 +1153,7 @@ async fn concurrent_submissions_lose_no_event_and_keep_the_chain() {
     for d in &decisions {
         let mut want = vec![EventKind::Request, EventKind::Verdict];
         if d.change_id.is_some() {
-            want.push(EventKind::Applied);
+            want.extend([EventKind::Applying, EventKind::Applied]);
         }
         let got = f.of_action(&d.id).await;
         assert_eq!(kinds(&got), want, "{d:?}");

@@ -966,7 +966,9 @@ async fn resolve_holds(
                     detail,
                 });
             }
-            BakeOutcome::Settled { .. } => {}
+            // Neither counts for or against the agent: an unjudged change is no good
+            // settled change, it only went unwatched.
+            BakeOutcome::Settled { .. } | BakeOutcome::Unjudged { .. } => {}
         }
     }
     Ok(())

@@ -15,6 +15,11 @@ const HUMAN_INTENT: &str = "a change made by hand, out of band";
 /// The virtual calendar's anchor: Monday 2026-01-05 00:00 UTC.
 pub const EPOCH_MS: i64 = 1_767_571_200_000;
 
+/// The longest stretch of virtual time a scenario may name, about ten years: anything
+/// longer is a typo, and sums of such times (a fault's start plus its length, a start
+/// shifted past the warm-up) must not overflow.
+pub const MAX_TIME: Secs = Secs(3660 * 86_400);
+
 /// An agent: a built-in one with parameters, or an external program (`cmd`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -307,7 +312,8 @@ impl Scenario {
 
     /// Every problem, each naming its field.
     pub fn problems(&self) -> Vec<String> {
-        let mut out = self.world().problems();
+        let mut out = self.time_problems();
+        out.extend(self.world().problems());
         if self.tick.0 == 0 || self.tick.0 > 3600 {
             out.push("tick: must be between 1s and 1h".into());
         }
@@ -424,6 +430,56 @@ impl Scenario {
         out
     }
 
+    /// Every time that is past [`MAX_TIME`], by its field.
+    fn time_problems(&self) -> Vec<String> {
+        let mut times: Vec<(String, Secs)> = vec![
+            ("warmup".into(), self.warmup),
+            ("duration".into(), self.duration),
+            ("approver.delay".into(), self.approver.delay),
+            ("guard.hold_timeout".into(), self.guard.hold_timeout),
+        ];
+        times.extend(self.misbehaves_at.map(|t| ("misbehaves_at".into(), t)));
+        for (field, a) in std::iter::once(("agent".to_string(), &self.agent))
+            .chain(self.reference.iter().map(|r| ("reference".to_string(), r)))
+            .chain(
+                self.peers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| (format!("peer[{i}]"), p)),
+            )
+        {
+            times.push((format!("{field}.turn"), a.turn));
+        }
+        for (i, e) in self.events.iter().enumerate() {
+            times.push((format!("event[{i}].at"), e.at));
+            times.push((format!("event[{i}].ramp"), e.ramp));
+            times.extend(e.duration.map(|d| (format!("event[{i}].duration"), d)));
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            times.push((format!("fault[{i}].at"), f.at));
+            times.push((format!("fault[{i}].duration"), f.duration));
+        }
+        for (i, v) in self.versions.iter().enumerate() {
+            times.push((format!("version[{i}].onset"), v.onset));
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            times.push((format!("service[{i}].cold_start"), s.cold_start));
+        }
+        for (i, h) in self.humans.iter().enumerate() {
+            times.push((format!("human[{i}].at"), h.at));
+        }
+        times
+            .into_iter()
+            .filter(|(_, t)| t.0 > MAX_TIME.0)
+            .map(|(field, t)| {
+                format!(
+                    "{field}: `{t}` is longer than a scenario may run; use at most {}d",
+                    MAX_TIME.0 / 86_400
+                )
+            })
+            .collect()
+    }
+
     /// The reference agent (`noop` unless the scenario names one).
     pub fn reference_agent(&self) -> AgentSpec {
         self.reference
@@ -459,7 +515,8 @@ impl Scenario {
 
     /// The simulator's world: events and faults shifted past the warm-up.
     pub fn world(&self) -> WorldSpec {
-        let shift = |s: Secs| Secs(s.0 + self.warmup.0);
+        // Saturating: times past `MAX_TIME` are refused by `problems`, which builds this.
+        let shift = |s: Secs| Secs(s.0.saturating_add(self.warmup.0));
         WorldSpec {
             regions: self.regions.clone(),
             services: self.services.clone(),
@@ -592,6 +649,34 @@ mod tests {
             err.contains("depends_on: unknown service `feature-flagz`"),
             "{err}"
         );
+    }
+
+    /// Found by `tests/fuzz.rs` (`edited_scenarios_validate_or_are_refused`): a fault at
+    /// `18446744073709551615s` validated, and the simulator's first tick overflowed adding
+    /// its duration.
+    #[test]
+    fn r_fuzz_times_past_any_calendar_are_refused() {
+        let base = "name = \"x\"\nduration = \"1h\"\n[agent]\nname = \"noop\"\n\
+                    [[region]]\nname = \"r\"\nazs = [\"r-a\"]\n\
+                    [[service]]\nname = \"s\"\nenv = \"prod\"\nregion = \"r\"\nreplicas = 2\n\
+                    capacity_rps = 10\ndemand = { base_rps = 5 }\n";
+        let text = format!(
+            "{base}[[fault]]\nkind = \"metric_blackout\"\ntarget = \"s\"\n\
+             at = \"18446744073709551615s\"\nduration = \"3h\"\n"
+        );
+        let err = Scenario::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fault[0].at: `18446744073709551615s` is longer"),
+            "{err}"
+        );
+        let text = format!("warmup = \"18446744073709551615s\"\n{base}");
+        let err = Scenario::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("warmup: "), "{err}");
+        assert!(Scenario::from_toml(base, "x.toml").is_ok());
     }
 
     #[test]

@@ -452,8 +452,8 @@ async fn readyz(State(s): State<AppState>) -> Response {
 /// (histogram), `airlock_changes_total{status}`, `airlock_reverts_total`,
 /// `airlock_pending_holds`, `airlock_breaker_open{agent}`,
 /// `airlock_agent_anomaly_score{agent}`, `airlock_killswitch`, `airlock_journal_writable`,
-/// `airlock_journal_write_failures`, and with the live sandbox
-/// cloud its services' `airlock_sim_*` signals. No token needed.
+/// `airlock_journal_write_failures`, `airlock_alert_deliveries_total{receiver,outcome}`, and
+/// with the live sandbox cloud its services' `airlock_sim_*` signals. No token needed.
 #[utoipa::path(get, path = "/metrics", tag = "health", operation_id = "metrics",
     responses((status = 200, description = "The exposition text.", body = String,
         content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
@@ -558,6 +558,7 @@ impl Observer for Metrics {
             }
             BakeOutcome::NeedsAttention { .. } => "needs_attention",
             BakeOutcome::Settled { .. } => "settled",
+            BakeOutcome::Unjudged { .. } => "unjudged",
         };
         self.changes
             .get_or_create(&StatusLabels {
@@ -578,9 +579,9 @@ impl Observer for Metrics {
 ///
 /// With `wait=true`: a `deny`, a `read` and an allowed action that failed to apply answer at
 /// once as above, since there is nothing to wait for. A hold or an applied change blocks the
-/// call until the action reaches an end (its change settled, reverted or needs attention; the
-/// hold denied, expired or refused because the plan changed) or `timeout_s` runs out, and
-/// then answers `200` with `waited` set.
+/// call until the action reaches an end (its change settled, unjudged, reverted or needs
+/// attention; the hold denied, expired or refused because the plan changed) or `timeout_s`
+/// runs out, and then answers `200` with `waited` set.
 #[utoipa::path(post, path = "/v1/actions", tag = "actions", operation_id = "submitAction",
     params(SubmitQuery),
     request_body = ActionRequest,
@@ -913,7 +914,7 @@ async fn get_change(
 /// A change's timeline
 ///
 /// The change's story in time order: the journal events of its action (request, verdict,
-/// approvals) and of the change (applied, breach, reverted, settled, needs_attention,
+/// approvals) and of the change (applied, breach, reverted, settled, unjudged, needs_attention,
 /// revert_failed, apply_failed, alert), the breaker event its revert tripped, and the bake's
 /// per-poll evaluations its record holds. Operators see every change; an agent sees only its
 /// own.
@@ -960,8 +961,8 @@ async fn change_timeline(
         (status = 404, description = "Unknown change (`not_found`).", body = ErrorBody),
         (status = 409, description = "Either the revert stopped because the resource moved on \
             or the provider failed (a `needs_attention` outcome; the change is now \
-            `needs_attention`), or the change is not `baking` or `settled` (an error, \
-            `conflict`).", body = RevertConflict),
+            `needs_attention`), or the change is not `baking`, `settled` or `unjudged` (an \
+            error, `conflict`).", body = RevertConflict),
         (status = 503, response = Unavailable),
     ))]
 async fn revert_change(
@@ -1015,8 +1016,8 @@ pub struct UndoResult {
 
 /// Undo an agent's recent changes
 ///
-/// Operators only. Reverts every `baking` or `settled` change the agent applied since
-/// `since`, newest first, and stops at the first one it cannot revert
+/// Operators only. Reverts every `baking`, `settled` or `unjudged` change the agent applied
+/// since `since`, newest first, and stops at the first one it cannot revert
 /// (`stopped_on_conflict`). Nothing is overwritten.
 #[utoipa::path(post, path = "/v1/undo", tag = "changes", operation_id = "undo",
     request_body = UndoBody,

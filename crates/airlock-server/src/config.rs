@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: RawStore,
     #[serde(default)]
+    pub journal: RawJournal,
+    #[serde(default)]
     pub policy: RawPolicy,
     #[serde(default)]
     pub guards: GuardConfig,
@@ -203,6 +205,40 @@ impl Default for RawStore {
     }
 }
 
+/// `[journal]`: signed checkpoints of the journal's head.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJournal {
+    /// A private key file from `airlock keygen --out PATH`, kept outside the store. When
+    /// set, the server appends a signed `checkpoint` event every `checkpoint_every` events,
+    /// every `checkpoint_interval_s` seconds (when there is anything new) and on shutdown;
+    /// `airlock journal verify --public-key PATH.pub` checks them.
+    pub signing_key: Option<PathBuf>,
+    /// Sign a checkpoint once this many events were appended since the last one.
+    pub checkpoint_every: u64,
+    /// Sign a checkpoint at least this often, in seconds, while events keep coming.
+    pub checkpoint_interval_s: u64,
+}
+
+impl Default for RawJournal {
+    fn default() -> Self {
+        Self {
+            signing_key: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_s: 60,
+        }
+    }
+}
+
+/// The validated `[journal]`: the key's path (the key itself is read when the server
+/// starts, never kept in the configuration).
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    pub signing_key: Option<PathBuf>,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval_s: u64,
+}
+
 /// `[policy]`
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -273,6 +309,8 @@ pub struct Config {
     pub poll_interval_ms: u64,
     pub max_wait_s: u64,
     pub store: String,
+    /// `[journal]`: checkpoint signing.
+    pub journal: JournalConfig,
     /// Cedar text of the policy pack.
     pub policy_text: String,
     pub policy_count: usize,
@@ -411,6 +449,22 @@ impl RawConfig {
         }
         if self.store.url.trim().is_empty() {
             problems.push("store.url: must not be empty".into());
+        }
+        let journal = JournalConfig {
+            signing_key: self.journal.signing_key.as_ref().map(|p| base.join(p)),
+            checkpoint_every: self.journal.checkpoint_every,
+            checkpoint_interval_s: self.journal.checkpoint_interval_s,
+        };
+        if journal.checkpoint_every == 0 {
+            problems.push("journal.checkpoint_every: must be above 0".into());
+        }
+        if !(1..=86_400).contains(&journal.checkpoint_interval_s) {
+            problems.push("journal.checkpoint_interval_s: must be within 1..86400".into());
+        }
+        if let Some(key) = &journal.signing_key
+            && let Err(e) = airlock_store::CheckpointSigner::from_file(key)
+        {
+            problems.push(format!("journal.signing_key: {e}"));
         }
         let mut policy_text = String::new();
         for f in &self.policy.files {
@@ -568,6 +622,7 @@ impl RawConfig {
                 poll_interval_ms: self.server.poll_interval_ms,
                 max_wait_s: self.server.max_wait_s,
                 store: self.store.url,
+                journal,
                 policy_text,
                 policy_count,
                 guards: self.guards,
@@ -635,6 +690,36 @@ mod tests {
         assert_eq!(c.store, ".airlock/airlock.db");
         assert!(c.sim.is_some());
         assert!(c.policy_count >= 5);
+    }
+
+    #[test]
+    fn the_journal_section_is_checked_and_its_key_read() {
+        let c = RawConfig::default().validate(Path::new(".")).unwrap();
+        assert!(c.journal.signing_key.is_none());
+        assert_eq!(
+            (c.journal.checkpoint_every, c.journal.checkpoint_interval_s),
+            (1000, 60)
+        );
+        let dir = std::env::temp_dir().join(format!("airlock-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("bad.key"), "not a key").unwrap();
+        let raw = RawConfig::parse(
+            "[journal]\nsigning_key = \"bad.key\"\ncheckpoint_every = 0\ncheckpoint_interval_s = 0\n",
+            "a.toml",
+        )
+        .unwrap();
+        let err = raw.validate(&dir).unwrap_err();
+        let fields: Vec<&str> = err.0.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            fields,
+            [
+                "journal.checkpoint_every",
+                "journal.checkpoint_interval_s",
+                "journal.signing_key"
+            ],
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::state::AppState;
 use airlock_core::registry::BuildContext;
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
-    ActionRequest, Applied, Clock, Plan, PolicyEngine, Provider, ProviderError, ResourceAddr,
-    Restored, Snapshot, VerbSpec,
+    ActionRequest, Applied, Clock, Landing, Plan, PolicyEngine, Provider, ProviderError,
+    ResourceAddr, Restored, Snapshot, VerbSpec,
 };
 use airlock_gate::{DoorConfig, FrontDoor, Notifying};
 use airlock_gate::{Gate, GateConfig};
@@ -66,31 +66,56 @@ impl Clock for SystemClock {
 pub struct PersistentSim {
     inner: SimProvider,
     path: PathBuf,
-    /// One save at a time: they share the temporary file.
+    /// One change and its save at a time: they share the temporary file, and a change
+    /// that cannot be saved is put back before the next one runs.
     saving: std::sync::Mutex<()>,
 }
 
 impl PersistentSim {
-    fn save(&self) -> Result<(), ProviderError> {
-        let _one = self
-            .saving
-            .lock()
-            .map_err(|_| ProviderError::Unavailable("the simulator's saver is poisoned".into()))?;
+    /// Every service's desired state, as saved.
+    fn desired_all(&self) -> Result<BTreeMap<String, Desired>, ProviderError> {
         let sim = self.inner.handle();
-        let state: BTreeMap<String, Desired> = {
-            let sim = sim.lock().map_err(|_| {
-                ProviderError::Unavailable("the simulator's state is poisoned".into())
-            })?;
-            sim.spec()
-                .services
-                .iter()
-                .filter_map(|s| sim.desired(&s.name).ok().map(|d| (s.name.clone(), d)))
-                .collect()
+        let sim = sim
+            .lock()
+            .map_err(|_| ProviderError::Unavailable("the simulator's state is poisoned".into()))?;
+        Ok(sim
+            .spec()
+            .services
+            .iter()
+            .filter_map(|s| sim.desired(&s.name).ok().map(|d| (s.name.clone(), d)))
+            .collect())
+    }
+
+    /// Puts the world back to `prior` in memory: a change that could not be saved is not
+    /// left live (it would vanish on restart while the journal says it failed).
+    fn put_back(&self, prior: &BTreeMap<String, Desired>) {
+        let sim = self.inner.handle();
+        let Ok(mut sim) = sim.lock() else {
+            tracing::error!(
+                "the simulator's state is poisoned; a change that was not saved may still be live"
+            );
+            return;
         };
+        for (name, d) in prior {
+            if let Err(e) = sim.restore_desired(name, d) {
+                tracing::error!(service = %name, error = %e, "could not put a service back after a failed save");
+            }
+        }
+    }
+
+    /// Writes the state file; the caller holds `saving`.
+    fn save(&self) -> Result<(), ProviderError> {
+        if airlock_core::failpoint::hit("sim.save").is_some() {
+            return Err(ProviderError::Unavailable(format!(
+                "cannot save the simulator's state to `{}`: failpoint `sim.save` fired",
+                self.path.display()
+            )));
+        }
+        let state = self.desired_all()?;
         let text = serde_json::to_string_pretty(&state)
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         let tmp = self.path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
+        write_durably(&tmp, text.as_bytes())
             .and_then(|()| std::fs::rename(&tmp, &self.path))
             .map_err(|e| {
                 ProviderError::Unavailable(format!(
@@ -99,6 +124,42 @@ impl PersistentSim {
                 ))
             })
     }
+
+    /// Runs a change in memory, then saves it; a failure to save (or a fault injected
+    /// between the two) puts the world back, so the change is either live and saved or
+    /// not live at all.
+    fn saved<T>(
+        &self,
+        point: &str,
+        change: impl FnOnce() -> Result<T, ProviderError>,
+    ) -> Result<T, ProviderError> {
+        // One change and its save at a time, so putting one back never undoes another.
+        let _one = self
+            .saving
+            .lock()
+            .map_err(|_| ProviderError::Unavailable("the simulator's saver is poisoned".into()))?;
+        let prior = self.desired_all()?;
+        let out = change()?;
+        let saved = match airlock_core::failpoint::hit(point) {
+            Some(_) => Err(ProviderError::Unavailable(format!(
+                "failpoint `{point}` fired"
+            ))),
+            None => self.save(),
+        };
+        if let Err(e) = saved {
+            self.put_back(&prior);
+            return Err(e);
+        }
+        Ok(out)
+    }
+}
+
+/// Writes a file and flushes it to disk before it replaces anything.
+fn write_durably(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[async_trait]
@@ -119,25 +180,56 @@ impl Provider for PersistentSim {
         self.inner.snapshot(targets).await
     }
     async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError> {
-        let a = self.inner.apply(plan).await?;
-        if plan.verb.is_mutation() {
-            self.save()?;
+        if !plan.verb.is_mutation() {
+            return self.inner.apply(plan).await;
         }
-        Ok(a)
+        if let Some(e) = fault("sim.apply") {
+            return Err(e);
+        }
+        let inner = &self.inner;
+        self.saved("sim.apply.unsaved", || inner.apply_now(plan))
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
-        let r = self.inner.restore(snap, expect).await?;
-        self.save()?;
-        Ok(r)
+        if let Some(e) = fault("sim.restore") {
+            return Err(e);
+        }
+        let inner = &self.inner;
+        self.saved("sim.restore.unsaved", || inner.restore_now(snap, expect))
     }
+    async fn reconcile_apply(
+        &self,
+        plan: &Plan,
+        before: &Snapshot,
+    ) -> Result<Landing, ProviderError> {
+        self.inner.reconcile_apply(plan, before).await
+    }
+    async fn reconcile_restore(
+        &self,
+        snap: &Snapshot,
+        applied: &Applied,
+    ) -> Result<Landing, ProviderError> {
+        self.inner.reconcile_restore(snap, applied).await
+    }
+}
+
+/// A configured failpoint as a provider's failure.
+fn fault(name: &str) -> Option<ProviderError> {
+    airlock_core::failpoint::hit(name)
+        .map(|_| ProviderError::Unavailable(format!("failpoint `{name}` fired")))
 }
 
 #[async_trait]
 impl SignalSource for PersistentSim {
     async fn read(&self, service: &str) -> Result<Option<Counters>, String> {
+        if airlock_core::failpoint::hit("signals.read").is_some() {
+            return Err("failpoint `signals.read` fired".into());
+        }
         SignalSource::read(&self.inner, service).await
     }
     async fn recent(&self, service: &str, window_s: u64) -> Result<Option<Sample>, String> {
+        if airlock_core::failpoint::hit("signals.read").is_some() {
+            return Err("failpoint `signals.read` fired".into());
+        }
         self.inner.recent(service, window_s).await
     }
 }
@@ -164,6 +256,14 @@ type Wiring = (
 
 /// Builds the state the router and the background tasks share (no socket, no tasks).
 pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), ServeError> {
+    let points = airlock_core::failpoint::from_env().map_err(ServeError::Provider)?;
+    if points > 0 {
+        tracing::warn!(
+            points,
+            "{} is set: faults will be injected on purpose",
+            airlock_core::failpoint::ENV
+        );
+    }
     let store = airlock_store::open(&config.store).await?;
     let journal = Arc::new(Notifying::new(store));
     let policy = Arc::new(PolicyEngine::new(
@@ -320,17 +420,93 @@ pub struct Started {
     pub state: AppState,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The checkpoint signer (with `[journal] signing_key`): stopped last, so its final
+    /// checkpoint covers everything the other tasks wrote.
+    checkpoints: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Started {
-    /// Stops the background tasks and waits for them.
+    /// Stops the background tasks and waits for them; then signs a last checkpoint.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.state.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        if let Some((stop, task)) = self.checkpoints {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
     }
+}
+
+/// Signs a checkpoint of the journal's head every `every` events, every `interval` while
+/// anything new was written, and once more when stopped.
+async fn sign_checkpoints(
+    signer: airlock_store::CheckpointSigner,
+    journal: Arc<dyn airlock_store::Journal>,
+    mut feed: tokio::sync::broadcast::Receiver<airlock_core::Event>,
+    every: u64,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let clock = SystemClock;
+    let sign = async |reason: &str| match airlock_store::checkpoint::sign_head(
+        journal.as_ref(),
+        &signer,
+        clock.now(),
+        reason,
+    )
+    .await
+    {
+        Ok(Some(e)) => tracing::info!(
+            seq = e.seq,
+            head_seq = e.payload["head_seq"].as_i64(),
+            head_hash = e.payload["head_hash"].as_str(),
+            key_id = signer.key_id(),
+            signature = e.payload["signature"].as_str(),
+            reason,
+            "journal checkpoint signed"
+        ),
+        Ok(None) => {}
+        // Loud, and the journal's write health (readiness) shows it until a write succeeds.
+        Err(e) => tracing::error!(error = %e, reason, "cannot sign a journal checkpoint"),
+    };
+    let mut since = 0u64;
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let reason = tokio::select! {
+            _ = tick.tick() => "interval",
+            got = feed.recv() => {
+                match got {
+                    Ok(e) if e.kind == airlock_core::EventKind::Checkpoint => {
+                        since = 0;
+                        continue;
+                    }
+                    Ok(_) => since += 1,
+                    Err(RecvError::Lagged(n)) => since += n,
+                    // No more events will come: sign what there is when stopped.
+                    Err(RecvError::Closed) => {
+                        let _ = stop.changed().await;
+                        break;
+                    }
+                }
+                if since < every {
+                    continue;
+                }
+                "events"
+            }
+            _ = stop.changed() => break,
+        };
+        sign(reason).await;
+        since = 0;
+    }
+    sign("shutdown").await;
 }
 
 /// Builds the state, restores operator controls and baking changes from the journal, and
@@ -388,11 +564,19 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         }));
     }
     if !config.alerts.is_empty() {
+        let deliveries = state.metrics.alert_deliveries.clone();
         let alerter = airlock_watch::alerts::Alerter::new(
             config.alerts.clone(),
             state.journal.clone(),
             Arc::new(SystemClock),
-        );
+        )
+        .on_outcome(move |receiver, outcome| {
+            let labels = crate::metrics::AlertLabels {
+                receiver: receiver.to_string(),
+                outcome: outcome.as_str().to_string(),
+            };
+            deliveries.get_or_create(&labels).inc();
+        });
         tasks.push(tokio::spawn(airlock_watch::alerts::run(
             alerter,
             state.gate.clone(),
@@ -400,10 +584,30 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             stop_rx.clone(),
         )));
     }
+    let checkpoints = match &config.journal.signing_key {
+        Some(path) => {
+            let signer = airlock_store::CheckpointSigner::from_file(path).map_err(|e| {
+                airlock_store::StoreError::Invalid(format!("journal.signing_key: {e}"))
+            })?;
+            tracing::info!(key_id = signer.key_id(), "signing journal checkpoints");
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let task = tokio::spawn(sign_checkpoints(
+                signer,
+                state.gate.journal().clone(),
+                state.journal.subscribe(),
+                config.journal.checkpoint_every,
+                Duration::from_secs(config.journal.checkpoint_interval_s),
+                rx,
+            ));
+            Some((tx, task))
+        }
+        None => None,
+    };
     Ok(Started {
         state,
         stop: stop_tx,
         tasks,
+        checkpoints,
     })
 }
 

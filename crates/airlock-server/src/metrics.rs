@@ -1,5 +1,5 @@
 //! `/metrics` in OpenMetrics text: decisions, latency, changes, reverts, holds, breakers,
-//! kill switch.
+//! kill switch, alert deliveries.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -24,6 +24,13 @@ pub struct AgentLabels {
     pub agent: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub receiver: String,
+    /// `delivered`, `retried`, `given_up` or `superseded`.
+    pub outcome: String,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +44,7 @@ pub struct Metrics {
     pub killswitch: Gauge,
     pub journal_writable: Gauge,
     pub journal_write_failures: Gauge,
+    pub alert_deliveries: Family<AlertLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -98,8 +106,15 @@ impl Default for Metrics {
             "Journal writes that failed since the server started",
             journal_write_failures.clone(),
         );
+        let alert_deliveries = Family::<AlertLabels, Counter>::default();
+        registry.register(
+            "alert_deliveries",
+            "Alert deliveries by receiver and outcome: delivered, retried (an attempt failed), given_up (never delivered), superseded",
+            alert_deliveries.clone(),
+        );
         Self {
             registry,
+            alert_deliveries,
             journal_writable,
             journal_write_failures,
             decisions,

@@ -27,8 +27,10 @@ pub struct Timeline {
     pub detected_at: Option<i64>,
     /// When it was reverted, or `null`.
     pub reverted_at: Option<i64>,
-    /// When its bake passed, or `null`.
+    /// When its bake passed, judged on data, or `null`.
     pub settled_at: Option<i64>,
+    /// When its bake window ended without any rule judged on data (`unjudged`), or `null`.
+    pub unjudged_at: Option<i64>,
     /// `reverted_at` − `applied_at`, or `null`.
     pub time_to_mitigate_ms: Option<i64>,
     pub entries: Vec<TimelineEntry>,
@@ -117,6 +119,7 @@ pub fn build(rec: &ChangeRecord, events: &[Event]) -> Timeline {
     let detected_at = first(EventKind::Breach);
     let reverted_at = last(EventKind::Reverted);
     let settled_at = last(EventKind::Settled);
+    let unjudged_at = last(EventKind::Unjudged);
     let time_to_mitigate_ms = applied_at.zip(reverted_at).map(|(a, r)| r - a);
 
     // (ts, 0 for an event and 1 for an evaluation, seq, entry)
@@ -164,6 +167,7 @@ pub fn build(rec: &ChangeRecord, events: &[Event]) -> Timeline {
         detected_at,
         reverted_at,
         settled_at,
+        unjudged_at,
         time_to_mitigate_ms,
         entries: entries.into_iter().map(|(.., e)| e).collect(),
     }
@@ -258,8 +262,17 @@ pub fn summarize(kind: &str, agent: Option<&str>, p: &Value) -> String {
             if p.get("held_for_missing_data").and_then(Value::as_bool) == Some(true) {
                 line.push_str(", held open for missing data");
             }
+            let not_judged = strings(p.get("not_judged"));
+            if !not_judged.is_empty() {
+                line.push_str(&format!("; not judged: {}", not_judged.join("; ")));
+            }
             line
         }
+        "unjudged" => format!(
+            "unjudged after {} polls, not settled: {}",
+            p.get("polls").unwrap_or(&json!(0)),
+            s("reason")
+        ),
         "needs_attention" => {
             let mut line = format!("needs attention: {}", s("reason"));
             if !s("error").is_empty() {
@@ -270,8 +283,25 @@ pub fn summarize(kind: &str, agent: Option<&str>, p: &Value) -> String {
         "revert_failed" => format!("revert failed: {}: {}", s("reason"), s("error")),
         "alert" => {
             let mut line = format!("alert {} {} → {}", s("alert"), s("status"), s("receiver"));
-            if p.get("ok").and_then(Value::as_bool) == Some(false) {
-                line.push_str(&format!(", not delivered: {}", s("error")));
+            let attempts = p.get("attempts").and_then(Value::as_u64).unwrap_or(0);
+            match s("delivery") {
+                "queued" => line.push_str(": queued"),
+                "delivered" => line.push_str(&format!(": delivered (attempt {attempts})")),
+                "retrying" => line.push_str(&format!(
+                    ": attempt {attempts} failed: {}; retrying in {} s",
+                    s("error"),
+                    number(p.get("retry_in_ms").and_then(Value::as_f64).unwrap_or(0.0) / 1000.0)
+                )),
+                "given_up" => line.push_str(&format!(
+                    ": NOT DELIVERED, given up after {attempts} attempts: {}",
+                    s("error")
+                )),
+                "superseded" => line.push_str(": not sent, a newer re-send follows"),
+                _ => {
+                    if p.get("ok").and_then(Value::as_bool) == Some(false) {
+                        line.push_str(&format!(", not delivered: {}", s("error")));
+                    }
+                }
             }
             line
         }
@@ -442,6 +472,7 @@ mod tests {
         assert_eq!(t["detected_at"], 5_400);
         assert_eq!(t["reverted_at"], 5_450);
         assert_eq!(t["settled_at"], Value::Null);
+        assert_eq!(t["unjudged_at"], Value::Null);
         assert_eq!(t["time_to_mitigate_ms"], 1_450);
         let rows: Vec<(i64, &str, &str)> = t["entries"]
             .as_array()
@@ -529,6 +560,47 @@ mod tests {
         assert_eq!(t["entries"].as_array().unwrap().len(), 1);
     }
 
+    #[tokio::test]
+    async fn an_unjudged_change_is_shown_unjudged_and_never_settled() {
+        let j = airlock_store::open("sqlite::memory:").await.unwrap();
+        let rec = |status| ChangeRecord {
+            id: "chg_u".into(),
+            action_id: "act_u".into(),
+            agent: "bot".into(),
+            status,
+            record: json!({"plan": {}}),
+            created_at: 1_000,
+            updated_at: 1_000,
+        };
+        let ev = |ts, kind, payload| {
+            NewEvent::new(ts, kind, payload)
+                .agent("bot")
+                .action("act_u")
+        };
+        j.put_change(
+            rec(airlock_core::ChangeStatus::Baking),
+            ev(
+                1_000,
+                EventKind::Applied,
+                json!({"summary": "create sim:bucket/logs"}),
+            ),
+        )
+        .await
+        .unwrap();
+        j.put_change(
+            rec(airlock_core::ChangeStatus::Unjudged),
+            ev(61_000, EventKind::Unjudged, json!({"polls": 6, "reason": "no signal watches `sim:bucket/logs`: nothing could be judged"})),
+        )
+        .await
+        .unwrap();
+        let t =
+            serde_json::to_value(timeline(j.as_ref(), "chg_u").await.unwrap().unwrap()).unwrap();
+        assert_eq!(t["status"], "unjudged");
+        assert_eq!(t["unjudged_at"], 61_000);
+        assert_eq!(t["settled_at"], Value::Null);
+        assert_eq!(t["entries"][1]["kind"], "unjudged");
+    }
+
     #[test]
     fn the_other_kinds_read_as_one_line() {
         let line = |kind, p| summarize(kind, Some("bot"), &p);
@@ -547,8 +619,50 @@ mod tests {
             "alert AirlockChangeReverted resolved → pager, not delivered: connection refused"
         );
         assert_eq!(
+            line(
+                "alert",
+                json!({"alert": "AirlockChangeReverted", "status": "firing", "receiver": "pager", "delivery": "queued"})
+            ),
+            "alert AirlockChangeReverted firing → pager: queued"
+        );
+        assert_eq!(
+            line(
+                "alert",
+                json!({"alert": "AirlockChangeReverted", "status": "firing", "receiver": "pager", "delivery": "retrying", "attempts": 2, "ok": false, "error": "pager answered 503", "retry_in_ms": 1500})
+            ),
+            "alert AirlockChangeReverted firing → pager: attempt 2 failed: pager answered 503; retrying in 1.5 s"
+        );
+        assert_eq!(
+            line(
+                "alert",
+                json!({"alert": "AirlockChangeReverted", "status": "firing", "receiver": "pager", "delivery": "delivered", "attempts": 3, "ok": true})
+            ),
+            "alert AirlockChangeReverted firing → pager: delivered (attempt 3)"
+        );
+        assert_eq!(
+            line(
+                "alert",
+                json!({"alert": "AirlockChangeReverted", "status": "firing", "receiver": "pager", "delivery": "given_up", "attempts": 12, "ok": false, "error": "refused"})
+            ),
+            "alert AirlockChangeReverted firing → pager: NOT DELIVERED, given up after 12 attempts: refused"
+        );
+        assert_eq!(
             line("reverted", json!({"reason": "reverted by op", "by": "op"})),
             "reverted by op"
+        );
+        assert_eq!(
+            line(
+                "unjudged",
+                json!({"polls": 6, "reason": "no signal watches `sim:bucket/logs`: nothing could be judged"})
+            ),
+            "unjudged after 6 polls, not settled: no signal watches `sim:bucket/logs`: nothing could be judged"
+        );
+        assert_eq!(
+            line(
+                "settled",
+                json!({"polls": 6, "not_judged": ["`db` (availability >= 0.999): every series missing"]})
+            ),
+            "settled after 6 polls; not judged: `db` (availability >= 0.999): every series missing"
         );
         assert_eq!(
             line(

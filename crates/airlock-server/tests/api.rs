@@ -1039,7 +1039,7 @@ async fn an_action_shows_its_status_to_its_agent_and_operators_only() {
         assert_eq!(v["risk"], "medium");
         assert_eq!(v["request"]["verb"], "scale");
         assert_eq!(v["plan"]["hash"], d["plan"]["hash"]);
-        assert_eq!(v["events"], 3, "request, verdict, applied: {v}");
+        assert_eq!(v["events"], 4, "request, verdict, applying, applied: {v}");
     }
     assert_error(
         &h.get(&format!("/v1/actions/{id}"), &other).await,
@@ -1803,8 +1803,8 @@ async fn the_journal_pages_and_filters() {
     let all = h.events().await;
     assert_eq!(
         all.len(),
-        3 + 3 * 2 + 3,
-        "three tokens, three reads, one applied scale"
+        3 + 3 * 2 + 4,
+        "three tokens, three reads, one applied scale (with its intent)"
     );
 
     let mut seqs = Vec::new();
@@ -2051,7 +2051,10 @@ async fn a_bad_deploy_is_reverted_by_its_bake_and_a_good_change_settles() {
         .filter(|e| e["change_id"] == bad_cid.as_str())
         .map(|e| e["kind"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(kinds, ["applied", "breach", "reverted"]);
+    assert_eq!(
+        kinds,
+        ["applying", "applied", "breach", "reverting", "reverted"]
+    );
 
     // The healthy scale settles once its (1 s) window is over.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -2171,8 +2174,9 @@ async fn fifty_agents_submitting_at_once_lose_no_journal_event() {
         let r = t.await.unwrap();
         assert!(r.status.is_success(), "{}", r.text);
         allowed += usize::from(r.json["verdict"] == "allow");
-        // Request and verdict, plus one event for an applied (or failed) change.
-        let extra = usize::from(!r.json["change_id"].is_null() || !r.json["error"].is_null());
+        // Request and verdict, plus the intent and the outcome of an applied (or failed)
+        // change.
+        let extra = 2 * usize::from(!r.json["change_id"].is_null() || !r.json["error"].is_null());
         assert!(
             expected
                 .insert(r.json["id"].as_str().unwrap().to_string(), 2 + extra)

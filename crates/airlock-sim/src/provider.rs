@@ -8,8 +8,8 @@ use crate::spec::ServiceSpec;
 use crate::world::{Desired, Sim};
 use airlock_core::slo::{Counters, Sample, SignalSource};
 use airlock_core::{
-    ActionRequest, Applied, Blast, Contained, Diff, Plan, Predicted, Provider, ProviderError,
-    ResourceAddr, ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
+    ActionRequest, Applied, Blast, Contained, Diff, Landing, Plan, Predicted, Provider,
+    ProviderError, ResourceAddr, ResourceAttrs, Restored, Snapshot, Verb, VerbSpec,
 };
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -96,6 +96,18 @@ impl SimProvider {
     /// The shared world.
     pub fn handle(&self) -> SimHandle {
         self.sim.clone()
+    }
+    /// Applies a plan now (what `Provider::apply` does, without awaiting).
+    pub fn apply_now(&self, plan: &Plan) -> Result<Applied, ProviderError> {
+        self.lock()?.apply_plan(plan)
+    }
+    /// Restores a snapshot now (what `Provider::restore` does, without awaiting).
+    pub fn restore_now(
+        &self,
+        snap: &Snapshot,
+        expect: &Applied,
+    ) -> Result<Restored, ProviderError> {
+        self.lock()?.restore_snapshot(snap, expect)
     }
     fn lock(&self) -> Result<MutexGuard<'_, Sim>, ProviderError> {
         self.sim
@@ -738,6 +750,85 @@ impl Sim {
         })
     }
 
+    /// Whether `plan` is in the world now: every target as the plan asked (`Landed`),
+    /// every target as `before` recorded (`NotLanded`), or a mix (`Unknown`).
+    pub fn landing_of_apply(
+        &self,
+        plan: &Plan,
+        before: &Snapshot,
+    ) -> Result<Landing, ProviderError> {
+        if plan.verb == Verb::Read {
+            return Ok(Landing::NotLanded);
+        }
+        let mut landed = 0;
+        let mut untouched = 0;
+        let mut entries = Vec::new();
+        for d in &plan.diffs {
+            let now = self.current_json(&d.addr)?;
+            let cur = from_json(&now)?;
+            let prior = before
+                .entries
+                .iter()
+                .find(|(a, _)| *a == d.addr)
+                .map_or(&d.before, |(_, v)| v);
+            if same(&cur, &from_json(&d.after)?) {
+                landed += 1;
+            } else if same(&cur, &from_json(prior)?) {
+                untouched += 1;
+            }
+            entries.push((d.addr.clone(), now));
+        }
+        let n = plan.diffs.len();
+        Ok(if landed == n {
+            Landing::Landed(entries)
+        } else if untouched == n {
+            Landing::NotLanded
+        } else {
+            Landing::Unknown(format!(
+                "{landed} of {n} resources are as the change asked and {untouched} as before; the rest moved on"
+            ))
+        })
+    }
+
+    /// Whether restoring `snap` is in the world now: every resource as the snapshot
+    /// recorded (`Landed`; a restart's generation cannot be undone, so it is not compared),
+    /// every resource as the change left it (`NotLanded`), or neither (`Unknown`).
+    pub fn landing_of_restore(
+        &self,
+        snap: &Snapshot,
+        applied: &Applied,
+    ) -> Result<Landing, ProviderError> {
+        let mut restored = 0;
+        let mut as_applied = 0;
+        let mut entries = Vec::new();
+        for (a, prior) in &snap.entries {
+            let now = self.current_json(a)?;
+            let cur = from_json(&now)?;
+            let mut want = from_json(prior)?;
+            want.generation = cur.generation;
+            if same(&cur, &want) {
+                restored += 1;
+            }
+            let after = applied.entries.iter().find(|(b, _)| b == a).map(|(_, v)| v);
+            if let Some(after) = after
+                && same(&cur, &from_json(after)?)
+            {
+                as_applied += 1;
+            }
+            entries.push((a.clone(), now));
+        }
+        let n = snap.entries.len();
+        Ok(if restored == n {
+            Landing::Landed(entries)
+        } else if as_applied == n {
+            Landing::NotLanded
+        } else {
+            Landing::Unknown(format!(
+                "{restored} of {n} resources are as before the change and {as_applied} as the change left them; the rest moved on"
+            ))
+        })
+    }
+
     /// The prior state of `targets`.
     pub fn snapshot_of(&self, targets: &[ResourceAddr]) -> Result<Snapshot, ProviderError> {
         let entries = targets
@@ -788,6 +879,20 @@ impl Provider for SimProvider {
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
         self.lock()?.restore_snapshot(snap, expect)
+    }
+    async fn reconcile_apply(
+        &self,
+        plan: &Plan,
+        before: &Snapshot,
+    ) -> Result<Landing, ProviderError> {
+        self.lock()?.landing_of_apply(plan, before)
+    }
+    async fn reconcile_restore(
+        &self,
+        snap: &Snapshot,
+        applied: &Applied,
+    ) -> Result<Landing, ProviderError> {
+        self.lock()?.landing_of_restore(snap, applied)
     }
 }
 

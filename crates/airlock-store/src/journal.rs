@@ -2,8 +2,11 @@
 //! check that `verify` runs over stored rows.
 
 use crate::StoreError;
+use crate::checkpoint::{Checkpoint, PublicKey};
 use airlock_core::clock::Timestamp;
-use airlock_core::event::{Event, EventKind, GENESIS, NewEvent};
+use airlock_core::event::{
+    Event, EventKind, FORMAT, GENESIS, NewEvent, RowBytes, chain_hash, row_hash,
+};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -181,6 +184,10 @@ pub(crate) struct StoredEvent {
     pub payload: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The chain rule the row was hashed with: 1 (the old rule) or 2 (exact bytes).
+    pub format: i64,
+    /// `principal:HEX` or `change:HEX` for an event written with such a row.
+    pub row_digest: Option<String>,
 }
 
 impl StoredEvent {
@@ -202,9 +209,122 @@ impl StoredEvent {
             hash: self.hash,
         })
     }
+
+    /// Recomputes the row's hash by the rule of its format, or says why it cannot.
+    pub fn rehash(&self) -> Result<String, String> {
+        let kind = EventKind::parse(&self.kind)
+            .ok_or_else(|| format!("unknown event kind `{}`", self.kind))?;
+        match self.format {
+            FORMAT => Ok(row_hash(&RowBytes {
+                seq: self.seq,
+                ts: self.ts,
+                kind: &self.kind,
+                agent: self.agent.as_deref(),
+                action_id: self.action_id.as_deref(),
+                change_id: self.change_id.as_deref(),
+                row_digest: self.row_digest.as_deref(),
+                payload: &self.payload,
+                prev_hash: &self.prev_hash,
+            })),
+            1 => {
+                if self.row_digest.is_some() {
+                    return Err("a format-1 event cannot carry a row digest".into());
+                }
+                let payload = serde_json::from_str(&self.payload)
+                    .map_err(|e| format!("payload is not valid JSON: {e}"))?;
+                let ev = NewEvent {
+                    ts: self.ts,
+                    kind,
+                    agent: self.agent.clone(),
+                    action_id: self.action_id.clone(),
+                    change_id: self.change_id.clone(),
+                    payload,
+                };
+                Ok(chain_hash(&self.prev_hash, self.seq, &ev))
+            }
+            other => Err(format!("unknown row format {other}")),
+        }
+    }
 }
 
-/// Walks stored events in seq order and stops at the first link that does not hold.
+/// What to check besides the chain: checkpoint signatures, and heads signed elsewhere.
+#[derive(Debug, Clone, Default)]
+pub struct AuditOptions {
+    /// Public keys whose checkpoints are trusted. When any is given, every checkpoint must
+    /// verify under one of them, and at least one checkpoint must.
+    pub keys: Vec<PublicKey>,
+    /// Checkpoints kept outside the journal (an earlier export): each must verify and
+    /// match the journal's chain at the head it signed.
+    pub external: Vec<Checkpoint>,
+}
+
+/// A checkpoint that verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedHead {
+    /// The seq of the newest event it covers.
+    pub head_seq: i64,
+    /// When it was signed (ms since the Unix epoch).
+    pub signed_at: i64,
+    /// The key that signed it.
+    pub key_id: String,
+}
+
+/// A problem `audit` found besides the first broken link of the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The event it concerns (for a row: the event the row points at), if any.
+    pub seq: Option<i64>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// Everything `audit` checked: the chain, the rows kept beside it, the checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Audit {
+    /// The chain: intact events, head, first broken link.
+    pub chain: VerifyReport,
+    /// Intact events hashed by the old rule (written before format 2): they prove the
+    /// canonical meaning of their payload, not its exact bytes.
+    pub legacy_events: u64,
+    /// `principals` and `changes` rows checked against the digest their event recorded.
+    pub rows_checked: u64,
+    /// Rows last written before format 2, which carry no digest and cannot be proven.
+    pub rows_unproven: u64,
+    /// Checkpoints in the chain.
+    pub checkpoints: u64,
+    /// Checkpoints (in the chain or given) whose signature verified under the given keys.
+    pub signed: u64,
+    /// The newest head a verified signature covers.
+    pub last_signed: Option<SignedHead>,
+    /// Whether signatures were checked (keys were given).
+    pub keys_given: bool,
+    /// Every other problem: rows, signatures, heads signed elsewhere.
+    pub problems: Vec<Problem>,
+}
+
+impl Audit {
+    /// Whether everything holds.
+    pub fn ok(&self) -> bool {
+        self.chain.ok() && self.problems.is_empty()
+    }
+
+    /// The chain report with the first problem of any kind as its broken link.
+    pub fn into_report(self) -> VerifyReport {
+        let mut report = self.chain;
+        if report.first_broken.is_none()
+            && let Some(p) = self.problems.into_iter().next()
+        {
+            report.first_broken = Some(BrokenLink {
+                seq: p.seq.unwrap_or(0),
+                reason: p.reason,
+            });
+        }
+        report
+    }
+}
+
+/// Walks stored events in seq order and stops at the first link that does not hold; checks
+/// checkpoints on the way.
 ///
 /// Backends feed it rows in batches so a large journal is never loaded at once.
 #[derive(Debug)]
@@ -213,15 +333,38 @@ pub(crate) struct ChainCheck {
     head: String,
     intact: u64,
     broken: Option<BrokenLink>,
+    seen_format2: bool,
+    legacy: u64,
+    checkpoints: u64,
+    signed: u64,
+    last_signed: Option<SignedHead>,
+    problems: Vec<Problem>,
+    opts: AuditOptions,
+    /// Hashes at the seqs the external checkpoints signed, as the walk passes them.
+    wanted: std::collections::BTreeMap<i64, Option<String>>,
 }
 
 impl ChainCheck {
-    pub fn new() -> Self {
+    pub fn new(opts: AuditOptions) -> Self {
+        let wanted = opts
+            .external
+            .iter()
+            .filter(|c| c.head_seq > 0)
+            .map(|c| (c.head_seq, None))
+            .collect();
         Self {
             expected_seq: 1,
             head: GENESIS.to_string(),
             intact: 0,
             broken: None,
+            seen_format2: false,
+            legacy: 0,
+            checkpoints: 0,
+            signed: 0,
+            last_signed: None,
+            problems: Vec::new(),
+            opts,
+            wanted,
         }
     }
 
@@ -235,27 +378,76 @@ impl ChainCheck {
             Some(format!("sequence gap: expected {}", self.expected_seq))
         } else if row.prev_hash != self.head {
             Some("prev_hash does not match previous event".to_string())
+        } else if row.format < FORMAT && self.seen_format2 {
+            Some(format!(
+                "format {} after a format-{FORMAT} event: rows are never written in an older format",
+                row.format
+            ))
         } else {
-            let stored_hash = row.hash.clone();
-            match row.decode() {
+            match row.rehash() {
                 Err(why) => Some(why),
-                Ok(ev) if ev.recompute() != stored_hash => {
-                    Some("hash does not match content".to_string())
-                }
-                Ok(_) => {
-                    self.expected_seq += 1;
-                    self.head = stored_hash;
-                    self.intact += 1;
-                    None
-                }
+                Ok(h) if h != row.hash => Some("hash does not match content".to_string()),
+                Ok(_) => self.checkpoint(&row).err(),
             }
         };
-        match reason {
-            Some(reason) => {
-                self.broken = Some(BrokenLink { seq, reason });
-                false
+        if let Some(reason) = reason {
+            self.broken = Some(BrokenLink { seq, reason });
+            return false;
+        }
+        self.seen_format2 |= row.format == FORMAT;
+        if row.format < FORMAT {
+            self.legacy += 1;
+        }
+        if let Some(slot) = self.wanted.get_mut(&seq) {
+            *slot = Some(row.hash.clone());
+        }
+        self.expected_seq += 1;
+        self.head = row.hash;
+        self.intact += 1;
+        true
+    }
+
+    /// A checkpoint must sign the head it follows; with keys, its signature must verify.
+    /// `Err` is a broken link; a bad signature is a problem of its own.
+    fn checkpoint(&mut self, row: &StoredEvent) -> Result<(), String> {
+        if row.kind != EventKind::Checkpoint.as_str() {
+            return Ok(());
+        }
+        let cp: Checkpoint = serde_json::from_str(&row.payload)
+            .map_err(|e| format!("the checkpoint's payload is unreadable: {e}"))?;
+        if cp.head_seq != row.seq - 1 || cp.head_hash != row.prev_hash {
+            return Err(format!(
+                "the checkpoint signs event {} but follows event {}: a checkpoint signs the \
+                 head it follows",
+                cp.head_seq,
+                row.seq - 1
+            ));
+        }
+        self.checkpoints += 1;
+        if !self.opts.keys.is_empty() {
+            match crate::checkpoint::verify_any(&self.opts.keys, &cp) {
+                Ok(()) => self.note_signed(&cp),
+                Err(why) => self.problems.push(Problem {
+                    seq: Some(row.seq),
+                    reason: why,
+                }),
             }
-            None => true,
+        }
+        Ok(())
+    }
+
+    fn note_signed(&mut self, cp: &Checkpoint) {
+        self.signed += 1;
+        if self
+            .last_signed
+            .as_ref()
+            .is_none_or(|l| cp.head_seq >= l.head_seq)
+        {
+            self.last_signed = Some(SignedHead {
+                head_seq: cp.head_seq,
+                signed_at: cp.signed_at,
+                key_id: cp.key_id.clone(),
+            });
         }
     }
 
@@ -264,11 +456,150 @@ impl ChainCheck {
         self.expected_seq - 1
     }
 
-    pub fn finish(self) -> VerifyReport {
-        VerifyReport {
-            events: self.intact,
-            head: self.head,
-            first_broken: self.broken,
+    /// Stops the walk at the next expected seq for a reason outside any row (an unreadable
+    /// export line).
+    pub fn fail(&mut self, reason: String) {
+        if self.broken.is_none() {
+            self.broken = Some(BrokenLink {
+                seq: self.expected_seq,
+                reason,
+            });
+        }
+    }
+
+    /// Whether the walk stopped at a broken link.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Ends the walk: checks the heads signed elsewhere against it.
+    pub fn finish(mut self) -> Audit {
+        let external = std::mem::take(&mut self.opts.external);
+        for cp in &external {
+            if !self.opts.keys.is_empty() {
+                if let Err(why) = crate::checkpoint::verify_any(&self.opts.keys, cp) {
+                    self.problems.push(Problem {
+                        seq: Some(cp.head_seq),
+                        reason: format!("a checkpoint given to compare with: {why}"),
+                    });
+                    continue;
+                }
+                self.note_signed(cp);
+            }
+            let at = if cp.head_seq == 0 {
+                Some(GENESIS.to_string())
+            } else {
+                self.wanted.get(&cp.head_seq).cloned().flatten()
+            };
+            match at {
+                Some(h) if h == cp.head_hash => {}
+                Some(_) => self.problems.push(Problem {
+                    seq: Some(cp.head_seq),
+                    reason: format!(
+                        "event {} differs from the one a checkpoint signed (signed at {} ms): \
+                         history was rewritten",
+                        cp.head_seq, cp.signed_at
+                    ),
+                }),
+                None if self.broken.is_some() => self.problems.push(Problem {
+                    seq: Some(cp.head_seq),
+                    reason: format!(
+                        "a checkpoint signed event {}, past the chain's first broken link",
+                        cp.head_seq
+                    ),
+                }),
+                None => self.problems.push(Problem {
+                    seq: Some(cp.head_seq),
+                    reason: format!(
+                        "a checkpoint signed event {} (at {} ms), but the journal ends at \
+                         event {}: events were removed from its end",
+                        cp.head_seq, cp.signed_at, self.intact
+                    ),
+                }),
+            }
+        }
+        if !self.opts.keys.is_empty() && self.signed == 0 {
+            self.problems.push(Problem {
+                seq: None,
+                reason: "no checkpoint is signed by the given key: nothing shows the chain was \
+                         not rewritten"
+                    .into(),
+            });
+        }
+        Audit {
+            chain: VerifyReport {
+                events: self.intact,
+                head: self.head,
+                first_broken: self.broken,
+            },
+            legacy_events: self.legacy,
+            rows_checked: 0,
+            rows_unproven: 0,
+            checkpoints: self.checkpoints,
+            signed: self.signed,
+            last_signed: self.last_signed,
+            keys_given: !self.opts.keys.is_empty(),
+            problems: self.problems,
+        }
+    }
+}
+
+/// The digest a `principal` event records of the `principals` row written with it: every
+/// column but `event_seq` (which must point at that event). The token hash is hashed again,
+/// never recorded.
+pub(crate) fn principal_digest(
+    name: &str,
+    kind: &str,
+    token_hash: &str,
+    created_at: i64,
+    revoked: i64,
+    profile: Option<&str>,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"airlock-principal-row-v1\0");
+    for s in [name, kind, token_hash] {
+        text(&mut h, s);
+    }
+    h.update(&created_at.to_le_bytes());
+    h.update(&revoked.to_le_bytes());
+    opt(&mut h, profile);
+    format!("principal:{}", h.finalize().to_hex())
+}
+
+/// The digest an event records of the `changes` row written with it: every column but
+/// `event_seq`, the record as its stored text.
+pub(crate) fn change_digest(
+    id: &str,
+    action_id: &str,
+    agent: &str,
+    status: &str,
+    record: &str,
+    created_at: i64,
+    updated_at: i64,
+) -> String {
+    let mut h = blake3::Hasher::new();
+    h.update(b"airlock-change-row-v1\0");
+    for s in [id, action_id, agent, status, record] {
+        text(&mut h, s);
+    }
+    h.update(&created_at.to_le_bytes());
+    h.update(&updated_at.to_le_bytes());
+    format!("change:{}", h.finalize().to_hex())
+}
+
+fn text(h: &mut blake3::Hasher, s: &str) {
+    h.update(&(s.len() as u64).to_le_bytes());
+    h.update(s.as_bytes());
+}
+
+fn opt(h: &mut blake3::Hasher, s: Option<&str>) {
+    match s {
+        Some(s) => {
+            h.update(&[1]);
+            text(h, s);
+        }
+        None => {
+            h.update(&[0]);
         }
     }
 }
@@ -280,6 +611,20 @@ pub(crate) fn validate_event(ev: &NewEvent) -> Result<(), StoreError> {
             "an `agent` event is recorded only together with its principal: register, re-key \
              or revoke the principal instead"
                 .into(),
+        ));
+    }
+    if ev.kind == EventKind::Checkpoint {
+        Checkpoint::from_payload(&ev.payload).map_err(StoreError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// A checkpoint is appended on its own: the head it signs is checked inside its write.
+pub(crate) fn validate_batch(evs: &[NewEvent]) -> Result<(), StoreError> {
+    evs.iter().try_for_each(validate_event)?;
+    if evs.len() > 1 && evs.iter().any(|e| e.kind == EventKind::Checkpoint) {
+        return Err(StoreError::Invalid(
+            "a `checkpoint` event is appended on its own, not in a batch".into(),
         ));
     }
     Ok(())
@@ -368,6 +713,8 @@ mod tests {
             payload: ev.payload.to_string(),
             prev_hash: ev.prev_hash,
             hash: ev.hash,
+            format: FORMAT,
+            row_digest: None,
         }
     }
 
@@ -376,10 +723,10 @@ mod tests {
         let a = stored(GENESIS, 1, json!({"n": 1}));
         let b = stored(&a.hash, 2, json!({"n": 2}));
         let head = b.hash.clone();
-        let mut check = ChainCheck::new();
+        let mut check = ChainCheck::new(AuditOptions::default());
         assert!(check.push(a));
         assert!(check.push(b));
-        let report = check.finish();
+        let report = check.finish().chain;
         assert!(report.ok());
         assert_eq!(report.events, 2);
         assert_eq!(report.head, head);
@@ -389,9 +736,9 @@ mod tests {
     fn an_unknown_kind_is_a_broken_link_not_an_error() {
         let mut a = stored(GENESIS, 1, json!({}));
         a.kind = "teleport".into();
-        let mut check = ChainCheck::new();
+        let mut check = ChainCheck::new(AuditOptions::default());
         assert!(!check.push(a));
-        let report = check.finish();
+        let report = check.finish().chain;
         assert_eq!(
             report.first_broken,
             Some(BrokenLink {

@@ -3,17 +3,26 @@
 //! Writers are serialized twice: a tokio mutex inside the process, and `BEGIN IMMEDIATE`
 //! across processes (it takes SQLite's write lock before reading the chain head, so two
 //! appenders can never link to the same predecessor).
+//!
+//! Writes go through one connection of their own. A write that fails part way (a full
+//! disk, an I/O error) is rolled back on that connection before the lock is released (or
+//! the connection is dropped if even that fails), so the next write starts clean and
+//! succeeds as soon as the cause is gone.
 
 use crate::StoreError;
+use crate::checkpoint::Checkpoint;
 use crate::error::{from_migrate, from_sqlx};
+use crate::export::ExportLine;
 use crate::journal::{
-    AgentRecord, ChainCheck, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
-    validate_change, validate_event, validate_principal,
+    AgentRecord, Audit, AuditOptions, ChainCheck, ChangeRecord, EventQuery, Journal, Problem,
+    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
+    validate_principal,
 };
 use crate::location::Location;
-use airlock_core::event::{Event, GENESIS, NewEvent};
+use airlock_core::event::{Event, EventKind, FORMAT, GENESIS, NewEvent};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
@@ -28,7 +37,12 @@ const VERIFY_BATCH: i64 = 1000;
 /// Connections for a file journal: WAL lets readers run beside the one writer.
 const MAX_CONNECTIONS: u32 = 4;
 
-const EVENT_COLUMNS: &str = "seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash";
+/// The event columns every reader selects; journals written before format 2 have no
+/// `format` and `row_digest` columns and read as format 1 (see [`SqliteJournal::columns`]).
+const EVENT_COLUMNS: &str =
+    "seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash, format, row_digest";
+const LEGACY_EVENT_COLUMNS: &str = "seq, ts, kind, agent, action_id, change_id, payload, \
+     prev_hash, hash, 1 AS format, NULL AS row_digest";
 
 type EventRow = (
     i64,
@@ -40,8 +54,14 @@ type EventRow = (
     String,
     String,
     String,
+    i64,
+    Option<String>,
 );
 type PrincipalRow = (String, String, String, i64, bool, Option<String>);
+/// A `principals` row as `verify` reads it: every column, `revoked` as stored.
+type PrincipalCheckRow = (String, String, String, i64, i64, i64, Option<String>);
+/// A `changes` row as `verify` reads it: every column, `record` as stored text.
+type ChangeCheckRow = (String, String, String, String, String, i64, i64, i64);
 type ChangeRow = (String, String, String, String, String, i64, i64);
 
 /// The schema, embedded in the binary. File names follow sqlx-cli's `VERSION_DESCRIPTION.sql`.
@@ -61,13 +81,30 @@ fn migrator() -> Migrator {
             include_str!("../migrations/0002_principals.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "exact rows".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/0003_exact_rows.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
 /// A journal in a SQLite file (or in memory, for tests).
 #[derive(Debug)]
 pub struct SqliteJournal {
+    /// Readers.
     pool: SqlitePool,
+    /// The one writer connection (the same pool as `pool` for an in-memory journal, whose
+    /// database lives in its only connection).
+    writer: SqlitePool,
+    /// Whether the writer connection may be dropped and reopened when a failed write
+    /// cannot be rolled back (not for an in-memory journal: that would lose it).
+    reopenable: bool,
+    /// Whether the events table has the format-2 columns (a journal opened read-only may
+    /// predate them).
+    format2: bool,
     /// Serializes this process's writers so they queue here rather than on SQLite's lock.
     write_lock: Mutex<()>,
     /// Appends waiting for the next group commit: whoever holds the write lock next writes
@@ -85,8 +122,11 @@ impl SqliteJournal {
     /// The file is put in WAL mode with `synchronous=FULL`, so an append is on disk when it
     /// returns; the schema is migrated to the current version.
     pub async fn open(location: &str) -> Result<Self, StoreError> {
-        let (pool, name) = match Location::parse(location)? {
-            Location::SqliteMemory => (memory_pool().await?, ":memory:".to_string()),
+        let (pool, writer, name) = match Location::parse(location)? {
+            Location::SqliteMemory => {
+                let pool = memory_pool().await?;
+                (pool.clone(), pool, ":memory:".to_string())
+            }
             Location::SqliteFile(path) => {
                 let name = path.display().to_string();
                 create_parent(&path).await?;
@@ -97,20 +137,32 @@ impl SqliteJournal {
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(BUSY_TIMEOUT)
                     .foreign_keys(true);
+                // The writer first: it creates the file and sets WAL mode.
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| from_sqlx(&format!("cannot open `{name}`"), e))?;
                 let pool = SqlitePoolOptions::new()
                     .max_connections(MAX_CONNECTIONS)
                     .connect_with(options)
                     .await
                     .map_err(|e| from_sqlx(&format!("cannot open `{name}`"), e))?;
-                (pool, name)
+                (pool, writer, name)
             }
         };
+        let reopenable = name != ":memory:";
         migrator()
-            .run(&pool)
+            .run(&writer)
             .await
             .map_err(|e| from_migrate(&format!("cannot prepare `{name}`"), e))?;
         Ok(Self {
             pool,
+            writer,
+            reopenable,
+            format2: true,
             write_lock: Mutex::new(()),
             pending: std::sync::Mutex::new(Vec::new()),
             name,
@@ -161,8 +213,12 @@ impl SqliteJournal {
             .await
             .map_err(|e| from_sqlx(&format!("cannot open `{name}`"), e))?;
         check_schema(&pool, &name).await?;
+        let format2 = has_format2(&pool, &name).await?;
         Ok(Self {
+            writer: pool.clone(),
             pool,
+            reopenable: false,
+            format2,
             write_lock: Mutex::new(()),
             pending: std::sync::Mutex::new(Vec::new()),
             name,
@@ -185,6 +241,15 @@ impl SqliteJournal {
         format!("cannot {what} `{}`", self.name)
     }
 
+    /// The columns to select for an event row.
+    fn columns(&self) -> &'static str {
+        if self.format2 {
+            EVENT_COLUMNS
+        } else {
+            LEGACY_EVENT_COLUMNS
+        }
+    }
+
     /// Runs `work` inside one `BEGIN IMMEDIATE` transaction, holding this process's write lock.
     async fn write<T, F>(&self, what: &str, work: F) -> Result<T, StoreError>
     where
@@ -198,18 +263,91 @@ impl SqliteJournal {
         self.writable()?;
         let doing = self.doing(what);
         let _guard = self.write_lock.lock().await;
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
+        self.transaction(&doing, work).await
+    }
+
+    /// Runs `work` in one `BEGIN IMMEDIATE` transaction on the writer connection; the caller
+    /// holds the write lock. On any failure the transaction is rolled back before this
+    /// returns, so the connection is never left inside a transaction.
+    async fn transaction<T, F>(&self, doing: &str, work: F) -> Result<T, StoreError>
+    where
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>,
+            > + Send,
+        T: Send,
+    {
+        let mut conn = self
+            .writer
+            .acquire()
             .await
-            .map_err(|e| from_sqlx(&doing, e))?;
-        let out = match work(&mut tx).await {
+            .map_err(|e| from_sqlx(doing, e))?;
+        // Plain statements rather than the driver's transaction object: the driver keeps
+        // its own count of open transactions, which goes wrong when SQLite rolls one back
+        // by itself (as it may on a full disk), and then refuses every later write.
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            self.abandon(conn).await;
+            return Err(from_sqlx(doing, e));
+        }
+        let out = match work(&mut conn).await {
             Ok(out) => out,
-            Err(WriteError::Db(e)) => return Err(from_sqlx(&doing, e)),
-            Err(WriteError::Store(e)) => return Err(e),
+            Err(e) => {
+                self.abandon(conn).await;
+                return Err(match e {
+                    WriteError::Db(e) => from_sqlx(doing, e),
+                    WriteError::Store(e) => e,
+                });
+            }
         };
-        tx.commit().await.map_err(|e| from_sqlx(&doing, e))?;
+        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+            self.abandon(conn).await;
+            return Err(from_sqlx(doing, e));
+        }
         Ok(out)
+    }
+
+    /// Ends whatever transaction a failed write left open on the writer connection. SQLite
+    /// may already have rolled it back itself (a full disk, an I/O error): then there is
+    /// nothing to end. If even that fails, the connection is closed and the next write
+    /// opens a new one (a file journal only; an in-memory database lives in its connection).
+    async fn abandon(&self, mut conn: PoolConnection<Sqlite>) {
+        match sqlx::query("ROLLBACK").execute(&mut *conn).await {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.message().contains("no transaction is active") => {
+            }
+            Err(_) => {
+                if self.reopenable {
+                    conn.close_on_drop();
+                }
+            }
+        }
+    }
+
+    /// Caps the writer connection's database size at `pages` pages (`PRAGMA
+    /// max_page_count`), so writes fail as on a full disk; returns the cap now in force
+    /// (SQLite never sets it below the current size). For tests of running out of space.
+    #[cfg(feature = "testing")]
+    pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let (now,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "PRAGMA max_page_count = {pages}"
+        )))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| from_sqlx("cannot set max_page_count", e))?;
+        Ok(now as u64)
+    }
+
+    /// The database's size in pages as the writer connection sees it. For tests.
+    #[cfg(feature = "testing")]
+    pub async fn page_count(&self) -> Result<u64, StoreError> {
+        let _guard = self.write_lock.lock().await;
+        let (n,): (i64,) = sqlx::query_as("PRAGMA page_count")
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|e| from_sqlx("cannot read page_count", e))?;
+        Ok(n as u64)
     }
 }
 
@@ -228,7 +366,19 @@ impl SqliteJournal {
     /// event never fails another caller's appends.
     pub async fn append_group(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
         self.writable()?;
-        evs.iter().try_for_each(validate_event)?;
+        validate_batch(&evs)?;
+        if let [ev] = evs.as_slice()
+            && ev.kind == EventKind::Checkpoint
+        {
+            // Checked against the head inside its own write, so it never joins a group
+            // whose other events would move the head it signed.
+            let ev = ev.clone();
+            return self
+                .write("sign a checkpoint in", move |conn| {
+                    Box::pin(async move { Ok(vec![insert_checkpoint(conn, ev).await?]) })
+                })
+                .await;
+        }
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         self.pending
             .lock()
@@ -245,28 +395,22 @@ impl SqliteJournal {
                 .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?,
         );
         let doing = self.doing("append to");
-        let result: Result<Vec<Vec<Event>>, StoreError> = async {
-            let mut txn = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(|e| from_sqlx(&doing, e))?;
-            let mut out = Vec::with_capacity(batch.len());
-            for (evs, _) in &batch {
-                let mut stored = Vec::with_capacity(evs.len());
-                for ev in evs {
-                    stored.push(
-                        insert_event(&mut txn, ev.clone())
-                            .await
-                            .map_err(|e| from_sqlx(&doing, e))?,
-                    );
-                }
-                out.push(stored);
-            }
-            txn.commit().await.map_err(|e| from_sqlx(&doing, e))?;
-            Ok(out)
-        }
-        .await;
+        let all: Vec<Vec<NewEvent>> = batch.iter().map(|(evs, _)| evs.clone()).collect();
+        let result: Result<Vec<Vec<Event>>, StoreError> = self
+            .transaction(&doing, move |conn| {
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(all.len());
+                    for evs in all {
+                        let mut stored = Vec::with_capacity(evs.len());
+                        for ev in evs {
+                            stored.push(insert_event(conn, ev, None).await?);
+                        }
+                        out.push(stored);
+                    }
+                    Ok(out)
+                })
+            })
+            .await;
         drop(guard);
         match result {
             Ok(all) => {
@@ -371,17 +515,51 @@ async fn check_schema(pool: &SqlitePool, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Links `ev` to the current head and inserts it; the caller holds the write transaction.
-async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<Event, sqlx::Error> {
+/// Makes sure a file opened read-only has the format-2 columns, or reads it as format 1.
+async fn has_format2(pool: &SqlitePool, name: &str) -> Result<bool, StoreError> {
+    let cols: Vec<(String,)> = sqlx::query_as("SELECT name FROM pragma_table_info('events')")
+        .fetch_all(pool)
+        .await
+        .map_err(|e| from_sqlx(&format!("cannot read `{name}`"), e))?;
+    Ok(cols.iter().any(|(c,)| c == "format") && cols.iter().any(|(c,)| c == "row_digest"))
+}
+
+/// The current head `(seq, hash)`; `(0, GENESIS)` for an empty journal.
+async fn head(conn: &mut SqliteConnection) -> Result<(i64, String), sqlx::Error> {
     let head: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
-    let (seq, prev) = head.unwrap_or_else(|| (0, GENESIS.to_string()));
-    let event = Event::link(&prev, seq + 1, ev);
+    Ok(head.unwrap_or_else(|| (0, GENESIS.to_string())))
+}
+
+/// Appends a checkpoint if it signs the current head; the caller holds the write transaction.
+async fn insert_checkpoint(conn: &mut SqliteConnection, ev: NewEvent) -> Result<Event, WriteError> {
+    let cp = Checkpoint::from_payload(&ev.payload)
+        .map_err(|e| WriteError::Store(StoreError::Invalid(e)))?;
+    let (seq, hash) = head(conn).await?;
+    if cp.head_seq != seq || cp.head_hash != hash {
+        return Err(WriteError::Store(StoreError::Conflict(format!(
+            "the checkpoint signs event {} but the journal's head is event {seq}: sign the \
+             current head",
+            cp.head_seq
+        ))));
+    }
+    Ok(insert_event(conn, ev, None).await?)
+}
+
+/// Links `ev` to the current head and inserts it in the current format, with the digest of
+/// the row written in the same transaction, if any; the caller holds the write transaction.
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    ev: NewEvent,
+    row_digest: Option<String>,
+) -> Result<Event, sqlx::Error> {
+    let (seq, prev) = head(conn).await?;
+    let event = Event::link_with(&prev, seq + 1, ev, row_digest.as_deref());
     sqlx::query(
-        "INSERT INTO events (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, \
+         hash, format, row_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(event.seq)
     .bind(event.ts)
@@ -393,13 +571,16 @@ async fn insert_event(conn: &mut SqliteConnection, ev: NewEvent) -> Result<Event
     .bind(event.payload.to_string())
     .bind(event.prev_hash.clone())
     .bind(event.hash.clone())
+    .bind(FORMAT)
+    .bind(row_digest)
     .execute(&mut *conn)
     .await?;
     Ok(event)
 }
 
 fn stored(row: EventRow) -> StoredEvent {
-    let (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash) = row;
+    let (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash, format, row_digest) =
+        row;
     StoredEvent {
         seq,
         ts,
@@ -410,6 +591,8 @@ fn stored(row: EventRow) -> StoredEvent {
         payload,
         prev_hash,
         hash,
+        format,
+        row_digest,
     }
 }
 
@@ -443,6 +626,321 @@ fn change(row: ChangeRow) -> Result<ChangeRecord, StoreError> {
     })
 }
 
+/// Which table a row check is about.
+#[derive(Clone, Copy)]
+enum Table {
+    Principals,
+    Changes,
+}
+
+impl Table {
+    /// How a row is named in messages.
+    fn noun(self) -> &'static str {
+        match self {
+            Table::Principals => "principal",
+            Table::Changes => "change",
+        }
+    }
+}
+
+/// One `principals` or `changes` row, reduced to what its check needs.
+struct RowToCheck {
+    key: String,
+    event_seq: i64,
+    digest: String,
+}
+
+/// What the check of one row found.
+enum RowVerdict {
+    /// It matches the digest of the newest event that recorded it.
+    Proven,
+    /// Written before row digests: nothing to compare it with.
+    Unproven,
+    /// Why it cannot be trusted.
+    Broken(String),
+}
+
+/// The event a row points at, as the check sees it.
+type PointedRow = (String, Option<String>, Option<String>, i64, Option<String>);
+
+impl SqliteJournal {
+    /// Verifies everything: the chain (each row hashed by its format's rule, format 2 over
+    /// the exact stored bytes), every `principals` and `changes` row against the digest its
+    /// event recorded, and the checkpoints (with `opts.keys`, their signatures; with
+    /// `opts.external`, heads signed elsewhere).
+    pub async fn audit(&self, opts: AuditOptions) -> Result<Audit, StoreError> {
+        let doing = self.doing("verify");
+        let mut check = ChainCheck::new(opts);
+        loop {
+            let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {} FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+                self.columns()
+            )))
+            .bind(check.last_seq())
+            .bind(VERIFY_BATCH)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(&doing, e))?;
+            let full = rows.len() as i64 == VERIFY_BATCH;
+            let mut stopped = false;
+            for row in rows {
+                if !check.push(stored(row)) {
+                    stopped = true;
+                    break;
+                }
+            }
+            if stopped || !full {
+                break;
+            }
+        }
+        let broken = check.is_broken();
+        let mut audit = check.finish();
+        // Rows are checked against a whole chain only: past a broken link nothing holds.
+        if !broken {
+            self.check_rows(&mut audit).await?;
+        }
+        Ok(audit)
+    }
+
+    /// Checks every `principals` and `changes` row: it must point at the last event that
+    /// recorded its key's row, and match the digest that event recorded. Rows recorded by
+    /// a format-1 event predate digests: they are counted as unproven. Every key the chain
+    /// recorded a row for must have its row.
+    async fn check_rows(&self, audit: &mut Audit) -> Result<(), StoreError> {
+        let doing = self.doing("verify the rows of");
+        let principals: Vec<PrincipalCheckRow> = sqlx::query_as(
+            "SELECT name, kind, token_hash, created_at, revoked, event_seq, profile \
+                 FROM principals ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&doing, e))?;
+        let rows: Vec<RowToCheck> = principals
+            .into_iter()
+            .map(
+                |(name, kind, token_hash, created_at, revoked, event_seq, profile)| RowToCheck {
+                    digest: principal_digest(
+                        &name,
+                        &kind,
+                        &token_hash,
+                        created_at,
+                        revoked,
+                        profile.as_deref(),
+                    ),
+                    key: name,
+                    event_seq,
+                },
+            )
+            .collect();
+        self.check_table(Table::Principals, rows, audit).await?;
+        let mut after = String::new();
+        loop {
+            let changes: Vec<ChangeCheckRow> = sqlx::query_as(
+                "SELECT id, action_id, agent, status, record, created_at, updated_at, \
+                     event_seq FROM changes WHERE id > ? ORDER BY id LIMIT ?",
+            )
+            .bind(after.clone())
+            .bind(VERIFY_BATCH)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(&doing, e))?;
+            let full = changes.len() as i64 == VERIFY_BATCH;
+            if let Some(last) = changes.last() {
+                after = last.0.clone();
+            }
+            let rows = changes
+                .into_iter()
+                .map(
+                    |(id, action_id, agent, status, record, created_at, updated_at, event_seq)| {
+                        RowToCheck {
+                            digest: change_digest(
+                                &id, &action_id, &agent, &status, &record, created_at, updated_at,
+                            ),
+                            key: id,
+                            event_seq,
+                        }
+                    },
+                )
+                .collect();
+            self.check_table(Table::Changes, rows, audit).await?;
+            if !full {
+                break;
+            }
+        }
+        self.check_missing_rows(audit).await
+    }
+
+    async fn check_table(
+        &self,
+        table: Table,
+        rows: Vec<RowToCheck>,
+        audit: &mut Audit,
+    ) -> Result<(), StoreError> {
+        let end = audit.chain.events as i64;
+        for row in rows {
+            audit.rows_checked += 1;
+            match self.check_row(table, &row, end).await? {
+                RowVerdict::Proven => {}
+                RowVerdict::Unproven => audit.rows_unproven += 1,
+                RowVerdict::Broken(reason) => audit.problems.push(Problem {
+                    seq: Some(row.event_seq),
+                    reason: format!("{} `{}`: {reason}", table.noun(), row.key),
+                }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks one row against the event it points at and the newest event about its key.
+    async fn check_row(
+        &self,
+        table: Table,
+        row: &RowToCheck,
+        end: i64,
+    ) -> Result<RowVerdict, StoreError> {
+        let doing = self.doing("verify the rows of");
+        let seq = row.event_seq;
+        let pointed: Option<PointedRow> = if seq >= 1 && seq <= end {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT kind, agent, change_id, format, row_digest FROM ({}) WHERE seq = ?",
+                self.event_source()
+            )))
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(&doing, e))?
+        } else {
+            None
+        };
+        let Some((kind, agent, change_id, format, recorded)) = pointed else {
+            return Ok(RowVerdict::Broken(format!(
+                "the row points at event {seq}, which is not in the journal"
+            )));
+        };
+        let key = row.key.as_str();
+        let about = match table {
+            Table::Principals => kind == EventKind::Agent.as_str() && agent.as_deref() == Some(key),
+            Table::Changes => change_id.as_deref() == Some(key),
+        };
+        if !about {
+            return Ok(RowVerdict::Broken(format!(
+                "the row points at event {seq}, which is not about it"
+            )));
+        }
+        // The newest event that recorded this key's row.
+        let last = self.last_recording(table, key).await?;
+        Ok(match recorded {
+            Some(d) if d == row.digest => match last {
+                Some(l) if l == seq => RowVerdict::Proven,
+                _ => RowVerdict::Broken(format!(
+                    "the row is the state recorded at event {seq}, but event {} recorded a \
+                     newer one",
+                    last.unwrap_or(0)
+                )),
+            },
+            Some(_) => RowVerdict::Broken(format!(
+                "the row does not match the digest event {seq} recorded: it was edited \
+                 outside airlock"
+            )),
+            None if format >= FORMAT => RowVerdict::Broken(format!(
+                "the row points at event {seq}, which recorded no {}",
+                table.noun()
+            )),
+            None => match last {
+                Some(l) => RowVerdict::Broken(format!(
+                    "the row points at event {seq}, but event {l} recorded a newer state"
+                )),
+                None => RowVerdict::Unproven,
+            },
+        })
+    }
+
+    /// The seq of the newest event that recorded a row digest for `key` in `table`.
+    async fn last_recording(&self, table: Table, key: &str) -> Result<Option<i64>, StoreError> {
+        if !self.format2 {
+            return Ok(None);
+        }
+        let sql = match table {
+            Table::Principals => {
+                "SELECT MAX(seq) FROM events WHERE agent = ? AND kind = 'agent' \
+                 AND row_digest LIKE 'principal:%'"
+            }
+            Table::Changes => {
+                "SELECT MAX(seq) FROM events WHERE change_id = ? AND row_digest LIKE 'change:%'"
+            }
+        };
+        let (seq,): (Option<i64>,) = sqlx::query_as(sql)
+            .bind(key.to_string())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))?;
+        Ok(seq)
+    }
+
+    /// Every key the chain recorded a row for must have its row.
+    async fn check_missing_rows(&self, audit: &mut Audit) -> Result<(), StoreError> {
+        if !self.format2 {
+            return Ok(());
+        }
+        let doing = self.doing("verify the rows of");
+        for (table, sql) in [
+            (
+                Table::Principals,
+                "SELECT agent, MAX(seq) FROM events WHERE kind = 'agent' \
+                 AND row_digest LIKE 'principal:%' AND agent IS NOT NULL \
+                 AND agent NOT IN (SELECT name FROM principals) GROUP BY agent ORDER BY agent",
+            ),
+            (
+                Table::Changes,
+                "SELECT change_id, MAX(seq) FROM events WHERE row_digest LIKE 'change:%' \
+                 AND change_id IS NOT NULL AND change_id NOT IN (SELECT id FROM changes) \
+                 GROUP BY change_id ORDER BY change_id",
+            ),
+        ] {
+            let missing: Vec<(String, i64)> = sqlx::query_as(sql)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| from_sqlx(&doing, e))?;
+            for (key, seq) in missing {
+                audit.problems.push(Problem {
+                    seq: Some(seq),
+                    reason: format!(
+                        "{} `{key}` is recorded at event {seq} but its row is missing",
+                        table.noun()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The events table as rows of every column (format-1 journals read as such).
+    fn event_source(&self) -> String {
+        format!("SELECT {} FROM events", self.columns())
+    }
+
+    /// Event rows exactly as stored, for `journal export`: those after `after_seq`, oldest
+    /// first, at most `limit`.
+    pub async fn export_rows(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<ExportLine>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+            self.columns()
+        )))
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&self.doing("export"), e))?;
+        rows.into_iter()
+            .map(|r| ExportLine::from_stored(stored(r)))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Journal for SqliteJournal {
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
@@ -461,7 +959,7 @@ impl Journal for SqliteJournal {
             return Ok(Vec::new());
         }
         let mut sql = QueryBuilder::<Sqlite>::new("SELECT ");
-        sql.push(EVENT_COLUMNS).push(" FROM events WHERE 1 = 1");
+        sql.push(self.columns()).push(" FROM events WHERE 1 = 1");
         if let Some(after) = q.after_seq {
             sql.push(if q.descending {
                 " AND seq < "
@@ -509,40 +1007,21 @@ impl Journal for SqliteJournal {
     }
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let doing = self.doing("verify");
-        let mut check = ChainCheck::new();
-        loop {
-            let rows: Vec<EventRow> = sqlx::query_as(
-                "SELECT seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash \
-                 FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
-            )
-            .bind(check.last_seq())
-            .bind(VERIFY_BATCH)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(&doing, e))?;
-            let full = rows.len() as i64 == VERIFY_BATCH;
-            for row in rows {
-                if !check.push(stored(row)) {
-                    return Ok(check.finish());
-                }
-            }
-            if !full {
-                return Ok(check.finish());
-            }
-        }
+        Ok(self.audit(AuditOptions::default()).await?.into_report())
     }
 
     async fn put_principal(&self, rec: AgentRecord, mut ev: NewEvent) -> Result<Event, StoreError> {
         validate_principal(&rec, &mut ev)?;
         self.write("record a principal in", move |conn| {
             Box::pin(async move {
-                let existing: Option<(String,)> =
-                    sqlx::query_as("SELECT kind FROM principals WHERE name = ?")
+                let existing: Option<(String, i64)> =
+                    sqlx::query_as("SELECT kind, created_at FROM principals WHERE name = ?")
                         .bind(rec.name.clone())
                         .fetch_optional(&mut *conn)
                         .await?;
-                if let Some((kind,)) = existing
+                // A re-keyed principal keeps its registration time.
+                let created_at = existing.as_ref().map_or(rec.created_at, |(_, c)| *c);
+                if let Some((kind, _)) = existing
                     && kind != rec.kind
                 {
                     return Err(WriteError::Store(StoreError::Conflict(format!(
@@ -564,19 +1043,30 @@ impl Journal for SqliteJournal {
                         rec.name
                     ))));
                 }
-                let event = insert_event(conn, ev).await?;
+                // The event records the digest of the row exactly as it is written.
+                let revoked = i64::from(rec.revoked);
+                let digest = principal_digest(
+                    &rec.name,
+                    &rec.kind,
+                    &rec.token_hash,
+                    created_at,
+                    revoked,
+                    rec.profile.as_deref(),
+                );
+                let event = insert_event(conn, ev, Some(digest)).await?;
                 sqlx::query(
                     "INSERT INTO principals (name, kind, token_hash, created_at, revoked, event_seq, profile) \
                      VALUES (?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, \
+                     ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, \
+                     token_hash = excluded.token_hash, created_at = excluded.created_at, \
                      revoked = excluded.revoked, event_seq = excluded.event_seq, \
                      profile = excluded.profile",
                 )
                 .bind(rec.name)
                 .bind(rec.kind)
                 .bind(rec.token_hash)
-                .bind(rec.created_at)
-                .bind(rec.revoked)
+                .bind(created_at)
+                .bind(revoked)
                 .bind(event.seq)
                 .bind(rec.profile)
                 .execute(&mut *conn)
@@ -627,12 +1117,14 @@ impl Journal for SqliteJournal {
         validate_change(&rec, &mut ev)?;
         self.write("record a change in", move |conn| {
             Box::pin(async move {
-                let existing: Option<(String, String)> =
-                    sqlx::query_as("SELECT action_id, agent FROM changes WHERE id = ?")
+                let existing: Option<(String, String, i64)> =
+                    sqlx::query_as("SELECT action_id, agent, created_at FROM changes WHERE id = ?")
                         .bind(rec.id.clone())
                         .fetch_optional(&mut *conn)
                         .await?;
-                if let Some((action_id, agent)) = existing
+                // An update keeps the change's first `created_at`.
+                let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
+                if let Some((action_id, agent, _)) = existing
                     && (action_id != rec.action_id || agent != rec.agent)
                 {
                     return Err(WriteError::Store(StoreError::Conflict(format!(
@@ -641,21 +1133,31 @@ impl Journal for SqliteJournal {
                         rec.id, rec.action_id, rec.agent
                     ))));
                 }
-                let event = insert_event(conn, ev).await?;
+                let record = rec.record.to_string();
+                let digest = change_digest(
+                    &rec.id,
+                    &rec.action_id,
+                    &rec.agent,
+                    rec.status.as_str(),
+                    &record,
+                    created_at,
+                    rec.updated_at,
+                );
+                let event = insert_event(conn, ev, Some(digest)).await?;
                 sqlx::query(
                     "INSERT INTO changes \
                      (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
                      VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                     record = excluded.record, updated_at = excluded.updated_at, \
-                     event_seq = excluded.event_seq",
+                     record = excluded.record, created_at = excluded.created_at, \
+                     updated_at = excluded.updated_at, event_seq = excluded.event_seq",
                 )
                 .bind(rec.id)
                 .bind(rec.action_id)
                 .bind(rec.agent)
                 .bind(rec.status.as_str())
-                .bind(rec.record.to_string())
-                .bind(rec.created_at)
+                .bind(record)
+                .bind(created_at)
                 .bind(rec.updated_at)
                 .bind(event.seq)
                 .execute(&mut *conn)

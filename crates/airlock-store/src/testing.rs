@@ -73,6 +73,7 @@ cases!(
     principals_are_listed_by_name,
     principal_writes_are_refused_whole,
     changes_insert_and_update,
+    checkpoints_sign_the_head_they_follow,
 );
 
 /// Runs every case, each on a journal from `fresh`, one after the other; the first failure
@@ -135,6 +136,7 @@ macro_rules! journal_conformance {
             principals_are_listed_by_name,
             principal_writes_are_refused_whole,
             changes_insert_and_update,
+            checkpoints_sign_the_head_they_follow,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -906,4 +908,40 @@ pub async fn changes_insert_and_update(j: Arc<dyn Journal>) {
         ChangeStatus::Settled
     );
     assert!(j.verify().await.unwrap().ok());
+}
+
+/// A checkpoint is stored only when it signs the head it directly follows, only on its own,
+/// and the chain verifies with it.
+pub async fn checkpoints_sign_the_head_they_follow(j: Arc<dyn Journal>) {
+    let signer = crate::CheckpointSigner::from_seed(&[1; 32]);
+    let empty = signer.sign(0, GENESIS, 1, "interval");
+    let first = j.append(empty.to_event().unwrap()).await.unwrap();
+    assert_eq!((first.seq, first.kind), (1, EventKind::Checkpoint));
+    let e = j
+        .append(ev(2, EventKind::Request, json!({"n": 2})))
+        .await
+        .unwrap();
+    // Stale: it signs the head before `e`.
+    let stale = signer.sign(1, &first.hash, 3, "interval");
+    let err = j.append(stale.to_event().unwrap()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let err = j
+        .append_all(vec![
+            ev(3, EventKind::Request, json!({})),
+            signer.sign(2, &e.hash, 3, "interval").to_event().unwrap(),
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let bad = NewEvent::new(4, EventKind::Checkpoint, json!({"head_seq": 2}));
+    let err = j.append(bad).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    let cp = j
+        .append(signer.sign(2, &e.hash, 5, "events").to_event().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(cp.seq, 3);
+    let report = j.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events, 3);
 }

@@ -154,29 +154,66 @@ impl PromSignals {
             .json()
             .await
             .map_err(|e| format!("Prometheus answered {status} without JSON: {e}"))?;
-        if body["status"] != "success" {
-            return Err(format!(
-                "Prometheus refused `{query}`: {}",
-                body["error"].as_str().unwrap_or("no reason given")
-            ));
-        }
-        let result = &body["data"]["result"];
-        let value = match body["data"]["resultType"].as_str() {
-            Some("vector") => result
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|s| s["value"][1].as_str()),
-            Some("scalar") => result[1].as_str(),
-            _ => None,
-        };
-        Ok(value
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite()))
+        answer_value(&body, query)
     }
 
     fn warn(&self, service: &str, e: &str) {
         tracing::warn!(service, error = %e, "watch: no signals from Prometheus; the missing-data rule applies");
     }
+
+    fn missing(&self, service: &str, queries: &[(&str, Option<f64>)]) {
+        let empty: Vec<&str> = queries
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(q, _)| *q)
+            .collect();
+        tracing::debug!(service, queries = ?empty, "watch: series missing in Prometheus; the missing-data rule applies");
+    }
+}
+
+/// The value of one instant query's answer. An answer without a series, without a sample,
+/// or with a value that is not a finite number (`NaN`, `+Inf`) is `Ok(None)`: missing data,
+/// never a zero.
+fn answer_value(body: &Value, query: &str) -> Result<Option<f64>, String> {
+    if body["status"] != "success" {
+        return Err(format!(
+            "Prometheus refused `{query}`: {}",
+            body["error"].as_str().unwrap_or("no reason given")
+        ));
+    }
+    let result = &body["data"]["result"];
+    let value = match body["data"]["resultType"].as_str() {
+        Some("vector") => result
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|s| s["value"][1].as_str()),
+        Some("scalar") => result[1].as_str(),
+        _ => None,
+    };
+    Ok(value
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite()))
+}
+
+/// A service's counters from its three series, or `None` (missing data) when any of them
+/// is missing: an error counter that is not there is not a count of zero errors, and a
+/// latency that is not there is not 0 ms.
+fn counters(requests: Option<f64>, errors: Option<f64>, p99: Option<f64>) -> Option<Counters> {
+    Some(Counters {
+        requests_total: requests?,
+        errors_total: errors?,
+        p99_ms: p99?,
+    })
+}
+
+/// A service's recent sample, or `None` (missing data) when its requests or errors are
+/// missing; a missing latency stays missing in the sample (its rule is not judged).
+fn sample(requests: Option<f64>, errors: Option<f64>, p99: Option<f64>) -> Option<Sample> {
+    Some(Sample {
+        requests: Some(requests?),
+        errors: Some(errors?),
+        p99_ms: p99,
+    })
 }
 
 #[async_trait]
@@ -192,13 +229,13 @@ impl SignalSource for PromSignals {
         );
         let got = tokio::try_join!(self.scalar(&rq), self.scalar(&eq), self.scalar(&pq));
         match got {
-            Ok((Some(requests_total), errors, p99)) => Ok(Some(Counters {
-                requests_total,
-                // No error series yet means no errors counted.
-                errors_total: errors.unwrap_or(0.0),
-                p99_ms: p99.unwrap_or(0.0),
-            })),
-            Ok((None, _, _)) => Ok(None),
+            Ok((requests, errors, p99)) => {
+                let counters = counters(requests, errors, p99);
+                if counters.is_none() {
+                    self.missing(service, &[(&rq, requests), (&eq, errors), (&pq, p99)]);
+                }
+                Ok(counters)
+            }
             Err(e) => {
                 self.warn(service, &e);
                 Err(e)
@@ -224,12 +261,13 @@ impl SignalSource for PromSignals {
         );
         let got = tokio::try_join!(self.scalar(&rq), self.scalar(&eq), self.scalar(&pq));
         match got {
-            Ok((None, _, _)) => Ok(None),
-            Ok((requests, errors, p99)) => Ok(Some(Sample {
-                requests,
-                errors: errors.or(Some(0.0)),
-                p99_ms: p99,
-            })),
+            Ok((requests, errors, p99)) => {
+                let sample = sample(requests, errors, p99);
+                if sample.is_none() {
+                    self.missing(service, &[(&rq, requests), (&eq, errors)]);
+                }
+                Ok(sample)
+            }
             Err(e) => {
                 self.warn(service, &e);
                 Err(e)
@@ -241,6 +279,61 @@ impl SignalSource for PromSignals {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn vector(result: Value) -> Value {
+        json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+    }
+
+    #[test]
+    fn an_empty_answer_a_nan_and_an_infinity_are_missing_data_not_zero() {
+        let q = "sum(airlock_sim_errors_total{service=\"web\"})";
+        // `sum()` over no series: Prometheus answers an empty vector.
+        assert_eq!(answer_value(&vector(json!([])), q), Ok(None));
+        // A series without a sample, and values that are no number of errors.
+        assert_eq!(answer_value(&vector(json!([{"metric": {}}])), q), Ok(None));
+        for v in ["NaN", "+Inf", "-Inf", "not a number"] {
+            let body = vector(json!([{"metric": {}, "value": [1_767_225_600.0, v]}]));
+            assert_eq!(answer_value(&body, q), Ok(None), "{v}");
+        }
+        let scalar =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "NaN"]}});
+        assert_eq!(answer_value(&scalar, q), Ok(None));
+        let body = vector(json!([{"metric": {}, "value": [1_767_225_600.0, "0"]}]));
+        assert_eq!(
+            answer_value(&body, q),
+            Ok(Some(0.0)),
+            "a real zero stays zero"
+        );
+        let refused = json!({"status": "error", "error": "parse error"});
+        assert!(
+            answer_value(&refused, q)
+                .unwrap_err()
+                .contains("parse error")
+        );
+    }
+
+    #[test]
+    fn a_missing_error_or_latency_series_makes_the_service_missing() {
+        assert_eq!(counters(Some(100.0), None, Some(20.0)), None);
+        assert_eq!(counters(Some(100.0), Some(1.0), None), None);
+        assert_eq!(counters(None, Some(1.0), Some(20.0)), None);
+        assert_eq!(
+            counters(Some(100.0), Some(0.0), Some(20.0)),
+            Some(Counters {
+                requests_total: 100.0,
+                errors_total: 0.0,
+                p99_ms: 20.0
+            })
+        );
+        assert_eq!(sample(Some(100.0), None, Some(20.0)), None);
+        assert_eq!(sample(None, Some(0.0), Some(20.0)), None);
+        let s = sample(Some(100.0), Some(0.0), None).unwrap();
+        assert_eq!(
+            (s.requests, s.errors, s.p99_ms),
+            (Some(100.0), Some(0.0), None)
+        );
+    }
 
     #[test]
     fn queries_are_checked_as_promql_selectors() {

@@ -126,20 +126,54 @@ pub fn malformed(line: &str) -> Option<serde_json::Value> {
     })
 }
 
+/// [`malformed`] for a line read as bytes: text that is not UTF-8 is a parse error.
+fn malformed_bytes(raw: &[u8], line: &str) -> Option<serde_json::Value> {
+    match std::str::from_utf8(raw) {
+        Ok(_) => malformed(line),
+        Err(e) => Some(serde_json::json!({"jsonrpc": "2.0", "id": null,
+            "error": {"code": -32700, "message": format!("parse error: the line is not UTF-8 ({e})")}})),
+    }
+}
+
 /// Serves MCP on stdin/stdout until the client closes it. Lines that are not JSON-RPC get
 /// an error answer here (the session goes on); the rest go to the MCP service.
 pub async fn serve_stdio(backend: Arc<dyn Backend>, token: Option<String>) -> Result<(), String> {
+    serve_lines(backend, token, tokio::io::stdin(), tokio::io::stdout()).await
+}
+
+/// Serves MCP as newline-delimited JSON-RPC read from `input` and written to `output`,
+/// until `input` ends: what [`serve_stdio`] does on stdin/stdout.
+pub async fn serve_lines<R, W>(
+    backend: Arc<dyn Backend>,
+    token: Option<String>,
+    input: R,
+    output: W,
+) -> Result<(), String>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (mut to_service, service_in) = tokio::io::duplex(1 << 16);
     let (service_out, from_service) = tokio::io::duplex(1 << 16);
     let (errors_tx, mut errors_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+        let mut input = BufReader::new(input);
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match input.read_until(b'\n', &mut raw).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            // A line that is not UTF-8 is not JSON either: it gets a parse error like any
+            // other, and the session goes on.
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
             }
-            match malformed(&line) {
+            match malformed_bytes(&raw, line) {
                 Some(err) => {
                     let _ = errors_tx.send(err.to_string());
                 }
@@ -157,7 +191,7 @@ pub async fn serve_stdio(backend: Arc<dyn Backend>, token: Option<String>) -> Re
         // Dropping the pipe tells the service the client is gone.
     });
     let writer = tokio::spawn(async move {
-        let mut out = tokio::io::stdout();
+        let mut out = output;
         let mut answers = BufReader::new(from_service).lines();
         let mut errors_open = true;
         loop {
