@@ -102,7 +102,7 @@ async fn signed_checkpoints_expose_edits_rewrites_and_a_deleted_tail() {
     let store = db.to_str().unwrap();
     let text = format!(
         "[store]\nurl = \"{store}\"\n[journal]\nsigning_key = \"signing.key\"\n\
-         checkpoint_interval_s = 3600\n[sim]\nenabled = false\n"
+         witness = \"witness.jsonl\"\ncheckpoint_interval_s = 3600\n[sim]\nenabled = false\n"
     );
     let config = RawConfig::parse(&text, "airlock.toml")
         .unwrap()
@@ -294,4 +294,40 @@ async fn signed_checkpoints_expose_edits_rewrites_and_a_deleted_tail() {
         out.stdout.contains("events were removed from its end"),
         "{out}"
     );
+    // The server's own witness file, kept outside the store, shows it too.
+    let witnessed = std::fs::read_to_string(d.join("witness.jsonl")).unwrap();
+    assert!(witnessed.contains(r#""kind":"checkpoint""#), "{witnessed}");
+    let out = airlock(
+        d,
+        &[
+            "journal",
+            "verify",
+            "--store",
+            cut,
+            "--public-key",
+            key,
+            "--checkpoints",
+            "witness.jsonl",
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{out}");
+    assert!(
+        out.stdout.contains("events were removed from its end"),
+        "{out}"
+    );
+    // And the intact journal agrees with its witness.
+    let out = airlock(
+        d,
+        &[
+            "journal",
+            "verify",
+            "--store",
+            store,
+            "--public-key",
+            key,
+            "--checkpoints",
+            "witness.jsonl",
+        ],
+    );
+    assert_eq!(out.code, Some(0), "{out}");
 }

@@ -218,6 +218,11 @@ pub struct RawJournal {
     pub checkpoint_every: u64,
     /// Sign a checkpoint at least this often, in seconds, while events keep coming.
     pub checkpoint_interval_s: u64,
+    /// A file outside the store (another disk, a path shipped elsewhere) that every signed
+    /// checkpoint is appended to, as an exported line: `airlock journal verify --checkpoints
+    /// FILE` then shows a journal cut short or rewritten since, even with its newest
+    /// checkpoints deleted. Needs `signing_key`.
+    pub witness: Option<PathBuf>,
 }
 
 impl Default for RawJournal {
@@ -226,6 +231,7 @@ impl Default for RawJournal {
             signing_key: None,
             checkpoint_every: 1000,
             checkpoint_interval_s: 60,
+            witness: None,
         }
     }
 }
@@ -237,6 +243,7 @@ pub struct JournalConfig {
     pub signing_key: Option<PathBuf>,
     pub checkpoint_every: u64,
     pub checkpoint_interval_s: u64,
+    pub witness: Option<PathBuf>,
 }
 
 /// `[policy]`
@@ -454,7 +461,14 @@ impl RawConfig {
             signing_key: self.journal.signing_key.as_ref().map(|p| base.join(p)),
             checkpoint_every: self.journal.checkpoint_every,
             checkpoint_interval_s: self.journal.checkpoint_interval_s,
+            witness: self.journal.witness.as_ref().map(|p| base.join(p)),
         };
+        if journal.witness.is_some() && journal.signing_key.is_none() {
+            problems.push(
+                "journal.witness: needs journal.signing_key (only signed checkpoints are witnessed)"
+                    .into(),
+            );
+        }
         if journal.checkpoint_every == 0 {
             problems.push("journal.checkpoint_every: must be above 0".into());
         }

@@ -447,6 +447,7 @@ impl Started {
 /// anything new was written, and once more when stopped.
 async fn sign_checkpoints(
     signer: airlock_store::CheckpointSigner,
+    witness: Option<PathBuf>,
     journal: Arc<dyn airlock_store::Journal>,
     mut feed: tokio::sync::broadcast::Receiver<airlock_core::Event>,
     every: u64,
@@ -463,15 +464,22 @@ async fn sign_checkpoints(
     )
     .await
     {
-        Ok(Some(e)) => tracing::info!(
-            seq = e.seq,
-            head_seq = e.payload["head_seq"].as_i64(),
-            head_hash = e.payload["head_hash"].as_str(),
-            key_id = signer.key_id(),
-            signature = e.payload["signature"].as_str(),
-            reason,
-            "journal checkpoint signed"
-        ),
+        Ok(Some(e)) => {
+            tracing::info!(
+                seq = e.seq,
+                head_seq = e.payload["head_seq"].as_i64(),
+                head_hash = e.payload["head_hash"].as_str(),
+                key_id = signer.key_id(),
+                signature = e.payload["signature"].as_str(),
+                reason,
+                "journal checkpoint signed"
+            );
+            if let Some(path) = &witness
+                && let Err(why) = witness_append(path, &e)
+            {
+                tracing::error!(path = %path.display(), error = %why, "cannot append a checkpoint to the witness file");
+            }
+        }
         Ok(None) => {}
         // Loud, and the journal's write health (readiness) shows it until a write succeeds.
         Err(e) => tracing::error!(error = %e, reason, "cannot sign a journal checkpoint"),
@@ -507,6 +515,20 @@ async fn sign_checkpoints(
         since = 0;
     }
     sign("shutdown").await;
+}
+
+/// Appends a signed checkpoint to the witness file and flushes it to disk.
+fn witness_append(path: &std::path::Path, e: &airlock_core::Event) -> Result<(), String> {
+    use std::io::Write;
+    let line = airlock_store::witness_line(e).map_err(|e| e.to_string())?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    f.write_all(format!("{line}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| e.to_string())
 }
 
 /// Builds the state, restores operator controls and baking changes from the journal, and
@@ -593,6 +615,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             let (tx, rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(sign_checkpoints(
                 signer,
+                config.journal.witness.clone(),
                 state.gate.journal().clone(),
                 state.journal.subscribe(),
                 config.journal.checkpoint_every,

@@ -900,3 +900,56 @@ fn a_line_that_is_not_utf8_gets_a_parse_error_and_the_session_goes_on() {
             .unwrap();
     });
 }
+
+/// A line longer than the stdio session's limit is refused and skipped without holding it
+/// all in memory; the request after it is answered.
+#[test]
+fn a_line_longer_than_the_limit_is_refused_and_the_session_goes_on() {
+    let s = server();
+    let (state, bot) = (s.state.clone(), s.bot.clone());
+    s.rt.block_on(async move {
+        let (mut client_out, server_in) = tokio::io::duplex(1 << 16);
+        let (server_out, client_in) = tokio::io::duplex(1 << 16);
+        let backend: Arc<dyn Backend> = Arc::new(Local(state.door.clone()));
+        let served = tokio::spawn(serve_lines(backend, Some(bot), server_in, server_out));
+        let writer = tokio::spawn(async move {
+            client_out.write_all(br#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#).await.unwrap();
+            client_out.write_all(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.unwrap();
+            // Twice the limit, in chunks, then the end of the line.
+            let chunk = vec![b'x'; 1 << 16];
+            for _ in 0..(2 * airlock_server::mcp::MAX_LINE_BYTES / chunk.len()) {
+                client_out.write_all(&chunk).await.unwrap();
+            }
+            client_out.write_all(b"\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}\n").await.unwrap();
+            client_out
+        });
+        let mut answers = BufReader::new(client_in).lines();
+        let mut seen = Vec::new();
+        while let Some(line) = tokio::time::timeout(WATCHDOG, answers.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            seen.push(v.clone());
+            if v["id"] == json!(2) {
+                break;
+            }
+        }
+        let refusal = seen
+            .iter()
+            .find(|v| v["error"]["code"] == json!(-32600))
+            .expect("a refusal of the long line");
+        assert!(
+            refusal["error"]["message"].as_str().unwrap().contains("longer than"),
+            "{refusal}"
+        );
+        assert!(seen.last().unwrap().get("result").is_some(), "{seen:?}");
+        drop(writer.await.unwrap());
+        tokio::time::timeout(WATCHDOG, served)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    });
+}

@@ -280,7 +280,7 @@ impl Sim {
 
     fn active(&self, at: crate::Secs, duration: Option<crate::Secs>, t: Timestamp) -> bool {
         let e = self.elapsed_s(t);
-        e >= at.0 && duration.is_none_or(|d| e < at.0 + d.0)
+        e >= at.0 && duration.is_none_or(|d| e < at.0.saturating_add(d.0))
     }
 
     /// Whether a service's signals are blacked out now.
@@ -312,7 +312,7 @@ impl Sim {
             .faults
             .iter()
             .filter(|f| {
-                let end = f.at.0 + f.duration.0;
+                let end = f.at.0.saturating_add(f.duration.0);
                 f.kind == FaultKind::ReplicaCrash && was < end && end <= is
             })
             .map(|f| (f.target.clone(), f.count.unwrap_or(1)))

@@ -301,3 +301,22 @@ fn metric_blackout_hides_the_signals_while_the_service_keeps_serving() {
     assert_eq!(sample.requests, Some(2.0 * 200.0 * TICK_S as f64));
     assert_eq!(sim.history("api").len(), 2);
 }
+
+#[test]
+fn a_fault_timed_past_any_calendar_never_starts_and_never_panics() {
+    // A world built from a file the scenario checks never saw (`[sim] world` in
+    // airlock.toml): times at the end of the range must not overflow.
+    let mut sim = world(
+        vec![svc("web", "east", 4, 200.0, &[])],
+        vec![
+            fault(FaultKind::ReplicaCrash, "web", u64::MAX, u64::MAX),
+            fault(FaultKind::AzOutage, "a", u64::MAX - 1, 10),
+            fault(FaultKind::MetricBlackout, "web", 10, u64::MAX),
+        ],
+    );
+    for _ in 0..3 {
+        sim.tick();
+    }
+    assert_eq!(sim.desired("web").unwrap().total(), 4);
+    assert!(sim.blacked_out("web"), "a blackout that never ends is on");
+}

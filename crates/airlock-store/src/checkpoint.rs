@@ -99,6 +99,21 @@ impl CheckpointSigner {
 
     /// Reads a private key file written by `airlock keygen`.
     pub fn from_file(path: &Path) -> Result<Self, KeyError> {
+        // As ssh does with its keys: a private key others can read is refused, not used.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                return Err(KeyError(format!(
+                    "the signing key `{}` can be read by others (mode {:o}): `chmod 600 {}`",
+                    path.display(),
+                    meta.permissions().mode() & 0o777,
+                    path.display()
+                )));
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| {
             KeyError(format!(
                 "cannot read the signing key `{}`: {e}",
@@ -306,6 +321,22 @@ fn decode32(hex: &str) -> Result<[u8; 32], String> {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn a_private_key_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let signer = CheckpointSigner::from_seed(&[3; 32]);
+        std::fs::write(&path, signer.secret_text()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = CheckpointSigner::from_file(&path).unwrap_err();
+        assert!(err.0.contains("chmod 600"), "{}", err.0);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let loaded = CheckpointSigner::from_file(&path).unwrap();
+        assert_eq!(loaded.key_id(), signer.key_id());
+    }
+
     #[test]
     fn a_signed_head_verifies_and_any_change_to_it_does_not() {
         let signer = CheckpointSigner::from_seed(&[7; 32]);
@@ -331,6 +362,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("k");
         std::fs::write(&path, &text).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let back = CheckpointSigner::from_file(&path).unwrap();
         assert_eq!(back.key_id(), signer.key_id());
         assert_eq!(

@@ -79,6 +79,29 @@ impl ExportLine {
     }
 }
 
+/// A checkpoint event as one exported line, for a witness file kept outside the store
+/// (`[journal] witness`): `checkpoints_in_export` reads such a file like an export. Only its
+/// signed payload is compared with a journal, so the payload's text need not be the stored
+/// bytes.
+pub fn witness_line(e: &airlock_core::Event) -> Result<String, StoreError> {
+    let payload = RawValue::from_string(e.payload.to_string())
+        .map_err(|err| StoreError::Invalid(format!("a checkpoint's payload: {err}")))?;
+    let line = ExportLine {
+        seq: e.seq,
+        ts: e.ts,
+        kind: e.kind.as_str().to_string(),
+        agent: e.agent.clone(),
+        action_id: e.action_id.clone(),
+        change_id: e.change_id.clone(),
+        payload,
+        prev_hash: e.prev_hash.clone(),
+        hash: e.hash.clone(),
+        format: 2,
+        row_digest: None,
+    };
+    serde_json::to_string(&line).map_err(|err| StoreError::Invalid(err.to_string()))
+}
+
 /// Verifies an export: the chain over the exact exported bytes, and its checkpoints. The
 /// `principals` and `changes` tables are not in an export, so no row is checked.
 pub fn audit_export(reader: impl BufRead, opts: AuditOptions) -> Result<Audit, StoreError> {

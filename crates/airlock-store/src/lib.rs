@@ -20,7 +20,7 @@ pub mod testing;
 
 pub use checkpoint::{Checkpoint, CheckpointSigner, KeyError, PublicKey};
 pub use error::StoreError;
-pub use export::{ExportLine, audit_export, checkpoints_in_export};
+pub use export::{ExportLine, audit_export, checkpoints_in_export, witness_line};
 pub use journal::{
     AgentRecord, Audit, AuditOptions, BrokenLink, ChangeRecord, EventQuery, Journal, Problem,
     SignedHead, VerifyReport,

@@ -135,6 +135,10 @@ fn malformed_bytes(raw: &[u8], line: &str) -> Option<serde_json::Value> {
     }
 }
 
+/// The longest JSON-RPC line a stdio session reads (4 MiB); a longer one is refused with
+/// an error answer and skipped, and the session goes on.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
+
 /// Serves MCP on stdin/stdout until the client closes it. Lines that are not JSON-RPC get
 /// an error answer here (the session goes on); the rest go to the MCP service.
 pub async fn serve_stdio(backend: Arc<dyn Backend>, token: Option<String>) -> Result<(), String> {
@@ -158,13 +162,39 @@ where
     let (service_out, from_service) = tokio::io::duplex(1 << 16);
     let (errors_tx, mut errors_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
         let mut input = BufReader::new(input);
         let mut raw = Vec::new();
-        loop {
+        'lines: loop {
             raw.clear();
-            match input.read_until(b'\n', &mut raw).await {
+            // Bounded: a line with no end cannot grow memory without limit.
+            match (&mut input)
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut raw)
+                .await
+            {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
+            }
+            if raw.len() > MAX_LINE_BYTES && raw.last() != Some(&b'\n') {
+                // Skip the rest of it, then answer it like any other bad line.
+                let mut rest = Vec::new();
+                loop {
+                    rest.clear();
+                    match (&mut input)
+                        .take(1 << 16)
+                        .read_until(b'\n', &mut rest)
+                        .await
+                    {
+                        Ok(0) | Err(_) => break 'lines,
+                        Ok(_) if rest.last() == Some(&b'\n') => break,
+                        Ok(_) => {}
+                    }
+                }
+                let err = serde_json::json!({"jsonrpc": "2.0", "id": null,
+                    "error": {"code": -32600, "message": format!("invalid request: the line is longer than {MAX_LINE_BYTES} bytes")}});
+                let _ = errors_tx.send(err.to_string());
+                continue;
             }
             // A line that is not UTF-8 is not JSON either: it gets a parse error like any
             // other, and the session goes on.
