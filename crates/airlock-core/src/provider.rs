@@ -49,6 +49,10 @@ pub enum ProviderError {
     Conflict { addr: String, detail: String },
     #[error("provider unavailable: {0}")]
     Unavailable(String),
+    /// The provider could not be reached at all: nothing was sent, so nothing changed (an
+    /// `Unavailable` may come after the request left, and then the world must be read back).
+    #[error("provider unreachable, nothing was sent: {0}")]
+    Unreachable(String),
 }
 
 /// An adapter to a system that holds resources. `plan` is a pure dry run; `apply` and

@@ -2032,6 +2032,7 @@ pub(crate) fn nothing_changed(e: &ProviderError) -> bool {
             | ProviderError::InvalidParams(_)
             | ProviderError::NotFound(_)
             | ProviderError::Unsupported { .. }
+            | ProviderError::Unreachable(_)
     )
 }
 

@@ -45,6 +45,8 @@ struct Dying {
     apply: Mutex<Stop>,
     restore: Mutex<Stop>,
     reached: Notify,
+    /// An error every apply answers with, without touching the world.
+    fails_with: Mutex<Option<ProviderError>>,
     /// Whether it can read its resources back (a provider that cannot is honest about it).
     readback: bool,
 }
@@ -76,6 +78,9 @@ impl Provider for Dying {
         self.inner.snapshot(targets).await
     }
     async fn apply(&self, plan: &Plan) -> Result<Applied, ProviderError> {
+        if let Some(e) = self.fails_with.lock().unwrap().clone() {
+            return Err(e);
+        }
         let stop = *self.apply.lock().unwrap();
         self.stop_at(stop, Stop::Before).await;
         let out = self.inner.apply(plan).await;
@@ -173,6 +178,7 @@ async fn fixture(readback: bool) -> Fixture {
         apply: Mutex::new(Stop::Never),
         restore: Mutex::new(Stop::Never),
         reached: Notify::new(),
+        fails_with: Mutex::new(None),
         readback,
     });
     let signals = Arc::new(SimProvider::new(sim.clone()));
@@ -493,4 +499,39 @@ async fn an_apply_error_after_the_world_changed_is_read_back_and_baked() {
     );
     // The gate's clock is the test's.
     assert!(f.clock.now() > START);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_sent_nothing_but_a_lost_call_needs_a_person() {
+    let _serial = SERIAL.lock().await;
+    // A provider that cannot read back: only what its error proves is believed.
+    let f = fixture(false).await;
+    *f.provider.fails_with.lock().unwrap() =
+        Some(ProviderError::Unreachable("connection refused".into()));
+    let d = f.gate.submit(&f.bot, deploy("v2")).await.unwrap();
+    assert!(d.change_id.is_none(), "{d:?}");
+    let failed = f
+        .store
+        .changes_with_status(ChangeStatus::Failed)
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 1, "nothing was sent: a plain failure");
+
+    *f.provider.fails_with.lock().unwrap() = Some(ProviderError::Unavailable(
+        "the connection dropped during the call".into(),
+    ));
+    let d = f.gate.submit(&f.bot, deploy("v3")).await.unwrap();
+    let cid = d
+        .change_id
+        .clone()
+        .expect("the change is kept for a person");
+    assert!(
+        d.error.as_deref().unwrap().contains("needs a person"),
+        "{d:?}"
+    );
+    assert_eq!(
+        f.store.change(&cid).await.unwrap().unwrap().status,
+        ChangeStatus::NeedsAttention
+    );
+    assert_eq!(f.web().version, "v1", "neither call reached the world");
 }

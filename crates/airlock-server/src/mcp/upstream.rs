@@ -400,9 +400,10 @@ impl UpstreamProvider {
         {
             return Ok(c.clone());
         }
-        // The upstream went away (a crash, a restart): connect again, once per call.
+        // The upstream went away (a crash, a restart): connect again, once per call. A
+        // connection that cannot be made sent nothing.
         let c = Arc::new(connect(&self.config).await.map_err(|e| {
-            ProviderError::Unavailable(format!("upstream `{}`: {e}", self.config.name))
+            ProviderError::Unreachable(format!("upstream `{}`: {e}", self.config.name))
         })?);
         *slot = Some(c.clone());
         Ok(c)
