@@ -63,7 +63,25 @@ impl Rng {
 /// Starts `airlock serve` with `vars`; `None` when it died before it was ready (a
 /// failpoint can crash it while it recovers).
 async fn start(env: &Env, vars: &[(&str, String)]) -> Option<Server> {
-    let port = free_port();
+    // The port is free when probed but may be taken before the server binds it: then it
+    // exits at once, and another port is tried.
+    for _ in 0..3 {
+        match start_on(env, vars, free_port()).await {
+            Started::Ready(server) => return Some(server),
+            Started::Crashed => return None,
+            Started::PortTaken => continue,
+        }
+    }
+    panic!("airlock serve could not bind a free port in 3 tries");
+}
+
+enum Started {
+    Ready(Server),
+    Crashed,
+    PortTaken,
+}
+
+async fn start_on(env: &Env, vars: &[(&str, String)], port: u16) -> Started {
     let log = env.dir.path().join(format!("serve-{port}.log"));
     let child = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .arg("serve")
@@ -90,12 +108,15 @@ async fn start(env: &Env, vars: &[(&str, String)]) -> Option<Server> {
     for _ in 0..600 {
         if let Some(status) = server.child.try_wait().unwrap() {
             let log = server.log();
+            if log.contains("cannot listen on") {
+                return Started::PortTaken;
+            }
             assert!(
                 log.contains("crashing on purpose"),
                 "airlock serve exited ({status}) before it was ready, not at a failpoint \
                  (with {vars:?}):\n{log}"
             );
-            return None;
+            return Started::Crashed;
         }
         if let Ok(r) = server
             .http
@@ -104,7 +125,7 @@ async fn start(env: &Env, vars: &[(&str, String)]) -> Option<Server> {
             .await
             && r.status().is_success()
         {
-            return Some(server);
+            return Started::Ready(server);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
