@@ -169,6 +169,13 @@ pub fn from_env() -> Result<usize, String> {
     configure(&list, seed)
 }
 
+/// Reaches the point `name` in a provider call: `Some` (an unavailable provider) when
+/// it must fail there.
+pub fn provider_fault(name: &str) -> Option<crate::provider::ProviderError> {
+    hit(name)
+        .map(|_| crate::provider::ProviderError::Unavailable(format!("failpoint `{name}` fired")))
+}
+
 /// Reaches the point `name`: `None` to go on, `Some(Fault::Error)` when the caller must
 /// fail here. A `crash` aborts the process and never returns.
 pub fn hit(name: &str) -> Option<Fault> {

@@ -18,53 +18,12 @@ use airlock_core::{
     ResourceAddr, Risk, Secs, Verb,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
 use serde_json::{Value, json};
-use std::fmt::Debug;
-use std::sync::{Arc, LazyLock, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
 
-/// Cases per property: `AIRLOCK_FUZZ_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("AIRLOCK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// No failure files in the source tree: a failing case is printed, and shrunk, instead.
-fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// How long one case may take before it counts as a hang.
-const WATCHDOG: Duration = Duration::from_secs(5);
-
-/// Runs `f` on its own thread and fails if it has not returned within [`WATCHDOG`];
-/// a panic inside is passed on with its message.
-fn guarded<T: Send + 'static>(input: &impl Debug, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => panic!("no answer for {input:?}"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("hang: no answer within {WATCHDOG:?} for {input:?}")
-        }
-    }
-}
+#[path = "../../../testsupport/fuzz.rs"]
+mod harness;
+use harness::*;
 
 // ---------------------------------------------------------------------------------------
 // Text and JSON generators
@@ -78,6 +37,17 @@ fn odd_text() -> impl Strategy<Value = String> {
         Just("é\u{200b}\u{202e}日本\u{0}".to_string()),
         (1usize..5000).prop_map(|n| "x".repeat(n)),
     ]
+}
+
+/// A random edit of a text, with this format's syntax among what it inserts.
+fn mutation() -> impl Strategy<Value = Mutation> {
+    harness::mutation(
+        &[
+            "\"", "{", "}", "[", "]", ",", ":", "\\", "\\u", "\\ud800", "null", "1e99999", "\u{0}",
+            "é", "\n",
+        ],
+        odd_text(),
+    )
 }
 
 /// Numbers JSON can spell, including ones no type here holds.
@@ -113,71 +83,6 @@ fn json_text() -> impl Strategy<Value = String> {
             }),
         ]
     })
-}
-
-/// A random edit of a text.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Insert(usize, String),
-    Delete(usize, usize),
-    Duplicate(usize, usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (
-            any::<usize>(),
-            prop_oneof![
-                prop::sample::select(
-                    &[
-                        "\"", "{", "}", "[", "]", ",", ":", "\\", "\\u", "\\ud800", "null",
-                        "1e99999", "\u{0}", "é", "\n"
-                    ][..]
-                )
-                .prop_map(str::to_string),
-                odd_text(),
-            ]
-        )
-            .prop_map(|(at, s)| Mutation::Insert(at, s)),
-        (any::<usize>(), 0usize..8).prop_map(|(at, n)| Mutation::Delete(at, n)),
-        (any::<usize>(), 0usize..32).prop_map(|(at, n)| Mutation::Duplicate(at, n)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn boundary(s: &str, at: usize) -> usize {
-    let mut i = at % (s.len() + 1);
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn mutate(mut s: String, edits: &[Mutation]) -> String {
-    for e in edits {
-        match e {
-            Mutation::Insert(at, text) => {
-                let i = boundary(&s, *at);
-                s.insert_str(i, text);
-            }
-            Mutation::Delete(at, n) | Mutation::Duplicate(at, n) => {
-                let i = boundary(&s, *at);
-                let j = boundary(&s, i + n).max(i);
-                if matches!(e, Mutation::Delete(..)) {
-                    s.replace_range(i..j, "");
-                } else {
-                    let piece = s[i..j].to_string();
-                    s.insert_str(j, &piece);
-                }
-            }
-            Mutation::Truncate(at) => {
-                let i = boundary(&s, *at);
-                s.truncate(i);
-            }
-        }
-    }
-    s
 }
 
 /// Something shaped like a resource address, often valid, often not.

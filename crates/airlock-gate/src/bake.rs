@@ -1145,7 +1145,7 @@ impl Gate {
             }
             return Err(e.into());
         }
-        let mut result = match crate::engine::fault("gate.before_restore") {
+        let mut result = match airlock_core::failpoint::provider_fault("gate.before_restore") {
             Some(e) => Err(e),
             None => match tokio::time::timeout(
                 self.config.provider_timeout,
@@ -1159,7 +1159,7 @@ impl Gate {
                 )),
             },
         };
-        if let Some(e) = crate::engine::fault("gate.after_restore") {
+        if let Some(e) = airlock_core::failpoint::provider_fault("gate.after_restore") {
             result = Err(e);
         }
         if let Err(e) = &result

@@ -2,6 +2,7 @@
 
 use crate::bake::{Bake, BakeConfig};
 use crate::redact::Redactor;
+use airlock_core::failpoint::provider_fault;
 use airlock_core::guard::{GuardConfig, GuardFinding, Guards};
 use airlock_core::policy::PrincipalKind;
 use airlock_core::risk::{AgentStats, Assessment, HealthStatus, assess_risk};
@@ -1150,11 +1151,11 @@ impl Gate {
             *decision = journal_down(decision.clone(), &e);
             return false;
         }
-        let mut applied = match fault("gate.before_apply") {
+        let mut applied = match provider_fault("gate.before_apply") {
             Some(e) => Err(e),
             None => self.call(provider.apply(plan)).await,
         };
-        if let Some(e) = fault("gate.after_apply") {
+        if let Some(e) = provider_fault("gate.after_apply") {
             // The provider acted but its answer is lost: as after a timeout.
             applied = Err(e);
         }
@@ -2034,12 +2035,6 @@ pub(crate) fn nothing_changed(e: &ProviderError) -> bool {
             | ProviderError::Unsupported { .. }
             | ProviderError::Unreachable(_)
     )
-}
-
-/// A configured failpoint as a provider's failure (see `airlock_core::failpoint`).
-pub(crate) fn fault(name: &str) -> Option<ProviderError> {
-    airlock_core::failpoint::hit(name)
-        .map(|_| ProviderError::Unavailable(format!("failpoint `{name}` fired")))
 }
 
 fn journal_down(mut d: Decision, e: &StoreError) -> Decision {

@@ -14,52 +14,12 @@
 use airlock_prove::{FLAGSHIPS, Scenario};
 use airlock_sim::Sim;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
 use std::fmt::Debug;
-use std::sync::{LazyLock, mpsc};
-use std::time::Duration;
+use std::sync::LazyLock;
 
-/// Cases per property: `AIRLOCK_FUZZ_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("AIRLOCK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// No failure files in the source tree: a failing case is printed, and shrunk, instead.
-fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// How long one case may take before it counts as a hang.
-const WATCHDOG: Duration = Duration::from_secs(5);
-
-/// Runs `f` on its own thread and fails if it has not returned within [`WATCHDOG`];
-/// a panic inside is passed on with its message.
-fn guarded<T: Send + 'static>(input: &impl Debug, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => panic!("no answer for {input:?}"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("hang: no answer within {WATCHDOG:?} for {input:?}")
-        }
-    }
-}
+#[path = "../../../testsupport/fuzz.rs"]
+mod harness;
+use harness::*;
 
 /// Every shipped scenario: the flagships and the library in `scenarios/`.
 static SHIPPED: LazyLock<Vec<String>> = LazyLock::new(|| {
@@ -244,14 +204,6 @@ fn edit() -> impl Strategy<Value = Edit> {
             .prop_map(|(i, s)| Edit::Insert(i, s)),
         1 => any::<usize>().prop_map(Edit::Truncate),
     ]
-}
-
-fn boundary(s: &str, at: usize) -> usize {
-    let mut i = at % (s.len() + 1);
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 fn apply(text: &str, edits: &[Edit]) -> String {

@@ -183,14 +183,14 @@ impl Provider for PersistentSim {
         if !plan.verb.is_mutation() {
             return self.inner.apply(plan).await;
         }
-        if let Some(e) = fault("sim.apply") {
+        if let Some(e) = airlock_core::failpoint::provider_fault("sim.apply") {
             return Err(e);
         }
         let inner = &self.inner;
         self.saved("sim.apply.unsaved", || inner.apply_now(plan))
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
-        if let Some(e) = fault("sim.restore") {
+        if let Some(e) = airlock_core::failpoint::provider_fault("sim.restore") {
             return Err(e);
         }
         let inner = &self.inner;
@@ -210,12 +210,6 @@ impl Provider for PersistentSim {
     ) -> Result<Landing, ProviderError> {
         self.inner.reconcile_restore(snap, applied).await
     }
-}
-
-/// A configured failpoint as a provider's failure.
-fn fault(name: &str) -> Option<ProviderError> {
-    airlock_core::failpoint::hit(name)
-        .map(|_| ProviderError::Unavailable(format!("failpoint `{name}` fired")))
 }
 
 #[async_trait]

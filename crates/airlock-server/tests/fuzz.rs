@@ -20,57 +20,17 @@ use axum::body::Body;
 use axum::http::{Method, Request, header};
 use http_body_util::BodyExt;
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
 use serde_json::{Value, json};
-use std::fmt::Debug;
 use std::path::Path;
-use std::sync::{Arc, LazyLock, mpsc};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tower::ServiceExt;
 
-/// Cases per property: `AIRLOCK_FUZZ_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("AIRLOCK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// No failure files in the source tree: a failing case is printed, and shrunk, instead.
-fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// How long one case may take before it counts as a hang.
-const WATCHDOG: Duration = Duration::from_secs(5);
-
-/// Runs `f` on its own thread and fails if it has not returned within [`WATCHDOG`];
-/// a panic inside is passed on with its message.
-fn guarded<T: Send + 'static>(input: &impl Debug, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => panic!("no answer for {input:?}"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("hang: no answer within {WATCHDOG:?} for {input:?}")
-        }
-    }
-}
+#[path = "../../../testsupport/fuzz.rs"]
+mod harness;
+use harness::*;
 
 // ---------------------------------------------------------------------------------------
 // Shared generators
@@ -83,6 +43,16 @@ fn odd_text() -> impl Strategy<Value = String> {
         Just("é\u{200b}\u{202e}日本\u{0}".to_string()),
         (100usize..3000).prop_map(|n| "x".repeat(n)),
     ]
+}
+
+/// A random edit of a text, with this format's syntax among what it inserts.
+fn mutation() -> impl Strategy<Value = Mutation> {
+    harness::mutation(
+        &[
+            "\"", "{", "}", "[", "]", ",", ":", "\\", "\\ud800", "\u{0}", "é", "\n", "=", "#",
+        ],
+        odd_text(),
+    )
 }
 
 fn number_text() -> impl Strategy<Value = String> {
@@ -116,64 +86,6 @@ fn json_text() -> impl Strategy<Value = String> {
             }),
         ]
     })
-}
-
-/// A random edit of a text.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Insert(usize, String),
-    Delete(usize, usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (
-            any::<usize>(),
-            prop_oneof![
-                prop::sample::select(
-                    &[
-                        "\"", "{", "}", "[", "]", ",", ":", "\\", "\\ud800", "\u{0}", "é", "\n",
-                        "=", "#"
-                    ][..]
-                )
-                .prop_map(str::to_string),
-                odd_text(),
-            ]
-        )
-            .prop_map(|(at, s)| Mutation::Insert(at, s)),
-        (any::<usize>(), 0usize..8).prop_map(|(at, n)| Mutation::Delete(at, n)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn boundary(s: &str, at: usize) -> usize {
-    let mut i = at % (s.len() + 1);
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn mutate(mut s: String, edits: &[Mutation]) -> String {
-    for e in edits {
-        match e {
-            Mutation::Insert(at, text) => {
-                let i = boundary(&s, *at);
-                s.insert_str(i, text);
-            }
-            Mutation::Delete(at, n) => {
-                let i = boundary(&s, *at);
-                let j = boundary(&s, i + n).max(i);
-                s.replace_range(i..j, "");
-            }
-            Mutation::Truncate(at) => {
-                let i = boundary(&s, *at);
-                s.truncate(i);
-            }
-        }
-    }
-    s
 }
 
 // ---------------------------------------------------------------------------------------

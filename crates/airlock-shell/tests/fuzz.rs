@@ -18,65 +18,13 @@ use airlock_core::{ActionRequest, Provider, Risk};
 use airlock_shell::hook::{HookEvent, HookProvider, requests};
 use airlock_shell::{Classification, classify, classify_in};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
-use std::fmt::Debug;
 use std::future::Future;
-use std::sync::mpsc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-/// Cases per property: `AIRLOCK_FUZZ_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("AIRLOCK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// No failure files in the source tree: a failing case is printed, and shrunk, instead.
-fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// How long one case may take before it counts as a hang.
-const WATCHDOG: Duration = Duration::from_secs(5);
-
-/// Runs `f` on its own thread and fails if it has not returned within [`WATCHDOG`];
-/// a panic inside is passed on with its message.
-fn guarded<T: Send + 'static>(input: &impl Debug, f: impl FnOnce() -> T + Send + 'static) -> T {
-    guarded_for(WATCHDOG, input, f)
-}
-
-fn guarded_for<T: Send + 'static>(
-    limit: Duration,
-    input: &impl Debug,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(move || {
-            let _ = tx.send(f());
-        })
-        .unwrap();
-    match rx.recv_timeout(limit) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => panic!("no answer for {input:?}"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("hang: no answer within {limit:?} for {input:?}")
-        }
-    }
-}
+#[path = "../../../testsupport/fuzz.rs"]
+mod harness;
+use harness::*;
 
 /// Polls a future that never waits on anything (the hook providers plan from text).
 fn ready<F: Future>(fut: F) -> F::Output {
@@ -277,6 +225,17 @@ fn odd_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// A random edit of a text, with this format's syntax among what it inserts.
+fn mutation() -> impl Strategy<Value = Mutation> {
+    harness::mutation(
+        &[
+            "'", "\"", "`", "$(", ")", "${", "}", "\\", "\n", ";", "|", "&", "<<", "((", "[[",
+            "]]", "#", "!", "\u{0}", "é", "\r\n", "$'\\x41'",
+        ],
+        odd_text(),
+    )
+}
+
 /// One word, maybe quoted or expanded.
 fn word() -> impl Strategy<Value = String> {
     let base = prop_oneof![
@@ -369,77 +328,6 @@ fn script() -> impl Strategy<Value = String> {
             inner.prop_map(|s| format!("sudo -u root env A=1 nohup timeout 5 {s}")),
         ]
     })
-}
-
-/// A random edit of a text: insert, delete, duplicate or swap a piece of it.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Insert(usize, String),
-    Delete(usize, usize),
-    Duplicate(usize, usize),
-    Truncate(usize),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (
-            any::<usize>(),
-            prop_oneof![
-                prop::sample::select(
-                    &[
-                        "'", "\"", "`", "$(", ")", "${", "}", "\\", "\n", ";", "|", "&", "<<",
-                        "((", "[[", "]]", "#", "!", "\u{0}", "é", "\r\n", "$'\\x41'",
-                    ][..]
-                )
-                .prop_map(str::to_string),
-                odd_text(),
-            ]
-        )
-            .prop_map(|(at, s)| Mutation::Insert(at, s)),
-        (any::<usize>(), 0usize..8).prop_map(|(at, n)| Mutation::Delete(at, n)),
-        (any::<usize>(), 0usize..16).prop_map(|(at, n)| Mutation::Duplicate(at, n)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-/// The char boundary at or before `at % (len + 1)`.
-fn boundary(s: &str, at: usize) -> usize {
-    let mut i = at % (s.len() + 1);
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-fn mutate(mut s: String, edits: &[Mutation]) -> String {
-    for e in edits {
-        match e {
-            Mutation::Insert(at, text) => {
-                let i = boundary(&s, *at);
-                s.insert_str(i, text);
-            }
-            Mutation::Delete(at, n) => {
-                let i = boundary(&s, *at);
-                let j = boundary(&s, i + n);
-                if j >= i {
-                    s.replace_range(i..j, "");
-                }
-            }
-            Mutation::Duplicate(at, n) => {
-                let i = boundary(&s, *at);
-                let j = boundary(&s, i + n);
-                if j >= i {
-                    let piece = s[i..j].to_string();
-                    s.insert_str(j, &piece);
-                }
-            }
-            Mutation::Truncate(at) => {
-                let i = boundary(&s, *at);
-                s.truncate(i);
-            }
-        }
-    }
-    s
 }
 
 /// A generated command line, usually mutated.

@@ -12,53 +12,12 @@
 use airlock_core::{ActionRequest, ResourceAddr, Verb};
 use airlock_sim::{Sim, Tier, testing};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, FileFailurePersistence};
 use serde_json::{Map, Value, json};
-use std::fmt::Debug;
-use std::sync::{Arc, LazyLock, Mutex, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, LazyLock, Mutex};
 
-/// Cases per property: `AIRLOCK_FUZZ_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("AIRLOCK_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// No failure files in the source tree: a failing case is printed, and shrunk, instead.
-fn config(default: u32) -> Config {
-    Config {
-        cases: cases(default),
-        failure_persistence: Some(Box::new(FileFailurePersistence::Off)),
-        ..Config::default()
-    }
-}
-
-/// How long one case may take before it counts as a hang.
-const WATCHDOG: Duration = Duration::from_secs(5);
-
-/// Runs `f` on its own thread and fails if it has not returned within [`WATCHDOG`];
-/// a panic inside is passed on with its message.
-fn guarded<T: Send + 'static>(input: &impl Debug, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(v) => {
-            let _ = handle.join();
-            v
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(payload) => std::panic::resume_unwind(payload),
-            Ok(()) => panic!("no answer for {input:?}"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("hang: no answer within {WATCHDOG:?} for {input:?}")
-        }
-    }
-}
+#[path = "../../../testsupport/fuzz.rs"]
+mod harness;
+use harness::*;
 
 /// Two regions, a chain of dependencies, a critical service and a spread one, ticked for
 /// an hour so headroom has history behind it.

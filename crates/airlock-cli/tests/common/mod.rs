@@ -204,11 +204,6 @@ impl Env {
     /// Starts `airlock serve` on this directory's config, on a free port, and waits until it
     /// answers `/healthz`.
     pub async fn serve(&self, extra: &[&str]) -> Server {
-        self.serve_with(extra, &[]).await
-    }
-
-    /// `serve` with extra environment variables for the server process.
-    pub async fn serve_with(&self, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         // The port is free when probed but may be taken before the server binds it (by
         // another test's server): then the server exits at once and we try another port.
         for _ in 0..3 {
@@ -224,7 +219,6 @@ impl Env {
                 .env_remove("AIRLOCK_STORE")
                 .env_remove("AIRLOCK_CONFIG")
                 .env("AIRLOCK_LOG", "info")
-                .envs(vars.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 // A file, not a pipe: nobody has to drain it, and it can be read after a kill.
