@@ -22,6 +22,13 @@ if ! python3 -c "import mcp.server.mcpserver" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --break-system-packages -r crates/airlock-server/tests/mcp/requirements.txt -r examples/mcp/requirements.txt
 fi
 
+# The aws provider's tests run against moto_server (PyPI `moto[server]`, with boto3 for the
+# example's setup script), which each test starts on a loopback port of its own.
+if ! python3 -c "import moto.server, boto3" >/dev/null 2>&1; then
+  python3 -m pip install --quiet --root-user-action=ignore -r crates/airlock-provider-aws/tests/requirements.txt \
+    || python3 -m pip install --quiet --break-system-packages -r crates/airlock-provider-aws/tests/requirements.txt
+fi
+
 # The watch and alert tests start a real Prometheus and Alertmanager (Debian's packages) on
 # loopback ports of their own. The packages' system services are not started.
 if { ! command -v prometheus >/dev/null 2>&1 && [ -z "${AIRLOCK_PROMETHEUS:-}" ]; } \

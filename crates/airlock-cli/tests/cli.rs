@@ -619,7 +619,11 @@ fn every_shipped_scenario_validates() {
         };
         for entry in entries {
             let path = entry.unwrap().path();
-            if path.is_dir() && path.file_name().is_some_and(|n| n == "config") {
+            if path.is_dir()
+                && path
+                    .file_name()
+                    .is_some_and(|n| n == "config" || n == "aws")
+            {
                 // Server configs, checked by `every_example_config_validates`.
                 continue;
             } else if path.is_dir() {
@@ -652,11 +656,12 @@ fn every_shipped_scenario_validates() {
 #[test]
 fn every_example_config_validates() {
     let dir = tempfile::tempdir().unwrap();
-    let configs: Vec<PathBuf> = std::fs::read_dir(repo().join("examples").join("config"))
+    let mut configs: Vec<PathBuf> = std::fs::read_dir(repo().join("examples").join("config"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
+    configs.push(repo().join("examples").join("aws").join("airlock.toml"));
     assert!(!configs.is_empty(), "no example configs found");
     for c in &configs {
         let out = airlock(dir.path(), &["config", "validate", c.to_str().unwrap()]);
@@ -882,7 +887,7 @@ fn providers_lists_the_registered_kinds_and_config_validate_refuses_an_unknown_o
         .iter()
         .map(|k| k["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["shell", "tool"]);
+    assert_eq!(kinds, ["aws", "shell", "tool"]);
     std::fs::write(
         dir.path().join("airlock.toml"),
         "[[provider]]\nkind = \"cloud\"\nname = \"aws\"\n",
@@ -891,8 +896,9 @@ fn providers_lists_the_registered_kinds_and_config_validate_refuses_an_unknown_o
     let out = airlock(dir.path(), &["config", "validate", "airlock.toml"]);
     out.code(2);
     assert!(
-        out.stderr
-            .contains("provider[0].kind: unknown provider kind `cloud`; known kinds: shell, tool"),
+        out.stderr.contains(
+            "provider[0].kind: unknown provider kind `cloud`; known kinds: aws, shell, tool"
+        ),
         "{out}"
     );
 }

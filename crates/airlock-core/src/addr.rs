@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
-/// The address of one resource, e.g. `sim:service/checkout`.
+/// The address of one resource, e.g. `sim:service/checkout`. The name may have segments
+/// separated by `/` (`aws:stack/us-east-1/billing-prod`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceAddr {
     provider: String,
@@ -100,7 +101,8 @@ impl utoipa::PartialSchema for ResourceAddr {
                 "A resource address `provider:kind/name`, e.g. `sim:service/checkout`. Made \
                  canonical before anything decides on it: lower case, surrounding space and a \
                  trailing `/` dropped, kind aliases resolved (`svc` → `service`, `env` → \
-                 `environment`). Each part is a-z, 0-9, `-`, `_`, `.`.",
+                 `environment`). Each part is a-z, 0-9, `-`, `_`, `.`; the name may have \
+                 segments separated by `/` (`aws:stack/us-east-1/billing-prod`).",
             ))
             .examples(["sim:service/checkout"])
             .into()
@@ -126,7 +128,14 @@ impl FromStr for ResourceAddr {
             if value.is_empty() {
                 return Err(AddrError::Shape(raw.to_string()));
             }
-            if !valid_part(value) {
+            // A name may have segments (`us-east-1/billing-prod`: a region, then a name);
+            // each segment is a valid part, so `a//b` and `a/ b` are refused.
+            let valid = if part == "name" {
+                value.split('/').all(valid_part)
+            } else {
+                valid_part(value)
+            };
+            if !valid {
                 return Err(AddrError::Character {
                     addr: raw.to_string(),
                     part,
@@ -193,6 +202,12 @@ mod tests {
             Err(AddrError::Character { .. })
         ));
         assert!("sim:/x".parse::<ResourceAddr>().is_err());
+        // Segmented names: each segment must be a valid part.
+        let a: ResourceAddr = "AWS:Stack/US-East-1/Billing-Prod/".parse().unwrap();
+        assert_eq!(a.to_string(), "aws:stack/us-east-1/billing-prod");
+        assert_eq!(a.name(), "us-east-1/billing-prod");
+        assert!("aws:stack/us-east-1//x".parse::<ResourceAddr>().is_err());
+        assert!("aws:stack/us-east-1/ x".parse::<ResourceAddr>().is_err());
         assert!(":service/x".parse::<ResourceAddr>().is_err());
     }
 

@@ -367,6 +367,7 @@ mod tests {
             },
             contained: vec![],
             reversible: true,
+            loses: vec![],
             destructive: false,
             rollback: false,
             min_risk: None,

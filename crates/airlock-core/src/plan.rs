@@ -30,6 +30,10 @@ pub struct Blast {
     pub capacity_delta_pct: f64,
     /// Services to watch after the change: the targets and their dependents.
     pub watch: Vec<String>,
+    /// The live dependents by name, when the provider knows them (stacks importing a
+    /// stack's exports): what reasons name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependent_names: Vec<String>,
 }
 
 /// Facts the provider predicts for the state after the action. Demand is what the signals
@@ -67,6 +71,10 @@ pub struct Contained {
     pub dependents: u32,
     /// Change of this resource's serving capacity, in percent.
     pub capacity_delta_pct: f64,
+    /// Whether the action destroys this resource's data for good (one of the plan's
+    /// `loses`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loses_data: bool,
 }
 
 /// Attributes of the target resource, as policies see them.
@@ -107,6 +115,10 @@ pub struct Plan {
     pub contained: Vec<Contained>,
     /// Whether a snapshot can undo the change.
     pub reversible: bool,
+    /// What the change destroys that nothing can bring back (a table deleted without a
+    /// backup, a bucket's objects), one line each; empty when nothing is lost for good.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loses: Vec<String>,
     /// Whether the verb destroys something (delete, exec).
     pub destructive: bool,
     /// Whether the action returns a resource to a state it recently had (an agent's own rollback).

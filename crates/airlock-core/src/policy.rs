@@ -205,7 +205,14 @@ impl PolicyEngine {
             "target": target.to_string(),
             "resource": attrs,
             "context": context,
-            "dependent_names": if dependents.is_empty() { "none named".to_string() } else { dependents.join(", ") },
+            "dependent_names": if !plan.blast.dependent_names.is_empty() {
+                plan.blast.dependent_names.join(", ")
+            } else if dependents.is_empty() {
+                "none named".to_string()
+            } else {
+                dependents.join(", ")
+            },
+            "lost": if plan.loses.is_empty() { "nothing".to_string() } else { plan.loses.join("; ") },
         });
         let mut out = render(why, &values);
         if let Some(pass) = &texts.pass {
@@ -529,6 +536,7 @@ pub fn context_json(
         plan,
         plan.blast.dependents,
         plan.blast.capacity_delta_pct,
+        !plan.loses.is_empty(),
         assessment,
         approved,
         now,
@@ -548,6 +556,7 @@ pub fn contained_context_json(
         plan,
         c.dependents,
         c.capacity_delta_pct,
+        c.loses_data,
         assessment,
         approved,
         now,
@@ -558,6 +567,7 @@ fn context_with(
     plan: &Plan,
     dependents: u32,
     capacity_delta_pct: f64,
+    loses_data: bool,
     assessment: &Assessment,
     approved: bool,
     now: Timestamp,
@@ -592,6 +602,7 @@ fn context_with(
         },
         "health": {"status": assessment.health.as_str()},
         "reversible": plan.reversible,
+        "loses_data": loses_data,
         "destructive": plan.destructive,
         "rollback": plan.rollback,
         "approved": approved,
@@ -627,6 +638,7 @@ mod tests {
                 dependents,
                 capacity_delta_pct: delta,
                 watch: vec![],
+                dependent_names: vec![],
             },
             predicted: Predicted {
                 headroom,
@@ -641,6 +653,7 @@ mod tests {
             },
             contained: vec![],
             reversible: true,
+            loses: vec![],
             destructive: verb == Verb::Delete,
             rollback: false,
             min_risk: None,
@@ -673,6 +686,35 @@ mod tests {
             attrs: &p.resource,
             context: context_json(p, &assessment, false, 0),
         })
+    }
+
+    #[test]
+    fn data_nothing_can_bring_back_is_never_destroyed_in_prod() {
+        let e = PolicyEngine::default_pack().unwrap();
+        let healthy = HealthStatus::Healthy;
+        for env in ["prod", "unknown"] {
+            let mut p = plan(Verb::Delete, env, 0, 0.0, None);
+            p.loses = vec!["the items of table orders: no backup".into()];
+            let out = decide(&e, &p, healthy, 0);
+            assert!(
+                matches!(&out, PolicyOutcome::Deny(r) if r.contains(&"no-data-loss-in-prod".to_string())),
+                "{env}: {out:?}"
+            );
+        }
+        // With the backup taken, the same delete is only held for an operator.
+        let mut kept = plan(Verb::Delete, "prod", 0, 0.0, None);
+        kept.loses.clear();
+        assert_eq!(
+            decide(&e, &kept, healthy, 0),
+            PolicyOutcome::Hold(vec!["prod-destructive-needs-approval".into()])
+        );
+        // Outside prod the loss is the team's to decide.
+        let mut staging = plan(Verb::Delete, "staging", 0, 0.0, None);
+        staging.loses = vec!["3 object(s) in bucket scratch".into()];
+        assert!(matches!(
+            decide(&e, &staging, healthy, 0),
+            PolicyOutcome::Allow(_)
+        ));
     }
 
     /// Found by `tests/fuzz.rs` (`a_number_that_could_not_be_computed_is_never_judged_more_leniently`):
@@ -771,6 +813,7 @@ mod tests {
             },
             dependents: 5,
             capacity_delta_pct: -100.0,
+            loses_data: false,
         };
         p.contained = vec![c];
         let via = e
@@ -955,6 +998,7 @@ mod tests {
             },
             dependents: 0,
             capacity_delta_pct: -100.0,
+            loses_data: false,
         };
         env.contained = vec![member("web", "staging")];
         let decide =

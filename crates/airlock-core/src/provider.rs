@@ -53,6 +53,10 @@ pub enum ProviderError {
     /// `Unavailable` may come after the request left, and then the world must be read back).
     #[error("provider unreachable, nothing was sent: {0}")]
     Unreachable(String),
+    /// The system answered and refused the request (access denied, throttled, a rule of
+    /// its own): it was not carried out, so nothing changed.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// An adapter to a system that holds resources. `plan` is a pure dry run; `apply` and

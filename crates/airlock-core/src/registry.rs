@@ -66,6 +66,12 @@ pub trait ProviderKind: Send + Sync {
     fn check(&self, settings: &Map<String, Value>) -> Vec<String>;
     /// Builds the provider (may connect to the system it adapts).
     async fn build(&self, ctx: BuildContext) -> Result<Arc<dyn Provider>, String>;
+    /// Every provider the table makes: the one requests name, first, and any companion
+    /// (the `aws` kind's hands-off `aws-cli`, which the hook plans CLI commands with).
+    /// Only the first offers tools.
+    async fn build_all(&self, ctx: BuildContext) -> Result<Vec<Arc<dyn Provider>>, String> {
+        Ok(vec![self.build(ctx).await?])
+    }
 }
 
 /// The registered kinds.

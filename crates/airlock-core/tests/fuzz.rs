@@ -249,6 +249,7 @@ fn plan() -> impl Strategy<Value = Plan> {
                         dependents,
                         capacity_delta_pct: delta,
                         watch: vec![],
+                        dependent_names: vec![],
                     },
                     predicted: Predicted {
                         headroom: h,
@@ -266,10 +267,12 @@ fn plan() -> impl Strategy<Value = Plan> {
                                 resource,
                                 dependents,
                                 capacity_delta_pct,
+                                loses_data: false,
                             },
                         )
                         .collect(),
                     reversible,
+                    loses: vec![],
                     destructive,
                     rollback,
                     min_risk,

@@ -637,6 +637,7 @@ mod tests {
             resource: ResourceAttrs::default(),
             contained: vec![],
             reversible: verb != Verb::Delete,
+            loses: vec![],
             destructive: verb == Verb::Delete,
             rollback: false,
             min_risk: None,

@@ -659,12 +659,16 @@ impl Gate {
 
     async fn health_of(&self, provider: &dyn Provider, plan: &Plan) -> HealthStatus {
         // Only resources a signal watches have a health to read; the provider says which.
-        let services: Vec<String> = plan
+        // What the action reaches through its target (a stack's fleets) counts too.
+        let mut services: Vec<String> = plan
             .diffs
             .iter()
             .filter(|d| d.before != d.after)
-            .filter_map(|d| provider.signal_key(&d.addr))
+            .map(|d| &d.addr)
+            .chain(plan.contained.iter().map(|c| &c.addr))
+            .filter_map(|a| provider.signal_key(a))
             .collect();
+        services.dedup();
         if services.is_empty() {
             return HealthStatus::Healthy;
         }
@@ -2034,6 +2038,7 @@ pub(crate) fn nothing_changed(e: &ProviderError) -> bool {
             | ProviderError::NotFound(_)
             | ProviderError::Unsupported { .. }
             | ProviderError::Unreachable(_)
+            | ProviderError::Refused(_)
     )
 }
 

@@ -788,7 +788,7 @@ mod tests {
         let all = err.0.join("\n");
         assert!(
             all.contains(
-                "provider[0].kind: unknown provider kind `cloud`; known kinds: shell, tool"
+                "provider[0].kind: unknown provider kind `cloud`; known kinds: aws, shell, tool"
             ),
             "{all}"
         );

@@ -189,7 +189,10 @@ async fn decide_inner(
     let mut worst = HookAnswer::Allow;
     let mut lines = Vec::new();
     for (req, unknown) in &planned.requests {
-        let d = gate.submit(token, req).await?;
+        let (d, unknown) = match aws_planned(gate, token, req).await {
+            Some(d) => (d, &false),
+            None => (gate.submit(token, req).await?, unknown),
+        };
         let verdict = d.verdict.unwrap_or(VerdictKind::Deny);
         let mut answer = match verdict {
             VerdictKind::Allow => HookAnswer::Allow,
@@ -247,6 +250,35 @@ async fn decide_inner(
         lines.push(line);
     }
     Ok(output(worst, &format!("Airlock: {}", lines.join(" | "))))
+}
+
+/// An `aws` CLI command planned against the real state by the `aws-cli` provider (the
+/// hands-off twin of the `aws` provider), when it maps onto one and that provider is
+/// configured and can plan it; `None` leaves it to the classifier. The region is the
+/// command's own, else `AWS_REGION`/`AWS_DEFAULT_REGION` of the hook's environment, else
+/// `us-east-1`.
+async fn aws_planned(gate: &HookGate, token: &str, req: &ActionRequest) -> Option<ActionView> {
+    if req.provider != "shell" {
+        return None;
+    }
+    let segment = req.params.get("segment").and_then(Value::as_str)?;
+    let region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| "us-east-1".into());
+    let mut aws = airlock_shell::awscli::aws_request(segment, &region)?;
+    aws.provider = "aws-cli".into();
+    aws.intent = req.intent.clone();
+    match gate.submit(token, &aws).await {
+        Ok(d) if d.error.is_none() => Some(d),
+        Ok(d) => {
+            tracing::debug!(error = ?d.error, "hook: the aws provider could not plan the command; the classifier decides");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "hook: no aws provider to plan the command; the classifier decides");
+            None
+        }
+    }
 }
 
 /// A PostToolUse event: the tool call ran. Each request it maps onto is reported, so the

@@ -23,6 +23,7 @@ pub fn registry() -> airlock_core::registry::Registry {
     airlock_core::registry::Registry::default()
         .with(airlock_shell::hook::HookKind("shell"))
         .with(airlock_shell::hook::HookKind("tool"))
+        .with(airlock_provider_aws::AwsKind)
 }
 pub use router::app;
 pub use state::AppState;

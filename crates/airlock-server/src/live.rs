@@ -305,6 +305,23 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             airlock_watch::prometheus::PromSignals::new(config.watch.clone()),
         ),
         airlock_watch::prometheus::SourceKind::Sim => signals,
+        // CloudWatch is read with the `aws` provider's connection and credentials (the
+        // first `[[provider]] kind = "aws"`, or the standard chain without one).
+        airlock_watch::prometheus::SourceKind::Cloudwatch => {
+            let settings = config
+                .providers
+                .iter()
+                .find(|t| t.kind == "aws")
+                .map(|t| airlock_provider_aws::Settings::from_table(&t.settings))
+                .unwrap_or_default();
+            Arc::new(
+                airlock_provider_aws::cloudwatch::CloudWatchSignals::connect(
+                    &settings.connection,
+                    config.watch.cloudwatch.clone(),
+                )
+                .await,
+            )
+        }
     };
     // Services with a `[[probe]]` are measured by probing them.
     let signals: Arc<dyn SignalSource> = if config.probes.is_empty() {
@@ -322,8 +339,8 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         let kind = config.registry.get(&table.kind).ok_or_else(|| {
             ServeError::Provider(format!("unknown provider kind `{}`", table.kind))
         })?;
-        let provider = kind
-            .build(BuildContext {
+        let built = kind
+            .build_all(BuildContext {
                 name: table.name().to_string(),
                 settings: table.settings.clone(),
                 default_env: config.hook.default_env.clone(),
@@ -332,10 +349,10 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             .map_err(|e| ServeError::Provider(format!("provider `{}`: {e}", table.name())))?;
         if kind.offers_tools() {
             tools.extend(
-                airlock_gate::frontdoor::Catalog::native(std::slice::from_ref(&provider)).tools,
+                airlock_gate::frontdoor::Catalog::native(&built[..built.len().min(1)]).tools,
             );
         }
-        providers.push(provider);
+        providers.extend(built);
     }
     for u in &config.upstreams {
         let up = crate::mcp::UpstreamProvider::connect(u.clone())

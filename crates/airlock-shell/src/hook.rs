@@ -552,6 +552,7 @@ impl Provider for HookProvider {
             },
             contained: vec![],
             reversible: req.verb == Verb::Read,
+            loses: vec![],
             destructive,
             rollback: false,
             min_risk: req.verb.is_mutation().then_some(risk),

@@ -18,6 +18,7 @@
 //! commands; `paths` places paths against the workspace; `egress` follows secrets to
 //! the network. Verbs, risks and addresses are the core's ([`airlock_core`]).
 
+pub mod awscli;
 mod cloud;
 mod egress;
 mod files;

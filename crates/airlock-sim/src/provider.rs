@@ -585,6 +585,7 @@ impl Sim {
                         },
                         dependents,
                         capacity_delta_pct: delta,
+                        loses_data: false,
                     })
                 })
                 .collect::<Result<Vec<_>, ProviderError>>()?
@@ -614,6 +615,7 @@ impl Sim {
                 dependents: live_dependents,
                 capacity_delta_pct,
                 watch: watch.into_iter().collect(),
+                dependent_names: vec![],
             },
             predicted,
             resource: ResourceAttrs {
@@ -637,6 +639,7 @@ impl Sim {
             },
             contained,
             reversible,
+            loses: vec![],
             destructive: req.verb == Verb::Delete,
             rollback,
             min_risk: None,

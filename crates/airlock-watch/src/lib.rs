@@ -5,6 +5,7 @@
 //! This crate does the I/O around it, so neither the core nor the server carries it.
 
 pub mod alerts;
+pub mod cloudwatch;
 pub mod probe;
 pub mod prometheus;
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct WatchConfig {
-    /// `sim` (the live simulator in process) or `prometheus`.
+    /// `sim` (the live simulator in process), `prometheus`, or `cloudwatch`.
     pub source: SourceKind,
     /// The Prometheus server, e.g. `http://127.0.0.1:9090`.
     pub prometheus_url: String,
@@ -25,6 +25,9 @@ pub struct WatchConfig {
     pub p99_ms: String,
     /// Longest one query may take, in milliseconds.
     pub timeout_ms: u64,
+    /// The CloudWatch metrics read with `source = "cloudwatch"` (the `aws` provider's
+    /// connection and credentials are used).
+    pub cloudwatch: crate::cloudwatch::CloudWatchConfig,
 }
 
 /// Where signals come from.
@@ -33,6 +36,7 @@ pub struct WatchConfig {
 pub enum SourceKind {
     Sim,
     Prometheus,
+    Cloudwatch,
 }
 
 impl Default for WatchConfig {
@@ -44,6 +48,7 @@ impl Default for WatchConfig {
             errors: r#"airlock_sim_errors_total{service="$service"}"#.into(),
             p99_ms: r#"airlock_sim_latency_p99_ms{service="$service"}"#.into(),
             timeout_ms: 2000,
+            cloudwatch: crate::cloudwatch::CloudWatchConfig::default(),
         }
     }
 }
@@ -81,6 +86,9 @@ impl WatchConfig {
         }
         if self.timeout_ms == 0 {
             p.push("watch.timeout_ms: must be above 0".into());
+        }
+        if self.source == SourceKind::Cloudwatch {
+            p.extend(self.cloudwatch.problems());
         }
         p
     }

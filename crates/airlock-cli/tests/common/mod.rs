@@ -108,17 +108,25 @@ impl Env {
     pub async fn new(world: &str, extra: &str, window_s: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("world.toml"), world).unwrap();
+        let config = format!(
+            "[server]\npoll_interval_ms = 200\n\n\
+             [bake]\nwindow_s = {window_s}\njudge_window_s = 2\nmin_requests = 10\n\n\
+             [sim]\nworld = 'world.toml'\ntime_factor = 20\ntick_s = 1\n\n{extra}"
+        );
+        Self::in_dir(dir, &config).await
+    }
+
+    /// A fresh directory with `config` (a `[store]` in the directory is added to it).
+    pub async fn with_config(config: &str) -> Self {
+        Self::in_dir(tempfile::tempdir().unwrap(), config).await
+    }
+
+    async fn in_dir(dir: TempDir, text: &str) -> Self {
         let store = dir.path().join("store").join("airlock.db");
         let config = dir.path().join("airlock.toml");
         std::fs::write(
             &config,
-            format!(
-                "[server]\npoll_interval_ms = 200\n\n\
-                 [store]\nurl = '{}'\n\n\
-                 [bake]\nwindow_s = {window_s}\njudge_window_s = 2\nmin_requests = 10\n\n\
-                 [sim]\nworld = 'world.toml'\ntime_factor = 20\ntick_s = 1\n\n{extra}",
-                store.display()
-            ),
+            format!("[store]\nurl = '{}'\n\n{text}", store.display()),
         )
         .unwrap();
         let mut env = Self {
@@ -204,6 +212,11 @@ impl Env {
     /// Starts `airlock serve` on this directory's config, on a free port, and waits until it
     /// answers `/healthz`.
     pub async fn serve(&self, extra: &[&str]) -> Server {
+        self.serve_with_env(extra, &[]).await
+    }
+
+    /// [`Env::serve`] with more environment variables for the server.
+    pub async fn serve_with_env(&self, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         // The port is free when probed but may be taken before the server binds it (by
         // another test's server): then the server exits at once and we try another port.
         for _ in 0..3 {
@@ -219,6 +232,7 @@ impl Env {
                 .env_remove("AIRLOCK_STORE")
                 .env_remove("AIRLOCK_CONFIG")
                 .env("AIRLOCK_LOG", "info")
+                .envs(vars.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 // A file, not a pipe: nobody has to drain it, and it can be read after a kill.

@@ -539,6 +539,7 @@ impl Provider for UpstreamProvider {
             },
             contained: vec![],
             reversible: tool.over.inverse.is_some(),
+            loses: vec![],
             destructive: tool.destructive,
             rollback: false,
             min_risk: None,

@@ -1,0 +1,327 @@
+//! The December 2025 incident replayed on the AWS APIs (`examples/aws/`): a real
+//! `airlock serve` with the `aws` provider and CloudWatch signals, in front of a real
+//! `moto_server`, set up by the example's own script.
+//!
+//! A prod stack exports values two other stacks import; its Auto Scaling group serves with
+//! elevated errors. An agent with operator rights asks to delete the stack (to recreate
+//! it). Through Airlock it is denied with the reasons; the safe variant it asks instead (a
+//! parameter update through a change set) is held for an operator, approved, baked on
+//! CloudWatch and reverted when its errors get worse. The same request made directly with
+//! the SDK deletes the stack and everything in it.
+#![cfg(test)]
+
+#[path = "../../../testsupport/moto.rs"]
+mod moto;
+
+mod common;
+
+use common::*;
+use moto::Moto;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/aws")
+        .join(file)
+}
+
+const CREDENTIALS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// Runs the example's script against `moto`; returns what it printed.
+async fn replay(moto: &Moto, args: &[&str]) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg(example("replay.py"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .envs(CREDENTIALS);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn status(moto: &Moto) -> Value {
+    serde_json::from_str(replay(moto, &["status"]).await.trim()).unwrap()
+}
+
+fn aws(verb: &str, target: &str, params: Value) -> Value {
+    json!({"provider": "aws", "verb": verb, "target": target, "params": params,
+           "intent": "billing is failing: delete and recreate the environment"})
+}
+
+const STACK: &str = "aws:stack/us-east-1/billing-prod";
+
+/// moto with the replay's account, and `airlock serve` on the example's config (with a bake
+/// short enough for a test) in front of it.
+async fn replay_setup() -> (Moto, Env, Server) {
+    let moto = Moto::start().await;
+    replay(&moto, &["setup"]).await;
+    let config = std::fs::read_to_string(example("airlock.toml"))
+        .unwrap()
+        .replace("poll_interval_ms = 500", "poll_interval_ms = 200")
+        .replace("window_s = 120", "window_s = 30")
+        .replace("judge_window_s = 60", "judge_window_s = 3");
+    let env = Env::with_config(&config).await;
+    let mut vars = vec![("AWS_ENDPOINT_URL", moto.url.as_str())];
+    vars.extend(CREDENTIALS);
+    let server = env.serve_with_env(&[], &vars).await;
+    (moto, env, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_incident_replayed_on_aws_is_denied_and_the_safe_variant_is_reverted_on_breach() {
+    let (moto, env, server) = replay_setup().await;
+    let before = status(&moto).await;
+    assert_eq!(before["ledger_items"], 1, "{before}");
+
+    // 1. The agent asks to delete the prod stack.
+    let (code, denied) = server
+        .post("/v1/actions", &env.bot, &aws("delete", STACK, json!({})))
+        .await;
+    let text = denied.to_string();
+    assert_eq!(
+        denied["verdict"],
+        "deny",
+        "{code} {denied}\n{}",
+        server.log()
+    );
+    let reasons: Vec<&str> = denied["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        reasons.contains(&"no-delete-with-live-dependents"),
+        "{reasons:?}"
+    );
+    assert!(reasons.contains(&"no-data-loss-in-prod"), "{reasons:?}");
+    // What the stack contains is decided as if targeted: the table loses its data; the
+    // fleet and its launch configuration do not.
+    assert!(
+        reasons.contains(&"no-data-loss-in-prod on aws:table/us-east-1/billing-ledger"),
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r.contains("on aws:autoscaling-group")),
+        "{reasons:?}"
+    );
+    for named in [
+        "invoices",
+        "payouts",
+        "billing-ledger",
+        "environment `prod`",
+    ] {
+        assert!(
+            text.contains(named),
+            "`{named}` not in the denial: {denied}"
+        );
+    }
+    // Nothing happened.
+    assert_eq!(status(&moto).await, before);
+
+    // 2. "…and recreate it": the stack exists, so a create is a clear error.
+    let (code, refused) = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &aws("create", STACK, json!({"template": "{}"})),
+        )
+        .await;
+    assert!(code >= 400, "{code} {refused}");
+    assert!(refused.to_string().contains("exists"), "{refused}");
+
+    // 3. The safe variant: raise the fleet's ceiling through a change set. The fleet is
+    // failing, so only an operator may let a change through; one does.
+    let (code, held) = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &aws("update", STACK, json!({"parameters": {"WebMax": "12"}})),
+        )
+        .await;
+    assert_eq!(code, 202, "{held}\n{}", server.log());
+    assert_eq!(held["verdict"], "hold", "{held}");
+    assert!(
+        held["reasons"]
+            .to_string()
+            .contains("unhealthy-service-needs-approval"),
+        "{held}"
+    );
+    let action_id = text_of(&held["id"]);
+    let approval = text_of(&held["approval_id"]);
+    let approved = env
+        .operator(
+            &server,
+            &[
+                "approve",
+                &approval,
+                "--reason",
+                "a ceiling change, not a rebuild",
+            ],
+        )
+        .await
+        .code(0)
+        .json();
+    assert_eq!(approved["status"], "baking", "{approved}\n{}", server.log());
+    let stack = read_stack(&server, &env.bot).await;
+    assert_eq!(stack["parameters"]["WebMax"], "12", "{stack}");
+
+    // 4. The change makes the fleet worse: 40% errors, on CloudWatch. The bake reverts it.
+    let pusher = {
+        let url = moto.url.clone();
+        tokio::spawn(async move {
+            let m = MotoUrl(url);
+            loop {
+                m.push_errors(40.0).await;
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let done = server
+        .wait_for(
+            &env.bot,
+            &action_id,
+            &["reverted", "settled", "unjudged", "needs_attention"],
+            200,
+        )
+        .await;
+    pusher.abort();
+    assert_eq!(done["status"], "reverted", "{done}\n{}", server.log());
+    let stack = read_stack(&server, &env.bot).await;
+    assert_eq!(
+        stack["parameters"]["WebMax"], "8",
+        "reverted to the snapshot: {stack}"
+    );
+
+    // 5. The same request, made directly with the SDK: the stack and its ledger are gone
+    // (recreated empty).
+    replay(&moto, &["direct-delete", "--recreate"]).await;
+    let after = status(&moto).await;
+    assert_eq!(
+        after["ledger_items"], 0,
+        "the ledger's data is gone: {after}"
+    );
+}
+
+fn text_of(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
+}
+
+/// The stack as an agent's read shows it.
+async fn read_stack(server: &Server, token: &str) -> Value {
+    let (status, v) = server
+        .post("/v1/actions", token, &aws("read", STACK, json!({})))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["status"], "done", "{v}");
+    v["result"][0].clone()
+}
+
+/// Pushes the billing fleet's metrics through the example's script.
+struct MotoUrl(String);
+
+impl MotoUrl {
+    async fn push_errors(&self, pct: f64) {
+        let mut cmd = Command::new("python3");
+        cmd.arg(example("replay.py"))
+            .args(["metrics", "--errors-pct", &pct.to_string()])
+            .env("AWS_ENDPOINT_URL", &self.0)
+            .envs(CREDENTIALS);
+        let _ = tokio::task::spawn_blocking(move || cmd.output()).await;
+    }
+}
+
+/// The coding agent's hook, with `AIRLOCK_URL` at the server: its answer to one command.
+async fn hook(env: &Env, server: &Server, command: &str) -> (String, String) {
+    let event = json!({"session_id": "s-1", "cwd": "/repo", "hook_event_name": "PreToolUse",
+        "tool_name": "Bash", "tool_input": {"command": command, "description": "ops"}})
+    .to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(["hook", "claude-code", "--config"])
+        .arg(&env.config)
+        .current_dir(env.dir.path())
+        .env_remove("AIRLOCK_CONFIG")
+        .env("AIRLOCK_URL", &server.url)
+        .env("AIRLOCK_TOKEN", &env.bot)
+        .env("AWS_REGION", "us-east-1");
+    let out = run_with_stdin(cmd, event).await;
+    let answer: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let o = &answer["hookSpecificOutput"];
+    (
+        text_of(&o["permissionDecision"]),
+        text_of(&o["permissionDecisionReason"]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hook_plans_aws_cli_commands_against_the_real_state() {
+    let (moto, env, server) = replay_setup().await;
+    let before = status(&moto).await;
+
+    // The classifier alone can only say a delete-stack is critical; planned against the
+    // account, it is denied with the stack's real importers and the data it would lose.
+    let (got, reason) = hook(
+        &env,
+        &server,
+        "aws cloudformation delete-stack --stack-name billing-prod",
+    )
+    .await;
+    assert_eq!(got, "deny", "{reason}");
+    for named in [
+        "invoices",
+        "payouts",
+        "billing-ledger",
+        "no-delete-with-live-dependents",
+    ] {
+        assert!(reason.contains(named), "`{named}` not in: {reason}");
+    }
+
+    // Adding capacity to the failing fleet is allowed, and only handed back: the agent's
+    // own command does it (Airlock changed nothing).
+    let (got, reason) = hook(
+        &env,
+        &server,
+        "aws autoscaling set-desired-capacity --auto-scaling-group-name billing-web --desired-capacity 6",
+    )
+    .await;
+    assert_eq!(got, "allow", "{reason}");
+    assert_eq!(status(&moto).await, before);
+    let read = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &json!({"provider": "aws", "verb": "read", "target": "aws:autoscaling-group/us-east-1/billing-web"}),
+        )
+        .await
+        .1;
+    assert_eq!(read["result"][0]["desired"], 4, "{read}");
+
+    // A stack the account does not hold cannot be planned: the classifier decides, as
+    // without the provider.
+    let (got, reason) = hook(
+        &env,
+        &server,
+        "aws cloudformation delete-stack --stack-name ghost",
+    )
+    .await;
+    assert_eq!(got, "ask", "{reason}");
+}
