@@ -67,8 +67,12 @@ const STACK: &str = "aws:stack/us-east-1/billing-prod";
 /// moto with the replay's account, and `airlock serve` on the example's config (with a bake
 /// short enough for a test) in front of it.
 async fn replay_setup() -> (Moto, Env, Server) {
+    replay_setup_with(&["setup"]).await
+}
+
+async fn replay_setup_with(setup: &[&str]) -> (Moto, Env, Server) {
     let moto = Moto::start().await;
-    replay(&moto, &["setup"]).await;
+    replay(&moto, setup).await;
     let config = std::fs::read_to_string(example("airlock.toml"))
         .unwrap()
         .replace("poll_interval_ms = 500", "poll_interval_ms = 200")
@@ -324,4 +328,154 @@ async fn the_hook_plans_aws_cli_commands_against_the_real_state() {
     )
     .await;
     assert_eq!(got, "ask", "{reason}");
+}
+
+/// Pushes the billing fleet's metrics with `pct` errors every 300 ms until aborted.
+fn push_errors_forever(moto: &Moto, pct: f64) -> tokio::task::JoinHandle<()> {
+    let m = MotoUrl(moto.url.clone());
+    tokio::spawn(async move {
+        loop {
+            m.push_errors(pct).await;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_autoscaling_cut_bakes_on_cloudwatch_and_is_reverted_on_a_breach() {
+    // A healthy fleet: 4 members at 30% CPU, no errors.
+    let (moto, env, server) = replay_setup_with(&["setup", "--errors-pct", "0"]).await;
+    let group = "aws:autoscaling-group/us-east-1/billing-web";
+    let (code, v) = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &aws("scale", group, json!({"desired": 3})),
+        )
+        .await;
+    assert_eq!(code, 200, "{v}\n{}", server.log());
+    assert_eq!(v["verdict"], "allow", "{v}");
+    assert_eq!(v["status"], "baking", "{v}");
+    assert_eq!(v["plan"]["blast"]["capacity_delta_pct"], -25.0, "{v}");
+    let id = text_of(&v["id"]);
+    assert_eq!(desired(&server, &env.bot, group).await, 3);
+    // The cut breaks the fleet: 40% errors on CloudWatch. The bake puts 4 back.
+    let pusher = push_errors_forever(&moto, 40.0);
+    let done = server
+        .wait_for(
+            &env.bot,
+            &id,
+            &["reverted", "settled", "unjudged", "needs_attention"],
+            200,
+        )
+        .await;
+    pusher.abort();
+    assert_eq!(done["status"], "reverted", "{done}\n{}", server.log());
+    assert_eq!(desired(&server, &env.bot, group).await, 4);
+}
+
+/// A group's desired capacity, as an agent's read shows it.
+async fn desired(server: &Server, token: &str, group: &str) -> Value {
+    let (_, v) = server
+        .post("/v1/actions", token, &aws("read", group, json!({})))
+        .await;
+    v["result"][0]["desired"].clone()
+}
+
+/// Each verb under the default pack, against the replay's account plus a role, a table and
+/// a group member: what an agent gets for each.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_default_pack_decides_each_aws_verb_on_its_real_plan() {
+    let (moto, env, server) = replay_setup_with(&["setup", "--errors-pct", "0"]).await;
+    let script = r#"
+import boto3, os
+kw = dict(endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="us-east-1")
+iam = boto3.client("iam", **kw)
+iam.create_role(RoleName="deployer", AssumeRolePolicyDocument="{}")
+ddb = boto3.client("dynamodb", **kw)
+ddb.create_table(TableName="sessions", BillingMode="PAY_PER_REQUEST",
+    AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+    KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+    Tags=[{"Key": "env", "Value": "prod"}])
+g = boto3.client("autoscaling", **kw).describe_auto_scaling_groups(AutoScalingGroupNames=["billing-web"])
+print(g["AutoScalingGroups"][0]["Instances"][0]["InstanceId"])
+"#;
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script])
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .envs(CREDENTIALS);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let member = String::from_utf8(out.stdout).unwrap().trim().to_string();
+
+    let cases = [
+        // (verb, target, params, verdict, a reason that must be among the reasons)
+        (
+            "delete",
+            "aws:table/us-east-1/sessions".to_string(),
+            json!({}),
+            "deny",
+            "no-data-loss-in-prod",
+        ),
+        (
+            "delete",
+            "aws:table/us-east-1/sessions".to_string(),
+            json!({"backup": true}),
+            "hold",
+            "prod-destructive-needs-approval",
+        ),
+        (
+            "update",
+            "aws:role/global/deployer".to_string(),
+            json!({"attach_policy": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+            "hold",
+            "critical-risk-needs-approval",
+        ),
+        (
+            "delete",
+            format!("aws:instance/us-east-1/{member}"),
+            json!({}),
+            "hold",
+            "prod-destructive-needs-approval",
+        ),
+        (
+            "scale",
+            "aws:autoscaling-group/us-east-1/billing-web".to_string(),
+            // The group carries 4 × 30% CPU: one member at 80% is headroom 0.67.
+            json!({"desired": 1, "min": 1}),
+            "deny",
+            "headroom-floor",
+        ),
+        (
+            "scale",
+            "aws:autoscaling-group/us-east-1/billing-web".to_string(),
+            json!({"desired": 5}),
+            "allow",
+            "",
+        ),
+        (
+            "read",
+            "aws:stack/us-east-1/billing-prod".to_string(),
+            json!({}),
+            "allow",
+            "",
+        ),
+    ];
+    for (verb, target, params, verdict, reason) in cases {
+        let (_, v) = server
+            .post("/v1/actions", &env.bot, &aws(verb, &target, params.clone()))
+            .await;
+        assert_eq!(v["verdict"], verdict, "{verb} {target} {params}: {v}");
+        assert!(
+            reason.is_empty() || v["reasons"].as_array().unwrap().iter().any(|r| r == reason),
+            "{verb} {target}: {v}"
+        );
+    }
 }
