@@ -65,6 +65,11 @@ pub struct Connection {
 /// identity, container and instance roles), an HTTPS client over rustls, and, when set, a
 /// profile, a role to assume and an endpoint.
 pub async fn sdk_config(conn: &Connection) -> SdkConfig {
+    with_role(conn, root_config(conn).await).await
+}
+
+/// The configuration with Airlock's own credentials, before any role is assumed.
+pub(crate) async fn root_config(conn: &Connection) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::Ring,
@@ -82,7 +87,11 @@ pub async fn sdk_config(conn: &Connection) -> SdkConfig {
     if let Some(c) = &conn.credentials {
         loader = loader.credentials_provider(c.clone());
     }
-    let base = loader.load().await;
+    loader.load().await
+}
+
+/// `base` acting as `role_arn`, when one is set.
+async fn with_role(conn: &Connection, base: SdkConfig) -> SdkConfig {
     match &conn.role_arn {
         None => base,
         Some(role) => {

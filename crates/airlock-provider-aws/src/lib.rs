@@ -16,6 +16,7 @@ mod iam;
 mod metrics;
 mod mirror;
 mod provider;
+mod scope;
 mod stack;
 mod stores;
 pub mod target;

@@ -1,7 +1,7 @@
 //! The provider: settings, the registry kind, and the parts every resource kind shares
 //! (conflict checks before a mutation, read-back after it, reconciliation).
 
-use crate::clients::{Clients, Connection, sdk_config};
+use crate::clients::{Clients, Connection, root_config, sdk_config};
 use crate::target::{Kind, Target};
 use airlock_core::ResourceAddr;
 use airlock_core::action::{ActionRequest, Verb};
@@ -34,6 +34,9 @@ pub struct Settings {
     /// The CPU utilisation, in percent, a fleet may run at: capacity is this per instance
     /// or task, demand is the busiest recent average times the count now.
     pub cpu_ceiling_pct: f64,
+    /// Every apply and revert assumes `role_arn` again with a session policy allowing only
+    /// the change's own actions on the plan's resources.
+    pub scoped_sessions: bool,
 }
 
 impl Default for Settings {
@@ -48,6 +51,7 @@ impl Default for Settings {
             poll_ms: 2000,
             metrics_window_s: 3600,
             cpu_ceiling_pct: 80.0,
+            scoped_sessions: false,
         }
     }
 }
@@ -62,6 +66,7 @@ const SETTINGS: &[&str] = &[
     "poll_ms",
     "metrics_window_s",
     "cpu_ceiling_pct",
+    "scoped_sessions",
 ];
 
 impl Settings {
@@ -75,6 +80,7 @@ impl Settings {
                 }
                 "wait_s" | "poll_ms" | "metrics_window_s" => v.as_u64().is_some_and(|n| n > 0),
                 "cpu_ceiling_pct" => v.as_f64().is_some_and(|n| n > 0.0 && n <= 100.0),
+                "scoped_sessions" => v.is_boolean(),
                 other => {
                     p.push(format!(
                         "`{other}`: unknown setting; known: {}",
@@ -88,12 +94,20 @@ impl Settings {
                     "{k}: {}",
                     match k.as_str() {
                         "cpu_ceiling_pct" => "must be a number above 0 and at most 100",
+                        "scoped_sessions" => "must be true or false",
                         "wait_s" | "poll_ms" | "metrics_window_s" =>
                             "must be a whole number above 0",
                         _ => "must be a non-empty string",
                     }
                 ));
             }
+        }
+        if settings.get("scoped_sessions") == Some(&Value::Bool(true))
+            && !settings.contains_key("role_arn")
+        {
+            p.push(
+                "scoped_sessions: needs `role_arn`, the role each change's session assumes".into(),
+            );
         }
         if let Some(url) = settings.get("endpoint_url").and_then(Value::as_str)
             && !(url.starts_with("http://") || url.starts_with("https://"))
@@ -124,6 +138,7 @@ impl Settings {
             .get("cpu_ceiling_pct")
             .and_then(Value::as_f64)
             .unwrap_or(s.cpu_ceiling_pct);
+        s.scoped_sessions = settings.get("scoped_sessions") == Some(&Value::Bool(true));
         s
     }
 }
@@ -160,7 +175,9 @@ impl ProviderKind for AwsKind {
 pub struct AwsProvider {
     name: String,
     pub(crate) settings: Settings,
-    base: SdkConfig,
+    pub(crate) base: SdkConfig,
+    /// Airlock's own credentials, before `role_arn`: scoped sessions assume from these.
+    pub(crate) root: SdkConfig,
     clients: Mutex<BTreeMap<String, Clients>>,
     verbs: Vec<VerbSpec>,
 }
@@ -280,10 +297,12 @@ impl AwsProvider {
     /// first request AWS sees).
     pub async fn connect(name: &str, settings: Settings) -> Self {
         let base = sdk_config(&settings.connection).await;
+        let root = root_config(&settings.connection).await;
         Self {
             name: name.to_string(),
             settings,
             base,
+            root,
             clients: Mutex::new(BTreeMap::new()),
             verbs: crate::provider::verb_specs(),
         }
@@ -296,6 +315,12 @@ impl AwsProvider {
         } else {
             region
         };
+        // Inside a change's scoped session, its clients.
+        if let Ok(Some(c)) =
+            crate::scope::SCOPED.try_with(|(r, c)| (r == region).then(|| c.clone()))
+        {
+            return c;
+        }
         let mut map = self
             .clients
             .lock()
@@ -510,7 +535,14 @@ impl Provider for AwsProvider {
                 });
             }
         }
-        self.mutate(plan, &t).await?;
+        let scope = [real_target(
+            &t,
+            plan.diffs
+                .first()
+                .and_then(|d| d.before.as_ref().or(d.after.as_ref())),
+        )];
+        self.scoped(&scope, &plan.hash, self.mutate(plan, &t))
+            .await?;
         Ok(Applied {
             provider: self.name.clone(),
             entries: self.entries(plan.diffs.iter().map(|d| &d.addr)).await?,
@@ -536,7 +568,11 @@ impl Provider for AwsProvider {
                 Some(c) => c.clone(),
                 None => self.state_of(a).await?,
             };
-            self.put_back(&Target::parse(a)?, prior, &cur).await?;
+            let t = Target::parse(a)?;
+            let scope = [real_target(&t, prior.as_ref().or(cur.as_ref()))];
+            let label = format!("revert-{}", t.name.replace('/', "-"));
+            self.scoped(&scope, &label, self.put_back(&t, prior, &cur))
+                .await?;
         }
         Ok(Restored {
             provider: self.name.clone(),
@@ -600,6 +636,16 @@ impl Provider for AwsProvider {
             "as before the change",
         ))
     }
+}
+
+/// `t` with its resource's real name where the state records it (stacks and tables, whose
+/// names may have upper case): what ARNs in a scoped session's policy must spell.
+fn real_target(t: &Target, state: Option<&Value>) -> Target {
+    let mut out = t.clone();
+    if let Some(n) = state.and_then(|s| s["name"].as_str()) {
+        out.name = n.to_string();
+    }
+    out
 }
 
 fn landing(

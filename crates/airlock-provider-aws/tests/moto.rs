@@ -821,3 +821,51 @@ async fn cloudwatch_signals_are_read_and_missing_data_is_missing() {
     .await;
     assert_eq!(strict.recent("web", 300).await.unwrap(), None);
 }
+
+/// With `scoped_sessions`, each apply and revert runs in a session assumed with a policy
+/// naming only the plan's resources. moto does not enforce IAM, so this shows the sessions
+/// are assumed and used end to end; what the policy allows is checked by the unit tests.
+#[tokio::test]
+async fn changes_run_in_sessions_scoped_to_their_plan() {
+    let m = Moto::start().await;
+    let cfg = sdk(&m).await;
+    group(&cfg, "web", 4, &[("env", "staging")]).await;
+    let iam = aws_sdk_iam::Client::new(&cfg);
+    let role = iam
+        .create_role()
+        .role_name("airlock")
+        .assume_role_policy_document(r#"{"Version":"2012-10-17","Statement":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    let settings = Settings {
+        connection: Connection {
+            role_arn: Some(role.role().unwrap().arn().to_string()),
+            ..connection(&m)
+        },
+        poll_ms: 20,
+        scoped_sessions: true,
+        ..Settings::default()
+    };
+    let p = AwsProvider::connect("aws", settings).await;
+    let plan = p
+        .plan(&req(Verb::Scale, "aws:autoscaling-group/us-east-1/web").param("desired", 2))
+        .await
+        .unwrap();
+    let before = p
+        .snapshot(std::slice::from_ref(&plan.target))
+        .await
+        .unwrap();
+    let applied = p.apply(&plan).await.unwrap();
+    assert_eq!(
+        applied.entries[0].1,
+        Some(json!({"desired": 2, "min": 1, "max": 10}))
+    );
+    p.restore(&before, &applied).await.unwrap();
+    assert_eq!(
+        p.snapshot(std::slice::from_ref(&plan.target))
+            .await
+            .unwrap(),
+        before
+    );
+}
