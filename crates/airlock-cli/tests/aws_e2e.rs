@@ -479,3 +479,55 @@ print(g["AutoScalingGroups"][0]["Instances"][0]["InstanceId"])
         );
     }
 }
+
+/// Someone changes the group by hand while Airlock's cut bakes; when the bake then wants to
+/// revert, it finds the group moved on and stops at `needs_attention` instead of overwriting.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revert_that_finds_the_group_moved_on_needs_attention() {
+    let (moto, env, server) = replay_setup_with(&["setup", "--errors-pct", "0"]).await;
+    let group = "aws:autoscaling-group/us-east-1/billing-web";
+    let (_, v) = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &aws("scale", group, json!({"desired": 3})),
+        )
+        .await;
+    assert_eq!(v["status"], "baking", "{v}");
+    let id = text_of(&v["id"]);
+    let script = "import boto3, os\nboto3.client('autoscaling', endpoint_url=os.environ['AWS_ENDPOINT_URL'], region_name='us-east-1').set_desired_capacity(AutoScalingGroupName='billing-web', DesiredCapacity=5)";
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", script])
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .envs(CREDENTIALS);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pusher = push_errors_forever(&moto, 40.0);
+    let done = server
+        .wait_for(
+            &env.bot,
+            &id,
+            &["reverted", "settled", "unjudged", "needs_attention"],
+            200,
+        )
+        .await;
+    pusher.abort();
+    assert_eq!(
+        done["status"],
+        "needs_attention",
+        "{done}\n{}",
+        server.log()
+    );
+    assert_eq!(
+        desired(&server, &env.bot, group).await,
+        5,
+        "the hand-made change stands"
+    );
+}

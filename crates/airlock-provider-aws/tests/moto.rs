@@ -361,6 +361,49 @@ async fn a_stateless_stack_meets_the_contract_for_update_and_delete() {
     .unwrap();
     assert_eq!(passed.len(), 8, "{passed:?}");
 
+    // Create: validated by CloudFormation, reversible by deleting it again.
+    let create = p
+        .plan(
+            &req(Verb::Create, "aws:stack/us-east-1/topics")
+                .param(
+                    "template",
+                    json!({"Resources": {"T": {"Type": "AWS::SNS::Topic"}}}),
+                )
+                .param("tags", json!({"env": "dev"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(create.diffs[0].before, None);
+    assert!(create.reversible && !create.destructive);
+    assert_eq!(create.resource.env, "dev");
+    let none = p
+        .snapshot(std::slice::from_ref(&create.target))
+        .await
+        .unwrap();
+    let made = p.apply(&create).await.unwrap();
+    assert_eq!(made.entries[0].1, create.diffs[0].after);
+    let e = p
+        .plan(&req(Verb::Create, "aws:stack/us-east-1/topics").param("template", "{}"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("exists"), "{e}");
+    p.restore(&none, &made).await.unwrap();
+    assert!(
+        cfn.describe_stacks()
+            .stack_name("topics")
+            .send()
+            .await
+            .is_err()
+    );
+    let bad = p
+        .plan(&req(Verb::Create, "aws:stack/us-east-1/broken").param("template", "not a template"))
+        .await
+        .unwrap_err();
+    assert!(
+        !matches!(bad, ProviderError::Unavailable(_)),
+        "a clear refusal: {bad}"
+    );
+
     // Delete, then revert: the stack is recreated from its template and parameters.
     let plan = p
         .plan(&req(Verb::Delete, "aws:stack/us-east-1/queues"))
