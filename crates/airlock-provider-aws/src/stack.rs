@@ -399,7 +399,19 @@ impl AwsProvider {
         let mut found = BTreeSet::new();
         let mut listed = true;
         for e in exports {
-            match c.cfn.list_imports().export_name(e).send().await {
+            // Asked once, without retries: where it is not implemented or not granted, the
+            // templates answer instead, at once.
+            let once = aws_sdk_cloudformation::config::Builder::default()
+                .retry_config(aws_config::retry::RetryConfig::disabled());
+            match c
+                .cfn
+                .list_imports()
+                .export_name(e)
+                .customize()
+                .config_override(once)
+                .send()
+                .await
+            {
                 Ok(out) => found.extend(out.imports().iter().cloned()),
                 Err(err) => {
                     tracing::debug!(export = %e, error = %sdk_err("ListImports", err), "ListImports unavailable; reading the other stacks' templates");
