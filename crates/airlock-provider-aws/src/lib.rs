@@ -13,6 +13,7 @@ mod clients;
 pub mod cloudwatch;
 mod fleet;
 mod iam;
+mod list;
 mod metrics;
 mod mirror;
 mod provider;

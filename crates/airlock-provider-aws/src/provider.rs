@@ -358,6 +358,9 @@ impl AwsProvider {
     /// The state of one resource as plans, snapshots and conflict checks compare it, or
     /// `None` when it does not exist.
     pub(crate) async fn state(&self, t: &Target) -> Result<Option<Value>, ProviderError> {
+        if t.name.is_empty() {
+            return Ok(Some(json!({"names": self.list(t).await?})));
+        }
         match t.kind {
             Kind::Stack => self.stack_state(t).await,
             Kind::AutoScalingGroup => self.asg_state(t).await,
@@ -494,6 +497,15 @@ impl Provider for AwsProvider {
 
     async fn plan(&self, req: &ActionRequest) -> Result<Plan, ProviderError> {
         let t = Target::parse(&req.target)?;
+        if t.name.is_empty() && req.verb != Verb::Read {
+            return Err(ProviderError::InvalidParams(format!(
+                "`{}` names every {} in {}: only a read can take it; name one resource to {} it",
+                req.target,
+                t.kind.as_str(),
+                t.region,
+                req.verb
+            )));
+        }
         let draft = match (t.kind, req.verb) {
             (_, Verb::Read) => self.plan_read(req, &t).await?,
             (Kind::Stack, Verb::Create | Verb::Update | Verb::Delete) => {

@@ -238,7 +238,7 @@ impl AwsProvider {
     }
 
     /// Every live stack's name in the client's region.
-    async fn stack_names(&self, c: &Clients) -> Result<Vec<String>, ProviderError> {
+    pub(crate) async fn stack_names(&self, c: &Clients) -> Result<Vec<String>, ProviderError> {
         let mut names = Vec::new();
         let mut token: Option<String> = None;
         loop {

@@ -114,7 +114,7 @@ pub struct Target {
     /// The region, or `global` for IAM.
     pub region: String,
     /// The resource's name as the address spells it (lower case); for an ECS service,
-    /// `CLUSTER/SERVICE`.
+    /// `CLUSTER/SERVICE`. Empty for `aws:KIND/REGION`: every resource of the kind there.
     pub name: String,
 }
 
@@ -143,13 +143,24 @@ impl Target {
                     kinds.join(", ")
                 ))
             })?;
-        let (region, name) = addr.name().split_once('/').ok_or_else(|| {
-            ProviderError::InvalidParams(format!(
-                "`{addr}` is not of the form `{}:{}/REGION/NAME`",
-                addr.provider(),
-                kind.as_str()
-            ))
-        })?;
+        // `aws:KIND/REGION` alone names every resource of the kind there (for reads).
+        let (region, name) = match addr.name().split_once('/') {
+            Some(parts) => parts,
+            None if valid_region(addr.name()) || (kind.global() && addr.name() == "global") => {
+                return Ok(Self {
+                    kind,
+                    region: addr.name().to_string(),
+                    name: String::new(),
+                });
+            }
+            None => {
+                return Err(ProviderError::InvalidParams(format!(
+                    "`{addr}` is not of the form `{}:{}/REGION/NAME`",
+                    addr.provider(),
+                    kind.as_str()
+                )));
+            }
+        };
         if kind.global() {
             if region != "global" {
                 return Err(ProviderError::InvalidParams(format!(
@@ -237,6 +248,9 @@ mod tests {
         assert!(t("aws:role/global/deployer").is_ok());
         assert!(t("aws:role/us-east-1/deployer").is_err());
         assert!(t("aws:stack/billing-prod").is_err());
+        let all = t("aws:stack/eu-west-1").unwrap();
+        assert_eq!((all.region.as_str(), all.name.as_str()), ("eu-west-1", ""));
+        assert_eq!(t("aws:role/global").unwrap().name, "");
         assert!(t("aws:stack/useast1/x").is_err());
         assert!(t("aws:stack/us-east-1/a/b").is_err());
         assert!(t("aws:ecs-service/us-east-1/api").is_err());

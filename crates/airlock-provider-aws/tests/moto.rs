@@ -162,6 +162,18 @@ async fn an_autoscaling_scale_predicts_zones_and_headroom_and_meets_the_contract
         "no env tag: the production posture"
     );
 
+    // A listing read: every group in the region, by address name.
+    let all = p
+        .plan(&req(Verb::Read, "aws:autoscaling-group/us-east-1"))
+        .await
+        .unwrap();
+    assert_eq!(all.diffs[0].after, Some(json!({"names": ["batch", "web"]})));
+    let e = p
+        .plan(&req(Verb::Delete, "aws:autoscaling-group/us-east-1"))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("only a read"), "{e}");
+
     // Bad input is a clear error that changes nothing.
     let e = p
         .plan(&req(Verb::Scale, "aws:autoscaling-group/us-east-1/web").param("desired", 20))
