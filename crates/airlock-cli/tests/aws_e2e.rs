@@ -71,6 +71,11 @@ async fn replay_setup() -> (Moto, Env, Server) {
 }
 
 async fn replay_setup_with(setup: &[&str]) -> (Moto, Env, Server) {
+    replay_setup_env(setup, &[]).await
+}
+
+/// [`replay_setup_with`], with more environment variables for the server.
+async fn replay_setup_env(setup: &[&str], extra: &[(&str, &str)]) -> (Moto, Env, Server) {
     let moto = Moto::start().await;
     replay(&moto, setup).await;
     let config = std::fs::read_to_string(example("airlock.toml"))
@@ -79,10 +84,16 @@ async fn replay_setup_with(setup: &[&str]) -> (Moto, Env, Server) {
         .replace("window_s = 120", "window_s = 30")
         .replace("judge_window_s = 60", "judge_window_s = 3");
     let env = Env::with_config(&config).await;
+    let server = serve(&env, &moto, extra).await;
+    (moto, env, server)
+}
+
+/// `airlock serve` on `env` in front of `moto`.
+async fn serve(env: &Env, moto: &Moto, extra: &[(&str, &str)]) -> Server {
     let mut vars = vec![("AWS_ENDPOINT_URL", moto.url.as_str())];
     vars.extend(CREDENTIALS);
-    let server = env.serve_with_env(&[], &vars).await;
-    (moto, env, server)
+    vars.extend(extra.iter().copied());
+    env.serve_with_env(&[], &vars).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -530,4 +541,62 @@ async fn a_revert_that_finds_the_group_moved_on_needs_attention() {
         5,
         "the hand-made change stands"
     );
+}
+
+/// The server dies the instant AWS has applied a change, before its outcome is journaled.
+/// On restart the intent is read back from AWS: the change is journaled as applied
+/// (`reconciled`), baked, and never applied twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_aws_applied_before_a_crash_is_read_back_after_the_restart() {
+    let (moto, env, mut server) = replay_setup_env(
+        &["setup", "--errors-pct", "0"],
+        &[("AIRLOCK_FAILPOINTS", "gate.after_apply=crash")],
+    )
+    .await;
+    let group = "aws:autoscaling-group/us-east-1/billing-web";
+    let sent = reqwest::Client::new()
+        .post(format!("{}/v1/actions", server.url))
+        .bearer_auth(&env.bot)
+        .json(&aws("scale", group, json!({"desired": 3})))
+        .send()
+        .await;
+    assert!(
+        sent.is_err(),
+        "the server answered instead of crashing: {sent:?}"
+    );
+    for _ in 0..100 {
+        if server.child.try_wait().unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        server.log().contains("crashing on purpose"),
+        "{}",
+        server.log()
+    );
+    drop(server);
+
+    let server = serve(&env, &moto, &[]).await;
+    assert_eq!(
+        desired(&server, &env.bot, group).await,
+        3,
+        "AWS applied it once"
+    );
+    let mut applied = Vec::new();
+    for _ in 0..100 {
+        let page = server
+            .get("/v1/journal?kind=applied&limit=100", &env.op)
+            .await;
+        applied = page["items"].as_array().unwrap().clone();
+        if !applied.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(applied.len(), 1, "{applied:?}\n{}", server.log());
+    assert_eq!(applied[0]["payload"]["reconciled"], true, "{applied:?}");
+    env.airlock(&["journal", "verify", "--store", &env.store()])
+        .await
+        .code(0);
 }
