@@ -415,3 +415,57 @@ async fn an_http_probe_judges_a_service_and_a_failing_probe_reverts_the_change()
         "{breach}"
     );
 }
+
+/// A hold outlives the server that made it: after a restart it is listed again and an
+/// operator's approval applies it (and a second approval finds it answered).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pending_approval_survives_a_restart_and_is_approved_after_it() {
+    let env = env(3).await;
+    let mut server = env.serve(&[]).await;
+    let (status, held) = server
+        .post(
+            "/v1/actions",
+            &env.bot,
+            &action("delete", "scratch", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let approval = text(&held["approval_id"]).to_string();
+    let action_id = text(&held["id"]).to_string();
+    assert_eq!(server.stop().await, Some(0), "{}", server.log());
+    drop(server);
+
+    let server = env.serve(&[]).await;
+    let pending = env.operator(&server, &["approvals"]).await.code(0).json();
+    let listed: Vec<&Value> = pending["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["id"] == approval.as_str())
+        .collect();
+    assert_eq!(listed.len(), 1, "{pending}");
+    assert_eq!(listed[0]["action_id"], action_id.as_str(), "{pending}");
+    assert_eq!(listed[0]["agent"], "bot", "{pending}");
+    assert_eq!(
+        listed[0]["reasons"],
+        json!(["prod-destructive-needs-approval"]),
+        "{pending}"
+    );
+    let approved = env
+        .operator(
+            &server,
+            &["approve", &approval, "--reason", "after the restart"],
+        )
+        .await
+        .code(0)
+        .json();
+    assert_eq!(approved["verdict"], "allow", "{approved}");
+    assert_eq!(approved["status"], "baking", "{approved}");
+    assert_eq!(approved["id"], action_id.as_str(), "{approved}");
+    assert_eq!(server.describe(&env.bot, "scratch").await["exists"], false);
+    // Answered once: a second answer finds nothing pending.
+    let again = env
+        .operator(&server, &["approve", &approval, "--reason", "twice"])
+        .await;
+    assert_ne!(again.code, Some(0), "{again}");
+}

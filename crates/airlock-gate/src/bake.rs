@@ -1367,8 +1367,9 @@ impl Gate {
     }
 
     /// Restores what an operator set before a restart — the kill switch and open breakers —
-    /// and closes holds that nobody can answer any more (pending approvals live in memory):
-    /// each is journaled as expired, so its action does not stay held forever.
+    /// and closes holds that nobody can answer any more (those `restore_holds` did not put
+    /// back: older than every hold timeout): each is journaled as expired, so its action
+    /// does not stay held forever.
     /// Returns (breakers reopened, holds expired).
     pub async fn restore_controls(&self) -> Result<(usize, usize), GateError> {
         use airlock_store::EventQuery;

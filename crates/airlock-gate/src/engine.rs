@@ -13,7 +13,7 @@ use airlock_core::{
     Plan, PolicyEngine, Provider, ProviderError, Risk, Timestamp, Verdict, VerdictKind,
 };
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -148,7 +148,7 @@ impl Principal {
 }
 
 /// The part of the provider's dry-run plan agents and operators see.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PlanView {
     /// One line for people.
     pub summary: String,

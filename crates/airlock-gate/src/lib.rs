@@ -9,6 +9,7 @@ pub mod behaviour;
 mod engine;
 pub mod feed;
 pub mod frontdoor;
+mod holds;
 mod reconcile;
 mod redact;
 mod slots;

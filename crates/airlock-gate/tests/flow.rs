@@ -1441,3 +1441,75 @@ async fn a_resumed_bake_whose_baseline_cannot_be_read_needs_attention_instead_of
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_gate_reads_its_pending_approvals_back_and_they_stay_approvable() {
+    let f = fixture().await;
+    let held = f
+        .gate
+        .submit(
+            &f.bot,
+            req(Verb::Delete, "sim:service/legacy").intent("decommission"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(held.verdict, VerdictKind::Hold);
+    let aid = held.approval_id.clone().unwrap();
+    let before = f.gate.approvals().await;
+
+    let restarted = f.restarted();
+    assert_eq!(restarted.restore_holds().await.unwrap(), 1);
+    // Restoring again finds it already pending; the expiry of orphans leaves it alone.
+    assert_eq!(restarted.restore_holds().await.unwrap(), 0);
+    assert_eq!(restarted.restore_controls().await.unwrap(), (0, 0));
+    let after = restarted.approvals().await;
+    assert_eq!(after.len(), 1);
+    let (b, a) = (&before[0], &after[0]);
+    assert_eq!(
+        (
+            &a.id,
+            &a.action_id,
+            &a.agent,
+            &a.request,
+            a.risk,
+            &a.reasons,
+            &a.plan.hash,
+            a.held_since
+        ),
+        (
+            &b.id,
+            &b.action_id,
+            &b.agent,
+            &b.request,
+            b.risk,
+            &b.reasons,
+            &b.plan.hash,
+            b.held_since
+        )
+    );
+    // The bot never approves its own request, after a restart as before.
+    assert!(matches!(
+        restarted
+            .resolve(
+                &aid,
+                &f.gate.authenticate(&f.bot).await.unwrap(),
+                true,
+                "mine"
+            )
+            .await,
+        Err(GateError::Forbidden(_))
+    ));
+    let d = restarted
+        .resolve(&aid, &f.alice, true, "unused since 2024")
+        .await
+        .unwrap();
+    allowed_change(&d);
+    assert_eq!(d.id, held.id);
+    assert!(
+        !f.desired("legacy").exists,
+        "the approved delete applied once"
+    );
+    assert!(restarted.approvals().await.is_empty());
+    // Answered: a third gate finds nothing to put back.
+    assert_eq!(f.restarted().restore_holds().await.unwrap(), 0);
+}

@@ -546,6 +546,9 @@ fn witness_append(path: &std::path::Path, e: &airlock_core::Event) -> Result<(),
 /// starts the background tasks.
 pub async fn start(config: &Config) -> Result<Started, ServeError> {
     let (state, handle) = build(config).await?;
+    // Holds an operator has not answered yet, from the journal: approvable after a restart.
+    // (Older ones, past every hold timeout, are expired by `restore_controls`.)
+    let holds = state.gate.restore_holds().await?;
     let (reopened, expired) = state.gate.restore_controls().await?;
     if reopened > 0 || expired > 0 {
         tracing::info!(
@@ -553,6 +556,9 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             holds_expired = expired,
             "restored operator controls from the journal"
         );
+    }
+    if holds > 0 {
+        tracing::info!(holds, "pending approvals read back from the journal");
     }
     let resumed = state.gate.resume().await?;
     if resumed > 0 {
