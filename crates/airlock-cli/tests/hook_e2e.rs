@@ -379,3 +379,34 @@ async fn with_airlock_url_a_config_that_does_not_load_is_a_deny_not_the_defaults
     assert_eq!(got, "deny", "{reason}");
     assert!(reason.contains("hook.on_hold"), "{reason}");
 }
+
+/// An approval of a command the agent runs itself outlives the server: after a restart the
+/// agent's identical retry is still allowed once, and only once.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_command_is_still_allowed_once_after_a_restart() {
+    let env = Env::new(WORLD, "", 3).await;
+    let mut server = env.serve(&[]).await;
+    let url = server.url.clone();
+    let vars = [
+        ("AIRLOCK_TOKEN", env.bot.as_str()),
+        ("AIRLOCK_URL", url.as_str()),
+    ];
+    let destroy = "terraform destroy -auto-approve";
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "ask", "{reason}");
+    let approvals = server.get("/v1/approvals", &env.op).await;
+    let apr = approvals["items"][0]["id"].as_str().unwrap().to_string();
+    env.operator(&server, &["approve", &apr]).await.code(0);
+    assert_eq!(server.stop().await, Some(0), "{}", server.log());
+    drop(server);
+
+    let server = env.serve(&[]).await;
+    let vars = [
+        ("AIRLOCK_TOKEN", env.bot.as_str()),
+        ("AIRLOCK_URL", server.url.as_str()),
+    ];
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "allow", "{reason}");
+    let (got, reason) = decision(&hook(&env, &bash(destroy), &vars).await).to_owned_pair();
+    assert_eq!(got, "ask", "used once: {reason}");
+}

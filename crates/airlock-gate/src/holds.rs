@@ -7,7 +7,7 @@
 //! only adds its operator to the approvers). Holds older than the longest hold timeout are
 //! not looked for: `Gate::restore_controls` journals them expired (run it after this).
 
-use crate::engine::{Gate, GateError, PendingApproval, PlanView, lock};
+use crate::engine::{Gate, GateError, PendingApproval, Permit, PlanView, lock};
 use airlock_core::{ActionRequest, EventKind, NewEvent, Risk};
 use airlock_store::EventQuery;
 use serde_json::{Value, json};
@@ -176,6 +176,70 @@ impl Gate {
                 holds = restored,
                 "pending approvals read back from the journal"
             );
+        }
+        Ok(restored)
+    }
+}
+
+/// The outcome an approval of a hands-off action is journaled with.
+const PERMIT_GRANTED: &str = "approved: the agent's next identical request";
+
+impl Gate {
+    /// Puts back the one-shot permits of hands-off approvals that are unexpired and unused:
+    /// an operator approved a command the agent runs itself, the server restarted, and the
+    /// agent's identical retry must still be allowed once. Returns how many.
+    pub async fn restore_permits(&self) -> Result<usize, GateError> {
+        let now = self.clock.now();
+        let ttl = self.config.permit_ttl_s as i64 * 1000;
+        let since = now - ttl;
+        let used: BTreeSet<String> = self
+            .recent(EventKind::Verdict, since)
+            .await?
+            .iter()
+            .filter_map(|v| v.payload["permit"].as_str().map(str::to_string))
+            .collect();
+        let mut restored = 0;
+        for a in self.recent(EventKind::Approval, since).await? {
+            let p = &a.payload;
+            let (Some(id), Some(action)) = (p["approval_id"].as_str(), a.action_id.as_deref())
+            else {
+                continue;
+            };
+            if !p["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(PERMIT_GRANTED)
+                || used.contains(id)
+            {
+                continue;
+            }
+            // The hold's verdict: whose request, bound to which plan.
+            let verdicts = self
+                .journal
+                .read(EventQuery {
+                    kind: Some(EventKind::Verdict),
+                    action_id: Some(action.to_string()),
+                    ..EventQuery::default()
+                })
+                .await?;
+            let Some(hold) = verdicts.iter().find(|v| v.payload["approval_id"] == id) else {
+                continue;
+            };
+            let (Some(agent), Some(hash)) =
+                (hold.agent.as_deref(), hold.payload["plan_hash"].as_str())
+            else {
+                continue;
+            };
+            let by = format!("{}:{id}", p["by"].as_str().unwrap_or("operator"));
+            lock(&self.permits)
+                .entry((agent.to_string(), hash.to_string()))
+                .or_insert(Permit {
+                    approval_id: id.to_string(),
+                    by,
+                    expires_at: a.ts + ttl,
+                    applied: None,
+                });
+            restored += 1;
         }
         Ok(restored)
     }

@@ -549,6 +549,8 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     // Holds an operator has not answered yet, from the journal: approvable after a restart.
     // (Older ones, past every hold timeout, are expired by `restore_controls`.)
     let holds = state.gate.restore_holds().await?;
+    // Approvals of commands agents run themselves, not yet used: still allowed once.
+    let permits = state.gate.restore_permits().await?;
     let (reopened, expired) = state.gate.restore_controls().await?;
     if reopened > 0 || expired > 0 {
         tracing::info!(
@@ -557,8 +559,12 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
             "restored operator controls from the journal"
         );
     }
-    if holds > 0 {
-        tracing::info!(holds, "pending approvals read back from the journal");
+    if holds > 0 || permits > 0 {
+        tracing::info!(
+            holds,
+            permits,
+            "pending approvals and unused permits read back from the journal"
+        );
     }
     let resumed = state.gate.resume().await?;
     if resumed > 0 {
