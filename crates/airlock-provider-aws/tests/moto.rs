@@ -675,6 +675,11 @@ async fn data_deletes_are_irreversible_without_a_backup_and_revertible_with_one(
         .send()
         .await
         .unwrap();
+    let tables = p
+        .plan(&req(Verb::Read, "aws:table/us-east-1"))
+        .await
+        .unwrap();
+    assert_eq!(tables.diffs[0].after, Some(json!({"names": ["sessions"]})));
     let bare = p
         .plan(&req(Verb::Delete, "aws:table/us-east-1/sessions"))
         .await
