@@ -34,20 +34,34 @@ const CREDENTIALS: [(&str, &str); 4] = [
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
 
-/// Runs the example's script against `moto`; returns what it printed.
-async fn replay(moto: &Moto, args: &[&str]) -> String {
+/// Runs `python3 ARGS` against the moto at `url`, with test credentials.
+async fn python(url: &str, args: Vec<String>) -> std::process::Output {
     let mut cmd = Command::new("python3");
-    cmd.arg(example("replay.py"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", &moto.url)
+    cmd.args(args)
+        .env("AWS_ENDPOINT_URL", url)
         .envs(CREDENTIALS);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+    tokio::task::spawn_blocking(move || cmd.output())
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs the example's script against `moto`; returns what it printed.
+async fn replay(moto: &Moto, args: &[&str]) -> String {
+    let mut all = vec![example("replay.py").display().to_string()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    ok(python(&moto.url, all).await)
+}
+
+/// Runs a Python snippet (boto3) against `moto`; returns what it printed.
+async fn boto3(moto: &Moto, code: &str) -> String {
+    ok(python(&moto.url, vec!["-c".into(), code.into()]).await)
+}
+
+fn ok(out: std::process::Output) -> String {
     assert!(
         out.status.success(),
-        "replay.py {args:?}: {}",
+        "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -198,16 +212,7 @@ async fn the_incident_replayed_on_aws_is_denied_and_the_safe_variant_is_reverted
     assert_eq!(stack["parameters"]["WebMax"], "12", "{stack}");
 
     // 4. The change makes the fleet worse: 40% errors, on CloudWatch. The bake reverts it.
-    let pusher = {
-        let url = moto.url.clone();
-        tokio::spawn(async move {
-            let m = MotoUrl(url);
-            loop {
-                m.push_errors(40.0).await;
-                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-            }
-        })
-    };
+    let pusher = push_errors_forever(&moto, 40.0);
     let done = server
         .wait_for(
             &env.bot,
@@ -248,20 +253,6 @@ async fn read_stack(server: &Server, token: &str) -> Value {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["status"], "done", "{v}");
     v["result"][0].clone()
-}
-
-/// Pushes the billing fleet's metrics through the example's script.
-struct MotoUrl(String);
-
-impl MotoUrl {
-    async fn push_errors(&self, pct: f64) {
-        let mut cmd = Command::new("python3");
-        cmd.arg(example("replay.py"))
-            .args(["metrics", "--errors-pct", &pct.to_string()])
-            .env("AWS_ENDPOINT_URL", &self.0)
-            .envs(CREDENTIALS);
-        let _ = tokio::task::spawn_blocking(move || cmd.output()).await;
-    }
 }
 
 /// The coding agent's hook, with `AIRLOCK_URL` at the server: its answer to one command.
@@ -343,10 +334,12 @@ async fn the_hook_plans_aws_cli_commands_against_the_real_state() {
 
 /// Pushes the billing fleet's metrics with `pct` errors every 300 ms until aborted.
 fn push_errors_forever(moto: &Moto, pct: f64) -> tokio::task::JoinHandle<()> {
-    let m = MotoUrl(moto.url.clone());
+    let url = moto.url.clone();
+    let script = example("replay.py").display().to_string();
     tokio::spawn(async move {
         loop {
-            m.push_errors(pct).await;
+            let args = [script.as_str(), "metrics", "--errors-pct", &pct.to_string()];
+            python(&url, args.iter().map(|a| a.to_string()).collect()).await;
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
     })
@@ -411,20 +404,7 @@ ddb.create_table(TableName="sessions", BillingMode="PAY_PER_REQUEST",
 g = boto3.client("autoscaling", **kw).describe_auto_scaling_groups(AutoScalingGroupNames=["billing-web"])
 print(g["AutoScalingGroups"][0]["Instances"][0]["InstanceId"])
 "#;
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", script])
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .envs(CREDENTIALS);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let member = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let member = boto3(&moto, script).await.trim().to_string();
 
     let cases = [
         // (verb, target, params, verdict, a reason that must be among the reasons)
@@ -507,19 +487,7 @@ async fn a_revert_that_finds_the_group_moved_on_needs_attention() {
     assert_eq!(v["status"], "baking", "{v}");
     let id = text_of(&v["id"]);
     let script = "import boto3, os\nboto3.client('autoscaling', endpoint_url=os.environ['AWS_ENDPOINT_URL'], region_name='us-east-1').set_desired_capacity(AutoScalingGroupName='billing-web', DesiredCapacity=5)";
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", script])
-        .env("AWS_ENDPOINT_URL", &moto.url)
-        .envs(CREDENTIALS);
-    let out = tokio::task::spawn_blocking(move || cmd.output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    boto3(&moto, script).await;
     let pusher = push_errors_forever(&moto, 40.0);
     let done = server
         .wait_for(

@@ -7,7 +7,7 @@ use crate::metrics::{predict, spread};
 use crate::provider::{
     AwsProvider, Draft, check_params, env_of, param_str, param_u64, tag_list, tier_of,
 };
-use crate::target::{Target, resolve};
+use crate::target::{Kind, Target, resolve};
 use airlock_core::ProviderError;
 use airlock_core::action::{ActionRequest, Verb};
 use airlock_core::plan::{Diff, Plan, ResourceAttrs};
@@ -45,26 +45,7 @@ impl AwsProvider {
             .await
             .map_err(|e| sdk_err("DescribeAutoScalingGroups", e))?;
         if out.auto_scaling_groups().is_empty() {
-            let mut names = Vec::new();
-            let mut token = None;
-            loop {
-                let page = c
-                    .asg
-                    .describe_auto_scaling_groups()
-                    .set_next_token(token)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_err("DescribeAutoScalingGroups", e))?;
-                names.extend(
-                    page.auto_scaling_groups()
-                        .iter()
-                        .filter_map(|g| g.auto_scaling_group_name().map(str::to_string)),
-                );
-                match page.next_token() {
-                    Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                    _ => break,
-                }
-            }
+            let names = self.names(c, Kind::AutoScalingGroup).await?;
             let Some(real) = resolve(
                 wanted,
                 names.iter().map(String::as_str),
@@ -308,35 +289,14 @@ impl AwsProvider {
         {
             return Ok(Some((cluster.to_string(), s)));
         }
-        let clusters = c
-            .ecs
-            .list_clusters()
-            .send()
-            .await
-            .map_err(|e| sdk_err("ListClusters", e))?;
-        let names: Vec<String> = clusters
-            .cluster_arns()
-            .iter()
-            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-            .collect();
-        let Some(cl) = resolve(cluster, names.iter().map(String::as_str), "ECS cluster")? else {
+        let names = self.names(c, Kind::EcsService).await?;
+        let Some(real) = resolve(wanted, names.iter().map(String::as_str), "ECS service")? else {
             return Ok(None);
         };
-        let services = c
-            .ecs
-            .list_services()
-            .cluster(&cl)
-            .send()
-            .await
-            .map_err(|e| sdk_err("ListServices", e))?;
-        let names: Vec<String> = services
-            .service_arns()
-            .iter()
-            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-            .collect();
-        let Some(sv) = resolve(service, names.iter().map(String::as_str), "ECS service")? else {
-            return Ok(None);
-        };
+        let (cl, sv) = real
+            .split_once('/')
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .unwrap_or_default();
         let out = describe(cl.clone(), sv)
             .await
             .map_err(|e| sdk_err("DescribeServices", e))?;

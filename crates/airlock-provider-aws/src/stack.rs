@@ -12,7 +12,7 @@ use airlock_core::ProviderError;
 use airlock_core::action::{ActionRequest, Verb};
 use airlock_core::plan::{Contained, Diff, Plan, ResourceAttrs};
 use aws_sdk_cloudformation::types::{
-    Capability, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, Replacement, Tag,
+    Capability, ChangeAction, ChangeSetStatus, ChangeSetType, Parameter, Replacement, Stack, Tag,
     TemplateStage,
 };
 use serde_json::{Map, Value, json};
@@ -214,27 +214,48 @@ pub(crate) fn template_imports(body: &str, export: &str) -> bool {
 }
 
 impl AwsProvider {
-    /// The stack's real name for an address's lower-case one, or `None`.
+    /// The live stack called exactly `name`, or `None` (no such stack, or deleted).
+    async fn describe_stack(
+        &self,
+        c: &Clients,
+        name: &str,
+    ) -> Result<Option<Stack>, ProviderError> {
+        match c.cfn.describe_stacks().stack_name(name).send().await {
+            Ok(out) => Ok(out
+                .stacks()
+                .first()
+                .filter(|s| s.stack_status().map(|st| st.as_str()) != Some("DELETE_COMPLETE"))
+                .cloned()),
+            Err(e) => match sdk_err("DescribeStacks", e) {
+                ProviderError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// The live stack an address's lower-case name stands for: its exact name, else the
+    /// one stack whose name matches case-insensitively.
+    async fn find_stack(&self, c: &Clients, wanted: &str) -> Result<Option<Stack>, ProviderError> {
+        if let Some(s) = self.describe_stack(c, wanted).await? {
+            return Ok(Some(s));
+        }
+        let names = self.stack_names(c).await?;
+        match resolve(wanted, names.iter().map(String::as_str), "stack")? {
+            Some(real) => self.describe_stack(c, &real).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The real name of the stack an address's lower-case name stands for.
     pub(crate) async fn stack_name(
         &self,
         c: &Clients,
         wanted: &str,
     ) -> Result<Option<String>, ProviderError> {
-        match c.cfn.describe_stacks().stack_name(wanted).send().await {
-            Ok(out) => {
-                if let Some(s) = out.stacks().first()
-                    && s.stack_status().map(|st| st.as_str()) != Some("DELETE_COMPLETE")
-                {
-                    return Ok(s.stack_name().map(str::to_string));
-                }
-            }
-            Err(e) => match sdk_err("DescribeStacks", e) {
-                ProviderError::NotFound(_) => {}
-                other => return Err(other),
-            },
-        }
-        let names = self.stack_names(c).await?;
-        resolve(wanted, names.iter().map(String::as_str), "stack")
+        Ok(self
+            .find_stack(c, wanted)
+            .await?
+            .and_then(|s| s.stack_name().map(str::to_string)))
     }
 
     /// Every live stack's name in the client's region.
@@ -277,26 +298,14 @@ impl AwsProvider {
 
     pub(crate) async fn stack_state(&self, t: &Target) -> Result<Option<Value>, ProviderError> {
         let c = self.clients(&t.region);
-        let Some(name) = self.stack_name(&c, &t.name).await? else {
+        let Some(s) = self.find_stack(&c, &t.name).await? else {
             return Ok(None);
         };
-        let out = match c.cfn.describe_stacks().stack_name(&name).send().await {
-            Ok(o) => o,
-            Err(e) => match sdk_err("DescribeStacks", e) {
-                ProviderError::NotFound(_) => return Ok(None),
-                other => return Err(other),
-            },
-        };
-        let Some(s) = out.stacks().first() else {
-            return Ok(None);
-        };
+        let name = s.stack_name().unwrap_or(&t.name).to_string();
         let status = s
             .stack_status()
             .map(|x| x.as_str().to_string())
             .unwrap_or_default();
-        if status == "DELETE_COMPLETE" {
-            return Ok(None);
-        }
         let parameters: BTreeMap<String, String> = s
             .parameters()
             .iter()
@@ -336,16 +345,9 @@ impl AwsProvider {
     }
 
     async fn stack_exports(&self, c: &Clients, name: &str) -> Result<Vec<String>, ProviderError> {
-        let out = c
-            .cfn
-            .describe_stacks()
-            .stack_name(name)
-            .send()
-            .await
-            .map_err(|e| sdk_err("DescribeStacks", e))?;
-        Ok(out
-            .stacks()
-            .first()
+        Ok(self
+            .describe_stack(c, name)
+            .await?
             .map(|s| {
                 s.outputs()
                     .iter()
@@ -952,23 +954,13 @@ impl AwsProvider {
     ) -> Result<Option<(String, String)>, ProviderError> {
         let mut polls = self.polls();
         loop {
-            let out = match c.cfn.describe_stacks().stack_name(name).send().await {
-                Ok(o) => o,
-                Err(e) => match sdk_err("DescribeStacks", e) {
-                    ProviderError::NotFound(_) => return Ok(None),
-                    other => return Err(other),
-                },
-            };
-            let Some(s) = out.stacks().first() else {
+            let Some(s) = self.describe_stack(c, name).await? else {
                 return Ok(None);
             };
             let status = s
                 .stack_status()
                 .map(|x| x.as_str().to_string())
                 .unwrap_or_default();
-            if status == "DELETE_COMPLETE" {
-                return Ok(None);
-            }
             if !status.ends_with("_IN_PROGRESS") {
                 return Ok(Some((
                     status,

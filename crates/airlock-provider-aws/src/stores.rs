@@ -10,7 +10,7 @@ use crate::clients::{Clients, sdk_err};
 use crate::provider::{
     AwsProvider, Draft, check_params, env_of, param_bool, param_str, tag_list, tier_of,
 };
-use crate::target::{Target, resolve};
+use crate::target::{Kind, Target, resolve};
 use airlock_core::ProviderError;
 use airlock_core::action::{ActionRequest, Verb};
 use airlock_core::plan::{Diff, Plan, ResourceAttrs};
@@ -492,22 +492,7 @@ impl AwsProvider {
     // --- DynamoDB --------------------------------------------------------------------
 
     async fn table_name(&self, c: &Clients, wanted: &str) -> Result<Option<String>, ProviderError> {
-        let mut names = Vec::new();
-        let mut start: Option<String> = None;
-        loop {
-            let out = c
-                .ddb
-                .list_tables()
-                .set_exclusive_start_table_name(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_err("ListTables", e))?;
-            names.extend(out.table_names().iter().cloned());
-            match out.last_evaluated_table_name() {
-                Some(n) => start = Some(n.to_string()),
-                None => break,
-            }
-        }
+        let names = self.names(c, Kind::Table).await?;
         resolve(wanted, names.iter().map(String::as_str), "table")
     }
 

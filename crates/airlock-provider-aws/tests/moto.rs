@@ -51,6 +51,21 @@ fn now() -> aws_smithy_types::DateTime {
     aws_smithy_types::DateTime::from(std::time::SystemTime::now())
 }
 
+/// Applies `plan`, reverts it, and checks the resource is back as its snapshot recorded;
+/// returns the state the apply left in between.
+async fn apply_and_revert(p: &AwsProvider, plan: &airlock_core::Plan) -> Option<serde_json::Value> {
+    let target = std::slice::from_ref(&plan.target);
+    let before = p.snapshot(target).await.unwrap();
+    let applied = p.apply(plan).await.unwrap();
+    p.restore(&before, &applied).await.unwrap();
+    assert_eq!(
+        p.snapshot(target).await.unwrap(),
+        before,
+        "reverted to the snapshot"
+    );
+    applied.entries[0].1.clone()
+}
+
 fn req(verb: Verb, target: &str) -> ActionRequest {
     ActionRequest::new(verb, target.parse().unwrap())
 }
@@ -553,18 +568,9 @@ async fn instances_stop_and_start_and_a_member_of_a_group_is_its_capacity() {
         .unwrap();
     assert!(stop.reversible && !stop.destructive);
     assert_eq!(stop.blast.capacity_delta_pct, -100.0);
-    let before = p
-        .snapshot(std::slice::from_ref(&stop.target))
-        .await
-        .unwrap();
-    let applied = p.apply(&stop).await.unwrap();
-    assert_eq!(applied.entries[0].1, Some(json!({"state": "stopped"})));
-    p.restore(&before, &applied).await.unwrap();
     assert_eq!(
-        p.snapshot(std::slice::from_ref(&stop.target))
-            .await
-            .unwrap(),
-        before
+        apply_and_revert(&p, &stop).await,
+        Some(json!({"state": "stopped"}))
     );
 
     let terminate = p.plan(&req(Verb::Delete, &target)).await.unwrap();
@@ -636,22 +642,10 @@ async fn data_deletes_are_irreversible_without_a_backup_and_revertible_with_one(
         .await
         .unwrap();
     assert!(kept.reversible && kept.loses.is_empty());
-    let before = p
-        .snapshot(std::slice::from_ref(&kept.target))
-        .await
-        .unwrap();
-    let applied = p.apply(&kept).await.unwrap();
     assert_eq!(
-        applied.entries[0].1, kept.diffs[0].after,
+        apply_and_revert(&p, &kept).await,
+        kept.diffs[0].after,
         "gone, with its final snapshot"
-    );
-    p.restore(&before, &applied).await.unwrap();
-    assert_eq!(
-        p.snapshot(std::slice::from_ref(&kept.target))
-            .await
-            .unwrap(),
-        before,
-        "restored from the snapshot"
     );
 
     let ddb = aws_sdk_dynamodb::Client::new(&cfg);
@@ -693,19 +687,7 @@ async fn data_deletes_are_irreversible_without_a_backup_and_revertible_with_one(
         .plan(&req(Verb::Delete, "aws:table/us-east-1/sessions").param("backup", true))
         .await
         .unwrap();
-    let before = p
-        .snapshot(std::slice::from_ref(&kept.target))
-        .await
-        .unwrap();
-    let applied = p.apply(&kept).await.unwrap();
-    assert_eq!(applied.entries[0].1, kept.diffs[0].after);
-    p.restore(&before, &applied).await.unwrap();
-    assert_eq!(
-        p.snapshot(std::slice::from_ref(&kept.target))
-            .await
-            .unwrap(),
-        before
-    );
+    assert_eq!(apply_and_revert(&p, &kept).await, kept.diffs[0].after);
 
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&cfg)
@@ -801,21 +783,9 @@ async fn attaching_an_admin_equivalent_policy_is_critical() {
     assert_eq!(custom.min_risk, Some(Risk::Critical), "{}", custom.summary);
     let narrow = p.plan(&attach(&arn(&reader))).await.unwrap();
     assert_eq!(narrow.min_risk, None, "{}", narrow.summary);
-    let before = p
-        .snapshot(std::slice::from_ref(&narrow.target))
-        .await
-        .unwrap();
-    let applied = p.apply(&narrow).await.unwrap();
     assert_eq!(
-        applied.entries[0].1,
+        apply_and_revert(&p, &narrow).await,
         Some(json!({"attached": [arn(&reader)]}))
-    );
-    p.restore(&before, &applied).await.unwrap();
-    assert_eq!(
-        p.snapshot(std::slice::from_ref(&narrow.target))
-            .await
-            .unwrap(),
-        before
     );
 }
 
@@ -912,20 +882,76 @@ async fn changes_run_in_sessions_scoped_to_their_plan() {
         .plan(&req(Verb::Scale, "aws:autoscaling-group/us-east-1/web").param("desired", 2))
         .await
         .unwrap();
-    let before = p
-        .snapshot(std::slice::from_ref(&plan.target))
-        .await
-        .unwrap();
-    let applied = p.apply(&plan).await.unwrap();
     assert_eq!(
-        applied.entries[0].1,
+        apply_and_revert(&p, &plan).await,
         Some(json!({"desired": 2, "min": 1, "max": 10}))
     );
-    p.restore(&before, &applied).await.unwrap();
-    assert_eq!(
-        p.snapshot(std::slice::from_ref(&plan.target))
-            .await
-            .unwrap(),
-        before
+}
+
+/// The same class as the replay's stack, in another form: a `live` environment, an importer
+/// written in YAML with the short `!ImportValue`, a bucket (its objects are lost) and a table
+/// kept by `DeletionPolicy: Retain` (not lost).
+#[tokio::test]
+async fn another_stack_shape_gets_the_same_plan_facts() {
+    let m = Moto::start().await;
+    let cfg = sdk(&m).await;
+    let cfn = aws_sdk_cloudformation::Client::new(&cfg);
+    let template = json!({
+        "Resources": {
+            "Receipts": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "payments-receipts"}},
+            "Audit": {"Type": "AWS::DynamoDB::Table", "DeletionPolicy": "Retain",
+                      "Properties": {"TableName": "payments-audit", "BillingMode": "PAY_PER_REQUEST",
+                                     "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+                                     "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}]}}
+        },
+        "Outputs": {"Bucket": {"Value": {"Ref": "Receipts"}, "Export": {"Name": "Payments:ReceiptsBucket"}}}
+    });
+    cfn.create_stack()
+        .stack_name("PaymentsLive")
+        .template_body(template.to_string())
+        .tags(
+            aws_sdk_cloudformation::types::Tag::builder()
+                .key("ENV")
+                .value("Live")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let yaml = "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n    Properties:\n      DisplayName: !ImportValue Payments:ReceiptsBucket\n";
+    cfn.create_stack()
+        .stack_name("ledger-sync")
+        .template_body(yaml)
+        .send()
+        .await
+        .unwrap();
+
+    let p = provider(&m).await;
+    let plan = p
+        .plan(&req(Verb::Delete, "aws:stack/us-west-2/paymentslive"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(plan, ProviderError::NotFound(_)),
+        "another region holds no such stack: {plan}"
     );
+    let plan = p
+        .plan(&req(Verb::Delete, "aws:stack/us-east-1/paymentslive"))
+        .await
+        .unwrap();
+    assert_eq!(plan.resource.env, "prod", "`ENV=Live` is prod");
+    assert_eq!(plan.blast.dependent_names, vec!["ledger-sync".to_string()]);
+    assert_eq!(plan.loses.len(), 1, "{:?}", plan.loses);
+    assert!(plan.loses[0].contains("Receipts"), "{:?}", plan.loses);
+    let lost: Vec<String> = plan
+        .contained
+        .iter()
+        .filter(|c| c.loses_data)
+        .map(|c| c.addr.to_string())
+        .collect();
+    assert_eq!(
+        lost,
+        vec!["aws:bucket/us-east-1/payments-receipts".to_string()]
+    );
+    assert!(!plan.reversible && plan.destructive);
 }

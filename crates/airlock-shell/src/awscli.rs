@@ -392,6 +392,18 @@ mod tests {
                 json!({"attach_policy": "arn:aws:iam::aws:policy/AdministratorAccess"})
             ))
         );
+        // Another spelling of the same class: a profile, `--opt=value`, an output option
+        // after the operation, a mixed-case name.
+        assert_eq!(
+            req(
+                "aws --profile ops --region=ap-south-1 dynamodb delete-table --table-name=Orders --output json"
+            ),
+            Some((
+                Verb::Delete,
+                "aws:table/ap-south-1/orders".into(),
+                json!({})
+            ))
+        );
         assert_eq!(
             req("aws ec2 stop-instances --instance-ids i-0abc"),
             Some((
