@@ -45,6 +45,28 @@ if { ! command -v prometheus >/dev/null 2>&1 && [ -z "${AIRLOCK_PROMETHEUS:-}" ]
   command -v prometheus-alertmanager >/dev/null 2>&1 || { echo "error: prometheus-alertmanager did not install" >&2; exit 1; }
 fi
 
+# The PostgreSQL tests (the shared journal of several replicas) use a throwaway cluster
+# started here from Debian's binaries on a loopback port, in a temp dir, as user `postgres`,
+# and stopped when the tests end. The system cluster is never started.
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql \
+    || echo "warning: apt-get reported an error installing PostgreSQL"
+  if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+if [ -z "${AIRLOCK_TEST_POSTGRES:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/airlock-pg.XXXXXX)
+  chmod 755 "$pg_dir"
+  trap 'bash scripts/pg.sh stop "$pg_dir/cluster"; rm -rf "$pg_dir"' EXIT
+  AIRLOCK_TEST_POSTGRES=$(bash scripts/pg.sh start "$pg_dir/cluster")
+  export AIRLOCK_TEST_POSTGRES
+  echo "== PostgreSQL for the tests at $AIRLOCK_TEST_POSTGRES"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

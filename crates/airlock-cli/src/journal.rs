@@ -92,8 +92,8 @@ pub enum Format {
     Jsonl,
 }
 
-async fn open(store: &str) -> Result<SqliteJournal> {
-    SqliteJournal::open_read_only(store)
+async fn open(store: &str) -> Result<std::sync::Arc<dyn Journal>> {
+    airlock_store::open_read_only(store)
         .await
         .map_err(|e| match e {
             StoreError::NotFound(_) | StoreError::Invalid(_) => BadInput(e.to_string()).into(),
@@ -421,6 +421,15 @@ fn store_file(store: &str) -> &str {
 /// an interrupted backup never looks like a finished one.
 async fn backup(store: &str, file: &Path) -> Result<airlock_store::VerifyReport> {
     use sqlx::{ConnectOptions, Connection};
+    if airlock_store::is_shared(store) {
+        return Err(BadInput(
+            "a PostgreSQL journal is backed up with PostgreSQL's own tools (pg_dump, or a base \
+             backup with WAL archiving); see docs/operations.md. `journal export` writes a \
+             portable copy of its events from any backend"
+                .into(),
+        )
+        .into());
+    }
     // Opening it as the journal first gives the journal's own errors: no such file, not a
     // journal, an in-memory store.
     let source = open(store).await?;

@@ -4,7 +4,7 @@
 use crate::{BadInput, DEFAULT_STORE};
 use airlock_gate::PrincipalKind2;
 use airlock_server::{Config, RawConfig};
-use airlock_store::{Journal, SqliteJournal, StoreError};
+use airlock_store::{Journal, StoreError};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -422,7 +422,7 @@ pub async fn token(cmd: TokenCmd) -> Result<ExitCode> {
         TokenCmd::List { store, json } => {
             let store = store.location()?;
             // Read-only: it works beside a running server and never creates a store.
-            let journal = SqliteJournal::open_read_only(&store)
+            let journal = airlock_store::open_read_only(&store)
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound(_) | StoreError::Invalid(_) => {

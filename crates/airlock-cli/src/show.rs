@@ -3,7 +3,7 @@
 
 use crate::BadInput;
 use crate::serve::StoreArgs;
-use airlock_store::{SqliteJournal, StoreError};
+use airlock_store::StoreError;
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -43,7 +43,7 @@ pub async fn show(args: ShowArgs) -> Result<ExitCode> {
         }
         None => {
             let store = args.store.location()?;
-            let journal = SqliteJournal::open_read_only(&store)
+            let journal = airlock_store::open_read_only(&store)
                 .await
                 .map_err(|e| match e {
                     StoreError::NotFound(_) | StoreError::Invalid(_) => {
@@ -51,7 +51,7 @@ pub async fn show(args: ShowArgs) -> Result<ExitCode> {
                     }
                     other => anyhow::Error::new(other),
                 })?;
-            airlock_server::timeline::timeline(&journal, &args.change)
+            airlock_server::timeline::timeline(journal.as_ref(), &args.change)
                 .await?
                 .map(serde_json::to_value)
                 .transpose()?

@@ -214,7 +214,9 @@ async fn signed_checkpoints_expose_edits_rewrites_and_a_deleted_tail() {
         let j = airlock_store::SqliteJournal::open(rewritten.to_str().unwrap())
             .await
             .unwrap();
-        let rows = j.export_rows(0, 1000).await.unwrap();
+        let rows = airlock_store::Journal::export_rows(&j, 0, 1000)
+            .await
+            .unwrap();
         drop(j);
         let mut statements = Vec::new();
         let mut prev = airlock_core::event::GENESIS.to_string();

@@ -58,6 +58,19 @@ impl Journal for Notifying {
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.inner.verify().await
     }
+    async fn audit(
+        &self,
+        opts: airlock_store::AuditOptions,
+    ) -> Result<airlock_store::Audit, StoreError> {
+        self.inner.audit(opts).await
+    }
+    async fn export_rows(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<airlock_store::ExportLine>, StoreError> {
+        self.inner.export_rows(after_seq, limit).await
+    }
     async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
         let _order = self.order.lock().await;
         let e = self.inner.put_principal(rec, ev).await?;

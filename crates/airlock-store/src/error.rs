@@ -64,6 +64,14 @@ pub(crate) fn from_sqlx(doing: &str, err: sqlx::Error) -> StoreError {
                 _ => StoreError::Unavailable(format!("{doing}: {message}")),
             }
         }
+        other => from_sqlx_common(doing, other),
+    }
+}
+
+/// Maps the driver errors that are the same for every database.
+fn from_sqlx_common(doing: &str, err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(db) => StoreError::Unavailable(format!("{doing}: {}", db.message())),
         sqlx::Error::Io(e) => StoreError::Unavailable(format!("{doing}: {e}")),
         sqlx::Error::PoolTimedOut => {
             StoreError::Unavailable(format!("{doing}: timed out waiting for a connection"))
@@ -77,11 +85,48 @@ pub(crate) fn from_sqlx(doing: &str, err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Maps a migration error to a store error.
-pub(crate) fn from_migrate(doing: &str, err: sqlx::migrate::MigrateError) -> StoreError {
+/// Maps a PostgreSQL driver error to a store error by its SQLSTATE class; everything else
+/// as [`from_sqlx`] does.
+pub(crate) fn from_pg(doing: &str, err: sqlx::Error) -> StoreError {
+    let sqlx::Error::Database(db) = err else {
+        return from_sqlx_common(doing, err);
+    };
+    let message = db.message().to_string();
+    let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+    match code.get(..2).unwrap_or("") {
+        // Integrity constraint violation: someone else wrote first.
+        "23" => StoreError::Conflict(format!("{doing}: {message}")),
+        // Read-only transaction.
+        "25" => StoreError::Unavailable(format!(
+            "{doing}: {message} (the session is read-only, or the server is a standby)"
+        )),
+        "28" => StoreError::Unavailable(format!(
+            "{doing}: {message} (check the user and password in the store URL)"
+        )),
+        "3D" => StoreError::Unavailable(format!(
+            "{doing}: {message} (create the database first: createdb NAME)"
+        )),
+        "42" if code == "42501" => StoreError::Unavailable(format!(
+            "{doing}: {message} (grant the store's user rights on the airlock tables)"
+        )),
+        "53" => StoreError::Unavailable(format!(
+            "{doing}: {message} (the database is out of resources: disk, memory or connections)"
+        )),
+        "XX" => StoreError::Corrupt(format!("{doing}: {message}")),
+        _ => StoreError::Unavailable(format!("{doing}: {message} (SQLSTATE {code})")),
+    }
+}
+
+/// Maps a migration error to a store error; `driver` maps the database's own errors
+/// ([`from_sqlx`] or [`from_pg`]).
+pub(crate) fn from_migrate(
+    doing: &str,
+    err: sqlx::migrate::MigrateError,
+    driver: fn(&str, sqlx::Error) -> StoreError,
+) -> StoreError {
     use sqlx::migrate::MigrateError;
     match err {
-        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => from_sqlx(doing, e),
+        MigrateError::Execute(e) | MigrateError::ExecuteMigration(e, _) => driver(doing, e),
         MigrateError::VersionMissing(v) => StoreError::Unavailable(format!(
             "{doing}: it was written by a newer airlock (schema version {v}); upgrade airlock"
         )),

@@ -129,6 +129,33 @@ pub trait Journal: Send + Sync {
     /// Recomputes the whole chain and names the first broken link.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;
 
+    /// Verifies everything: the chain (each row hashed by its format's rule), every
+    /// `principals` and `changes` row against the digest its event recorded, and the
+    /// checkpoints (with `opts.keys`, their signatures; with `opts.external`, heads signed
+    /// elsewhere).
+    ///
+    /// The default refuses with [`StoreError::Unavailable`], so a wrapper that does not
+    /// forward it says so rather than answering a partial check.
+    async fn audit(&self, opts: AuditOptions) -> Result<Audit, StoreError> {
+        let _ = opts;
+        Err(StoreError::Unavailable(
+            "this journal cannot be audited".into(),
+        ))
+    }
+
+    /// Event rows exactly as stored, for `journal export`: those after `after_seq`, oldest
+    /// first, at most `limit`. The default refuses with [`StoreError::Unavailable`].
+    async fn export_rows(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<crate::ExportLine>, StoreError> {
+        let _ = (after_seq, limit);
+        Err(StoreError::Unavailable(
+            "this journal cannot be exported".into(),
+        ))
+    }
+
     /// Registers or re-keys a principal, together with its [`EventKind::Agent`] event, in one
     /// transaction.
     ///

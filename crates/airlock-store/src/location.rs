@@ -10,6 +10,8 @@ pub(crate) enum Location {
     SqliteFile(PathBuf),
     /// A private in-memory SQLite database (`sqlite::memory:`), gone when the store drops.
     SqliteMemory,
+    /// A PostgreSQL database, `postgres://USER:PASSWORD@HOST:PORT/DB?…` as libpq reads it.
+    Postgres(String),
 }
 
 impl Location {
@@ -23,6 +25,9 @@ impl Location {
             return Err(StoreError::Invalid(
                 "the store location is empty: use a path or sqlite://PATH".into(),
             ));
+        }
+        if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+            return Ok(Location::Postgres(trimmed.to_string()));
         }
         if trimmed == ":memory:" || trimmed == "sqlite::memory:" || trimmed == "sqlite://:memory:" {
             return Ok(Location::SqliteMemory);
@@ -52,7 +57,7 @@ impl Location {
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             if looks_like_scheme {
                 return Err(StoreError::Invalid(format!(
-                    "unsupported store URL `{}`: use a path or sqlite://PATH",
+                    "unsupported store URL `{}`: use a path, sqlite://PATH or postgres://…",
                     redact(trimmed)
                 )));
             }
@@ -62,7 +67,7 @@ impl Location {
 }
 
 /// Hides the credentials of a URL like `postgres://user:secret@host/db`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let (authority, path) = match rest.find('/') {
@@ -110,12 +115,21 @@ mod tests {
 
     #[test]
     fn other_schemes_are_refused_without_echoing_passwords() {
-        let err = Location::parse("postgres://airlock:hunter2@db:5432/airlock").unwrap_err();
+        let err = Location::parse("mysql://airlock:hunter2@db:3306/airlock").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, StoreError::Invalid(_)));
         assert_eq!(
             msg,
-            "unsupported store URL `postgres://***@db:5432/airlock`: use a path or sqlite://PATH"
+            "unsupported store URL `mysql://***@db:3306/airlock`: use a path, sqlite://PATH or \
+             postgres://…"
+        );
+        assert_eq!(
+            redact("postgres://airlock:hunter2@db:5432/airlock"),
+            "postgres://***@db:5432/airlock"
+        );
+        assert_eq!(
+            Location::parse("postgresql://db/airlock").unwrap(),
+            Location::Postgres("postgresql://db/airlock".into())
         );
     }
 

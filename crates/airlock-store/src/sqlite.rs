@@ -10,13 +10,18 @@
 //! succeeds as soon as the cause is gone.
 
 use crate::StoreError;
+use crate::audit::{
+    AuditSource, ChangeCheckRow, ChangeColumns, Pointed, PointedRow, PrincipalCheckRow,
+    PrincipalColumns, Table, change_columns, last_recording_sql, missing_rows_sql, pointed,
+    principal_columns,
+};
 use crate::checkpoint::Checkpoint;
 use crate::error::{from_migrate, from_sqlx};
 use crate::export::ExportLine;
+use crate::group::GroupCommit;
 use crate::journal::{
-    AgentRecord, Audit, AuditOptions, ChainCheck, ChangeRecord, EventQuery, Journal, Problem,
-    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
-    validate_principal,
+    AgentRecord, Audit, AuditOptions, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
+    change_digest, principal_digest, validate_batch, validate_change, validate_principal,
 };
 use crate::location::Location;
 use airlock_core::event::{Event, EventKind, FORMAT, GENESIS, NewEvent};
@@ -28,12 +33,9 @@ use sqlx::{QueryBuilder, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rows per batch when `verify` walks the chain.
-const VERIFY_BATCH: i64 = 1000;
 /// Connections for a file journal: WAL lets readers run beside the one writer.
 const MAX_CONNECTIONS: u32 = 4;
 
@@ -58,10 +60,6 @@ type EventRow = (
     Option<String>,
 );
 type PrincipalRow = (String, String, String, i64, bool, Option<String>);
-/// A `principals` row as `verify` reads it: every column, `revoked` as stored.
-type PrincipalCheckRow = (String, String, String, i64, i64, i64, Option<String>);
-/// A `changes` row as `verify` reads it: every column, `record` as stored text.
-type ChangeCheckRow = (String, String, String, String, String, i64, i64, i64);
 type ChangeRow = (String, String, String, String, String, i64, i64);
 
 /// The schema, embedded in the binary. File names follow sqlx-cli's `VERSION_DESCRIPTION.sql`.
@@ -105,11 +103,8 @@ pub struct SqliteJournal {
     /// Whether the events table has the format-2 columns (a journal opened read-only may
     /// predate them).
     format2: bool,
-    /// Serializes this process's writers so they queue here rather than on SQLite's lock.
-    write_lock: Mutex<()>,
-    /// Appends waiting for the next group commit: whoever holds the write lock next writes
-    /// every waiting append in one transaction (one fsync), then answers each.
-    pending: std::sync::Mutex<Vec<PendingAppend>>,
+    /// This process's write lock, and the appends waiting to be group-committed.
+    group: GroupCommit,
     /// The location as shown in messages.
     name: String,
     read_only: bool,
@@ -123,6 +118,7 @@ impl SqliteJournal {
     /// returns; the schema is migrated to the current version.
     pub async fn open(location: &str) -> Result<Self, StoreError> {
         let (pool, writer, name) = match Location::parse(location)? {
+            Location::Postgres(_) => return Err(not_sqlite()),
             Location::SqliteMemory => {
                 let pool = memory_pool().await?;
                 (pool.clone(), pool, ":memory:".to_string())
@@ -157,14 +153,13 @@ impl SqliteJournal {
         migrator()
             .run(&writer)
             .await
-            .map_err(|e| from_migrate(&format!("cannot prepare `{name}`"), e))?;
+            .map_err(|e| from_migrate(&format!("cannot prepare `{name}`"), e, from_sqlx))?;
         Ok(Self {
             pool,
             writer,
             reopenable,
             format2: true,
-            write_lock: Mutex::new(()),
-            pending: std::sync::Mutex::new(Vec::new()),
+            group: GroupCommit::default(),
             name,
             read_only: false,
         })
@@ -174,6 +169,7 @@ impl SqliteJournal {
     /// file does not exist or is not an airlock journal.
     pub async fn open_read_only(location: &str) -> Result<Self, StoreError> {
         let path = match Location::parse(location)? {
+            Location::Postgres(_) => return Err(not_sqlite()),
             Location::SqliteMemory => {
                 return Err(StoreError::Invalid(
                     "an in-memory journal starts empty, so there is nothing to open read-only"
@@ -219,8 +215,7 @@ impl SqliteJournal {
             pool,
             reopenable: false,
             format2,
-            write_lock: Mutex::new(()),
-            pending: std::sync::Mutex::new(Vec::new()),
+            group: GroupCommit::default(),
             name,
             read_only: true,
         })
@@ -262,7 +257,7 @@ impl SqliteJournal {
     {
         self.writable()?;
         let doing = self.doing(what);
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.group.lock().await;
         self.transaction(&doing, work).await
     }
 
@@ -329,7 +324,7 @@ impl SqliteJournal {
     /// (SQLite never sets it below the current size). For tests of running out of space.
     #[cfg(feature = "testing")]
     pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.group.lock().await;
         let (now,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "PRAGMA max_page_count = {pages}"
         )))
@@ -342,7 +337,7 @@ impl SqliteJournal {
     /// The database's size in pages as the writer connection sees it. For tests.
     #[cfg(feature = "testing")]
     pub async fn page_count(&self) -> Result<u64, StoreError> {
-        let _guard = self.write_lock.lock().await;
+        let _guard = self.group.lock().await;
         let (n,): (i64,) = sqlx::query_as("PRAGMA page_count")
             .fetch_one(&self.writer)
             .await
@@ -350,12 +345,6 @@ impl SqliteJournal {
         Ok(n as u64)
     }
 }
-
-/// Events to append together, and where to send the stored events.
-type PendingAppend = (
-    Vec<NewEvent>,
-    tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>,
-);
 
 impl SqliteJournal {
     /// Appends `evs` in order, contiguously and atomically, durable when it returns.
@@ -379,53 +368,24 @@ impl SqliteJournal {
                 })
                 .await;
         }
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.pending
-            .lock()
-            .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?
-            .push((evs, tx));
-        let guard = self.write_lock.lock().await;
-        if let Ok(done) = rx.try_recv() {
-            return done;
-        }
-        let batch: Vec<PendingAppend> = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?,
-        );
         let doing = self.doing("append to");
-        let all: Vec<Vec<NewEvent>> = batch.iter().map(|(evs, _)| evs.clone()).collect();
-        let result: Result<Vec<Vec<Event>>, StoreError> = self
-            .transaction(&doing, move |conn| {
-                Box::pin(async move {
-                    let mut out = Vec::with_capacity(all.len());
-                    for evs in all {
-                        let mut stored = Vec::with_capacity(evs.len());
-                        for ev in evs {
-                            stored.push(insert_event(conn, ev, None).await?);
+        self.group
+            .append(evs, |all| {
+                self.transaction(&doing, move |conn| {
+                    Box::pin(async move {
+                        let mut out = Vec::with_capacity(all.len());
+                        for evs in all {
+                            let mut stored = Vec::with_capacity(evs.len());
+                            for ev in evs {
+                                stored.push(insert_event(conn, ev, None).await?);
+                            }
+                            out.push(stored);
                         }
-                        out.push(stored);
-                    }
-                    Ok(out)
+                        Ok(out)
+                    })
                 })
             })
-            .await;
-        drop(guard);
-        match result {
-            Ok(all) => {
-                for ((_, reply), stored) in batch.into_iter().zip(all) {
-                    let _ = reply.send(Ok(stored));
-                }
-            }
-            Err(e) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
+            .await
     }
 }
 
@@ -456,6 +416,14 @@ async fn memory_pool() -> Result<SqlitePool, StoreError> {
         .connect_with(options)
         .await
         .map_err(|e| from_sqlx(doing, e))
+}
+
+fn not_sqlite() -> StoreError {
+    StoreError::Invalid(
+        "a postgres:// URL names a PostgreSQL journal, not a SQLite file: open it with \
+         `airlock_store::open`"
+            .into(),
+    )
 }
 
 async fn create_parent(path: &Path) -> Result<(), StoreError> {
@@ -626,250 +594,62 @@ fn change(row: ChangeRow) -> Result<ChangeRecord, StoreError> {
     })
 }
 
-/// Which table a row check is about.
-#[derive(Clone, Copy)]
-enum Table {
-    Principals,
-    Changes,
-}
-
-impl Table {
-    /// How a row is named in messages.
-    fn noun(self) -> &'static str {
-        match self {
-            Table::Principals => "principal",
-            Table::Changes => "change",
-        }
-    }
-}
-
-/// One `principals` or `changes` row, reduced to what its check needs.
-struct RowToCheck {
-    key: String,
-    event_seq: i64,
-    digest: String,
-}
-
-/// What the check of one row found.
-enum RowVerdict {
-    /// It matches the digest of the newest event that recorded it.
-    Proven,
-    /// Written before row digests: nothing to compare it with.
-    Unproven,
-    /// Why it cannot be trusted.
-    Broken(String),
-}
-
-/// The event a row points at, as the check sees it.
-type PointedRow = (String, Option<String>, Option<String>, i64, Option<String>);
-
-impl SqliteJournal {
-    /// Verifies everything: the chain (each row hashed by its format's rule, format 2 over
-    /// the exact stored bytes), every `principals` and `changes` row against the digest its
-    /// event recorded, and the checkpoints (with `opts.keys`, their signatures; with
-    /// `opts.external`, heads signed elsewhere).
-    pub async fn audit(&self, opts: AuditOptions) -> Result<Audit, StoreError> {
-        let doing = self.doing("verify");
-        let mut check = ChainCheck::new(opts);
-        loop {
-            let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {} FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
-                self.columns()
-            )))
-            .bind(check.last_seq())
-            .bind(VERIFY_BATCH)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(&doing, e))?;
-            let full = rows.len() as i64 == VERIFY_BATCH;
-            let mut stopped = false;
-            for row in rows {
-                if !check.push(stored(row)) {
-                    stopped = true;
-                    break;
-                }
-            }
-            if stopped || !full {
-                break;
-            }
-        }
-        let broken = check.is_broken();
-        let mut audit = check.finish();
-        // Rows are checked against a whole chain only: past a broken link nothing holds.
-        if !broken {
-            self.check_rows(&mut audit).await?;
-        }
-        Ok(audit)
+#[async_trait]
+impl AuditSource for SqliteJournal {
+    async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
+            self.columns()
+        )))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&self.doing("verify"), e))?;
+        Ok(rows.into_iter().map(stored).collect())
     }
 
-    /// Checks every `principals` and `changes` row: it must point at the last event that
-    /// recorded its key's row, and match the digest that event recorded. Rows recorded by
-    /// a format-1 event predate digests: they are counted as unproven. Every key the chain
-    /// recorded a row for must have its row.
-    async fn check_rows(&self, audit: &mut Audit) -> Result<(), StoreError> {
-        let doing = self.doing("verify the rows of");
-        let principals: Vec<PrincipalCheckRow> = sqlx::query_as(
+    async fn principal_rows(&self) -> Result<Vec<PrincipalColumns>, StoreError> {
+        let rows: Vec<PrincipalCheckRow> = sqlx::query_as(
             "SELECT name, kind, token_hash, created_at, revoked, event_seq, profile \
-                 FROM principals ORDER BY name",
+             FROM principals ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| from_sqlx(&doing, e))?;
-        let rows: Vec<RowToCheck> = principals
-            .into_iter()
-            .map(
-                |(name, kind, token_hash, created_at, revoked, event_seq, profile)| RowToCheck {
-                    digest: principal_digest(
-                        &name,
-                        &kind,
-                        &token_hash,
-                        created_at,
-                        revoked,
-                        profile.as_deref(),
-                    ),
-                    key: name,
-                    event_seq,
-                },
-            )
-            .collect();
-        self.check_table(Table::Principals, rows, audit).await?;
-        let mut after = String::new();
-        loop {
-            let changes: Vec<ChangeCheckRow> = sqlx::query_as(
-                "SELECT id, action_id, agent, status, record, created_at, updated_at, \
-                     event_seq FROM changes WHERE id > ? ORDER BY id LIMIT ?",
-            )
-            .bind(after.clone())
-            .bind(VERIFY_BATCH)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(&doing, e))?;
-            let full = changes.len() as i64 == VERIFY_BATCH;
-            if let Some(last) = changes.last() {
-                after = last.0.clone();
-            }
-            let rows = changes
-                .into_iter()
-                .map(
-                    |(id, action_id, agent, status, record, created_at, updated_at, event_seq)| {
-                        RowToCheck {
-                            digest: change_digest(
-                                &id, &action_id, &agent, &status, &record, created_at, updated_at,
-                            ),
-                            key: id,
-                            event_seq,
-                        }
-                    },
-                )
-                .collect();
-            self.check_table(Table::Changes, rows, audit).await?;
-            if !full {
-                break;
-            }
-        }
-        self.check_missing_rows(audit).await
+        .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))?;
+        Ok(rows.into_iter().map(principal_columns).collect())
     }
 
-    async fn check_table(
-        &self,
-        table: Table,
-        rows: Vec<RowToCheck>,
-        audit: &mut Audit,
-    ) -> Result<(), StoreError> {
-        let end = audit.chain.events as i64;
-        for row in rows {
-            audit.rows_checked += 1;
-            match self.check_row(table, &row, end).await? {
-                RowVerdict::Proven => {}
-                RowVerdict::Unproven => audit.rows_unproven += 1,
-                RowVerdict::Broken(reason) => audit.problems.push(Problem {
-                    seq: Some(row.event_seq),
-                    reason: format!("{} `{}`: {reason}", table.noun(), row.key),
-                }),
-            }
-        }
-        Ok(())
+    async fn change_rows(&self, after: &str, limit: i64) -> Result<Vec<ChangeColumns>, StoreError> {
+        let rows: Vec<ChangeCheckRow> = sqlx::query_as(
+            "SELECT id, action_id, agent, status, record, created_at, updated_at, event_seq \
+             FROM changes WHERE id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(after.to_string())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))?;
+        Ok(rows.into_iter().map(change_columns).collect())
     }
 
-    /// Checks one row against the event it points at and the newest event about its key.
-    async fn check_row(
-        &self,
-        table: Table,
-        row: &RowToCheck,
-        end: i64,
-    ) -> Result<RowVerdict, StoreError> {
-        let doing = self.doing("verify the rows of");
-        let seq = row.event_seq;
-        let pointed: Option<PointedRow> = if seq >= 1 && seq <= end {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT kind, agent, change_id, format, row_digest FROM ({}) WHERE seq = ?",
-                self.event_source()
-            )))
-            .bind(seq)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| from_sqlx(&doing, e))?
-        } else {
-            None
-        };
-        let Some((kind, agent, change_id, format, recorded)) = pointed else {
-            return Ok(RowVerdict::Broken(format!(
-                "the row points at event {seq}, which is not in the journal"
-            )));
-        };
-        let key = row.key.as_str();
-        let about = match table {
-            Table::Principals => kind == EventKind::Agent.as_str() && agent.as_deref() == Some(key),
-            Table::Changes => change_id.as_deref() == Some(key),
-        };
-        if !about {
-            return Ok(RowVerdict::Broken(format!(
-                "the row points at event {seq}, which is not about it"
-            )));
-        }
-        // The newest event that recorded this key's row.
-        let last = self.last_recording(table, key).await?;
-        Ok(match recorded {
-            Some(d) if d == row.digest => match last {
-                Some(l) if l == seq => RowVerdict::Proven,
-                _ => RowVerdict::Broken(format!(
-                    "the row is the state recorded at event {seq}, but event {} recorded a \
-                     newer one",
-                    last.unwrap_or(0)
-                )),
-            },
-            Some(_) => RowVerdict::Broken(format!(
-                "the row does not match the digest event {seq} recorded: it was edited \
-                 outside airlock"
-            )),
-            None if format >= FORMAT => RowVerdict::Broken(format!(
-                "the row points at event {seq}, which recorded no {}",
-                table.noun()
-            )),
-            None => match last {
-                Some(l) => RowVerdict::Broken(format!(
-                    "the row points at event {seq}, but event {l} recorded a newer state"
-                )),
-                None => RowVerdict::Unproven,
-            },
-        })
+    async fn pointed(&self, seq: i64) -> Result<Option<Pointed>, StoreError> {
+        let row: Option<PointedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT kind, agent, change_id, format, row_digest FROM ({}) WHERE seq = ?",
+            self.event_source()
+        )))
+        .bind(seq)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))?;
+        Ok(row.map(pointed))
     }
 
-    /// The seq of the newest event that recorded a row digest for `key` in `table`.
     async fn last_recording(&self, table: Table, key: &str) -> Result<Option<i64>, StoreError> {
         if !self.format2 {
             return Ok(None);
         }
-        let sql = match table {
-            Table::Principals => {
-                "SELECT MAX(seq) FROM events WHERE agent = ? AND kind = 'agent' \
-                 AND row_digest LIKE 'principal:%'"
-            }
-            Table::Changes => {
-                "SELECT MAX(seq) FROM events WHERE change_id = ? AND row_digest LIKE 'change:%'"
-            }
-        };
-        let (seq,): (Option<i64>,) = sqlx::query_as(sql)
+        let (seq,): (Option<i64>,) = sqlx::query_as(last_recording_sql(table))
             .bind(key.to_string())
             .fetch_one(&self.pool)
             .await
@@ -877,67 +657,21 @@ impl SqliteJournal {
         Ok(seq)
     }
 
-    /// Every key the chain recorded a row for must have its row.
-    async fn check_missing_rows(&self, audit: &mut Audit) -> Result<(), StoreError> {
+    async fn missing_rows(&self, table: Table) -> Result<Vec<(String, i64)>, StoreError> {
         if !self.format2 {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let doing = self.doing("verify the rows of");
-        for (table, sql) in [
-            (
-                Table::Principals,
-                "SELECT agent, MAX(seq) FROM events WHERE kind = 'agent' \
-                 AND row_digest LIKE 'principal:%' AND agent IS NOT NULL \
-                 AND agent NOT IN (SELECT name FROM principals) GROUP BY agent ORDER BY agent",
-            ),
-            (
-                Table::Changes,
-                "SELECT change_id, MAX(seq) FROM events WHERE row_digest LIKE 'change:%' \
-                 AND change_id IS NOT NULL AND change_id NOT IN (SELECT id FROM changes) \
-                 GROUP BY change_id ORDER BY change_id",
-            ),
-        ] {
-            let missing: Vec<(String, i64)> = sqlx::query_as(sql)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| from_sqlx(&doing, e))?;
-            for (key, seq) in missing {
-                audit.problems.push(Problem {
-                    seq: Some(seq),
-                    reason: format!(
-                        "{} `{key}` is recorded at event {seq} but its row is missing",
-                        table.noun()
-                    ),
-                });
-            }
-        }
-        Ok(())
+        sqlx::query_as(missing_rows_sql(table))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))
     }
+}
 
+impl SqliteJournal {
     /// The events table as rows of every column (format-1 journals read as such).
     fn event_source(&self) -> String {
         format!("SELECT {} FROM events", self.columns())
-    }
-
-    /// Event rows exactly as stored, for `journal export`: those after `after_seq`, oldest
-    /// first, at most `limit`.
-    pub async fn export_rows(
-        &self,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<ExportLine>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM events WHERE seq > ? ORDER BY seq ASC LIMIT ?",
-            self.columns()
-        )))
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| from_sqlx(&self.doing("export"), e))?;
-        rows.into_iter()
-            .map(|r| ExportLine::from_stored(stored(r)))
-            .collect()
     }
 }
 
@@ -1008,6 +742,18 @@ impl Journal for SqliteJournal {
 
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         Ok(self.audit(AuditOptions::default()).await?.into_report())
+    }
+
+    async fn audit(&self, opts: AuditOptions) -> Result<Audit, StoreError> {
+        crate::audit::audit(self, opts).await
+    }
+
+    async fn export_rows(&self, after_seq: i64, limit: u32) -> Result<Vec<ExportLine>, StoreError> {
+        self.events_after(after_seq, i64::from(limit))
+            .await?
+            .into_iter()
+            .map(ExportLine::from_stored)
+            .collect()
     }
 
     async fn put_principal(&self, rec: AgentRecord, mut ev: NewEvent) -> Result<Event, StoreError> {

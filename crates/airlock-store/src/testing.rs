@@ -945,3 +945,43 @@ pub async fn checkpoints_sign_the_head_they_follow(j: Arc<dyn Journal>) {
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.events, 3);
 }
+
+/// The environment variable that names the throwaway PostgreSQL server the tests use, as a
+/// URL of a database they may connect to (`scripts/test.sh` starts one with
+/// `scripts/pg.sh` and sets it).
+pub const POSTGRES_ENV: &str = "AIRLOCK_TEST_POSTGRES";
+
+/// Creates a new, empty database on the test server named by [`POSTGRES_ENV`] and returns
+/// its URL. Each call makes a database of its own, so tests never see each other's rows;
+/// the server is thrown away whole when the tests end.
+///
+/// Panics with instructions when the variable is not set: a PostgreSQL test never passes
+/// by skipping.
+pub async fn postgres_database() -> String {
+    use sqlx::Connection;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let admin = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_ENV} is not set: run the tests with scripts/test.sh, or start a \
+             throwaway server with `scripts/pg.sh start DIR` and export {POSTGRES_ENV}=<the \
+             URL it prints>"
+        )
+    });
+    let name = format!(
+        "airlock_t{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let _ = conn.close().await;
+    let (base, _) = admin
+        .split_once('?')
+        .map_or((admin.as_str(), ""), |(b, q)| (b, q));
+    let root = base.rsplit_once('/').map_or(base, |(root, _)| root);
+    format!("{root}/{name}")
+}
