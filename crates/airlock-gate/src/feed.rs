@@ -14,6 +14,22 @@ pub struct Notifying {
     /// Writes and their publication happen under this lock, so subscribers see events in
     /// sequence order (the store serializes writes anyway).
     order: tokio::sync::Mutex<()>,
+    /// The seqs of the first and the last event published here, set as each is published
+    /// (under this lock, so a subscription can learn where it starts).
+    published: std::sync::Mutex<Option<(i64, i64)>>,
+}
+
+/// Where a subscription starts in the journal, for a follower that must neither skip nor
+/// repeat an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedStart {
+    /// Events up to this seq were published before the subscription: it receives those
+    /// after it.
+    After(i64),
+    /// Nothing was published here before the subscription: everything this wrapper
+    /// publishes reaches it. What is in the journal before the first event published here
+    /// ([`Notifying::first_published`]) was stored before.
+    Beginning,
 }
 
 impl Notifying {
@@ -24,13 +40,48 @@ impl Notifying {
             inner,
             tx,
             order: tokio::sync::Mutex::new(()),
+            published: std::sync::Mutex::new(None),
         }
     }
     /// A receiver of every event stored from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
+    /// A receiver of every event stored from now on, and where it starts.
+    pub fn subscribe_at(&self) -> (broadcast::Receiver<Event>, FeedStart) {
+        let published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = self.tx.subscribe();
+        let start = published.map_or(FeedStart::Beginning, |(_, last)| FeedStart::After(last));
+        (rx, start)
+    }
+
+    /// The seq of the newest stored event (0 for an empty journal), read while no write is
+    /// between storing an event and publishing it: every event up to it stored here has been
+    /// published.
+    pub async fn published_head(&self) -> Result<i64, StoreError> {
+        let _order = self.order.lock().await;
+        let head = self
+            .inner
+            .read(EventQuery {
+                limit: Some(1),
+                descending: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(head.first().map_or(0, |e| e.seq))
+    }
+
+    /// The seq of the first event published here, if any was.
+    pub fn first_published(&self) -> Option<i64> {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(first, _)| first)
+    }
+
     fn publish(&self, ev: &Event) {
+        let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        *published = Some(published.map_or((ev.seq, ev.seq), |(first, _)| (first, ev.seq)));
         // No subscriber is fine.
         let _ = self.tx.send(ev.clone());
     }

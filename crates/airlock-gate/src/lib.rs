@@ -22,7 +22,7 @@ pub use engine::{
     PrincipalKind2, Profile, RanReport, issue_token, issue_token_with_profile, revoke_token,
     token_hash,
 };
-pub use feed::Notifying;
+pub use feed::{FeedStart, Notifying};
 pub use frontdoor::{ActionView, DoorConfig, FrontDoor, NoObserver, Observer};
 pub use reconcile::Reconciled;
 pub use redact::{Redactor, redact};

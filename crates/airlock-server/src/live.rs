@@ -625,7 +625,7 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         tasks.push(tokio::spawn(airlock_watch::alerts::run(
             alerter,
             state.gate.clone(),
-            state.journal.subscribe(),
+            state.journal.subscribe_at(),
             stop_rx.clone(),
         )));
     }

@@ -16,7 +16,7 @@
 
 use airlock_core::{Clock, Event, EventKind, NewEvent};
 use airlock_gate::Gate;
-use airlock_gate::Notifying;
+use airlock_gate::{FeedStart, Notifying};
 use airlock_store::{EventQuery, Journal, StoreError};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use serde::{Deserialize, Serialize};
@@ -597,16 +597,9 @@ impl Alerter {
             }
             after = Some(last.seq);
         }
-        let head = Journal::read(
-            self.journal.as_ref(),
-            EventQuery {
-                limit: Some(1),
-                descending: true,
-                ..Default::default()
-            },
-        )
-        .await?;
-        Ok((head.first().map_or(0, |e| e.seq), true))
+        // The head as published: an event stored but not yet published when the head is read
+        // would count as old here and be skipped when it arrives on the feed.
+        Ok((self.journal.published_head().await?, true))
     }
 
     fn senders(&self) -> Vec<Sender> {
@@ -1017,9 +1010,10 @@ impl Sender {
 pub async fn run(
     mut alerter: Alerter,
     gate: Arc<Gate>,
-    mut events: tokio::sync::broadcast::Receiver<Event>,
+    feed: (tokio::sync::broadcast::Receiver<Event>, FeedStart),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let (mut events, start) = feed;
     let senders: Vec<_> = alerter
         .senders()
         .into_iter()
@@ -1030,9 +1024,12 @@ pub async fn run(
             Ok((c, true)) => {
                 // Started at the head: what was published since subscribing is alerted on
                 // too, even where the head already counts it.
-                break match events.try_recv() {
-                    Ok(first) => c.min(first.seq - 1),
-                    Err(_) => c,
+                break match start {
+                    FeedStart::After(seq) => seq.min(c),
+                    FeedStart::Beginning => alerter
+                        .journal
+                        .first_published()
+                        .map_or(c, |first| c.min(first - 1)),
                 };
             }
             Ok((c, false)) => break c,

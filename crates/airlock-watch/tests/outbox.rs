@@ -148,7 +148,7 @@ impl Outbox {
         let task = tokio::spawn(run(
             alerter,
             self.gate.clone(),
-            self.journal.subscribe(),
+            self.journal.subscribe_at(),
             stopped,
         ));
         (stop, task)
