@@ -72,6 +72,35 @@ struct AgentState {
     breaker: Option<String>,
 }
 
+/// What a plan counts against the guards, as a verdict event records it, so another
+/// replica reading the journal counts it too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spend {
+    /// The service whose capacity budget it draws on.
+    pub service: String,
+    /// Whether it changes anything (counted by the rate limit).
+    pub mutation: bool,
+    /// Whether it is a coding agent's workspace edit (never counted).
+    pub workspace: bool,
+    /// Whether it counts against the destructive-action budget.
+    pub destructive: bool,
+    /// New capacity over old (1.0 when capacity does not change).
+    pub capacity_factor: f64,
+}
+
+impl Spend {
+    /// What `plan` counts against the guards.
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            service: plan.resource.service.clone(),
+            mutation: plan.verb.is_mutation(),
+            workspace: plan.resource.workspace,
+            destructive: plan.destructive,
+            capacity_factor: 1.0 + plan.blast.capacity_delta_pct / 100.0,
+        }
+    }
+}
+
 /// Guard state for every agent plus the global kill switch.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Guards {
@@ -163,7 +192,12 @@ impl Guards {
 
     /// Counts a submission against the rate limit. Call once per submission, before `check`.
     pub fn record_submission(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
-        if plan.verb.is_mutation() && !plan.resource.workspace {
+        self.record_submission_of(agent, &Spend::of(plan), now);
+    }
+
+    /// [`Guards::record_submission`] from what a plan spends (as journaled).
+    pub fn record_submission_of(&mut self, agent: &str, spend: &Spend, now: Timestamp) {
+        if spend.mutation && !spend.workspace {
             let a = self.agents.entry(agent.to_string()).or_default();
             prune(&mut a.mutations, now - 300_000);
             a.mutations.push_back(now);
@@ -288,35 +322,45 @@ impl Guards {
 
     /// Counts an applied plan against the agent's budgets.
     pub fn record_applied(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
-        if plan.resource.workspace {
+        self.record_applied_of(agent, &Spend::of(plan), now);
+    }
+
+    /// [`Guards::record_applied`] from what a plan spends (as journaled).
+    pub fn record_applied_of(&mut self, agent: &str, spend: &Spend, now: Timestamp) {
+        if spend.workspace {
             return;
         }
         let a = self.agents.entry(agent.to_string()).or_default();
-        if plan.destructive {
+        if spend.destructive {
             a.destructive.push_back(now);
         }
-        let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+        let factor = spend.capacity_factor;
         if (factor - 1.0).abs() > 1e-9 {
             a.capacity
-                .push_back((now, plan.resource.service.clone(), factor.max(0.0)));
+                .push_back((now, spend.service.clone(), factor.max(0.0)));
         }
     }
 
     /// Gives back what [`Guards::record_applied`] counted for `plan` at `at`, when the
     /// change it was spent on never landed (the journal or the provider failed).
     pub fn release_applied(&mut self, agent: &str, plan: &Plan, at: Timestamp) {
+        self.release_applied_of(agent, &Spend::of(plan), at);
+    }
+
+    /// [`Guards::release_applied`] from what a plan spends (as journaled).
+    pub fn release_applied_of(&mut self, agent: &str, spend: &Spend, at: Timestamp) {
         let Some(a) = self.agents.get_mut(agent) else {
             return;
         };
-        if plan.destructive
+        if spend.destructive
             && let Some(i) = a.destructive.iter().rposition(|t| *t == at)
         {
             a.destructive.remove(i);
         }
-        let factor = 1.0 + plan.blast.capacity_delta_pct / 100.0;
+        let factor = spend.capacity_factor;
         if (factor - 1.0).abs() > 1e-9
             && let Some(i) = a.capacity.iter().rposition(|(t, s, f)| {
-                *t == at && *s == plan.resource.service && (*f - factor.max(0.0)).abs() < 1e-12
+                *t == at && *s == spend.service && (*f - factor.max(0.0)).abs() < 1e-12
             })
         {
             a.capacity.remove(i);

@@ -26,7 +26,7 @@ pub use addr::{AddrError, ResourceAddr, addr_name};
 pub use clock::{Clock, ManualClock, Timestamp};
 pub use duration::Secs;
 pub use event::{Event, EventKind, NewEvent};
-pub use guard::{GuardConfig, Guards};
+pub use guard::{GuardConfig, Guards, Spend};
 pub use plan::{
     Applied, Blast, Contained, Diff, Plan, Predicted, ResourceAttrs, Restored, Snapshot,
 };

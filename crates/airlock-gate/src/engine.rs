@@ -403,6 +403,15 @@ pub struct Gate {
     pub(crate) polling: tokio::sync::Mutex<()>,
     ids: AtomicU64,
     id_prefix: String,
+    /// The journal other replicas write too, when the store is shared (see `sync`).
+    pub(crate) follower: std::sync::OnceLock<Arc<crate::feed::Notifying>>,
+    /// This process's turn at the shared decision lock.
+    pub(crate) exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// One sync at a time: a caller that finds one running waits until its events are
+    /// applied, holds read back included.
+    pub(crate) syncing: tokio::sync::Mutex<()>,
+    /// Budgets other replicas' verdicts spent, by action, until their change fails or ages out.
+    pub(crate) foreign_spends: Mutex<BTreeMap<String, crate::sync::ForeignSpend>>,
 }
 
 /// How a quarantine's breaker reason begins (an operator's freeze says `frozen by`).
@@ -459,6 +468,10 @@ impl Gate {
             config,
             ids: AtomicU64::new(1),
             id_prefix,
+            follower: std::sync::OnceLock::new(),
+            exclusive: Arc::new(tokio::sync::Mutex::new(())),
+            syncing: tokio::sync::Mutex::new(()),
+            foreign_spends: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -709,8 +722,23 @@ impl Gate {
         {
             return Ok(d);
         }
-        let decided = self.decide(id, agent, req, approval).await?;
-        Ok(self.commit(decided).await)
+        // A mutation is decided under the replicas' shared lock, after catching up with
+        // them, and journaled before the lock is let go.
+        let held = if req.verb.is_mutation() {
+            self.exclusive().await?
+        } else {
+            None
+        };
+        let decided = match self.decide(id, agent, req, approval).await {
+            Ok(d) => d,
+            Err(e) => {
+                if let Some(h) = held {
+                    h.release().await;
+                }
+                return Err(e);
+            }
+        };
+        Ok(self.commit(decided, held).await)
     }
 
     /// An agent asking again for an action an operator approved and the gate already
@@ -1007,7 +1035,10 @@ impl Gate {
             json!({"verdict": verdict.kind(), "reasons": verdict.reasons(), "details": details, "risk": risk,
                    "plan_hash": plan.hash, "approval_id": approval_id, "approved_by": approval.map(|a| a.1),
                    "permit": permit.as_ref().map(|p| &p.approval_id),
-                   "counter_offer": counter_offer, "retry_after_s": retry_after_s}),
+                   "counter_offer": counter_offer, "retry_after_s": retry_after_s,
+                   // What the guards counted, so every replica sharing the journal counts it.
+                   "spend": mutation.then(|| airlock_core::Spend::of(&plan)),
+                   "counted": permit.is_none(), "spent": spent_at.is_some()}),
         )
         .agent(agent)
         .action(id);
@@ -1042,7 +1073,7 @@ impl Gate {
 
     /// Steps 5 to 7: journal the verdict (durable before anything is applied; if the journal
     /// cannot be written the action is denied), then hold or apply.
-    async fn commit(&self, decided: Decided) -> Decision {
+    async fn commit(&self, decided: Decided, held: Option<crate::sync::Exclusive>) -> Decision {
         let Decided {
             mut decision,
             plan,
@@ -1052,7 +1083,11 @@ impl Gate {
             pending,
             spent_at,
         } = decided;
-        if let Err(e) = self.journal.append_all(events).await {
+        let stored = self.journal.append_all(events).await;
+        if let Some(h) = held {
+            h.release().await;
+        }
+        if let Err(e) = stored {
             self.give_back(&decision.agent, &plan, spent_at);
             return journal_down(decision, &e);
         }
@@ -1363,8 +1398,27 @@ impl Gate {
         let now = self.clock.now();
         // One resolution of this approval at a time (two operators answering at once).
         let _apr = self.slots.take(&approval_key(approval_id)).await;
+        // The approved action is a mutation of its target: it takes the target's slot, before
+        // the shared lock (a submission holding the slot may be waiting for that lock).
+        self.sync().await?;
+        let target = lock(&self.approvals)
+            .get(approval_id)
+            .map(|p| p.request.target.clone());
+        let _slot = match &target {
+            Some(t) => Some(self.slots.take(&resource_key(t)).await),
+            None => None,
+        };
+        // Across replicas too: the answer is journaled under the shared lock, after reading
+        // the other replicas' answers (and holds). Early refusals let it go as they return.
+        let held = self.exclusive().await?;
+        let release = |held: Option<crate::sync::Exclusive>| async move {
+            if let Some(h) = held {
+                h.release().await;
+            }
+        };
         let pending = lock(&self.approvals).get(approval_id).cloned();
         let Some(pending) = pending else {
+            release(held).await;
             return Err(self.answered(approval_id).await);
         };
         if pending.agent == approver.name {
@@ -1384,7 +1438,9 @@ impl Gate {
             .action(&pending.action_id)
         };
         if !approve {
-            self.journal.append(ev("denied")).await?;
+            let stored = self.journal.append(ev("denied")).await;
+            release(held).await;
+            stored?;
             lock(&self.approvals).remove(approval_id);
             return Ok(Decision {
                 id: pending.action_id.clone(),
@@ -1414,12 +1470,15 @@ impl Gate {
             approvers.push(approver.name.clone());
         }
         if (approvers.len() as u32) < needed {
-            self.journal
+            let stored = self
+                .journal
                 .append(ev(&format!(
                     "recorded: {} of {needed} approvals",
                     approvers.len()
                 )))
-                .await?;
+                .await;
+            release(held).await;
+            stored?;
             if let Some(p) = lock(&self.approvals).get_mut(approval_id) {
                 p.approvers = approvers;
             }
@@ -1442,22 +1501,20 @@ impl Gate {
                 retry_after_s: None,
             });
         }
-        // The approved action is a mutation of its target: it takes the target's slot.
-        let _slot = self
-            .slots
-            .take(&resource_key(&pending.request.target))
-            .await;
         let replanned = self.call(provider.plan(&pending.request)).await;
         let same = replanned
             .as_ref()
             .is_ok_and(|p| p.hash == pending.plan_hash);
         lock(&self.approvals).remove(approval_id);
         if !same {
-            self.journal
+            let stored = self
+                .journal
                 .append(ev(
                     "refused: the plan changed since it was held; planned again",
                 ))
-                .await?;
+                .await;
+            release(held).await;
+            stored?;
             let id = self.new_id("act");
             return self
                 .decide_and_run(&id, &pending.agent, pending.request.clone(), None)
@@ -1467,11 +1524,14 @@ impl Gate {
         if provider.hands_off() {
             // Only the agent can carry this out: the approval is a permit for its retry.
             let ttl = self.config.permit_ttl_s;
-            self.journal
+            let stored = self
+                .journal
                 .append(ev(&format!(
                     "approved: the agent's next identical request within {ttl} s is allowed once"
                 )))
-                .await?;
+                .await;
+            release(held).await;
+            stored?;
             lock(&self.permits).insert(
                 (pending.agent.clone(), pending.plan_hash.clone()),
                 Permit {
@@ -1502,7 +1562,9 @@ impl Gate {
                 retry_after_s: None,
             });
         }
-        self.journal.append(ev("approved")).await?;
+        let stored = self.journal.append(ev("approved")).await;
+        release(held).await;
+        stored?;
         let d = self
             .decide_and_run(
                 &pending.action_id,
@@ -1537,6 +1599,10 @@ impl Gate {
 
     /// Pending holds as operators see them, oldest first.
     pub async fn approvals(&self) -> Vec<ApprovalView> {
+        // A replica lists the holds the others made too, as of now.
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, "cannot read the other replicas' holds");
+        }
         let mut v: Vec<ApprovalView> = lock(&self.approvals)
             .values()
             .map(|p| ApprovalView {

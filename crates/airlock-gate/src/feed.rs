@@ -17,6 +17,11 @@ pub struct Notifying {
     /// The seqs of the first and the last event published here, set as each is published
     /// (under this lock, so a subscription can learn where it starts).
     published: std::sync::Mutex<Option<(i64, i64)>>,
+    /// Following a store other processes write too: the seqs this process stored and the
+    /// follower has not reached yet, so it publishes only the others' events.
+    own: std::sync::Mutex<Option<std::collections::BTreeSet<i64>>>,
+    /// How far the follower has read (`None` until following starts).
+    followed: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// Where a subscription starts in the journal, for a follower that must neither skip nor
@@ -41,6 +46,8 @@ impl Notifying {
             tx,
             order: tokio::sync::Mutex::new(()),
             published: std::sync::Mutex::new(None),
+            own: std::sync::Mutex::new(None),
+            followed: tokio::sync::Mutex::new(None),
         }
     }
     /// A receiver of every event stored from now on.
@@ -59,6 +66,74 @@ impl Notifying {
     /// between storing an event and publishing it: every event up to it stored here has been
     /// published.
     pub async fn published_head(&self) -> Result<i64, StoreError> {
+        self.published_head_locked().await
+    }
+
+    /// The seq of the first event published here, if any was.
+    pub fn first_published(&self) -> Option<i64> {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|(first, _)| first)
+    }
+
+    /// Starts following what other processes store in the same journal, from its head now:
+    /// each [`Notifying::catch_up`] then publishes their events to the subscribers here.
+    pub async fn start_following(&self) -> Result<(), StoreError> {
+        let mut followed = self.followed.lock().await;
+        let head = self.published_head_locked().await?;
+        *self.own.lock().unwrap_or_else(|e| e.into_inner()) = Some(Default::default());
+        *followed = Some(head);
+        Ok(())
+    }
+
+    /// Reads what other processes stored since the last call, publishes it to the
+    /// subscribers here and returns it, oldest first; nothing before following starts.
+    pub async fn catch_up(&self) -> Result<Vec<Event>, StoreError> {
+        const PAGE: u32 = 500;
+        let mut followed = self.followed.lock().await;
+        let Some(mut cursor) = *followed else {
+            return Ok(Vec::new());
+        };
+        // No write of this process is between storing and publishing while this reads, so
+        // each of its events is known as its own.
+        let _order = self.order.lock().await;
+        let mut foreign = Vec::new();
+        loop {
+            let page = self
+                .inner
+                .read(EventQuery {
+                    after_seq: Some(cursor),
+                    limit: Some(PAGE),
+                    ..Default::default()
+                })
+                .await?;
+            let full = page.len() == PAGE as usize;
+            {
+                let mut own = self.own.lock().unwrap_or_else(|e| e.into_inner());
+                for ev in page {
+                    cursor = ev.seq;
+                    let mine = own.as_mut().is_some_and(|o| o.remove(&ev.seq));
+                    if !mine {
+                        foreign.push(ev);
+                    }
+                }
+                if let Some(o) = own.as_mut() {
+                    o.retain(|s| *s > cursor);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        *followed = Some(cursor);
+        for ev in &foreign {
+            let _ = self.tx.send(ev.clone());
+        }
+        Ok(foreign)
+    }
+
+    async fn published_head_locked(&self) -> Result<i64, StoreError> {
         let _order = self.order.lock().await;
         let head = self
             .inner
@@ -71,15 +146,10 @@ impl Notifying {
         Ok(head.first().map_or(0, |e| e.seq))
     }
 
-    /// The seq of the first event published here, if any was.
-    pub fn first_published(&self) -> Option<i64> {
-        self.published
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .map(|(first, _)| first)
-    }
-
     fn publish(&self, ev: &Event) {
+        if let Some(own) = self.own.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            own.insert(ev.seq);
+        }
         let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
         *published = Some(published.map_or((ev.seq, ev.seq), |(first, _)| (first, ev.seq)));
         // No subscriber is fine.
@@ -105,6 +175,12 @@ impl Journal for Notifying {
     }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
+    }
+    async fn lock_shared(
+        &self,
+        key: &str,
+    ) -> Result<Option<Box<dyn airlock_store::SharedLock>>, StoreError> {
+        self.inner.lock_shared(key).await
     }
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.inner.verify().await

@@ -65,6 +65,17 @@ impl Gate {
     /// journaled copy had secrets taken out cannot be approved as it was asked: it is
     /// denied with that reason (the agent asks again) rather than approved with holes.
     pub async fn restore_holds(&self) -> Result<usize, GateError> {
+        // A replica leaves another replica's unreadable holds to it.
+        self.read_back_holds(!self.is_replica()).await
+    }
+
+    /// [`Gate::restore_holds`]; with `expire_unreadable` false (a replica reading another
+    /// replica's holds), a hold whose request cannot be read back whole is left to the
+    /// replica that holds it rather than expired.
+    pub(crate) async fn read_back_holds(
+        &self,
+        expire_unreadable: bool,
+    ) -> Result<usize, GateError> {
         let now = self.clock.now();
         let window = self
             .config
@@ -125,6 +136,9 @@ impl Gate {
             let plan: Option<PlanView> =
                 serde_json::from_value(req_ev.payload["plan"].clone()).ok();
             let (Some(request), Some(plan)) = (request, plan) else {
+                if !expire_unreadable {
+                    continue;
+                }
                 self.journal
                     .append(
                         NewEvent::new(

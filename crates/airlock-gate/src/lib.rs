@@ -13,6 +13,7 @@ mod holds;
 mod reconcile;
 mod redact;
 mod slots;
+mod sync;
 pub mod tracked;
 
 pub use bake::{BakeConfig, BakeOutcome};

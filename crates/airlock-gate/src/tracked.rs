@@ -76,6 +76,12 @@ impl Journal for Tracked {
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
     }
+    async fn lock_shared(
+        &self,
+        key: &str,
+    ) -> Result<Option<Box<dyn airlock_store::SharedLock>>, StoreError> {
+        self.inner.lock_shared(key).await
+    }
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.inner.verify().await
     }

@@ -414,6 +414,10 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
 }
 
 fn sim_state_path(store: &str) -> PathBuf {
+    // A shared store has no directory of its own: each replica keeps its world where it runs.
+    if airlock_store::is_shared(store) {
+        return PathBuf::from("sim-state.json");
+    }
     let path = store
         .strip_prefix("sqlite://")
         .or_else(|| store.strip_prefix("sqlite:"))
@@ -542,10 +546,19 @@ fn witness_append(path: &std::path::Path, e: &airlock_core::Event) -> Result<(),
         .map_err(|e| e.to_string())
 }
 
+/// How often a replica reads what the others journaled when it decides nothing itself.
+const REPLICA_SYNC: Duration = Duration::from_millis(200);
+
 /// Builds the state, restores operator controls and baking changes from the journal, and
 /// starts the background tasks.
 pub async fn start(config: &Config) -> Result<Started, ServeError> {
     let (state, handle) = build(config).await?;
+    // Replicas sharing a store follow what the others journal from here on; what came
+    // before is read back below like after a restart.
+    if airlock_store::is_shared(&config.store) {
+        state.gate.follow(state.journal.clone()).await?;
+        tracing::info!("following the shared store: this server is one of several replicas");
+    }
     // Holds an operator has not answered yet, from the journal: approvable after a restart.
     // (Older ones, past every hold timeout, are expired by `restore_controls`.)
     let holds = state.gate.restore_holds().await?;
@@ -572,6 +585,26 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    if state.gate.is_replica() {
+        // What the other replicas journal reaches this one's state and event streams within
+        // a sync period even when nothing is decided here.
+        let gate = state.gate.clone();
+        let mut stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(REPLICA_SYNC);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Err(e) = gate.sync().await {
+                            tracing::warn!(error = %e, "cannot read the other replicas' events");
+                        }
+                    }
+                    _ = stop.changed() => break,
+                }
+            }
+        }));
+    }
     if let (Some(handle), Some(sc)) = (handle, &config.sim) {
         let period = Duration::from_secs_f64(sc.tick_s as f64 / sc.time_factor);
         let mut stop = stop_rx.clone();

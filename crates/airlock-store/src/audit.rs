@@ -73,7 +73,12 @@ pub(crate) trait AuditSource: Send + Sync {
     /// The event at `seq`, if there is one.
     async fn pointed(&self, seq: i64) -> Result<Option<Pointed>, StoreError>;
     /// The seq of the newest event that recorded a row digest for `key` in `table`.
-    async fn last_recording(&self, table: Table, key: &str) -> Result<Option<i64>, StoreError>;
+    async fn last_recording(
+        &self,
+        table: Table,
+        key: &str,
+        end: i64,
+    ) -> Result<Option<i64>, StoreError>;
     /// Keys the chain recorded a row for whose row is missing, with the newest such event.
     async fn missing_rows(&self, table: Table) -> Result<Vec<(String, i64)>, StoreError>;
 }
@@ -122,6 +127,8 @@ enum RowVerdict {
     Unproven,
     /// Why it cannot be trusted.
     Broken(String),
+    /// Written after the chain was walked: not judged by this audit.
+    Later,
 }
 
 /// Checks every `principals` and `changes` row: it must point at the last event that
@@ -199,7 +206,7 @@ async fn check_table(
     for row in rows {
         audit.rows_checked += 1;
         match check_row(src, table, &row, end).await? {
-            RowVerdict::Proven => {}
+            RowVerdict::Proven | RowVerdict::Later => {}
             RowVerdict::Unproven => audit.rows_unproven += 1,
             RowVerdict::Broken(reason) => audit.problems.push(Problem {
                 seq: Some(row.event_seq),
@@ -218,11 +225,16 @@ async fn check_row(
     end: i64,
 ) -> Result<RowVerdict, StoreError> {
     let seq = row.event_seq;
-    let pointed = if seq >= 1 && seq <= end {
+    let pointed = if seq >= 1 {
         src.pointed(seq).await?
     } else {
         None
     };
+    if seq > end && pointed.is_some() {
+        // Written after the walk of the chain ended (a live journal): the next audit
+        // checks it.
+        return Ok(RowVerdict::Later);
+    }
     let Some(pointed) = pointed else {
         return Ok(RowVerdict::Broken(format!(
             "the row points at event {seq}, which is not in the journal"
@@ -240,8 +252,8 @@ async fn check_row(
             "the row points at event {seq}, which is not about it"
         )));
     }
-    // The newest event that recorded this key's row.
-    let last = src.last_recording(table, key).await?;
+    // The newest event up to the walk's end that recorded this key's row.
+    let last = src.last_recording(table, key, end).await?;
     Ok(match pointed.row_digest {
         Some(d) if d == row.digest => match last {
             Some(l) if l == seq => RowVerdict::Proven,
@@ -328,16 +340,16 @@ pub(crate) fn missing_rows_sql(table: Table) -> &'static str {
     }
 }
 
-/// The query for [`AuditSource::last_recording`], with `?` for the key (the PostgreSQL
-/// backend numbers it).
+/// The query for [`AuditSource::last_recording`]: `$1` the key, `$2` the walk's end.
 pub(crate) fn last_recording_sql(table: Table) -> &'static str {
     match table {
         Table::Principals => {
             "SELECT MAX(seq) FROM events WHERE agent = $1 AND kind = 'agent' \
-             AND row_digest LIKE 'principal:%'"
+             AND row_digest LIKE 'principal:%' AND seq <= $2"
         }
         Table::Changes => {
-            "SELECT MAX(seq) FROM events WHERE change_id = $1 AND row_digest LIKE 'change:%'"
+            "SELECT MAX(seq) FROM events WHERE change_id = $1 AND row_digest LIKE 'change:%' \
+             AND seq <= $2"
         }
     }
 }

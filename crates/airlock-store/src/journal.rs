@@ -102,6 +102,14 @@ pub struct ChangeRecord {
     pub updated_at: Timestamp,
 }
 
+/// A lock held across every process that shares the store (see [`Journal::lock_shared`]).
+#[async_trait]
+pub trait SharedLock: Send + Sync {
+    /// Releases the lock. A lock dropped without being released is released when the
+    /// connection that holds it is closed, which dropping it does.
+    async fn release(self: Box<Self>);
+}
+
 /// The append-only, hash-chained journal, and the state that must change together with it.
 ///
 /// Every mutation writes its row(s) and its event in one transaction, so the state never
@@ -122,6 +130,17 @@ pub trait Journal: Send + Sync {
     /// batch. There is deliberately no default built on `append`: appending one by one
     /// would leave half a batch behind on failure and let other writers in between.
     async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError>;
+
+    /// Takes the lock named `key` across every process sharing this store, waiting for it;
+    /// `None` when the store is not shared (an embedded file has one writer process, whose
+    /// own locks suffice).
+    ///
+    /// Replicas hold it while they read what the others recorded and decide on it, so two
+    /// decisions that must see each other (the last of a budget) never run at once.
+    async fn lock_shared(&self, key: &str) -> Result<Option<Box<dyn SharedLock>>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
 
     /// Reads events matching `q`, oldest first unless `q.descending`.
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError>;

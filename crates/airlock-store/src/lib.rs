@@ -27,7 +27,7 @@ pub use error::StoreError;
 pub use export::{ExportLine, audit_export, checkpoints_in_export, witness_line};
 pub use journal::{
     AgentRecord, Audit, AuditOptions, BrokenLink, ChangeRecord, EventQuery, Journal, Problem,
-    SignedHead, VerifyReport,
+    SharedLock, SignedHead, VerifyReport,
 };
 pub use pg::PgJournal;
 pub use sqlite::SqliteJournal;

@@ -42,6 +42,9 @@ const CHAIN_LOCK: i64 = 0x4149_524C_4F43_4B01;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per process.
 const MAX_CONNECTIONS: u32 = 8;
+/// Connections per process for shared locks; the gate takes each lock once per process
+/// (its waiters queue in the process), so a few suffice.
+const LOCK_CONNECTIONS: u32 = 4;
 
 const EVENT_COLUMNS: &str =
     "seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash, format, row_digest";
@@ -80,6 +83,8 @@ fn migrator() -> Migrator {
 #[derive(Debug)]
 pub struct PgJournal {
     pool: PgPool,
+    /// Connections that hold shared locks (each lock holds one while it is held).
+    locks: PgPool,
     /// This process's write lock, and the appends waiting to be group-committed.
     group: GroupCommit,
     /// The location as shown in messages, password hidden.
@@ -115,6 +120,10 @@ impl PgJournal {
             .connect_with(options)
             .await
             .map_err(|e| from_pg(&doing, e))?;
+        let locks = PgPoolOptions::new()
+            .max_connections(LOCK_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(pool.connect_options().as_ref().clone());
         if read_only {
             check_schema(&pool, &name).await?;
         } else {
@@ -125,6 +134,7 @@ impl PgJournal {
         }
         Ok(Self {
             pool,
+            locks,
             group: GroupCommit::default(),
             name,
             read_only,
@@ -456,9 +466,15 @@ impl AuditSource for PgJournal {
         Ok(row.map(pointed))
     }
 
-    async fn last_recording(&self, table: Table, key: &str) -> Result<Option<i64>, StoreError> {
+    async fn last_recording(
+        &self,
+        table: Table,
+        key: &str,
+        end: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let (seq,): (Option<i64>,) = sqlx::query_as(last_recording_sql(table))
             .bind(key.to_string())
+            .bind(end)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| from_pg(&self.doing("verify the rows of"), e))?;
@@ -473,8 +489,68 @@ impl AuditSource for PgJournal {
     }
 }
 
+/// A session advisory lock on a connection of its own.
+struct PgLock {
+    conn: Option<PoolConnection<Postgres>>,
+    key: i64,
+}
+
+#[async_trait]
+impl crate::SharedLock for PgLock {
+    async fn release(mut self: Box<Self>) {
+        if let Some(mut conn) = self.conn.take() {
+            let unlocked: Result<(bool,), _> = sqlx::query_as("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .fetch_one(&mut *conn)
+                .await;
+            if !matches!(unlocked, Ok((true,))) {
+                // Closing the session releases whatever it holds.
+                conn.close_on_drop();
+            }
+        }
+    }
+}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Not released (its holder was cancelled): close the session, which releases it.
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// The 64-bit advisory lock key of a lock name.
+fn lock_key(name: &str) -> i64 {
+    let hash = blake3::hash(format!("airlock-lock\0{name}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&hash.as_bytes()[..8]);
+    i64::from_le_bytes(bytes)
+}
+
 #[async_trait]
 impl Journal for PgJournal {
+    async fn lock_shared(
+        &self,
+        key: &str,
+    ) -> Result<Option<Box<dyn crate::SharedLock>>, StoreError> {
+        let doing = self.doing(&format!("take the lock `{key}` in"));
+        let mut conn = self.locks.acquire().await.map_err(|e| from_pg(&doing, e))?;
+        let key = lock_key(key);
+        if let Err(e) = sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+        {
+            conn.close_on_drop();
+            return Err(from_pg(&doing, e));
+        }
+        Ok(Some(Box::new(PgLock {
+            conn: Some(conn),
+            key,
+        })))
+    }
+
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
         self.append_group(vec![ev])
             .await?

@@ -645,12 +645,18 @@ impl AuditSource for SqliteJournal {
         Ok(row.map(pointed))
     }
 
-    async fn last_recording(&self, table: Table, key: &str) -> Result<Option<i64>, StoreError> {
+    async fn last_recording(
+        &self,
+        table: Table,
+        key: &str,
+        end: i64,
+    ) -> Result<Option<i64>, StoreError> {
         if !self.format2 {
             return Ok(None);
         }
         let (seq,): (Option<i64>,) = sqlx::query_as(last_recording_sql(table))
             .bind(key.to_string())
+            .bind(end)
             .fetch_one(&self.pool)
             .await
             .map_err(|e| from_sqlx(&self.doing("verify the rows of"), e))?;

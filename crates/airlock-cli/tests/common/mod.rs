@@ -100,6 +100,8 @@ pub struct Env {
     pub config: PathBuf,
     pub op: String,
     pub bot: String,
+    /// The store's location: a file in the directory, or a shared database.
+    pub store_url: String,
 }
 
 impl Env {
@@ -123,18 +125,49 @@ impl Env {
 
     async fn in_dir(dir: TempDir, text: &str) -> Self {
         let store = dir.path().join("store").join("airlock.db");
+        let store = store.display().to_string();
+        Self::in_dir_on(dir, text, &store, None).await
+    }
+
+    /// A fresh directory running `world` like [`Env::new`], on a store shared with other
+    /// directories (a replica's): `tokens` are the operator's and the bot's, issued by the
+    /// first directory on the store, else issued here.
+    pub async fn on_store(
+        world: &str,
+        window_s: u64,
+        store: &str,
+        tokens: Option<(&str, &str)>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("world.toml"), world).unwrap();
+        let config = format!(
+            "[server]\npoll_interval_ms = 200\n\n\
+             [bake]\nwindow_s = {window_s}\njudge_window_s = 2\nmin_requests = 10\n\n\
+             [sim]\nworld = 'world.toml'\ntime_factor = 20\ntick_s = 1\n"
+        );
+        Self::in_dir_on(dir, &config, store, tokens).await
+    }
+
+    async fn in_dir_on(
+        dir: TempDir,
+        text: &str,
+        store: &str,
+        tokens: Option<(&str, &str)>,
+    ) -> Self {
         let config = dir.path().join("airlock.toml");
-        std::fs::write(
-            &config,
-            format!("[store]\nurl = '{}'\n\n{text}", store.display()),
-        )
-        .unwrap();
+        std::fs::write(&config, format!("[store]\nurl = '{store}'\n\n{text}")).unwrap();
         let mut env = Self {
             dir,
             config,
             op: String::new(),
             bot: String::new(),
+            store_url: store.to_string(),
         };
+        if let Some((op, bot)) = tokens {
+            env.op = op.to_string();
+            env.bot = bot.to_string();
+            return env;
+        }
         let store = env.store();
         env.op = env
             .airlock(&["token", "create", "--operator", "op", "--store", &store])
@@ -154,12 +187,7 @@ impl Env {
     }
 
     pub fn store(&self) -> String {
-        self.dir
-            .path()
-            .join("store")
-            .join("airlock.db")
-            .display()
-            .to_string()
+        self.store_url.clone()
     }
 
     /// Runs `airlock ARGS` in the directory, off the async workers (it blocks until it exits).

@@ -1,0 +1,223 @@
+//! Several `airlock serve` replicas sharing one PostgreSQL journal (the throwaway server
+//! `scripts/test.sh` starts): a hold created on one is approved on another; the kill switch
+//! set on one stops mutations on another; a restart of every replica keeps pending approvals
+//! approvable; many agents submitting concurrently to random replicas never get more than
+//! their limits allow, counted in the journal, whose chain stays whole.
+#![cfg(test)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// `n` directories running [`WORLD`] on one fresh shared database, with the same tokens.
+async fn replicas(n: usize, window_s: u64) -> Vec<Env> {
+    let url = airlock_store::testing::postgres_database().await;
+    let first = Env::on_store(WORLD, window_s, &url, None).await;
+    let (op, bot) = (first.op.clone(), first.bot.clone());
+    let mut all = vec![first];
+    for _ in 1..n {
+        all.push(Env::on_store(WORLD, window_s, &url, Some((&op, &bot))).await);
+    }
+    all
+}
+
+fn reasons(v: &Value) -> Vec<String> {
+    v["reasons"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hold_from_one_replica_is_approved_on_another_and_the_kill_switch_reaches_all() {
+    let envs = replicas(3, 3).await;
+    let (a, b, c) = (&envs[0], &envs[1], &envs[2]);
+    let sa = a.serve(&[]).await;
+    let sb = b.serve(&[]).await;
+    let sc = c.serve(&[]).await;
+
+    // Held on A …
+    let (status, held) = sa
+        .post(
+            "/v1/actions",
+            &a.bot,
+            &action("delete", "scratch", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let approval = text(&held["approval_id"]).to_string();
+    let action_id = text(&held["id"]).to_string();
+    // … listed on B, approved on B, applied there once.
+    let pending = b.operator(&sb, &["approvals"]).await.code(0).json();
+    assert!(
+        pending["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["id"] == approval.as_str()),
+        "{pending}"
+    );
+    let approved = b
+        .operator(&sb, &["approve", &approval, "--reason", "from B"])
+        .await
+        .code(0)
+        .json();
+    assert_eq!(approved["verdict"], "allow", "{approved}");
+    assert_eq!(approved["id"], action_id.as_str(), "{approved}");
+    // Answered once, on every replica: C finds nothing pending.
+    let again = c
+        .operator(&sc, &["approve", &approval, "--reason", "from C"])
+        .await;
+    assert_ne!(again.code, Some(0), "{again}");
+
+    // The kill switch set on A stops a mutation submitted to C right after.
+    a.operator(&sa, &["killswitch", "on"]).await.code(0);
+    let (status, v) = sc.post("/v1/actions", &c.bot, &scale("web", 5)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["verdict"], "deny", "{v}");
+    assert!(reasons(&v).contains(&"killswitch".to_string()), "{v}");
+    a.operator(&sa, &["killswitch", "off"]).await.code(0);
+    let (_, v) = sc.post("/v1/actions", &c.bot, &scale("web", 5)).await;
+    assert_eq!(v["verdict"], "allow", "{v}");
+
+    // The delete approved on B spent the bot's budget of deletes on every replica.
+    let (_, v) = sc
+        .post(
+            "/v1/actions",
+            &c.bot,
+            &action("delete", "scratch", json!({})),
+        )
+        .await;
+    assert_eq!(v["verdict"], "deny", "{v}");
+    assert!(
+        reasons(&v).contains(&"blast-budget-destructive".to_string()),
+        "{v}"
+    );
+
+    // A hold made on C (by another agent), then every replica restarts: it is still
+    // approvable, on A.
+    let bot2 = a
+        .airlock(&["token", "create", "--agent", "bot2", "--store", &a.store()])
+        .await
+        .code(0)
+        .stdout
+        .trim()
+        .to_string();
+    let (status, held) = sc
+        .post(
+            "/v1/actions",
+            &bot2,
+            &action("delete", "scratch", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202, "{held}");
+    let approval = text(&held["approval_id"]).to_string();
+    let mut servers = vec![sa, sb, sc];
+    for s in &mut servers {
+        assert_eq!(s.stop().await, Some(0), "{}", s.log());
+    }
+    drop(servers);
+    let sa = a.serve(&[]).await;
+    let _sb = b.serve(&[]).await;
+    let approved = a
+        .operator(&sa, &["approve", &approval, "--reason", "after restarts"])
+        .await
+        .code(0)
+        .json();
+    assert_eq!(approved["verdict"], "allow", "{approved}");
+
+    // One chain, no forks or gaps.
+    a.airlock(&["journal", "verify", "--store", &a.store()])
+        .await
+        .code(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_agents_on_random_replicas_never_exceed_their_rate_limit() {
+    const AGENTS: usize = 100;
+    const EACH: usize = 13;
+    let envs = replicas(3, 3).await;
+    let servers = vec![
+        envs[0].serve(&[]).await,
+        envs[1].serve(&[]).await,
+        envs[2].serve(&[]).await,
+    ];
+    let mut tokens = Vec::new();
+    for i in 0..AGENTS {
+        let name = format!("agent-{i:03}");
+        let token = envs[0]
+            .airlock(&[
+                "token",
+                "create",
+                "--agent",
+                &name,
+                "--store",
+                &envs[0].store(),
+            ])
+            .await
+            .code(0)
+            .stdout
+            .trim()
+            .to_string();
+        tokens.push((name, token));
+    }
+    let servers = std::sync::Arc::new(servers);
+    let mut tasks = Vec::new();
+    for (i, (_, token)) in tokens.iter().enumerate() {
+        for k in 0..EACH {
+            let servers = servers.clone();
+            let token = token.clone();
+            // A fixed spread over the replicas, different for each agent.
+            let r = (i * 7 + k * 5) % servers.len();
+            tasks.push(tokio::spawn(async move {
+                let replicas = 2 + (k % 5) as u32;
+                servers[r]
+                    .post("/v1/actions", &token, &scale("api", replicas))
+                    .await
+            }));
+        }
+    }
+    let mut answered = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert!(status == 200 || status == 202, "{status} {v}");
+        answered += 1;
+    }
+    assert_eq!(answered, AGENTS * EACH);
+    // Counted in the journal: per agent, the mutations the rate limit let through.
+    let journal = envs[1].journal().await;
+    let mut passed: BTreeMap<String, usize> = BTreeMap::new();
+    let mut limited: BTreeMap<String, usize> = BTreeMap::new();
+    for ev in &journal {
+        if ev["kind"] != "verdict" {
+            continue;
+        }
+        let Some(agent) = ev["agent"].as_str() else {
+            continue;
+        };
+        if !agent.starts_with("agent-") {
+            continue;
+        }
+        if reasons(&ev["payload"]).iter().any(|r| r == "rate-limit") {
+            *limited.entry(agent.to_string()).or_default() += 1;
+        } else {
+            *passed.entry(agent.to_string()).or_default() += 1;
+        }
+    }
+    for (name, _) in &tokens {
+        // 12 a minute (the default), 13 asked within the minute: exactly one refused.
+        assert_eq!(passed.get(name), Some(&12), "{name}: {passed:?}");
+        assert_eq!(limited.get(name), Some(&1), "{name}: {limited:?}");
+    }
+    envs[2]
+        .airlock(&["journal", "verify", "--store", &envs[2].store()])
+        .await
+        .code(0);
+}

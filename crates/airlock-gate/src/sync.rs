@@ -1,0 +1,176 @@
+//! Replicas: several gates sharing one store. Each keeps its state in memory for speed and
+//! follows what the others journal ([`Gate::sync`]): the kill switch, breakers and freezes,
+//! what each verdict spent of the guards, holds and their answers. A decision that must see
+//! every other one (the last of a budget, a switch just turned on) runs under the store's
+//! shared lock after catching up ([`Gate::exclusive`]), so it is exact across replicas.
+//! With an embedded store there is one process, and none of this runs.
+
+use crate::engine::{Gate, GateError, lock};
+use crate::feed::Notifying;
+use airlock_core::{Event, EventKind, Spend};
+use airlock_store::SharedLock;
+use std::sync::Arc;
+
+/// The shared lock every decision and approval answer runs under.
+const DECIDE_LOCK: &str = "gate:decide";
+
+/// A decision's hold on the shared lock: this process's turn, then the store's lock.
+pub(crate) struct Exclusive {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    remote: Option<Box<dyn SharedLock>>,
+}
+
+impl Exclusive {
+    /// Lets the next decision in, here and on the other replicas.
+    pub(crate) async fn release(mut self) {
+        if let Some(remote) = self.remote.take() {
+            remote.release().await;
+        }
+    }
+}
+
+/// What a foreign verdict spent, kept until its change lands or fails.
+#[derive(Debug, Clone)]
+pub(crate) struct ForeignSpend {
+    agent: String,
+    spend: Spend,
+    at: i64,
+}
+
+impl Gate {
+    /// Follows `feed`, a journal that other replicas write too: from now on
+    /// [`Gate::sync`] reads their events, and decisions run under the shared lock.
+    pub async fn follow(&self, feed: Arc<Notifying>) -> Result<(), GateError> {
+        feed.start_following().await?;
+        let _ = self.follower.set(feed);
+        Ok(())
+    }
+
+    /// Whether this gate shares its store with other replicas.
+    pub fn is_replica(&self) -> bool {
+        self.follower.get().is_some()
+    }
+
+    /// Reads what the other replicas journaled since the last call and brings this gate's
+    /// state up to it; returns how many of their events it read. Nothing to do for a gate
+    /// that follows no shared store.
+    pub async fn sync(&self) -> Result<usize, GateError> {
+        let Some(feed) = self.follower.get() else {
+            return Ok(0);
+        };
+        let _one = self.syncing.lock().await;
+        let events = feed.catch_up().await?;
+        let mut holds_changed = false;
+        for ev in &events {
+            holds_changed |= self.apply_foreign(ev);
+        }
+        if holds_changed {
+            self.read_back_holds(false).await?;
+        }
+        Ok(events.len())
+    }
+
+    /// Takes the shared lock (when replicas share the store) and catches up with the
+    /// others, so what is decided next sees everything decided before it anywhere.
+    pub(crate) async fn exclusive(&self) -> Result<Option<Exclusive>, GateError> {
+        if !self.is_replica() {
+            return Ok(None);
+        }
+        let local = self.exclusive.clone().lock_owned().await;
+        let remote = self.journal.lock_shared(DECIDE_LOCK).await?;
+        let held = Exclusive {
+            _local: local,
+            remote,
+        };
+        if let Err(e) = self.sync().await {
+            held.release().await;
+            return Err(e);
+        }
+        Ok(Some(held))
+    }
+
+    /// Applies one event another replica journaled; returns whether holds may have
+    /// changed (a new one to read back).
+    fn apply_foreign(&self, ev: &Event) -> bool {
+        let p = &ev.payload;
+        let agent = ev.agent.as_deref();
+        match ev.kind {
+            EventKind::Killswitch => {
+                let on = p["on"].as_bool().unwrap_or(false);
+                lock(&self.guards).set_killswitch(on);
+            }
+            EventKind::Breaker => {
+                if let Some(agent) = agent {
+                    let mut guards = lock(&self.guards);
+                    if p["state"] == "open" {
+                        let why = p["reason"].as_str().unwrap_or("breaker");
+                        guards.open_breaker(agent, why);
+                    } else {
+                        guards.reset_breaker(agent);
+                    }
+                }
+            }
+            EventKind::Verdict => {
+                if let (Some(agent), Ok(spend)) =
+                    (agent, serde_json::from_value::<Spend>(p["spend"].clone()))
+                {
+                    let mut guards = lock(&self.guards);
+                    if p["counted"].as_bool().unwrap_or(false) {
+                        guards.record_submission_of(agent, &spend, ev.ts);
+                    }
+                    if p["spent"].as_bool().unwrap_or(false) {
+                        guards.record_applied_of(agent, &spend, ev.ts);
+                        if let Some(action) = &ev.action_id {
+                            let mut spends = lock(&self.foreign_spends);
+                            let window = i64::try_from(guards.config_of(agent).budget_window_s)
+                                .unwrap_or(i64::MAX / 2000)
+                                * 1000;
+                            spends.retain(|_, s| s.at >= ev.ts - window);
+                            spends.insert(
+                                action.clone(),
+                                ForeignSpend {
+                                    agent: agent.to_string(),
+                                    spend,
+                                    at: ev.ts,
+                                },
+                            );
+                        }
+                    }
+                }
+                return p["verdict"] == "hold";
+            }
+            EventKind::ApplyFailed => {
+                let spent = ev
+                    .action_id
+                    .as_ref()
+                    .and_then(|a| lock(&self.foreign_spends).remove(a));
+                if let Some(s) = spent {
+                    lock(&self.guards).release_applied_of(&s.agent, &s.spend, s.at);
+                }
+            }
+            EventKind::Reverted => {
+                if let Some(agent) = agent {
+                    lock(&self.guards).record_revert(agent, ev.ts);
+                }
+            }
+            EventKind::Approval => {
+                let Some(id) = p["approval_id"].as_str() else {
+                    return false;
+                };
+                let outcome = p["outcome"].as_str().unwrap_or_default();
+                let mut approvals = lock(&self.approvals);
+                if outcome.starts_with("recorded:") {
+                    if let (Some(pending), Some(by)) = (approvals.get_mut(id), p["by"].as_str())
+                        && !pending.approvers.iter().any(|a| a == by)
+                    {
+                        pending.approvers.push(by.to_string());
+                    }
+                } else {
+                    approvals.remove(id);
+                }
+            }
+            _ => {}
+        }
+        false
+    }
+}
