@@ -602,6 +602,12 @@ pub fn summarize(kind: EventKind, p: &Value) -> String {
         EventKind::ApplyFailed => with(format!("apply failed at {}", s("stage")), s("error")),
         EventKind::Unjudged => with("bake ended unjudged".to_string(), s("reason")),
         EventKind::Reverting => with("reverting".to_string(), s("reason")),
+        EventKind::Takeover => format!(
+            "taken over by replica {} from replica {} ({})",
+            s("owner"),
+            s("from"),
+            s("reason")
+        ),
         EventKind::Checkpoint => format!(
             "checkpoint signed at seq {}",
             p.get("head_seq").and_then(Value::as_i64).unwrap_or(0)

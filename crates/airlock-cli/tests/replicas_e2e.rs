@@ -221,3 +221,105 @@ async fn concurrent_agents_on_random_replicas_never_exceed_their_rate_limit() {
         .await
         .code(0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bake_of_a_killed_replica_is_taken_over_and_resolved_exactly_once() {
+    // Bakes of 6 s: long enough to kill the replica in the middle of one.
+    let envs = replicas(2, 6).await;
+    let (a, b) = (&envs[0], &envs[1]);
+    let mut sa = a.serve(&[]).await;
+    let sb = b.serve(&[]).await;
+    let applied = sa.applied(&a.bot, &scale("web", 5)).await;
+    let change = text(&applied["change_id"]).to_string();
+    let action_id = text(&applied["id"]).to_string();
+    sa.kill();
+    // B takes it over and judges it to the end.
+    let done = sb
+        .wait_for(
+            &b.bot,
+            &action_id,
+            &["settled", "unjudged", "reverted"],
+            300,
+        )
+        .await;
+    assert_eq!(done["change_id"], change.as_str(), "{done}");
+    let journal = b.journal().await;
+    let about: Vec<&Value> = journal
+        .iter()
+        .filter(|e| e["change_id"] == change.as_str())
+        .collect();
+    let count = |kind: &str| about.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(count("applied"), 1, "{about:#?}");
+    assert_eq!(count("takeover"), 1, "{about:#?}");
+    assert_eq!(
+        count("settled") + count("unjudged") + count("reverted"),
+        1,
+        "resolved exactly once: {about:#?}"
+    );
+    let takeover = about.iter().find(|e| e["kind"] == "takeover").unwrap();
+    assert_ne!(takeover["payload"]["owner"], takeover["payload"]["from"]);
+    b.airlock(&["journal", "verify", "--store", &b.store()])
+        .await
+        .code(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_cut_short_by_a_dead_replica_is_settled_once_by_another() {
+    let envs = replicas(2, 3).await;
+    let (a, b) = (&envs[0], &envs[1]);
+    // A dies right after the provider applied, before the outcome is journaled.
+    let sa = a
+        .serve_with_env(&[], &[("AIRLOCK_FAILPOINTS", "gate.after_apply=1@crash")])
+        .await;
+    let sb = b.serve(&[]).await;
+    let url = format!("{}/v1/actions", sa.url);
+    let token = a.bot.clone();
+    // The answer never comes: the replica is gone.
+    let lost = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .json(&scale("web", 5))
+        .send()
+        .await;
+    assert!(lost.is_err(), "the replica answered: {lost:?}");
+    let mut intent = None;
+    for _ in 0..100 {
+        let journal = b.journal().await;
+        intent = journal
+            .iter()
+            .find(|e| e["kind"] == "applying")
+            .and_then(|e| e["change_id"].as_str().map(String::from));
+        if intent.is_some() {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let change = intent.expect("the intent was journaled before the crash");
+    // B takes the unfinished apply over and records its outcome, once.
+    let mut about = Vec::new();
+    for _ in 0..150 {
+        let journal = b.journal().await;
+        about = journal
+            .into_iter()
+            .filter(|e| e["change_id"] == change.as_str())
+            .collect::<Vec<Value>>();
+        if about
+            .iter()
+            .any(|e| e["kind"] == "applied" || e["kind"] == "apply_failed")
+        {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    let count = |kind: &str| about.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!(count("takeover"), 1, "{about:#?}\n{}", sb.log());
+    assert_eq!(count("applying"), 1, "applied once: {about:#?}");
+    assert_eq!(
+        count("applied") + count("apply_failed"),
+        1,
+        "one outcome: {about:#?}"
+    );
+    b.airlock(&["journal", "verify", "--store", &b.store()])
+        .await
+        .code(0);
+}

@@ -64,6 +64,9 @@ pub enum EventKind {
     Ran,
     /// The journal's head, signed with the operator's key (a signed checkpoint).
     Checkpoint,
+    /// A replica took over a change whose replica stopped (its bake, or its unfinished
+    /// apply): from here on it judges, settles or reverts the change.
+    Takeover,
 }
 
 impl EventKind {
@@ -90,6 +93,7 @@ impl EventKind {
             EventKind::Suspects => "suspects",
             EventKind::Ran => "ran",
             EventKind::Checkpoint => "checkpoint",
+            EventKind::Takeover => "takeover",
         }
     }
     /// Parses a stored name.

@@ -1319,7 +1319,8 @@ impl Gate {
             .await?;
         let mut resumed = 0;
         for rec in records {
-            if lock(&self.bakes).contains_key(&rec.id) {
+            // Another live replica's bake is its own to judge (see `adopt`).
+            if lock(&self.bakes).contains_key(&rec.id) || !self.owns(&rec) {
                 continue;
             }
             let mut bake = match Bake::from_record(&rec, BTreeMap::new()) {

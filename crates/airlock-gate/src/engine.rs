@@ -367,7 +367,7 @@ fn approval_key(id: &str) -> String {
 pub struct Gate {
     pub(crate) journal: Arc<dyn Journal>,
     /// The same journal, with its write failures remembered (for readiness).
-    tracked: Arc<crate::tracked::Tracked>,
+    pub(crate) tracked: Arc<crate::tracked::Tracked>,
     pub(crate) providers: BTreeMap<String, Arc<dyn Provider>>,
     pub(crate) signals: Arc<dyn SignalSource>,
     pub(crate) policy: Arc<PolicyEngine>,
@@ -407,6 +407,9 @@ pub struct Gate {
     pub(crate) follower: std::sync::OnceLock<Arc<crate::feed::Notifying>>,
     /// This process's turn at the shared decision lock.
     pub(crate) exclusive: Arc<tokio::sync::Mutex<()>>,
+    /// This replica's name and the lease that shows it is alive (held as long as the
+    /// process runs; released by the database when it dies).
+    pub(crate) lease: std::sync::Mutex<Option<(String, Box<dyn airlock_store::SharedLock>)>>,
     /// One sync at a time: a caller that finds one running waits until its events are
     /// applied, holds read back included.
     pub(crate) syncing: tokio::sync::Mutex<()>,
@@ -471,6 +474,7 @@ impl Gate {
             follower: std::sync::OnceLock::new(),
             exclusive: Arc::new(tokio::sync::Mutex::new(())),
             syncing: tokio::sync::Mutex::new(()),
+            lease: std::sync::Mutex::new(None),
             foreign_spends: Mutex::new(BTreeMap::new()),
         }
     }

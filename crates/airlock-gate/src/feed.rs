@@ -182,6 +182,9 @@ impl Journal for Notifying {
     ) -> Result<Option<Box<dyn airlock_store::SharedLock>>, StoreError> {
         self.inner.lock_shared(key).await
     }
+    async fn lock_is_held(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        self.inner.lock_is_held(key).await
+    }
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.inner.verify().await
     }

@@ -67,6 +67,10 @@ impl Gate {
         );
         let mut out = Vec::new();
         for candidate in open {
+            // Another live replica's intent is its own to finish (see `adopt`).
+            if !self.owns(&candidate) {
+                continue;
+            }
             // Claim it; one that is in flight here belongs to its apply or revert.
             {
                 let mut in_flight = lock(&self.in_flight);

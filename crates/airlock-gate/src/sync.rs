@@ -7,12 +7,18 @@
 
 use crate::engine::{Gate, GateError, lock};
 use crate::feed::Notifying;
-use airlock_core::{Event, EventKind, Spend};
-use airlock_store::SharedLock;
+use airlock_core::{ChangeStatus, Event, EventKind, NewEvent, Spend};
+use airlock_store::{ChangeRecord, SharedLock};
+use serde_json::json;
 use std::sync::Arc;
 
 /// The shared lock every decision and approval answer runs under.
 const DECIDE_LOCK: &str = "gate:decide";
+
+/// The shared lock that is a replica's lease: held while it lives.
+fn lease_key(name: &str) -> String {
+    format!("gate:replica:{name}")
+}
 
 /// A decision's hold on the shared lock: this process's turn, then the store's lock.
 pub(crate) struct Exclusive {
@@ -40,10 +46,123 @@ pub(crate) struct ForeignSpend {
 impl Gate {
     /// Follows `feed`, a journal that other replicas write too: from now on
     /// [`Gate::sync`] reads their events, and decisions run under the shared lock.
+    ///
+    /// The replica takes a name and a lease on it (a shared lock held while the process
+    /// lives): every change it applies is stamped with its name, and another replica takes
+    /// a change over only once that lease is gone ([`Gate::adopt`]).
     pub async fn follow(&self, feed: Arc<Notifying>) -> Result<(), GateError> {
         feed.start_following().await?;
+        let name = format!("rep_{}", self.new_id("r"));
+        if let Some(lease) = self.journal.lock_shared(&lease_key(&name)).await? {
+            *lock(&self.lease) = Some((name.clone(), lease));
+            self.tracked.set_owner(&name);
+            tracing::info!(replica = %name, "holding this replica's lease");
+        }
         let _ = self.follower.set(feed);
         Ok(())
+    }
+
+    /// This replica's name, when it follows a shared store.
+    pub fn replica_name(&self) -> Option<String> {
+        lock(&self.lease).as_ref().map(|(n, _)| n.clone())
+    }
+
+    /// Whether `rec` is this process's to judge: always without replicas; with them, when
+    /// it carries this replica's name or none.
+    pub(crate) fn owns(&self, rec: &ChangeRecord) -> bool {
+        match (self.replica_name(), rec.record["owner"].as_str()) {
+            (Some(me), Some(owner)) => owner == me,
+            _ => true,
+        }
+    }
+
+    /// Takes over the changes of replicas that stopped: each baking change or unfinished
+    /// apply or revert whose replica's lease is gone is stamped with this replica's name
+    /// under the shared lock (so exactly one replica takes it, journaled as `takeover`),
+    /// then resumed here like after a restart: its bake goes on, its intent is reconciled.
+    /// Returns how many it took.
+    pub async fn adopt(&self) -> Result<usize, GateError> {
+        let Some(me) = self.replica_name() else {
+            return Ok(0);
+        };
+        let mut orphans = Vec::new();
+        let mut alive: std::collections::BTreeMap<String, bool> = Default::default();
+        for status in [
+            ChangeStatus::Baking,
+            ChangeStatus::Applying,
+            ChangeStatus::Reverting,
+        ] {
+            for rec in self.journal.changes_with_status(status).await? {
+                let Some(owner) = rec.record["owner"].as_str().map(str::to_string) else {
+                    continue;
+                };
+                if owner == me {
+                    continue;
+                }
+                let live = match alive.get(&owner) {
+                    Some(l) => *l,
+                    None => {
+                        let l = self
+                            .journal
+                            .lock_is_held(&lease_key(&owner))
+                            .await?
+                            .unwrap_or(true);
+                        alive.insert(owner.clone(), l);
+                        l
+                    }
+                };
+                if !live {
+                    orphans.push((rec.id, owner));
+                }
+            }
+        }
+        if orphans.is_empty() {
+            return Ok(0);
+        }
+        let mut taken = 0;
+        for (id, from) in orphans {
+            let Some(held) = self.exclusive().await? else {
+                return Ok(taken);
+            };
+            // Read again under the lock: another replica may have taken it meanwhile.
+            let current = self.journal.change(&id).await;
+            let result = match current {
+                Ok(Some(rec))
+                    if rec.record["owner"].as_str() == Some(from.as_str())
+                        && matches!(
+                            rec.status,
+                            ChangeStatus::Baking | ChangeStatus::Applying | ChangeStatus::Reverting
+                        ) =>
+                {
+                    let now = self.clock.now();
+                    let ev = NewEvent::new(
+                        now,
+                        EventKind::Takeover,
+                        json!({"owner": me, "from": from, "status": rec.status.as_str(),
+                               "reason": format!("replica {from} stopped: its lease is gone")}),
+                    )
+                    .agent(&rec.agent)
+                    .action(&rec.action_id)
+                    .change(&rec.id);
+                    let mut next = rec;
+                    next.updated_at = now;
+                    self.journal.put_change(next, ev).await.map(|_| true)
+                }
+                Ok(_) => Ok(false),
+                Err(e) => Err(e),
+            };
+            held.release().await;
+            if result? {
+                tracing::warn!(change = %id, from = %from, "took over a change of a replica that stopped");
+                taken += 1;
+            }
+        }
+        if taken > 0 {
+            self.intents_to_check
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.resume().await?;
+        }
+        Ok(taken)
     }
 
     /// Whether this gate shares its store with other replicas.

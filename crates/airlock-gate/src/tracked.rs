@@ -15,6 +15,8 @@ pub struct Tracked {
     /// The last write error, until a write succeeds.
     failing: Mutex<Option<String>>,
     failures: AtomicU64,
+    /// The replica whose changes these are: stamped on every change record written here.
+    owner: std::sync::OnceLock<String>,
 }
 
 impl Tracked {
@@ -24,6 +26,7 @@ impl Tracked {
             inner,
             failing: Mutex::new(None),
             failures: AtomicU64::new(0),
+            owner: std::sync::OnceLock::new(),
         }
     }
 
@@ -33,6 +36,12 @@ impl Tracked {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    /// Stamps `owner` on every change record written from now on: the replica that
+    /// judges the change (see `Gate::follow`).
+    pub fn set_owner(&self, owner: &str) {
+        let _ = self.owner.set(owner.to_string());
     }
 
     /// Writes that failed since start.
@@ -82,6 +91,9 @@ impl Journal for Tracked {
     ) -> Result<Option<Box<dyn airlock_store::SharedLock>>, StoreError> {
         self.inner.lock_shared(key).await
     }
+    async fn lock_is_held(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        self.inner.lock_is_held(key).await
+    }
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.inner.verify().await
     }
@@ -114,7 +126,10 @@ impl Journal for Tracked {
     async fn principals(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.inner.principals().await
     }
-    async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+    async fn put_change(&self, mut rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
+        if let (Some(owner), Some(record)) = (self.owner.get(), rec.record.as_object_mut()) {
+            record.insert("owner".into(), owner.clone().into());
+        }
         let r = self.inner.put_change(rec, ev).await;
         self.note("change", r)
     }

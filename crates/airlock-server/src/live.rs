@@ -548,6 +548,8 @@ fn witness_append(path: &std::path::Path, e: &airlock_core::Event) -> Result<(),
 
 /// How often a replica reads what the others journaled when it decides nothing itself.
 const REPLICA_SYNC: Duration = Duration::from_millis(200);
+/// Every how many syncs a replica looks for changes of replicas that stopped.
+const ADOPT_EVERY: u64 = 5;
 
 /// Builds the state, restores operator controls and baking changes from the journal, and
 /// starts the background tasks.
@@ -593,11 +595,19 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
         tasks.push(tokio::spawn(async move {
             let mut every = tokio::time::interval(REPLICA_SYNC);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut ticks: u64 = 0;
             loop {
                 tokio::select! {
                     _ = every.tick() => {
                         if let Err(e) = gate.sync().await {
                             tracing::warn!(error = %e, "cannot read the other replicas' events");
+                        }
+                        // The changes of replicas that stopped, taken over within a second.
+                        ticks += 1;
+                        if ticks.is_multiple_of(ADOPT_EVERY)
+                            && let Err(e) = gate.adopt().await
+                        {
+                            tracing::warn!(error = %e, "cannot take over the changes of stopped replicas");
                         }
                     }
                     _ = stop.changed() => break,

@@ -142,6 +142,13 @@ pub trait Journal: Send + Sync {
         Ok(None)
     }
 
+    /// Whether some process holds the shared lock named `key` right now (without taking
+    /// it); `None` when the store is not shared.
+    async fn lock_is_held(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+
     /// Reads events matching `q`, oldest first unless `q.descending`.
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError>;
 

@@ -530,6 +530,27 @@ fn lock_key(name: &str) -> i64 {
 
 #[async_trait]
 impl Journal for PgJournal {
+    async fn lock_is_held(&self, key: &str) -> Result<Option<bool>, StoreError> {
+        let doing = self.doing(&format!("look at the lock `{key}` in"));
+        let mut conn = self.locks.acquire().await.map_err(|e| from_pg(&doing, e))?;
+        let key = lock_key(key);
+        let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| from_pg(&doing, e))?;
+        if got {
+            let unlocked: Result<(bool,), _> = sqlx::query_as("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await;
+            if !matches!(unlocked, Ok((true,))) {
+                conn.close_on_drop();
+            }
+        }
+        Ok(Some(!got))
+    }
+
     async fn lock_shared(
         &self,
         key: &str,
