@@ -6,6 +6,7 @@
 //! (arguments, files that do not parse or validate).
 
 mod bench;
+mod bench_replicas;
 mod demo;
 mod hook;
 mod journal;
@@ -214,6 +215,9 @@ enum BenchCmd {
     /// The latency a gated, journaled, proxied MCP `tools/call` adds over calling the
     /// upstream directly (p50, p99 and their ratios, measured in one run).
     Mcp(bench::McpBenchArgs),
+    /// Decisions per second and p50/p99 for 1, 2, 3 … replicas sharing a PostgreSQL journal
+    /// vs one server on SQLite, in one run on this machine.
+    Replicas(bench_replicas::ReplicasBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -362,6 +366,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
+        Command::Bench(BenchCmd::Replicas(args)) => bench_replicas::replicas(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Openapi => {
             print!("{}", airlock_server::openapi::json()?);

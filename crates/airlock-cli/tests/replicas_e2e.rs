@@ -323,3 +323,74 @@ async fn an_apply_cut_short_by_a_dead_replica_is_settled_once_by_another() {
         .await
         .code(0);
 }
+
+/// The `id`s of the SSE events `url` sends within `for_ms`, resuming after `last`.
+async fn sse_ids(url: String, token: String, last: i64, for_ms: u64) -> Vec<i64> {
+    let mut resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let mut text = String::new();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_millis(for_ms);
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(until, resp.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text.lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|id| id.trim().parse().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_replica_streams_every_event_in_order_and_resumes_any_stream() {
+    let envs = replicas(2, 3).await;
+    let (a, b) = (&envs[0], &envs[1]);
+    let sa = a.serve(&[]).await;
+    let sb = b.serve(&[]).await;
+    // B streams from the start while A and B both journal.
+    let stream = tokio::spawn(sse_ids(
+        format!("{}/v1/events", sb.url),
+        b.op.clone(),
+        0,
+        6000,
+    ));
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Reads on both at once (not serialized across replicas: B stores its own while A's
+    // are still on their way to it), and mutations.
+    let bodies: Vec<Value> = (0..30u32)
+        .map(|i| {
+            if i % 5 == 0 {
+                scale("api", 2 + i % 3)
+            } else {
+                action("read", "web", json!({}))
+            }
+        })
+        .collect();
+    let mut load = Vec::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let server = if i % 2 == 0 { &sa } else { &sb };
+        load.push(server.post("/v1/actions", &a.bot, body));
+    }
+    for (status, v) in futures_util::future::join_all(load).await {
+        assert!(status == 200 || status == 202, "{v}");
+    }
+    let seen = stream.await.unwrap();
+    let journal = b.journal().await;
+    let head = journal.last().unwrap()["seq"].as_i64().unwrap();
+    // Every event, each once, in order: A's as well as B's.
+    let want: Vec<i64> = (1..=seen.last().copied().unwrap_or(0)).collect();
+    assert_eq!(seen, want, "B's stream");
+    assert!(
+        seen.len() as i64 >= head - 2,
+        "B's stream stopped at {:?} of {head}",
+        seen.last()
+    );
+    // A stream resumed on the other replica picks up right after where B's left off.
+    let resumed = sse_ids(format!("{}/v1/events", sa.url), a.op.clone(), 5, 1500).await;
+    assert_eq!(resumed.first(), Some(&6), "{resumed:?}");
+    assert!(resumed.windows(2).all(|w| w[1] == w[0] + 1), "{resumed:?}");
+}

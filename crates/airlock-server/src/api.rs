@@ -1562,17 +1562,46 @@ async fn events(
             }
         }
     }
-    let mut sent = backlog.last().map(|e| e.seq).or(last).unwrap_or(0);
-    let live = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |r| {
-        let out = match r {
-            Ok(e) if e.seq > sent => {
-                sent = e.seq;
-                Some(Ok(sse_event(&e)))
+    let sent = backlog.last().map(|e| e.seq).or(last).unwrap_or(0);
+    // In seq order and without gaps: an event that arrives ahead of ones not seen yet (stored
+    // by another replica or process and published later, or pushed out of a lagging feed)
+    // is preceded by those, read from the journal.
+    let sent = std::sync::Arc::new(tokio::sync::Mutex::new(sent));
+    let journal = s.journal.clone();
+    let live = tokio_stream::wrappers::BroadcastStream::new(rx)
+        .then(move |r| {
+            let (sent, journal) = (sent.clone(), journal.clone());
+            async move {
+                let Ok(e) = r else { return Vec::new() };
+                let mut sent = sent.lock().await;
+                if e.seq <= *sent {
+                    return Vec::new();
+                }
+                let mut out = Vec::new();
+                let mut after = *sent;
+                while after + 1 < e.seq {
+                    let page = journal
+                        .read(EventQuery {
+                            after_seq: Some(after),
+                            limit: Some(1000),
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_default();
+                    let Some(tail) = page.last().map(|t| t.seq) else {
+                        break;
+                    };
+                    out.extend(page.into_iter().filter(|g| g.seq < e.seq));
+                    after = tail;
+                }
+                out.push(e);
+                *sent = out.last().map_or(*sent, |l| l.seq);
+                out.into_iter()
+                    .map(|e| Ok::<_, Infallible>(sse_event(&e)))
+                    .collect()
             }
-            _ => None,
-        };
-        async move { out }
-    });
+        })
+        .flat_map(stream::iter);
     let head = stream::iter(backlog.into_iter().map(|e| Ok(sse_event(&e))));
     Ok(Sse::new(head.chain(live).take_until({
         let mut down = s.shutdown.clone();

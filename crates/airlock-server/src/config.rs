@@ -193,7 +193,8 @@ impl Default for RawServer {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawStore {
-    /// A path or `sqlite://PATH`.
+    /// A path or `sqlite://PATH` (one server), or `postgres://USER:PASSWORD@HOST:PORT/DB`
+    /// (several replicas sharing one database; see docs/operations.md).
     pub url: String,
 }
 
