@@ -225,12 +225,51 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn direction(plan: &Plan) -> i8 {
-    match plan.verb {
-        Verb::Restart => -1,
-        _ if plan.blast.capacity_delta_pct > 0.0 => 1,
-        _ if plan.blast.capacity_delta_pct < 0.0 || plan.destructive => -1,
-        _ => 0,
+/// What the behaviour model reads of a plan, as a verdict journals it, so a restarted
+/// server or another replica scores the agent on the same history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// The target's address.
+    pub target: String,
+    /// The plan's hash (an identical retry is not new behaviour).
+    pub hash: String,
+    /// Whether it changes anything at all.
+    pub mutation: bool,
+    /// Whether it would change nothing.
+    pub noop: bool,
+    /// A coding agent's workspace edit (never scored).
+    pub workspace: bool,
+    /// A restart (always a step down).
+    pub restart: bool,
+    pub destructive: bool,
+    pub capacity_delta_pct: f64,
+}
+
+impl Sample {
+    pub fn of(plan: &Plan) -> Self {
+        Self {
+            target: plan.target.to_string(),
+            hash: plan.hash.clone(),
+            mutation: plan.verb.is_mutation(),
+            noop: plan.is_noop(),
+            workspace: plan.resource.workspace,
+            restart: plan.verb == Verb::Restart,
+            destructive: plan.destructive,
+            capacity_delta_pct: plan.blast.capacity_delta_pct,
+        }
+    }
+
+    /// Up (+1), down (−1) or neither (0).
+    fn direction(&self) -> i8 {
+        if self.restart {
+            -1
+        } else if self.capacity_delta_pct > 0.0 {
+            1
+        } else if self.capacity_delta_pct < 0.0 || self.destructive {
+            -1
+        } else {
+            0
+        }
     }
 }
 
@@ -270,18 +309,20 @@ impl Behaviour {
     /// within the window. A retry is one attempt, not new evidence: a loop that asks again
     /// every minute for what was denied is counted once.
     pub fn record(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> bool {
-        if !self.config_of(agent).enabled
-            || !plan.verb.is_mutation()
-            || plan.is_noop()
-            || plan.resource.workspace
-        {
+        self.record_sample(agent, &Sample::of(plan), now)
+    }
+
+    /// [`Behaviour::record`] from what a verdict journaled of the plan (another replica's,
+    /// or one read back after a restart).
+    pub fn record_sample(&mut self, agent: &str, plan: &Sample, now: Timestamp) -> bool {
+        if !self.config_of(agent).enabled || !plan.mutation || plan.noop || plan.workspace {
             return false;
         }
         self.roll(agent, now);
         let window = self.config.window_s as i64 * 1000;
         let within = self.config_of(agent).reversal_window_s as i64 * 1000;
         let t = self.agents.entry(agent.to_string()).or_default();
-        let resource = plan.target.to_string();
+        let resource = plan.target.clone();
         let retry = t
             .last_plan
             .get(&resource)
@@ -291,11 +332,11 @@ impl Behaviour {
         if retry {
             return true;
         }
-        let dir = direction(plan);
+        let dir = plan.direction();
         t.born.get_or_insert(now);
         let reversal = dir != 0
             && t.last_direction.get(&resource).is_some_and(|(last, at)| {
-                *last != 0 && now - at <= within && (*last != dir || plan.verb == Verb::Restart)
+                *last != 0 && now - at <= within && (*last != dir || plan.restart)
             });
         if dir != 0 {
             t.last_direction.insert(resource.clone(), (dir, now));
@@ -304,7 +345,7 @@ impl Behaviour {
             t: now,
             resource,
             destructive: plan.destructive,
-            capacity_removed: (-plan.blast.capacity_delta_pct).max(0.0),
+            capacity_removed: (-plan.capacity_delta_pct).max(0.0),
             reversal,
         });
         false

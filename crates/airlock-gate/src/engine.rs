@@ -1042,7 +1042,11 @@ impl Gate {
                    "counter_offer": counter_offer, "retry_after_s": retry_after_s,
                    // What the guards counted, so every replica sharing the journal counts it.
                    "spend": mutation.then(|| airlock_core::Spend::of(&plan)),
-                   "counted": permit.is_none(), "spent": spent_at.is_some()}),
+                   "counted": permit.is_none(), "spent": spent_at.is_some(),
+                   // What the anomaly model scored, so it scores the same after a restart
+                   // and on every replica.
+                   "behaviour": (mutation && permit.is_none()).then(|| crate::behaviour::Sample::of(&plan)),
+                   "blocked": mutation && !retry && permit.is_none() && !matches!(verdict, Verdict::Allow)}),
         )
         .agent(agent)
         .action(id);

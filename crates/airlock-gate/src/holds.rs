@@ -28,7 +28,7 @@ fn redacted(v: &Value) -> bool {
 
 impl Gate {
     /// Every event of `kind` newer than `since` (ms), newest first.
-    async fn recent(
+    pub(crate) async fn recent(
         &self,
         kind: EventKind,
         since: i64,

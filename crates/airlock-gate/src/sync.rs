@@ -208,9 +208,57 @@ impl Gate {
         Ok(Some(held))
     }
 
+    /// Reads back the anomaly model's history from the journal (after a restart): every
+    /// mutation it scored, every block, revert and release within its history, in order.
+    /// Returns how many events it replayed.
+    pub async fn restore_behaviour(&self) -> Result<usize, GateError> {
+        let cfg = lock(&self.behaviour).config().clone();
+        if !cfg.enabled {
+            return Ok(0);
+        }
+        let horizon = (cfg.history_s + cfg.window_s) as i64 * 1000;
+        let since = self.clock.now() - horizon;
+        let mut events = Vec::new();
+        for kind in [EventKind::Verdict, EventKind::Reverted, EventKind::Breaker] {
+            events.extend(self.recent(kind, since).await?);
+        }
+        events.sort_by_key(|e| e.seq);
+        for ev in &events {
+            self.apply_behaviour(ev);
+        }
+        Ok(events.len())
+    }
+
+    /// What an event tells the anomaly model: a scored mutation and whether it was
+    /// blocked (`verdict`), a revert, an operator's release (a breaker reset).
+    fn apply_behaviour(&self, ev: &Event) {
+        let Some(agent) = ev.agent.as_deref() else {
+            return;
+        };
+        let p = &ev.payload;
+        let mut behaviour = lock(&self.behaviour);
+        match ev.kind {
+            EventKind::Verdict => {
+                if let Ok(sample) =
+                    serde_json::from_value::<crate::behaviour::Sample>(p["behaviour"].clone())
+                {
+                    behaviour.record_sample(agent, &sample, ev.ts);
+                    behaviour.score(agent, ev.ts);
+                }
+                if p["blocked"].as_bool().unwrap_or(false) {
+                    behaviour.blocked(agent, ev.ts);
+                }
+            }
+            EventKind::Reverted => behaviour.reverted(agent, ev.ts),
+            EventKind::Breaker if p["state"] == "reset" => behaviour.forgive(agent, ev.ts),
+            _ => {}
+        }
+    }
+
     /// Applies one event another replica journaled; returns whether holds may have
     /// changed (a new one to read back).
     fn apply_foreign(&self, ev: &Event) -> bool {
+        self.apply_behaviour(ev);
         let p = &ev.payload;
         let agent = ev.agent.as_deref();
         match ev.kind {

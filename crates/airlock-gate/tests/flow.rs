@@ -1513,3 +1513,39 @@ async fn a_restarted_gate_reads_its_pending_approvals_back_and_they_stay_approva
     // Answered: a third gate finds nothing to put back.
     assert_eq!(f.restarted().restore_holds().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_restarted_gate_scores_agents_on_their_history_from_before_the_restart() {
+    let f = fixture().await;
+    // Scale-ups and downs of two services, a delete held: features of their own.
+    for (service, replicas) in [
+        ("web", 8),
+        ("web", 4),
+        ("legacy", 3),
+        ("web", 7),
+        ("legacy", 1),
+    ] {
+        f.gate
+            .submit(&f.bot, scale(service, replicas))
+            .await
+            .unwrap();
+        f.step().await;
+    }
+    f.gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    let before = f.gate.anomaly_scores().await;
+    let score = before.get("bot").expect("the bot was scored");
+    assert!(score.features.values().any(|v| *v > 0.0), "{score:?}");
+
+    let restarted = f.restarted();
+    assert!(restarted.anomaly_scores().await.is_empty());
+    assert!(restarted.restore_behaviour().await.unwrap() > 0);
+    let after = restarted.anomaly_scores().await;
+    assert_eq!(
+        serde_json::to_value(&after).unwrap(),
+        serde_json::to_value(&before).unwrap(),
+        "the same history gives the same score"
+    );
+}

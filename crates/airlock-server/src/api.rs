@@ -1562,7 +1562,12 @@ async fn events(
             }
         }
     }
-    let sent = backlog.last().map(|e| e.seq).or(last).unwrap_or(0);
+    // Without Last-Event-ID the stream starts after what was stored (and published) when
+    // it subscribed.
+    let sent = match last {
+        Some(l) => backlog.last().map_or(l, |e| e.seq),
+        None => s.journal.published_head().await?,
+    };
     // In seq order and without gaps: an event that arrives ahead of ones not seen yet (stored
     // by another replica or process and published later, or pushed out of a lagging feed)
     // is preceded by those, read from the journal.

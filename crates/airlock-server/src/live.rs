@@ -567,6 +567,14 @@ pub async fn start(config: &Config) -> Result<Started, ServeError> {
     // Approvals of commands agents run themselves, not yet used: still allowed once.
     let permits = state.gate.restore_permits().await?;
     let (reopened, expired) = state.gate.restore_controls().await?;
+    // The anomaly model's history: agents are scored on what they did before the restart.
+    let replayed = state.gate.restore_behaviour().await?;
+    if replayed > 0 {
+        tracing::info!(
+            events = replayed,
+            "anomaly history read back from the journal"
+        );
+    }
     if reopened > 0 || expired > 0 {
         tracing::info!(
             breakers = reopened,
