@@ -18,6 +18,7 @@ mod group;
 mod journal;
 mod location;
 mod pg;
+mod rows;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -26,6 +26,7 @@ use crate::journal::{
     AgentRecord, Audit, AuditOptions, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
     change_digest, principal_digest, validate_batch, validate_change, validate_principal,
 };
+use crate::rows::{ChangeRow, EventRow, PrincipalRow, change, principal, stored};
 use airlock_core::event::{Event, EventKind, FORMAT, GENESIS, NewEvent};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -51,22 +52,6 @@ const EVENT_COLUMNS: &str =
 const PRINCIPAL_COLUMNS: &str =
     "name, kind, token_hash, created_at, revoked <> 0 AS revoked, profile";
 const CHANGE_COLUMNS: &str = "id, action_id, agent, status, record, created_at, updated_at";
-
-type EventRow = (
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    i64,
-    Option<String>,
-);
-type PrincipalRow = (String, String, String, i64, bool, Option<String>);
-type ChangeRow = (String, String, String, String, String, i64, i64);
 
 /// The schema, embedded in the binary.
 fn migrator() -> Migrator {
@@ -367,54 +352,6 @@ async fn insert_event(
     .execute(&mut *conn)
     .await?;
     Ok(event)
-}
-
-fn stored(row: EventRow) -> StoredEvent {
-    let (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, hash, format, row_digest) =
-        row;
-    StoredEvent {
-        seq,
-        ts,
-        kind,
-        agent,
-        action_id,
-        change_id,
-        payload,
-        prev_hash,
-        hash,
-        format,
-        row_digest,
-    }
-}
-
-fn principal(row: PrincipalRow) -> AgentRecord {
-    let (name, kind, token_hash, created_at, revoked, profile) = row;
-    AgentRecord {
-        name,
-        kind,
-        token_hash,
-        created_at,
-        revoked,
-        profile,
-    }
-}
-
-fn change(row: ChangeRow) -> Result<ChangeRecord, StoreError> {
-    let (id, action_id, agent, status, record, created_at, updated_at) = row;
-    let record = serde_json::from_str(&record)
-        .map_err(|e| StoreError::Corrupt(format!("change `{id}` has an unreadable record: {e}")))?;
-    let status = status
-        .parse()
-        .map_err(|e| StoreError::Corrupt(format!("change `{id}`: {e}")))?;
-    Ok(ChangeRecord {
-        id,
-        action_id,
-        agent,
-        status,
-        record,
-        created_at,
-        updated_at,
-    })
 }
 
 #[async_trait]
