@@ -165,3 +165,47 @@ async fn an_unreachable_server_is_unavailable_and_hides_the_password() {
     assert!(!msg.contains("hunter2"), "{msg}");
     assert!(msg.contains("postgres://***@127.0.0.1"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shared_lock_excludes_other_processes_until_released_or_its_holder_is_gone() {
+    let url = testing::postgres_database().await;
+    let a = PgJournal::open(&url).await.unwrap();
+    let b = Arc::new(PgJournal::open(&url).await.unwrap());
+    assert_eq!(b.lock_is_held("k").await.unwrap(), Some(false));
+    let held = a
+        .lock_shared("k")
+        .await
+        .unwrap()
+        .expect("a shared store locks");
+    assert_eq!(b.lock_is_held("k").await.unwrap(), Some(true));
+    assert_eq!(b.lock_is_held("other").await.unwrap(), Some(false));
+    // B waits for it …
+    let waiter = {
+        let b = b.clone();
+        tokio::spawn(async move { b.lock_shared("k").await.unwrap().unwrap() })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!waiter.is_finished(), "B took a lock A holds");
+    // … and gets it once A lets go.
+    held.release().await;
+    let b_held = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .expect("B got the lock after A released it")
+        .unwrap();
+    assert_eq!(a.lock_is_held("k").await.unwrap(), Some(true));
+    // A holder that goes away without releasing (a dead process) frees it too.
+    drop(b_held);
+    let mut freed = false;
+    for _ in 0..50 {
+        if a.lock_is_held("k").await.unwrap() == Some(false) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(freed, "a dropped lock stayed held");
+    // An embedded store has one process: no shared locks.
+    let sqlite = airlock_store::open("sqlite::memory:").await.unwrap();
+    assert!(sqlite.lock_shared("k").await.unwrap().is_none());
+    assert_eq!(sqlite.lock_is_held("k").await.unwrap(), None);
+}
