@@ -492,12 +492,21 @@ async fn reverts_and_the_kill_switch_page_alertmanager_and_a_webhook_and_resolve
         "{:?}",
         hooked.lock().unwrap()
     );
-    let ks: Vec<Value> = am
-        .alerts()
-        .await
-        .into_iter()
-        .filter(|a| a["labels"]["alertname"] == "AirlockKillSwitchOn")
-        .collect();
+    // The webhook and Alertmanager are delivered to separately: Alertmanager may take the
+    // resolution a moment after the webhook did.
+    let mut ks: Vec<Value> = Vec::new();
+    for _ in 0..100 {
+        ks = am
+            .alerts()
+            .await
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == "AirlockKillSwitchOn")
+            .collect();
+        if ks.iter().all(|a| a["status"]["state"] != "active") {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
     assert!(
         ks.iter().all(|a| a["status"]["state"] != "active"),
         "the resolved kill-switch alert is no longer active: {ks:?}"
