@@ -229,7 +229,7 @@ pub struct McpBenchArgs {
 }
 
 /// The nearest-rank percentile of sorted values (0 when there are none).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted
         .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
         .copied()

@@ -9,6 +9,7 @@
 //! journaled) and denied, so nothing is applied and every run does the same work. Workers
 //! send closed-loop, round-robin over the replicas.
 
+use crate::bench::percentile;
 use anyhow::{Context, Result};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -232,13 +233,6 @@ async fn measure(
 /// How far a worker moves through agents and replicas after each request: coprime with
 /// small counts, so every worker visits every replica and agent.
 const STRIDE: usize = 7;
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * q).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0)
-}
 
 async fn wait_ready(http: &reqwest::Client, base: &str) -> Result<()> {
     for _ in 0..400 {
