@@ -67,6 +67,17 @@ if [ -z "${AIRLOCK_TEST_POSTGRES:-}" ]; then
   echo "== PostgreSQL for the tests at $AIRLOCK_TEST_POSTGRES"
 fi
 
+# The dashboard's browser test drives Debian's chromium, headless, with Playwright (npm
+# `playwright-core`, pinned by tests/dashboard/package-lock.json).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nodejs npm \
+    || echo "warning: apt-get reported an error installing chromium and Node.js"
+fi
+if [ ! -d crates/airlock-cli/tests/dashboard/node_modules/playwright-core ]; then
+  npm ci --prefix crates/airlock-cli/tests/dashboard --no-audit --no-fund --loglevel=error
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

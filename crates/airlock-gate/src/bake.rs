@@ -1269,6 +1269,174 @@ impl Gate {
         }
     }
 
+    /// What reverting a change would do now, checked with its provider without changing
+    /// anything: whether its resources are still as the change left them.
+    pub async fn revert_check(&self, change_id: &str) -> Result<RevertCheck, GateError> {
+        let rec = self
+            .journal
+            .change(change_id)
+            .await?
+            .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
+        if !rec.status.revertible() {
+            return Ok(RevertCheck::NotRevertible {
+                detail: format!(
+                    "the change is {}; only applied changes can be reverted",
+                    rec.status
+                ),
+            });
+        }
+        let bake = Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?;
+        self.check_restore(&bake.snapshot, &bake.applied).await
+    }
+
+    /// Whether restoring `snapshot` over resources expected as `applied` would land cleanly.
+    async fn check_restore(
+        &self,
+        snapshot: &Snapshot,
+        applied: &Applied,
+    ) -> Result<RevertCheck, GateError> {
+        if snapshot.entries.is_empty() {
+            return Ok(RevertCheck::Clean {
+                detail: "nothing left to check: the resources above are restored first".into(),
+            });
+        }
+        let provider = self
+            .providers
+            .get(&snapshot.provider)
+            .cloned()
+            .ok_or_else(|| GateError::UnknownProvider(snapshot.provider.clone()))?;
+        let answer = tokio::time::timeout(
+            self.config.provider_timeout,
+            provider.reconcile_restore(snapshot, applied),
+        )
+        .await;
+        Ok(match answer {
+            Ok(Ok(Landing::NotLanded)) => RevertCheck::Clean {
+                detail: "its resources are as the change left them: the snapshot is restored"
+                    .into(),
+            },
+            Ok(Ok(Landing::Landed(_))) => RevertCheck::Clean {
+                detail: "its resources are already as they were before the change".into(),
+            },
+            Ok(Ok(Landing::Unknown(why))) => RevertCheck::Conflict {
+                detail: format!("its resources moved on since the change: {why}"),
+            },
+            Ok(Err(e)) => RevertCheck::Conflict {
+                detail: format!("the provider cannot tell: {e}"),
+            },
+            Err(_) => RevertCheck::Conflict {
+                detail: "the provider did not answer in time".into(),
+            },
+        })
+    }
+
+    /// The changes [`Gate::undo`] would take on, newest first, each with what its revert
+    /// would meet, changing nothing. A change on a resource that a newer change in the list
+    /// also changed is checked against the state that newer change's revert restores (its
+    /// snapshot), as the undo reverts newest first. Items after the first conflict are not
+    /// reached: the undo stops there.
+    pub async fn undo_preview(&self, agent: &str, since: i64) -> Result<Vec<UndoItem>, GateError> {
+        let mut out = Vec::new();
+        // What each resource will be once the newer changes above are reverted.
+        let mut restored: BTreeMap<String, Option<serde_json::Value>> = BTreeMap::new();
+        let mut stopped = false;
+        for rec in self.undo_candidates(agent, since).await? {
+            let bake = Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?;
+            let mut clash = None;
+            let covered = |addr: &airlock_core::ResourceAddr| restored.get(&addr.to_string());
+            for (addr, state) in &bake.applied.entries {
+                if let Some(after) = covered(addr)
+                    && after != state
+                {
+                    clash = Some(format!(
+                        "{addr} will not be as this change left it once the newer changes are reverted"
+                    ));
+                }
+            }
+            let check = match clash {
+                Some(detail) => RevertCheck::Conflict { detail },
+                None => {
+                    let open =
+                        |entries: &[(airlock_core::ResourceAddr, Option<serde_json::Value>)]| {
+                            entries
+                                .iter()
+                                .filter(|(a, _)| covered(a).is_none())
+                                .cloned()
+                                .collect::<Vec<_>>()
+                        };
+                    let snapshot = Snapshot {
+                        provider: bake.snapshot.provider.clone(),
+                        entries: open(&bake.snapshot.entries),
+                    };
+                    let applied = Applied {
+                        provider: bake.applied.provider.clone(),
+                        entries: open(&bake.applied.entries),
+                    };
+                    self.check_restore(&snapshot, &applied).await?
+                }
+            };
+            let conflict = matches!(check, RevertCheck::Conflict { .. });
+            if !stopped && !conflict {
+                for (addr, state) in &bake.snapshot.entries {
+                    restored.insert(addr.to_string(), state.clone());
+                }
+            }
+            out.push(UndoItem {
+                change_id: rec.id.clone(),
+                action_id: rec.action_id.clone(),
+                summary: bake.plan.summary.clone(),
+                target: bake.plan.target.to_string(),
+                applied_at: rec.created_at,
+                status: rec.status,
+                reached: !stopped,
+                check,
+            });
+            stopped |= conflict;
+        }
+        Ok(out)
+    }
+
+    /// An agent's revertible changes applied since `since`, newest first.
+    async fn undo_candidates(
+        &self,
+        agent: &str,
+        since: i64,
+    ) -> Result<Vec<ChangeRecord>, GateError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        // Newest first, page by page, until the events are older than `since`.
+        'pages: loop {
+            let page = self
+                .journal
+                .read(airlock_store::EventQuery {
+                    kind: Some(EventKind::Applied),
+                    agent: Some(agent.to_string()),
+                    descending: true,
+                    after_seq: after,
+                    limit: Some(500),
+                    ..Default::default()
+                })
+                .await?;
+            let full = page.len() == 500;
+            after = page.last().map(|e| e.seq);
+            for ev in page {
+                if ev.ts < since {
+                    break 'pages;
+                }
+                let Some(cid) = ev.change_id else { continue };
+                if let Some(rec) = self.journal.change(&cid).await?
+                    && rec.status.revertible()
+                {
+                    out.push(rec);
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Reverts an agent's changes applied since `since`, newest first; stops at the first
     /// conflict and reports it. Nothing is overwritten.
     pub async fn undo(
@@ -1277,26 +1445,9 @@ impl Gate {
         since: i64,
         by: &str,
     ) -> Result<Vec<BakeOutcome>, GateError> {
-        let events = self
-            .journal
-            .read(airlock_store::EventQuery {
-                kind: Some(EventKind::Applied),
-                agent: Some(agent.to_string()),
-                descending: true,
-                ..Default::default()
-            })
-            .await?;
         let mut out = Vec::new();
-        for ev in events.into_iter().filter(|e| e.ts >= since) {
-            let Some(cid) = ev.change_id else { continue };
-            let live = self
-                .journal
-                .change(&cid)
-                .await?
-                .is_some_and(|c| c.status.revertible());
-            if !live {
-                continue;
-            }
+        for rec in self.undo_candidates(agent, since).await? {
+            let cid = rec.id;
             let outcome = self.revert(&cid, by).await?;
             let stop = matches!(outcome, BakeOutcome::NeedsAttention { .. });
             out.push(outcome);
@@ -1501,6 +1652,48 @@ struct Polled {
     retry: bool,
     breach: Option<(String, String, Option<f64>)>,
     holding: bool,
+}
+
+/// What reverting a change would meet now.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RevertCheck {
+    /// The revert would restore the snapshot (or find it already restored).
+    Clean { detail: String },
+    /// The resources moved on since the change, or the provider cannot tell: the revert
+    /// would stop and mark the change `needs_attention`, overwriting nothing.
+    Conflict { detail: String },
+    /// The change is not `baking`, `settled` or `unjudged`.
+    NotRevertible { detail: String },
+}
+
+impl RevertCheck {
+    /// The line for people.
+    pub fn detail(&self) -> &str {
+        match self {
+            RevertCheck::Clean { detail }
+            | RevertCheck::Conflict { detail }
+            | RevertCheck::NotRevertible { detail } => detail,
+        }
+    }
+}
+
+/// One change an undo would take on.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct UndoItem {
+    pub change_id: String,
+    pub action_id: String,
+    /// The change's plan, in one line.
+    pub summary: String,
+    /// The change's target address.
+    pub target: String,
+    /// When it was applied, in ms since the Unix epoch.
+    pub applied_at: i64,
+    pub status: ChangeStatus,
+    /// Whether the undo gets to it: it stops at the first conflict.
+    pub reached: bool,
+    /// What its revert would meet.
+    pub check: RevertCheck,
 }
 
 /// What a revert does when the resource moved on since the change.

@@ -163,6 +163,32 @@ pub struct PlanView {
     /// blake3 of the plan's content (provider, verb, target, params, diffs); approvals are
     /// bound to it.
     pub hash: String,
+    /// What the action reaches through its target (the services of a deleted environment),
+    /// each decided as if targeted directly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contained: Vec<ContainedView>,
+    /// Serving capacity per availability zone after the change, in requests per second.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub az_capacity_rps: BTreeMap<String, f64>,
+    /// Capacity left after losing the worst zone, divided by the expected demand, after the
+    /// change; `null` when not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom_after_az_loss: Option<f64>,
+}
+
+/// A resource an action reaches through its target, as operators see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ContainedView {
+    /// Its address.
+    #[schema(value_type = String)]
+    pub addr: airlock_core::ResourceAddr,
+    /// Live resources depending on it that the action does not change.
+    pub dependents: u32,
+    /// Change of its serving capacity, in percent.
+    pub capacity_delta_pct: f64,
+    /// Whether the action destroys its data for good.
+    #[serde(default)]
+    pub loses_data: bool,
 }
 
 impl From<&Plan> for PlanView {
@@ -175,6 +201,18 @@ impl From<&Plan> for PlanView {
             reversible: p.reversible,
             destructive: p.destructive,
             hash: p.hash.clone(),
+            contained: p
+                .contained
+                .iter()
+                .map(|c| ContainedView {
+                    addr: c.addr.clone(),
+                    dependents: c.dependents,
+                    capacity_delta_pct: c.capacity_delta_pct,
+                    loses_data: c.loses_data,
+                })
+                .collect(),
+            az_capacity_rps: p.predicted.az_capacity_rps.clone(),
+            headroom_after_az_loss: p.predicted.headroom_after_az_loss,
         }
     }
 }

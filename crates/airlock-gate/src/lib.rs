@@ -16,12 +16,12 @@ mod slots;
 mod sync;
 pub mod tracked;
 
-pub use bake::{BakeConfig, BakeOutcome};
+pub use bake::{BakeConfig, BakeOutcome, RevertCheck, UndoItem};
 pub use behaviour::{AnomalyConfig, Behaviour, Score};
 pub use engine::{
-    ApprovalView, CounterOffer, Decision, Gate, GateConfig, GateError, PlanView, Principal,
-    PrincipalKind2, Profile, RanReport, issue_token, issue_token_with_profile, revoke_token,
-    token_hash,
+    ApprovalView, ContainedView, CounterOffer, Decision, Gate, GateConfig, GateError, PlanView,
+    Principal, PrincipalKind2, Profile, RanReport, issue_token, issue_token_with_profile,
+    revoke_token, token_hash,
 };
 pub use feed::{FeedStart, Notifying};
 pub use frontdoor::{ActionView, DoorConfig, FrontDoor, NoObserver, Observer};

@@ -1539,6 +1539,18 @@ async fn events(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
+    let events = journal_stream(&s, last).await?;
+    Ok(Sse::new(events.map(|e| Ok::<_, Infallible>(sse_event(&e))))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The journal's events as they are stored, in seq order without gaps, ending when the
+/// server shuts down: after `last` (replaying what came since), or from the next event
+/// stored. `GET /v1/events` and the dashboard's live views both read it.
+pub(crate) async fn journal_stream(
+    s: &AppState,
+    last: Option<i64>,
+) -> Result<impl Stream<Item = Event> + Send + use<>, airlock_store::StoreError> {
     // Subscribe first, then read the backlog, so nothing falls between the two.
     let rx = s.journal.subscribe();
     let mut backlog = Vec::new();
@@ -1601,18 +1613,15 @@ async fn events(
                 }
                 out.push(e);
                 *sent = out.last().map_or(*sent, |l| l.seq);
-                out.into_iter()
-                    .map(|e| Ok::<_, Infallible>(sse_event(&e)))
-                    .collect()
+                out
             }
         })
         .flat_map(stream::iter);
-    let head = stream::iter(backlog.into_iter().map(|e| Ok(sse_event(&e))));
-    Ok(Sse::new(head.chain(live).take_until({
+    let head = stream::iter(backlog);
+    Ok(head.chain(live).take_until({
         let mut down = s.shutdown.clone();
         async move {
             let _ = down.wait_for(|stopping| *stopping).await;
         }
     }))
-    .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -34,6 +34,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]
+    pub dashboard: RawDashboard,
+    #[serde(default)]
     pub sim: RawSim,
     #[serde(default)]
     pub mcp: RawMcp,
@@ -279,6 +281,29 @@ impl Default for RawApprovals {
     }
 }
 
+/// `[dashboard]`: the operators' pages at `/`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDashboard {
+    /// Serve the dashboard at `/` (the API stays under `/v1`).
+    pub enabled: bool,
+    /// Seconds a sign-in lasts; the operator's token is checked again on every request.
+    pub session_ttl_s: u64,
+    /// A directory of proving-ground reports (`airlock prove --report DIR/NAME.html`) the
+    /// dashboard lists and shows; relative to the config file.
+    pub reports_dir: Option<PathBuf>,
+}
+
+impl Default for RawDashboard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_ttl_s: 12 * 3600,
+            reports_dir: None,
+        }
+    }
+}
+
 /// `[sim]`
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
@@ -330,6 +355,8 @@ pub struct Config {
     pub two_person_critical: bool,
     pub hold_timeout_s: u64,
     pub permit_ttl_s: u64,
+    /// `[dashboard]`, with `reports_dir` resolved against the config's directory.
+    pub dashboard: RawDashboard,
     pub sim: Option<SimConfig>,
     /// `/mcp` is served.
     pub mcp_enabled: bool,
@@ -529,6 +556,9 @@ impl RawConfig {
         if self.approvals.permit_ttl_s == 0 {
             problems.push("approvals.permit_ttl_s: must be above 0".into());
         }
+        if self.dashboard.session_ttl_s == 0 || self.dashboard.session_ttl_s > 30 * 86_400 {
+            problems.push("dashboard.session_ttl_s: must be from 1 s to 30 days".into());
+        }
         if self.hook.hold_timeout_s == 0 {
             problems.push("hook.hold_timeout_s: must be above 0".into());
         }
@@ -647,6 +677,10 @@ impl RawConfig {
                 two_person_critical: self.approvals.two_person_critical,
                 hold_timeout_s: self.approvals.hold_timeout_s,
                 permit_ttl_s: self.approvals.permit_ttl_s,
+                dashboard: RawDashboard {
+                    reports_dir: self.dashboard.reports_dir.as_ref().map(|d| base.join(d)),
+                    ..self.dashboard
+                },
                 sim,
                 mcp_enabled: self.mcp.enabled,
                 mcp_hold_wait_s: self.mcp.hold_wait_s,

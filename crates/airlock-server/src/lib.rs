@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod config_schema;
+pub mod dashboard;
 pub mod hook;
 pub mod live;
 pub mod mcp;

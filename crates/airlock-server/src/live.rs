@@ -404,6 +404,12 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         shutdown,
         stop: Arc::new(stop),
         sim: handle.clone(),
+        dashboard: config.dashboard.enabled.then(|| {
+            Arc::new(crate::dashboard::Dashboard::new(
+                config.dashboard.session_ttl_s as i64 * 1000,
+                config.dashboard.reports_dir.clone(),
+            ))
+        }),
         mcp_hosts: if config.mcp_enabled {
             config.mcp_allowed_hosts.clone()
         } else {

@@ -7,7 +7,7 @@ use axum::Router;
 /// The router. Tests call `app(state).oneshot(request)` without a socket.
 pub fn app(state: AppState) -> Router {
     let limit = state.body_limit;
-    let router = crate::api::routes();
+    let router = crate::api::routes().merge(crate::dashboard::routes(&state));
     let router = if state.mcp_hosts.is_empty() {
         router
     } else {

@@ -26,6 +26,8 @@ pub struct AppState {
     pub mcp_hosts: Vec<String>,
     /// The live simulator, whose signals `/metrics` exports.
     pub sim: Option<airlock_sim::SimHandle>,
+    /// The dashboard at `/`, when it is on.
+    pub dashboard: Option<Arc<crate::dashboard::Dashboard>>,
 }
 
 /// The token of `Authorization: Bearer TOKEN`, if the request has one.

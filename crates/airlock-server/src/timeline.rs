@@ -236,6 +236,14 @@ pub fn summarize(kind: &str, agent: Option<&str>, p: &Value) -> String {
             }
             line
         }
+        "applying" => format!("applying: {}", s("summary")),
+        "reverting" => {
+            let mut line = format!("reverting: {}", s("reason"));
+            if !s("by").is_empty() && !s("reason").contains(s("by")) {
+                line.push_str(&format!(" (by {})", s("by")));
+            }
+            line
+        }
         "apply_failed" => format!("apply failed at {}: {}", s("stage"), s("error")),
         "breach" => format!(
             "breach on {}: {} (value {})",

@@ -75,6 +75,7 @@ async fn readyz_answers_503_while_the_disk_is_full_and_200_once_writes_succeed()
         stop: Arc::new(stop),
         mcp_hosts: Vec::new(),
         sim: None,
+        dashboard: None,
     };
     gate.issue_token("bot", PrincipalKind2::Agent)
         .await
