@@ -203,7 +203,7 @@ fn verdict(report: &airlock_store::VerifyReport, failed: &[(&str, usize)]) -> Ex
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

@@ -6,6 +6,7 @@
 //! (arguments, files that do not parse or validate).
 
 mod bench;
+mod bench_dashboard;
 mod bench_replicas;
 mod demo;
 mod hook;
@@ -218,6 +219,9 @@ enum BenchCmd {
     /// Decisions per second and p50/p99 for 1, 2, 3 … replicas sharing a PostgreSQL journal
     /// vs one server on SQLite, in one run on this machine.
     Replicas(bench_replicas::ReplicasBenchArgs),
+    /// Load times of the dashboard's pages with a large journal (1,000,000 events by
+    /// default) against an empty one, over loopback HTTP as a signed-in operator.
+    Dashboard(bench_dashboard::DashboardBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -367,6 +371,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Http(args)) => bench::http(args).await,
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Bench(BenchCmd::Replicas(args)) => bench_replicas::replicas(args).await,
+        Command::Bench(BenchCmd::Dashboard(args)) => bench_dashboard::dashboard(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Openapi => {
             print!("{}", airlock_server::openapi::json()?);
