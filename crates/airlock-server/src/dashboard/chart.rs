@@ -7,7 +7,15 @@ use maud::{Markup, html};
 pub fn sparkline(values: &[f64], label: &str) -> Markup {
     let (w, h) = (120.0, 24.0);
     let max = values.iter().copied().fold(0.0_f64, f64::max);
-    let points = polyline(values, w, h, 0.0, if max > 0.0 { max } else { 1.0 });
+    // Two pixels inside the box, so a flat line of zeros still shows.
+    let points = polyline(
+        values,
+        w,
+        2.0,
+        h - 4.0,
+        0.0,
+        if max > 0.0 { max } else { 1.0 },
+    );
     let last = values.last().copied().unwrap_or(0.0);
     html! {
         svg.spark width="120" height="24" viewBox="0 0 120 24" role="img"
@@ -18,15 +26,15 @@ pub fn sparkline(values: &[f64], label: &str) -> Markup {
     }
 }
 
-/// `x,y` pairs of `values` spread over `w`, scaled from `lo`..`hi` onto `h`..0.
-fn polyline(values: &[f64], w: f64, h: f64, lo: f64, hi: f64) -> String {
+/// `x,y` pairs of `values` spread over `w`, scaled from `lo`..`hi` onto `top + h`..`top`.
+fn polyline(values: &[f64], w: f64, top: f64, h: f64, lo: f64, hi: f64) -> String {
     let n = values.len().max(2) - 1;
     values
         .iter()
         .enumerate()
         .map(|(i, v)| {
             let x = w * i as f64 / n as f64;
-            let y = h - h * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
+            let y = top + h - h * ((v - lo) / (hi - lo)).clamp(0.0, 1.0);
             format!("{x:.1},{y:.1}")
         })
         .collect::<Vec<_>>()
@@ -130,7 +138,7 @@ mod tests {
     #[test]
     fn a_sparkline_scales_its_values_into_its_box() {
         assert_eq!(
-            polyline(&[0.0, 5.0, 10.0], 100.0, 10.0, 0.0, 10.0),
+            polyline(&[0.0, 5.0, 10.0], 100.0, 0.0, 10.0, 0.0, 10.0),
             "0.0,10.0 50.0,5.0 100.0,0.0"
         );
         let svg = sparkline(&[1.0, 3.0], "mutations").into_string();

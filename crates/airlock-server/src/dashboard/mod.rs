@@ -168,13 +168,48 @@ impl FromRequestParts<AppState> for Operator {
 impl Operator {
     /// Refuses a mutating form unless it carries this session's CSRF token and comes from
     /// this site; nothing is read or changed before this passes.
-    pub fn check(&self, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Refused> {
+    fn check(&self, headers: &HeaderMap, form_token: Option<&str>) -> Result<(), Refused> {
         cross_site(headers)?;
         match form_token {
             Some(t) if session::same(t, &self.csrf) => Ok(()),
             _ => Err(Refused(
                 "This form was not sent by this dashboard page (its CSRF token is missing or \
                  wrong), so nothing was changed. Reload the page and try again.",
+            )),
+        }
+    }
+}
+
+/// A form that carries the session's CSRF token as `_csrf`.
+pub trait CsrfToken {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A mutating form posted by a signed-in operator from this site with the session's CSRF
+/// token: the only way a page's handler gets to change anything.
+pub struct Posted<T>(pub Operator, pub T);
+
+impl<T> axum::extract::FromRequest<AppState> for Posted<T>
+where
+    T: serde::de::DeserializeOwned + CsrfToken + Send,
+{
+    type Rejection = Response;
+    async fn from_request(req: axum::extract::Request, s: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let op = Operator::from_request_parts(&mut parts, s).await?;
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let form = axum::Form::<T>::from_request(req, s)
+            .await
+            .ok()
+            .map(|f| f.0);
+        op.check(&headers, form.as_ref().and_then(CsrfToken::csrf))
+            .map_err(IntoResponse::into_response)?;
+        match form {
+            Some(f) => Ok(Posted(op, f)),
+            None => Err(error_page(
+                "The form is malformed, so nothing was changed.",
+                StatusCode::BAD_REQUEST,
             )),
         }
     }
@@ -528,22 +563,24 @@ async fn login(
     }
 }
 
+/// A form with nothing but its CSRF token (a button).
 #[derive(serde::Deserialize)]
 pub struct CsrfForm {
     #[serde(rename = "_csrf")]
     pub csrf: Option<String>,
 }
 
+impl CsrfToken for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 async fn logout(
     State(s): State<AppState>,
-    op: Operator,
     headers: HeaderMap,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, _): Posted<CsrfForm>,
 ) -> Response {
-    let token = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = op.check(&headers, token.as_deref()) {
-        return r.into_response();
-    }
     if let Some(d) = &s.dashboard {
         d.sessions.remove(&op.session);
     }

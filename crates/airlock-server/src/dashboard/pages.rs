@@ -2,14 +2,16 @@
 //! and reports. Each reads what it shows through the gate or one page of the journal.
 
 use super::chart::{self, BakeSeries};
-use super::{Chrome, CsrfForm, Nav, Operator, error_page, layout, respond, urlencode};
+use super::{
+    Chrome, CsrfForm, CsrfToken, Nav, Operator, Posted, error_page, layout, respond, urlencode,
+};
 use crate::state::AppState;
 use crate::timeline::{self, Timeline};
 use airlock_core::{Event, EventKind};
 use airlock_gate::{ApprovalView, BakeOutcome, GateError, RevertCheck};
 use airlock_store::{EventQuery, Journal};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures_util::stream::{Stream, StreamExt};
@@ -588,20 +590,17 @@ pub struct ResolveForm {
     reason: String,
 }
 
+impl CsrfToken for ResolveForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub async fn resolve(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<axum::Form<ResolveForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, f): Posted<ResolveForm>,
 ) -> Response {
-    let f = form.ok().map(|f| f.0);
-    if let Err(r) = op.check(&headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
-    let Some(f) = f else {
-        return error_page("The form is malformed.", StatusCode::BAD_REQUEST);
-    };
     let approve = match f.decision.as_deref() {
         Some("approve") => true,
         Some("deny") => false,
@@ -870,15 +869,9 @@ pub async fn change(
 
 pub async fn revert(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, _): Posted<CsrfForm>,
 ) -> Response {
-    let token = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = op.check(&headers, token.as_deref()) {
-        return r.into_response();
-    }
     match s.door.revert(&id, &op.name).await {
         Ok(_) => Redirect::to(&format!("/changes/{id}")).into_response(),
         Err(e @ (GateError::NotFound(..) | GateError::Conflict(_))) => {
@@ -996,18 +989,7 @@ pub async fn agent(State(s): State<AppState>, op: Operator, Path(name): Path<Str
     )
 }
 
-async fn set_freeze(
-    s: AppState,
-    op: Operator,
-    headers: HeaderMap,
-    name: String,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
-    freeze: bool,
-) -> Response {
-    let token = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = op.check(&headers, token.as_deref()) {
-        return r.into_response();
-    }
+async fn set_freeze(s: AppState, op: Operator, name: String, freeze: bool) -> Response {
     let done = if freeze {
         s.gate.freeze(&name, &op.name).await
     } else {
@@ -1021,22 +1003,18 @@ async fn set_freeze(
 
 pub async fn freeze(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, _): Posted<CsrfForm>,
 ) -> Response {
-    set_freeze(s, op, headers, name, form, true).await
+    set_freeze(s, op, name, true).await
 }
 
 pub async fn unfreeze(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, _): Posted<CsrfForm>,
 ) -> Response {
-    set_freeze(s, op, headers, name, form, false).await
+    set_freeze(s, op, name, false).await
 }
 
 #[derive(Deserialize)]
@@ -1045,6 +1023,12 @@ pub struct UndoQuery {
     since: String,
     #[serde(rename = "_csrf")]
     csrf: Option<String>,
+}
+
+impl CsrfToken for UndoQuery {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 /// `since` as ms since the epoch: a duration before now, or a timestamp.
@@ -1122,18 +1106,9 @@ pub async fn undo_preview(
 
 pub async fn undo(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    form: Result<axum::Form<UndoQuery>, axum::extract::rejection::FormRejection>,
+    Posted(op, f): Posted<UndoQuery>,
 ) -> Response {
-    let f = form.ok().map(|f| f.0);
-    if let Err(r) = op.check(&headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
-    let Some(f) = f else {
-        return error_page("The form is malformed.", StatusCode::BAD_REQUEST);
-    };
     let since = match since_ms(&f.since, s.gate.now()) {
         Ok(t) => t,
         Err(e) => return error_page(&e, StatusCode::BAD_REQUEST),
@@ -1196,19 +1171,16 @@ pub struct KillForm {
     confirm: Option<String>,
 }
 
+impl CsrfToken for KillForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 pub async fn set_killswitch(
     State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
-    form: Result<axum::Form<KillForm>, axum::extract::rejection::FormRejection>,
+    Posted(op, f): Posted<KillForm>,
 ) -> Response {
-    let f = form.ok().map(|f| f.0);
-    if let Err(r) = op.check(&headers, f.as_ref().and_then(|f| f.csrf.as_deref())) {
-        return r.into_response();
-    }
-    let Some(f) = f else {
-        return error_page("The form is malformed.", StatusCode::BAD_REQUEST);
-    };
     let on = match f.state.as_deref() {
         Some("on") if f.confirm.as_deref() == Some("yes") => true,
         Some("on") => {
@@ -1325,16 +1297,7 @@ pub async fn journal(
     )
 }
 
-pub async fn verify(
-    State(s): State<AppState>,
-    op: Operator,
-    headers: HeaderMap,
-    form: Result<axum::Form<CsrfForm>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let token = form.ok().and_then(|f| f.0.csrf);
-    if let Err(r) = op.check(&headers, token.as_deref()) {
-        return r.into_response();
-    }
+pub async fn verify(State(s): State<AppState>, Posted(op, _): Posted<CsrfForm>) -> Response {
     let report = s.journal.verify().await;
     let verified = match &report {
         Ok(r) if r.ok() => {
