@@ -411,3 +411,40 @@ async fn the_undo_preview_finds_the_conflict_the_undo_then_stops_at_and_changes_
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert!(page.text.contains("1 would be reverted"), "{}", page.text);
 }
+
+#[tokio::test]
+async fn what_an_agent_writes_is_shown_as_text_never_run_as_markup() {
+    let h = harness().await;
+    // A hostile agent puts markup in the free text it controls (parameters are checked
+    // against the verb's schema, names and addresses against their grammar).
+    let evil = "<script>fetch('/approvals')</script><img src=x onerror=alert(1)>";
+    let req: airlock_core::ActionRequest = serde_json::from_value(json!({
+        "provider": "sim", "verb": "delete", "target": "sim:environment/prod",
+        "intent": evil}))
+    .unwrap();
+    let d = h.state.gate.submit_as("bot", req).await.unwrap();
+    let apr = d.approval_id.clone().expect("held");
+    let (_, cookie) = h.sign_in(&h.op).await;
+    for page in [
+        format!("/approvals/{apr}"),
+        format!("/actions/{}", d.id),
+        "/".into(),
+        "/journal".into(),
+    ] {
+        let p = h.get(&page, Some(&cookie)).await;
+        assert_eq!(p.status, StatusCode::OK, "{page}");
+        assert!(
+            !p.text.contains("<script>fetch"),
+            "{page} runs the agent's script"
+        );
+        assert!(
+            !p.text.contains("<img src=x"),
+            "{page} renders the agent's markup"
+        );
+    }
+    let p = h.get(&format!("/approvals/{apr}"), Some(&cookie)).await;
+    assert!(
+        p.text.contains("&lt;script&gt;fetch("),
+        "the intent is shown as text"
+    );
+}

@@ -87,9 +87,17 @@ try {
     await shot(page, "login-agent-refused");
   });
 
-  await step("an operator signs in with an HttpOnly, SameSite=Strict session cookie", async () => {
-    await login(page, OP);
+  await step("an operator signs in, by keyboard alone, with an HttpOnly, SameSite=Strict session cookie", async () => {
+    await page.goto(URL_ + "/login");
+    // The token field has the focus; Enter sends the form.
+    await page.keyboard.type(OP);
+    await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Feed" }).waitFor();
+    // The first Tab reaches the skip link, which moves the focus to the content.
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement.textContent), "Skip to content");
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "main");
     const c = (await ctx.cookies()).find((c) => c.name === "airlock_session");
     assert.ok(c, "session cookie set");
     assert.equal(c.httpOnly, true);
