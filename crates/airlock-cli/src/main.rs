@@ -8,6 +8,7 @@
 mod bench;
 mod bench_dashboard;
 mod bench_replicas;
+mod bench_sim;
 mod demo;
 mod hook;
 mod journal;
@@ -222,6 +223,9 @@ enum BenchCmd {
     /// Load times of the dashboard's pages with a large journal (1,000,000 events by
     /// default) against an empty one, over loopback HTTP as a signed-in operator.
     Dashboard(bench_dashboard::DashboardBenchArgs),
+    /// What a simulated day of the sandbox cloud costs (200 services, 24 h at 10 s ticks by
+    /// default) against a minimal tick model of the same services, in one run.
+    Sim(bench_sim::SimBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -372,6 +376,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Mcp(args)) => bench::mcp(args).await,
         Command::Bench(BenchCmd::Replicas(args)) => bench_replicas::replicas(args).await,
         Command::Bench(BenchCmd::Dashboard(args)) => bench_dashboard::dashboard(args).await,
+        Command::Bench(BenchCmd::Sim(args)) => bench_sim::sim(args),
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Openapi => {
             print!("{}", airlock_server::openapi::json()?);

@@ -1320,3 +1320,27 @@ fn the_docs_list_every_built_in_agent() {
     out.code(2);
     assert!(out.stderr.contains(&listed), "{out}");
 }
+
+#[test]
+fn bench_sim_reports_the_simulator_against_its_minimal_model_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(
+        dir.path(),
+        &[
+            "bench",
+            "sim",
+            "--services",
+            "5",
+            "--hours",
+            "1",
+            "--runs",
+            "1",
+            "--json",
+        ],
+    );
+    let v = out.code(0).json();
+    assert_eq!(v["ticks"], 360, "{v}");
+    for k in ["sim_ms", "minimal_model_ms", "ratio"] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+}

@@ -1,0 +1,167 @@
+//! `airlock bench sim`: what a simulated day costs the sandbox cloud — a synthetic world run
+//! tick by tick, its truth read after every tick and observed once a simulated minute, as a
+//! proving-ground run does — against a minimal tick model of the same services (demand curve,
+//! noise, capacity, availability, latency; no zones, faults, dependencies or history) timed in
+//! the same run.
+
+use airlock_sim::{Sim, synthetic};
+use anyhow::Result;
+use clap::Args;
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct SimBenchArgs {
+    /// Services in the synthetic world.
+    #[arg(long, default_value_t = 200)]
+    services: usize,
+    /// Simulated hours.
+    #[arg(long, default_value_t = 24)]
+    hours: u64,
+    /// Simulated seconds per tick.
+    #[arg(long, default_value_t = 10)]
+    tick_s: u64,
+    /// Timed runs of each (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// 2024-01-01T00:00:00Z, in milliseconds: the day starts at midnight.
+const START_MS: i64 = 1_704_067_200_000;
+
+/// The simulator's day; returns a sum over every tick so nothing is optimised away.
+fn day(sim: &mut Sim, ticks: u64, tick_s: u64) -> f64 {
+    let mut acc = 0.0;
+    let observe_every = (60 / tick_s).max(1);
+    for i in 0..ticks {
+        sim.tick();
+        for s in sim.truth().values() {
+            acc += s.demand_rps * s.availability;
+        }
+        if i % observe_every == 0 {
+            let obs = sim.observe();
+            acc += obs.services.iter().filter(|s| s.signals.is_some()).count() as f64;
+        }
+    }
+    acc
+}
+
+/// The minimal tick model: per service and tick, demand from the daily curve with noise,
+/// capacity, availability and p99 latency, into one flat array.
+fn minimal(world: &airlock_sim::WorldSpec, ticks: u64, tick_s: u64) -> f64 {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let services: Vec<(f64, f64, f64, f64, f64, f64)> = world
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.demand.base_rps,
+                s.demand.diurnal_amplitude,
+                s.demand.peak_hour,
+                s.demand.noise,
+                s.replicas as f64 * s.capacity_rps,
+                s.base_latency_ms,
+            )
+        })
+        .collect();
+    let mut last = vec![(0.0_f64, 0.0_f64); services.len()];
+    let mut acc = 0.0;
+    for i in 0..ticks {
+        let t = START_MS + (i as i64 + 1) * tick_s as i64 * 1000;
+        let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+        for (k, &(base, amp, peak, noise, cap, lat)) in services.iter().enumerate() {
+            let u1: f64 = rng.random::<f64>().max(1e-12);
+            let u2: f64 = rng.random::<f64>();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            let phase = (hour - peak) / 24.0 * std::f64::consts::TAU;
+            let demand = (base * (1.0 + amp * phase.cos()) * (1.0 + noise * z)).max(0.0);
+            let availability = if demand > 0.0 {
+                (cap / demand).min(1.0)
+            } else {
+                1.0
+            };
+            let util = if cap > 0.0 {
+                demand / cap
+            } else {
+                f64::INFINITY
+            };
+            let p99 = if util < 1.0 {
+                lat * (1.0 + 2.0 * util.powi(6))
+            } else {
+                30_000.0
+            };
+            last[k] = (availability, p99);
+            acc += demand * availability;
+        }
+    }
+    acc + last.iter().map(|l| l.1).sum::<f64>()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn sim(args: SimBenchArgs) -> Result<ExitCode> {
+    let tick_s = args.tick_s.max(1);
+    let ticks = args.hours * 3600 / tick_s;
+    let world = synthetic(args.services, 1);
+    let fresh = Sim::new(world.clone(), 7, START_MS, tick_s)?;
+    let runs = args.runs.max(1);
+    let (mut full, mut base) = (Vec::new(), Vec::new());
+    // Interleaved, so both see the same machine.
+    for i in 0..=runs {
+        let mut sim = fresh.clone();
+        let t0 = now();
+        black_box(day(&mut sim, ticks, tick_s));
+        let a = t0.elapsed().as_secs_f64() * 1000.0;
+        let t0 = now();
+        black_box(minimal(&world, ticks, tick_s));
+        let b = t0.elapsed().as_secs_f64() * 1000.0;
+        if i > 0 {
+            full.push(a);
+            base.push(b);
+        }
+    }
+    let (f, b) = (median(full), median(base));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "services": args.services, "hours": args.hours, "tick_s": tick_s, "ticks": ticks,
+                "runs": runs, "sim_ms": f, "minimal_model_ms": b, "ratio": f / b}))?
+        );
+    } else {
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED)
+            .set_header(["model", "median ms", "ratio"]);
+        t.add_row(vec![
+            "sandbox cloud (Sim)".to_string(),
+            format!("{f:.1}"),
+            format!("{:.1}", f / b),
+        ]);
+        t.add_row(vec![
+            "minimal tick model".to_string(),
+            format!("{b:.1}"),
+            "1.0".to_string(),
+        ]);
+        println!(
+            "{} services, {} h at {tick_s} s ticks ({ticks} ticks), median of {runs} runs each:",
+            args.services, args.hours
+        );
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
