@@ -144,6 +144,59 @@ pub struct Sim {
     services: BTreeMap<String, Service>,
     order: Vec<String>,
     last: BTreeMap<String, Signals>,
+    /// `order` as positions, rebuilt when the services change: each service's position
+    /// among `services` (name order) and its dependencies' positions in `order`. A tick
+    /// walks these instead of looking names up.
+    index: TickIndex,
+}
+
+/// See [`Sim::index`].
+#[derive(Debug, Clone, Default)]
+struct TickIndex {
+    /// How many services it was built for.
+    services: usize,
+    /// For each position in `order`: the service's position in name order.
+    slot: Vec<usize>,
+    /// For each position in `order`: its dependencies' positions in `order` (earlier ones).
+    deps: Vec<Vec<usize>>,
+}
+
+impl TickIndex {
+    fn build(order: &[String], services: &BTreeMap<String, Service>) -> Self {
+        let by_name: BTreeMap<&str, usize> = services
+            .keys()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let at: BTreeMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        Self {
+            services: services.len(),
+            slot: order.iter().map(|n| by_name[n.as_str()]).collect(),
+            deps: order
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    services[n.as_str()]
+                        .spec
+                        .depends_on
+                        .iter()
+                        .filter_map(|d| at.get(d.as_str()).copied())
+                        .filter(|p| *p < i)
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    fn fits(&self, order: &[String], services: &BTreeMap<String, Service>) -> bool {
+        self.services == services.len()
+            && self.slot.len() == order.len()
+            && order.len() == services.len()
+    }
 }
 
 /// Services in dependency order (dependencies first), or `None` on a cycle.
@@ -208,6 +261,7 @@ impl Sim {
             services: BTreeMap::new(),
             order,
             last: BTreeMap::new(),
+            index: TickIndex::default(),
             spec,
         };
         for s in sim.spec.services.clone() {
@@ -336,6 +390,10 @@ impl Sim {
         // `last` is updated in place, in dependency order: when a service is computed, its
         // dependencies already hold this tick's signals (and no key is cloned per tick).
         let order = std::mem::take(&mut self.order);
+        if !self.index.fits(&order, &self.services) {
+            self.index = TickIndex::build(&order, &self.services);
+        }
+        let index = std::mem::take(&mut self.index);
         // What is active this tick, found once rather than per service.
         let events: Vec<&EventSpec> = self
             .spec
@@ -356,22 +414,23 @@ impl Sim {
             .collect();
         // Every service gets one history entry per tick, so two hours are a fixed count.
         let history_len = (HISTORY_S * 1000 / self.tick_ms) as usize + 1;
-        for name in &order {
+        let elapsed = self.elapsed_s(now);
+        // Compute, in dependency order: each service's dependencies are computed first.
+        let svcs: Vec<&Service> = self.services.values().collect();
+        let mut sigs: Vec<Signals> = Vec::with_capacity(order.len());
+        for (i, name) in order.iter().enumerate() {
             let noise_draw: f64 = {
                 // Box–Muller from two uniform draws; always two draws per service per tick.
                 let u1: f64 = self.rng.random::<f64>().max(1e-12);
                 let u2: f64 = self.rng.random::<f64>();
                 (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
             };
-            let Some(svc) = self.services.get(name) else {
-                self.last.remove(name);
-                continue;
-            };
+            let svc = svcs[index.slot[i]];
             let spec = &svc.spec;
             let mut factor = 1.0;
             for e in &events {
                 if e.services.iter().any(|s| s == "*" || s == name) {
-                    let since = (self.elapsed_s(now) - e.at.0) as f64;
+                    let since = (elapsed - e.at.0) as f64;
                     let ramp = if e.ramp.0 == 0 {
                         1.0
                     } else {
@@ -423,11 +482,10 @@ impl Sim {
             let _ = crashed;
             let capacity = ready as f64 * spec.capacity_rps / slowdown;
             let (mut dep_ok, mut dep_p99) = (1.0_f64, 0.0_f64);
-            for d in &spec.depends_on {
-                if let Some(ds) = self.last.get(d) {
-                    dep_ok *= ds.availability;
-                    dep_p99 = dep_p99.max(ds.p99_ms);
-                }
+            for &d in &index.deps[i] {
+                let ds = &sigs[d];
+                dep_ok *= ds.availability;
+                dep_p99 = dep_p99.max(ds.p99_ms);
             }
             let served = demand.min(capacity);
             let success = served * (1.0 - err_v) * dep_ok;
@@ -465,42 +523,59 @@ impl Sim {
                 error_rate: 1.0 - availability,
                 p99_ms: p99,
             };
-            match self.last.get_mut(name) {
-                Some(slot) => *slot = sig,
-                None => {
-                    self.last.insert(name.clone(), sig);
+            sigs.push(sig);
+        }
+        drop(svcs);
+        // Then update, in name order, without looking names up: each service's signals and
+        // whether they were observable.
+        let mut by_slot: Vec<Option<(Signals, bool)>> = vec![None; self.services.len()];
+        for (i, name) in order.iter().enumerate() {
+            let seen = !blackouts
+                .iter()
+                .any(|f| f.target == "*" || &f.target == name);
+            by_slot[index.slot[i]] = Some((sigs[i], seen));
+        }
+        if self.last.len() == self.services.len() {
+            for (slot, entry) in self.last.values_mut().zip(&by_slot) {
+                if let Some((sig, _)) = entry {
+                    *slot = *sig;
                 }
             }
-            if let Some(svc) = self.services.get_mut(name) {
-                svc.requests_total += demand * dt;
-                svc.errors_total += (demand - availability * demand) * dt;
-                for z in svc.zones.values_mut() {
-                    let before = z.starting.len();
-                    z.starting.retain(|t| *t > now);
-                    z.ready += (before - z.starting.len()) as u32;
+        } else {
+            for (name, entry) in self.services.keys().zip(&by_slot) {
+                if let Some((sig, _)) = entry {
+                    self.last.insert(name.clone(), *sig);
                 }
-                // Same as dropping entries older than `HISTORY_S`, without reading the oldest
-                // entry (a cache miss per service per tick).
-                if svc.history.len() >= history_len {
-                    svc.history.pop_front();
-                }
-                let seen = !blackouts
-                    .iter()
-                    .any(|f| f.target == "*" || &f.target == name);
-                svc.history.push_back((sig, seen));
-                if seen {
-                    let hour = now.div_euclid(HOUR_MS);
-                    match svc.hourly.back_mut() {
-                        Some((h, peak)) if *h == hour => *peak = peak.max(demand),
-                        _ => {
-                            svc.hourly.push_back((hour, demand));
-                            while svc
-                                .hourly
-                                .front()
-                                .is_some_and(|(h, _)| *h < hour - PROFILE_DAYS * 24)
-                            {
-                                svc.hourly.pop_front();
-                            }
+            }
+        }
+        for (svc, entry) in self.services.values_mut().zip(&by_slot) {
+            let Some((sig, seen)) = *entry else { continue };
+            let (demand, availability) = (sig.demand_rps, sig.availability);
+            svc.requests_total += demand * dt;
+            svc.errors_total += (demand - availability * demand) * dt;
+            for z in svc.zones.values_mut() {
+                let before = z.starting.len();
+                z.starting.retain(|t| *t > now);
+                z.ready += (before - z.starting.len()) as u32;
+            }
+            // Same as dropping entries older than `HISTORY_S`, without reading the oldest
+            // entry (a cache miss per service per tick).
+            if svc.history.len() >= history_len {
+                svc.history.pop_front();
+            }
+            svc.history.push_back((sig, seen));
+            if seen {
+                let hour = now.div_euclid(HOUR_MS);
+                match svc.hourly.back_mut() {
+                    Some((h, peak)) if *h == hour => *peak = peak.max(demand),
+                    _ => {
+                        svc.hourly.push_back((hour, demand));
+                        while svc
+                            .hourly
+                            .front()
+                            .is_some_and(|(h, _)| *h < hour - PROFILE_DAYS * 24)
+                        {
+                            svc.hourly.pop_front();
                         }
                     }
                 }
@@ -510,6 +585,7 @@ impl Sim {
             self.last.retain(|k, _| order.contains(k));
         }
         self.order = order;
+        self.index = index;
     }
 
     fn matching(&self, target: &str) -> Vec<String> {
