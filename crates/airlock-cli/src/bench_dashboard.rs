@@ -3,7 +3,7 @@
 //! served by a real `airlock serve` in this process and fetched over loopback HTTP by a
 //! signed-in operator.
 
-use crate::bench::{free_port, percentile};
+use crate::bench::{free_port, now, percentile};
 use airlock_core::{EventKind, NewEvent};
 use anyhow::{Context, Result};
 use clap::Args;
@@ -11,7 +11,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Args)]
 pub struct DashboardBenchArgs {
@@ -28,11 +28,6 @@ pub struct DashboardBenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
-fn now() -> Instant {
-    Instant::now()
 }
 
 #[expect(

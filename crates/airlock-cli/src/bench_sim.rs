@@ -4,6 +4,7 @@
 //! noise, capacity, availability, latency; no zones, faults, dependencies or history) timed in
 //! the same run.
 
+use crate::bench::now;
 use airlock_sim::{Sim, synthetic};
 use anyhow::Result;
 use clap::Args;
@@ -12,7 +13,6 @@ use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use std::hint::black_box;
 use std::process::ExitCode;
-use std::time::Instant;
 
 #[derive(Args)]
 pub struct SimBenchArgs {
@@ -31,11 +31,6 @@ pub struct SimBenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[expect(clippy::disallowed_methods, reason = "a benchmark measures real time")]
-fn now() -> Instant {
-    Instant::now()
 }
 
 /// 2024-01-01T00:00:00Z, in milliseconds: the day starts at midnight.

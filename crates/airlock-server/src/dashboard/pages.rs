@@ -51,6 +51,31 @@ fn gate_error(e: impl std::fmt::Display) -> Response {
     error_page(&e.to_string(), StatusCode::SERVICE_UNAVAILABLE)
 }
 
+/// One page of the journal, newest first from `before`, and the cursor of the next page.
+async fn newest(
+    s: &AppState,
+    kind: Option<EventKind>,
+    agent: Option<String>,
+    before: Option<i64>,
+) -> Result<(Vec<Event>, Option<i64>), Response> {
+    let events = s
+        .journal
+        .read(EventQuery {
+            after_seq: before,
+            kind,
+            agent,
+            limit: Some(PAGE),
+            descending: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(gate_error)?;
+    let next = (events.len() as u32 == PAGE)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok((events, next))
+}
+
 /// `2026-12-07 10:04:05Z`.
 pub fn ts(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -692,24 +717,10 @@ pub async fn changes(
     Query(q): Query<ChangesQuery>,
 ) -> Response {
     let agent = (!q.agent.trim().is_empty()).then(|| q.agent.trim().to_string());
-    let applied = match s
-        .journal
-        .read(EventQuery {
-            kind: Some(EventKind::Applied),
-            agent: agent.clone(),
-            after_seq: q.before,
-            limit: Some(PAGE),
-            descending: true,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return gate_error(e),
+    let (applied, next) = match newest(&s, Some(EventKind::Applied), agent, q.before).await {
+        Ok(page) => page,
+        Err(r) => return r,
     };
-    let next = (applied.len() as u32 == PAGE)
-        .then(|| applied.last().map(|e| e.seq))
-        .flatten();
     let mut rows = Vec::new();
     for e in &applied {
         let Some(cid) = &e.change_id else { continue };
@@ -1267,24 +1278,10 @@ pub async fn journal(
         },
     };
     let agent = (!q.agent.trim().is_empty()).then(|| q.agent.trim().to_string());
-    let events = match s
-        .journal
-        .read(EventQuery {
-            after_seq: q.before,
-            kind,
-            agent,
-            limit: Some(PAGE),
-            descending: true,
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => return gate_error(e),
+    let (events, next) = match newest(&s, kind, agent, q.before).await {
+        Ok(page) => page,
+        Err(r) => return r,
     };
-    let next = (events.len() as u32 == PAGE)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
     let chrome = Chrome::of(&s, &op).await;
     respond(
         StatusCode::OK,
@@ -1311,18 +1308,7 @@ pub async fn verify(State(s): State<AppState>, Posted(op, _): Posted<CsrfForm>) 
         }
     };
     let q = JournalQuery::default();
-    let events = s
-        .journal
-        .read(EventQuery {
-            limit: Some(PAGE),
-            descending: true,
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_default();
-    let next = (events.len() as u32 == PAGE)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
+    let (events, next) = newest(&s, None, None, None).await.unwrap_or_default();
     let chrome = Chrome::of(&s, &op).await;
     let status = if matches!(&report, Ok(r) if r.ok()) {
         StatusCode::OK
