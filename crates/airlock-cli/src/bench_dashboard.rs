@@ -50,12 +50,14 @@ const BATCH: usize = 2_000;
 /// bake outcomes, from `AGENTS` agents over the last 30 days. Returns the events written.
 async fn fill(store: &str, events: u64) -> Result<u64> {
     let journal = airlock_store::open(store).await?;
-    let head = journal.read(airlock_store::EventQuery {
-        limit: Some(1),
-        descending: true,
-        ..Default::default()
-    });
-    if let Some(last) = head.await?.first()
+    let head = journal
+        .read(airlock_store::EventQuery {
+            limit: Some(1),
+            descending: true,
+            ..Default::default()
+        })
+        .await?;
+    if let Some(last) = head.first()
         && last.seq as u64 >= events
     {
         return Ok(last.seq as u64);

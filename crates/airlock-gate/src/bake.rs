@@ -1031,20 +1031,7 @@ impl Gate {
         let _slot = self.slots.take(&change_key(change_id)).await;
         let bake = match self.check_out(change_id) {
             Some(b) => b,
-            None => {
-                let rec = self
-                    .journal
-                    .change(change_id)
-                    .await?
-                    .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
-                if !rec.status.revertible() {
-                    return Err(GateError::Conflict(format!(
-                        "change `{change_id}` is {}; only applied changes can be reverted",
-                        rec.status
-                    )));
-                }
-                Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?
-            }
+            None => self.revertible(change_id).await?,
         };
         self.revert_bake(
             bake,
@@ -1272,21 +1259,28 @@ impl Gate {
     /// What reverting a change would do now, checked with its provider without changing
     /// anything: whether its resources are still as the change left them.
     pub async fn revert_check(&self, change_id: &str) -> Result<RevertCheck, GateError> {
+        match self.revertible(change_id).await {
+            Ok(bake) => self.check_restore(&bake.snapshot, &bake.applied).await,
+            Err(GateError::Conflict(detail)) => Ok(RevertCheck::NotRevertible { detail }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bake of a change that can be reverted, from its record: `NotFound` for an unknown
+    /// change, `Conflict` for one that is not `baking`, `settled` or `unjudged`.
+    async fn revertible(&self, change_id: &str) -> Result<Bake, GateError> {
         let rec = self
             .journal
             .change(change_id)
             .await?
             .ok_or_else(|| GateError::NotFound("change", change_id.to_string()))?;
         if !rec.status.revertible() {
-            return Ok(RevertCheck::NotRevertible {
-                detail: format!(
-                    "the change is {}; only applied changes can be reverted",
-                    rec.status
-                ),
-            });
+            return Err(GateError::Conflict(format!(
+                "change `{change_id}` is {}; only applied changes can be reverted",
+                rec.status
+            )));
         }
-        let bake = Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)?;
-        self.check_restore(&bake.snapshot, &bake.applied).await
+        Bake::from_record(&rec, BTreeMap::new()).map_err(GateError::Invalid)
     }
 
     /// Whether restoring `snapshot` over resources expected as `applied` would land cleanly.

@@ -144,17 +144,15 @@ pub struct Sim {
     services: BTreeMap<String, Service>,
     order: Vec<String>,
     last: BTreeMap<String, Signals>,
-    /// `order` as positions, rebuilt when the services change: each service's position
-    /// among `services` (name order) and its dependencies' positions in `order`. A tick
-    /// walks these instead of looking names up.
+    /// `order` as positions, emptied whenever `order` changes and rebuilt by the next tick:
+    /// each service's position among `services` (name order) and its dependencies' positions
+    /// in `order`. A tick walks these instead of looking names up.
     index: TickIndex,
 }
 
 /// See [`Sim::index`].
 #[derive(Debug, Clone, Default)]
 struct TickIndex {
-    /// How many services it was built for.
-    services: usize,
     /// For each position in `order`: the service's position in name order.
     slot: Vec<usize>,
     /// For each position in `order`: its dependencies' positions in `order` (earlier ones).
@@ -174,7 +172,6 @@ impl TickIndex {
             .map(|(i, k)| (k.as_str(), i))
             .collect();
         Self {
-            services: services.len(),
             slot: order.iter().map(|n| by_name[n.as_str()]).collect(),
             deps: order
                 .iter()
@@ -190,12 +187,6 @@ impl TickIndex {
                 })
                 .collect(),
         }
-    }
-
-    fn fits(&self, order: &[String], services: &BTreeMap<String, Service>) -> bool {
-        self.services == services.len()
-            && self.slot.len() == order.len()
-            && order.len() == services.len()
     }
 }
 
@@ -390,7 +381,7 @@ impl Sim {
         // `last` is updated in place, in dependency order: when a service is computed, its
         // dependencies already hold this tick's signals (and no key is cloned per tick).
         let order = std::mem::take(&mut self.order);
-        if !self.index.fits(&order, &self.services) {
+        if self.index.slot.len() != order.len() {
             self.index = TickIndex::build(&order, &self.services);
         }
         let index = std::mem::take(&mut self.index);
@@ -855,6 +846,7 @@ impl Sim {
         if !problems.is_empty() {
             return Err(SimError::Invalid(problems));
         }
+        self.index = TickIndex::default();
         self.order = topo_order(&all.services)
             .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
         let svc = Service {

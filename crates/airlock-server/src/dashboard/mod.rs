@@ -259,16 +259,20 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-/// `Set-Cookie` for a cookie only this site's pages send back and no script reads.
-fn set_cookie(headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) -> String {
+/// Adds `Set-Cookie` for a cookie only this site's pages send back and no script reads
+/// (`max_age_s` 0 deletes it).
+fn set_cookie(resp: &mut Response, headers: &HeaderMap, name: &str, value: &str, max_age_s: i64) {
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|p| p.eq_ignore_ascii_case("https"));
-    format!(
+    let cookie = format!(
         "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
         if secure { "; Secure" } else { "" }
-    )
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
 }
 
 /// Percent-encodes a query value.
@@ -338,9 +342,14 @@ pub struct Chrome {
 
 impl Chrome {
     pub async fn of(s: &AppState, op: &Operator) -> Self {
+        Self::counted(s, op, s.gate.approvals().await.len()).await
+    }
+
+    /// For a page that read the pending holds itself: `holds` of them.
+    pub async fn counted(s: &AppState, op: &Operator, holds: usize) -> Self {
         Self {
             who: Some((op.name.clone(), op.csrf.clone())),
-            holds: s.gate.approvals().await.len(),
+            holds,
             killswitch: s.gate.killswitch().await,
         }
     }
@@ -481,9 +490,7 @@ async fn login_form(
         StatusCode::OK,
         login_page(&local_path(q.next.as_deref()), &nonce, None),
     );
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(&headers, LOGIN_COOKIE, &nonce, 3600)) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_cookie(&mut resp, &headers, LOGIN_COOKIE, &nonce, 3600);
     resp
 }
 
@@ -513,9 +520,7 @@ async fn login(
     let fresh = session::random_hex();
     let again = |problem: &str, status: StatusCode| {
         let mut resp = respond(status, login_page(&next, &fresh, Some(problem)));
-        if let Ok(v) = HeaderValue::from_str(&set_cookie(&headers, LOGIN_COOKIE, &fresh, 3600)) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
+        set_cookie(&mut resp, &headers, LOGIN_COOKIE, &fresh, 3600);
         resp
     };
     let expected = cookie(&headers, LOGIN_COOKIE);
@@ -545,14 +550,8 @@ async fn login(
             let (id, ttl_s) = d.sessions.open(token, now);
             tracing::info!(operator = %p.name, "signed in to the dashboard");
             let mut resp = Redirect::to(&next).into_response();
-            for c in [
-                set_cookie(&headers, COOKIE, &id, ttl_s),
-                set_cookie(&headers, LOGIN_COOKIE, "", 0),
-            ] {
-                if let Ok(v) = HeaderValue::from_str(&c) {
-                    resp.headers_mut().append(header::SET_COOKIE, v);
-                }
-            }
+            set_cookie(&mut resp, &headers, COOKIE, &id, ttl_s);
+            set_cookie(&mut resp, &headers, LOGIN_COOKIE, "", 0);
             resp
         }
         Err(GateError::Unauthenticated) => again(
@@ -585,9 +584,7 @@ async fn logout(
         d.sessions.remove(&op.session);
     }
     let mut resp = Redirect::to("/login").into_response();
-    if let Ok(v) = HeaderValue::from_str(&set_cookie(&headers, COOKIE, "", 0)) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
+    set_cookie(&mut resp, &headers, COOKIE, "", 0);
     resp
 }
 

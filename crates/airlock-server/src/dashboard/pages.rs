@@ -114,8 +114,6 @@ pub struct FeedQuery {
     verdict: String,
     /// Cursor: show events older than this seq.
     before: Option<i64>,
-    #[serde(default)]
-    partial: bool,
 }
 
 impl FeedQuery {
@@ -146,16 +144,8 @@ impl FeedQuery {
     }
 }
 
-/// The target an event is about: its action's request's, read once and remembered.
+/// What an event's action does (`verb target`), from its request, read once and remembered.
 async fn target_of(s: &AppState, e: &Event) -> String {
-    if let Some(t) = e
-        .payload
-        .get("request")
-        .and_then(|r| r.get("target"))
-        .and_then(Value::as_str)
-    {
-        return t.to_string();
-    }
     let Some(action) = &e.action_id else {
         return String::new();
     };
@@ -254,12 +244,6 @@ pub async fn feed(State(s): State<AppState>, op: Operator, Query(q): Query<FeedQ
         Ok(r) => r,
         Err(e) => return gate_error(e),
     };
-    let body_rows = html! {
-        @for (e, t) in &rows { (feed_row(e, t)) }
-    };
-    if q.partial {
-        return respond(StatusCode::OK, body_rows);
-    }
     let chrome = Chrome::of(&s, &op).await;
     let live = q.before.is_none();
     let body = html! {
@@ -285,7 +269,7 @@ pub async fn feed(State(s): State<AppState>, op: Operator, Query(q): Query<FeedQ
                 th scope="col" { "Resource" } th scope="col" { "Summary" } th scope="col" { "Links" }
             } }
             tbody #feed data-live=[live.then(|| format!("/live?{}", q.query_string()))] {
-                (body_rows)
+                @for (e, t) in &rows { (feed_row(e, t)) }
             }
         }
         @if rows.is_empty() { p.empty { "Nothing yet" @if live { ": new events appear here as they happen" } "." } }
@@ -386,7 +370,7 @@ pub async fn approvals(
     if q.partial {
         return respond(StatusCode::OK, list);
     }
-    let chrome = Chrome::of(&s, &op).await;
+    let chrome = Chrome::counted(&s, &op, holds.len()).await;
     let body = html! {
         div #holds data-refresh="/approvals?partial=true" data-on="verdict approval applied apply_failed" { (list) }
     };
@@ -521,8 +505,8 @@ fn behaviour_section(
 }
 
 pub async fn approval(State(s): State<AppState>, op: Operator, Path(id): Path<String>) -> Response {
-    let chrome = Chrome::of(&s, &op).await;
     let holds = s.gate.approvals().await;
+    let chrome = Chrome::counted(&s, &op, holds.len()).await;
     let Some(a) = holds.into_iter().find(|a| a.id == id) else {
         let body = html! {
             p { "Approval " code { (id) } " is not pending: it was answered, expired or never existed." }
@@ -539,23 +523,18 @@ pub async fn approval(State(s): State<AppState>, op: Operator, Path(id): Path<St
         .flatten();
     let (series, score) = s.gate.behaviour_of(&a.agent).await;
     let breaker = s.gate.breaker(&a.agent).await;
+    let still = (a.approvals_needed as usize).saturating_sub(a.approved_by.len());
     // Why this operator may not approve, if so.
     let blocked = if a.agent == op.name {
         Some("You submitted this request: nobody approves their own request.".to_string())
     } else if a.approved_by.contains(&op.name) {
         Some(format!(
-            "You approved already: the two-person rule needs {} more distinct operator{}.",
-            a.approvals_needed as usize - a.approved_by.len().min(a.approvals_needed as usize),
-            if a.approvals_needed as usize - a.approved_by.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
+            "You approved already: the two-person rule needs {still} more distinct operator{}.",
+            if still == 1 { "" } else { "s" }
         ))
     } else {
         None
     };
-    let still = (a.approvals_needed as usize).saturating_sub(a.approved_by.len());
     let body = html! {
         section.card.summary aria-labelledby="req-h" {
             h2 #req-h { (a.agent) " asks to " (request_line(&a)) }
@@ -669,14 +648,11 @@ pub async fn action(State(s): State<AppState>, op: Operator, Path(id): Path<Stri
         })
         .await
         .unwrap_or_default();
-    let status = serde_json::to_value(v.status)
-        .ok()
-        .and_then(|x| x.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let status = v.status.as_str();
     let body = html! {
         section.card #action data-refresh-page="1" data-action=(id) {
             p { "Agent " a href=(format!("/agents/{}", urlencode(&v.agent))) { (v.agent) }
-                " · status " (badge(&status))
+                " · status " (badge(status))
                 @if let Some(r) = v.risk { " · risk " (badge(r.as_str())) } }
             @if let Some(p) = v.plan.as_ref().and_then(|p| p.get("summary")).and_then(Value::as_str) { p { (p) } }
             @if !v.reasons.is_empty() { p { "Reasons: " (v.reasons.join(", ")) } }
