@@ -18,6 +18,16 @@ pub struct HttpBenchArgs {
     /// Seconds of load per target.
     #[arg(long, default_value_t = 10)]
     seconds: u32,
+    /// Requests in flight at once for the saturation runs (closed loop).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Services in the sandbox world the mutations scale (each worker its own).
+    #[arg(long, default_value_t = 2000)]
+    services: usize,
+    /// An agent's `mutations_per_minute` for the budget check: three times as many
+    /// concurrent mutations are sent, and exactly this many must be allowed.
+    #[arg(long, default_value_t = 200)]
+    budget: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -119,14 +129,85 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
     .await?;
     let baseline = drive(
         format!("http://{noop_addr}/noop"),
-        body,
+        body.clone(),
         None,
         args.rate,
         args.seconds,
     )
     .await?;
+    // Saturation: reads, closed loop, against the same load on the no-op handler.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let read_req: crate::bench_load::MakeRequest = {
+        let (url, token, client, body) = (
+            format!("{base}/v1/actions"),
+            gate.token.clone(),
+            client.clone(),
+            body.clone(),
+        );
+        std::sync::Arc::new(move |_, _| client.post(&url).bearer_auth(&token).json(&body))
+    };
+    let noop_req: crate::bench_load::MakeRequest = {
+        let (url, client, body) = (
+            format!("http://{noop_addr}/noop"),
+            client.clone(),
+            body.clone(),
+        );
+        std::sync::Arc::new(move |_, _| client.post(&url).json(&body))
+    };
+    let secs = f64::from(args.seconds);
+    let reads =
+        crate::bench_load::closed_loop(args.concurrency, secs, None, false, read_req).await?;
+    let noop_load =
+        crate::bench_load::closed_loop(args.concurrency, secs, None, false, noop_req).await?;
     noop_task.abort();
     let report = gate.finish().await?;
+
+    // Mutations on distinct resources, and a budget under concurrency, on a world of many
+    // services; the guards are on, with limits the run stays under (but for the budget).
+    let world_dir = tempfile::tempdir()?;
+    let world = world_dir.path().join("world.toml");
+    std::fs::write(
+        &world,
+        crate::bench_load::world(args.services.max(args.budget * 3)),
+    )?;
+    let gate = InProcess::start_with(
+        &format!(
+            "[sim]\nworld = \"{}\"\n[guards]\nmutations_per_minute = 100000000\nmax_capacity_cut_pct = 100.0\n[anomaly]\nquarantine = false\n[profile.budgeted.guards]\nmutations_per_minute = {}\n",
+            world.display(),
+            args.budget
+        ),
+        &[("bench-budgeted".to_string(), Some("budgeted"))],
+    )
+    .await?;
+    let budget_run = {
+        let (url, token, client) = (
+            format!("{}/v1/actions", gate.base),
+            gate.agents[0].clone(),
+            client.clone(),
+        );
+        let workers = args.concurrency;
+        let make: crate::bench_load::MakeRequest = std::sync::Arc::new(move |w, i| {
+            let k = w + i * workers;
+            client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&crate::bench_load::scale(k, 5))
+        });
+        let per_worker = (args.budget * 3).div_ceil(workers);
+        crate::bench_load::closed_loop(workers, 600.0, Some(per_worker), true, make).await?
+    };
+    let mutations = crate::bench_load::closed_loop(
+        args.concurrency,
+        secs,
+        None,
+        true,
+        crate::bench_load::mutations(&gate, &client, args.services, args.concurrency),
+    )
+    .await?;
+    let mreport = gate.finish().await?;
+    let budget_exact = budget_run.allowed == args.budget;
 
     let row = |name: &str, s: &Stats| {
         json!({"target": name, "sent": s.sent, "ok": s.ok, "achieved_rps": s.ok as f64 / s.elapsed_s,
@@ -137,7 +218,16 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
         "results": [row("airlock POST /v1/actions (read, allow path, durable journal)", &airlock), row("no-op axum handler", &baseline)],
         "ratio_p50": airlock.p50_ms / baseline.p50_ms.max(1e-9),
         "ratio_p99": airlock.p99_ms / baseline.p99_ms.max(1e-9),
-        "journal_events": report.events, "journal_verified": report.ok(),
+        "saturation": {
+            "concurrency": args.concurrency,
+            "reads": reads.row("airlock reads, allow path"),
+            "mutations": mutations.row("airlock mutations on distinct resources, applied"),
+            "noop": noop_load.row("no-op axum handler"),
+            "ratio_reads_to_noop": reads.per_s() / noop_load.per_s().max(1e-9),
+            "budget": {"mutations_per_minute": args.budget, "sent": budget_run.sent, "answered": budget_run.ok,
+                       "allowed": budget_run.allowed, "exact": budget_exact},
+        },
+        "journal_events": report.events + mreport.events, "journal_verified": report.ok() && mreport.ok(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -166,27 +256,90 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
                 format!("{:.2}", s.max_ms),
             ]);
         }
-        println!("{t}");
+        println!("open loop at {} requests/s:\n{t}", args.rate);
         println!(
-            "ratio to no-op: p50 {:.1}x, p99 {:.1}x; journal {} events, chain {}",
+            "ratio to no-op: p50 {:.1}x, p99 {:.1}x",
             out["ratio_p50"].as_f64().unwrap_or(0.0),
             out["ratio_p99"].as_f64().unwrap_or(0.0),
-            report.events,
-            if report.ok() { "verified" } else { "BROKEN" }
+        );
+        let mut t = Table::new();
+        t.load_style(UTF8_FULL_CONDENSED).set_header([
+            "target",
+            "sent",
+            "ok",
+            "allowed",
+            "per second",
+            "p50 ms",
+            "p99 ms",
+        ]);
+        for (name, l) in [
+            ("airlock reads (allow path)", &reads),
+            (
+                "airlock mutations, distinct resources (applied)",
+                &mutations,
+            ),
+            ("no-op axum handler", &noop_load),
+        ] {
+            t.add_row([
+                name.to_string(),
+                l.sent.to_string(),
+                l.ok.to_string(),
+                l.allowed.to_string(),
+                format!("{:.0}", l.per_s()),
+                format!("{:.2}", l.p50_ms),
+                format!("{:.2}", l.p99_ms),
+            ]);
+        }
+        println!("saturation, {} in flight:\n{t}", args.concurrency);
+        println!(
+            "budget of {} mutations a minute, {} sent at once by {} workers: {} allowed ({}); journals {} events, chains {}",
+            args.budget,
+            budget_run.sent,
+            args.concurrency,
+            budget_run.allowed,
+            if budget_exact { "exact" } else { "NOT EXACT" },
+            report.events + mreport.events,
+            if report.ok() && mreport.ok() {
+                "verified"
+            } else {
+                "BROKEN"
+            }
         );
     }
-    Ok(verdict(
+    let mut code = verdict(
         &report,
         &[
             ("airlock", airlock.sent - airlock.ok),
             ("no-op", baseline.sent - baseline.ok),
+            ("saturation read", reads.sent - reads.ok),
+            ("mutation", mutations.sent - mutations.ok),
+            ("budget-check", budget_run.sent - budget_run.ok),
         ],
-    ))
+    );
+    if verdict(&mreport, &[]) != ExitCode::SUCCESS {
+        code = ExitCode::FAILURE;
+    }
+    if !budget_exact {
+        eprintln!(
+            "airlock bench: {} of {} budgeted mutations were allowed: the budget is not exact",
+            budget_run.allowed, args.budget
+        );
+        code = ExitCode::FAILURE;
+    }
+    if mutations.allowed < mutations.ok {
+        eprintln!(
+            "airlock bench: {} of {} mutations were not allowed: the run did not measure applies",
+            mutations.ok - mutations.allowed,
+            mutations.ok
+        );
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
 }
 
 /// A benchmark whose journal chain is broken or whose requests failed measured nothing
 /// trustworthy: exit code 1, with why on stderr (the figures are still printed).
-fn verdict(report: &airlock_store::VerifyReport, failed: &[(&str, usize)]) -> ExitCode {
+pub(crate) fn verdict(report: &airlock_store::VerifyReport, failed: &[(&str, usize)]) -> ExitCode {
     let mut bad = false;
     if !report.ok() {
         eprintln!("airlock bench: the journal's chain does not verify: the run is not valid");
@@ -214,18 +367,202 @@ pub struct McpBenchArgs {
     /// `python3 crates/airlock-server/tests/mcp/upstream_server.py --transport http --port 8765 --state /tmp/n.json`).
     #[arg(long)]
     upstream_url: String,
-    /// The upstream tool to call (a read, so every proxied call is allowed and applied).
+    /// The MCP client that makes the calls: the official Python SDK (`python3` with the
+    /// `mcp` package, as in `crates/airlock-server/tests/mcp/requirements.txt`) or rmcp.
+    #[arg(long, value_enum, default_value_t = McpClient::Python)]
+    client: McpClient,
+    /// The upstream read tool to call (every proxied call is allowed and answered).
     #[arg(long, default_value = "echo")]
     tool: String,
     /// Its arguments, as a JSON object.
     #[arg(long, default_value = r#"{"text":"ping"}"#)]
     arguments: String,
-    /// Calls per path (direct and proxied, interleaved).
+    /// An upstream tool that changes something, timed the same way (each proxied call is
+    /// journaled durably before the upstream is called); empty for none.
+    #[arg(long, default_value = "create_note")]
+    mutation_tool: String,
+    /// Its arguments, as a JSON object.
+    #[arg(long, default_value = r#"{"name":"bench","text":"t"}"#)]
+    mutation_arguments: String,
+    /// An argument of the mutation made distinct per call (the fixture refuses to create a
+    /// note twice); empty for none.
+    #[arg(long, default_value = "name")]
+    unique: String,
+    /// Calls per path and tool (direct and proxied, interleaved).
     #[arg(long, default_value_t = 1000)]
     calls: usize,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum McpClient {
+    Python,
+    Rust,
+}
+
+/// One tool timed direct and proxied.
+struct McpPlan {
+    label: &'static str,
+    tool: String,
+    arguments: serde_json::Map<String, serde_json::Value>,
+    unique: Option<String>,
+}
+
+impl McpPlan {
+    fn arguments(&self, path: &str, i: usize) -> serde_json::Map<String, serde_json::Value> {
+        let mut a = self.arguments.clone();
+        if let Some(field) = &self.unique {
+            let base = a.get(field).and_then(|v| v.as_str()).unwrap_or("x");
+            let v = format!("{base}-{path}-{i}");
+            a.insert(field.clone(), v.into());
+        }
+        a
+    }
+}
+
+/// Direct and proxied latencies of one plan, in ms, sorted.
+struct McpTimes {
+    direct: Vec<f64>,
+    proxied: Vec<f64>,
+}
+
+const MCP_WARMUP: usize = 50;
+
+fn json_object(what: &str, text: &str) -> Result<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(text)
+        .map_err(|e| crate::BadInput(format!("{what}: not a JSON object: {e}")).into())
+}
+
+/// Times every plan with rmcp's client, interleaving direct and proxied calls.
+async fn mcp_rust(
+    upstream: &str,
+    gateway: &str,
+    token: &str,
+    plans: &[McpPlan],
+    calls: usize,
+) -> Result<Vec<McpTimes>> {
+    use rmcp::ServiceExt;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let direct =
+        ().serve(StreamableHttpClientTransport::from_uri(upstream))
+            .await
+            .context("cannot connect to the upstream")?;
+    let proxied = ()
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(gateway).auth_header(token),
+        ))
+        .await
+        .context("cannot connect to the gateway")?;
+    let bar = indicatif::ProgressBar::new((plans.len() * (calls + MCP_WARMUP) * 2) as u64);
+    let mut out = Vec::new();
+    for plan in plans {
+        let (mut d_ms, mut p_ms) = (Vec::new(), Vec::new());
+        for i in 0..calls + MCP_WARMUP {
+            let mut p = CallToolRequestParams::new(plan.tool.clone());
+            p.arguments = Some(plan.arguments("d", i));
+            let t = now();
+            let r = direct.call_tool(p).await?;
+            let d = t.elapsed().as_secs_f64() * 1e3;
+            anyhow::ensure!(r.is_error != Some(true), "the upstream tool failed: {r:?}");
+            let mut p = CallToolRequestParams::new(format!("up_{}", plan.tool));
+            p.arguments = Some(plan.arguments("p", i));
+            let t = now();
+            let r = proxied.call_tool(p).await?;
+            let p = t.elapsed().as_secs_f64() * 1e3;
+            anyhow::ensure!(
+                r.is_error != Some(true),
+                "the proxied call was not allowed: {r:?}"
+            );
+            // The first calls of each warm connections and caches.
+            if i >= MCP_WARMUP {
+                d_ms.push(d);
+                p_ms.push(p);
+            }
+            bar.inc(2);
+        }
+        out.push(McpTimes {
+            direct: d_ms,
+            proxied: p_ms,
+        });
+    }
+    bar.finish_and_clear();
+    let _ = direct.cancel().await;
+    let _ = proxied.cancel().await;
+    Ok(out)
+}
+
+/// The Python SDK client, embedded: run with `python3`, given the plans on stdin.
+const PY_CLIENT: &str = include_str!("bench_mcp_client.py");
+
+/// Times every plan with the official MCP Python SDK (a child `python3`).
+async fn mcp_python(
+    upstream: &str,
+    gateway: &str,
+    token: &str,
+    plans: &[McpPlan],
+    calls: usize,
+) -> Result<Vec<McpTimes>> {
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("bench_mcp_client.py");
+    std::fs::write(&script, PY_CLIENT)?;
+    let spec = json!({
+        "direct": upstream, "proxied": gateway, "token": token, "calls": calls, "warmup": MCP_WARMUP,
+        "plans": plans.iter().map(|p| json!({"label": p.label, "direct": p.tool, "proxied": format!("up_{}", p.tool),
+                                               "arguments": p.arguments, "unique": p.unique})).collect::<Vec<_>>(),
+    });
+    let spinner = indicatif::ProgressBar::new_spinner()
+        .with_message("the Python SDK client is calling both paths…");
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let input = spec.to_string();
+    let out = tokio::task::spawn_blocking(move || -> Result<std::process::Output> {
+        use std::io::Write;
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context(
+                "cannot run python3 (the Python client needs python3 with the `mcp` package)",
+            )?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    })
+    .await??;
+    spinner.finish_and_clear();
+    anyhow::ensure!(
+        out.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("the Python client's answer is not JSON")?;
+    let list = |r: &serde_json::Value, k: &str| -> Vec<f64> {
+        r[k].as_array()
+            .map(|a| a.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let results = v["results"].as_array().cloned().unwrap_or_default();
+    anyhow::ensure!(
+        results.len() == plans.len(),
+        "the Python client answered for {} of {} tools",
+        results.len(),
+        plans.len()
+    );
+    Ok(results
+        .iter()
+        .map(|r| McpTimes {
+            direct: list(r, "direct_ms"),
+            proxied: list(r, "proxied_ms"),
+        })
+        .collect())
 }
 
 /// The nearest-rank percentile of sorted values (0 when there are none).
@@ -238,17 +575,24 @@ pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
 
 /// `airlock serve` in this process on a free loopback port, with a fresh durable journal in
 /// a temporary directory and an agent token; `extra` is appended to its config.
-struct InProcess {
-    _dir: tempfile::TempDir,
+pub(crate) struct InProcess {
+    pub(crate) dir: tempfile::TempDir,
     store: String,
-    base: String,
-    token: String,
+    pub(crate) base: String,
+    pub(crate) token: String,
+    /// Tokens of the agents [`InProcess::start_with`] was asked for, in its order.
+    pub(crate) agents: Vec<String>,
     stop: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<Result<(), airlock_server::ServeError>>,
 }
 
 impl InProcess {
-    async fn start(extra: &str) -> Result<Self> {
+    pub(crate) async fn start(extra: &str) -> Result<Self> {
+        Self::start_with(extra, &[]).await
+    }
+
+    /// [`InProcess::start`] with more agents, each with a guard profile or none.
+    pub(crate) async fn start_with(extra: &str, agents: &[(String, Option<&str>)]) -> Result<Self> {
         let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
         let store = dir.path().join("bench.db").display().to_string();
         let port = free_port()?;
@@ -265,6 +609,19 @@ impl InProcess {
             airlock_gate::PrincipalKind2::Agent,
         )
         .await?;
+        let mut tokens = Vec::new();
+        for (name, profile) in agents {
+            tokens.push(
+                airlock_gate::issue_token_with_profile(
+                    journal.as_ref(),
+                    0,
+                    name,
+                    airlock_gate::PrincipalKind2::Agent,
+                    *profile,
+                )
+                .await?,
+            );
+        }
         drop(journal);
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(airlock_server::run(config, async move {
@@ -280,10 +637,11 @@ impl InProcess {
                 .is_ok_and(|r| r.status().is_success())
             {
                 return Ok(Self {
-                    _dir: dir,
+                    dir,
                     store,
                     base,
                     token,
+                    agents: tokens,
                     stop,
                     server,
                 });
@@ -301,7 +659,7 @@ impl InProcess {
     }
 
     /// Stops the server and verifies the journal it wrote.
-    async fn finish(self) -> Result<airlock_store::VerifyReport> {
+    pub(crate) async fn finish(self) -> Result<airlock_store::VerifyReport> {
         let _ = self.stop.send(());
         let _ = self.server.await;
         let journal = airlock_store::SqliteJournal::open_read_only(&self.store).await?;
@@ -310,107 +668,110 @@ impl InProcess {
 }
 
 /// `airlock bench mcp`: the latency a gated, journaled, proxied `tools/call` adds over
-/// calling the upstream directly; both paths over streamable HTTP, interleaved in one run.
+/// calling the upstream directly, for a read and for a mutation; both paths over streamable
+/// HTTP with the same client, interleaved in one run.
 pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
-    use rmcp::ServiceExt;
-    use rmcp::model::CallToolRequestParams;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-
-    let arguments: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(&args.arguments)
-            .map_err(|e| crate::BadInput(format!("--arguments: not a JSON object: {e}")))?;
+    let mut plans = vec![McpPlan {
+        label: "read",
+        tool: args.tool.clone(),
+        arguments: json_object("--arguments", &args.arguments)?,
+        unique: None,
+    }];
+    if !args.mutation_tool.is_empty() {
+        plans.push(McpPlan {
+            label: "mutation",
+            tool: args.mutation_tool.clone(),
+            arguments: json_object("--mutation-arguments", &args.mutation_arguments)?,
+            unique: (!args.unique.is_empty()).then(|| args.unique.clone()),
+        });
+    }
+    // Guards stay on, with limits the benchmark's steady stream of mutations stays under.
     let gate = InProcess::start(&format!(
-        "[sim]\nenabled = false\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\ntrust_read_only_hints = true\n",
+        "[sim]\nenabled = false\n[guards]\nmutations_per_minute = 1000000\n[anomaly]\nquarantine = false\n[[upstream]]\nname = \"up\"\nurl = \"{}\"\nenv = \"dev\"\ntrust_read_only_hints = true\n",
         args.upstream_url
     ))
     .await?;
-    let (base, token) = (gate.base.clone(), gate.token.clone());
-    let direct = ()
-        .serve(StreamableHttpClientTransport::from_uri(
-            args.upstream_url.as_str(),
-        ))
-        .await
-        .context("cannot connect to the upstream")?;
-    let proxied = ()
-        .serve(StreamableHttpClientTransport::from_config(
-            StreamableHttpClientTransportConfig::with_uri(format!("{base}/mcp")).auth_header(token),
-        ))
-        .await
-        .context("cannot connect to the gateway")?;
-    let proxied_name = format!("up_{}", args.tool);
-    let call = |name: String| {
-        let mut p = CallToolRequestParams::new(name);
-        p.arguments = Some(arguments.clone());
-        p
-    };
-    let bar = indicatif::ProgressBar::new((args.calls * 2 + 100) as u64);
-    let (mut d_ms, mut p_ms) = (Vec::new(), Vec::new());
-    for i in 0..args.calls + 50 {
-        let t = now();
-        let r = direct.call_tool(call(args.tool.clone())).await?;
-        let d = t.elapsed().as_secs_f64() * 1e3;
-        anyhow::ensure!(r.is_error != Some(true), "the upstream tool failed: {r:?}");
-        let t = now();
-        let r = proxied.call_tool(call(proxied_name.clone())).await?;
-        let p = t.elapsed().as_secs_f64() * 1e3;
-        anyhow::ensure!(
-            r.is_error != Some(true),
-            "the proxied call was not allowed: {r:?}"
-        );
-        // The first 50 of each warm connections and caches.
-        if i >= 50 {
-            d_ms.push(d);
-            p_ms.push(p);
+    let gateway = format!("{}/mcp", gate.base);
+    let times = match args.client {
+        McpClient::Rust => {
+            mcp_rust(
+                &args.upstream_url,
+                &gateway,
+                &gate.token,
+                &plans,
+                args.calls,
+            )
+            .await
         }
-        bar.inc(2);
-    }
-    bar.finish_and_clear();
-    let _ = direct.cancel().await;
-    let _ = proxied.cancel().await;
+        McpClient::Python => {
+            mcp_python(
+                &args.upstream_url,
+                &gateway,
+                &gate.token,
+                &plans,
+                args.calls,
+            )
+            .await
+        }
+    };
     let report = gate.finish().await?;
-    for v in [&mut d_ms, &mut p_ms] {
-        v.sort_by(f64::total_cmp);
+    let mut times = times?;
+    let client = match args.client {
+        McpClient::Python => "Python SDK",
+        McpClient::Rust => "rmcp",
+    };
+    let mut rows = Vec::new();
+    for (plan, t) in plans.iter().zip(&mut times) {
+        t.direct.sort_by(f64::total_cmp);
+        t.proxied.sort_by(f64::total_cmp);
+        let (d50, d99) = (percentile(&t.direct, 0.5), percentile(&t.direct, 0.99));
+        let (p50, p99) = (percentile(&t.proxied, 0.5), percentile(&t.proxied, 0.99));
+        rows.push(json!({
+            "kind": plan.label, "tool": plan.tool, "calls": t.proxied.len(),
+            "direct": {"p50_ms": d50, "p99_ms": d99},
+            "proxied": {"p50_ms": p50, "p99_ms": p99},
+            "ratio_p50": p50 / d50.max(1e-9), "ratio_p99": p99 / d99.max(1e-9),
+            "added_p50_ms": p50 - d50, "added_p99_ms": p99 - d99,
+        }));
     }
-    let (d50, d99, p50, p99) = (
-        percentile(&d_ms, 0.5),
-        percentile(&d_ms, 0.99),
-        percentile(&p_ms, 0.5),
-        percentile(&p_ms, 0.99),
-    );
     let out = json!({
-        "calls": args.calls, "tool": args.tool,
-        "direct": {"p50_ms": d50, "p99_ms": d99},
-        "proxied": {"p50_ms": p50, "p99_ms": p99},
-        "ratio_p50": p50 / d50.max(1e-9), "ratio_p99": p99 / d99.max(1e-9),
-        "added_p50_ms": p50 - d50, "added_p99_ms": p99 - d99,
+        "client": client, "results": rows,
         "journal_events": report.events, "journal_verified": report.ok(),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         let mut t = Table::new();
-        t.load_style(UTF8_FULL_CONDENSED)
-            .set_header(["path", "calls", "p50 ms", "p99 ms"]);
-        t.add_row([
-            format!("direct: client → upstream `{}`", args.tool),
-            args.calls.to_string(),
-            format!("{d50:.2}"),
-            format!("{d99:.2}"),
+        t.load_style(UTF8_FULL_CONDENSED).set_header([
+            "tool",
+            "calls",
+            "direct p50",
+            "proxied p50",
+            "added p50",
+            "ratio p50",
+            "direct p99",
+            "proxied p99",
         ]);
-        t.add_row([
-            format!("proxied: client → airlock /mcp `{proxied_name}` → upstream"),
-            args.calls.to_string(),
-            format!("{p50:.2}"),
-            format!("{p99:.2}"),
-        ]);
+        for r in &rows {
+            let f = |v: &serde_json::Value| format!("{:.2}", v.as_f64().unwrap_or(0.0));
+            t.add_row([
+                format!(
+                    "{} `{}`",
+                    r["kind"].as_str().unwrap_or(""),
+                    r["tool"].as_str().unwrap_or("")
+                ),
+                r["calls"].to_string(),
+                f(&r["direct"]["p50_ms"]),
+                f(&r["proxied"]["p50_ms"]),
+                format!("+{:.2}", r["added_p50_ms"].as_f64().unwrap_or(0.0)),
+                format!("{:.2}x", r["ratio_p50"].as_f64().unwrap_or(0.0)),
+                f(&r["direct"]["p99_ms"]),
+                f(&r["proxied"]["p99_ms"]),
+            ]);
+        }
         println!("{t}");
         println!(
-            "proxied / direct: p50 {:.2}x (+{:.2} ms), p99 {:.2}x (+{:.2} ms); journal {} events, chain {}",
-            p50 / d50.max(1e-9),
-            p50 - d50,
-            p99 / d99.max(1e-9),
-            p99 - d99,
+            "client: {client} (ms; direct = client → upstream, proxied = client → airlock /mcp → upstream); journal {} events, chain {}",
             report.events,
             if report.ok() { "verified" } else { "BROKEN" }
         );

@@ -7,6 +7,9 @@
 
 mod bench;
 mod bench_dashboard;
+mod bench_hook;
+mod bench_load;
+mod bench_prove;
 mod bench_replicas;
 mod bench_sim;
 mod demo;
@@ -226,6 +229,12 @@ enum BenchCmd {
     /// What a simulated day of the sandbox cloud costs (200 services, 24 h at 10 s ticks by
     /// default) against a minimal tick model of the same services, in one run.
     Sim(bench_sim::SimBenchArgs),
+    /// Wall time of `airlock hook claude-code` for a typical command against a running
+    /// server (process start included) vs starting the same binary to print its version.
+    Hook(bench_hook::HookBenchArgs),
+    /// Wall time of the proving ground over the scenario library at its default seeds
+    /// (every run `airlock prove` makes) vs the same worlds with nobody acting.
+    Prove(bench_prove::ProveBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -377,6 +386,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Bench(BenchCmd::Replicas(args)) => bench_replicas::replicas(args).await,
         Command::Bench(BenchCmd::Dashboard(args)) => bench_dashboard::dashboard(args).await,
         Command::Bench(BenchCmd::Sim(args)) => bench_sim::sim(args),
+        Command::Bench(BenchCmd::Hook(args)) => bench_hook::hook(args).await,
+        Command::Bench(BenchCmd::Prove(args)) => bench_prove::prove(args).await,
         Command::Tail { from, remote } => remote::tail(remote, from).await,
         Command::Openapi => {
             print!("{}", airlock_server::openapi::json()?);

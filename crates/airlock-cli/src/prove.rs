@@ -63,7 +63,7 @@ pub struct ProveArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ModeArg {
+pub(crate) enum ModeArg {
     Guarded,
     Unguarded,
     Both,
@@ -89,15 +89,15 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 /// One run to make.
 #[derive(Clone)]
-struct Job {
-    scenario: Arc<Scenario>,
-    seed: u64,
-    mode: Mode,
-    cast: Cast,
+pub(crate) struct Job {
+    pub scenario: Arc<Scenario>,
+    pub seed: u64,
+    pub mode: Mode,
+    pub cast: Cast,
 }
 
 /// The (scenario, seed) pairs of this shard, in order.
-fn units(
+pub(crate) fn units(
     scenarios: &[Arc<Scenario>],
     seeds: Option<u64>,
     shard: Option<(usize, usize)>,
@@ -115,7 +115,7 @@ fn units(
         .collect()
 }
 
-fn jobs_for(units: &[(Arc<Scenario>, u64)], mode: ModeArg, baselines: bool) -> Vec<Job> {
+pub(crate) fn jobs_for(units: &[(Arc<Scenario>, u64)], mode: ModeArg, baselines: bool) -> Vec<Job> {
     let modes: &[Mode] = match mode {
         ModeArg::Guarded => &[Mode::Guarded],
         ModeArg::Unguarded => &[Mode::Unguarded],
@@ -194,60 +194,14 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
         .max(1);
     let pb = bar(jobs.len() as u64 * 1000, args.json);
-    let done = Arc::new(Mutex::new(vec![0u64; jobs.len()]));
-    let limit = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let turn_timeout = Duration::from_secs(args.turn_timeout.max(1));
-    let mut handles = Vec::new();
-    for (i, job) in jobs.iter().cloned().enumerate() {
-        let limit = limit.clone();
-        let pb = pb.clone();
-        let done = done.clone();
-        let store = match (&args.journal_dir, job.mode) {
-            (Some(dir), Mode::Guarded) => journal_name(dir, &job),
-            _ => "sqlite::memory:".to_string(),
-        };
-        handles.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let journal = if job.mode == Mode::Guarded {
-                Some(
-                    airlock_store::open(&store)
-                        .await
-                        .with_context(|| format!("the journal `{store}` cannot be opened"))?,
-                )
-            } else {
-                None
-            };
-            let progress = move |f: f64| {
-                if let Ok(mut d) = done.lock() {
-                    d[i] = (f * 1000.0) as u64;
-                    pb.set_position(d.iter().sum());
-                }
-            };
-            let launcher = ChildLauncher;
-            let opts = RunOptions {
-                cast: job.cast,
-                journal,
-                launcher: Some(&launcher),
-                turn_timeout,
-                progress: &progress,
-            };
-            airlock_prove::run(&job.scenario, job.seed, job.mode, opts)
-                .await
-                .with_context(|| {
-                    format!(
-                        "{} seed {} ({} {})",
-                        job.scenario.name,
-                        job.seed,
-                        job.cast.as_str(),
-                        mode_name(job.mode)
-                    )
-                })
-        }));
-    }
-    let mut results = Vec::new();
-    for h in handles {
-        results.push(h.await.context("a run panicked")??);
-    }
+    let mut results = run_jobs(
+        &jobs,
+        parallel,
+        args.journal_dir.as_deref(),
+        Duration::from_secs(args.turn_timeout.max(1)),
+        &pb,
+    )
+    .await?;
     pb.finish_and_clear();
     settle(&scenarios, &mut results).map_err(BadInput)?;
 
@@ -307,9 +261,74 @@ pub async fn prove(args: ProveArgs) -> Result<ExitCode> {
     })
 }
 
+/// Makes the runs, `parallel` at a time, in order of `jobs`; each guarded run gets a fresh
+/// journal (in `journal_dir`, or in memory).
+pub(crate) async fn run_jobs(
+    jobs: &[Job],
+    parallel: usize,
+    journal_dir: Option<&Path>,
+    turn_timeout: Duration,
+    pb: &indicatif::ProgressBar,
+) -> Result<Vec<RunResult>> {
+    let done = Arc::new(Mutex::new(vec![0u64; jobs.len()]));
+    let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let mut handles = Vec::new();
+    for (i, job) in jobs.iter().cloned().enumerate() {
+        let limit = limit.clone();
+        let pb = pb.clone();
+        let done = done.clone();
+        let store = match (journal_dir, job.mode) {
+            (Some(dir), Mode::Guarded) => journal_name(dir, &job),
+            _ => "sqlite::memory:".to_string(),
+        };
+        handles.push(tokio::spawn(async move {
+            let _permit = limit.acquire_owned().await;
+            let journal = if job.mode == Mode::Guarded {
+                Some(
+                    airlock_store::open(&store)
+                        .await
+                        .with_context(|| format!("the journal `{store}` cannot be opened"))?,
+                )
+            } else {
+                None
+            };
+            let progress = move |f: f64| {
+                if let Ok(mut d) = done.lock() {
+                    d[i] = (f * 1000.0) as u64;
+                    pb.set_position(d.iter().sum());
+                }
+            };
+            let launcher = ChildLauncher;
+            let opts = RunOptions {
+                cast: job.cast,
+                journal,
+                launcher: Some(&launcher),
+                turn_timeout,
+                progress: &progress,
+            };
+            airlock_prove::run(&job.scenario, job.seed, job.mode, opts)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{} seed {} ({} {})",
+                        job.scenario.name,
+                        job.seed,
+                        job.cast.as_str(),
+                        mode_name(job.mode)
+                    )
+                })
+        }));
+    }
+    let mut results = Vec::new();
+    for h in handles {
+        results.push(h.await.context("a run panicked")??);
+    }
+    Ok(results)
+}
+
 /// Sets each run's cost against its reference run and re-checks the assertions; an
 /// assertion that does not parse is an error naming it.
-fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), String> {
+pub(crate) fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), String> {
     let refs: Vec<(String, u64, f64)> = results
         .iter()
         .filter(|r| r.cast == Cast::Reference)
@@ -332,7 +351,7 @@ fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), 
 }
 
 /// One scenario's verdict over its seeds, per mode.
-struct Summary {
+pub(crate) struct Summary {
     scenario: String,
     control: bool,
     /// (mode, seeds run, seeds passed).
@@ -348,13 +367,13 @@ struct Summary {
 }
 
 impl Summary {
-    fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.modes.iter().all(|(_, n, p)| n == p)
             && self.reference.is_none_or(|(n, p)| n == p)
             && self.do_nothing_checks.is_none_or(|(n, p)| n == p)
     }
 
-    fn failure(&self) -> String {
+    pub(crate) fn failure(&self) -> String {
         format!("{}: {}", self.scenario, self.failures.join("; "))
     }
 
@@ -385,7 +404,7 @@ fn rate((blocked, attempted): (u32, u32)) -> f64 {
     }
 }
 
-fn summarize(
+pub(crate) fn summarize(
     scenarios: &[Arc<Scenario>],
     units: &[(Arc<Scenario>, u64)],
     results: &[RunResult],

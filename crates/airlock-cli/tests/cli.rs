@@ -1344,3 +1344,95 @@ fn bench_sim_reports_the_simulator_against_its_minimal_model_in_one_run() {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
     }
 }
+
+#[test]
+fn bench_hook_times_the_hook_against_process_start_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(dir.path(), &["bench", "hook", "--runs", "3", "--json"]);
+    let v = out.code(0).json();
+    assert_eq!(v["decisions"]["allow"], 3, "{v}");
+    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["journal_verified"], true, "{v}");
+    for k in ["hook", "process_start"] {
+        assert!(v[k]["p50_ms"].as_f64().is_some_and(|x| x > 0.0), "{k}: {v}");
+    }
+}
+
+#[test]
+fn bench_http_measures_open_loop_saturation_and_an_exact_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = airlock(
+        dir.path(),
+        &[
+            "bench",
+            "http",
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+            "--concurrency",
+            "4",
+            "--services",
+            "40",
+            "--budget",
+            "5",
+            "--json",
+        ],
+    );
+    let v = out.code(0).json();
+    let sat = &v["saturation"];
+    assert_eq!(sat["budget"]["allowed"], 5, "{v}");
+    assert_eq!(sat["budget"]["sent"], 16, "{v}");
+    assert_eq!(sat["budget"]["exact"], true, "{v}");
+    let m = &sat["mutations"];
+    assert!(m["ok"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert_eq!(m["ok"], m["allowed"], "every mutation was applied: {v}");
+    assert!(
+        sat["reads"]["per_s"].as_f64().is_some_and(|x| x > 0.0),
+        "{v}"
+    );
+    assert_eq!(v["journal_verified"], true, "{v}");
+}
+
+#[test]
+fn bench_prove_times_a_library_against_its_do_nothing_floor() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir(&lib).unwrap();
+    std::fs::write(
+        lib.join("quiet.toml"),
+        "name = \"quiet\"\nseed = 3\ntick = \"10s\"\nduration = \"1h\"\nassert = [\"availability >= 0.99\"]\n\
+         [agent]\nname = \"noop\"\n[[region]]\nname = \"r\"\nazs = [\"r-a\"]\n\
+         [[service]]\nname = \"web\"\nenv = \"prod\"\nregion = \"r\"\nreplicas = 4\ncapacity_rps = 100\n\
+         demand = { base_rps = 100 }\n",
+    )
+    .unwrap();
+    let out = airlock(
+        dir.path(),
+        &["bench", "prove", "--dir", "lib", "--runs", "1", "--json"],
+    );
+    let v = out.code(0).json();
+    assert_eq!(v["scenarios"], 1, "{v}");
+    assert_eq!(v["assertions_passed"], true, "{v}");
+    assert!(
+        v["library_s"]["median"].as_f64().is_some_and(|x| x > 0.0),
+        "{v}"
+    );
+    assert!(
+        v["floor_s"]["median"].as_f64().is_some_and(|x| x > 0.0),
+        "{v}"
+    );
+    // A library whose assertions fail is not a valid benchmark.
+    std::fs::write(
+        lib.join("quiet.toml"),
+        std::fs::read_to_string(lib.join("quiet.toml"))
+            .unwrap()
+            .replace("availability >= 0.99", "availability >= 1.5"),
+    )
+    .unwrap();
+    let out = airlock(
+        dir.path(),
+        &["bench", "prove", "--dir", "lib", "--runs", "1", "--json"],
+    );
+    assert_eq!(out.code(1).json()["assertions_passed"], false);
+}

@@ -460,12 +460,11 @@ impl Drop for Killed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upstream_over_streamable_http_is_proxied_as_well() {
-    let dir = tempfile::tempdir().unwrap();
-    let notes = dir.path().join("notes.json");
+/// The fixture upstream over streamable HTTP on a free port, keeping its notes in `notes`;
+/// killed when dropped. Returns its endpoint.
+async fn http_upstream(notes: &std::path::Path) -> (Killed, String) {
     let port = free_port();
-    let _upstream = Killed(
+    let upstream = Killed(
         Command::new("python3")
             .arg(fixtures().join("upstream_server.py"))
             .args([
@@ -475,7 +474,7 @@ async fn an_upstream_over_streamable_http_is_proxied_as_well() {
                 &port.to_string(),
                 "--state",
             ])
-            .arg(&notes)
+            .arg(notes)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -492,6 +491,65 @@ async fn an_upstream_over_streamable_http_is_proxied_as_well() {
         tokio::time::sleep(POLL).await;
     }
     assert!(up, "the upstream did not listen on {url} in 30 s");
+    (upstream, url)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_mcp_times_reads_and_mutations_direct_and_proxied_with_both_sdks() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.json");
+    let (_upstream, url) = http_upstream(&notes).await;
+    for client in ["python", "rust"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+            .args([
+                "bench",
+                "mcp",
+                "--upstream-url",
+                &url,
+                "--calls",
+                "5",
+                "--json",
+                "--client",
+                client,
+            ])
+            .args([
+                "--mutation-arguments",
+                &format!(r#"{{"name":"{client}","text":"t"}}"#),
+            ])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{client}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["journal_verified"], true, "{v}");
+        let rows = v["results"].as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{v}");
+        for (row, kind) in rows.iter().zip(["read", "mutation"]) {
+            assert_eq!(row["kind"], kind, "{v}");
+            assert_eq!(row["calls"], 5, "{v}");
+            for path in ["direct", "proxied"] {
+                assert!(row[path]["p50_ms"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+            }
+        }
+        // Every proxied mutation (warm-up included) reached the upstream.
+        let state: Value = serde_json::from_str(&std::fs::read_to_string(&notes).unwrap()).unwrap();
+        for i in [0, 54] {
+            let name = format!("{client}-p-{i}");
+            assert!(state.get(&name).is_some(), "{name}: {state}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_over_streamable_http_is_proxied_as_well() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.json");
+    let (_upstream, url) = http_upstream(&notes).await;
     let extra = format!(
         "[[upstream]]\nname = \"notes\"\nurl = \"{url}\"\nenv = \"dev\"\nkind = \"note\"\n\
          trust_read_only_hints = true\n\
