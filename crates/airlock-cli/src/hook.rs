@@ -71,6 +71,10 @@ async fn run(args: HookArgs) -> Result<serde_json::Value> {
                 .with_context(|| format!("cannot open the gate on the store `{}`", config.store))?;
             let gate = HookGate::Local(state.door.clone());
             let mut answer = decide(&raw, &config.hook, &gate, token.as_deref()).await;
+            // This process ends with the answer: its record is durable first.
+            airlock_store::Journal::flush(state.journal.as_ref())
+                .await
+                .context("cannot journal the decision")?;
             // An unknown token is only worth reporting with the store that did not know it.
             let denied = answer["hookSpecificOutput"]["permissionDecision"] == "deny";
             let reason = &mut answer["hookSpecificOutput"]["permissionDecisionReason"];

@@ -1129,7 +1129,13 @@ impl Gate {
             pending,
             spent_at,
         } = decided;
-        let stored = self.journal.append_all(events).await;
+        // A decision that changes nothing may be answered before its record is durable
+        // (`Journal::append_audit`); a hold, and every mutation, never.
+        let stored = if plan.verb.is_mutation() || matches!(verdict, Verdict::Hold(_)) {
+            self.journal.append_all(events).await.map(drop)
+        } else {
+            self.journal.append_audit(events).await
+        };
         if let Some(h) = held {
             h.release().await;
         }

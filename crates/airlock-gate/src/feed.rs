@@ -1,19 +1,35 @@
 //! Fan-out of journal events: a journal decorator that publishes every event it stores,
 //! so waits and event streams (SSE) see each one as it lands.
 
-use airlock_core::{Event, NewEvent};
-use airlock_store::{AgentRecord, ChangeRecord, EventQuery, Journal, StoreError, VerifyReport};
+use airlock_core::{Event, EventKind, NewEvent};
+use airlock_store::{
+    AgentRecord, ChangeRecord, EventQuery, GroupCommit, Journal, StoreError, Stored, VerifyReport,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
-use tokio::sync::broadcast;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tokio::sync::{broadcast, mpsc};
 
 /// A journal that publishes each stored event to subscribers.
+///
+/// Appends that arrive while another is being written wait together and are written as one
+/// group (one transaction, one fsync), each batch still contiguous; writes and their
+/// publication happen under the group's lock, so subscribers see events in sequence order.
+///
+/// With [`Notifying::defer_reads`], the records of decisions that change nothing are
+/// answered before they are durable: see [`Journal::append_audit`] here.
 pub struct Notifying {
     inner: Arc<dyn Journal>,
     tx: broadcast::Sender<Event>,
-    /// Writes and their publication happen under this lock, so subscribers see events in
-    /// sequence order (the store serializes writes anyway).
-    order: tokio::sync::Mutex<()>,
+    /// This process's writers and the appends waiting to be written together.
+    group: GroupCommit,
+    /// Deferred read records: where they go to be written, and how many are not yet.
+    deferred: Option<mpsc::UnboundedSender<(usize, Stored)>>,
+    queued: Arc<AtomicUsize>,
+    /// The most deferred records that may wait at once; past it, reads wait for theirs.
+    max_queued: usize,
+    /// A deferred write failed: reads wait for their record until one is written again.
+    failing: Arc<AtomicBool>,
     /// The seqs of the first and the last event published here, set as each is published
     /// (under this lock, so a subscription can learn where it starts).
     published: std::sync::Mutex<Option<(i64, i64)>>,
@@ -44,7 +60,11 @@ impl Notifying {
         Self {
             inner,
             tx,
-            order: tokio::sync::Mutex::new(()),
+            group: GroupCommit::default(),
+            deferred: None,
+            queued: Arc::new(AtomicUsize::new(0)),
+            max_queued: 0,
+            failing: Arc::new(AtomicBool::new(false)),
             published: std::sync::Mutex::new(None),
             own: std::sync::Mutex::new(None),
             followed: tokio::sync::Mutex::new(None),
@@ -97,7 +117,7 @@ impl Notifying {
         };
         // No write of this process is between storing and publishing while this reads, so
         // each of its events is known as its own.
-        let _order = self.order.lock().await;
+        let _order = self.group.lock().await;
         let mut foreign = Vec::new();
         loop {
             let page = self
@@ -134,7 +154,7 @@ impl Notifying {
     }
 
     async fn published_head_locked(&self) -> Result<i64, StoreError> {
-        let _order = self.order.lock().await;
+        let _order = self.group.drain(|all| self.write_group(all)).await;
         let head = self
             .inner
             .read(EventQuery {
@@ -155,25 +175,148 @@ impl Notifying {
         // No subscriber is fine.
         let _ = self.tx.send(ev.clone());
     }
+
+    /// Answers reads before their records are durable: each is queued for the next group
+    /// (written at once by a background task, or with the next write, whichever comes
+    /// first), at most `max_queued` events waiting at a time. A crash loses at most those;
+    /// a failed write is logged and makes reads wait for their record again (so, with the
+    /// journal down, they are denied) until one is written. Call once, before sharing it;
+    /// needs a Tokio runtime.
+    pub fn defer_reads(&mut self, max_queued: usize) -> Option<DeferredReads> {
+        if max_queued == 0 {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.deferred = Some(tx);
+        self.max_queued = max_queued;
+        Some(DeferredReads { rx })
+    }
+
+    /// Writes the queued batches `all` as one append to the store and publishes each event,
+    /// in order; called with the group's lock held.
+    async fn write_group(&self, all: Vec<Vec<NewEvent>>) -> Result<Vec<Vec<Event>>, StoreError> {
+        let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+        let stored = self
+            .inner
+            .append_all(all.into_iter().flatten().collect())
+            .await?;
+        for e in &stored {
+            self.publish(e);
+        }
+        let mut rest = stored.into_iter();
+        Ok(sizes
+            .into_iter()
+            .map(|n| rest.by_ref().take(n).collect())
+            .collect())
+    }
+
+    /// Writes every queued append now (deferred reads included).
+    async fn settle(&self) {
+        if self.group.has_queued() {
+            drop(self.group.drain(|all| self.write_group(all)).await);
+        }
+    }
+}
+
+/// The task side of [`Notifying::defer_reads`]: run it with [`DeferredReads::run`].
+pub struct DeferredReads {
+    rx: mpsc::UnboundedReceiver<(usize, Stored)>,
+}
+
+impl DeferredReads {
+    /// Writes deferred reads as they are queued, until the journal is dropped.
+    pub async fn run(mut self, journal: std::sync::Weak<Notifying>) {
+        while let Some(first) = self.rx.recv().await {
+            let mut waiting = vec![first];
+            while let Ok(more) = self.rx.try_recv() {
+                waiting.push(more);
+            }
+            let Some(j) = journal.upgrade() else {
+                return;
+            };
+            drop(j.group.drain(|all| j.write_group(all)).await);
+            let (mut lost, mut why) = (0, None);
+            for (n, stored) in waiting {
+                match stored.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        lost += n;
+                        why = Some(e.to_string());
+                    }
+                    Err(_) => {
+                        lost += n;
+                        why = Some("the journal writer went away".into());
+                    }
+                }
+                j.queued.fetch_sub(n, Ordering::SeqCst);
+            }
+            if let Some(why) = why {
+                j.failing.store(true, Ordering::SeqCst);
+                tracing::error!(
+                    lost,
+                    "read decisions were answered but their records could not be journaled: {why}; reads now wait for their record"
+                );
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl Journal for Notifying {
     async fn append(&self, ev: NewEvent) -> Result<Event, StoreError> {
-        let _order = self.order.lock().await;
-        let e = self.inner.append(ev).await?;
-        self.publish(&e);
-        Ok(e)
+        self.append_all(vec![ev])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Unavailable("the journal stored nothing".into()))
     }
     async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
-        let _order = self.order.lock().await;
-        let stored = self.inner.append_all(evs).await?;
-        for e in &stored {
-            self.publish(e);
+        // Refused on its own, never with the others of its group.
+        airlock_store::validate_batch(&evs)?;
+        if evs.iter().any(|e| e.kind == EventKind::Checkpoint) {
+            // Signed against the head inside its own write: never in a group.
+            let _order = self.group.drain(|all| self.write_group(all)).await;
+            let stored = self.inner.append_all(evs).await?;
+            for e in &stored {
+                self.publish(e);
+            }
+            return Ok(stored);
         }
-        Ok(stored)
+        self.group.append(evs, |all| self.write_group(all)).await
+    }
+    async fn append_audit(&self, evs: Vec<NewEvent>) -> Result<(), StoreError> {
+        let n = evs.len();
+        let deferrable = self.deferred.as_ref().filter(|_| {
+            !self.failing.load(Ordering::SeqCst)
+                && self.queued.load(Ordering::SeqCst) + n <= self.max_queued
+                && evs.iter().all(|e| e.kind != EventKind::Checkpoint)
+        });
+        let Some(tx) = deferrable else {
+            self.append_all(evs).await?;
+            self.failing.store(false, Ordering::SeqCst);
+            return Ok(());
+        };
+        airlock_store::validate_batch(&evs)?;
+        let stored = self.group.enqueue(evs)?;
+        self.queued.fetch_add(n, Ordering::SeqCst);
+        if tx.send((n, stored)).is_err() {
+            // The writer task is gone: this record is written now, before the answer.
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            self.flush().await?;
+        }
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.settle().await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "deferred read records could not be journaled".into(),
+            ));
+        }
+        Ok(())
     }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
+        // What this process answered is in what it reads.
+        self.settle().await;
         self.inner.read(q).await
     }
     async fn lock_shared(
@@ -186,12 +329,14 @@ impl Journal for Notifying {
         self.inner.lock_is_held(key).await
     }
     async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.settle().await;
         self.inner.verify().await
     }
     async fn audit(
         &self,
         opts: airlock_store::AuditOptions,
     ) -> Result<airlock_store::Audit, StoreError> {
+        self.settle().await;
         self.inner.audit(opts).await
     }
     async fn export_rows(
@@ -199,10 +344,11 @@ impl Journal for Notifying {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<airlock_store::ExportLine>, StoreError> {
+        self.settle().await;
         self.inner.export_rows(after_seq, limit).await
     }
     async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
-        let _order = self.order.lock().await;
+        let _order = self.group.drain(|all| self.write_group(all)).await;
         let e = self.inner.put_principal(rec, ev).await?;
         self.publish(&e);
         Ok(e)
@@ -220,7 +366,7 @@ impl Journal for Notifying {
         self.inner.principals().await
     }
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
-        let _order = self.order.lock().await;
+        let _order = self.group.drain(|all| self.write_group(all)).await;
         let e = self.inner.put_change(rec, ev).await?;
         self.publish(&e);
         Ok(e)

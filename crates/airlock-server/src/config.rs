@@ -198,12 +198,30 @@ pub struct RawStore {
     /// A path or `sqlite://PATH` (one server), or `postgres://USER:PASSWORD@HOST:PORT/DB`
     /// (several replicas sharing one database; see docs/operations.md).
     pub url: String,
+    /// How the record of a decision that changes nothing (a read, allowed or denied) is
+    /// journaled: `deferred` answers first and writes it with the next group, at once
+    /// (a crash can lose at most `read_audit_max_queued` such records, never a mutation's);
+    /// `sync` answers only once it is durable, like every mutation.
+    pub read_audit: ReadAudit,
+    /// With `read_audit = "deferred"`, the most read records waiting to be written at
+    /// once; past it, reads wait for their own record.
+    pub read_audit_max_queued: usize,
+}
+
+/// `[store] read_audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadAudit {
+    Deferred,
+    Sync,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             url: ".airlock/airlock.db".into(),
+            read_audit: ReadAudit::Deferred,
+            read_audit_max_queued: 1024,
         }
     }
 }
@@ -342,6 +360,9 @@ pub struct Config {
     pub poll_interval_ms: u64,
     pub max_wait_s: u64,
     pub store: String,
+    /// Deferred read records that may wait at once (`0`: reads are journaled before they
+    /// are answered).
+    pub read_audit_max_queued: usize,
     /// `[journal]`: checkpoint signing.
     pub journal: JournalConfig,
     /// Cedar text of the policy pack.
@@ -559,6 +580,11 @@ impl RawConfig {
         if self.dashboard.session_ttl_s == 0 || self.dashboard.session_ttl_s > 30 * 86_400 {
             problems.push("dashboard.session_ttl_s: must be from 1 s to 30 days".into());
         }
+        if self.store.read_audit == ReadAudit::Deferred
+            && !(1..=1_000_000).contains(&self.store.read_audit_max_queued)
+        {
+            problems.push("store.read_audit_max_queued: must be within 1..1000000".into());
+        }
         if self.hook.hold_timeout_s == 0 {
             problems.push("hook.hold_timeout_s: must be above 0".into());
         }
@@ -667,6 +693,10 @@ impl RawConfig {
                 poll_interval_ms: self.server.poll_interval_ms,
                 max_wait_s: self.server.max_wait_s,
                 store: self.store.url,
+                read_audit_max_queued: match self.store.read_audit {
+                    ReadAudit::Deferred => self.store.read_audit_max_queued,
+                    ReadAudit::Sync => 0,
+                },
                 journal,
                 policy_text,
                 policy_count,

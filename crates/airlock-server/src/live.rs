@@ -259,7 +259,12 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
         );
     }
     let store = airlock_store::open(&config.store).await?;
-    let journal = Arc::new(Notifying::new(store));
+    let mut journal = Notifying::new(store);
+    let deferred = journal.defer_reads(config.read_audit_max_queued);
+    let journal = Arc::new(journal);
+    if let Some(task) = deferred {
+        tokio::spawn(task.run(Arc::downgrade(&journal)));
+    }
     let policy = Arc::new(PolicyEngine::new(
         &config.policy_text,
         airlock_core::policy::SCHEMA,
@@ -456,6 +461,10 @@ impl Started {
         let _ = self.state.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        // Deferred read records are written before the last checkpoint and the exit.
+        if let Err(e) = airlock_store::Journal::flush(self.state.journal.as_ref()).await {
+            tracing::error!("the journal could not be flushed on stop: {e}");
         }
         if let Some((stop, task)) = self.checkpoints {
             let _ = stop.send(true);

@@ -13,9 +13,12 @@ type PendingAppend = (
     tokio::sync::oneshot::Sender<Result<Vec<Event>, StoreError>>,
 );
 
+/// Where one queued append's stored events (or the group's error) arrive.
+pub type Stored = tokio::sync::oneshot::Receiver<Result<Vec<Event>, StoreError>>;
+
 /// A process's write lock and the appends waiting for it.
 #[derive(Debug, Default)]
-pub(crate) struct GroupCommit {
+pub struct GroupCommit {
     /// Serializes this process's writers so they queue here rather than in the database.
     lock: Mutex<()>,
     /// Appends waiting for the next group.
@@ -40,16 +43,60 @@ impl GroupCommit {
         F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
         Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
     {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        self.queue()?.push((evs, tx));
+        let mut rx = self.enqueue(evs)?;
         let guard = self.lock.lock().await;
         if let Ok(done) = rx.try_recv() {
             return done;
         }
-        let batch: Vec<PendingAppend> = std::mem::take(&mut *self.queue()?);
+        self.write_queued(commit).await;
+        drop(guard);
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
+    }
+
+    /// Queues `evs` for the next group without writing them: whoever writes next (an
+    /// [`GroupCommit::append`] or a [`GroupCommit::drain`]) writes them too. The receiver
+    /// answers once they are stored; dropping it is fine.
+    pub fn enqueue(&self, evs: Vec<NewEvent>) -> Result<Stored, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.queue()?.push((evs, tx));
+        Ok(rx)
+    }
+
+    /// Whether appends are queued.
+    pub fn has_queued(&self) -> bool {
+        self.queue().is_ok_and(|q| !q.is_empty())
+    }
+
+    /// Takes the write lock and writes what is queued (if anything) with `commit`, answering
+    /// each; returns the lock still held, so a write of another kind that follows comes
+    /// after every append queued before it.
+    pub async fn drain<F, Fut>(&self, commit: F) -> MutexGuard<'_, ()>
+    where
+        F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
+        Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
+    {
+        let guard = self.lock.lock().await;
+        self.write_queued(commit).await;
+        guard
+    }
+
+    /// With the write lock held: writes every queued batch in one `commit`, answers each.
+    async fn write_queued<F, Fut>(&self, commit: F)
+    where
+        F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
+        Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
+    {
+        let batch: Vec<PendingAppend> = match self.queue() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            // A poisoned queue answers nobody; its senders dropping tell the waiters.
+            Err(_) => return,
+        };
+        if batch.is_empty() {
+            return;
+        }
         let all: Vec<Vec<NewEvent>> = batch.iter().map(|(evs, _)| evs.clone()).collect();
         let result = commit(all).await;
-        drop(guard);
         match result {
             Ok(all) if all.len() == batch.len() => {
                 for ((_, reply), stored) in batch.into_iter().zip(all) {
@@ -68,8 +115,6 @@ impl GroupCommit {
                 }
             }
         }
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
     }
 
     fn queue(&self) -> Result<std::sync::MutexGuard<'_, Vec<PendingAppend>>, StoreError> {

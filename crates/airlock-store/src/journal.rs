@@ -131,6 +131,20 @@ pub trait Journal: Send + Sync {
     /// would leave half a batch behind on failure and let other writers in between.
     async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError>;
 
+    /// Appends the record of a decision that changes nothing (a read allowed or denied):
+    /// like [`Journal::append_all`], except that a journal may answer before the events are
+    /// durable, within a bound it documents (the gate's `Notifying` journal with
+    /// `[store] read_audit = "deferred"`). By default it is [`Journal::append_all`].
+    async fn append_audit(&self, evs: Vec<NewEvent>) -> Result<(), StoreError> {
+        self.append_all(evs).await.map(|_| ())
+    }
+
+    /// Writes whatever [`Journal::append_audit`] has not written yet, and returns once it is
+    /// durable. Nothing to do by default.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Takes the lock named `key` across every process sharing this store, waiting for it;
     /// `None` when the store is not shared (an embedded file has one writer process, whose
     /// own locks suffice).
@@ -673,7 +687,7 @@ pub(crate) fn validate_event(ev: &NewEvent) -> Result<(), StoreError> {
 }
 
 /// A checkpoint is appended on its own: the head it signs is checked inside its write.
-pub(crate) fn validate_batch(evs: &[NewEvent]) -> Result<(), StoreError> {
+pub fn validate_batch(evs: &[NewEvent]) -> Result<(), StoreError> {
     evs.iter().try_for_each(validate_event)?;
     if evs.len() > 1 && evs.iter().any(|e| e.kind == EventKind::Checkpoint) {
         return Err(StoreError::Invalid(
