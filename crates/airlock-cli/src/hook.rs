@@ -1,7 +1,7 @@
 //! `airlock hook claude-code`: a PreToolUse hook that decides an agent's tool call through
 //! the gate and answers in the hook protocol.
 
-use crate::serve::load_config;
+use crate::serve::{load_config, load_hook_config};
 use airlock_server::hook::{HookGate, decide, output};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -54,8 +54,9 @@ async fn run(args: HookArgs) -> Result<serde_json::Value> {
         Some(url) => {
             // The hook's own answers (unknown commands, holds) still come from the local config:
             // none at all means the defaults, but one that does not load is a deny, never a
-            // silent fall back to defaults the operator did not choose.
-            let cfg = load_config(args.config.as_deref())?.hook;
+            // silent fall back to defaults the operator did not choose. The server has the
+            // rest (policies, world), so only `[hook]` is read into settings here.
+            let cfg = load_hook_config(args.config.as_deref())?;
             let gate = HookGate::Remote {
                 base: url.trim_end_matches('/').to_string(),
                 http: reqwest::Client::new(),

@@ -181,15 +181,27 @@ fn configured_store(path: Option<&Path>) -> Result<String> {
 /// Reads and validates a config file (or the defaults when there is none) as written:
 /// the store is the file's.
 fn read_config(path: Option<&Path>) -> Result<Config> {
-    let (raw, base) = match path {
+    let (raw, base) = read_raw(path)?;
+    raw.validate(&base)
+        .map_err(|e| BadInput(e.to_string()).into())
+}
+
+/// The config file as written (or the defaults when there is none), and its directory.
+fn read_raw(path: Option<&Path>) -> Result<(RawConfig, PathBuf)> {
+    Ok(match path {
         Some(p) => RawConfig::load(p).map_err(|e| BadInput(e.to_string()))?,
         None if Path::new(DEFAULT_CONFIG).exists() => {
             RawConfig::load(Path::new(DEFAULT_CONFIG)).map_err(|e| BadInput(e.to_string()))?
         }
         None => (RawConfig::default(), PathBuf::from(".")),
-    };
-    raw.validate(&base)
-        .map_err(|e| BadInput(e.to_string()).into())
+    })
+}
+
+/// Only the `[hook]` settings of the config, validated (the file must still parse): for a
+/// hook that asks a running server, which has the rest.
+pub fn load_hook_config(path: Option<&Path>) -> Result<airlock_server::config::RawHook> {
+    let (raw, _) = read_raw(path)?;
+    raw.hook_only().map_err(|e| BadInput(e.to_string()).into())
 }
 
 /// Loads the config a command runs the gate with (or the defaults when there is none),

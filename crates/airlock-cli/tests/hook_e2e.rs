@@ -359,25 +359,27 @@ impl OwnedPair for (&str, &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_airlock_url_a_config_that_does_not_load_is_a_deny_not_the_defaults() {
-    let dir = tempfile::tempdir().unwrap();
     // `on_hold = "allow"` is refused: silently using the defaults instead would hide that.
-    std::fs::write(
-        dir.path().join("airlock.toml"),
-        "[hook]\non_hold = \"allow\"\n",
-    )
-    .unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
-    cmd.args(["hook", "claude-code"])
-        .current_dir(dir.path())
-        .env_remove("AIRLOCK_CONFIG")
-        .env("AIRLOCK_URL", "http://127.0.0.1:9")
-        .env("AIRLOCK_TOKEN", "alk_any");
-    let out = run_with_stdin(cmd, bash("ls")).await;
-    assert_eq!(out.status.code(), Some(0));
-    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let (got, reason) = decision(&answer);
-    assert_eq!(got, "deny", "{reason}");
-    assert!(reason.contains("hook.on_hold"), "{reason}");
+    // The hook reads only `[hook]` when a server decides, but the whole file must parse.
+    for (config, named) in [
+        ("[hook]\non_hold = \"allow\"\n", "hook.on_hold"),
+        ("[guards]\nmutations_per_minut = 5\n", "mutations_per_minut"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("airlock.toml"), config).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args(["hook", "claude-code"])
+            .current_dir(dir.path())
+            .env_remove("AIRLOCK_CONFIG")
+            .env("AIRLOCK_URL", "http://127.0.0.1:9")
+            .env("AIRLOCK_TOKEN", "alk_any");
+        let out = run_with_stdin(cmd, bash("ls")).await;
+        assert_eq!(out.status.code(), Some(0));
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (got, reason) = decision(&answer);
+        assert_eq!(got, "deny", "{reason}");
+        assert!(reason.contains(named), "{reason}");
+    }
 }
 
 /// An approval of a command the agent runs itself outlives the server: after a restart the

@@ -152,6 +152,38 @@ pub struct RawHook {
     pub hold_timeout_s: u64,
 }
 
+impl RawHook {
+    /// What is wrong with these settings, each naming its field.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.hold_timeout_s == 0 {
+            problems.push("hook.hold_timeout_s: must be above 0".into());
+        }
+        if self.default_env.trim().is_empty() {
+            problems.push("hook.default_env: must not be empty".into());
+        }
+        if self.on_hold == HookAnswer::Allow {
+            problems.push(
+                "hook.on_hold: `allow` would let held actions through: use `ask` or `deny`".into(),
+            );
+        }
+        problems
+    }
+}
+
+impl RawConfig {
+    /// Only the `[hook]` settings, validated: what a hook that asks a running server needs
+    /// (the server has the rest). The whole file must still parse.
+    pub fn hook_only(self) -> Result<RawHook, ConfigError> {
+        let problems = self.hook.problems();
+        if problems.is_empty() {
+            Ok(self.hook)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+}
+
 impl Default for RawHook {
     fn default() -> Self {
         Self {
@@ -585,9 +617,7 @@ impl RawConfig {
         {
             problems.push("store.read_audit_max_queued: must be within 1..1000000".into());
         }
-        if self.hook.hold_timeout_s == 0 {
-            problems.push("hook.hold_timeout_s: must be above 0".into());
-        }
+        problems.extend(self.hook.problems());
         let sim = if self.sim.enabled {
             if !(self.sim.time_factor > 0.0 && self.sim.time_factor <= 1000.0) {
                 problems.push("sim.time_factor: must be above 0 and at most 1000".into());
@@ -668,14 +698,6 @@ impl RawConfig {
             if !providers.iter().any(|t| t.name() == hook) {
                 providers.push(airlock_core::registry::ProviderTable::of(hook));
             }
-        }
-        if self.hook.default_env.trim().is_empty() {
-            problems.push("hook.default_env: must not be empty".into());
-        }
-        if self.hook.on_hold == HookAnswer::Allow {
-            problems.push(
-                "hook.on_hold: `allow` would let held actions through: use `ask` or `deny`".into(),
-            );
         }
         let mut mcp_hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"]
             .iter()

@@ -2,10 +2,15 @@
 //! ticks (8640 ticks), reading the truth after every tick as a proving-ground runner does
 //! and observing once per simulated minute as an agent does.
 //!
+//! Beside it, the minimal tick model of `airlock bench sim` (demand curve, noise, capacity,
+//! availability, latency of the same services in one flat array): the floor the day is
+//! measured against, timed in the same run.
+//!
 //! Run with `cargo bench -p airlock-sim --bench day`.
 
-use airlock_sim::{Sim, synthetic};
+use airlock_sim::{Sim, WorldSpec, synthetic};
 use criterion::Criterion;
+use rand::{RngExt, SeedableRng};
 use std::error::Error;
 use std::hint::black_box;
 
@@ -31,9 +36,60 @@ fn day(sim: &mut Sim) -> f64 {
     acc
 }
 
+/// The minimal tick model, as `airlock bench sim` times it: per service and tick, demand
+/// from the daily curve with noise, capacity, availability and p99 latency.
+fn minimal(world: &WorldSpec) -> f64 {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let services: Vec<(f64, f64, f64, f64, f64, f64)> = world
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.demand.base_rps,
+                s.demand.diurnal_amplitude,
+                s.demand.peak_hour,
+                s.demand.noise,
+                f64::from(s.replicas) * s.capacity_rps,
+                s.base_latency_ms,
+            )
+        })
+        .collect();
+    let mut last = vec![(0.0_f64, 0.0_f64); services.len()];
+    let mut acc = 0.0;
+    for i in 0..TICKS {
+        let t = START_MS + (i as i64 + 1) * TICK_S as i64 * 1000;
+        let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+        for (k, &(base, amp, peak, noise, cap, lat)) in services.iter().enumerate() {
+            let u1: f64 = rng.random::<f64>().max(1e-12);
+            let u2: f64 = rng.random::<f64>();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            let phase = (hour - peak) / 24.0 * std::f64::consts::TAU;
+            let demand = (base * (1.0 + amp * phase.cos()) * (1.0 + noise * z)).max(0.0);
+            let availability = if demand > 0.0 {
+                (cap / demand).min(1.0)
+            } else {
+                1.0
+            };
+            let util = if cap > 0.0 {
+                demand / cap
+            } else {
+                f64::INFINITY
+            };
+            let p99 = if util < 1.0 {
+                lat * (1.0 + 2.0 * util.powi(6))
+            } else {
+                30_000.0
+            };
+            last[k] = (availability, p99);
+            acc += demand * availability;
+        }
+    }
+    acc + last.iter().map(|l| l.1).sum::<f64>()
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     let world = synthetic(SERVICES, 1);
-    let fresh = Sim::new(world, 7, START_MS, TICK_S)?;
+    let fresh = Sim::new(world.clone(), 7, START_MS, TICK_S)?;
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     c.bench_function("day_200_services_10s_ticks", |b| {
         b.iter_batched_ref(
@@ -41,6 +97,39 @@ fn main() -> Result<(), Box<dyn Error>> {
             |sim| black_box(day(sim)),
             criterion::BatchSize::LargeInput,
         )
+    });
+    let mut ticked = fresh.clone();
+    for _ in 0..100 {
+        ticked.tick();
+    }
+    // Where the day's time goes: its 1440 observations alone, and its ticks alone.
+    c.bench_function("observe_1440_times", |b| {
+        b.iter(|| {
+            let mut acc = 0;
+            for _ in 0..1440 {
+                acc += black_box(ticked.observe()).services.len();
+            }
+            acc
+        })
+    });
+    c.bench_function("day_without_observe", |b| {
+        b.iter_batched_ref(
+            || fresh.clone(),
+            |sim| {
+                let mut acc = 0.0;
+                for _ in 0..TICKS {
+                    sim.tick();
+                    for s in sim.truth().values() {
+                        acc += s.demand_rps * s.availability;
+                    }
+                }
+                acc
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    c.bench_function("minimal_model_200_services_10s_ticks", |b| {
+        b.iter(|| black_box(minimal(&world)))
     });
     c.final_summary();
     Ok(())

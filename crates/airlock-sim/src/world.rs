@@ -5,8 +5,18 @@
 //! requests and raises latency; bad versions add errors (once past their onset); failing
 //! dependencies fail their dependents in proportion. Signals are recorded per tick; a
 //! metric blackout hides them.
+//!
+//! Layout, for speed (a proving-ground day is hundreds of services times thousands of ticks):
+//! what a tick reads and writes of each service lives in one compact [`Live`] per service,
+//! in a vector in dependency order; the declared spec, the zones and the version history
+//! stay in [`Service`], which a tick touches only while replicas are starting or a zone is
+//! down. Two hours of signals are one ring of rows, a row per tick ([`History`]). Who
+//! matches which event and fault is worked out once per change of the services
+//! ([`TickIndex`]), not per tick and service. `observe` builds each view straight from
+//! that state. All of it leaves the series bit for bit as it was: the same operations on
+//! the same values in the same order, and the same random draws.
 
-use crate::spec::{EventSpec, FaultKind, FaultSpec, ServiceSpec, Tier, WorldSpec};
+use crate::spec::{FaultKind, ServiceSpec, Tier, VersionSpec, WorldSpec};
 use airlock_core::Timestamp;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -58,24 +68,200 @@ impl Zone {
     }
 }
 
+/// A service's declared spec and the state a tick rarely reads; see [`Live`] for the rest.
 #[derive(Debug, Clone)]
 struct Service {
     spec: ServiceSpec,
+    /// Its position in `Sim::order`: its [`Live`] in `Sim::live`, its column of
+    /// `Sim::history`.
+    pos: usize,
     exists: bool,
     version: String,
-    /// When the current version was set on the service (delayed regressions count from here).
-    version_since: Timestamp,
     zones: BTreeMap<String, Zone>,
+    /// Desired replicas per zone (what `observe` shows), refreshed with the mirrored fields
+    /// of [`Live`]: starting replicas becoming ready or crashing do not change it.
+    desired: BTreeMap<String, u32>,
     generation: u64,
     /// Versions this service ran before, most recent last.
     past_versions: Vec<String>,
+    /// The first tick (counting from 1) of its history in `Sim::history`.
+    first_tick: u64,
+    /// The highest observed demand of each hour (hour index since the epoch), for the last
+    /// `PROFILE_DAYS` days: what "the same hours of the previous days" reads. The latest
+    /// hour, which every observed tick updates, is `Live::hour_now`; these are the ones
+    /// before it, in order.
+    hourly: VecDeque<(i64, f64)>,
+}
+
+/// What a tick reads and writes of one service, kept together (two cache lines). The
+/// fields marked as mirrored are copies of [`Service`] state, refreshed by [`Sim::resync`]
+/// after every change of it.
+#[derive(Debug, Clone)]
+#[repr(align(64))]
+struct Live {
+    /// The spec's demand curve, capacity and latency (fixed).
+    base_rps: f64,
+    diurnal_amplitude: f64,
+    peak_hour: f64,
+    noise: f64,
+    capacity_rps: f64,
+    base_latency_ms: f64,
+    /// Mirrored: whether the service exists.
+    exists: bool,
+    /// Mirrored: the current version's declared behaviour ([`VersionEffect::NONE`] if it is
+    /// not declared).
+    effect: VersionEffect,
+    /// When the current version was set on the service (delayed regressions count from here).
+    version_since: Timestamp,
+    /// Mirrored: ready replicas over all zones, and whether no replica is starting; then a
+    /// tick with every zone up needs nothing else of the zones.
+    ready: u32,
+    settled: bool,
     requests_total: f64,
     errors_total: f64,
-    /// Each tick's true signals, and whether they were observable (not blacked out).
-    history: VecDeque<(Signals, bool)>,
-    /// The highest observed demand of each hour (hour index since the epoch), for the last
-    /// `PROFILE_DAYS` days: what "the same hours of the previous days" reads.
-    hourly: VecDeque<(i64, f64)>,
+    /// The latest hour of `Service::hourly` and its highest observed demand so far.
+    hour_now: Option<(i64, f64)>,
+}
+
+// The two cache lines `Live` promises.
+const _: () = assert!(std::mem::size_of::<Live>() == 128);
+
+/// One tick's signals of one service as history keeps them: the rest of [`Signals`]
+/// follows from the tick (`t`) and from `availability` (`error_rate`, as the tick computes
+/// it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    demand_rps: f64,
+    capacity_rps: f64,
+    availability: f64,
+    p99_ms: f64,
+    replicas_ready: u32,
+    replicas_desired: u32,
+    /// Whether the signals were observable (not blacked out).
+    seen: bool,
+}
+
+impl Entry {
+    fn signals(&self, t: Timestamp) -> Signals {
+        Signals {
+            t,
+            demand_rps: self.demand_rps,
+            capacity_rps: self.capacity_rps,
+            replicas_ready: self.replicas_ready,
+            replicas_desired: self.replicas_desired,
+            availability: self.availability,
+            error_rate: 1.0 - self.availability,
+            p99_ms: self.p99_ms,
+        }
+    }
+}
+
+/// Every service's signals of the last `HISTORY_S` of ticks: one row per tick, one column
+/// per service (its position in `Sim::order`), rows in a ring. A tick writes one row, in
+/// one place, instead of one entry in each service's own buffer.
+#[derive(Debug, Clone, Default)]
+struct History {
+    /// Columns: services.
+    width: usize,
+    /// Rows kept.
+    rows: usize,
+    /// Tick `k`'s row (counting from 1) starts at `((k - 1) % rows) * width`; rows are
+    /// added until there are `rows` of them.
+    data: Vec<Entry>,
+}
+
+impl History {
+    fn new(rows: usize, width: usize) -> Self {
+        Self {
+            width,
+            rows: rows.max(1),
+            data: Vec::new(),
+        }
+    }
+
+    fn start(&self, tick: u64) -> usize {
+        ((tick - 1) % self.rows as u64) as usize * self.width
+    }
+
+    /// Tick `tick`'s row, to write; `tick` follows the last one written.
+    fn row_mut(&mut self, tick: u64) -> &mut [Entry] {
+        let at = self.start(tick);
+        if self.data.len() < at + self.width {
+            self.data.resize(at + self.width, Entry::default());
+        }
+        &mut self.data[at..at + self.width]
+    }
+
+    /// Column `pos` from tick `first` (or the oldest kept) to tick `last`, oldest first.
+    fn column(&self, pos: usize, first: u64, last: u64) -> impl Iterator<Item = (u64, &Entry)> {
+        let oldest = last.saturating_sub(self.rows as u64) + 1;
+        (first.max(oldest)..=last).map(move |k| (k, &self.data[self.start(k) + pos]))
+    }
+
+    /// The same history with `width` columns, column `from` becoming column `to` for each
+    /// `(from, to)` in `moves`; `ticks` rows have been written.
+    fn relayout(&mut self, width: usize, moves: &[(usize, usize)], ticks: u64) {
+        let filled = ticks.min(self.rows as u64) as usize;
+        let mut data = vec![Entry::default(); filled * width];
+        for r in 0..filled {
+            for &(from, to) in moves {
+                data[r * width + to] = self.data[r * self.width + from];
+            }
+        }
+        self.width = width;
+        self.data = data;
+    }
+}
+
+/// A declared version's behaviour, as a tick applies it.
+#[derive(Debug, Clone, Copy)]
+struct VersionEffect {
+    error_rate: f64,
+    latency_factor: f64,
+    onset_ms: i64,
+}
+
+impl VersionEffect {
+    /// An undeclared version: no errors, no slowdown, at once (what the tick applied when
+    /// it found no declared version).
+    const NONE: Self = Self {
+        error_rate: 0.0,
+        latency_factor: 1.0,
+        onset_ms: 0,
+    };
+
+    /// The first declared version of that name, as the tick used to look it up.
+    fn of(versions: &[VersionSpec], name: &str) -> Self {
+        versions
+            .iter()
+            .find(|v| v.name == name)
+            .map_or(Self::NONE, |v| Self {
+                error_rate: v.error_rate,
+                latency_factor: v.latency_factor,
+                onset_ms: v.onset.ms(),
+            })
+    }
+}
+
+impl Live {
+    fn new(spec: &ServiceSpec, version_since: Timestamp) -> Self {
+        Self {
+            base_rps: spec.demand.base_rps,
+            diurnal_amplitude: spec.demand.diurnal_amplitude,
+            peak_hour: spec.demand.peak_hour,
+            noise: spec.demand.noise,
+            capacity_rps: spec.capacity_rps,
+            base_latency_ms: spec.base_latency_ms,
+            exists: false,
+            effect: VersionEffect::NONE,
+            version_since,
+            ready: 0,
+            settled: true,
+            requests_total: 0.0,
+            errors_total: 0.0,
+            hour_now: None,
+        }
+    }
 }
 
 /// The desired state of one service: what snapshots hold and reverts put back.
@@ -142,11 +328,17 @@ pub struct Sim {
     tick_ms: i64,
     rng: ChaCha8Rng,
     services: BTreeMap<String, Service>,
+    /// Per service, in `order` (`Service::pos`): what a tick reads and writes.
+    live: Vec<Live>,
+    /// Ticks run so far.
+    ticks: u64,
+    history: History,
     order: Vec<String>,
     last: BTreeMap<String, Signals>,
-    /// `order` as positions, emptied whenever `order` changes and rebuilt by the next tick:
-    /// each service's position among `services` (name order) and its dependencies' positions
-    /// in `order`. A tick walks these instead of looking names up.
+    /// A tick's signals in `order`, kept between ticks only to reuse the buffer.
+    sigs: Vec<Signals>,
+    /// `order` as positions and who matches which event and fault, rebuilt wherever `order`
+    /// changes. A tick walks these instead of looking names up.
     index: TickIndex,
 }
 
@@ -155,12 +347,22 @@ pub struct Sim {
 struct TickIndex {
     /// For each position in `order`: the service's position in name order.
     slot: Vec<usize>,
+    /// For each position in name order: the service's position in `order`.
+    pos: Vec<usize>,
     /// For each position in `order`: its dependencies' positions in `order` (earlier ones).
     deps: Vec<Vec<usize>>,
+    /// For each position in `order`: the events that select it, in declared order.
+    events: Vec<Vec<usize>>,
+    /// For each position in `order`: the faults aimed at it or at `*` (other than zone
+    /// outages), in declared order.
+    faults: Vec<Vec<usize>>,
+    /// For each position in name order: the services that list it among their
+    /// dependencies (position in `order`, name), in name order, each once.
+    callers: Vec<Vec<(usize, String)>>,
 }
 
 impl TickIndex {
-    fn build(order: &[String], services: &BTreeMap<String, Service>) -> Self {
+    fn build(order: &[String], services: &BTreeMap<String, Service>, spec: &WorldSpec) -> Self {
         let by_name: BTreeMap<&str, usize> = services
             .keys()
             .enumerate()
@@ -171,8 +373,23 @@ impl TickIndex {
             .enumerate()
             .map(|(i, k)| (k.as_str(), i))
             .collect();
+        let slot: Vec<usize> = order.iter().map(|n| by_name[n.as_str()]).collect();
+        let mut pos = vec![0; services.len()];
+        for (i, s) in slot.iter().enumerate() {
+            pos[*s] = i;
+        }
+        let mut callers: Vec<Vec<(usize, String)>> = vec![Vec::new(); services.len()];
+        for (name, s) in services {
+            let j = at[name.as_str()];
+            for d in &s.spec.depends_on {
+                if let Some(list) = by_name.get(d.as_str()).map(|&x| &mut callers[x])
+                    && list.last().map(|c| c.0) != Some(j)
+                {
+                    list.push((j, name.clone()));
+                }
+            }
+        }
         Self {
-            slot: order.iter().map(|n| by_name[n.as_str()]).collect(),
             deps: order
                 .iter()
                 .enumerate()
@@ -186,6 +403,29 @@ impl TickIndex {
                         .collect()
                 })
                 .collect(),
+            events: order
+                .iter()
+                .map(|n| {
+                    (spec.events.iter().enumerate())
+                        .filter(|(_, e)| e.services.iter().any(|s| s == "*" || s == n))
+                        .map(|(k, _)| k)
+                        .collect()
+                })
+                .collect(),
+            faults: order
+                .iter()
+                .map(|n| {
+                    (spec.faults.iter().enumerate())
+                        .filter(|(_, f)| {
+                            f.kind != FaultKind::AzOutage && (f.target == "*" || &f.target == n)
+                        })
+                        .map(|(k, _)| k)
+                        .collect()
+                })
+                .collect(),
+            slot,
+            pos,
+            callers,
         }
     }
 }
@@ -224,10 +464,15 @@ fn spread(total: u32, zones: &[String]) -> BTreeMap<String, u32> {
         .collect()
 }
 
-fn demand_curve(spec: &ServiceSpec, t: Timestamp) -> f64 {
-    let hour = (t.rem_euclid(86_400_000)) as f64 / 3_600_000.0;
-    let phase = (hour - spec.demand.peak_hour) / 24.0 * std::f64::consts::TAU;
-    spec.demand.base_rps * (1.0 + spec.demand.diurnal_amplitude * phase.cos())
+/// The hour of the day of `t`, as the demand curve reads it.
+fn hour_of_day(t: Timestamp) -> f64 {
+    (t.rem_euclid(86_400_000)) as f64 / 3_600_000.0
+}
+
+/// The daily demand curve at `hour` (of [`hour_of_day`]).
+fn demand_curve(live: &Live, hour: f64) -> f64 {
+    let phase = (hour - live.peak_hour) / 24.0 * std::f64::consts::TAU;
+    live.base_rps * (1.0 + live.diurnal_amplitude * phase.cos())
 }
 
 impl Sim {
@@ -244,14 +489,20 @@ impl Sim {
         }
         let order = topo_order(&spec.services)
             .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
+        let tick_ms = (tick_s.max(1) as i64) * 1000;
         let mut sim = Self {
             start,
             now: start,
-            tick_ms: (tick_s.max(1) as i64) * 1000,
+            tick_ms,
             rng: ChaCha8Rng::seed_from_u64(seed),
             services: BTreeMap::new(),
+            live: Vec::new(),
+            ticks: 0,
+            // Every service gets one history entry per tick, so two hours are a fixed count.
+            history: History::new((HISTORY_S * 1000 / tick_ms) as usize + 1, 0),
             order,
             last: BTreeMap::new(),
+            sigs: Vec::new(),
             index: TickIndex::default(),
             spec,
         };
@@ -265,9 +516,10 @@ impl Sim {
                 None => spread(s.replicas, &zones),
             };
             let svc = Service {
+                pos: 0,
+                desired: BTreeMap::new(),
                 exists: true,
                 version: s.version.clone(),
-                version_since: start,
                 zones: replicas
                     .into_iter()
                     .map(|(z, n)| {
@@ -282,15 +534,82 @@ impl Sim {
                     .collect(),
                 generation: 0,
                 past_versions: vec![],
-                requests_total: 0.0,
-                errors_total: 0.0,
-                history: VecDeque::new(),
+                first_tick: 1,
                 hourly: VecDeque::new(),
                 spec: s,
             };
             sim.services.insert(svc.spec.name.clone(), svc);
         }
+        sim.reslot(BTreeMap::new());
         Ok(sim)
+    }
+
+    /// Numbers the services in `order`, gives each its [`Live`] and history column (kept by
+    /// name, else new) and rebuilds the index: after any change of `order`.
+    fn reslot(&mut self, mut old: BTreeMap<String, (usize, Live)>) {
+        let mut live = Vec::with_capacity(self.order.len());
+        let mut moves = Vec::new();
+        for (pos, name) in self.order.iter().enumerate() {
+            let Some(s) = self.services.get_mut(name) else {
+                continue;
+            };
+            s.pos = pos;
+            live.push(match old.remove(name) {
+                Some((from, l)) => {
+                    moves.push((from, pos));
+                    l
+                }
+                None => {
+                    s.first_tick = self.ticks + 1;
+                    Live::new(&s.spec, self.now)
+                }
+            });
+        }
+        self.live = live;
+        self.history.relayout(self.order.len(), &moves, self.ticks);
+        let names: Vec<String> = self.order.clone();
+        for name in names {
+            self.resync(&name);
+        }
+        self.index = TickIndex::build(&self.order, &self.services, &self.spec);
+    }
+
+    /// Each service's [`Live`] and its position, by name, taken out for [`Sim::reslot`].
+    fn take_live(&mut self) -> BTreeMap<String, (usize, Live)> {
+        let mut live: Vec<Option<Live>> = std::mem::take(&mut self.live)
+            .into_iter()
+            .map(Some)
+            .collect();
+        (self.services.iter())
+            .filter_map(|(n, s)| {
+                let l = live.get_mut(s.pos).and_then(Option::take)?;
+                Some((n.clone(), (s.pos, l)))
+            })
+            .collect()
+    }
+
+    /// Refreshes the mirrored fields of a service's [`Live`] after a change of its state.
+    fn resync(&mut self, name: &str) {
+        let Some(s) = self.services.get_mut(name) else {
+            return;
+        };
+        s.desired = if s.exists {
+            (s.zones.iter())
+                .map(|(z, v)| (z.clone(), v.total()))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let l = &mut self.live[s.pos];
+        l.exists = s.exists;
+        l.effect = VersionEffect::of(&self.spec.versions, &s.version);
+        l.ready = s.zones.values().map(|z| z.ready).sum();
+        l.settled = s.zones.values().all(|z| z.starting.is_empty());
+    }
+
+    /// A service's [`Live`].
+    fn live_of(&self, service: &str) -> Option<&Live> {
+        self.services.get(service).map(|s| &self.live[s.pos])
     }
 
     /// The world's declared spec.
@@ -340,6 +659,7 @@ impl Sim {
     /// Advances the world by one tick.
     pub fn tick(&mut self) {
         self.now += self.tick_ms;
+        self.ticks += 1;
         let now = self.now;
         let dt = self.tick_ms as f64 / 1000.0;
         let down_zones: BTreeSet<String> = self
@@ -376,51 +696,40 @@ impl Sim {
                         }
                     }
                 }
+                self.resync(&name);
             }
         }
-        // `last` is updated in place, in dependency order: when a service is computed, its
-        // dependencies already hold this tick's signals (and no key is cloned per tick).
-        let order = std::mem::take(&mut self.order);
-        if self.index.slot.len() != order.len() {
-            self.index = TickIndex::build(&order, &self.services);
-        }
-        let index = std::mem::take(&mut self.index);
         // What is active this tick, found once rather than per service.
-        let events: Vec<&EventSpec> = self
-            .spec
-            .events
-            .iter()
-            .filter(|e| self.active(e.at, e.duration, now))
+        let events: Vec<bool> = (self.spec.events.iter())
+            .map(|e| self.active(e.at, e.duration, now))
             .collect();
-        let faults: Vec<&FaultSpec> = self
-            .spec
-            .faults
-            .iter()
-            .filter(|f| self.active(f.at, Some(f.duration), now))
+        let faults: Vec<bool> = (self.spec.faults.iter())
+            .map(|f| self.active(f.at, Some(f.duration), now))
             .collect();
-        let blackouts: Vec<&FaultSpec> = faults
-            .iter()
-            .copied()
-            .filter(|f| f.kind == FaultKind::MetricBlackout)
-            .collect();
-        // Every service gets one history entry per tick, so two hours are a fixed count.
-        let history_len = (HISTORY_S * 1000 / self.tick_ms) as usize + 1;
         let elapsed = self.elapsed_s(now);
-        // Compute, in dependency order: each service's dependencies are computed first.
-        let svcs: Vec<&Service> = self.services.values().collect();
-        let mut sigs: Vec<Signals> = Vec::with_capacity(order.len());
-        for (i, name) in order.iter().enumerate() {
+        let hour_of_day = hour_of_day(now);
+        let hour = now.div_euclid(HOUR_MS);
+        let index = &self.index;
+        let row = self.history.row_mut(self.ticks);
+        let mut sigs = std::mem::take(&mut self.sigs);
+        sigs.clear();
+        // The services in name order, for the few whose zones must be read.
+        let mut svcs: Option<Vec<&Service>> = None;
+        let mut unsettled = false;
+        // The services (by position) whose latest hour ended, with that hour's peak.
+        let mut rolled: Vec<(usize, Option<(i64, f64)>)> = Vec::new();
+        // In dependency order: each service's dependencies are computed first.
+        for (i, live) in self.live.iter_mut().enumerate() {
             let noise_draw: f64 = {
                 // Box–Muller from two uniform draws; always two draws per service per tick.
                 let u1: f64 = self.rng.random::<f64>().max(1e-12);
                 let u2: f64 = self.rng.random::<f64>();
                 (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
             };
-            let svc = svcs[index.slot[i]];
-            let spec = &svc.spec;
             let mut factor = 1.0;
-            for e in &events {
-                if e.services.iter().any(|s| s == "*" || s == name) {
+            for &k in &index.events[i] {
+                if events[k] {
+                    let e = &self.spec.events[k];
                     let since = (elapsed - e.at.0) as f64;
                     let ramp = if e.ramp.0 == 0 {
                         1.0
@@ -431,47 +740,55 @@ impl Sim {
                 }
             }
             let demand =
-                (demand_curve(spec, now) * factor * (1.0 + spec.demand.noise * noise_draw))
+                (demand_curve(live, hour_of_day) * factor * (1.0 + live.noise * noise_draw))
                     .max(0.0);
-            let mut crashed: u32 = faults
-                .iter()
-                .filter(|f| {
-                    f.kind == FaultKind::ReplicaCrash && (f.target == "*" || &f.target == name)
-                })
-                .map(|f| f.count.unwrap_or(1))
-                .sum();
-            let slowdown: f64 = faults
-                .iter()
-                .filter(|f| {
-                    f.kind == FaultKind::DependencySlowdown
-                        && (f.target == "*" || &f.target == name)
-                })
-                .map(|f| f.factor.unwrap_or(3.0).max(1.0))
-                .product();
-            let (err_v, lat_v) = self
-                .spec
-                .versions
-                .iter()
-                .find(|v| v.name == svc.version)
-                .filter(|v| now - svc.version_since >= v.onset.ms())
-                .map(|v| (v.error_rate, v.latency_factor))
-                .unwrap_or((0.0, 1.0));
+            let (mut crashed, mut slowdown, mut seen) = (0u32, 1.0_f64, true);
+            if !index.faults[i].is_empty() {
+                let active = || {
+                    (index.faults[i].iter())
+                        .filter(|&&k| faults[k])
+                        .map(|&k| &self.spec.faults[k])
+                };
+                crashed = active()
+                    .filter(|f| f.kind == FaultKind::ReplicaCrash)
+                    .map(|f| f.count.unwrap_or(1))
+                    .sum();
+                slowdown = active()
+                    .filter(|f| f.kind == FaultKind::DependencySlowdown)
+                    .map(|f| f.factor.unwrap_or(3.0).max(1.0))
+                    .product();
+                seen = !active().any(|f| f.kind == FaultKind::MetricBlackout);
+            }
+            let v = live.effect;
+            let (err_v, lat_v) = if now - live.version_since >= v.onset_ms {
+                (v.error_rate, v.latency_factor)
+            } else {
+                (0.0, 1.0)
+            };
             let mut ready: u32 = 0;
             let mut desired: u32 = 0;
-            if svc.exists {
-                for (zname, z) in &svc.zones {
-                    desired += z.total();
-                    let up = z.ready + z.starting.iter().filter(|t| **t <= now).count() as u32;
-                    if !down_zones.contains(zname) {
-                        ready += up;
+            if live.exists {
+                if live.settled && down_zones.is_empty() {
+                    (ready, desired) = (live.ready, live.ready);
+                } else {
+                    let svcs = svcs.get_or_insert_with(|| self.services.values().collect());
+                    for (zname, z) in &svcs[index.slot[i]].zones {
+                        desired += z.total();
+                        let up = z.ready + z.starting.iter().filter(|t| **t <= now).count() as u32;
+                        if !down_zones.contains(zname) {
+                            ready += up;
+                        }
                     }
                 }
             }
             let lost = crashed.min(ready);
             ready -= lost;
-            crashed -= lost;
-            let _ = crashed;
-            let capacity = ready as f64 * spec.capacity_rps / slowdown;
+            // x / 1 is x: most services are not slowed down.
+            let capacity = if slowdown == 1.0 {
+                ready as f64 * live.capacity_rps
+            } else {
+                ready as f64 * live.capacity_rps / slowdown
+            };
             let (mut dep_ok, mut dep_p99) = (1.0_f64, 0.0_f64);
             for &d in &index.deps[i] {
                 let ds = &sigs[d];
@@ -480,7 +797,7 @@ impl Sim {
             }
             let served = demand.min(capacity);
             let success = served * (1.0 - err_v) * dep_ok;
-            let availability = if !svc.exists {
+            let availability = if !live.exists {
                 0.0
             } else if demand <= 1e-9 {
                 // A pure backend (no demand of its own) serves its callers only while it
@@ -495,16 +812,16 @@ impl Sim {
                 f64::INFINITY
             };
             let own = if util < 1.0 {
-                spec.base_latency_ms * lat_v * slowdown * (1.0 + 2.0 * util.powi(6))
+                live.base_latency_ms * lat_v * slowdown * (1.0 + 2.0 * util.powi(6))
             } else {
                 TIMEOUT_MS
             };
-            let p99 = if svc.exists {
+            let p99 = if live.exists {
                 (own + dep_p99).min(TIMEOUT_MS)
             } else {
                 TIMEOUT_MS
             };
-            let sig = Signals {
+            sigs.push(Signals {
                 t: now,
                 demand_rps: demand,
                 capacity_rps: capacity,
@@ -513,70 +830,82 @@ impl Sim {
                 availability,
                 error_rate: 1.0 - availability,
                 p99_ms: p99,
+            });
+            row[i] = Entry {
+                demand_rps: demand,
+                capacity_rps: capacity,
+                availability,
+                p99_ms: p99,
+                replicas_ready: ready,
+                replicas_desired: desired,
+                seen,
             };
-            sigs.push(sig);
-        }
-        drop(svcs);
-        // Then update, in name order, without looking names up: each service's signals and
-        // whether they were observable.
-        let mut by_slot: Vec<Option<(Signals, bool)>> = vec![None; self.services.len()];
-        for (i, name) in order.iter().enumerate() {
-            let seen = !blackouts
-                .iter()
-                .any(|f| f.target == "*" || &f.target == name);
-            by_slot[index.slot[i]] = Some((sigs[i], seen));
-        }
-        if self.last.len() == self.services.len() {
-            for (slot, entry) in self.last.values_mut().zip(&by_slot) {
-                if let Some((sig, _)) = entry {
-                    *slot = *sig;
-                }
-            }
-        } else {
-            for (name, entry) in self.services.keys().zip(&by_slot) {
-                if let Some((sig, _)) = entry {
-                    self.last.insert(name.clone(), *sig);
-                }
-            }
-        }
-        for (svc, entry) in self.services.values_mut().zip(&by_slot) {
-            let Some((sig, seen)) = *entry else { continue };
-            let (demand, availability) = (sig.demand_rps, sig.availability);
-            svc.requests_total += demand * dt;
-            svc.errors_total += (demand - availability * demand) * dt;
-            for z in svc.zones.values_mut() {
-                let before = z.starting.len();
-                z.starting.retain(|t| *t > now);
-                z.ready += (before - z.starting.len()) as u32;
-            }
-            // Same as dropping entries older than `HISTORY_S`, without reading the oldest
-            // entry (a cache miss per service per tick).
-            if svc.history.len() >= history_len {
-                svc.history.pop_front();
-            }
-            svc.history.push_back((sig, seen));
+            live.requests_total += demand * dt;
+            live.errors_total += (demand - availability * demand) * dt;
+            unsettled |= !live.settled;
             if seen {
-                let hour = now.div_euclid(HOUR_MS);
-                match svc.hourly.back_mut() {
+                match &mut live.hour_now {
                     Some((h, peak)) if *h == hour => *peak = peak.max(demand),
                     _ => {
-                        svc.hourly.push_back((hour, demand));
-                        while svc
-                            .hourly
-                            .front()
-                            .is_some_and(|(h, _)| *h < hour - PROFILE_DAYS * 24)
-                        {
-                            svc.hourly.pop_front();
-                        }
+                        let done = live.hour_now.replace((hour, demand));
+                        rolled.push((i, done));
                     }
                 }
             }
         }
-        if self.last.len() > order.len() {
-            self.last.retain(|k, _| order.contains(k));
+        drop(svcs);
+        // Hours that ended move to `Service::hourly`, which keeps `PROFILE_DAYS` of them.
+        for (i, done) in rolled {
+            let Some(s) = self.services.get_mut(&self.order[i]) else {
+                continue;
+            };
+            s.hourly.extend(done);
+            while s
+                .hourly
+                .front()
+                .is_some_and(|(h, _)| *h < hour - PROFILE_DAYS * 24)
+            {
+                s.hourly.pop_front();
+            }
         }
-        self.order = order;
-        self.index = index;
+        // The truth, in name order, without looking names up.
+        if self.last.len() == self.services.len() {
+            for (slot, last) in self.last.values_mut().enumerate() {
+                *last = sigs[index.pos[slot]];
+            }
+        } else {
+            for (slot, name) in self.services.keys().enumerate() {
+                self.last.insert(name.clone(), sigs[index.pos[slot]]);
+            }
+        }
+        self.sigs = sigs;
+        // Starting replicas whose time has come are ready.
+        if unsettled {
+            for s in self.services.values_mut() {
+                let live = &mut self.live[s.pos];
+                if live.settled {
+                    continue;
+                }
+                for z in s.zones.values_mut() {
+                    let before = z.starting.len();
+                    z.starting.retain(|t| *t > now);
+                    z.ready += (before - z.starting.len()) as u32;
+                }
+                live.ready = s.zones.values().map(|z| z.ready).sum();
+                live.settled = s.zones.values().all(|z| z.starting.is_empty());
+            }
+        }
+    }
+
+    /// A service's history, oldest first: each tick's time and entry.
+    fn entries(&self, service: &str) -> Option<impl Iterator<Item = (Timestamp, &Entry)>> {
+        let s = self.services.get(service)?;
+        let first = s.first_tick;
+        let (start, tick_ms) = (self.start, self.tick_ms);
+        Some(
+            (self.history.column(s.pos, first, self.ticks))
+                .map(move |(k, e)| (start + k as i64 * tick_ms, e)),
+        )
     }
 
     fn matching(&self, target: &str) -> Vec<String> {
@@ -597,7 +926,7 @@ impl Sim {
         if self.blacked_out(service) {
             return None;
         }
-        let s = self.services.get(service)?;
+        let s = self.live_of(service)?;
         Some(airlock_core::slo::Counters {
             requests_total: s.requests_total,
             errors_total: s.errors_total,
@@ -611,14 +940,12 @@ impl Sim {
         if self.blacked_out(service) {
             return None;
         }
-        let s = self.services.get(service)?;
+        let entries = self.entries(service)?;
         let dt = self.tick_ms as f64 / 1000.0;
         let since = self.now - (window_s as i64) * 1000;
-        let recent: Vec<&Signals> = s
-            .history
-            .iter()
-            .filter(|(h, seen)| *seen && h.t > since)
-            .map(|(h, _)| h)
+        let recent: Vec<&Entry> = entries
+            .filter(|(t, h)| h.seen && *t > since)
+            .map(|(_, h)| h)
             .collect();
         if recent.is_empty() {
             return None;
@@ -639,12 +966,10 @@ impl Sim {
     /// seconds; `None` when nothing was observed (a blackout hides demand from the planner
     /// as from everyone else).
     pub fn recent_p95_demand(&self, service: &str, window_s: i64) -> Option<f64> {
-        let s = self.services.get(service)?;
-        let mut v: Vec<f64> = s
-            .history
-            .iter()
-            .filter(|(h, seen)| *seen && h.t > self.now - window_s * 1000)
-            .map(|(h, _)| h.demand_rps)
+        let mut v: Vec<f64> = self
+            .entries(service)?
+            .filter(|(t, h)| h.seen && *t > self.now - window_s * 1000)
+            .map(|(_, h)| h.demand_rps)
             .collect();
         if v.is_empty() {
             return None;
@@ -658,6 +983,7 @@ impl Sim {
     /// `horizon_s` seconds from now (the hour now included); `None` without such history.
     pub fn same_hours_peak(&self, service: &str, horizon_s: i64) -> Option<f64> {
         let s = self.services.get(service)?;
+        let hour_now = self.live[s.pos].hour_now;
         let now_h = self.now.div_euclid(HOUR_MS);
         let hours = (horizon_s * 1000).div_euclid(HOUR_MS).max(0);
         let mut peak: Option<f64> = None;
@@ -665,8 +991,13 @@ impl Sim {
             for h in now_h..=now_h + hours {
                 // Hours are in order, with gaps where a blackout hid them.
                 let past = h - day * 24;
-                if let Ok(i) = s.hourly.binary_search_by_key(&past, |(x, _)| *x) {
-                    let d = s.hourly[i].1;
+                let found = match hour_now {
+                    Some((x, d)) if x == past => Some(d),
+                    _ => (s.hourly.binary_search_by_key(&past, |(x, _)| *x))
+                        .ok()
+                        .map(|i| s.hourly[i].1),
+                };
+                if let Some(d) = found {
                     peak = Some(peak.map_or(d, |p: f64| p.max(d)));
                 }
             }
@@ -711,48 +1042,51 @@ impl Sim {
     }
 
     /// What an agent can see now.
+    ///
+    /// Built straight from the state, one allocation per string the view owns: an agent
+    /// observes once a simulated minute, so this is a large part of a simulated day.
     pub fn observe(&self) -> Observation {
-        // Every service's dependents in one pass (as `dependents` lists them, in name order).
-        let mut dependents: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for s in self.services.values().filter(|s| s.exists) {
-            for d in &s.spec.depends_on {
-                let list = dependents.entry(d.as_str()).or_default();
-                if list.last() != Some(&s.spec.name) {
-                    list.push(s.spec.name.clone());
-                }
-            }
-        }
-        let services = self
-            .services
-            .values()
-            .map(|s| {
-                let d = self.desired_of(s);
-                ServiceView {
-                    name: s.spec.name.clone(),
-                    env: s.spec.env.clone(),
-                    region: s.spec.region.clone(),
-                    tier: s.spec.tier,
-                    exists: s.exists,
-                    version: s.version.clone(),
-                    replicas_desired: d.total(),
-                    replicas_ready: if s.exists {
-                        s.zones.values().map(|z| z.ready).sum()
-                    } else {
-                        0
-                    },
-                    capacity_rps_per_replica: s.spec.capacity_rps,
-                    cold_start_s: s.spec.cold_start.0,
-                    depends_on: s.spec.depends_on.clone(),
-                    dependents: dependents.remove(s.spec.name.as_str()).unwrap_or_default(),
-                    zones: d.replicas.clone(),
-                    signals: if self.blacked_out(&s.spec.name) {
-                        None
-                    } else {
-                        self.last.get(&s.spec.name).copied()
-                    },
-                }
+        // The blackouts now; a service is blacked out if one of them aims at it or at `*`.
+        let blackouts: Vec<bool> = (self.spec.faults.iter())
+            .map(|f| {
+                f.kind == FaultKind::MetricBlackout && self.active(f.at, Some(f.duration), self.now)
             })
             .collect();
+        let any_blackout = blackouts.contains(&true);
+        // `last` holds every service once a tick has run, in the same (name) order.
+        let last_by_slot = self.last.len() == self.services.len();
+        let mut last = self.last.values();
+        let mut services = Vec::with_capacity(self.services.len());
+        for (slot, s) in self.services.values().enumerate() {
+            let dark = any_blackout && (self.index.faults[s.pos].iter()).any(|&k| blackouts[k]);
+            let sig = if last_by_slot {
+                last.next().copied()
+            } else {
+                self.last.get(&s.spec.name).copied()
+            };
+            // `desired` is empty and `ready` unused when the service does not exist.
+            let desired: u32 = s.desired.values().sum();
+            let ready = if s.exists { self.live[s.pos].ready } else { 0 };
+            services.push(ServiceView {
+                name: s.spec.name.clone(),
+                env: s.spec.env.clone(),
+                region: s.spec.region.clone(),
+                tier: s.spec.tier,
+                exists: s.exists,
+                version: s.version.clone(),
+                replicas_desired: desired,
+                replicas_ready: ready,
+                capacity_rps_per_replica: s.spec.capacity_rps,
+                cold_start_s: s.spec.cold_start.0,
+                depends_on: s.spec.depends_on.clone(),
+                dependents: (self.index.callers[slot].iter())
+                    .filter(|(j, _)| self.live[*j].exists)
+                    .map(|(_, name)| name.clone())
+                    .collect(),
+                zones: s.desired.clone(),
+                signals: if dark { None } else { sig },
+            });
+        }
         Observation {
             now: self.now,
             services,
@@ -764,13 +1098,11 @@ impl Sim {
         if self.blacked_out(service) {
             return Vec::new();
         }
-        self.services
-            .get(service)
-            .map(|s| {
-                s.history
-                    .iter()
-                    .filter(|(_, seen)| *seen)
-                    .map(|(h, _)| *h)
+        self.entries(service)
+            .map(|entries| {
+                entries
+                    .filter(|(_, h)| h.seen)
+                    .map(|(t, h)| h.signals(t))
                     .collect()
             })
             .unwrap_or_default()
@@ -846,23 +1178,23 @@ impl Sim {
         if !problems.is_empty() {
             return Err(SimError::Invalid(problems));
         }
-        self.index = TickIndex::default();
         self.order = topo_order(&all.services)
             .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
         let svc = Service {
+            pos: 0,
+            desired: BTreeMap::new(),
             exists: false,
             version: spec.version.clone(),
-            version_since: self.now,
             zones: BTreeMap::new(),
             generation: 0,
             past_versions: vec![],
-            requests_total: 0.0,
-            errors_total: 0.0,
-            history: VecDeque::new(),
+            first_tick: 1,
             hourly: VecDeque::new(),
             spec,
         };
+        let old = self.take_live();
         self.services.entry(svc.spec.name.clone()).or_insert(svc);
+        self.reslot(old);
         Ok(())
     }
 
@@ -870,12 +1202,19 @@ impl Sim {
     /// at once, added or recreated replicas start cold, a version change rolls out at once,
     /// a new generation restarts every replica.
     pub fn set_desired(&mut self, service: &str, d: &Desired) -> Result<(), SimError> {
+        self.change_desired(service, d)?;
+        self.resync(service);
+        Ok(())
+    }
+
+    fn change_desired(&mut self, service: &str, d: &Desired) -> Result<(), SimError> {
         let now = self.now;
         let zones = self.zones_of_service(service);
         let s = self
             .services
             .get_mut(service)
             .ok_or_else(|| SimError::UnknownService(service.into()))?;
+        let live = &mut self.live[s.pos];
         let cold = s.spec.cold_start.ms();
         if !d.exists {
             s.exists = false;
@@ -885,10 +1224,10 @@ impl Sim {
         if !s.exists {
             s.exists = true;
             s.zones.clear();
-            s.version_since = now;
+            live.version_since = now;
         }
         if s.version != d.version {
-            s.version_since = now;
+            live.version_since = now;
             let old = std::mem::replace(&mut s.version, d.version.clone());
             s.past_versions.retain(|v| v != &old);
             s.past_versions.push(old);
@@ -928,7 +1267,7 @@ impl Sim {
             .ok_or_else(|| SimError::UnknownService(service.into()))?;
         s.exists = d.exists;
         if s.version != d.version {
-            s.version_since = self.now;
+            self.live[s.pos].version_since = self.now;
             s.version = d.version.clone();
         }
         s.generation = d.generation;
@@ -948,6 +1287,7 @@ impl Sim {
         } else {
             BTreeMap::new()
         };
+        self.resync(service);
         Ok(())
     }
 
