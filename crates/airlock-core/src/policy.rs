@@ -77,7 +77,13 @@ pub struct PolicyEngine {
     /// `@reason` and `@pass` of each policy, by id.
     texts: BTreeMap<String, Texts>,
     authorizer: Authorizer,
+    /// Entities already checked against the schema, by their JSON: the same resource and
+    /// principal come back on most requests, and building entities is most of a decision.
+    entities: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Entities>>>,
 }
+
+/// Entity sets remembered at most; past it the memo starts again.
+const ENTITY_MEMO: usize = 4096;
 
 /// What a policy says about itself: why it objects and what would pass, each a template
 /// whose `{path}` placeholders are filled from the decision's values.
@@ -139,6 +145,7 @@ impl PolicyEngine {
             holds,
             texts,
             authorizer: Authorizer::new(),
+            entities: Default::default(),
         })
     }
 
@@ -222,6 +229,29 @@ impl PolicyEngine {
         Some(out)
     }
 
+    /// The entities `json` describes, checked against the schema (remembered: a pure
+    /// function of the JSON and this pack's schema).
+    fn entities(&self, json: serde_json::Value) -> Result<std::sync::Arc<Entities>, String> {
+        let key = json.to_string();
+        let memo = || {
+            self.entities
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(e) = memo().get(&key) {
+            return Ok(e.clone());
+        }
+        let e = std::sync::Arc::new(
+            Entities::from_json_value(json, Some(&self.schema)).map_err(|e| e.to_string())?,
+        );
+        let mut m = memo();
+        if m.len() >= ENTITY_MEMO {
+            m.clear();
+        }
+        m.insert(key, e.clone());
+        Ok(e)
+    }
+
     /// Decides one request. Never panics and never errs: failures are a deny.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> PolicyOutcome {
         match self.try_evaluate(input) {
@@ -261,9 +291,7 @@ impl PolicyEngine {
             PrincipalKind::Operator => json!({
                 "uid": {"type": principal_type, "id": input.principal}, "attrs": {}, "parents": []}),
         });
-        let entities =
-            Entities::from_json_value(serde_json::Value::Array(entities), Some(&self.schema))
-                .map_err(|e| e.to_string())?;
+        let entities = self.entities(serde_json::Value::Array(entities))?;
         // Built directly rather than parsed from JSON against the schema: several times
         // faster. `Request::new` below still checks the context against the schema.
         let pairs = match &input.context {

@@ -82,6 +82,14 @@ impl Journal for Tracked {
         let r = self.inner.append_all(evs).await;
         self.note("events", r)
     }
+    async fn append_audit(&self, evs: Vec<NewEvent>) -> Result<(), StoreError> {
+        let r = self.inner.append_audit(evs).await;
+        self.note("events", r)
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        let r = self.inner.flush().await;
+        self.note("events", r)
+    }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
     }

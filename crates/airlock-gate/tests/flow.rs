@@ -51,6 +51,8 @@ struct DiskFaults {
     /// How many change records may still be stored before every further one fails
     /// (`usize::MAX`, the default, never fails).
     changes_after: std::sync::atomic::AtomicUsize,
+    /// Batches handed over as the records of decisions that change nothing.
+    audits: std::sync::atomic::AtomicUsize,
 }
 
 impl Default for DiskFaults {
@@ -59,6 +61,7 @@ impl Default for DiskFaults {
             events: AtomicBool::new(false),
             changes: AtomicBool::new(false),
             changes_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            audits: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -93,6 +96,11 @@ impl Journal for FailingDisk {
     async fn append_all(&self, evs: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
         self.check(&self.faults.events)?;
         self.inner.append_all(evs).await
+    }
+    async fn append_audit(&self, evs: Vec<NewEvent>) -> Result<(), StoreError> {
+        self.faults.audits.fetch_add(1, Ordering::SeqCst);
+        self.check(&self.faults.events)?;
+        self.inner.append_audit(evs).await
     }
     async fn read(&self, q: EventQuery) -> Result<Vec<Event>, StoreError> {
         self.inner.read(q).await
@@ -863,6 +871,37 @@ async fn bad_requests_are_clear_errors_and_apply_nothing() {
         requests.iter().all(|e| e.payload["error"].is_string()),
         "{requests:?}"
     );
+}
+
+#[tokio::test]
+async fn only_decisions_that_change_nothing_are_journaled_as_read_records() {
+    let faults = Arc::new(DiskFaults::default());
+    let f = build(config(), Some(faults.clone())).await;
+    let audits = || faults.audits.load(Ordering::SeqCst);
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Read, "sim:service/web"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, VerdictKind::Allow);
+    assert_eq!(audits(), 1, "a read's record may be deferred");
+    allowed_change(&f.gate.submit(&f.bot, scale("web", 3)).await.unwrap());
+    let held = f
+        .gate
+        .submit(&f.bot, req(Verb::Delete, "sim:service/legacy"))
+        .await
+        .unwrap();
+    assert_eq!(held.verdict, VerdictKind::Hold);
+    assert_eq!(audits(), 1, "a mutation's and a hold's never are");
+    // With the disk down, a read's record that cannot be written is a refusal.
+    faults.events.store(true, Ordering::SeqCst);
+    let d = f
+        .gate
+        .submit(&f.bot, req(Verb::Read, "sim:service/web"))
+        .await
+        .unwrap();
+    assert_eq!(d.verdict, VerdictKind::Deny);
+    assert_eq!(d.reasons, ["journal-unavailable"]);
 }
 
 #[tokio::test]
