@@ -168,13 +168,15 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
     // services; the guards are on, with limits the run stays under (but for the budget).
     let world_dir = tempfile::tempdir()?;
     let world = world_dir.path().join("world.toml");
+    // The budget check scales services 0, 1, … one per request; the mutations, their own.
+    let budget_sent = (args.budget * 3).div_ceil(args.concurrency) * args.concurrency;
     std::fs::write(
         &world,
-        crate::bench_load::world(args.services.max(args.budget * 3)),
+        crate::bench_load::world(args.services.max(budget_sent)),
     )?;
     let gate = InProcess::start_with(
         &format!(
-            "[sim]\nworld = \"{}\"\n[guards]\nmutations_per_minute = 100000000\nmax_capacity_cut_pct = 100.0\n[anomaly]\nquarantine = false\n[profile.budgeted.guards]\nmutations_per_minute = {}\n",
+            "[sim]\nworld = \"{}\"\n[guards]\nmutations_per_minute = 100000000\nmax_capacity_cut_pct = 100.0\n[anomaly]\nquarantine = false\n[profile.budgeted.guards]\nmutations_per_minute = {}\n[profile.budgeted.anomaly]\nenabled = false\n",
             world.display(),
             args.budget
         ),

@@ -1,12 +1,13 @@
-//! `airlock bench prove`: the wall time of the proving ground over a scenario library at
-//! its default seeds — every run `airlock prove` makes (the agent guarded and unguarded,
-//! the reference and do-nothing runs) — against the floor of the same worlds simulated for
-//! the same time with nobody acting (every run do-nothing, unguarded), interleaved.
+//! `airlock bench prove`: the wall time of `airlock prove DIR/*.toml` over a scenario library
+//! at its default seeds — a fresh process each round, as users run it (the agent guarded and
+//! unguarded, the reference and do-nothing runs) — against the floor of the same worlds
+//! simulated for the same time with nobody acting (every run do-nothing, unguarded), timed in
+//! this process, interleaved. Every round must decide the same.
 
 use crate::bench::now;
 use crate::demo::load_scenario;
-use crate::prove::{Job, ModeArg, jobs_for, run_jobs, settle, summarize, units};
-use airlock_prove::{Cast, Mode, RunResult};
+use crate::prove::{Job, ModeArg, jobs_for, run_jobs, units};
+use airlock_prove::{Cast, Mode};
 use anyhow::{Context, Result};
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
@@ -32,12 +33,74 @@ pub struct ProveBenchArgs {
     json: bool,
 }
 
-/// Wall time of one pass over `jobs`, and its results.
-async fn pass(jobs: &[Job], parallel: usize) -> Result<(f64, Vec<RunResult>)> {
+/// Wall time of one in-process pass over `jobs`.
+async fn pass(jobs: &[Job], parallel: usize) -> Result<f64> {
     let t = now();
     let hidden = indicatif::ProgressBar::hidden();
-    let results = run_jobs(jobs, parallel, None, Duration::from_secs(120), &hidden).await?;
-    Ok((t.elapsed().as_secs_f64(), results))
+    run_jobs(jobs, parallel, None, Duration::from_secs(120), &hidden).await?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// What `airlock prove` decided in one round: each run's scorecard and checks, and the
+/// assertions that failed; with its wall time.
+struct Round {
+    secs: f64,
+    decided: Vec<serde_json::Value>,
+    failures: Vec<String>,
+}
+
+/// `airlock prove FILES --json` in a fresh process (exit 0, or 1 when assertions fail).
+async fn round(files: &[PathBuf], parallel: usize) -> Result<Round> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.arg("prove")
+        .args(files)
+        .args(["--json", "--jobs", &parallel.to_string()])
+        .env_remove("AIRLOCK_LOG")
+        .stdin(std::process::Stdio::null());
+    let t = now();
+    let out = cmd.output().await.context("cannot run `airlock prove`")?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "`airlock prove` failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("`airlock prove --json` is not JSON")?;
+    let decided = v["runs"]
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .map(|r| {
+                    json!([
+                        r["scenario"],
+                        r["seed"],
+                        r["cast"],
+                        r["mode"],
+                        r["passed"],
+                        r["checks"],
+                        r["scorecard"]
+                    ])
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let failures = v["summary"]
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter(|x| x["ok"] != true)
+                .map(|x| x["scenario"].as_str().unwrap_or("?").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Round {
+        secs,
+        decided,
+        failures,
+    })
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -59,9 +122,10 @@ fn library(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub async fn prove(args: ProveBenchArgs) -> Result<ExitCode> {
+    let files = library(&args.dir)?;
     let mut scenarios = Vec::new();
-    for f in library(&args.dir)? {
-        let mut s = load_scenario(&f).map_err(|e| crate::BadInput(e.to_string()))?;
+    for f in &files {
+        let mut s = load_scenario(f).map_err(|e| crate::BadInput(e.to_string()))?;
         s.origin_dir = Some(f.parent().unwrap_or(Path::new(".")).to_path_buf());
         scenarios.push(Arc::new(s));
     }
@@ -81,30 +145,29 @@ pub async fn prove(args: ProveBenchArgs) -> Result<ExitCode> {
         .max(1);
     let bar = indicatif::ProgressBar::new((args.runs.max(1) * 2) as u64);
     let (mut lib_s, mut floor_s) = (Vec::new(), Vec::new());
-    let mut last = Vec::new();
+    let mut rounds: Vec<Round> = Vec::new();
     for _ in 0..args.runs.max(1) {
-        let (s, results) = pass(&jobs, parallel).await?;
-        lib_s.push(s);
-        last = results;
+        let r = round(&files, parallel).await?;
+        lib_s.push(r.secs);
+        rounds.push(r);
         bar.inc(1);
-        floor_s.push(pass(&floor, parallel).await?.0);
+        floor_s.push(pass(&floor, parallel).await?);
         bar.inc(1);
     }
     bar.finish_and_clear();
-    settle(&scenarios, &mut last).map_err(crate::BadInput)?;
-    let summary = summarize(&scenarios, &units, &last);
-    let failures: Vec<String> = summary
-        .iter()
-        .filter(|s| !s.ok())
-        .map(|s| s.failure())
-        .collect();
+    let reproducible = rounds.windows(2).all(|w| w[0].decided == w[1].decided);
+    let failures = rounds
+        .first()
+        .map(|r| r.failures.clone())
+        .unwrap_or_default();
     let (lib, fl) = (median(&mut lib_s.clone()), median(&mut floor_s.clone()));
     let out = json!({
         "scenarios": scenarios.len(), "runs_per_pass": jobs.len(), "parallel": parallel, "rounds": args.runs.max(1),
         "library_s": {"median": lib, "all": lib_s},
         "floor_s": {"median": fl, "all": floor_s},
         "ratio": lib / fl.max(1e-9),
-        "assertions_passed": failures.is_empty(), "failures": failures,
+        "reproducible": reproducible,
+        "scenarios_failing_assertions": failures,
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -120,7 +183,7 @@ pub async fn prove(args: ProveBenchArgs) -> Result<ExitCode> {
         };
         t.add_row([
             format!(
-                "the library, as `airlock prove {}/*.toml` runs it",
+                "`airlock prove {}/*.toml` (a fresh process each)",
                 args.dir.display()
             ),
             jobs.len().to_string(),
@@ -135,20 +198,21 @@ pub async fn prove(args: ProveBenchArgs) -> Result<ExitCode> {
         ]);
         println!("{t}");
         println!(
-            "{} scenarios, {parallel} at a time; library / floor {:.2}x; assertions {}",
+            "{} scenarios, {parallel} at a time; library / floor {:.2}x; every round decided the same: {}; scenarios whose assertions fail: {}",
             scenarios.len(),
             lib / fl.max(1e-9),
+            if reproducible { "yes" } else { "NO" },
             if failures.is_empty() {
-                "passed".to_string()
+                "none".to_string()
             } else {
-                format!("FAILED: {}", failures.join("; "))
+                failures.join(", ")
             }
         );
     }
-    if failures.is_empty() {
+    if reproducible {
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("airlock bench: the library's assertions failed: the run is not valid");
+        eprintln!("airlock bench: the rounds decided differently: the run is not valid");
         Ok(ExitCode::FAILURE)
     }
 }

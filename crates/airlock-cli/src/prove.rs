@@ -328,7 +328,7 @@ pub(crate) async fn run_jobs(
 
 /// Sets each run's cost against its reference run and re-checks the assertions; an
 /// assertion that does not parse is an error naming it.
-pub(crate) fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), String> {
+fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> Result<(), String> {
     let refs: Vec<(String, u64, f64)> = results
         .iter()
         .filter(|r| r.cast == Cast::Reference)
@@ -351,7 +351,7 @@ pub(crate) fn settle(scenarios: &[Arc<Scenario>], results: &mut [RunResult]) -> 
 }
 
 /// One scenario's verdict over its seeds, per mode.
-pub(crate) struct Summary {
+struct Summary {
     scenario: String,
     control: bool,
     /// (mode, seeds run, seeds passed).
@@ -367,13 +367,13 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    pub(crate) fn ok(&self) -> bool {
+    fn ok(&self) -> bool {
         self.modes.iter().all(|(_, n, p)| n == p)
             && self.reference.is_none_or(|(n, p)| n == p)
             && self.do_nothing_checks.is_none_or(|(n, p)| n == p)
     }
 
-    pub(crate) fn failure(&self) -> String {
+    fn failure(&self) -> String {
         format!("{}: {}", self.scenario, self.failures.join("; "))
     }
 
@@ -404,7 +404,7 @@ fn rate((blocked, attempted): (u32, u32)) -> f64 {
     }
 }
 
-pub(crate) fn summarize(
+fn summarize(
     scenarios: &[Arc<Scenario>],
     units: &[(Arc<Scenario>, u64)],
     results: &[RunResult],
