@@ -272,8 +272,14 @@ pub(crate) async fn run_jobs(
 ) -> Result<Vec<RunResult>> {
     let done = Arc::new(Mutex::new(vec![0u64; jobs.len()]));
     let limit = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    // The agent's unguarded runs go first: its guarded runs of the same scenarios and seeds
+    // then find the forecasts those fitted (see the forecasting agent) instead of waiting
+    // beside them for the same fit. Only the order changes; each run's result does not.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| !(jobs[i].cast == Cast::Agent && jobs[i].mode == Mode::Unguarded));
     let mut handles = Vec::new();
-    for (i, job) in jobs.iter().cloned().enumerate() {
+    for i in order {
+        let job = jobs[i].clone();
         let limit = limit.clone();
         let pb = pb.clone();
         let done = done.clone();
@@ -281,46 +287,50 @@ pub(crate) async fn run_jobs(
             (Some(dir), Mode::Guarded) => journal_name(dir, &job),
             _ => "sqlite::memory:".to_string(),
         };
-        handles.push(tokio::spawn(async move {
-            let _permit = limit.acquire_owned().await;
-            let journal = if job.mode == Mode::Guarded {
-                Some(
-                    airlock_store::open(&store)
-                        .await
-                        .with_context(|| format!("the journal `{store}` cannot be opened"))?,
-                )
-            } else {
-                None
-            };
-            let progress = move |f: f64| {
-                if let Ok(mut d) = done.lock() {
-                    d[i] = (f * 1000.0) as u64;
-                    pb.set_position(d.iter().sum());
-                }
-            };
-            let launcher = ChildLauncher;
-            let opts = RunOptions {
-                cast: job.cast,
-                journal,
-                launcher: Some(&launcher),
-                turn_timeout,
-                progress: &progress,
-            };
-            airlock_prove::run(&job.scenario, job.seed, job.mode, opts)
-                .await
-                .with_context(|| {
-                    format!(
-                        "{} seed {} ({} {})",
-                        job.scenario.name,
-                        job.seed,
-                        job.cast.as_str(),
-                        mode_name(job.mode)
+        handles.push((
+            i,
+            tokio::spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                let journal = if job.mode == Mode::Guarded {
+                    Some(
+                        airlock_store::open(&store)
+                            .await
+                            .with_context(|| format!("the journal `{store}` cannot be opened"))?,
                     )
-                })
-        }));
+                } else {
+                    None
+                };
+                let progress = move |f: f64| {
+                    if let Ok(mut d) = done.lock() {
+                        d[i] = (f * 1000.0) as u64;
+                        pb.set_position(d.iter().sum());
+                    }
+                };
+                let launcher = ChildLauncher;
+                let opts = RunOptions {
+                    cast: job.cast,
+                    journal,
+                    launcher: Some(&launcher),
+                    turn_timeout,
+                    progress: &progress,
+                };
+                airlock_prove::run(&job.scenario, job.seed, job.mode, opts)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "{} seed {} ({} {})",
+                            job.scenario.name,
+                            job.seed,
+                            job.cast.as_str(),
+                            mode_name(job.mode)
+                        )
+                    })
+            }),
+        ));
     }
+    handles.sort_by_key(|(i, _)| *i);
     let mut results = Vec::new();
-    for h in handles {
+    for (_, h) in handles {
         results.push(h.await.context("a run panicked")??);
     }
     Ok(results)
