@@ -210,11 +210,11 @@ impl Notifying {
             .collect())
     }
 
-    /// Writes every queued append now (deferred reads included).
+    /// Writes every queued append now (deferred reads included), and waits for a write
+    /// in progress: the background writer may have taken a record off the queue and not
+    /// stored it yet, and it holds the group's lock until it has.
     async fn settle(&self) {
-        if self.group.has_queued() {
-            drop(self.group.drain(|all| self.write_group(all)).await);
-        }
+        drop(self.group.drain(|all| self.write_group(all)).await);
     }
 }
 

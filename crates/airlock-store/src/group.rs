@@ -63,11 +63,6 @@ impl GroupCommit {
         Ok(rx)
     }
 
-    /// Whether appends are queued.
-    pub fn has_queued(&self) -> bool {
-        self.queue().is_ok_and(|q| !q.is_empty())
-    }
-
     /// Takes the write lock and writes what is queued (if anything) with `commit`, answering
     /// each; returns the lock still held, so a write of another kind that follows comes
     /// after every append queued before it.
