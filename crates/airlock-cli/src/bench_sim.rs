@@ -9,7 +9,6 @@ use airlock_sim::{Sim, synthetic};
 use anyhow::Result;
 use clap::Args;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -53,57 +52,6 @@ fn day(sim: &mut Sim, ticks: u64, tick_s: u64) -> f64 {
     acc
 }
 
-/// The minimal tick model: per service and tick, demand from the daily curve with noise,
-/// capacity, availability and p99 latency, into one flat array.
-fn minimal(world: &airlock_sim::WorldSpec, ticks: u64, tick_s: u64) -> f64 {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let services: Vec<(f64, f64, f64, f64, f64, f64)> = world
-        .services
-        .iter()
-        .map(|s| {
-            (
-                s.demand.base_rps,
-                s.demand.diurnal_amplitude,
-                s.demand.peak_hour,
-                s.demand.noise,
-                s.replicas as f64 * s.capacity_rps,
-                s.base_latency_ms,
-            )
-        })
-        .collect();
-    let mut last = vec![(0.0_f64, 0.0_f64); services.len()];
-    let mut acc = 0.0;
-    for i in 0..ticks {
-        let t = START_MS + (i as i64 + 1) * tick_s as i64 * 1000;
-        let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
-        for (k, &(base, amp, peak, noise, cap, lat)) in services.iter().enumerate() {
-            let u1: f64 = rng.random::<f64>().max(1e-12);
-            let u2: f64 = rng.random::<f64>();
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            let phase = (hour - peak) / 24.0 * std::f64::consts::TAU;
-            let demand = (base * (1.0 + amp * phase.cos()) * (1.0 + noise * z)).max(0.0);
-            let availability = if demand > 0.0 {
-                (cap / demand).min(1.0)
-            } else {
-                1.0
-            };
-            let util = if cap > 0.0 {
-                demand / cap
-            } else {
-                f64::INFINITY
-            };
-            let p99 = if util < 1.0 {
-                lat * (1.0 + 2.0 * util.powi(6))
-            } else {
-                30_000.0
-            };
-            last[k] = (availability, p99);
-            acc += demand * availability;
-        }
-    }
-    acc + last.iter().map(|l| l.1).sum::<f64>()
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -123,7 +71,9 @@ pub fn sim(args: SimBenchArgs) -> Result<ExitCode> {
         black_box(day(&mut sim, ticks, tick_s));
         let a = t0.elapsed().as_secs_f64() * 1000.0;
         let t0 = now();
-        black_box(minimal(&world, ticks, tick_s));
+        black_box(airlock_sim::synthetic::minimal_day(
+            &world, START_MS, ticks, tick_s,
+        ));
         let b = t0.elapsed().as_secs_f64() * 1000.0;
         if i > 0 {
             full.push(a);

@@ -8,9 +8,8 @@
 //!
 //! Run with `cargo bench -p airlock-sim --bench day`.
 
-use airlock_sim::{Sim, WorldSpec, synthetic};
+use airlock_sim::{Sim, synthetic};
 use criterion::Criterion;
-use rand::{RngExt, SeedableRng};
 use std::error::Error;
 use std::hint::black_box;
 
@@ -34,57 +33,6 @@ fn day(sim: &mut Sim) -> f64 {
         }
     }
     acc
-}
-
-/// The minimal tick model, as `airlock bench sim` times it: per service and tick, demand
-/// from the daily curve with noise, capacity, availability and p99 latency.
-fn minimal(world: &WorldSpec) -> f64 {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let services: Vec<(f64, f64, f64, f64, f64, f64)> = world
-        .services
-        .iter()
-        .map(|s| {
-            (
-                s.demand.base_rps,
-                s.demand.diurnal_amplitude,
-                s.demand.peak_hour,
-                s.demand.noise,
-                f64::from(s.replicas) * s.capacity_rps,
-                s.base_latency_ms,
-            )
-        })
-        .collect();
-    let mut last = vec![(0.0_f64, 0.0_f64); services.len()];
-    let mut acc = 0.0;
-    for i in 0..TICKS {
-        let t = START_MS + (i as i64 + 1) * TICK_S as i64 * 1000;
-        let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
-        for (k, &(base, amp, peak, noise, cap, lat)) in services.iter().enumerate() {
-            let u1: f64 = rng.random::<f64>().max(1e-12);
-            let u2: f64 = rng.random::<f64>();
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            let phase = (hour - peak) / 24.0 * std::f64::consts::TAU;
-            let demand = (base * (1.0 + amp * phase.cos()) * (1.0 + noise * z)).max(0.0);
-            let availability = if demand > 0.0 {
-                (cap / demand).min(1.0)
-            } else {
-                1.0
-            };
-            let util = if cap > 0.0 {
-                demand / cap
-            } else {
-                f64::INFINITY
-            };
-            let p99 = if util < 1.0 {
-                lat * (1.0 + 2.0 * util.powi(6))
-            } else {
-                30_000.0
-            };
-            last[k] = (availability, p99);
-            acc += demand * availability;
-        }
-    }
-    acc + last.iter().map(|l| l.1).sum::<f64>()
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
@@ -129,7 +77,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         )
     });
     c.bench_function("minimal_model_200_services_10s_ticks", |b| {
-        b.iter(|| black_box(minimal(&world)))
+        b.iter(|| {
+            black_box(airlock_sim::synthetic::minimal_day(
+                &world, START_MS, TICKS, TICK_S,
+            ))
+        })
     });
     c.final_summary();
     Ok(())

@@ -176,6 +176,59 @@ pub fn synthetic(services: usize, seed: u64) -> WorldSpec {
     }
 }
 
+/// The minimal tick model: per service and tick, demand from the daily curve with noise,
+/// capacity, availability and p99 latency, into one flat array, with the same seeded noise
+/// as the simulator's: the floor `airlock bench sim` and the criterion bench compare a
+/// simulated day against. Returns a sum over every tick, so nothing is optimised away.
+pub fn minimal_day(world: &WorldSpec, start_ms: i64, ticks: u64, tick_s: u64) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let services: Vec<(f64, f64, f64, f64, f64, f64)> = world
+        .services
+        .iter()
+        .map(|s| {
+            (
+                s.demand.base_rps,
+                s.demand.diurnal_amplitude,
+                s.demand.peak_hour,
+                s.demand.noise,
+                s.replicas as f64 * s.capacity_rps,
+                s.base_latency_ms,
+            )
+        })
+        .collect();
+    let mut last = vec![(0.0_f64, 0.0_f64); services.len()];
+    let mut acc = 0.0;
+    for i in 0..ticks {
+        let t = start_ms + (i as i64 + 1) * tick_s as i64 * 1000;
+        let hour = t.rem_euclid(86_400_000) as f64 / 3_600_000.0;
+        for (k, &(base, amp, peak, noise, cap, lat)) in services.iter().enumerate() {
+            let u1: f64 = rng.random::<f64>().max(1e-12);
+            let u2: f64 = rng.random::<f64>();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            let phase = (hour - peak) / 24.0 * std::f64::consts::TAU;
+            let demand = (base * (1.0 + amp * phase.cos()) * (1.0 + noise * z)).max(0.0);
+            let availability = if demand > 0.0 {
+                (cap / demand).min(1.0)
+            } else {
+                1.0
+            };
+            let util = if cap > 0.0 {
+                demand / cap
+            } else {
+                f64::INFINITY
+            };
+            let p99 = if util < 1.0 {
+                lat * (1.0 + 2.0 * util.powi(6))
+            } else {
+                30_000.0
+            };
+            last[k] = (availability, p99);
+            acc += demand * availability;
+        }
+    }
+    acc + last.iter().map(|l| l.1).sum::<f64>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
