@@ -63,21 +63,52 @@ impl Clock for SystemClock {
 
 /// The live simulator as a provider that saves its desired state after every change, so a
 /// restarted server finds the world as its journal left it.
+///
+/// Changes are saved in groups: a change is made in memory, then waits until a save that
+/// covers it is on disk. One save writes the whole world once for every change made
+/// before it, so concurrent changes share one write and one `fsync` (as the journal's
+/// group commit does). A change returns only once it is saved; a save that fails puts the
+/// world back as last saved and fails every change it would have covered, along with any
+/// change made on top of them meanwhile, so nothing is live that a restart would not find.
 pub struct PersistentSim {
     inner: SimProvider,
-    path: PathBuf,
-    /// One change and its save at a time: they share the temporary file, and a change
-    /// that cannot be saved is put back before the next one runs.
-    saving: std::sync::Mutex<()>,
+    saver: Arc<Saver>,
 }
 
-impl PersistentSim {
-    /// Every service's desired state, as saved.
+/// The group saver's shared part: what the save task needs after its caller is gone.
+struct Saver {
+    sim: SimHandle,
+    path: PathBuf,
+    state: std::sync::Mutex<Pending>,
+    /// One save at a time: saves share the temporary file, and each writes everything
+    /// made before it.
+    io: tokio::sync::Mutex<()>,
+}
+
+/// Changes made in memory and how far they are saved.
+struct Pending {
+    /// Changes made so far, numbered from 1.
+    made: u64,
+    /// Every change up to this number is settled: saved, or put back by a failed save.
+    settled: u64,
+    /// The world as last saved: what a failed save puts back.
+    saved: BTreeMap<String, Desired>,
+    /// A fault injected between a change and its save: the save covering it fails.
+    doomed: Option<String>,
+    /// Changes put back by a failed save, as inclusive ranges with the reason.
+    failed: Vec<(u64, u64, String)>,
+    /// Changes whose callers have not had their answer yet (bounds `failed`).
+    waiting: std::collections::BTreeSet<u64>,
+}
+
+fn poisoned() -> ProviderError {
+    ProviderError::Unavailable("the simulator's state is poisoned".into())
+}
+
+impl Saver {
+    /// Every service's desired state, as a save writes it.
     fn desired_all(&self) -> Result<BTreeMap<String, Desired>, ProviderError> {
-        let sim = self.inner.handle();
-        let sim = sim
-            .lock()
-            .map_err(|_| ProviderError::Unavailable("the simulator's state is poisoned".into()))?;
+        let sim = self.sim.lock().map_err(|_| poisoned())?;
         Ok(sim
             .spec()
             .services
@@ -89,8 +120,7 @@ impl PersistentSim {
     /// Puts the world back to `prior` in memory: a change that could not be saved is not
     /// left live (it would vanish on restart while the journal says it failed).
     fn put_back(&self, prior: &BTreeMap<String, Desired>) {
-        let sim = self.inner.handle();
-        let Ok(mut sim) = sim.lock() else {
+        let Ok(mut sim) = self.sim.lock() else {
             tracing::error!(
                 "the simulator's state is poisoned; a change that was not saved may still be live"
             );
@@ -103,53 +133,134 @@ impl PersistentSim {
         }
     }
 
-    /// Writes the state file; the caller holds `saving`.
-    fn save(&self) -> Result<(), ProviderError> {
+    /// Writes the state file (blocking: the caller runs it off the runtime's workers).
+    fn write(path: &std::path::Path, state: &BTreeMap<String, Desired>) -> Result<(), String> {
         if airlock_core::failpoint::hit("sim.save").is_some() {
-            return Err(ProviderError::Unavailable(format!(
+            return Err(format!(
                 "cannot save the simulator's state to `{}`: failpoint `sim.save` fired",
-                self.path.display()
-            )));
+                path.display()
+            ));
         }
-        let state = self.desired_all()?;
-        let text = serde_json::to_string_pretty(&state)
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        let tmp = self.path.with_extension("json.tmp");
-        write_durably(&tmp, text.as_bytes())
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
+        let text = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
+        let tmp = path.with_extension("json.tmp");
+        write_durably(&tmp, &text)
+            .and_then(|()| std::fs::rename(&tmp, path))
             .map_err(|e| {
-                ProviderError::Unavailable(format!(
+                format!(
                     "cannot save the simulator's state to `{}`: {e}",
-                    self.path.display()
-                ))
+                    path.display()
+                )
             })
     }
 
-    /// Runs a change in memory, then saves it; a failure to save (or a fault injected
-    /// between the two) puts the world back, so the change is either live and saved or
-    /// not live at all.
-    fn saved<T>(
+    /// Change `n`'s fate once settled: `None` while it is still unsaved.
+    fn settled(p: &Pending, n: u64) -> Option<Result<(), ProviderError>> {
+        if let Some((_, _, why)) = p.failed.iter().find(|(lo, hi, _)| (*lo..=*hi).contains(&n)) {
+            return Some(Err(ProviderError::Unavailable(why.clone())));
+        }
+        (n <= p.settled).then_some(Ok(()))
+    }
+
+    /// Returns once change `n` is saved, or put back by a failed save. Whoever finds it
+    /// unsaved when its turn comes saves everything made so far.
+    async fn durable(self: Arc<Self>, n: u64) -> Result<(), ProviderError> {
+        let out = self.save_through(n).await;
+        if let Ok(mut p) = self.state.lock() {
+            p.waiting.remove(&n);
+            let oldest = p.waiting.first().copied().unwrap_or(u64::MAX);
+            p.failed.retain(|(_, hi, _)| *hi >= oldest);
+        }
+        out
+    }
+
+    async fn save_through(&self, n: u64) -> Result<(), ProviderError> {
+        let _io = self.io.lock().await;
+        let (world, upto, doomed) = {
+            let mut p = self.state.lock().map_err(|_| poisoned())?;
+            if let Some(fate) = Self::settled(&p, n) {
+                return fate;
+            }
+            (self.desired_all()?, p.made, p.doomed.take())
+        };
+        let written = match doomed {
+            Some(why) => Err(why),
+            None => {
+                let path = self.path.clone();
+                tokio::task::spawn_blocking(move || Self::write(&path, &world).map(|()| world))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the save task failed: {e}")))
+            }
+        };
+        let mut p = self.state.lock().map_err(|_| poisoned())?;
+        match written {
+            Ok(world) => {
+                p.settled = upto;
+                p.saved = world;
+            }
+            Err(why) => {
+                // Changes made on top of the failed ones since are put back with them.
+                self.put_back(&p.saved);
+                let range = (p.settled + 1, p.made, why);
+                p.settled = p.made;
+                p.doomed = None;
+                p.failed.push(range);
+            }
+        }
+        Self::settled(&p, n).unwrap_or_else(|| Err(poisoned()))
+    }
+}
+
+impl PersistentSim {
+    /// The live simulator, saving to `path`; the world as it is now counts as saved.
+    fn new(inner: SimProvider, path: PathBuf) -> Result<Self, ProviderError> {
+        let mut saver = Saver {
+            sim: inner.handle(),
+            path,
+            state: std::sync::Mutex::new(Pending {
+                made: 0,
+                settled: 0,
+                saved: BTreeMap::new(),
+                doomed: None,
+                failed: Vec::new(),
+                waiting: Default::default(),
+            }),
+            io: tokio::sync::Mutex::new(()),
+        };
+        let now = saver.desired_all()?;
+        saver.state.get_mut().map_err(|_| poisoned())?.saved = now;
+        Ok(Self {
+            inner,
+            saver: Arc::new(saver),
+        })
+    }
+
+    /// Runs a change in memory, then waits for a save that covers it; a failed save (or a
+    /// fault injected between the two) puts the world back, so the change is either live
+    /// and saved or not live at all. The save runs in its own task: a caller that goes
+    /// away does not leave its change live and unsaved.
+    async fn saved<T>(
         &self,
         point: &str,
         change: impl FnOnce() -> Result<T, ProviderError>,
     ) -> Result<T, ProviderError> {
-        // One change and its save at a time, so putting one back never undoes another.
-        let _one = self
-            .saving
-            .lock()
-            .map_err(|_| ProviderError::Unavailable("the simulator's saver is poisoned".into()))?;
-        let prior = self.desired_all()?;
-        let out = change()?;
-        let saved = match airlock_core::failpoint::hit(point) {
-            Some(_) => Err(ProviderError::Unavailable(format!(
-                "failpoint `{point}` fired"
-            ))),
-            None => self.save(),
+        let (out, n) = {
+            let mut p = self.saver.state.lock().map_err(|_| poisoned())?;
+            let out = change()?;
+            p.made += 1;
+            let n = p.made;
+            p.waiting.insert(n);
+            if airlock_core::failpoint::hit(point).is_some() {
+                p.doomed = Some(format!("failpoint `{point}` fired"));
+            }
+            (out, n)
         };
-        if let Err(e) = saved {
-            self.put_back(&prior);
-            return Err(e);
-        }
+        tokio::spawn(self.saver.clone().durable(n))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ProviderError::Unavailable(format!(
+                    "the save task failed: {e}"
+                )))
+            })?;
         Ok(out)
     }
 }
@@ -188,6 +299,7 @@ impl Provider for PersistentSim {
         }
         let inner = &self.inner;
         self.saved("sim.apply.unsaved", || inner.apply_now(plan))
+            .await
     }
     async fn restore(&self, snap: &Snapshot, expect: &Applied) -> Result<Restored, ProviderError> {
         if let Some(e) = airlock_core::failpoint::provider_fault("sim.restore") {
@@ -195,6 +307,7 @@ impl Provider for PersistentSim {
         }
         let inner = &self.inner;
         self.saved("sim.restore.unsaved", || inner.restore_now(snap, expect))
+            .await
     }
     async fn reconcile_apply(
         &self,
@@ -287,11 +400,10 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             }
             sim.tick();
             let handle: SimHandle = Arc::new(std::sync::Mutex::new(sim));
-            let p = Arc::new(PersistentSim {
-                inner: SimProvider::new(handle.clone()),
-                path,
-                saving: std::sync::Mutex::new(()),
-            });
+            let p = Arc::new(
+                PersistentSim::new(SimProvider::new(handle.clone()), path)
+                    .map_err(|e| ServeError::Sim(e.to_string()))?,
+            );
             (
                 vec![p.clone() as Arc<dyn Provider>],
                 p as Arc<dyn SignalSource>,

@@ -187,3 +187,100 @@ async fn a_signal_source_that_fails_is_missing_data_never_a_settled_change() {
     assert_ne!(rec.status, ChangeStatus::Settled, "{outcomes:?}");
     assert_eq!(rec.status, ChangeStatus::Unjudged, "{outcomes:?}");
 }
+
+const FLEET: &str = r#"
+name = "fleet"
+duration = "1h"
+
+[agent]
+name = "cost-cutter"
+params = { env = "dev" }
+
+[[region]]
+name = "r"
+azs = ["r-a", "r-b"]
+"#;
+
+/// Changes made at once are saved in groups: every change that reports success is live and
+/// in the state file, and every change whose group failed to save is live nowhere, not even
+/// when later changes were made on top of the world it was part of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn changes_saved_together_succeed_or_vanish_together() {
+    let _serial = SERIAL.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut world = FLEET.to_string();
+    let names: Vec<String> = (0..12).map(|i| format!("svc-{i}")).collect();
+    for name in &names {
+        world.push_str(&format!(
+            "\n[[service]]\nname = \"{name}\"\nenv = \"dev\"\nregion = \"r\"\nreplicas = 4\ncapacity_rps = 100\ndemand = {{ base_rps = 10 }}\n"
+        ));
+    }
+    airlock_core::failpoint::clear();
+    std::fs::write(dir.path().join("world.toml"), world).unwrap();
+    let text = format!(
+        "[store]\nurl = \"{}\"\n[bake]\nwindow_s = 1\n[sim]\nworld = \"world.toml\"\n",
+        dir.path().join("store").join("airlock.db").display()
+    );
+    let config = RawConfig::parse(&text, "test")
+        .unwrap()
+        .validate(dir.path())
+        .unwrap();
+    let (state, sim) = airlock_server::live::build(&config).await.unwrap();
+    let sim = sim.unwrap();
+    let bot = state
+        .gate
+        .issue_token("bot", PrincipalKind2::Agent)
+        .await
+        .unwrap();
+
+    // The second save fails: whichever changes it covered fail, the others go through.
+    airlock_core::failpoint::set("sim.save", "2@error").unwrap();
+    let tasks: Vec<_> = names
+        .iter()
+        .map(|name| {
+            let gate = state.gate.clone();
+            let bot = bot.clone();
+            let req =
+                ActionRequest::new(Verb::Scale, format!("sim:service/{name}").parse().unwrap())
+                    .param("replicas", 6);
+            tokio::spawn(async move { gate.submit(&bot, req).await.unwrap() })
+        })
+        .collect();
+    let mut decided = Vec::new();
+    for t in tasks {
+        decided.push(t.await.unwrap());
+    }
+    airlock_core::failpoint::clear();
+
+    let file = saved(dir.path()).expect("a save succeeded");
+    let (mut ok, mut failed) = (0, 0);
+    for (name, d) in names.iter().zip(&decided) {
+        let live = sim.lock().unwrap().desired(name).unwrap().total();
+        let on_disk: u64 = file[name]["replicas"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        if d.change_id.is_some() {
+            ok += 1;
+            assert_eq!((live, on_disk), (6, 6), "{name}: {d:?}");
+        } else {
+            failed += 1;
+            assert!(
+                d.error.as_deref().unwrap().contains("apply failed"),
+                "{d:?}"
+            );
+            assert_eq!((live, on_disk), (4, 4), "{name} was put back: {d:?}");
+        }
+    }
+    assert!(failed >= 1, "the failing save covered at least one change");
+    assert!(ok >= 1, "the first save succeeded");
+    let journaled = state
+        .gate
+        .journal()
+        .changes_with_status(ChangeStatus::Failed)
+        .await
+        .unwrap();
+    assert_eq!(journaled.len(), failed);
+}
