@@ -483,9 +483,7 @@ fn restricted(v: &serde_json::Value) -> Result<RestrictedExpression, String> {
         ),
         Value::Object(fields) => match fields.get("__extn") {
             Some(ext) if ext.get("fn").and_then(Value::as_str) == Some("decimal") => {
-                RestrictedExpression::new_decimal(
-                    ext.get("arg").and_then(Value::as_str).unwrap_or_default(),
-                )
+                decimal_expr(ext.get("arg").and_then(Value::as_str).unwrap_or_default())
             }
             Some(ext) => return Err(format!("unsupported extension value `{ext}`")),
             None => RestrictedExpression::new_record(
@@ -500,8 +498,46 @@ fn restricted(v: &serde_json::Value) -> Result<RestrictedExpression, String> {
     })
 }
 
-fn uid(type_name: &str, id: &str) -> Result<EntityUid, String> {
-    let t = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
+/// A decimal as a Cedar expression, remembered per thread: building one parses the
+/// extension's name each time (a tenth of a read's CPU), and contexts carry few distinct
+/// values (four places, mostly 0–1).
+fn decimal_expr(arg: &str) -> RestrictedExpression {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    const KEEP: usize = 4096;
+    thread_local! {
+        static DECIMALS: RefCell<HashMap<Box<str>, RestrictedExpression>> =
+            RefCell::new(HashMap::new());
+    }
+    DECIMALS.with_borrow_mut(|memo| {
+        if let Some(e) = memo.get(arg) {
+            return e.clone();
+        }
+        let e = RestrictedExpression::new_decimal(arg);
+        if memo.len() >= KEEP {
+            memo.clear();
+        }
+        memo.insert(arg.into(), e.clone());
+        e
+    })
+}
+
+/// An entity's id; its type's name is parsed once per thread (parsing it is most of what
+/// building a request costs).
+fn uid(type_name: &'static str, id: &str) -> Result<EntityUid, String> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static TYPES: RefCell<HashMap<&'static str, EntityTypeName>> = RefCell::new(HashMap::new());
+    }
+    let t = TYPES.with_borrow_mut(|types| match types.get(type_name) {
+        Some(t) => Ok(t.clone()),
+        None => {
+            let t = EntityTypeName::from_str(type_name).map_err(|e| e.to_string())?;
+            types.insert(type_name, t.clone());
+            Ok::<_, String>(t)
+        }
+    })?;
     Ok(EntityUid::from_type_name_and_id(t, EntityId::new(id)))
 }
 

@@ -163,9 +163,11 @@ pub struct Score {
     pub usual: BTreeMap<String, f64>,
     /// The feature furthest from the agent's usual, and its robust z-score.
     pub top: Option<(String, f64)>,
-    /// A recent upward changepoint in the agent's mutation rate.
+    /// A recent upward changepoint in the agent's mutation rate (looked for only when the
+    /// own-history evidence is above 0, else false).
     pub changepoint: bool,
-    /// An outlier among the active agents right now.
+    /// An outlier among the active agents right now (looked for only when the own-history
+    /// evidence is above 0, else false).
     pub peer_outlier: bool,
     /// Whether the score has been at or above the threshold for `sustain` scored
     /// mutations in a row: what a quarantine needs.
@@ -519,12 +521,14 @@ impl Behaviour {
         }
         let z = top.map_or(0.0, |(_, z)| z);
         let mut value = ((z - 2.0) / 4.0).clamp(0.0, 1.0);
-        let changepoint = self.rate_changed(track, now);
-        if changepoint && value > 0.0 {
+        // Changepoint and peers only add to own-history evidence, so they are looked for
+        // only when there is some: most mutations are ordinary and skip both detectors.
+        let changepoint = value > 0.0 && self.rate_changed(track, now);
+        if changepoint {
             value += 0.15;
         }
-        let peer_outlier = self.peer_outlier(agent, now);
-        if peer_outlier && value > 0.0 {
+        let peer_outlier = value > 0.0 && self.peer_outlier(agent, now);
+        if peer_outlier {
             value += 0.1;
         }
         if current.0[0] < f64::from(judge.min_actions) {
