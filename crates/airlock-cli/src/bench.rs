@@ -424,6 +424,18 @@ impl McpPlan {
     }
 }
 
+/// A tag telling this run's names from another's: the process id and the wall clock.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a name, not a measurement or a decision"
+)]
+fn run_tag() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    format!("{:x}{:x}", std::process::id(), ms)
+}
+
 /// Direct and proxied latencies of one plan, in ms, sorted.
 struct McpTimes {
     direct: Vec<f64>,
@@ -680,10 +692,21 @@ pub async fn mcp(args: McpBenchArgs) -> Result<ExitCode> {
         unique: None,
     }];
     if !args.mutation_tool.is_empty() {
+        let mut arguments = json_object("--mutation-arguments", &args.mutation_arguments)?;
+        // Distinct per run too, so a second run against the same upstream creates new
+        // things rather than being refused for repeating the first.
+        if !args.unique.is_empty() {
+            let base = arguments
+                .get(&args.unique)
+                .and_then(|v| v.as_str())
+                .unwrap_or("x");
+            let tagged = format!("{base}-{}", run_tag());
+            arguments.insert(args.unique.clone(), tagged.into());
+        }
         plans.push(McpPlan {
             label: "mutation",
             tool: args.mutation_tool.clone(),
-            arguments: json_object("--mutation-arguments", &args.mutation_arguments)?,
+            arguments,
             unique: (!args.unique.is_empty()).then(|| args.unique.clone()),
         });
     }
