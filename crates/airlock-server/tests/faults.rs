@@ -20,7 +20,8 @@ use std::path::Path;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const WORLD: &str = r#"
+/// The world's frame: its agent and region, without services.
+const FRAME: &str = r#"
 name = "faults"
 duration = "1h"
 
@@ -32,6 +33,10 @@ params = { env = "dev" }
 name = "r"
 azs = ["r-a", "r-b"]
 
+"#;
+
+/// The one service most tests change.
+const WEB: &str = r#"
 [[service]]
 name = "web"
 env = "dev"
@@ -42,8 +47,13 @@ demand = { base_rps = 100 }
 "#;
 
 async fn server(dir: &Path) -> (AppState, SimHandle) {
+    server_in(dir, &format!("{FRAME}{WEB}")).await
+}
+
+/// A server over `world`, with its store and state file in `dir`.
+async fn server_in(dir: &Path, world: &str) -> (AppState, SimHandle) {
     airlock_core::failpoint::clear();
-    std::fs::write(dir.join("world.toml"), WORLD).unwrap();
+    std::fs::write(dir.join("world.toml"), world).unwrap();
     let text = format!(
         "[store]\nurl = \"{}\"\n[bake]\nwindow_s = 1\n[sim]\nworld = \"world.toml\"\n",
         dir.join("store").join("airlock.db").display()
@@ -188,19 +198,6 @@ async fn a_signal_source_that_fails_is_missing_data_never_a_settled_change() {
     assert_eq!(rec.status, ChangeStatus::Unjudged, "{outcomes:?}");
 }
 
-const FLEET: &str = r#"
-name = "fleet"
-duration = "1h"
-
-[agent]
-name = "cost-cutter"
-params = { env = "dev" }
-
-[[region]]
-name = "r"
-azs = ["r-a", "r-b"]
-"#;
-
 /// Changes made at once are saved in groups: every change that reports success is live and
 /// in the state file, and every change whose group failed to save is live nowhere, not even
 /// when later changes were made on top of the world it was part of.
@@ -208,25 +205,14 @@ azs = ["r-a", "r-b"]
 async fn changes_saved_together_succeed_or_vanish_together() {
     let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut world = FLEET.to_string();
+    let mut world = FRAME.to_string();
     let names: Vec<String> = (0..12).map(|i| format!("svc-{i}")).collect();
     for name in &names {
         world.push_str(&format!(
             "\n[[service]]\nname = \"{name}\"\nenv = \"dev\"\nregion = \"r\"\nreplicas = 4\ncapacity_rps = 100\ndemand = {{ base_rps = 10 }}\n"
         ));
     }
-    airlock_core::failpoint::clear();
-    std::fs::write(dir.path().join("world.toml"), world).unwrap();
-    let text = format!(
-        "[store]\nurl = \"{}\"\n[bake]\nwindow_s = 1\n[sim]\nworld = \"world.toml\"\n",
-        dir.path().join("store").join("airlock.db").display()
-    );
-    let config = RawConfig::parse(&text, "test")
-        .unwrap()
-        .validate(dir.path())
-        .unwrap();
-    let (state, sim) = airlock_server::live::build(&config).await.unwrap();
-    let sim = sim.unwrap();
+    let (state, sim) = server_in(dir.path(), &world).await;
     let bot = state
         .gate
         .issue_token("bot", PrincipalKind2::Agent)
