@@ -38,7 +38,15 @@ pub struct Notifying {
     own: std::sync::Mutex<Option<std::collections::BTreeSet<i64>>>,
     /// How far the follower has read (`None` until following starts).
     followed: tokio::sync::Mutex<Option<i64>>,
+    /// Change records waiting to be written with the next group, each with its waiter.
+    changes: std::sync::Mutex<Vec<PendingChange>>,
 }
+
+type PendingChange = (
+    ChangeRecord,
+    NewEvent,
+    tokio::sync::oneshot::Sender<Result<Event, StoreError>>,
+);
 
 /// Where a subscription starts in the journal, for a follower that must neither skip nor
 /// repeat an event.
@@ -68,6 +76,7 @@ impl Notifying {
             published: std::sync::Mutex::new(None),
             own: std::sync::Mutex::new(None),
             followed: tokio::sync::Mutex::new(None),
+            changes: std::sync::Mutex::new(Vec::new()),
         }
     }
     /// A receiver of every event stored from now on.
@@ -208,6 +217,66 @@ impl Notifying {
             .into_iter()
             .map(|n| rest.by_ref().take(n).collect())
             .collect())
+    }
+
+    /// With the group's lock held: writes every queued append and change record, the appends
+    /// first, in one store call (one transaction where the store can), and answers each.
+    async fn write_changes(&self, held: &tokio::sync::MutexGuard<'_, ()>) {
+        let waiting = match self.changes.lock() {
+            Ok(mut q) => std::mem::take(&mut *q),
+            // A poisoned queue answers nobody; its senders dropping tell the waiters.
+            Err(_) => return,
+        };
+        if waiting.is_empty() {
+            return;
+        }
+        let (changes, replies): (Vec<_>, Vec<_>) = waiting
+            .into_iter()
+            .map(|(rec, ev, reply)| ((rec, ev), reply))
+            .unzip();
+        // The appends' commit runs only when some are queued; it takes the changes along.
+        let pending = std::sync::Mutex::new(Some(changes));
+        let written = std::sync::Mutex::new(None);
+        let take = || pending.lock().ok().and_then(|mut p| p.take());
+        self.group
+            .drain_held(held, |all| async {
+                let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+                let (appended, changed) = self
+                    .inner
+                    .put_changes(
+                        all.into_iter().flatten().collect(),
+                        take().unwrap_or_default(),
+                    )
+                    .await;
+                if let Ok(mut w) = written.lock() {
+                    *w = Some(changed);
+                }
+                let stored = appended?;
+                for e in &stored {
+                    self.publish(e);
+                }
+                let mut rest = stored.into_iter();
+                Ok(sizes
+                    .into_iter()
+                    .map(|n| rest.by_ref().take(n).collect())
+                    .collect())
+            })
+            .await;
+        let changed = match written.lock().ok().and_then(|mut w| w.take()) {
+            Some(changed) => changed,
+            None => {
+                self.inner
+                    .put_changes(Vec::new(), take().unwrap_or_default())
+                    .await
+                    .1
+            }
+        };
+        for (result, reply) in changed.into_iter().zip(replies) {
+            if let Ok(e) = &result {
+                self.publish(e);
+            }
+            let _ = reply.send(result);
+        }
     }
 
     /// Writes every queued append now (deferred reads included), and waits for a write
@@ -366,10 +435,21 @@ impl Journal for Notifying {
         self.inner.principals().await
     }
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError> {
-        let _order = self.group.drain(|all| self.write_group(all)).await;
-        let e = self.inner.put_change(rec, ev).await?;
-        self.publish(&e);
-        Ok(e)
+        // Queued, then written by whoever holds the lock next, with the appends queued and
+        // the other change records waiting then: one write for the lot.
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        self.changes
+            .lock()
+            .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?
+            .push((rec, ev, tx));
+        let held = self.group.lock().await;
+        if let Ok(done) = rx.try_recv() {
+            return done;
+        }
+        self.write_changes(&held).await;
+        drop(held);
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
     }
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await

@@ -76,6 +76,16 @@ impl GroupCommit {
         guard
     }
 
+    /// Writes what is queued (if anything) with `commit`, answering each, for a caller that
+    /// already holds the write lock (taken with [`GroupCommit::lock`]).
+    pub async fn drain_held<F, Fut>(&self, _held: &MutexGuard<'_, ()>, commit: F)
+    where
+        F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
+        Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
+    {
+        self.write_queued(commit).await;
+    }
+
     /// With the write lock held: writes every queued batch in one `commit`, answers each.
     async fn write_queued<F, Fut>(&self, commit: F)
     where

@@ -229,6 +229,30 @@ pub trait Journal: Send + Sync {
     /// update, `action_id`, `agent` and `created_at` keep their first values.
     async fn put_change(&self, rec: ChangeRecord, ev: NewEvent) -> Result<Event, StoreError>;
 
+    /// Appends `before` (one batch, contiguous) and then writes each change as
+    /// [`Journal::put_change`] would, answering each part on its own: a change that is
+    /// refused fails alone. A backend may write everything in one transaction (one fsync for
+    /// the lot) when every part is accepted; this default writes them one by one.
+    async fn put_changes(
+        &self,
+        before: Vec<NewEvent>,
+        changes: Vec<(ChangeRecord, NewEvent)>,
+    ) -> (
+        Result<Vec<Event>, StoreError>,
+        Vec<Result<Event, StoreError>>,
+    ) {
+        let appended = if before.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.append_all(before).await
+        };
+        let mut out = Vec::with_capacity(changes.len());
+        for (rec, ev) in changes {
+            out.push(self.put_change(rec, ev).await);
+        }
+        (appended, out)
+    }
+
     /// The change with this id.
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError>;
 

@@ -374,6 +374,60 @@ impl SqliteJournal {
     }
 }
 
+/// Inserts or updates a change row and its event, inside the caller's transaction.
+async fn write_change(
+    conn: &mut SqliteConnection,
+    rec: ChangeRecord,
+    ev: NewEvent,
+) -> Result<Event, WriteError> {
+    let existing: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT action_id, agent, created_at FROM changes WHERE id = ?")
+            .bind(rec.id.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+    // An update keeps the change's first `created_at`.
+    let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
+    if let Some((action_id, agent, _)) = existing
+        && (action_id != rec.action_id || agent != rec.agent)
+    {
+        return Err(WriteError::Store(StoreError::Conflict(format!(
+            "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
+             not action `{}` of agent `{}`",
+            rec.id, rec.action_id, rec.agent
+        ))));
+    }
+    let record = rec.record.to_string();
+    let digest = change_digest(
+        &rec.id,
+        &rec.action_id,
+        &rec.agent,
+        rec.status.as_str(),
+        &record,
+        created_at,
+        rec.updated_at,
+    );
+    let event = insert_event(conn, ev, Some(digest)).await?;
+    sqlx::query(
+        "INSERT INTO changes \
+         (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         record = excluded.record, created_at = excluded.created_at, \
+         updated_at = excluded.updated_at, event_seq = excluded.event_seq",
+    )
+    .bind(rec.id)
+    .bind(rec.action_id)
+    .bind(rec.agent)
+    .bind(rec.status.as_str())
+    .bind(record)
+    .bind(created_at)
+    .bind(rec.updated_at)
+    .bind(event.seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(event)
+}
+
 /// A failure inside a write transaction: a driver error still to be mapped, or a refusal.
 enum WriteError {
     Db(sqlx::Error),
@@ -805,56 +859,90 @@ impl Journal for SqliteJournal {
     async fn put_change(&self, rec: ChangeRecord, mut ev: NewEvent) -> Result<Event, StoreError> {
         validate_change(&rec, &mut ev)?;
         self.write("record a change in", move |conn| {
-            Box::pin(async move {
-                let existing: Option<(String, String, i64)> =
-                    sqlx::query_as("SELECT action_id, agent, created_at FROM changes WHERE id = ?")
-                        .bind(rec.id.clone())
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                // An update keeps the change's first `created_at`.
-                let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
-                if let Some((action_id, agent, _)) = existing
-                    && (action_id != rec.action_id || agent != rec.agent)
-                {
-                    return Err(WriteError::Store(StoreError::Conflict(format!(
-                        "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
-                         not action `{}` of agent `{}`",
-                        rec.id, rec.action_id, rec.agent
-                    ))));
-                }
-                let record = rec.record.to_string();
-                let digest = change_digest(
-                    &rec.id,
-                    &rec.action_id,
-                    &rec.agent,
-                    rec.status.as_str(),
-                    &record,
-                    created_at,
-                    rec.updated_at,
-                );
-                let event = insert_event(conn, ev, Some(digest)).await?;
-                sqlx::query(
-                    "INSERT INTO changes \
-                     (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                     record = excluded.record, created_at = excluded.created_at, \
-                     updated_at = excluded.updated_at, event_seq = excluded.event_seq",
-                )
-                .bind(rec.id)
-                .bind(rec.action_id)
-                .bind(rec.agent)
-                .bind(rec.status.as_str())
-                .bind(record)
-                .bind(created_at)
-                .bind(rec.updated_at)
-                .bind(event.seq)
-                .execute(&mut *conn)
-                .await?;
-                Ok(event)
-            })
+            Box::pin(async move { write_change(conn, rec, ev).await })
         })
         .await
+    }
+
+    async fn put_changes(
+        &self,
+        before: Vec<NewEvent>,
+        changes: Vec<(ChangeRecord, NewEvent)>,
+    ) -> (
+        Result<Vec<Event>, StoreError>,
+        Vec<Result<Event, StoreError>>,
+    ) {
+        // What is refused before any write fails alone; the rest goes in one transaction.
+        let checked: Vec<Result<(ChangeRecord, NewEvent), StoreError>> = changes
+            .into_iter()
+            .map(|(rec, mut ev)| validate_change(&rec, &mut ev).map(|()| (rec, ev)))
+            .collect();
+        let valid = validate_batch(&before).is_ok()
+            && before.iter().all(|e| e.kind != EventKind::Checkpoint);
+        let good: Vec<(ChangeRecord, NewEvent)> = checked
+            .iter()
+            .filter_map(|c| c.as_ref().ok().cloned())
+            .collect();
+        if valid && !good.is_empty() {
+            let (appends, writes) = (before.clone(), good);
+            let together = self
+                .write("record changes in", move |conn| {
+                    Box::pin(async move {
+                        let mut appended = Vec::with_capacity(appends.len());
+                        for ev in appends {
+                            appended.push(insert_event(conn, ev, None).await?);
+                        }
+                        let mut written = Vec::with_capacity(writes.len());
+                        for (rec, ev) in writes {
+                            written.push(write_change(conn, rec, ev).await?);
+                        }
+                        Ok((appended, written))
+                    })
+                })
+                .await;
+            let (appended, written) = match together {
+                Ok(stored) => stored,
+                // A refusal rolled the whole write back: each part again on its own below,
+                // so only what is refused fails.
+                Err(StoreError::Conflict(_) | StoreError::Invalid(_)) => (Vec::new(), Vec::new()),
+                // Anything else (the disk, the database) is not retried: it may have
+                // committed, and a retry could store the events twice.
+                Err(e) => {
+                    let out = checked
+                        .into_iter()
+                        .map(|c| c.and_then(|_| Err(e.clone())))
+                        .collect();
+                    return (Err(e), out);
+                }
+            };
+            if !written.is_empty() {
+                let mut written = written.into_iter();
+                let out = checked
+                    .into_iter()
+                    .map(|c| {
+                        c.and_then(|_| {
+                            written.next().ok_or_else(|| {
+                                StoreError::Unavailable("the journal stored a partial group".into())
+                            })
+                        })
+                    })
+                    .collect();
+                return (Ok(appended), out);
+            }
+        }
+        let appended = if before.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.append_all(before).await
+        };
+        let mut out = Vec::with_capacity(checked.len());
+        for c in checked {
+            out.push(match c {
+                Ok((rec, ev)) => self.put_change(rec, ev).await,
+                Err(e) => Err(e),
+            });
+        }
+        (appended, out)
     }
 
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {

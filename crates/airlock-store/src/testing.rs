@@ -73,6 +73,7 @@ cases!(
     principals_are_listed_by_name,
     principal_writes_are_refused_whole,
     changes_insert_and_update,
+    changes_written_together_fail_alone,
     checkpoints_sign_the_head_they_follow,
 );
 
@@ -136,6 +137,7 @@ macro_rules! journal_conformance {
             principals_are_listed_by_name,
             principal_writes_are_refused_whole,
             changes_insert_and_update,
+            changes_written_together_fail_alone,
             checkpoints_sign_the_head_they_follow,
         );
     };
@@ -798,6 +800,89 @@ fn change(id: &str, status: ChangeStatus, created_at: i64, updated_at: i64) -> C
         created_at,
         updated_at,
     }
+}
+
+/// Appends and change records written in one call land in order, each answered on its
+/// own: a change that clashes with a stored one (another action's id) fails alone, and
+/// the rest is stored and chained.
+pub async fn changes_written_together_fail_alone(j: Arc<dyn Journal>) {
+    j.put_change(
+        change("c1", ChangeStatus::Baking, 10, 10),
+        ev(10, EventKind::Applied, json!({})),
+    )
+    .await
+    .unwrap();
+    let mut clash = change("c1", ChangeStatus::Settled, 20, 20);
+    clash.action_id = "act_other".into();
+    let (appended, written) = j
+        .put_changes(
+            vec![
+                ev(20, EventKind::Request, json!({"n": 1})),
+                ev(20, EventKind::Verdict, json!({"n": 1})),
+            ],
+            vec![
+                (
+                    change("c2", ChangeStatus::Baking, 20, 20),
+                    ev(20, EventKind::Applying, json!({})),
+                ),
+                (clash, ev(20, EventKind::Settled, json!({}))),
+                (
+                    change("c3", ChangeStatus::Baking, 20, 20),
+                    ev(20, EventKind::Applying, json!({})),
+                ),
+            ],
+        )
+        .await;
+    let appended = appended.unwrap();
+    assert_eq!(appended.len(), 2);
+    assert_eq!(
+        appended[1].seq,
+        appended[0].seq + 1,
+        "the batch is contiguous"
+    );
+    assert_eq!(written.len(), 3, "one answer per change");
+    let c2 = written[0].as_ref().unwrap();
+    assert!(
+        matches!(written[1], Err(StoreError::Conflict(_))),
+        "{:?}",
+        written[1]
+    );
+    let c3 = written[2].as_ref().unwrap();
+    assert!(appended[1].seq < c2.seq && c2.seq < c3.seq, "in order");
+    assert_eq!(c3.change_id.as_deref(), Some("c3"));
+    assert_eq!(
+        j.change("c1").await.unwrap().unwrap().status,
+        ChangeStatus::Baking,
+        "the clash changed nothing"
+    );
+    assert!(j.change("c2").await.unwrap().is_some());
+    assert!(j.change("c3").await.unwrap().is_some());
+    // Nothing refused: all of it at once.
+    let (appended, written) = j
+        .put_changes(
+            vec![ev(30, EventKind::Request, json!({"n": 2}))],
+            vec![
+                (
+                    change("c4", ChangeStatus::Baking, 30, 30),
+                    ev(30, EventKind::Applying, json!({})),
+                ),
+                (
+                    change("c2", ChangeStatus::Settled, 30, 30),
+                    ev(30, EventKind::Settled, json!({})),
+                ),
+            ],
+        )
+        .await;
+    let last_append = appended.unwrap()[0].seq;
+    let seqs: Vec<i64> = written.into_iter().map(|w| w.unwrap().seq).collect();
+    assert_eq!(seqs, [last_append + 1, last_append + 2]);
+    assert_eq!(
+        j.change("c2").await.unwrap().unwrap().status,
+        ChangeStatus::Settled
+    );
+    let report = j.verify().await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.events, 8, "{report:?}");
 }
 
 /// Changes are inserted and updated with their events; refusals store nothing.
