@@ -69,10 +69,16 @@ fi
 
 # The dashboard's browser test drives Debian's chromium, headless, with Playwright (npm
 # `playwright-core`, pinned by tests/dashboard/package-lock.json).
-if ! command -v chromium >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+# Only what is missing: a machine's own Node.js (not Debian's) conflicts with Debian's npm,
+# and asking for both would fail the whole install, chromium included.
+browser_pkgs=()
+command -v chromium >/dev/null 2>&1 || browser_pkgs+=(chromium)
+command -v node >/dev/null 2>&1 || browser_pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || browser_pkgs+=(npm)
+if [ "${#browser_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium nodejs npm \
-    || echo "warning: apt-get reported an error installing chromium and Node.js"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${browser_pkgs[@]}" \
+    || echo "warning: apt-get reported an error installing ${browser_pkgs[*]}"
 fi
 if [ ! -d crates/airlock-cli/tests/dashboard/node_modules/playwright-core ]; then
   npm ci --prefix crates/airlock-cli/tests/dashboard --no-audit --no-fund --loglevel=error
