@@ -209,14 +209,19 @@ impl Notifying {
             .inner
             .append_all(all.into_iter().flatten().collect())
             .await?;
+        Ok(self.publish_batches(stored, sizes))
+    }
+
+    /// Publishes a group's stored events and splits them back into its batches.
+    fn publish_batches(&self, stored: Vec<Event>, sizes: Vec<usize>) -> Vec<Vec<Event>> {
         for e in &stored {
             self.publish(e);
         }
         let mut rest = stored.into_iter();
-        Ok(sizes
+        sizes
             .into_iter()
             .map(|n| rest.by_ref().take(n).collect())
-            .collect())
+            .collect()
     }
 
     /// With the group's lock held: writes every queued append and change record, the appends
@@ -251,15 +256,7 @@ impl Notifying {
                 if let Ok(mut w) = written.lock() {
                     *w = Some(changed);
                 }
-                let stored = appended?;
-                for e in &stored {
-                    self.publish(e);
-                }
-                let mut rest = stored.into_iter();
-                Ok(sizes
-                    .into_iter()
-                    .map(|n| rest.by_ref().take(n).collect())
-                    .collect())
+                Ok(self.publish_batches(appended?, sizes))
             })
             .await;
         let changed = match written.lock().ok().and_then(|mut w| w.take()) {

@@ -110,6 +110,12 @@ pub trait SharedLock: Send + Sync {
     async fn release(self: Box<Self>);
 }
 
+/// What [`Journal::put_changes`] answers: the appended batch, then each change's event.
+pub type ChangesWritten = (
+    Result<Vec<Event>, StoreError>,
+    Vec<Result<Event, StoreError>>,
+);
+
 /// The append-only, hash-chained journal, and the state that must change together with it.
 ///
 /// Every mutation writes its row(s) and its event in one transaction, so the state never
@@ -237,10 +243,7 @@ pub trait Journal: Send + Sync {
         &self,
         before: Vec<NewEvent>,
         changes: Vec<(ChangeRecord, NewEvent)>,
-    ) -> (
-        Result<Vec<Event>, StoreError>,
-        Vec<Result<Event, StoreError>>,
-    ) {
+    ) -> ChangesWritten {
         let appended = if before.is_empty() {
             Ok(Vec::new())
         } else {

@@ -28,8 +28,8 @@ pub use error::StoreError;
 pub use export::{ExportLine, audit_export, checkpoints_in_export, witness_line};
 pub use group::{GroupCommit, Stored};
 pub use journal::{
-    AgentRecord, Audit, AuditOptions, BrokenLink, ChangeRecord, EventQuery, Journal, Problem,
-    SharedLock, SignedHead, VerifyReport, validate_batch,
+    AgentRecord, Audit, AuditOptions, BrokenLink, ChangeRecord, ChangesWritten, EventQuery,
+    Journal, Problem, SharedLock, SignedHead, VerifyReport, validate_batch,
 };
 pub use pg::PgJournal;
 pub use sqlite::SqliteJournal;

@@ -20,8 +20,9 @@ use crate::error::{from_migrate, from_sqlx};
 use crate::export::ExportLine;
 use crate::group::GroupCommit;
 use crate::journal::{
-    AgentRecord, Audit, AuditOptions, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
-    change_digest, principal_digest, validate_batch, validate_change, validate_principal,
+    AgentRecord, Audit, AuditOptions, ChangeRecord, ChangesWritten, EventQuery, Journal,
+    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
+    validate_principal,
 };
 use crate::location::Location;
 use crate::rows::{ChangeRow, EventRow, PrincipalRow, change, principal, stored};
@@ -868,10 +869,7 @@ impl Journal for SqliteJournal {
         &self,
         before: Vec<NewEvent>,
         changes: Vec<(ChangeRecord, NewEvent)>,
-    ) -> (
-        Result<Vec<Event>, StoreError>,
-        Vec<Result<Event, StoreError>>,
-    ) {
+    ) -> ChangesWritten {
         // What is refused before any write fails alone; the rest goes in one transaction.
         let checked: Vec<Result<(ChangeRecord, NewEvent), StoreError>> = changes
             .into_iter()
