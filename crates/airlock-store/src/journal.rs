@@ -244,16 +244,7 @@ pub trait Journal: Send + Sync {
         before: Vec<NewEvent>,
         changes: Vec<(ChangeRecord, NewEvent)>,
     ) -> ChangesWritten {
-        let appended = if before.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.append_all(before).await
-        };
-        let mut out = Vec::with_capacity(changes.len());
-        for (rec, ev) in changes {
-            out.push(self.put_change(rec, ev).await);
-        }
-        (appended, out)
+        one_by_one(self, before, changes).await
     }
 
     /// The change with this id.
@@ -766,6 +757,25 @@ pub(crate) fn validate_principal(rec: &AgentRecord, ev: &mut NewEvent) -> Result
         ));
     }
     Ok(())
+}
+
+/// [`Journal::put_changes`] without a shared transaction: the batch, then each change on
+/// its own.
+pub(crate) async fn one_by_one<J: Journal + ?Sized>(
+    j: &J,
+    before: Vec<NewEvent>,
+    changes: Vec<(ChangeRecord, NewEvent)>,
+) -> ChangesWritten {
+    let appended = if before.is_empty() {
+        Ok(Vec::new())
+    } else {
+        j.append_all(before).await
+    };
+    let mut out = Vec::with_capacity(changes.len());
+    for (rec, ev) in changes {
+        out.push(j.put_change(rec, ev).await);
+    }
+    (appended, out)
 }
 
 /// Checks the parts of a change that every backend must refuse.

@@ -871,18 +871,19 @@ impl Journal for SqliteJournal {
         changes: Vec<(ChangeRecord, NewEvent)>,
     ) -> ChangesWritten {
         // What is refused before any write fails alone; the rest goes in one transaction.
-        let checked: Vec<Result<(ChangeRecord, NewEvent), StoreError>> = changes
-            .into_iter()
-            .map(|(rec, mut ev)| validate_change(&rec, &mut ev).map(|()| (rec, ev)))
+        let mut changes = changes;
+        let refused: Vec<Option<StoreError>> = changes
+            .iter_mut()
+            .map(|(rec, ev)| validate_change(rec, ev).err())
+            .collect();
+        let good: Vec<(ChangeRecord, NewEvent)> = (changes.iter().zip(&refused))
+            .filter(|(_, r)| r.is_none())
+            .map(|(c, _)| c.clone())
             .collect();
         let valid = validate_batch(&before).is_ok()
             && before.iter().all(|e| e.kind != EventKind::Checkpoint);
-        let good: Vec<(ChangeRecord, NewEvent)> = checked
-            .iter()
-            .filter_map(|c| c.as_ref().ok().cloned())
-            .collect();
         if valid && !good.is_empty() {
-            let (appends, writes) = (before.clone(), good);
+            let appends = before.clone();
             let together = self
                 .write("record changes in", move |conn| {
                     Box::pin(async move {
@@ -890,57 +891,43 @@ impl Journal for SqliteJournal {
                         for ev in appends {
                             appended.push(insert_event(conn, ev, None).await?);
                         }
-                        let mut written = Vec::with_capacity(writes.len());
-                        for (rec, ev) in writes {
+                        let mut written = Vec::with_capacity(good.len());
+                        for (rec, ev) in good {
                             written.push(write_change(conn, rec, ev).await?);
                         }
                         Ok((appended, written))
                     })
                 })
                 .await;
-            let (appended, written) = match together {
-                Ok(stored) => stored,
+            match together {
+                Ok((appended, written)) => {
+                    let mut written = written.into_iter();
+                    let out = refused
+                        .into_iter()
+                        .map(|r| match r {
+                            Some(e) => Err(e),
+                            None => written.next().ok_or_else(|| {
+                                StoreError::Unavailable("the journal stored a partial group".into())
+                            }),
+                        })
+                        .collect();
+                    return (Ok(appended), out);
+                }
                 // A refusal rolled the whole write back: each part again on its own below,
                 // so only what is refused fails.
-                Err(StoreError::Conflict(_) | StoreError::Invalid(_)) => (Vec::new(), Vec::new()),
+                Err(StoreError::Conflict(_) | StoreError::Invalid(_)) => {}
                 // Anything else (the disk, the database) is not retried: it may have
                 // committed, and a retry could store the events twice.
                 Err(e) => {
-                    let out = checked
+                    let out = refused
                         .into_iter()
-                        .map(|c| c.and_then(|_| Err(e.clone())))
+                        .map(|r| Err(r.unwrap_or_else(|| e.clone())))
                         .collect();
                     return (Err(e), out);
                 }
-            };
-            if !written.is_empty() {
-                let mut written = written.into_iter();
-                let out = checked
-                    .into_iter()
-                    .map(|c| {
-                        c.and_then(|_| {
-                            written.next().ok_or_else(|| {
-                                StoreError::Unavailable("the journal stored a partial group".into())
-                            })
-                        })
-                    })
-                    .collect();
-                return (Ok(appended), out);
             }
         }
-        let appended = if before.is_empty() {
-            Ok(Vec::new())
-        } else {
-            self.append_all(before).await
-        };
-        let mut out = Vec::with_capacity(checked.len());
-        for c in checked {
-            out.push(match c {
-                Ok((rec, ev)) => self.put_change(rec, ev).await,
-                Err(e) => Err(e),
-            });
-        }
-        (appended, out)
+        crate::journal::one_by_one(self, before, changes).await
     }
 
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {

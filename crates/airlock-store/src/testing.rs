@@ -830,6 +830,11 @@ pub async fn changes_written_together_fail_alone(j: Arc<dyn Journal>) {
                     change("c3", ChangeStatus::Baking, 20, 20),
                     ev(20, EventKind::Applying, json!({})),
                 ),
+                // Refused before anything is written: no id.
+                (
+                    change(" ", ChangeStatus::Baking, 20, 20),
+                    ev(20, EventKind::Applying, json!({})),
+                ),
             ],
         )
         .await;
@@ -840,7 +845,12 @@ pub async fn changes_written_together_fail_alone(j: Arc<dyn Journal>) {
         appended[0].seq + 1,
         "the batch is contiguous"
     );
-    assert_eq!(written.len(), 3, "one answer per change");
+    assert_eq!(written.len(), 4, "one answer per change");
+    assert!(
+        matches!(written[3], Err(StoreError::Invalid(_))),
+        "{:?}",
+        written[3]
+    );
     let c2 = written[0].as_ref().unwrap();
     assert!(
         matches!(written[1], Err(StoreError::Conflict(_))),
