@@ -26,6 +26,9 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The default local store, shared by every command run in the same directory (see
 /// [`serve::store_location`] for the rule that picks the store).
 pub const DEFAULT_STORE: &str = ".airlock/airlock.db";
