@@ -663,7 +663,7 @@ impl Sim {
             let entries = if plan.target.kind() == "environment" {
                 obs.services
                     .iter()
-                    .filter(|s| s.env == plan.target.name())
+                    .filter(|s| *s.env == *plan.target.name())
                     .map(|s| Ok((addr(&s.name)?, serde_json::to_value(s).ok())))
                     .collect::<Result<Vec<_>, ProviderError>>()?
             } else {

@@ -22,6 +22,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 /// Latency reported for requests that time out or hit nothing.
 pub const TIMEOUT_MS: f64 = 5000.0;
@@ -72,15 +73,18 @@ impl Zone {
 #[derive(Debug, Clone)]
 struct Service {
     spec: ServiceSpec,
+    /// The spec's names as observations share them.
+    shown: Shown,
     /// Its position in `Sim::order`: its [`Live`] in `Sim::live`, its column of
     /// `Sim::history`.
     pos: usize,
     exists: bool,
-    version: String,
+    version: Arc<str>,
     zones: BTreeMap<String, Zone>,
     /// Desired replicas per zone (what `observe` shows), refreshed with the mirrored fields
-    /// of [`Live`]: starting replicas becoming ready or crashing do not change it.
-    desired: BTreeMap<String, u32>,
+    /// of [`Live`]: starting replicas becoming ready or crashing do not change it. Shared
+    /// with the observations made until it changes.
+    desired: Arc<BTreeMap<String, u32>>,
     generation: u64,
     /// Versions this service ran before, most recent last.
     past_versions: Vec<String>,
@@ -91,6 +95,27 @@ struct Service {
     /// hour, which every observed tick updates, is `Live::hour_now`; these are the ones
     /// before it, in order.
     hourly: VecDeque<(i64, f64)>,
+}
+
+/// A service's fixed names, built once and shared by every observation of it (an agent
+/// observes once a simulated minute; copying them was most of what observing cost).
+#[derive(Debug, Clone)]
+struct Shown {
+    name: Arc<str>,
+    env: Arc<str>,
+    region: Arc<str>,
+    depends_on: Arc<[Arc<str>]>,
+}
+
+impl Shown {
+    fn of(spec: &ServiceSpec) -> Self {
+        Self {
+            name: spec.name.as_str().into(),
+            env: spec.env.as_str().into(),
+            region: spec.region.as_str().into(),
+            depends_on: spec.depends_on.iter().map(|d| d.as_str().into()).collect(),
+        }
+    }
 }
 
 /// What a tick reads and writes of one service, kept together (two cache lines). The
@@ -187,6 +212,9 @@ impl History {
     fn row_mut(&mut self, tick: u64) -> &mut [Entry] {
         let at = self.start(tick);
         if self.data.len() < at + self.width {
+            // The ring's whole size at once: growing it row by row copied it over and over.
+            self.data
+                .reserve_exact(self.rows * self.width - self.data.len());
             self.data.resize(at + self.width, Entry::default());
         }
         &mut self.data[at..at + self.width]
@@ -287,20 +315,20 @@ impl Desired {
 /// What an agent or operator can see of one service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceView {
-    pub name: String,
-    pub env: String,
-    pub region: String,
+    pub name: Arc<str>,
+    pub env: Arc<str>,
+    pub region: Arc<str>,
     pub tier: Tier,
     pub exists: bool,
-    pub version: String,
+    pub version: Arc<str>,
     pub replicas_desired: u32,
     pub replicas_ready: u32,
     pub capacity_rps_per_replica: f64,
     pub cold_start_s: u64,
-    pub depends_on: Vec<String>,
-    pub dependents: Vec<String>,
+    pub depends_on: Arc<[Arc<str>]>,
+    pub dependents: Vec<Arc<str>>,
     /// Desired replicas per availability zone.
-    pub zones: BTreeMap<String, u32>,
+    pub zones: Arc<BTreeMap<String, u32>>,
     /// The last tick's signals; `None` during a metric blackout.
     pub signals: Option<Signals>,
 }
@@ -315,7 +343,7 @@ pub struct Observation {
 impl Observation {
     /// One service's view.
     pub fn service(&self, name: &str) -> Option<&ServiceView> {
-        self.services.iter().find(|s| s.name == name)
+        self.services.iter().find(|s| *s.name == *name)
     }
 }
 
@@ -358,7 +386,7 @@ struct TickIndex {
     faults: Vec<Vec<usize>>,
     /// For each position in name order: the services that list it among their
     /// dependencies (position in `order`, name), in name order, each once.
-    callers: Vec<Vec<(usize, String)>>,
+    callers: Vec<Vec<(usize, Arc<str>)>>,
 }
 
 impl TickIndex {
@@ -378,14 +406,14 @@ impl TickIndex {
         for (i, s) in slot.iter().enumerate() {
             pos[*s] = i;
         }
-        let mut callers: Vec<Vec<(usize, String)>> = vec![Vec::new(); services.len()];
+        let mut callers: Vec<Vec<(usize, Arc<str>)>> = vec![Vec::new(); services.len()];
         for (name, s) in services {
             let j = at[name.as_str()];
             for d in &s.spec.depends_on {
                 if let Some(list) = by_name.get(d.as_str()).map(|&x| &mut callers[x])
                     && list.last().map(|c| c.0) != Some(j)
                 {
-                    list.push((j, name.clone()));
+                    list.push((j, s.shown.name.clone()));
                 }
             }
         }
@@ -517,9 +545,10 @@ impl Sim {
             };
             let svc = Service {
                 pos: 0,
-                desired: BTreeMap::new(),
+                shown: Shown::of(&s),
+                desired: Arc::default(),
                 exists: true,
-                version: s.version.clone(),
+                version: s.version.as_str().into(),
                 zones: replicas
                     .into_iter()
                     .map(|(z, n)| {
@@ -593,13 +622,13 @@ impl Sim {
         let Some(s) = self.services.get_mut(name) else {
             return;
         };
-        s.desired = if s.exists {
+        s.desired = Arc::new(if s.exists {
             (s.zones.iter())
                 .map(|(z, v)| (z.clone(), v.total()))
                 .collect()
         } else {
             BTreeMap::new()
-        };
+        });
         let l = &mut self.live[s.pos];
         l.exists = s.exists;
         l.effect = VersionEffect::of(&self.spec.versions, &s.version);
@@ -1044,8 +1073,9 @@ impl Sim {
 
     /// What an agent can see now.
     ///
-    /// Built straight from the state, one allocation per string the view owns: an agent
-    /// observes once a simulated minute, so this is a large part of a simulated day.
+    /// Built straight from the state: names, dependencies and desired replicas are shared
+    /// with the state (reference-counted), so a view allocates only its list of dependents.
+    /// An agent observes once a simulated minute, so this is a large part of a simulated day.
     pub fn observe(&self) -> Observation {
         // The blackouts now; a service is blacked out if one of them aims at it or at `*`.
         let blackouts: Vec<bool> = (self.spec.faults.iter())
@@ -1069,9 +1099,9 @@ impl Sim {
             let desired: u32 = s.desired.values().sum();
             let ready = if s.exists { self.live[s.pos].ready } else { 0 };
             services.push(ServiceView {
-                name: s.spec.name.clone(),
-                env: s.spec.env.clone(),
-                region: s.spec.region.clone(),
+                name: s.shown.name.clone(),
+                env: s.shown.env.clone(),
+                region: s.shown.region.clone(),
                 tier: s.spec.tier,
                 exists: s.exists,
                 version: s.version.clone(),
@@ -1079,12 +1109,12 @@ impl Sim {
                 replicas_ready: ready,
                 capacity_rps_per_replica: s.spec.capacity_rps,
                 cold_start_s: s.spec.cold_start.0,
-                depends_on: s.spec.depends_on.clone(),
+                depends_on: s.shown.depends_on.clone(),
                 dependents: (self.index.callers[slot].iter())
                     .filter(|(j, _)| self.live[*j].exists)
                     .map(|(_, name)| name.clone())
                     .collect(),
-                zones: s.desired.clone(),
+                zones: Arc::clone(&s.desired),
                 signals: if dark { None } else { sig },
             });
         }
@@ -1112,7 +1142,7 @@ impl Sim {
     fn desired_of(&self, s: &Service) -> Desired {
         Desired {
             exists: s.exists,
-            version: s.version.clone(),
+            version: s.version.to_string(),
             replicas: if s.exists {
                 s.zones
                     .iter()
@@ -1183,9 +1213,10 @@ impl Sim {
             .ok_or_else(|| SimError::Invalid(vec!["dependency cycle".into()]))?;
         let svc = Service {
             pos: 0,
-            desired: BTreeMap::new(),
+            shown: Shown::of(&spec),
+            desired: Arc::default(),
             exists: false,
-            version: spec.version.clone(),
+            version: spec.version.as_str().into(),
             zones: BTreeMap::new(),
             generation: 0,
             past_versions: vec![],
@@ -1227,11 +1258,11 @@ impl Sim {
             s.zones.clear();
             live.version_since = now;
         }
-        if s.version != d.version {
+        if *s.version != *d.version {
             live.version_since = now;
-            let old = std::mem::replace(&mut s.version, d.version.clone());
-            s.past_versions.retain(|v| v != &old);
-            s.past_versions.push(old);
+            let old = std::mem::replace(&mut s.version, d.version.as_str().into());
+            s.past_versions.retain(|v| **v != *old);
+            s.past_versions.push(old.to_string());
             if s.past_versions.len() > 10 {
                 s.past_versions.remove(0);
             }
@@ -1267,9 +1298,9 @@ impl Sim {
             .get_mut(service)
             .ok_or_else(|| SimError::UnknownService(service.into()))?;
         s.exists = d.exists;
-        if s.version != d.version {
+        if *s.version != *d.version {
             self.live[s.pos].version_since = self.now;
-            s.version = d.version.clone();
+            s.version = d.version.as_str().into();
         }
         s.generation = d.generation;
         s.zones = if d.exists {

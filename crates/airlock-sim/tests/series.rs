@@ -31,7 +31,7 @@ fn sums(services: usize, seed: u64, hours: u64) -> Value {
         }
         if i % 6 == 0 {
             for v in sim.observe().services {
-                let a = acc.entry(v.name.clone()).or_default();
+                let a = acc.entry(v.name.to_string()).or_default();
                 a[6] += f64::from(v.replicas_ready) + v.dependents.len() as f64;
                 a[7] += v.signals.map_or(0.0, |s| s.availability);
             }

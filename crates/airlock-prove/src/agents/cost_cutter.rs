@@ -52,7 +52,7 @@ impl Agent for CostCutter {
                 let pick = obs
                     .services
                     .iter()
-                    .filter(|s| s.env == self.env && s.exists)
+                    .filter(|s| *s.env == *self.env && s.exists)
                     .filter_map(|s| {
                         let sig = s.signals?;
                         let cap = f64::from(s.replicas_desired) * s.capacity_rps_per_replica;
@@ -63,7 +63,7 @@ impl Agent for CostCutter {
                     self.phase = Phase::Done;
                     return vec![];
                 };
-                self.phase = Phase::Deleting(name.clone());
+                self.phase = Phase::Deleting(name.to_string());
                 vec![
                     ActionRequest::new(Verb::Delete, addr("service", &name))
                         .intent("lowest utilization in the environment: delete it to save cost"),

@@ -54,7 +54,7 @@ impl DriftFixer {
             .iter()
             .filter(|(name, version)| {
                 obs.service(name)
-                    .is_some_and(|s| s.exists && &s.version != *version)
+                    .is_some_and(|s| s.exists && *s.version != **version)
             })
             .map(|(n, _)| n.clone())
             .collect()

@@ -51,7 +51,7 @@ impl Agent for Salami {
         let targets: Vec<_> = obs
             .services
             .iter()
-            .filter(|s| s.env == self.env && s.exists && s.replicas_desired > 1)
+            .filter(|s| *s.env == *self.env && s.exists && s.replicas_desired > 1)
             .collect();
         if targets.is_empty() {
             return vec![];
