@@ -80,6 +80,11 @@ pub struct PolicyEngine {
     /// Entities already checked against the schema, by their JSON: the same resource and
     /// principal come back on most requests, and building entities is most of a decision.
     entities: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Entities>>>,
+    /// Requests already checked against the schema, by [`request_shape`]: whether a request
+    /// fits the schema depends only on its entities and on its context's shape (names and
+    /// kinds of value, not the values), so a request of a shape seen before is not checked
+    /// again.
+    fitting: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Entity sets remembered at most; past it the memo starts again.
@@ -146,6 +151,7 @@ impl PolicyEngine {
             texts,
             authorizer: Authorizer::new(),
             entities: Default::default(),
+            fitting: Default::default(),
         })
     }
 
@@ -302,8 +308,25 @@ impl PolicyEngine {
             other => return Err(format!("the context must be a record, not `{other}`")),
         };
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        let request = Request::new(principal, action, resource, context, Some(&self.schema))
+        // Checked against the schema once per shape (most of building a request was this
+        // check); a request that does not fit is checked, and denied, every time.
+        let shape = request_shape(&principal, &action, &resource, &input.context);
+        let fitting = || {
+            self.fitting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        let known = fitting().contains(&shape);
+        let schema = (!known).then_some(&self.schema);
+        let request = Request::new(principal, action, resource, context, schema)
             .map_err(|e| e.to_string())?;
+        if !known {
+            let mut f = fitting();
+            if f.len() >= ENTITY_MEMO {
+                f.clear();
+            }
+            f.insert(shape);
+        }
         let response = self
             .authorizer
             .is_authorized(&request, &self.policies, &entities);
@@ -520,6 +543,63 @@ fn decimal_expr(arg: &str) -> RestrictedExpression {
         memo.insert(arg.into(), e.clone());
         e
     })
+}
+
+/// What decides whether a request fits the schema: its principal, action and resource (ids
+/// included, since a schema may enumerate an entity type's ids) and its context's shape —
+/// each field's name and kind of value, recursively, with a set's distinct element shapes —
+/// but none of the context's values.
+fn request_shape(
+    principal: &EntityUid,
+    action: &EntityUid,
+    resource: &EntityUid,
+    context: &serde_json::Value,
+) -> String {
+    fn shape(v: &serde_json::Value, out: &mut String) {
+        use serde_json::Value;
+        match v {
+            Value::Null => out.push('n'),
+            Value::Bool(_) => out.push('b'),
+            Value::Number(n) if n.is_i64() => out.push('l'),
+            Value::Number(_) => out.push('f'),
+            Value::String(_) => out.push('s'),
+            Value::Array(items) => {
+                let mut kinds: Vec<String> = items
+                    .iter()
+                    .map(|x| {
+                        let mut k = String::new();
+                        shape(x, &mut k);
+                        k
+                    })
+                    .collect();
+                kinds.sort_unstable();
+                kinds.dedup();
+                out.push('[');
+                out.push_str(&kinds.join(","));
+                out.push(']');
+            }
+            Value::Object(fields) => {
+                out.push('{');
+                for (k, x) in fields {
+                    // A name is written with its length, so no name can pass for another.
+                    out.push_str(&k.len().to_string());
+                    out.push(':');
+                    out.push_str(k);
+                    if k == "__extn" {
+                        // An extension value: which function, not its argument.
+                        out.push_str(&x.get("fn").map(ToString::to_string).unwrap_or_default());
+                    } else {
+                        shape(x, out);
+                    }
+                    out.push(';');
+                }
+                out.push('}');
+            }
+        }
+    }
+    let mut out = format!("{principal}\u{1f}{action}\u{1f}{resource}\u{1f}");
+    shape(context, &mut out);
+    out
 }
 
 /// An entity's id; its type's name is parsed once per thread (parsing it is most of what
@@ -1131,6 +1211,101 @@ mod tests {
             PolicyOutcome::Deny(r) => assert!(r[0].starts_with(EVALUATION_ERROR), "{r:?}"),
             other => panic!("expected deny, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_misfit_is_denied_after_its_request_fitted_before() {
+        // The fitting request's shape is remembered first; each misfit below has the same
+        // principal, action and resource and differs from it in one place only.
+        let e = PolicyEngine::default_pack().unwrap();
+        let p = plan(Verb::Read, "prod", 0, 0.0, None);
+        let assessment = Assessment {
+            risk: Risk::Medium,
+            health: HealthStatus::Healthy,
+            agent: AgentStats::default(),
+        };
+        let fits = context_json(&p, &assessment, false, 0);
+        let ask = |context: serde_json::Value| {
+            e.evaluate(&PolicyInput {
+                principal_kind: PrincipalKind::Agent,
+                principal: "bot",
+                verb: Verb::Read,
+                resource: &p.target,
+                attrs: &p.resource,
+                context,
+            })
+        };
+        assert!(matches!(ask(fits.clone()), PolicyOutcome::Allow(_)));
+        assert!(
+            matches!(ask(fits.clone()), PolicyOutcome::Allow(_)),
+            "again"
+        );
+        let misfit = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut c = fits.clone();
+            edit(&mut c);
+            c
+        };
+        let misfits = [
+            ("a string as a number", misfit(&|c| c["risk"] = json!(3))),
+            (
+                "a long as a string",
+                misfit(&|c| c["time"]["hour"] = json!("3")),
+            ),
+            (
+                "a decimal as a string",
+                misfit(&|c| c["agent"]["anomaly"] = json!("0.5")),
+            ),
+            (
+                "a field missing",
+                misfit(&|c| {
+                    c["blast"].as_object_mut().unwrap().remove("regions");
+                }),
+            ),
+            (
+                "a field unknown",
+                misfit(&|c| c["health"]["extra"] = json!(true)),
+            ),
+            (
+                "a record as a bool",
+                misfit(&|c| c["predicted"] = json!(true)),
+            ),
+        ];
+        for (what, context) in misfits {
+            for round in 0..2 {
+                match ask(context.clone()) {
+                    PolicyOutcome::Deny(r) => {
+                        assert!(
+                            r[0].starts_with(EVALUATION_ERROR),
+                            "{what}, round {round}: {r:?}"
+                        )
+                    }
+                    other => panic!("{what}, round {round}: expected deny, got {other:?}"),
+                }
+            }
+        }
+        // Other values of the remembered shape are still decided on their values.
+        let mut destructive = fits.clone();
+        destructive["destructive"] = json!(true);
+        assert!(
+            matches!(ask(fits), PolicyOutcome::Allow(_)),
+            "after the misfits"
+        );
+        assert_eq!(
+            request_shape_of(&destructive),
+            request_shape_of(&context_json(&p, &assessment, false, 0)),
+            "values do not change the shape"
+        );
+    }
+
+    /// The shape a read by `bot` on `prod`'s plan target with `context` is remembered by.
+    fn request_shape_of(context: &serde_json::Value) -> String {
+        let p = plan(Verb::Read, "prod", 0, 0.0, None);
+        request_shape(
+            &uid("Airlock::Agent", "bot").unwrap(),
+            &uid("Airlock::Action", "read").unwrap(),
+            &uid("Airlock::Resource", &p.target.to_string()).unwrap(),
+            context,
+        )
     }
 
     #[test]
