@@ -778,6 +778,62 @@ pub(crate) async fn one_by_one<J: Journal + ?Sized>(
     (appended, out)
 }
 
+/// [`Journal::put_changes`] in one transaction where the backend can: `write` stores the
+/// appends, then the change records, atomically, and answers each. A part refused before
+/// any write (see [`validate_change`]) fails alone; if the store refuses one while writing
+/// (a change id owned by another action), the transaction is rolled back and every part is
+/// written again on its own, so only the refused one fails. Any other error is not retried:
+/// the transaction may have committed, and a retry could store the events twice.
+pub(crate) async fn together<J, W, F>(
+    j: &J,
+    before: Vec<NewEvent>,
+    mut changes: Vec<(ChangeRecord, NewEvent)>,
+    write: W,
+) -> ChangesWritten
+where
+    J: Journal + ?Sized,
+    W: FnOnce(Vec<NewEvent>, Vec<(ChangeRecord, NewEvent)>) -> F,
+    F: std::future::Future<Output = Result<(Vec<Event>, Vec<Event>), StoreError>>,
+{
+    let refused: Vec<Option<StoreError>> = changes
+        .iter_mut()
+        .map(|(rec, ev)| validate_change(rec, ev).err())
+        .collect();
+    let good: Vec<(ChangeRecord, NewEvent)> = (changes.iter().zip(&refused))
+        .filter(|(_, r)| r.is_none())
+        .map(|(c, _)| c.clone())
+        .collect();
+    let valid =
+        validate_batch(&before).is_ok() && before.iter().all(|e| e.kind != EventKind::Checkpoint);
+    if valid && !good.is_empty() {
+        match write(before.clone(), good).await {
+            Ok((appended, written)) => {
+                let mut written = written.into_iter();
+                let out = refused
+                    .into_iter()
+                    .map(|r| match r {
+                        Some(e) => Err(e),
+                        None => written.next().ok_or_else(|| {
+                            StoreError::Unavailable("the journal stored a partial group".into())
+                        }),
+                    })
+                    .collect();
+                return (Ok(appended), out);
+            }
+            // A refusal rolled the whole write back: each part again on its own.
+            Err(StoreError::Conflict(_) | StoreError::Invalid(_)) => {}
+            Err(e) => {
+                let out = refused
+                    .into_iter()
+                    .map(|r| Err(r.unwrap_or_else(|| e.clone())))
+                    .collect();
+                return (Err(e), out);
+            }
+        }
+    }
+    one_by_one(j, before, changes).await
+}
+
 /// Checks the parts of a change that every backend must refuse.
 pub(crate) fn validate_change(rec: &ChangeRecord, ev: &mut NewEvent) -> Result<(), StoreError> {
     if rec.id.trim().is_empty() {

@@ -23,8 +23,9 @@ use crate::error::{from_migrate, from_pg};
 use crate::export::ExportLine;
 use crate::group::GroupCommit;
 use crate::journal::{
-    AgentRecord, Audit, AuditOptions, ChangeRecord, EventQuery, Journal, StoredEvent, VerifyReport,
-    change_digest, principal_digest, validate_batch, validate_change, validate_principal,
+    AgentRecord, Audit, AuditOptions, ChangeRecord, ChangesWritten, EventQuery, Journal,
+    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
+    validate_principal,
 };
 use crate::rows::{ChangeRow, EventRow, PrincipalRow, change, principal, stored};
 use airlock_core::event::{Event, EventKind, FORMAT, GENESIS, NewEvent};
@@ -323,6 +324,60 @@ async fn insert_checkpoint(conn: &mut PgConnection, ev: NewEvent) -> Result<Even
         ))));
     }
     Ok(insert_event(conn, ev, None).await?)
+}
+
+/// Inserts or updates a change row and its event, inside the caller's transaction.
+async fn write_change(
+    conn: &mut PgConnection,
+    rec: ChangeRecord,
+    ev: NewEvent,
+) -> Result<Event, WriteError> {
+    let existing: Option<(String, String, i64)> =
+        sqlx::query_as("SELECT action_id, agent, created_at FROM changes WHERE id = $1")
+            .bind(rec.id.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+    // An update keeps the change's first `created_at`.
+    let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
+    if let Some((action_id, agent, _)) = existing
+        && (action_id != rec.action_id || agent != rec.agent)
+    {
+        return Err(WriteError::Store(StoreError::Conflict(format!(
+            "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
+             not action `{}` of agent `{}`",
+            rec.id, rec.action_id, rec.agent
+        ))));
+    }
+    let record = rec.record.to_string();
+    let digest = change_digest(
+        &rec.id,
+        &rec.action_id,
+        &rec.agent,
+        rec.status.as_str(),
+        &record,
+        created_at,
+        rec.updated_at,
+    );
+    let event = insert_event(conn, ev, Some(digest)).await?;
+    sqlx::query(
+        "INSERT INTO changes \
+         (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+         record = excluded.record, created_at = excluded.created_at, \
+         updated_at = excluded.updated_at, event_seq = excluded.event_seq",
+    )
+    .bind(rec.id)
+    .bind(rec.action_id)
+    .bind(rec.agent)
+    .bind(rec.status.as_str())
+    .bind(record)
+    .bind(created_at)
+    .bind(rec.updated_at)
+    .bind(event.seq)
+    .execute(&mut *conn)
+    .await?;
+    Ok(event)
 }
 
 /// Links `ev` to the current head and inserts it; the caller holds the chain lock.
@@ -694,54 +749,29 @@ impl Journal for PgJournal {
     async fn put_change(&self, rec: ChangeRecord, mut ev: NewEvent) -> Result<Event, StoreError> {
         validate_change(&rec, &mut ev)?;
         self.write("record a change in", move |conn| {
-            Box::pin(async move {
-                let existing: Option<(String, String, i64)> = sqlx::query_as(
-                    "SELECT action_id, agent, created_at FROM changes WHERE id = $1",
-                )
-                .bind(rec.id.clone())
-                .fetch_optional(&mut *conn)
-                .await?;
-                // An update keeps the change's first `created_at`.
-                let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
-                if let Some((action_id, agent, _)) = existing
-                    && (action_id != rec.action_id || agent != rec.agent)
-                {
-                    return Err(WriteError::Store(StoreError::Conflict(format!(
-                        "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
-                         not action `{}` of agent `{}`",
-                        rec.id, rec.action_id, rec.agent
-                    ))));
-                }
-                let record = rec.record.to_string();
-                let digest = change_digest(
-                    &rec.id,
-                    &rec.action_id,
-                    &rec.agent,
-                    rec.status.as_str(),
-                    &record,
-                    created_at,
-                    rec.updated_at,
-                );
-                let event = insert_event(conn, ev, Some(digest)).await?;
-                sqlx::query(
-                    "INSERT INTO changes \
-                     (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-                     record = excluded.record, created_at = excluded.created_at, \
-                     updated_at = excluded.updated_at, event_seq = excluded.event_seq",
-                )
-                .bind(rec.id)
-                .bind(rec.action_id)
-                .bind(rec.agent)
-                .bind(rec.status.as_str())
-                .bind(record)
-                .bind(created_at)
-                .bind(rec.updated_at)
-                .bind(event.seq)
-                .execute(&mut *conn)
-                .await?;
-                Ok(event)
+            Box::pin(async move { write_change(conn, rec, ev).await })
+        })
+        .await
+    }
+
+    async fn put_changes(
+        &self,
+        before: Vec<NewEvent>,
+        changes: Vec<(ChangeRecord, NewEvent)>,
+    ) -> ChangesWritten {
+        crate::journal::together(self, before, changes, |appends, good| {
+            self.write("record changes in", move |conn| {
+                Box::pin(async move {
+                    let mut appended = Vec::with_capacity(appends.len());
+                    for ev in appends {
+                        appended.push(insert_event(conn, ev, None).await?);
+                    }
+                    let mut written = Vec::with_capacity(good.len());
+                    for (rec, ev) in good {
+                        written.push(write_change(conn, rec, ev).await?);
+                    }
+                    Ok((appended, written))
+                })
             })
         })
         .await

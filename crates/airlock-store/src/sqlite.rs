@@ -870,64 +870,22 @@ impl Journal for SqliteJournal {
         before: Vec<NewEvent>,
         changes: Vec<(ChangeRecord, NewEvent)>,
     ) -> ChangesWritten {
-        // What is refused before any write fails alone; the rest goes in one transaction.
-        let mut changes = changes;
-        let refused: Vec<Option<StoreError>> = changes
-            .iter_mut()
-            .map(|(rec, ev)| validate_change(rec, ev).err())
-            .collect();
-        let good: Vec<(ChangeRecord, NewEvent)> = (changes.iter().zip(&refused))
-            .filter(|(_, r)| r.is_none())
-            .map(|(c, _)| c.clone())
-            .collect();
-        let valid = validate_batch(&before).is_ok()
-            && before.iter().all(|e| e.kind != EventKind::Checkpoint);
-        if valid && !good.is_empty() {
-            let appends = before.clone();
-            let together = self
-                .write("record changes in", move |conn| {
-                    Box::pin(async move {
-                        let mut appended = Vec::with_capacity(appends.len());
-                        for ev in appends {
-                            appended.push(insert_event(conn, ev, None).await?);
-                        }
-                        let mut written = Vec::with_capacity(good.len());
-                        for (rec, ev) in good {
-                            written.push(write_change(conn, rec, ev).await?);
-                        }
-                        Ok((appended, written))
-                    })
+        crate::journal::together(self, before, changes, |appends, good| {
+            self.write("record changes in", move |conn| {
+                Box::pin(async move {
+                    let mut appended = Vec::with_capacity(appends.len());
+                    for ev in appends {
+                        appended.push(insert_event(conn, ev, None).await?);
+                    }
+                    let mut written = Vec::with_capacity(good.len());
+                    for (rec, ev) in good {
+                        written.push(write_change(conn, rec, ev).await?);
+                    }
+                    Ok((appended, written))
                 })
-                .await;
-            match together {
-                Ok((appended, written)) => {
-                    let mut written = written.into_iter();
-                    let out = refused
-                        .into_iter()
-                        .map(|r| match r {
-                            Some(e) => Err(e),
-                            None => written.next().ok_or_else(|| {
-                                StoreError::Unavailable("the journal stored a partial group".into())
-                            }),
-                        })
-                        .collect();
-                    return (Ok(appended), out);
-                }
-                // A refusal rolled the whole write back: each part again on its own below,
-                // so only what is refused fails.
-                Err(StoreError::Conflict(_) | StoreError::Invalid(_)) => {}
-                // Anything else (the disk, the database) is not retried: it may have
-                // committed, and a retry could store the events twice.
-                Err(e) => {
-                    let out = refused
-                        .into_iter()
-                        .map(|r| Err(r.unwrap_or_else(|| e.clone())))
-                        .collect();
-                    return (Err(e), out);
-                }
-            }
-        }
-        crate::journal::one_by_one(self, before, changes).await
+            })
+        })
+        .await
     }
 
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
