@@ -928,8 +928,24 @@ impl Sim {
 
     /// A service's history, oldest first: each tick's time and entry.
     fn entries(&self, service: &str) -> Option<impl Iterator<Item = (Timestamp, &Entry)>> {
+        self.entries_after(service, Timestamp::MIN)
+    }
+
+    /// [`Sim::entries`] from the first tick after `after`: the recent window of a ring that
+    /// keeps more, without walking the older rows.
+    fn entries_after(
+        &self,
+        service: &str,
+        after: Timestamp,
+    ) -> Option<impl Iterator<Item = (Timestamp, &Entry)>> {
         let s = self.services.get(service)?;
-        let first = s.first_tick;
+        // Tick k is at `start + k * tick_ms`: the first after `after` is the one past the
+        // floor of the distance in ticks.
+        let skip = after
+            .saturating_sub(self.start)
+            .div_euclid(self.tick_ms)
+            .saturating_add(1);
+        let first = s.first_tick.max(u64::try_from(skip).unwrap_or(0));
         let (start, tick_ms) = (self.start, self.tick_ms);
         Some(
             (self.history.column(s.pos, first, self.ticks))
@@ -969,9 +985,9 @@ impl Sim {
         if self.blacked_out(service) {
             return None;
         }
-        let entries = self.entries(service)?;
         let dt = self.tick_ms as f64 / 1000.0;
         let since = self.now - (window_s as i64) * 1000;
+        let entries = self.entries_after(service, since)?;
         let recent: Vec<&Entry> = entries
             .filter(|(t, h)| h.seen && *t > since)
             .map(|(_, h)| h)
@@ -995,9 +1011,10 @@ impl Sim {
     /// seconds; `None` when nothing was observed (a blackout hides demand from the planner
     /// as from everyone else).
     pub fn recent_p95_demand(&self, service: &str, window_s: i64) -> Option<f64> {
+        let since = self.now - window_s * 1000;
         let mut v: Vec<f64> = self
-            .entries(service)?
-            .filter(|(t, h)| h.seen && *t > self.now - window_s * 1000)
+            .entries_after(service, since)?
+            .filter(|(t, h)| h.seen && *t > since)
             .map(|(_, h)| h.demand_rps)
             .collect();
         if v.is_empty() {
@@ -1635,6 +1652,17 @@ mod tests {
                     want,
                     "tick {i}, window {window_s} s, {} values",
                     v.len()
+                );
+                // The recent sample reads the same window, in order.
+                let recent: Vec<Signals> = (sim.history("web").into_iter())
+                    .filter(|h| h.t > sim.now() - window_s * 1000)
+                    .collect();
+                let requests: f64 = recent.iter().map(|h| h.demand_rps * 60.0).sum();
+                let sample = sim.recent_sample("web", window_s as u64);
+                assert_eq!(
+                    sample.and_then(|x| x.requests).map(f64::to_bits),
+                    (!recent.is_empty()).then_some(requests.to_bits()),
+                    "tick {i}, window {window_s} s"
                 );
             }
         }
