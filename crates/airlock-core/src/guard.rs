@@ -190,22 +190,46 @@ impl Guards {
         a.reverts.iter().filter(|t| **t >= now - 3_600_000).count() as u32
     }
 
-    /// Counts a submission against the rate limit. Call once per submission, before `check`.
-    pub fn record_submission(&mut self, agent: &str, plan: &Plan, now: Timestamp) {
-        self.record_submission_of(agent, &Spend::of(plan), now);
+    /// Counts a submission against the rate limit. Call once per submission, before
+    /// `check_submission`. Returns its place in the agent's last minute (1 for the only
+    /// one) when it counts: what the rate limit judges it by, whatever arrives after it.
+    pub fn record_submission(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> Option<u32> {
+        self.record_submission_of(agent, &Spend::of(plan), now)
     }
 
     /// [`Guards::record_submission`] from what a plan spends (as journaled).
-    pub fn record_submission_of(&mut self, agent: &str, spend: &Spend, now: Timestamp) {
-        if spend.mutation && !spend.workspace {
-            let a = self.agents.entry(agent.to_string()).or_default();
-            prune(&mut a.mutations, now - 300_000);
-            a.mutations.push_back(now);
+    pub fn record_submission_of(
+        &mut self,
+        agent: &str,
+        spend: &Spend,
+        now: Timestamp,
+    ) -> Option<u32> {
+        if !spend.mutation || spend.workspace {
+            return None;
         }
+        let a = self.agents.entry(agent.to_string()).or_default();
+        prune(&mut a.mutations, now - 300_000);
+        a.mutations.push_back(now);
+        Some(a.mutations.iter().filter(|t| **t > now - 60_000).count() as u32)
     }
 
-    /// What the guards say about this plan now. Reads are never blocked.
+    /// What the guards say about this plan now, counting every submission of the agent's
+    /// last minute. Reads are never blocked.
     pub fn check(&mut self, agent: &str, plan: &Plan, now: Timestamp) -> Vec<GuardFinding> {
+        self.check_submission(agent, plan, now, None)
+    }
+
+    /// What the guards say about a submission that [`Guards::record_submission`] placed
+    /// `place`-th in the agent's last minute: the rate limit judges it by that place, so
+    /// submissions recorded after it (decided concurrently) do not push it over the limit.
+    /// With `None`, every submission of the last minute counts, as in [`Guards::check`].
+    pub fn check_submission(
+        &mut self,
+        agent: &str,
+        plan: &Plan,
+        now: Timestamp,
+        place: Option<u32>,
+    ) -> Vec<GuardFinding> {
         let mut findings = Vec::new();
         if !plan.verb.is_mutation() {
             return findings;
@@ -241,7 +265,7 @@ impl Guards {
             .copied()
             .filter(|t| *t > now - 60_000)
             .collect();
-        let last_minute = recent.len() as u32;
+        let last_minute = place.unwrap_or(recent.len() as u32);
         if last_minute > cfg.mutations_per_minute {
             // When enough of the last minute's submissions have aged out that one more
             // fits under the limit.
@@ -521,5 +545,29 @@ mod tests {
         assert!(last.iter().any(|f| f.id == "rate-limit"));
         g.record_submission("bot", &p, 120_000);
         assert!(g.check("bot", &p, 120_000).is_empty());
+    }
+
+    #[test]
+    fn a_submission_is_judged_by_its_place_not_by_later_ones() {
+        let mut g = Guards::new(GuardConfig {
+            mutations_per_minute: 2,
+            ..Default::default()
+        });
+        let p = scale(1.0);
+        // Three submissions recorded before any is checked (decided concurrently).
+        let places: Vec<Option<u32>> = (0..3)
+            .map(|i| g.record_submission("bot", &p, 1000 + i))
+            .collect();
+        assert_eq!(places, [Some(1), Some(2), Some(3)]);
+        let limited = |f: &[GuardFinding]| f.iter().any(|f| f.id == "rate-limit");
+        assert!(!limited(&g.check_submission("bot", &p, 1000, places[0])));
+        assert!(!limited(&g.check_submission("bot", &p, 1001, places[1])));
+        assert!(limited(&g.check_submission("bot", &p, 1002, places[2])));
+        // Counting every submission of the minute, the first would have been over too.
+        assert!(limited(&g.check("bot", &p, 1000)));
+        // A read or a workspace edit takes no place.
+        let mut read = scale(1.0);
+        read.verb = Verb::Read;
+        assert_eq!(g.record_submission("bot", &read, 1003), None);
     }
 }

@@ -12,7 +12,7 @@
 //! - **own history**: each feature's robust z-score against the agent's own past windows
 //!   (median and median absolute deviation, with a floor per feature so a quiet history
 //!   does not make every action an outlier);
-//! - **changepoint**: Bayesian online changepoint detection (augurs) on the agent's
+//! - **changepoint**: Bayesian online changepoint detection on the agent's
 //!   mutations per minute: a recent change to a higher rate;
 //! - **peers**: the median-absolute-deviation outlier detector (augurs) across the
 //!   current windows of every active agent.
@@ -22,10 +22,9 @@
 //! time comes from the caller.
 
 use airlock_core::{Plan, Timestamp, Verb};
-use augurs::changepoint::{Detector, NormalGammaDetector};
 use augurs::outlier::{MADDetector, OutlierDetector};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// How agents' behaviour is watched (`[anomaly]` in `airlock.toml`, `[guard.anomaly]` in
 /// scenarios).
@@ -150,6 +149,8 @@ struct AgentTrack {
     history: VecDeque<(Timestamp, Features)>,
     last_slot: Option<i64>,
     score: Score,
+    /// The changepoint detector's work on this agent's last minutes, kept for the next call.
+    rate_change: crate::rate_change::RateChange,
 }
 
 /// An agent's score and what it rests on.
@@ -214,16 +215,19 @@ pub struct Behaviour {
     agents: BTreeMap<String, AgentTrack>,
 }
 
+/// The median (the mean of the two middle values of an even count); reorders `v`.
 fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
-    v.sort_by(f64::total_cmp);
     let n = v.len();
+    let (below, mid, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
     if n % 2 == 1 {
-        v[n / 2]
+        *mid
     } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+        // The largest value below the middle one is the other middle value.
+        let lower = below.iter().copied().max_by(f64::total_cmp).unwrap_or(*mid);
+        (lower + *mid) / 2.0
     }
 }
 
@@ -396,24 +400,29 @@ impl Behaviour {
     fn features_at(&self, t: &AgentTrack, end: Timestamp) -> Features {
         let start = end - self.config.window_s as i64 * 1000;
         let inside = |x: Timestamp| x > start && x <= end;
-        let acts: Vec<&Action> = t.actions.iter().filter(|a| inside(a.t)).collect();
-        let resources: BTreeSet<&str> = acts.iter().map(|a| a.resource.as_str()).collect();
+        let (mut destructive, mut reversals) = (0usize, 0usize);
+        // Per resource, the deepest cut asked for (retries of one cut count once), summed
+        // over resources in the order of their names: many small cuts spread wide add up.
+        let mut cuts: Vec<(&str, f64)> = Vec::new();
+        for a in t.actions.iter().filter(|a| inside(a.t)) {
+            destructive += usize::from(a.destructive);
+            reversals += usize::from(a.reversal);
+            cuts.push((a.resource.as_str(), a.capacity_removed));
+        }
+        let acts = cuts.len();
+        cuts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let per_resource = || cuts.chunk_by(|a, b| a.0 == b.0);
+        let resources = per_resource().count();
+        let removed: f64 = per_resource()
+            .map(|same| same.iter().fold(0.0, |d: f64, (_, cut)| d.max(*cut)))
+            .sum();
         Features([
-            acts.len() as f64,
-            acts.iter().filter(|a| a.destructive).count() as f64,
-            resources.len() as f64,
+            acts as f64,
+            destructive as f64,
+            resources as f64,
             t.blocked.iter().filter(|x| inside(**x)).count() as f64,
-            acts.iter().filter(|a| a.reversal).count() as f64,
-            // Per resource, the deepest cut asked for (retries of one cut count once), summed
-            // over resources: many small cuts spread wide add up.
-            {
-                let mut deepest: BTreeMap<&str, f64> = BTreeMap::new();
-                for a in &acts {
-                    let d = deepest.entry(a.resource.as_str()).or_default();
-                    *d = d.max(a.capacity_removed);
-                }
-                deepest.values().sum()
-            },
+            reversals as f64,
+            removed,
             t.reverts.iter().filter(|x| inside(**x)).count() as f64,
         ])
     }
@@ -523,11 +532,15 @@ impl Behaviour {
         let mut value = ((z - 2.0) / 4.0).clamp(0.0, 1.0);
         // Changepoint and peers only add to own-history evidence, so they are looked for
         // only when there is some: most mutations are ordinary and skip both detectors.
-        let changepoint = value > 0.0 && self.rate_changed(track, now);
+        let changepoint = value > 0.0
+            && self
+                .agents
+                .get_mut(agent)
+                .is_some_and(|t| rate_changed(t, now, self.config.window_s));
         if changepoint {
             value += 0.15;
         }
-        let peer_outlier = value > 0.0 && self.peer_outlier(agent, now);
+        let peer_outlier = value > 0.0 && self.peer_outlier(agent, now, current);
         if peer_outlier {
             value += 0.1;
         }
@@ -566,44 +579,34 @@ impl Behaviour {
         score
     }
 
-    /// A changepoint within the last window to a higher rate of mutations per minute.
-    fn rate_changed(&self, track: &AgentTrack, now: Timestamp) -> bool {
-        let minutes = 120i64;
-        let start = now - minutes * 60_000;
-        let mut per_minute = vec![0.0; minutes as usize];
-        for a in track.actions.iter().filter(|a| a.t > start && a.t <= now) {
-            let i = ((a.t - start - 1) / 60_000).clamp(0, minutes - 1) as usize;
-            per_minute[i] += 1.0;
-        }
-        let mut detector = NormalGammaDetector::default();
-        let points = detector.detect_changepoints(&per_minute);
-        let recent = (minutes - (self.config.window_s as i64 / 60).max(1)) as usize;
-        points.iter().any(|&p| {
-            p + 1 >= recent && p + 1 < per_minute.len() && {
-                let before: f64 = per_minute[..=p].iter().sum::<f64>() / (p + 1) as f64;
-                let after: f64 =
-                    per_minute[p + 1..].iter().sum::<f64>() / (per_minute.len() - p - 1) as f64;
-                after > before
-            }
-        })
-    }
-
     /// Whether this agent's current window is an outlier among the active agents' (needs
     /// at least three active agents).
-    fn peer_outlier(&self, agent: &str, now: Timestamp) -> bool {
+    fn peer_outlier(&self, agent: &str, now: Timestamp, current: Features) -> bool {
         let window_ms = self.config.window_s as i64 * 1000;
-        let active: Vec<(&String, Features)> = self
+        let active: Vec<&String> = self
             .agents
             .iter()
             .filter(|(_, t)| t.actions.back().is_some_and(|a| a.t > now - 6 * window_ms))
-            .map(|(n, t)| (n, self.features_at(t, now)))
+            .map(|(n, _)| n)
             .collect();
-        let Some(me) = active.iter().position(|(n, _)| n.as_str() == agent) else {
+        let Some(me) = active.iter().position(|n| n.as_str() == agent) else {
             return false;
         };
         if active.len() < 3 {
             return false;
         }
+        // The agent's own window is the one just scored.
+        let active: Vec<(&String, Features)> = active
+            .into_iter()
+            .map(|n| {
+                let f = if n.as_str() == agent {
+                    current
+                } else {
+                    self.features_at(&self.agents[n], now)
+                };
+                (n, f)
+            })
+            .collect();
         let series: Vec<Vec<f64>> = active.iter().map(|(_, f)| f.0.to_vec()).collect();
         let refs: Vec<&[f64]> = series.iter().map(Vec::as_slice).collect();
         let detector = MADDetector::with_sensitivity(0.5);
@@ -653,6 +656,28 @@ impl Behaviour {
     }
 }
 
+/// A changepoint within the last window (`window_s`) to a higher rate of mutations per
+/// minute, over the agent's last two hours.
+fn rate_changed(track: &mut AgentTrack, now: Timestamp, window_s: u64) -> bool {
+    let minutes = 120i64;
+    let start = now - minutes * 60_000;
+    let mut per_minute = vec![0.0; minutes as usize];
+    for a in track.actions.iter().filter(|a| a.t > start && a.t <= now) {
+        let i = ((a.t - start - 1) / 60_000).clamp(0, minutes - 1) as usize;
+        per_minute[i] += 1.0;
+    }
+    let points = track.rate_change.detect(&per_minute);
+    let recent = (minutes - (window_s as i64 / 60).max(1)) as usize;
+    points.iter().any(|&p| {
+        p + 1 >= recent && p + 1 < per_minute.len() && {
+            let before: f64 = per_minute[..=p].iter().sum::<f64>() / (p + 1) as f64;
+            let after: f64 =
+                per_minute[p + 1..].iter().sum::<f64>() / (per_minute.len() - p - 1) as f64;
+            after > before
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,6 +718,71 @@ mod tests {
     }
 
     const MIN: i64 = 60_000;
+
+    /// The median by a full sort: what [`median`] must equal, bit for bit.
+    fn sorted_median(v: &[f64]) -> f64 {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => 0.0,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+
+    #[test]
+    fn the_median_is_the_sorted_middle_bit_for_bit() {
+        let pool = [0.0, -0.0, 1.0, 2.5, 2.5, 3.0, 1e-300, 7.0, 30.0, 0.1];
+        for n in 0..40usize {
+            for shift in 0..5usize {
+                let v: Vec<f64> = (0..n)
+                    .map(|i| pool[(i * 7 + shift * 3 + i * i) % pool.len()] * (1 + i % 3) as f64)
+                    .collect();
+                let mut w = v.clone();
+                assert_eq!(
+                    median(&mut w).to_bits(),
+                    sorted_median(&v).to_bits(),
+                    "{v:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn window_features_count_each_resource_once_and_its_deepest_cut() {
+        let mut b = Behaviour::new(AnomalyConfig::default());
+        let t0 = 10 * 60 * MIN;
+        // Outside the window: not counted.
+        b.record("a", &plan(Verb::Scale, "old", -90.0), t0 - 40 * MIN);
+        let steps = [
+            ("b", -10.0),
+            ("a", -30.0),
+            ("b", -25.0),
+            ("c", 20.0),
+            ("a", -5.0),
+            ("d", 0.0),
+            ("b", -25.0),
+        ];
+        for (i, (svc, delta)) in steps.iter().enumerate() {
+            b.record("a", &plan(Verb::Scale, svc, *delta), t0 + i as i64 * MIN);
+        }
+        b.record("a", &plan(Verb::Delete, "e", -100.0), t0 + 8 * MIN);
+        let f = b.features_at(&b.agents["a"], t0 + 9 * MIN);
+        // Mutations, destructive, resources, blocked, reversals, capacity removed, reverts.
+        // The second 25% cut of `b` is a retry of the first: one attempt.
+        assert_eq!(f.0[0], 7.0, "{f:?}");
+        assert_eq!(f.0[1], 1.0);
+        assert_eq!(f.0[2], 5.0);
+        // a: 30, b: 25, c: none, d: none, e: 100.
+        assert_eq!(f.0[5], 155.0);
+        // A window with nothing in it sums to what an empty sum is.
+        let empty = b.features_at(&b.agents["a"], t0 + 200 * MIN);
+        assert_eq!(
+            empty.0[5].to_bits(),
+            std::iter::empty::<f64>().sum::<f64>().to_bits()
+        );
+        assert_eq!(empty.0[2], 0.0);
+    }
 
     /// A well-behaved scaler: one scale-up or -down on one of four services every 7
     /// minutes, for `hours`; returns the highest score seen.

@@ -910,13 +910,15 @@ impl Gate {
         let health = self.health_of(provider.as_ref(), &plan).await;
         let (baking, rollouts_baking) = self.baking_of(agent);
         let mut retry = false;
+        // This submission's place in the agent's last minute, for the rate limit.
+        let mut place = None;
         let (anomaly, quarantine, actions_5m, reverts_1h) = {
             let mut guards = lock(&self.guards);
             let mut behaviour = lock(&self.behaviour);
             // An approved retry is the operator's decision, not the agent's behaviour: it is
             // neither counted against the rate limit nor scored.
             if permit.is_none() {
-                guards.record_submission(agent, &plan, now);
+                place = guards.record_submission(agent, &plan, now);
             }
             let mut quarantine = None;
             let anomaly = if mutation && permit.is_none() {
@@ -975,7 +977,7 @@ impl Gate {
         // concurrent decisions can never both spend the last of a budget.
         let (verdict, findings, spent_at) = {
             let mut guards = lock(&self.guards);
-            let mut findings: Vec<GuardFinding> = guards.check(agent, &plan, now);
+            let mut findings: Vec<GuardFinding> = guards.check_submission(agent, &plan, now, place);
             // A quarantined agent's pure capacity additions to a service that needs them
             // go through: holding them during a demand ramp is a harm of its own.
             if plan.only_adds_capacity()

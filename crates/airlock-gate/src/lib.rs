@@ -10,6 +10,7 @@ mod engine;
 pub mod feed;
 pub mod frontdoor;
 mod holds;
+mod rate_change;
 mod reconcile;
 mod redact;
 mod slots;
