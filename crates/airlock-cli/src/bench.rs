@@ -176,7 +176,7 @@ pub async fn http(args: HttpBenchArgs) -> Result<ExitCode> {
     )?;
     let gate = InProcess::start_with(
         &format!(
-            "[sim]\nworld = \"{}\"\n[guards]\nmutations_per_minute = 100000000\nmax_capacity_cut_pct = 100.0\n[anomaly]\nquarantine = false\n[profile.budgeted.guards]\nmutations_per_minute = {}\n[profile.budgeted.anomaly]\nenabled = false\n",
+            "[sim]\nworld = \"{}\"\n[guards]\nmutations_per_minute = 100000000\nmax_capacity_cut_pct = 100.0\nmax_capacity_add_pct = 1000000.0\n[anomaly]\nquarantine = false\n[profile.budgeted.guards]\nmutations_per_minute = {}\n[profile.budgeted.anomaly]\nenabled = false\n",
             world.display(),
             args.budget
         ),

@@ -359,15 +359,13 @@ impl SqliteJournal {
             .append(evs, |all| {
                 self.transaction(&doing, move |conn| {
                     Box::pin(async move {
-                        let mut out = Vec::with_capacity(all.len());
-                        for evs in all {
-                            let mut stored = Vec::with_capacity(evs.len());
-                            for ev in evs {
-                                stored.push(insert_event(conn, ev, None).await?);
-                            }
-                            out.push(stored);
-                        }
-                        Ok(out)
+                        let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
+                        let evs = all.into_iter().flatten().map(|ev| (ev, None)).collect();
+                        let mut stored = insert_events(conn, evs).await?.into_iter();
+                        Ok(sizes
+                            .into_iter()
+                            .map(|n| stored.by_ref().take(n).collect())
+                            .collect())
                     })
                 })
             })
@@ -375,58 +373,101 @@ impl SqliteJournal {
     }
 }
 
-/// Inserts or updates a change row and its event, inside the caller's transaction.
-async fn write_change(
+/// Inserts or updates change rows, after the events `before` (appended first), each with
+/// its event, in order, inside the caller's transaction; returns the events of `before`
+/// and those of the changes. A few statements whatever the number of rows: the write
+/// transaction is held while each statement goes to SQLite and back.
+async fn write_changes(
     conn: &mut SqliteConnection,
-    rec: ChangeRecord,
-    ev: NewEvent,
-) -> Result<Event, WriteError> {
-    let existing: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT action_id, agent, created_at FROM changes WHERE id = ?")
-            .bind(rec.id.clone())
-            .fetch_optional(&mut *conn)
+    before: Vec<NewEvent>,
+    changes: Vec<(ChangeRecord, NewEvent)>,
+) -> Result<(Vec<Event>, Vec<Event>), WriteError> {
+    // What each change already is: its owner and first `created_at`.
+    let mut known: std::collections::HashMap<String, (String, String, i64)> =
+        std::collections::HashMap::new();
+    let mut ids: Vec<&str> = changes.iter().map(|(rec, _)| rec.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT id, action_id, agent, created_at FROM changes WHERE id IN (",
+        );
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.to_string());
+        }
+        q.push(")");
+        let rows: Vec<(String, String, String, i64)> = q
+            .build_query_as()
+            .persistent(chunk.len() <= CACHED_ROWS)
+            .fetch_all(&mut *conn)
             .await?;
-    // An update keeps the change's first `created_at`.
-    let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
-    if let Some((action_id, agent, _)) = existing
-        && (action_id != rec.action_id || agent != rec.agent)
-    {
-        return Err(WriteError::Store(StoreError::Conflict(format!(
-            "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
-             not action `{}` of agent `{}`",
-            rec.id, rec.action_id, rec.agent
-        ))));
+        known.extend(rows.into_iter().map(|(id, a, g, c)| (id, (a, g, c))));
     }
-    let record = rec.record.to_string();
-    let digest = change_digest(
-        &rec.id,
-        &rec.action_id,
-        &rec.agent,
-        rec.status.as_str(),
-        &record,
-        created_at,
-        rec.updated_at,
-    );
-    let event = insert_event(conn, ev, Some(digest)).await?;
-    sqlx::query(
-        "INSERT INTO changes \
-         (id, action_id, agent, status, record, created_at, updated_at, event_seq) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
-         record = excluded.record, created_at = excluded.created_at, \
-         updated_at = excluded.updated_at, event_seq = excluded.event_seq",
-    )
-    .bind(rec.id)
-    .bind(rec.action_id)
-    .bind(rec.agent)
-    .bind(rec.status.as_str())
-    .bind(record)
-    .bind(created_at)
-    .bind(rec.updated_at)
-    .bind(event.seq)
-    .execute(&mut *conn)
-    .await?;
-    Ok(event)
+    let appended = before.len();
+    let mut evs: Vec<(NewEvent, Option<String>)> =
+        before.into_iter().map(|ev| (ev, None)).collect();
+    let mut rows = Vec::with_capacity(changes.len());
+    for (rec, ev) in changes {
+        // An update keeps the change's first `created_at`; a change never moves to another
+        // action or agent. A later record of the same change in this group sees this one.
+        let created_at = match known.get(&rec.id) {
+            Some((action_id, agent, _)) if *action_id != rec.action_id || *agent != rec.agent => {
+                return Err(WriteError::Store(StoreError::Conflict(format!(
+                    "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
+                     not action `{}` of agent `{}`",
+                    rec.id, rec.action_id, rec.agent
+                ))));
+            }
+            Some((_, _, created_at)) => *created_at,
+            None => rec.created_at,
+        };
+        known.insert(
+            rec.id.clone(),
+            (rec.action_id.clone(), rec.agent.clone(), created_at),
+        );
+        let record = rec.record.to_string();
+        let digest = change_digest(
+            &rec.id,
+            &rec.action_id,
+            &rec.agent,
+            rec.status.as_str(),
+            &record,
+            created_at,
+            rec.updated_at,
+        );
+        evs.push((ev, Some(digest)));
+        rows.push((rec, record, created_at));
+    }
+    let mut events = insert_events(conn, evs).await?;
+    let changed = events.split_off(appended);
+    let rows: Vec<_> = rows.into_iter().zip(&changed).collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO changes \
+             (id, action_id, agent, status, record, created_at, updated_at, event_seq) ",
+        );
+        q.push_values(chunk, |mut row, ((rec, record, created_at), event)| {
+            row.push_bind(rec.id.clone())
+                .push_bind(rec.action_id.clone())
+                .push_bind(rec.agent.clone())
+                .push_bind(rec.status.as_str())
+                .push_bind(record.clone())
+                .push_bind(*created_at)
+                .push_bind(rec.updated_at)
+                .push_bind(event.seq);
+        });
+        q.push(
+            " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
+             record = excluded.record, created_at = excluded.created_at, \
+             updated_at = excluded.updated_at, event_seq = excluded.event_seq",
+        );
+        q.build()
+            .persistent(chunk.len() <= CACHED_ROWS)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok((events, changed))
 }
 
 /// A failure inside a write transaction: a driver error still to be mapped, or a refusal.
@@ -556,6 +597,12 @@ async fn insert_checkpoint(conn: &mut SqliteConnection, ev: NewEvent) -> Result<
     Ok(insert_event(conn, ev, None).await?)
 }
 
+/// Rows per multi-row statement: 11 parameters a row stays far below SQLite's limit.
+const ROWS_PER_STATEMENT: usize = 500;
+/// Statements of up to this many rows are kept prepared (the usual groups); longer ones are
+/// prepared each time rather than push the usual ones out of the connection's cache.
+const CACHED_ROWS: usize = 8;
+
 /// Links `ev` to the current head and inserts it in the current format, with the digest of
 /// the row written in the same transaction, if any; the caller holds the write transaction.
 async fn insert_event(
@@ -563,27 +610,56 @@ async fn insert_event(
     ev: NewEvent,
     row_digest: Option<String>,
 ) -> Result<Event, sqlx::Error> {
-    let (seq, prev) = head(conn).await?;
-    let event = Event::link_with(&prev, seq + 1, ev, row_digest.as_deref());
-    sqlx::query(
-        "INSERT INTO events (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, \
-         hash, format, row_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(event.seq)
-    .bind(event.ts)
-    .bind(event.kind.as_str())
-    .bind(event.agent.clone())
-    .bind(event.action_id.clone())
-    .bind(event.change_id.clone())
-    // Exactly the text `chain_hash` hashed, so the stored row re-hashes byte for byte.
-    .bind(event.payload.to_string())
-    .bind(event.prev_hash.clone())
-    .bind(event.hash.clone())
-    .bind(FORMAT)
-    .bind(row_digest)
-    .execute(&mut *conn)
-    .await?;
-    Ok(event)
+    let mut events = insert_events(conn, vec![(ev, row_digest)]).await?;
+    events
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("no event was inserted".into()))
+}
+
+/// Links `evs` to the current head in order, each with the digest of the row written with
+/// it, if any, and inserts them in the current format, one statement per
+/// [`ROWS_PER_STATEMENT`]; the caller holds the write transaction.
+async fn insert_events(
+    conn: &mut SqliteConnection,
+    evs: Vec<(NewEvent, Option<String>)>,
+) -> Result<Vec<Event>, sqlx::Error> {
+    if evs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut seq, mut prev) = head(conn).await?;
+    let mut linked = Vec::with_capacity(evs.len());
+    for (ev, digest) in evs {
+        seq += 1;
+        let event = Event::link_with(&prev, seq, ev, digest.as_deref());
+        prev.clone_from(&event.hash);
+        linked.push((event, digest));
+    }
+    for chunk in linked.chunks(ROWS_PER_STATEMENT) {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (seq, ts, kind, agent, action_id, change_id, payload, prev_hash, \
+             hash, format, row_digest) ",
+        );
+        q.push_values(chunk, |mut row, (event, digest)| {
+            row.push_bind(event.seq)
+                .push_bind(event.ts)
+                .push_bind(event.kind.as_str())
+                .push_bind(event.agent.clone())
+                .push_bind(event.action_id.clone())
+                .push_bind(event.change_id.clone())
+                // Exactly the text `chain_hash` hashed, so the stored row re-hashes byte
+                // for byte.
+                .push_bind(event.payload.to_string())
+                .push_bind(event.prev_hash.clone())
+                .push_bind(event.hash.clone())
+                .push_bind(FORMAT)
+                .push_bind(digest.clone());
+        });
+        q.build()
+            .persistent(chunk.len() <= CACHED_ROWS)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(linked.into_iter().map(|(event, _)| event).collect())
 }
 
 #[async_trait]
@@ -860,7 +936,14 @@ impl Journal for SqliteJournal {
     async fn put_change(&self, rec: ChangeRecord, mut ev: NewEvent) -> Result<Event, StoreError> {
         validate_change(&rec, &mut ev)?;
         self.write("record a change in", move |conn| {
-            Box::pin(async move { write_change(conn, rec, ev).await })
+            Box::pin(async move {
+                let (_, mut written) = write_changes(conn, Vec::new(), vec![(rec, ev)]).await?;
+                written.pop().ok_or_else(|| {
+                    WriteError::Store(StoreError::Unavailable(
+                        "the journal stored no change record".into(),
+                    ))
+                })
+            })
         })
         .await
     }
@@ -872,17 +955,7 @@ impl Journal for SqliteJournal {
     ) -> ChangesWritten {
         crate::journal::together(self, before, changes, |appends, good| {
             self.write("record changes in", move |conn| {
-                Box::pin(async move {
-                    let mut appended = Vec::with_capacity(appends.len());
-                    for ev in appends {
-                        appended.push(insert_event(conn, ev, None).await?);
-                    }
-                    let mut written = Vec::with_capacity(good.len());
-                    for (rec, ev) in good {
-                        written.push(write_change(conn, rec, ev).await?);
-                    }
-                    Ok((appended, written))
-                })
+                Box::pin(async move { write_changes(conn, appends, good).await })
             })
         })
         .await

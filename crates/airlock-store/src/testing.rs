@@ -890,9 +890,38 @@ pub async fn changes_written_together_fail_alone(j: Arc<dyn Journal>) {
         j.change("c2").await.unwrap().unwrap().status,
         ChangeStatus::Settled
     );
+    // One change twice in a group: the later record wins and keeps the first's
+    // `created_at`; another action's record of it in the same group is refused alone.
+    let mut clash = change("c5", ChangeStatus::Settled, 45, 45);
+    clash.action_id = "act_other".into();
+    let (_, written) = j
+        .put_changes(
+            Vec::new(),
+            vec![
+                (
+                    change("c5", ChangeStatus::Applying, 40, 40),
+                    ev(40, EventKind::Applying, json!({})),
+                ),
+                (
+                    change("c5", ChangeStatus::Baking, 41, 42),
+                    ev(42, EventKind::Applied, json!({})),
+                ),
+                (clash, ev(45, EventKind::Settled, json!({}))),
+            ],
+        )
+        .await;
+    assert!(written[0].is_ok() && written[1].is_ok(), "{written:?}");
+    assert!(
+        matches!(written[2], Err(StoreError::Conflict(_))),
+        "{:?}",
+        written[2]
+    );
+    let c5 = j.change("c5").await.unwrap().unwrap();
+    assert_eq!(c5.status, ChangeStatus::Baking);
+    assert_eq!((c5.created_at, c5.updated_at), (40, 42));
     let report = j.verify().await.unwrap();
     assert!(report.ok(), "{report:?}");
-    assert_eq!(report.events, 8, "{report:?}");
+    assert_eq!(report.events, 10, "{report:?}");
 }
 
 /// Changes are inserted and updated with their events; refusals store nothing.
