@@ -651,6 +651,38 @@ pub(crate) fn principal_digest(
     format!("principal:{}", h.finalize().to_hex())
 }
 
+/// What a change row is written with, given what the store already holds of the change
+/// (its action, agent and first `created_at`): the `created_at` to keep (an update keeps
+/// the first), the record as its stored text and the row's digest for its event. Refuses
+/// a change that belongs to another action or agent.
+pub(crate) fn change_row(
+    rec: &ChangeRecord,
+    existing: Option<(&str, &str, i64)>,
+) -> Result<(i64, String, String), StoreError> {
+    let created_at = match existing {
+        Some((action_id, agent, _)) if action_id != rec.action_id || agent != rec.agent => {
+            return Err(StoreError::Conflict(format!(
+                "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
+                 not action `{}` of agent `{}`",
+                rec.id, rec.action_id, rec.agent
+            )));
+        }
+        Some((_, _, created_at)) => created_at,
+        None => rec.created_at,
+    };
+    let record = rec.record.to_string();
+    let digest = change_digest(
+        &rec.id,
+        &rec.action_id,
+        &rec.agent,
+        rec.status.as_str(),
+        &record,
+        created_at,
+        rec.updated_at,
+    );
+    Ok((created_at, record, digest))
+}
+
 /// The digest an event records of the `changes` row written with it: every column but
 /// `event_seq`, the record as its stored text.
 pub(crate) fn change_digest(

@@ -24,7 +24,7 @@ use crate::export::ExportLine;
 use crate::group::GroupCommit;
 use crate::journal::{
     AgentRecord, Audit, AuditOptions, ChangeRecord, ChangesWritten, EventQuery, Journal,
-    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
+    StoredEvent, VerifyReport, change_row, principal_digest, validate_batch, validate_change,
     validate_principal,
 };
 use crate::rows::{ChangeRow, EventRow, PrincipalRow, change, principal, stored};
@@ -337,27 +337,13 @@ async fn write_change(
             .bind(rec.id.clone())
             .fetch_optional(&mut *conn)
             .await?;
-    // An update keeps the change's first `created_at`.
-    let created_at = existing.as_ref().map_or(rec.created_at, |(_, _, c)| *c);
-    if let Some((action_id, agent, _)) = existing
-        && (action_id != rec.action_id || agent != rec.agent)
-    {
-        return Err(WriteError::Store(StoreError::Conflict(format!(
-            "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
-             not action `{}` of agent `{}`",
-            rec.id, rec.action_id, rec.agent
-        ))));
-    }
-    let record = rec.record.to_string();
-    let digest = change_digest(
-        &rec.id,
-        &rec.action_id,
-        &rec.agent,
-        rec.status.as_str(),
-        &record,
-        created_at,
-        rec.updated_at,
-    );
+    let (created_at, record, digest) = change_row(
+        &rec,
+        existing
+            .as_ref()
+            .map(|(a, g, c)| (a.as_str(), g.as_str(), *c)),
+    )
+    .map_err(WriteError::Store)?;
     let event = insert_event(conn, ev, Some(digest)).await?;
     sqlx::query(
         "INSERT INTO changes \

@@ -21,7 +21,7 @@ use crate::export::ExportLine;
 use crate::group::GroupCommit;
 use crate::journal::{
     AgentRecord, Audit, AuditOptions, ChangeRecord, ChangesWritten, EventQuery, Journal,
-    StoredEvent, VerifyReport, change_digest, principal_digest, validate_batch, validate_change,
+    StoredEvent, VerifyReport, change_row, principal_digest, validate_batch, validate_change,
     validate_principal,
 };
 use crate::location::Location;
@@ -409,32 +409,17 @@ async fn write_changes(
         before.into_iter().map(|ev| (ev, None)).collect();
     let mut rows = Vec::with_capacity(changes.len());
     for (rec, ev) in changes {
-        // An update keeps the change's first `created_at`; a change never moves to another
-        // action or agent. A later record of the same change in this group sees this one.
-        let created_at = match known.get(&rec.id) {
-            Some((action_id, agent, _)) if *action_id != rec.action_id || *agent != rec.agent => {
-                return Err(WriteError::Store(StoreError::Conflict(format!(
-                    "change `{}` belongs to action `{action_id}` of agent `{agent}`, \
-                     not action `{}` of agent `{}`",
-                    rec.id, rec.action_id, rec.agent
-                ))));
-            }
-            Some((_, _, created_at)) => *created_at,
-            None => rec.created_at,
-        };
+        // A later record of the same change in this group sees this one.
+        let (created_at, record, digest) = change_row(
+            &rec,
+            known
+                .get(&rec.id)
+                .map(|(a, g, c)| (a.as_str(), g.as_str(), *c)),
+        )
+        .map_err(WriteError::Store)?;
         known.insert(
             rec.id.clone(),
             (rec.action_id.clone(), rec.agent.clone(), created_at),
-        );
-        let record = rec.record.to_string();
-        let digest = change_digest(
-            &rec.id,
-            &rec.action_id,
-            &rec.agent,
-            rec.status.as_str(),
-            &record,
-            created_at,
-            rec.updated_at,
         );
         evs.push((ev, Some(digest)));
         rows.push((rec, record, created_at));
