@@ -115,6 +115,10 @@ struct Setup {
 }
 
 async fn setup(max_destructive: u32) -> Setup {
+    setup_with(max_destructive, 1000).await
+}
+
+async fn setup_with(max_destructive: u32, mutations_per_minute: u32) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("journal.db");
     let journal = Arc::new(SqliteJournal::open(path.to_str().unwrap()).await.unwrap());
@@ -141,7 +145,7 @@ async fn setup(max_destructive: u32) -> Setup {
     .unwrap();
     let mut config = GateConfig::default();
     config.guards.max_destructive = max_destructive;
-    config.guards.mutations_per_minute = 1000;
+    config.guards.mutations_per_minute = mutations_per_minute;
     // Bursts of deletes are what quarantine is for; here only the budget is under test.
     config.anomaly.quarantine = false;
     let gate = Arc::new(Gate::new(
@@ -203,6 +207,37 @@ async fn racing_mutations_on_distinct_resources_never_overspend_a_budget() {
         s.provider.max_in_flight.load(Ordering::SeqCst) >= 2,
         "the allowed deletes were applied concurrently, so the budget was really raced"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_submissions_spend_a_rate_limit_exactly() {
+    // Every service scaled at once, each request a few more replicas than the last: the
+    // first `limit` to arrive pass, whatever arrives while they are being decided.
+    let limit = 5;
+    let s = setup_with(8, limit).await;
+    let mut tasks = Vec::new();
+    for i in 0..8u32 {
+        let (gate, token) = (s.gate.clone(), s.bot.clone());
+        tasks.push(tokio::spawn(async move {
+            let req =
+                ActionRequest::new(Verb::Scale, format!("sim:service/svc-{i}").parse().unwrap())
+                    .param("replicas", 3 + i % 2);
+            gate.submit(&token, req).await
+        }));
+    }
+    let (mut allowed, mut limited) = (0, 0);
+    for t in tasks {
+        let d = t.await.unwrap().unwrap();
+        match d.verdict {
+            VerdictKind::Allow => allowed += 1,
+            VerdictKind::Deny => {
+                assert_eq!(d.reasons, vec!["rate-limit"], "{d:?}");
+                limited += 1;
+            }
+            VerdictKind::Hold => panic!("nothing here holds: {d:?}"),
+        }
+    }
+    assert_eq!((allowed, limited), (limit, 8 - limit));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
