@@ -16,15 +16,17 @@ use tokio::sync::{broadcast, mpsc};
 /// group (one transaction, one fsync), each batch still contiguous; writes and their
 /// publication happen under the group's lock, so subscribers see events in sequence order.
 ///
-/// With [`Notifying::defer_reads`], the records of decisions that change nothing are
-/// answered before they are durable: see [`Journal::append_audit`] here.
+/// With [`Notifying::writer`], the groups are written by a thread of their own, and the
+/// records of decisions that change nothing may be answered before they are durable: see
+/// [`Journal::append_audit`] here.
 pub struct Notifying {
     inner: Arc<dyn Journal>,
     tx: broadcast::Sender<Event>,
     /// This process's writers and the appends waiting to be written together.
     group: GroupCommit,
-    /// Deferred read records: where they go to be written, and how many are not yet.
-    deferred: Option<mpsc::UnboundedSender<(usize, Stored)>>,
+    /// The writer's queue, when it has one: what is queued for it to write, with the
+    /// deferred read records to account for. And how many of those are not written yet.
+    writer: Option<mpsc::UnboundedSender<Queued>>,
     queued: Arc<AtomicUsize>,
     /// The most deferred records that may wait at once; past it, reads wait for theirs.
     max_queued: usize,
@@ -40,6 +42,13 @@ pub struct Notifying {
     followed: tokio::sync::Mutex<Option<i64>>,
     /// Change records waiting to be written with the next group, each with its waiter.
     changes: std::sync::Mutex<Vec<PendingChange>>,
+}
+
+/// What the writer is told: something is queued for it (an append or a change record), or
+/// a deferred read's records are, to count until they are written.
+enum Queued {
+    Write,
+    Read(usize, Stored),
 }
 
 type PendingChange = (
@@ -69,7 +78,7 @@ impl Notifying {
             inner,
             tx,
             group: GroupCommit::default(),
-            deferred: None,
+            writer: None,
             queued: Arc::new(AtomicUsize::new(0)),
             max_queued: 0,
             failing: Arc::new(AtomicBool::new(false)),
@@ -185,20 +194,29 @@ impl Notifying {
         let _ = self.tx.send(ev.clone());
     }
 
-    /// Answers reads before their records are durable: each is queued for the next group
-    /// (written at once by a background task, or with the next write, whichever comes
-    /// first), at most `max_queued` events waiting at a time. A crash loses at most those;
-    /// a failed write is logged and makes reads wait for their record again (so, with the
-    /// journal down, they are denied) until one is written. Call once, before sharing it;
-    /// needs a Tokio runtime.
-    pub fn defer_reads(&mut self, max_queued: usize) -> Option<DeferredReads> {
-        if max_queued == 0 {
-            return None;
-        }
+    /// Gives this journal a writer of its own ([`Writer`], to be started): appends and
+    /// change records are queued for it, and it writes whatever is queued as one group
+    /// after another, so no request's task has to take the lock, write for the others and
+    /// hand the lock on.
+    ///
+    /// With `max_queued_reads` above 0 it also answers reads before their records are
+    /// durable: each is queued for the writer's next group, at most `max_queued_reads`
+    /// events waiting at a time. A crash loses at most those; a failed write is logged and
+    /// makes reads wait for their record again (so, with the journal down, they are
+    /// denied) until one is written. Call once, before sharing it.
+    pub fn writer(&mut self, max_queued_reads: usize) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.deferred = Some(tx);
-        self.max_queued = max_queued;
-        Some(DeferredReads { rx })
+        self.writer = Some(tx);
+        self.max_queued = max_queued_reads;
+        Writer { rx }
+    }
+
+    /// Tells the writer something is queued; false if there is no writer (or it is gone),
+    /// and the caller must see it written itself.
+    fn wake_writer(&self) -> bool {
+        self.writer
+            .as_ref()
+            .is_some_and(|w| w.send(Queued::Write).is_ok())
     }
 
     /// Writes the queued batches `all` as one append to the store and publishes each event,
@@ -230,9 +248,12 @@ impl Notifying {
         let waiting = match self.changes.lock() {
             Ok(mut q) => std::mem::take(&mut *q),
             // A poisoned queue answers nobody; its senders dropping tell the waiters.
-            Err(_) => return,
+            Err(_) => Vec::new(),
         };
         if waiting.is_empty() {
+            self.group
+                .drain_held(held, |all| self.write_group(all))
+                .await;
             return;
         }
         let (changes, replies): (Vec<_>, Vec<_>) = waiting
@@ -284,25 +305,51 @@ impl Notifying {
     }
 }
 
-/// The task side of [`Notifying::defer_reads`]: run it with [`DeferredReads::run`].
-pub struct DeferredReads {
-    rx: mpsc::UnboundedReceiver<(usize, Stored)>,
+/// The writer of a [`Notifying`] journal ([`Notifying::writer`]): start it with
+/// [`Writer::spawn`] (a thread of its own) or run it as a task with [`Writer::run`].
+pub struct Writer {
+    rx: mpsc::UnboundedReceiver<Queued>,
 }
 
-impl DeferredReads {
-    /// Writes deferred reads as they are queued, until the journal is dropped.
+impl Writer {
+    /// Runs the writer on a thread of its own, in the current Tokio runtime's context,
+    /// until the journal is dropped.
+    ///
+    /// A group is written while the lock is held, and each of its statements waits for the
+    /// database: a thread that does nothing else is woken as soon as each is answered and
+    /// starts the next group as soon as one is written, where a task would wait its turn
+    /// behind every request's work on a busy runtime each time, and every write queued
+    /// behind it with it. Needs a Tokio runtime.
+    pub fn spawn(self, journal: std::sync::Weak<Notifying>) -> std::io::Result<()> {
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("airlock-journal".into())
+            .spawn(move || rt.block_on(self.run(journal)))
+            .map(drop)
+    }
+
+    /// Writes what is queued, a group at a time, until the journal is dropped.
     pub async fn run(mut self, journal: std::sync::Weak<Notifying>) {
         while let Some(first) = self.rx.recv().await {
-            let mut waiting = vec![first];
+            let mut reads = Vec::new();
+            let mut note = |q| {
+                if let Queued::Read(n, stored) = q {
+                    reads.push((n, stored));
+                }
+            };
+            note(first);
             while let Ok(more) = self.rx.try_recv() {
-                waiting.push(more);
+                note(more);
             }
             let Some(j) = journal.upgrade() else {
                 return;
             };
-            drop(j.group.drain(|all| j.write_group(all)).await);
+            {
+                let held = j.group.lock().await;
+                j.write_changes(&held).await;
+            }
             let (mut lost, mut why) = (0, None);
-            for (n, stored) in waiting {
+            for (n, stored) in reads {
                 match stored.await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => {
@@ -347,12 +394,17 @@ impl Journal for Notifying {
             }
             return Ok(stored);
         }
-        self.group.append(evs, |all| self.write_group(all)).await
+        let rx = self.group.enqueue(evs)?;
+        if self.wake_writer() {
+            return GroupCommit::answered(rx.await);
+        }
+        self.group.finish(rx, |all| self.write_group(all)).await
     }
     async fn append_audit(&self, evs: Vec<NewEvent>) -> Result<(), StoreError> {
         let n = evs.len();
-        let deferrable = self.deferred.as_ref().filter(|_| {
-            !self.failing.load(Ordering::SeqCst)
+        let deferrable = self.writer.as_ref().filter(|_| {
+            self.max_queued > 0
+                && !self.failing.load(Ordering::SeqCst)
                 && self.queued.load(Ordering::SeqCst) + n <= self.max_queued
                 && evs.iter().all(|e| e.kind != EventKind::Checkpoint)
         });
@@ -364,7 +416,7 @@ impl Journal for Notifying {
         airlock_store::validate_batch(&evs)?;
         let stored = self.group.enqueue(evs)?;
         self.queued.fetch_add(n, Ordering::SeqCst);
-        if tx.send((n, stored)).is_err() {
+        if tx.send(Queued::Read(n, stored)).is_err() {
             // The writer task is gone: this record is written now, before the answer.
             self.queued.fetch_sub(n, Ordering::SeqCst);
             self.flush().await?;
@@ -439,14 +491,24 @@ impl Journal for Notifying {
             .lock()
             .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?
             .push((rec, ev, tx));
-        let held = self.group.lock().await;
+        let answered = |done: Result<_, tokio::sync::oneshot::error::RecvError>| {
+            done.map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
+        };
+        if self.wake_writer() {
+            return answered(rx.await);
+        }
+        // Written by whoever holds the lock, or here: those answered never queue for it.
+        let held = tokio::select! {
+            biased;
+            done = &mut rx => return answered(done),
+            held = self.group.lock() => held,
+        };
         if let Ok(done) = rx.try_recv() {
             return done;
         }
         self.write_changes(&held).await;
         drop(held);
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
+        answered(rx.await)
     }
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await

@@ -1,4 +1,4 @@
-//! Deferred read records (`Notifying::defer_reads`): answered before they are durable,
+//! Deferred read records (`Notifying::writer`): answered before they are durable,
 //! written at once in the background or with the next write, in order, read back by this
 //! process; a failed write makes the next records wait (and fail) until one is written.
 #![cfg(test)]
@@ -84,11 +84,9 @@ async fn setup(max_queued: usize) -> Setup {
         down: AtomicBool::new(false),
     });
     let mut journal = Notifying::new(disk.clone());
-    let task = journal.defer_reads(max_queued);
+    let writer = journal.writer(max_queued);
     let journal = Arc::new(journal);
-    if let Some(t) = task {
-        tokio::spawn(t.run(Arc::downgrade(&journal)));
-    }
+    writer.spawn(Arc::downgrade(&journal)).unwrap();
     Setup {
         _dir: dir,
         disk,

@@ -373,11 +373,11 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
     }
     let store = airlock_store::open(&config.store).await?;
     let mut journal = Notifying::new(store);
-    let deferred = journal.defer_reads(config.read_audit_max_queued);
+    let writer = journal.writer(config.read_audit_max_queued);
     let journal = Arc::new(journal);
-    if let Some(task) = deferred {
-        tokio::spawn(task.run(Arc::downgrade(&journal)));
-    }
+    writer
+        .spawn(Arc::downgrade(&journal))
+        .map_err(ServeError::Io)?;
     let policy = Arc::new(PolicyEngine::new(
         &config.policy_text,
         airlock_core::policy::SCHEMA,

@@ -43,15 +43,38 @@ impl GroupCommit {
         F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
         Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
     {
-        let mut rx = self.enqueue(evs)?;
-        let guard = self.lock.lock().await;
+        let rx = self.enqueue(evs)?;
+        self.finish(rx, commit).await
+    }
+
+    /// Waits for an append already queued (with [`GroupCommit::enqueue`]) to be written,
+    /// writing it, with whatever else is waiting, if nobody else does.
+    pub async fn finish<F, Fut>(&self, mut rx: Stored, commit: F) -> Result<Vec<Event>, StoreError>
+    where
+        F: FnOnce(Vec<Vec<NewEvent>>) -> Fut,
+        Fut: Future<Output = Result<Vec<Vec<Event>>, StoreError>>,
+    {
+        // Whoever holds the lock may write this append in its group: then the answer comes
+        // without the lock, so those answered never queue for it, one after another, only
+        // to find they have nothing left to write.
+        let guard = tokio::select! {
+            biased;
+            done = &mut rx => return Self::answered(done),
+            guard = self.lock.lock() => guard,
+        };
         if let Ok(done) = rx.try_recv() {
             return done;
         }
         self.write_queued(commit).await;
         drop(guard);
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
+        Self::answered(rx.await)
+    }
+
+    /// What a queued append's receiver answered: its stored events, or why not.
+    pub fn answered(
+        done: Result<Result<Vec<Event>, StoreError>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<Vec<Event>, StoreError> {
+        done.map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
     }
 
     /// Queues `evs` for the next group without writing them: whoever writes next (an
