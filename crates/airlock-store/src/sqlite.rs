@@ -29,7 +29,6 @@ use crate::rows::{ChangeRow, EventRow, PrincipalRow, change, principal, stored};
 use airlock_core::event::{Event, EventKind, FORMAT, GENESIS, NewEvent};
 use async_trait::async_trait;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool};
 use std::path::Path;
@@ -86,6 +85,11 @@ pub struct SqliteJournal {
     /// Whether the writer connection may be dropped and reopened when a failed write
     /// cannot be rolled back (not for an in-memory journal: that would lose it).
     reopenable: bool,
+    /// A file journal's writer connection, taken from `writer` once and kept: handing it
+    /// back to its pool after each write is a task for the runtime, and the next write
+    /// would wait for that task's turn. Closed (and another opened) after a failure that
+    /// could not be rolled back. Always empty for an in-memory journal.
+    held: tokio::sync::Mutex<Option<SqliteConnection>>,
     /// Whether the events table has the format-2 columns (a journal opened read-only may
     /// predate them).
     format2: bool,
@@ -144,6 +148,7 @@ impl SqliteJournal {
             pool,
             writer,
             reopenable,
+            held: Default::default(),
             format2: true,
             group: GroupCommit::default(),
             name,
@@ -200,6 +205,7 @@ impl SqliteJournal {
             writer: pool.clone(),
             pool,
             reopenable: false,
+            held: Default::default(),
             format2,
             group: GroupCommit::default(),
             name,
@@ -259,50 +265,106 @@ impl SqliteJournal {
             > + Send,
         T: Send,
     {
+        if !self.reopenable {
+            // An in-memory journal's one connection is also its readers'.
+            let mut conn = self
+                .writer
+                .acquire()
+                .await
+                .map_err(|e| from_sqlx(doing, e))?;
+            return Self::in_transaction(&mut conn, doing, work)
+                .await
+                .map_err(|(e, _)| e);
+        }
+        let mut held = self.held.lock().await;
+        let mut conn = match held.take() {
+            Some(conn) => conn,
+            None => self
+                .writer
+                .acquire()
+                .await
+                .map_err(|e| from_sqlx(doing, e))?
+                .detach(),
+        };
+        let out = Self::in_transaction(&mut conn, doing, work).await;
+        if !matches!(out, Err((_, true))) {
+            *held = Some(conn);
+        }
+        out.map_err(|(e, _)| e)
+    }
+
+    /// The transaction itself, on `conn`; a failure says whether the connection must be
+    /// closed: the transaction could not be ended, so the next write must not find it open.
+    async fn in_transaction<T, F>(
+        conn: &mut SqliteConnection,
+        doing: &str,
+        work: F,
+    ) -> Result<T, (StoreError, bool)>
+    where
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>,
+            > + Send,
+        T: Send,
+    {
+        // Plain statements rather than the driver's transaction object: the driver keeps
+        // its own count of open transactions, which goes wrong when SQLite rolls one back
+        // by itself (as it may on a full disk), and then refuses every later write.
+        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+            return Err((from_sqlx(doing, e), !Self::abandon(conn).await));
+        }
+        let out = match work(&mut *conn).await {
+            Ok(out) => out,
+            Err(e) => {
+                let e = match e {
+                    WriteError::Db(e) => from_sqlx(doing, e),
+                    WriteError::Store(e) => e,
+                };
+                return Err((e, !Self::abandon(conn).await));
+            }
+        };
+        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+            return Err((from_sqlx(doing, e), !Self::abandon(conn).await));
+        }
+        Ok(out)
+    }
+
+    /// Ends whatever transaction a failed write left open on the writer connection; false
+    /// if that failed too. SQLite may already have rolled it back itself (a full disk, an
+    /// I/O error): then there is nothing to end. A connection that could not end it is
+    /// closed and the next write opens a new one (a file journal only; an in-memory
+    /// database lives in its connection).
+    async fn abandon(conn: &mut SqliteConnection) -> bool {
+        match sqlx::query("ROLLBACK").execute(conn).await {
+            Ok(_) => true,
+            Err(sqlx::Error::Database(db)) => db.message().contains("no transaction is active"),
+            Err(_) => false,
+        }
+    }
+
+    /// Runs `work` on the writer connection outside a transaction, holding the write lock.
+    #[cfg(feature = "testing")]
+    async fn on_writer<T>(
+        &self,
+        doing: &str,
+        work: impl for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>,
+        >,
+    ) -> Result<T, StoreError> {
+        let _guard = self.group.lock().await;
+        let mut held = self.held.lock().await;
+        if let Some(conn) = held.as_mut() {
+            return work(conn).await.map_err(|e| from_sqlx(doing, e));
+        }
         let mut conn = self
             .writer
             .acquire()
             .await
             .map_err(|e| from_sqlx(doing, e))?;
-        // Plain statements rather than the driver's transaction object: the driver keeps
-        // its own count of open transactions, which goes wrong when SQLite rolls one back
-        // by itself (as it may on a full disk), and then refuses every later write.
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-            self.abandon(conn).await;
-            return Err(from_sqlx(doing, e));
-        }
-        let out = match work(&mut conn).await {
-            Ok(out) => out,
-            Err(e) => {
-                self.abandon(conn).await;
-                return Err(match e {
-                    WriteError::Db(e) => from_sqlx(doing, e),
-                    WriteError::Store(e) => e,
-                });
-            }
-        };
-        if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-            self.abandon(conn).await;
-            return Err(from_sqlx(doing, e));
-        }
-        Ok(out)
-    }
-
-    /// Ends whatever transaction a failed write left open on the writer connection. SQLite
-    /// may already have rolled it back itself (a full disk, an I/O error): then there is
-    /// nothing to end. If even that fails, the connection is closed and the next write
-    /// opens a new one (a file journal only; an in-memory database lives in its connection).
-    async fn abandon(&self, mut conn: PoolConnection<Sqlite>) {
-        match sqlx::query("ROLLBACK").execute(&mut *conn).await {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.message().contains("no transaction is active") => {
-            }
-            Err(_) => {
-                if self.reopenable {
-                    conn.close_on_drop();
-                }
-            }
-        }
+        work(&mut conn).await.map_err(|e| from_sqlx(doing, e))
     }
 
     /// Caps the writer connection's database size at `pages` pages (`PRAGMA
@@ -310,24 +372,27 @@ impl SqliteJournal {
     /// (SQLite never sets it below the current size). For tests of running out of space.
     #[cfg(feature = "testing")]
     pub async fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
-        let _guard = self.group.lock().await;
-        let (now,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "PRAGMA max_page_count = {pages}"
-        )))
-        .fetch_one(&self.writer)
-        .await
-        .map_err(|e| from_sqlx("cannot set max_page_count", e))?;
+        let (now,): (i64,) = self
+            .on_writer("cannot set max_page_count", |conn| {
+                Box::pin(
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "PRAGMA max_page_count = {pages}"
+                    )))
+                    .fetch_one(conn),
+                )
+            })
+            .await?;
         Ok(now as u64)
     }
 
     /// The database's size in pages as the writer connection sees it. For tests.
     #[cfg(feature = "testing")]
     pub async fn page_count(&self) -> Result<u64, StoreError> {
-        let _guard = self.group.lock().await;
-        let (n,): (i64,) = sqlx::query_as("PRAGMA page_count")
-            .fetch_one(&self.writer)
-            .await
-            .map_err(|e| from_sqlx("cannot read page_count", e))?;
+        let (n,): (i64,) = self
+            .on_writer("cannot read page_count", |conn| {
+                Box::pin(sqlx::query_as("PRAGMA page_count").fetch_one(conn))
+            })
+            .await?;
         Ok(n as u64)
     }
 }
