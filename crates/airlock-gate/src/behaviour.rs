@@ -351,7 +351,8 @@ impl Behaviour {
             t: now,
             resource,
             destructive: plan.destructive,
-            capacity_removed: (-plan.capacity_delta_pct).max(0.0),
+            // Never −0.0 (`max` may keep either zero): a resource not cut adds +0.0.
+            capacity_removed: (-plan.capacity_delta_pct).max(0.0) + 0.0,
             reversal,
         });
         false
@@ -403,19 +404,25 @@ impl Behaviour {
         let (mut destructive, mut reversals) = (0usize, 0usize);
         // Per resource, the deepest cut asked for (retries of one cut count once), summed
         // over resources in the order of their names: many small cuts spread wide add up.
-        let mut cuts: Vec<(&str, f64)> = Vec::new();
+        let mut acts = 0;
+        let mut deepest: foldhash::HashMap<&str, f64> = Default::default();
         for a in t.actions.iter().filter(|a| inside(a.t)) {
+            acts += 1;
             destructive += usize::from(a.destructive);
             reversals += usize::from(a.reversal);
-            cuts.push((a.resource.as_str(), a.capacity_removed));
+            let d = deepest.entry(a.resource.as_str()).or_insert(0.0);
+            *d = d.max(a.capacity_removed);
         }
-        let acts = cuts.len();
+        let resources = deepest.len();
+        // Only the cuts add anything: a resource cut by nothing adds +0.0, which changes
+        // the sum only from the empty sum's −0.0 (cuts are never −0.0: see `record`).
+        let mut cuts: Vec<(&str, f64)> = deepest.into_iter().filter(|(_, d)| *d > 0.0).collect();
         cuts.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let per_resource = || cuts.chunk_by(|a, b| a.0 == b.0);
-        let resources = per_resource().count();
-        let removed: f64 = per_resource()
-            .map(|same| same.iter().fold(0.0, |d: f64, (_, cut)| d.max(*cut)))
-            .sum();
+        let removed: f64 = if cuts.is_empty() && resources > 0 {
+            0.0
+        } else {
+            cuts.iter().map(|(_, d)| d).sum()
+        };
         Features([
             acts as f64,
             destructive as f64,
@@ -744,6 +751,64 @@ mod tests {
                     sorted_median(&v).to_bits(),
                     "{v:?}"
                 );
+            }
+        }
+    }
+
+    /// The window's sum of deepest cuts as a sort of every action by resource name adds it
+    /// up: one deepest cut per resource, in name order, from the empty sum.
+    fn removed_by_sorting(t: &AgentTrack, start: Timestamp, end: Timestamp) -> f64 {
+        let mut cuts: Vec<(&str, f64)> = t
+            .actions
+            .iter()
+            .filter(|a| a.t > start && a.t <= end)
+            .map(|a| (a.resource.as_str(), a.capacity_removed))
+            .collect();
+        cuts.sort_by(|a, b| a.0.cmp(b.0));
+        cuts.chunk_by(|a, b| a.0 == b.0)
+            .map(|same| same.iter().fold(0.0, |d: f64, (_, cut)| d.max(*cut)))
+            .sum()
+    }
+
+    #[test]
+    fn the_window_sum_of_cuts_is_the_name_ordered_sum_bit_for_bit() {
+        let config = AnomalyConfig::default();
+        let window = config.window_s as i64 * 1000;
+        let mut b = Behaviour::new(config);
+        let deltas = [
+            0.0,
+            -0.0,
+            -12.5,
+            -0.1,
+            7.0,
+            -33.3,
+            -1e-9,
+            f64::NAN,
+            -100.0,
+            3.0,
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let t0 = 100 * 60 * MIN;
+        let mut t = t0;
+        for i in 0..600 {
+            let r = next();
+            let svc = format!("svc-{}", r % 23);
+            let delta = deltas[(r >> 8) as usize % deltas.len()];
+            t += (r >> 20) as i64 % (2 * MIN);
+            b.record("a", &plan(Verb::Scale, &svc, delta), t);
+            if i % 7 == 0 {
+                let track = &b.agents["a"];
+                for end in [t, t - window / 2, t + window / 3, t + 2 * window] {
+                    let got = b.features_at(track, end).0[5];
+                    let want = removed_by_sorting(track, end - window, end);
+                    assert_eq!(got.to_bits(), want.to_bits(), "at {end}: {got} vs {want}");
+                }
             }
         }
     }

@@ -1214,13 +1214,13 @@ impl Gate {
         let baseline = crate::bake::baseline(self, &plan.blast.watch).await;
         let query_baseline = crate::bake::query_baseline(self, &plan.blast.watch).await;
         let change_id = self.new_id("chg");
-        let mut record = json!({"plan": plan, "snapshot": snapshot, "baseline": baseline, "query_baseline": query_baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000});
+        let record = self.config.redact.redact(&json!({"plan": plan, "snapshot": snapshot, "baseline": baseline, "query_baseline": query_baseline, "bake_until": now + self.config.bake.window_s as i64 * 1000}));
         let intent = ChangeRecord {
             id: change_id.clone(),
             action_id: decision.id.clone(),
             agent: agent.clone(),
             status: ChangeStatus::Applying,
-            record: self.config.redact.redact(&record),
+            record: record.clone(),
             created_at: now,
             updated_at: now,
         };
@@ -1268,13 +1268,15 @@ impl Gate {
         decision.result = Some(json!(
             applied.entries.iter().map(|(_, v)| v).collect::<Vec<_>>()
         ));
-        record["applied"] = json!(applied);
+        // The record is redacted already; what the change left behind, as the rest was.
+        let mut record = record;
+        record["applied"] = self.config.redact.redact_field("applied", &json!(applied));
         let rec = ChangeRecord {
             id: change_id.clone(),
             action_id: decision.id.clone(),
             agent: agent.clone(),
             status: ChangeStatus::Baking,
-            record: self.config.redact.redact(&record),
+            record,
             created_at: now,
             updated_at: self.clock.now(),
         };

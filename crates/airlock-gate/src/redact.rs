@@ -44,13 +44,7 @@ impl Redactor {
         match v {
             Value::Object(map) => Value::Object(
                 map.iter()
-                    .map(|(k, v)| {
-                        if self.secret_key(k) {
-                            (k.clone(), Value::String(REDACTED.into()))
-                        } else {
-                            (k.clone(), self.redact(v))
-                        }
-                    })
+                    .map(|(k, v)| (k.clone(), self.redact_field(k, v)))
                     .collect(),
             ),
             Value::Array(items) => Value::Array(items.iter().map(|i| self.redact(i)).collect()),
@@ -60,11 +54,24 @@ impl Redactor {
         }
     }
 
+    /// What `redact` makes of the value `v` of an object's field `key`: so a field added to
+    /// an object already redacted is redacted as it would have been with the rest.
+    pub fn redact_field(&self, key: &str, v: &Value) -> Value {
+        if self.secret_key(key) {
+            Value::String(REDACTED.into())
+        } else {
+            self.redact(v)
+        }
+    }
+
     fn secret_key(&self, key: &str) -> bool {
-        let lower = key.to_ascii_lowercase();
-        self.keys
-            .iter()
-            .any(|w| !w.is_empty() && lower.contains(&w.to_ascii_lowercase()))
+        self.keys.iter().any(|w| {
+            !w.is_empty()
+                && key
+                    .as_bytes()
+                    .windows(w.len())
+                    .any(|part| part.eq_ignore_ascii_case(w.as_bytes()))
+        })
     }
 
     /// Secrets inside free text, such as a command line: `KEY=VALUE` where the key names a
