@@ -835,20 +835,20 @@ impl Gate {
     /// Takes a change's bake out of the map with its phase (the caller holds its slot).
     fn check_out_entry(&self, id: &str) -> Option<(Bake, Option<i64>, bool)> {
         let mut bakes = lock(&self.bakes);
-        let e = bakes.get_mut(id)?;
-        let bake = e.bake.take()?;
-        Some((bake, e.watching, e.retry))
+        let (watching, retry) = bakes.get(id).map(|e| (e.watching, e.retry))?;
+        let bake = bakes.bake_mut(id)?.take()?;
+        Some((bake, watching, retry))
     }
 
     /// Takes a baking change's bake out of the map (the caller holds its slot).
     fn check_out(&self, id: &str) -> Option<Bake> {
-        lock(&self.bakes).get_mut(id).and_then(|e| e.bake.take())
+        lock(&self.bakes).bake_mut(id).and_then(Option::take)
     }
 
     /// Puts a bake back after a poll that neither settled nor reverted it.
     fn check_in(&self, id: &str, bake: Bake) {
-        if let Some(e) = lock(&self.bakes).get_mut(id) {
-            e.bake = Some(bake);
+        if let Some(slot) = lock(&self.bakes).bake_mut(id) {
+            *slot = Some(bake);
         }
     }
 

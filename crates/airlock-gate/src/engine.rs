@@ -380,6 +380,70 @@ pub(crate) struct BakeEntry {
     pub bake: Option<Bake>,
 }
 
+/// The changes under watch by id, and how many of each agent's are still baking (not yet
+/// settled), kept as entries come and go: a decision reads the count, and walking every
+/// change under watch for it cost each decision more the more the agent had changed.
+#[derive(Default)]
+pub(crate) struct Bakes {
+    entries: BTreeMap<String, BakeEntry>,
+    /// Per agent: its baking changes, and how many of them are rollouts.
+    baking: std::collections::HashMap<String, (u32, u32)>,
+}
+
+impl std::ops::Deref for Bakes {
+    type Target = BTreeMap<String, BakeEntry>;
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl Bakes {
+    pub fn insert(&mut self, id: String, entry: BakeEntry) -> Option<BakeEntry> {
+        self.count(&entry, true);
+        let old = self.entries.insert(id, entry);
+        if let Some(old) = &old {
+            self.count(old, false);
+        }
+        old
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<BakeEntry> {
+        let old = self.entries.remove(id);
+        if let Some(old) = &old {
+            self.count(old, false);
+        }
+        old
+    }
+
+    /// The slot of a change's bake, to take it out or put it back (nothing else of an
+    /// entry changes in place).
+    pub fn bake_mut(&mut self, id: &str) -> Option<&mut Option<Bake>> {
+        self.entries.get_mut(id).map(|e| &mut e.bake)
+    }
+
+    /// How many of the agent's changes are baking, and how many of them are rollouts.
+    pub fn baking_of(&self, agent: &str) -> (u32, u32) {
+        self.baking.get(agent).copied().unwrap_or((0, 0))
+    }
+
+    fn count(&mut self, e: &BakeEntry, add: bool) {
+        if e.watching.is_some() {
+            return;
+        }
+        let n = self.baking.entry(e.agent.clone()).or_default();
+        if add {
+            n.0 += 1;
+            n.1 += u32::from(e.rollout);
+        } else {
+            n.0 = n.0.saturating_sub(1);
+            n.1 = n.1.saturating_sub(u32::from(e.rollout));
+        }
+        if n.0 == 0 {
+            self.baking.remove(&e.agent);
+        }
+    }
+}
+
 /// Takes a short state lock. A panic elsewhere cannot leave these maps half-changed (every
 /// critical section is a few plain inserts and removes), so a poisoned lock is used as is.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -424,7 +488,7 @@ pub struct Gate {
     handoffs: Mutex<BTreeMap<(String, String), (String, i64)>>,
     /// The profile each authenticated agent's guards were last set from.
     agent_profiles: Mutex<BTreeMap<String, Option<String>>>,
-    pub(crate) bakes: Mutex<BTreeMap<String, BakeEntry>>,
+    pub(crate) bakes: Mutex<Bakes>,
     /// Changes this process is applying or reverting right now: their intents are not
     /// open for the reconciler.
     pub(crate) in_flight: Mutex<std::collections::BTreeSet<String>>,
@@ -498,7 +562,7 @@ impl Gate {
             permits: Mutex::new(BTreeMap::new()),
             agent_profiles: Mutex::new(BTreeMap::new()),
             handoffs: Mutex::new(BTreeMap::new()),
-            bakes: Mutex::new(BTreeMap::new()),
+            bakes: Mutex::new(Bakes::default()),
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
             // A previous process may have left some: `resume` looks first.
             intents_to_check: std::sync::atomic::AtomicBool::new(true),
@@ -693,16 +757,7 @@ impl Gate {
 
     /// How many of the agent's changes are baking now, and how many of them are rollouts.
     fn baking_of(&self, agent: &str) -> (u32, u32) {
-        let bakes = lock(&self.bakes);
-        let mine = bakes
-            .values()
-            .filter(|b| b.agent == agent && b.watching.is_none());
-        let (mut all, mut rollouts) = (0, 0);
-        for b in mine {
-            all += 1;
-            rollouts += u32::from(b.rollout);
-        }
-        (all, rollouts)
+        lock(&self.bakes).baking_of(agent)
     }
 
     /// Gives back a budget spent on a change that never landed.
@@ -2173,4 +2228,56 @@ fn journal_down(mut d: Decision, e: &StoreError) -> Decision {
     )];
     d.approval_id = None;
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(agent: &str, rollout: bool, watching: Option<i64>) -> BakeEntry {
+        BakeEntry {
+            agent: agent.into(),
+            rollout,
+            watching,
+            retry: false,
+            bake: None,
+        }
+    }
+
+    /// What walking every entry counts.
+    fn recount(b: &Bakes, agent: &str) -> (u32, u32) {
+        b.values()
+            .filter(|e| e.agent == agent && e.watching.is_none())
+            .fold((0, 0), |(n, r), e| (n + 1, r + u32::from(e.rollout)))
+    }
+
+    #[test]
+    fn baking_counts_follow_every_insert_replace_and_remove() {
+        let mut b = Bakes::default();
+        let agents = ["a", "b", "c"];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let id = format!("chg_{}", state % 40);
+            let agent = agents[(state >> 8) as usize % agents.len()];
+            match (state >> 16) % 4 {
+                0 => {
+                    b.remove(&id);
+                }
+                1 => {
+                    // Settled: put back under watch.
+                    b.insert(id, entry(agent, state & 1 == 0, Some(step)));
+                }
+                _ => {
+                    b.insert(id, entry(agent, (state >> 24) & 1 == 0, None));
+                }
+            }
+            for a in agents {
+                assert_eq!(b.baking_of(a), recount(&b, a), "step {step}, agent {a}");
+            }
+        }
+        assert!(b.baking.values().all(|(n, _)| *n > 0));
+    }
 }
