@@ -305,6 +305,11 @@ impl Notifying {
     }
 }
 
+/// How long the writer waits to gather more read records into a group when nothing else
+/// is queued: at most this much more of them is lost to a crash (and never more than the
+/// most that may wait), and nobody waits for them.
+const READ_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// The writer of a [`Notifying`] journal ([`Notifying::writer`]): start it with
 /// [`Writer::spawn`] (a thread of its own) or run it as a task with [`Writer::run`].
 pub struct Writer {
@@ -331,15 +336,24 @@ impl Writer {
     /// Writes what is queued, a group at a time, until the journal is dropped.
     pub async fn run(mut self, journal: std::sync::Weak<Notifying>) {
         while let Some(first) = self.rx.recv().await {
-            let mut reads = Vec::new();
-            let mut note = |q| {
-                if let Queued::Read(n, stored) = q {
-                    reads.push((n, stored));
-                }
+            let (mut reads, mut waited_for) = (Vec::new(), false);
+            let note = |q, reads: &mut Vec<_>, waited_for: &mut bool| match q {
+                Queued::Read(n, stored) => reads.push((n, stored)),
+                Queued::Write => *waited_for = true,
             };
-            note(first);
+            note(first, &mut reads, &mut waited_for);
             while let Ok(more) = self.rx.try_recv() {
-                note(more);
+                note(more, &mut reads, &mut waited_for);
+            }
+            // Only read records, which nobody waits for: a little longer gathers more of
+            // them into the group, for the same one commit. Anything somebody waits for
+            // ends the wait at once.
+            let until = tokio::time::Instant::now() + READ_LINGER;
+            while !waited_for {
+                match tokio::time::timeout_at(until, self.rx.recv()).await {
+                    Ok(Some(q)) => note(q, &mut reads, &mut waited_for),
+                    Ok(None) | Err(_) => break,
+                }
             }
             let Some(j) = journal.upgrade() else {
                 return;
