@@ -240,11 +240,7 @@ impl SqliteJournal {
     /// Runs `work` inside one `BEGIN IMMEDIATE` transaction, holding this process's write lock.
     async fn write<T, F>(&self, what: &str, work: F) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>,
-            > + Send,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> Work<'c, T> + Send,
         T: Send,
     {
         self.writable()?;
@@ -258,11 +254,7 @@ impl SqliteJournal {
     /// returns, so the connection is never left inside a transaction.
     async fn transaction<T, F>(&self, doing: &str, work: F) -> Result<T, StoreError>
     where
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>,
-            > + Send,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> Work<'c, T> + Send,
         T: Send,
     {
         if !self.reopenable {
@@ -301,11 +293,7 @@ impl SqliteJournal {
         work: F,
     ) -> Result<T, (StoreError, bool)>
     where
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>,
-            > + Send,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> Work<'c, T> + Send,
         T: Send,
     {
         // Plain statements rather than the driver's transaction object: the driver keeps
@@ -519,6 +507,10 @@ async fn write_changes(
     }
     Ok((events, changed))
 }
+
+/// What a write does inside its transaction, on the writer connection.
+type Work<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, WriteError>> + Send + 'c>>;
 
 /// A failure inside a write transaction: a driver error still to be mapped, or a refusal.
 enum WriteError {
