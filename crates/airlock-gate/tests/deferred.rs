@@ -211,3 +211,77 @@ async fn past_the_bound_a_read_waits_for_its_record() {
         "at most the bound is answered unwritten"
     );
 }
+
+/// Appends and change records from many requests at once, through the writer thread,
+/// deferred reads among them: each is answered (none waits forever for a wake-up the
+/// writer missed), each batch is contiguous, and every change row is what its last record
+/// said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_writer_answers_every_append_and_change_record_sent_at_once() {
+    let s = setup(1024).await;
+    let mut tasks = Vec::new();
+    for n in 0..60usize {
+        let j = s.journal.clone();
+        tasks.push(tokio::spawn(async move {
+            match n % 3 {
+                0 => j.append_audit(read_records(n)).await,
+                1 => j.append_all(read_records(n)).await.map(drop),
+                _ => {
+                    let id = format!("chg_{n}");
+                    let action = format!("act_{n}");
+                    for (at, status) in [
+                        (1, airlock_core::ChangeStatus::Applying),
+                        (2, airlock_core::ChangeStatus::Baking),
+                    ] {
+                        let rec = ChangeRecord {
+                            id: id.clone(),
+                            action_id: action.clone(),
+                            agent: "bot".into(),
+                            status,
+                            record: json!({"n": n}),
+                            created_at: 1,
+                            updated_at: at,
+                        };
+                        let ev = NewEvent::new(at, EventKind::Applying, json!({"n": n}))
+                            .agent("bot")
+                            .action(&action)
+                            .change(&id);
+                        j.put_change(rec, ev).await?;
+                    }
+                    Ok(())
+                }
+            }
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .expect("every request is answered");
+    s.journal.flush().await.unwrap();
+    let stored = on_disk(&s).await;
+    // 20 reads deferred and 20 written at once, two events each; 20 changes, two each.
+    assert_eq!(stored.len(), 120);
+    let batches: Vec<&Event> = stored
+        .iter()
+        .filter(|e| e.kind != EventKind::Applying)
+        .collect();
+    for pair in batches.chunks(2) {
+        assert_eq!(pair[0].payload["n"], pair[1].payload["n"]);
+        assert_eq!(pair[1].seq, pair[0].seq + 1, "a batch stays contiguous");
+    }
+    for n in (2..60).step_by(3) {
+        let rec = s
+            .journal
+            .change(&format!("chg_{n}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rec.status, airlock_core::ChangeStatus::Baking);
+        assert_eq!(rec.created_at, 1);
+    }
+    assert!(s.journal.verify().await.unwrap().ok());
+}
