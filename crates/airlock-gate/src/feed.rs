@@ -431,7 +431,7 @@ impl Journal for Notifying {
         let stored = self.group.enqueue(evs)?;
         self.queued.fetch_add(n, Ordering::SeqCst);
         if tx.send(Queued::Read(n, stored)).is_err() {
-            // The writer task is gone: this record is written now, before the answer.
+            // The writer is gone: this record is written now, before the answer.
             self.queued.fetch_sub(n, Ordering::SeqCst);
             self.flush().await?;
         }
@@ -505,9 +505,7 @@ impl Journal for Notifying {
             .lock()
             .map_err(|_| StoreError::Unavailable("the journal's queue is poisoned".into()))?
             .push((rec, ev, tx));
-        let answered = |done: Result<_, tokio::sync::oneshot::error::RecvError>| {
-            done.map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
-        };
+        let answered = GroupCommit::answered;
         if self.wake_writer() {
             return answered(rx.await);
         }

@@ -70,10 +70,10 @@ impl GroupCommit {
         Self::answered(rx.await)
     }
 
-    /// What a queued append's receiver answered: its stored events, or why not.
-    pub fn answered(
-        done: Result<Result<Vec<Event>, StoreError>, tokio::sync::oneshot::error::RecvError>,
-    ) -> Result<Vec<Event>, StoreError> {
+    /// What a queued write's receiver answered: what was stored, or why not.
+    pub fn answered<T>(
+        done: Result<Result<T, StoreError>, tokio::sync::oneshot::error::RecvError>,
+    ) -> Result<T, StoreError> {
         done.map_err(|_| StoreError::Unavailable("the journal writer went away".into()))?
     }
 
