@@ -84,6 +84,17 @@ if [ ! -d crates/airlock-cli/tests/dashboard/node_modules/playwright-core ]; the
   npm ci --prefix crates/airlock-cli/tests/dashboard --no-audit --no-fund --loglevel=error
 fi
 
+# A CI run builds a clean checkout once, so rustc's incremental caches would only be written,
+# never reused: they were 3 GB of a 10 GB target directory, on machines whose free disk
+# varies. Elsewhere they stay on, for quick rebuilds.
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+echo "== disk free for $target_dir (the build takes about 7 GB)"
+df -h "$target_dir" | tail -n 1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
