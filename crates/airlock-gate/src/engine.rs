@@ -367,6 +367,19 @@ pub(crate) struct Decided {
     spent_at: Option<Timestamp>,
 }
 
+/// An allowed mutation ready for its intent to be written ([`Gate::prepare`]).
+struct Prepared {
+    now: Timestamp,
+    change_id: String,
+    snapshot: airlock_core::Snapshot,
+    baseline: Vec<airlock_core::slo::BaselineEntry>,
+    query_baseline: Vec<crate::bake::QueryBaseline>,
+    /// The change's record as `applying`, redacted.
+    intent: ChangeRecord,
+    /// The `applying` event that goes with it.
+    event: NewEvent,
+}
+
 /// A baking change: its agent (for counting), and the bake itself, `None` while a poll or
 /// a revert has it out (they hold the change's slot meanwhile).
 pub(crate) struct BakeEntry {
@@ -1186,6 +1199,18 @@ impl Gate {
             pending,
             spent_at,
         } = decided;
+        // An allowed mutation's verdict and its intent are written in one transaction
+        // when no other process shares the journal (with replicas, the verdict is written
+        // under their shared lock, and the snapshot is not taken while holding it).
+        if held.is_none()
+            && matches!(verdict, Verdict::Allow)
+            && plan.verb.is_mutation()
+            && !provider.hands_off()
+        {
+            return self
+                .journal_and_apply(decision, provider, &plan, events, spent_at)
+                .await;
+        }
         // A decision that changes nothing may be answered before its record is durable
         // (`Journal::append_audit`); a hold, and every mutation, never.
         let stored = if plan.verb.is_mutation() || matches!(verdict, Verdict::Hold(_)) {
@@ -1233,36 +1258,84 @@ impl Gate {
         }
     }
 
-    /// Step 7 for an allowed mutation: snapshot, baseline, journal the intent, apply,
-    /// journal the outcome, start the bake. Returns whether the change landed (and stays).
-    ///
-    /// The intent (`applying`) is durable before the provider is called, so a crash at any
-    /// point leaves a change the journal knows: on start, `reconcile` reads the resource
-    /// back and journals what actually happened.
-    async fn apply(
+    /// Steps 5 and 7 together for an allowed mutation: snapshot and baseline, then the
+    /// verdict and the change's intent in one write (one commit, one fsync), then apply.
+    /// If that write fails the action is denied and nothing is applied.
+    async fn journal_and_apply(
         &self,
-        decision: &mut Decision,
+        mut decision: Decision,
         provider: Arc<dyn Provider>,
         plan: &Plan,
-    ) -> bool {
+        mut events: Vec<NewEvent>,
+        spent_at: Option<Timestamp>,
+    ) -> Decision {
+        let prepared = match self.prepare(&decision, &provider, plan).await {
+            Ok(p) => p,
+            Err((error, failed)) => {
+                // The verdict, then why nothing was applied, in one write.
+                events.push(failed);
+                let stored = self.journal.append_all(events).await;
+                self.give_back(&decision.agent, plan, spent_at);
+                if let Err(e) = stored {
+                    return journal_down(decision, &e);
+                }
+                decision.error = Some(error);
+                return decision;
+            }
+        };
+        // Claimed before the intent is written, so the reconciler never takes it for one a
+        // crash left behind.
+        let _in_flight = self.in_flight(&prepared.change_id);
+        let (appended, mut changed) = self
+            .journal
+            .put_changes(
+                events,
+                vec![(prepared.intent.clone(), prepared.event.clone())],
+            )
+            .await;
+        let intent = changed.pop().unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "the journal answered no change record".into(),
+            ))
+        });
+        // Without its verdict nothing is applied (an intent stored alone is read back by
+        // the reconciler, which finds nothing changed).
+        if let Err(e) = appended.map(drop).and(intent.map(drop)) {
+            self.give_back(&decision.agent, plan, spent_at);
+            return journal_down(decision, &e);
+        }
+        if !self
+            .carry_out(&mut decision, provider, plan, prepared)
+            .await
+        {
+            self.give_back(&decision.agent, plan, spent_at);
+        }
+        decision
+    }
+
+    /// What an allowed mutation needs before its intent is written: the prior state of its
+    /// targets and the signals' baselines. On a failed snapshot, the error for the caller
+    /// and the event that journals it.
+    async fn prepare(
+        &self,
+        decision: &Decision,
+        provider: &Arc<dyn Provider>,
+        plan: &Plan,
+    ) -> Result<Prepared, (String, NewEvent)> {
         let now = self.clock.now();
-        let agent = decision.agent.clone();
+        let agent = &decision.agent;
         let targets: Vec<_> = plan.diffs.iter().map(|d| d.addr.clone()).collect();
         let snapshot = match self.call(provider.snapshot(&targets)).await {
             Ok(s) => s,
             Err(e) => {
-                decision.error = Some(format!("snapshot failed, nothing applied: {e}"));
-                self.record_failure(
-                    NewEvent::new(
-                        now,
-                        EventKind::ApplyFailed,
-                        json!({"stage": "snapshot", "error": e.to_string()}),
-                    )
-                    .agent(&agent)
-                    .action(&decision.id),
+                let ev = NewEvent::new(
+                    now,
+                    EventKind::ApplyFailed,
+                    json!({"stage": "snapshot", "error": e.to_string()}),
                 )
-                .await;
-                return false;
+                .agent(agent)
+                .action(&decision.id);
+                return Err((format!("snapshot failed, nothing applied: {e}"), ev));
             }
         };
         // The baseline is taken before apply so a rule that was already failing is not blamed.
@@ -1275,30 +1348,86 @@ impl Gate {
             action_id: decision.id.clone(),
             agent: agent.clone(),
             status: ChangeStatus::Applying,
-            record: record.clone(),
+            record,
             created_at: now,
             updated_at: now,
         };
-        let ev = NewEvent::new(
+        let event = NewEvent::new(
             now,
             EventKind::Applying,
             json!({"plan_hash": plan.hash, "summary": plan.summary}),
         )
-        .agent(&agent)
+        .agent(agent)
         .action(&decision.id)
         .change(&change_id);
-        // Claimed before the intent is written, so the reconciler never takes it for one a
-        // crash left behind.
-        let _in_flight = self.in_flight(&change_id);
+        Ok(Prepared {
+            now,
+            change_id,
+            snapshot,
+            baseline,
+            query_baseline,
+            intent,
+            event,
+        })
+    }
+
+    /// Step 7 for an allowed mutation, its verdict journaled already: snapshot, baseline,
+    /// journal the intent, apply, journal the outcome, start the bake. Returns whether the
+    /// change landed (and stays).
+    ///
+    /// The intent (`applying`) is durable before the provider is called, so a crash at any
+    /// point leaves a change the journal knows: on start, `reconcile` reads the resource
+    /// back and journals what actually happened.
+    async fn apply(
+        &self,
+        decision: &mut Decision,
+        provider: Arc<dyn Provider>,
+        plan: &Plan,
+    ) -> bool {
+        let prepared = match self.prepare(decision, &provider, plan).await {
+            Ok(p) => p,
+            Err((error, failed)) => {
+                decision.error = Some(error);
+                self.record_failure(failed).await;
+                return false;
+            }
+        };
+        let _in_flight = self.in_flight(&prepared.change_id);
         // A hands-off provider's apply changes nothing in the world (the caller carries the
         // action out after the answer, which is sent only once the outcome is journaled):
         // there is nothing for an intent to protect.
         if !provider.hands_off()
-            && let Err(e) = self.journal.put_change(intent, ev).await
+            && let Err(e) = self
+                .journal
+                .put_change(prepared.intent.clone(), prepared.event.clone())
+                .await
         {
             *decision = journal_down(decision.clone(), &e);
             return false;
         }
+        self.carry_out(decision, provider, plan, prepared).await
+    }
+
+    /// Applies a mutation whose intent is durable (or needs none), journals the outcome
+    /// and starts the bake. Returns whether the change landed (and stays).
+    async fn carry_out(
+        &self,
+        decision: &mut Decision,
+        provider: Arc<dyn Provider>,
+        plan: &Plan,
+        prepared: Prepared,
+    ) -> bool {
+        let Prepared {
+            now,
+            change_id,
+            snapshot,
+            baseline,
+            query_baseline,
+            intent,
+            ..
+        } = prepared;
+        let agent = decision.agent.clone();
+        let record = intent.record;
         let mut applied = match provider_fault("gate.before_apply") {
             Some(e) => Err(e),
             None => self.call(provider.apply(plan)).await,

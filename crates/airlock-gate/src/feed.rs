@@ -522,6 +522,62 @@ impl Journal for Notifying {
         drop(held);
         answered(rx.await)
     }
+    async fn put_changes(
+        &self,
+        before: Vec<NewEvent>,
+        changes: Vec<(ChangeRecord, NewEvent)>,
+    ) -> airlock_store::ChangesWritten {
+        let refused = |e: StoreError, n: usize| (Err(e.clone()), vec![Err(e); n]);
+        let checkpoint = before.iter().any(|e| e.kind == EventKind::Checkpoint);
+        if self.writer.is_none() || checkpoint {
+            // After every append queued before it, in one store call.
+            let _order = self.group.drain(|all| self.write_group(all)).await;
+            let (appended, changed) = self.inner.put_changes(before, changes).await;
+            for e in appended.iter().flatten().chain(changed.iter().flatten()) {
+                self.publish(e);
+            }
+            return (appended, changed);
+        }
+        // Refused on its own, never with the others of its group.
+        if let Err(e) = airlock_store::validate_batch(&before) {
+            return refused(e, changes.len());
+        }
+        // The batch is queued before its changes: the writer takes the changes first and
+        // then the appends, so a change it takes always has its batch in the same group
+        // (written first), or in one before it.
+        let appended = match self.group.enqueue(before) {
+            Ok(rx) => rx,
+            Err(e) => return refused(e, changes.len()),
+        };
+        let n = changes.len();
+        let mut replies = Vec::with_capacity(n);
+        let queued = self
+            .changes
+            .lock()
+            .map(|mut q| {
+                for (rec, ev) in changes {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    q.push((rec, ev, tx));
+                    replies.push(rx);
+                }
+            })
+            .is_ok();
+        if !queued {
+            // The batch is written by the next group; its changes are not.
+            let e = StoreError::Unavailable("the journal's queue is poisoned".into());
+            return (GroupCommit::answered(appended.await), vec![Err(e); n]);
+        }
+        if !self.wake_writer() {
+            let held = self.group.lock().await;
+            self.write_changes(&held).await;
+        }
+        let appended = GroupCommit::answered(appended.await);
+        let mut changed = Vec::with_capacity(replies.len());
+        for rx in replies {
+            changed.push(GroupCommit::answered(rx.await));
+        }
+        (appended, changed)
+    }
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await
     }

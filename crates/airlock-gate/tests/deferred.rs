@@ -6,21 +6,25 @@
 use airlock_core::{Event, EventKind, NewEvent};
 use airlock_gate::Notifying;
 use airlock_store::{
-    AgentRecord, ChangeRecord, EventQuery, Journal, SqliteJournal, StoreError, VerifyReport,
+    AgentRecord, ChangeRecord, ChangesWritten, EventQuery, Journal, SqliteJournal, StoreError,
+    VerifyReport,
 };
 use serde_json::json;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The real store behind a disk whose writes fail while `down` is set.
+/// The real store behind a disk whose writes fail while `down` is set, counting the
+/// writes it is asked for.
 struct Disk {
     inner: Arc<SqliteJournal>,
     down: AtomicBool,
+    writes: AtomicUsize,
 }
 
 impl Disk {
     fn check(&self) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Unavailable("disk I/O error".into()))
         } else {
@@ -59,6 +63,16 @@ impl Journal for Disk {
         self.check()?;
         self.inner.put_change(rec, ev).await
     }
+    async fn put_changes(
+        &self,
+        before: Vec<NewEvent>,
+        changes: Vec<(ChangeRecord, NewEvent)>,
+    ) -> ChangesWritten {
+        if let Err(e) = self.check() {
+            return (Err(e.clone()), vec![Err(e); changes.len()]);
+        }
+        self.inner.put_changes(before, changes).await
+    }
     async fn change(&self, id: &str) -> Result<Option<ChangeRecord>, StoreError> {
         self.inner.change(id).await
     }
@@ -82,6 +96,7 @@ async fn setup(max_queued: usize) -> Setup {
     let disk = Arc::new(Disk {
         inner: Arc::new(SqliteJournal::open(path.to_str().unwrap()).await.unwrap()),
         down: AtomicBool::new(false),
+        writes: AtomicUsize::new(0),
     });
     let mut journal = Notifying::new(disk.clone());
     let writer = journal.writer(max_queued);
@@ -284,4 +299,72 @@ async fn the_writer_answers_every_append_and_change_record_sent_at_once() {
         assert_eq!(rec.created_at, 1);
     }
     assert!(s.journal.verify().await.unwrap().ok());
+}
+
+/// Change `id` of action `act_{n}` as `applying`, with its event.
+fn intent(n: usize, id: &str) -> (ChangeRecord, NewEvent) {
+    let action = format!("act_{n}");
+    let rec = ChangeRecord {
+        id: id.to_string(),
+        action_id: action.clone(),
+        agent: "bot".into(),
+        status: airlock_core::ChangeStatus::Applying,
+        record: json!({"n": n}),
+        created_at: 1,
+        updated_at: 1,
+    };
+    let ev = NewEvent::new(1, EventKind::Applying, json!({"n": n}))
+        .agent("bot")
+        .action(&action)
+        .change(id);
+    (rec, ev)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_and_the_change_it_goes_with_reach_the_store_in_one_write_batch_first() {
+    let s = setup(0).await;
+    let writes = s.disk.writes.load(Ordering::SeqCst);
+    let (appended, changed) = s
+        .journal
+        .put_changes(read_records(7), vec![intent(7, "chg_7")])
+        .await;
+    assert_eq!(appended.unwrap().len(), 2);
+    let applying = changed.into_iter().next().unwrap().unwrap();
+    assert_eq!(
+        s.disk.writes.load(Ordering::SeqCst) - writes,
+        1,
+        "one write to the store for the batch and its change"
+    );
+    let stored = on_disk(&s).await;
+    let kinds: Vec<EventKind> = stored.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::Request, EventKind::Verdict, EventKind::Applying]
+    );
+    assert_eq!(stored[2].seq, stored[0].seq + 2);
+    assert_eq!(applying.seq, stored[2].seq);
+    let rec = s.journal.change("chg_7").await.unwrap().unwrap();
+    assert_eq!(rec.status, airlock_core::ChangeStatus::Applying);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_change_fails_alone_and_a_refused_batch_writes_nothing() {
+    let s = setup(0).await;
+    // The event names another change than its record: refused, the batch is written.
+    let (rec, ev) = intent(8, "chg_8");
+    let (appended, changed) = s
+        .journal
+        .put_changes(read_records(8), vec![(rec, ev.change("chg_other"))])
+        .await;
+    assert_eq!(appended.unwrap().len(), 2);
+    assert!(matches!(changed[0], Err(StoreError::Invalid(_))));
+    assert!(s.journal.change("chg_8").await.unwrap().is_none());
+    // A principal's event cannot be appended: neither the batch nor its change is written.
+    let mut bad = read_records(9);
+    bad.push(NewEvent::new(1, EventKind::Agent, json!({"n": 9})));
+    let (appended, changed) = s.journal.put_changes(bad, vec![intent(9, "chg_9")]).await;
+    assert!(appended.is_err());
+    assert!(changed[0].is_err());
+    assert!(s.journal.change("chg_9").await.unwrap().is_none());
+    assert_eq!(on_disk(&s).await.len(), 2);
 }
