@@ -382,6 +382,50 @@ async fn http_mcp_needs_an_agent_token_and_stdio_can_go_through_a_running_server
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
+    // With a token, a call is answered with a JSON body and no session to keep.
+    let post = |body: Value| {
+        server
+            .http
+            .post(format!("{}/mcp", server.url))
+            .header("accept", "application/json, text/event-stream")
+            .bearer_auth(&env.bot)
+            .json(&body)
+            .send()
+    };
+    let init = post(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "1"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(init.status().as_u16(), 200);
+    assert!(init.headers().get("mcp-session-id").is_none());
+    let resp = post(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "sim_describe", "arguments": {"target": "web"}}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["id"], 2, "{answer}");
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    let stream = server
+        .http
+        .get(format!("{}/mcp", server.url))
+        .header("accept", "text/event-stream")
+        .bearer_auth(&env.bot)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 405, "no stream without a session");
     // An operator may list but never act as an agent.
     let r = client(
         &env,
