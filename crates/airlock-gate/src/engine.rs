@@ -15,7 +15,7 @@ use airlock_core::{
 use airlock_store::{AgentRecord, ChangeRecord, Journal, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -45,6 +45,11 @@ pub struct GateConfig {
     /// Guard profiles by name: the limits and anomaly settings of agents whose token was
     /// created with that profile (`[profile.NAME]`).
     pub profiles: BTreeMap<String, Profile>,
+    /// How long a resolved token is trusted without reading it again, in milliseconds (`0`:
+    /// every request reads it). A token issued, re-keyed or revoked through this gate is
+    /// read again at once; one revoked by another process (the CLI on the same file,
+    /// another replica) stops working within this time.
+    pub token_cache_ms: u64,
 }
 
 /// One agent class's guards (`[profile.NAME]`): what `guards` and `anomaly` are for the
@@ -68,6 +73,7 @@ impl Default for GateConfig {
             redact: Redactor::default(),
             anomaly: crate::behaviour::AnomalyConfig::default(),
             profiles: BTreeMap::new(),
+            token_cache_ms: 0,
         }
     }
 }
@@ -501,6 +507,8 @@ pub struct Gate {
     handoffs: Mutex<BTreeMap<(String, String), (String, i64)>>,
     /// The profile each authenticated agent's guards were last set from.
     agent_profiles: Mutex<BTreeMap<String, Option<String>>>,
+    /// Tokens resolved lately, by hash (`GateConfig::token_cache_ms`).
+    tokens: Mutex<HashMap<String, KnownToken>>,
     pub(crate) bakes: Mutex<Bakes>,
     /// Changes this process is applying or reverting right now: their intents are not
     /// open for the reconciler.
@@ -531,6 +539,19 @@ pub struct Gate {
     /// Budgets other replicas' verdicts spent, by action, until their change fails or ages out.
     pub(crate) foreign_spends: Mutex<BTreeMap<String, crate::sync::ForeignSpend>>,
 }
+
+/// A token the gate resolved: to whom, when, and after how many principal writes.
+#[derive(Clone)]
+struct KnownToken {
+    name: String,
+    kind: String,
+    profile: Option<String>,
+    at: Timestamp,
+    writes: u64,
+}
+
+/// Past this many remembered tokens the gate forgets them all and reads each again.
+const TOKENS_KEPT: usize = 4096;
 
 /// How a quarantine's breaker reason begins (an operator's freeze says `frozen by`).
 pub const QUARANTINE: &str = "quarantined";
@@ -574,6 +595,7 @@ impl Gate {
             approvals: Mutex::new(BTreeMap::new()),
             permits: Mutex::new(BTreeMap::new()),
             agent_profiles: Mutex::new(BTreeMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             handoffs: Mutex::new(BTreeMap::new()),
             bakes: Mutex::new(Bakes::default()),
             in_flight: Mutex::new(std::collections::BTreeSet::new()),
@@ -633,22 +655,55 @@ impl Gate {
         revoke_token(self.journal.as_ref(), self.clock.now(), name, by).await
     }
 
-    /// Resolves a bearer token to a principal.
+    /// Resolves a bearer token to a principal. A token resolved less than
+    /// `token_cache_ms` ago, with no principal written through this gate since, is not
+    /// read again.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, GateError> {
-        match self
-            .journal
-            .principal_by_token_hash(&token_hash(token))
-            .await?
-        {
+        let hash = token_hash(token);
+        let ttl = self.config.token_cache_ms as i64;
+        // Read before the lookup: a write that ends after it makes this lookup's answer stale.
+        let writes = self.tracked.principal_writes();
+        if ttl > 0 {
+            let now = self.clock.now();
+            let known = lock(&self.tokens)
+                .get(&hash)
+                .filter(|k| k.writes == writes && (k.at..k.at + ttl).contains(&now))
+                .cloned();
+            if let Some(k) = known {
+                return Ok(self.principal(k.name, &k.kind, k.profile.as_deref()));
+            }
+        }
+        match self.journal.principal_by_token_hash(&hash).await? {
             Some(p) if !p.revoked => {
-                let kind = PrincipalKind2::parse(&p.kind);
-                if kind == PrincipalKind2::Agent {
-                    self.use_profile(&p.name, p.profile.as_deref());
+                if ttl > 0 {
+                    let mut tokens = lock(&self.tokens);
+                    if tokens.len() >= TOKENS_KEPT {
+                        tokens.clear();
+                    }
+                    tokens.insert(
+                        hash,
+                        KnownToken {
+                            name: p.name.clone(),
+                            kind: p.kind.clone(),
+                            profile: p.profile.clone(),
+                            at: self.clock.now(),
+                            writes,
+                        },
+                    );
                 }
-                Ok(Principal { name: p.name, kind })
+                Ok(self.principal(p.name, &p.kind, p.profile.as_deref()))
             }
             _ => Err(GateError::Unauthenticated),
         }
+    }
+
+    /// The principal a token resolved to; an agent's guards follow its profile.
+    fn principal(&self, name: String, kind: &str, profile: Option<&str>) -> Principal {
+        let kind = PrincipalKind2::parse(kind);
+        if kind == PrincipalKind2::Agent {
+            self.use_profile(&name, profile);
+        }
+        Principal { name, kind }
     }
 
     /// Applies an agent's profile to its guards and anomaly settings (the common ones when

@@ -17,6 +17,9 @@ pub struct Tracked {
     failures: AtomicU64,
     /// The replica whose changes these are: stamped on every change record written here.
     owner: std::sync::OnceLock<String>,
+    /// Principal writes made through this journal (issued, re-keyed, revoked tokens), counted
+    /// once each has ended: what a token resolved before the count moved may be stale.
+    principal_writes: AtomicU64,
 }
 
 impl Tracked {
@@ -27,7 +30,14 @@ impl Tracked {
             failing: Mutex::new(None),
             failures: AtomicU64::new(0),
             owner: std::sync::OnceLock::new(),
+            principal_writes: AtomicU64::new(0),
         }
+    }
+
+    /// How many principal writes through this journal have ended; it moves after each one
+    /// (stored or not), so a lookup made before it moved may have read the old row.
+    pub fn principal_writes(&self) -> u64 {
+        self.principal_writes.load(Ordering::SeqCst)
     }
 
     /// `Err(why)` while the last write failed; `Ok` once one succeeds again.
@@ -120,6 +130,7 @@ impl Journal for Tracked {
     }
     async fn put_principal(&self, rec: AgentRecord, ev: NewEvent) -> Result<Event, StoreError> {
         let r = self.inner.put_principal(rec, ev).await;
+        self.principal_writes.fetch_add(1, Ordering::SeqCst);
         self.note("principal", r)
     }
     async fn principal_by_token_hash(

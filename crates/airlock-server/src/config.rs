@@ -209,6 +209,11 @@ pub struct RawServer {
     pub poll_interval_ms: u64,
     /// Longest `?wait=true` may block, in seconds.
     pub max_wait_s: u64,
+    /// How long a resolved bearer token is trusted before it is read again, in
+    /// milliseconds; `0` reads it on every request. A token revoked through this server
+    /// stops working at once; one revoked by another process (`airlock token revoke` on
+    /// the same file, another replica) within this time.
+    pub token_cache_ms: u64,
 }
 
 impl Default for RawServer {
@@ -219,6 +224,7 @@ impl Default for RawServer {
             provider_timeout_ms: 10_000,
             poll_interval_ms: 1000,
             max_wait_s: 600,
+            token_cache_ms: 1000,
         }
     }
 }
@@ -391,6 +397,7 @@ pub struct Config {
     pub provider_timeout_ms: u64,
     pub poll_interval_ms: u64,
     pub max_wait_s: u64,
+    pub token_cache_ms: u64,
     pub store: String,
     /// Deferred read records that may wait at once (`0`: reads are journaled before they
     /// are answered).
@@ -534,6 +541,9 @@ impl RawConfig {
         }
         if !(10..=60_000).contains(&self.server.poll_interval_ms) {
             problems.push("server.poll_interval_ms: must be within 10..60000".into());
+        }
+        if self.server.token_cache_ms > 60_000 {
+            problems.push("server.token_cache_ms: must be within 0..60000".into());
         }
         if self.store.url.trim().is_empty() {
             problems.push("store.url: must not be empty".into());
@@ -714,6 +724,7 @@ impl RawConfig {
                 provider_timeout_ms: self.server.provider_timeout_ms,
                 poll_interval_ms: self.server.poll_interval_ms,
                 max_wait_s: self.server.max_wait_s,
+                token_cache_ms: self.server.token_cache_ms,
                 store: self.store.url,
                 read_audit_max_queued: match self.store.read_audit {
                     ReadAudit::Deferred => self.store.read_audit_max_queued,

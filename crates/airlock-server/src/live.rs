@@ -497,6 +497,7 @@ pub async fn build(config: &Config) -> Result<(AppState, Option<SimHandle>), Ser
             redact: config.redact.clone(),
             anomaly: config.anomaly.clone(),
             profiles: config.profiles.clone(),
+            token_cache_ms: config.token_cache_ms,
         },
     ));
     let (stop, shutdown) = tokio::sync::watch::channel(false);
