@@ -369,6 +369,21 @@ pub trait SignalSource: Send + Sync {
     }
 }
 
+/// A source with no series at all: every service's signals are missing. For a gate over
+/// resources no signal watches (a coding agent's commands and edits, a gate kept for its
+/// kill switch and breakers).
+pub struct NoSignals;
+
+#[async_trait::async_trait]
+impl SignalSource for NoSignals {
+    async fn read(&self, _: &str) -> Result<Option<Counters>, String> {
+        Ok(None)
+    }
+    async fn recent(&self, _: &str, _: u64) -> Result<Option<Sample>, String> {
+        Ok(None)
+    }
+}
+
 /// An SLO rule on a query's value (`[[slo]]`), e.g. an error ratio `<= 0.01`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,6 +8,7 @@
 #![cfg(test)]
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+use airlock_core::slo::NoSignals;
 use airlock_core::{ActionRequest, EventKind, ManualClock, PolicyEngine, Provider, VerdictKind};
 use airlock_gate::{Gate, GateConfig, GateError, Principal, PrincipalKind2};
 use airlock_shell::hook::{HookEvent, HookProvider, requests};
@@ -18,19 +19,6 @@ use tempfile::TempDir;
 
 /// 2026-01-01T00:00:00Z.
 const START: i64 = 1_767_225_600_000;
-
-/// The hook's resources have no health series: nothing is ever read from here.
-struct NoSignals;
-
-#[async_trait::async_trait]
-impl airlock_core::slo::SignalSource for NoSignals {
-    async fn read(&self, _: &str) -> Result<Option<airlock_core::slo::Counters>, String> {
-        Ok(None)
-    }
-    async fn recent(&self, _: &str, _: u64) -> Result<Option<airlock_core::slo::Sample>, String> {
-        Ok(None)
-    }
-}
 
 struct Fixture {
     _dir: TempDir,
@@ -57,6 +45,7 @@ async fn fixture_with(config: GateConfig) -> Fixture {
     let gate = Arc::new(Gate::new(
         journal.clone(),
         providers,
+        // The hook's resources have no health series: nothing is ever read.
         Arc::new(NoSignals),
         Arc::new(PolicyEngine::default_pack().unwrap()),
         Arc::new(clock.clone()),

@@ -5,6 +5,7 @@
 #![cfg(test)]
 #![allow(clippy::unwrap_used, reason = "test code")]
 
+use airlock_core::slo::NoSignals;
 use airlock_core::{ManualClock, PolicyEngine};
 use airlock_gate::{Gate, GateConfig, GateError, PrincipalKind2};
 use airlock_store::{Journal, SqliteJournal};
@@ -13,18 +14,6 @@ use tempfile::TempDir;
 
 /// 2026-01-01T00:00:00Z.
 const START: i64 = 1_767_225_600_000;
-
-struct NoSignals;
-
-#[async_trait::async_trait]
-impl airlock_core::slo::SignalSource for NoSignals {
-    async fn read(&self, _: &str) -> Result<Option<airlock_core::slo::Counters>, String> {
-        Ok(None)
-    }
-    async fn recent(&self, _: &str, _: u64) -> Result<Option<airlock_core::slo::Sample>, String> {
-        Ok(None)
-    }
-}
 
 struct Fixture {
     _dir: TempDir,
@@ -60,6 +49,12 @@ async fn fixture(token_cache_ms: u64) -> Fixture {
     }
 }
 
+impl Fixture {
+    async fn issue(&self, name: &str, kind: PrincipalKind2) -> String {
+        self.gate.issue_token(name, kind).await.unwrap()
+    }
+}
+
 fn refused(r: Result<airlock_gate::Principal, GateError>) -> bool {
     matches!(r, Err(GateError::Unauthenticated))
 }
@@ -67,11 +62,7 @@ fn refused(r: Result<airlock_gate::Principal, GateError>) -> bool {
 #[tokio::test]
 async fn a_token_revoked_elsewhere_stops_working_once_the_cache_time_is_up() {
     let f = fixture(1000).await;
-    let token = f
-        .gate
-        .issue_token("bot", PrincipalKind2::Agent)
-        .await
-        .unwrap();
+    let token = f.issue("bot", PrincipalKind2::Agent).await;
     let who = f.gate.authenticate(&token).await.unwrap();
     assert_eq!(who.name, "bot");
     assert_eq!(who.kind, PrincipalKind2::Agent);
@@ -92,16 +83,8 @@ async fn a_token_revoked_elsewhere_stops_working_once_the_cache_time_is_up() {
 #[tokio::test]
 async fn a_token_revoked_or_rekeyed_through_the_gate_is_read_again_at_once() {
     let f = fixture(60_000).await;
-    let bot = f
-        .gate
-        .issue_token("bot", PrincipalKind2::Agent)
-        .await
-        .unwrap();
-    let op = f
-        .gate
-        .issue_token("op", PrincipalKind2::Operator)
-        .await
-        .unwrap();
+    let bot = f.issue("bot", PrincipalKind2::Agent).await;
+    let op = f.issue("op", PrincipalKind2::Operator).await;
     assert_eq!(f.gate.authenticate(&bot).await.unwrap().name, "bot");
     let admin = f.gate.authenticate(&op).await.unwrap();
     assert_eq!(admin.kind, PrincipalKind2::Operator);
@@ -112,11 +95,7 @@ async fn a_token_revoked_or_rekeyed_through_the_gate_is_read_again_at_once() {
     assert_eq!(f.gate.authenticate(&op).await.unwrap().name, "op");
 
     // Re-keyed through the gate: the old token is refused at once, the new one works.
-    let op2 = f
-        .gate
-        .issue_token("op", PrincipalKind2::Operator)
-        .await
-        .unwrap();
+    let op2 = f.issue("op", PrincipalKind2::Operator).await;
     assert!(refused(f.gate.authenticate(&op).await), "re-keyed here");
     assert_eq!(f.gate.authenticate(&op2).await.unwrap().name, "op");
 }
@@ -124,11 +103,7 @@ async fn a_token_revoked_or_rekeyed_through_the_gate_is_read_again_at_once() {
 #[tokio::test]
 async fn without_a_cache_every_request_reads_its_token() {
     let f = fixture(0).await;
-    let token = f
-        .gate
-        .issue_token("bot", PrincipalKind2::Agent)
-        .await
-        .unwrap();
+    let token = f.issue("bot", PrincipalKind2::Agent).await;
     assert_eq!(f.gate.authenticate(&token).await.unwrap().name, "bot");
     airlock_gate::revoke_token(&f.other, START, "bot", "cli")
         .await
@@ -139,11 +114,7 @@ async fn without_a_cache_every_request_reads_its_token() {
 #[tokio::test]
 async fn a_clock_that_steps_back_does_not_keep_a_token_longer() {
     let f = fixture(1000).await;
-    let token = f
-        .gate
-        .issue_token("bot", PrincipalKind2::Agent)
-        .await
-        .unwrap();
+    let token = f.issue("bot", PrincipalKind2::Agent).await;
     f.clock.advance(5000);
     f.gate.authenticate(&token).await.unwrap();
     airlock_gate::revoke_token(&f.other, START, "bot", "cli")

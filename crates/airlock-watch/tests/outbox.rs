@@ -8,7 +8,7 @@
 //! behind" (an outside review of alerting).
 #![cfg(test)]
 
-use airlock_core::slo::{Counters, Sample, SignalSource};
+use airlock_core::slo::NoSignals;
 use airlock_core::{Event, EventKind, ManualClock, NewEvent, PolicyEngine};
 use airlock_gate::{Gate, GateConfig, Notifying};
 use airlock_store::{EventQuery, Journal, SqliteJournal};
@@ -68,19 +68,6 @@ impl Receiver {
     }
 }
 
-/// No signals: the gate is here for its kill switch and breakers only.
-struct NoSignals;
-
-#[async_trait::async_trait]
-impl SignalSource for NoSignals {
-    async fn read(&self, _: &str) -> Result<Option<Counters>, String> {
-        Ok(None)
-    }
-    async fn recent(&self, _: &str, _: u64) -> Result<Option<Sample>, String> {
-        Ok(None)
-    }
-}
-
 fn receiver(url: &str, max_attempts: u32) -> AlertConfig {
     AlertConfig {
         name: "pager".into(),
@@ -116,6 +103,7 @@ impl Outbox {
         let gate = Arc::new(Gate::new(
             journal.clone() as Arc<dyn Journal>,
             Vec::new(),
+            // No signals: the gate is here for its kill switch and breakers only.
             Arc::new(NoSignals),
             Arc::new(PolicyEngine::default_pack().unwrap()),
             Arc::new(clock.clone()),
