@@ -663,8 +663,9 @@ impl Gate {
         let ttl = self.config.token_cache_ms as i64;
         // Read before the lookup: a write that ends after it makes this lookup's answer stale.
         let writes = self.tracked.principal_writes();
+        // Also when it was read: the row is no newer than this.
+        let now = self.clock.now();
         if ttl > 0 {
-            let now = self.clock.now();
             let known = lock(&self.tokens)
                 .get(&hash)
                 .filter(|k| k.writes == writes && (k.at..k.at + ttl).contains(&now))
@@ -686,7 +687,7 @@ impl Gate {
                             name: p.name.clone(),
                             kind: p.kind.clone(),
                             profile: p.profile.clone(),
-                            at: self.clock.now(),
+                            at: now,
                             writes,
                         },
                     );
