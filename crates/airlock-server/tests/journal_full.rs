@@ -4,7 +4,7 @@
 // Marks the whole file as test code, so helpers outside `#[test]` fns may unwrap too.
 #![cfg(test)]
 
-use airlock_core::slo::{Counters, Sample, SignalSource};
+use airlock_core::slo::NoSignals;
 use airlock_core::{EventKind, NewEvent, PolicyEngine};
 use airlock_gate::{DoorConfig, FrontDoor, Gate, GateConfig, Notifying, PrincipalKind2};
 use airlock_server::{AppState, app};
@@ -13,18 +13,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use std::sync::Arc;
 use tower::ServiceExt;
-
-struct NoSignals;
-
-#[async_trait::async_trait]
-impl SignalSource for NoSignals {
-    async fn read(&self, _service: &str) -> Result<Option<Counters>, String> {
-        Ok(None)
-    }
-    async fn recent(&self, _service: &str, _window_s: u64) -> Result<Option<Sample>, String> {
-        Ok(None)
-    }
-}
 
 async fn readyz(state: &AppState) -> StatusCode {
     app(state.clone())
